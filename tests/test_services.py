@@ -1,0 +1,66 @@
+"""The servers under the tests are real PostgreSQL and Redis, and faults are real signals."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from django.db import connection
+
+
+@pytest.mark.django_db
+def test_database_is_real_postgresql() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        (version,) = cursor.fetchone()
+    assert version.startswith("PostgreSQL ")
+    assert connection.vendor == "postgresql"
+
+
+def test_cache_redis_is_a_real_server(redis_control) -> None:
+    client = redis.Redis.from_url(redis_control.url)
+    info = client.info("server")
+    assert info["redis_version"].split(".")[0] in {"6", "7", "8"}
+    assert info["process_id"] == redis_control.pid()
+    # The cache runs without persistence (DESIGN I9): a restart can only come back empty.
+    assert client.config_get("save")["save"] == ""
+    assert client.config_get("appendonly")["appendonly"] == "no"
+
+
+def test_paused_cache_times_out_and_recovers_after_resume(redis_control) -> None:
+    client = redis.Redis.from_url(redis_control.url, socket_timeout=0.3,
+                                  retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+    client.set("probe", "1")
+    redis_control.pause()
+    started = time.monotonic()
+    with pytest.raises(redis.exceptions.TimeoutError):
+        client.get("probe")
+    assert time.monotonic() - started < 2
+    redis_control.resume()
+    assert client.get("probe") == b"1"
+
+
+def test_killed_cache_restarts_empty_on_the_same_address(redis_control) -> None:
+    client = redis.Redis.from_url(redis_control.url, socket_timeout=0.5,
+                                  retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+    client.set("probe", "1")
+    old_pid = redis_control.pid()
+    redis_control.kill()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        client.get("probe")
+    assert redis_control.start() is True
+    assert redis_control.pid() != old_pid
+    assert client.get("probe") is None
+
+
+def test_broker_is_a_separate_process_from_the_cache(redis_control, celery_app) -> None:
+    broker = celery_app.connection_for_write()
+    redis_control.kill()
+    try:
+        broker.ensure_connection(max_retries=1)
+        channel = broker.default_channel
+        channel.client.ping()
+    finally:
+        broker.release()
+        redis_control.start()
