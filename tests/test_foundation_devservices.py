@@ -166,3 +166,24 @@ def test_postgres_is_reused_by_a_later_command_and_stopped_cleanly(run_dir: Path
         server.stop()
     assert not server.is_running()
     assert not pid_alive(pid)
+
+
+@pytest.mark.slow
+def test_postgres_killed_by_sigkill_is_restarted_on_the_same_data(run_dir: Path) -> None:
+    server = PostgresServer(run_dir)
+    try:
+        server.start()
+        server.psql("CREATE TABLE survivor (id int); INSERT INTO survivor VALUES (42)")
+        pid = server._postmaster().pid
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: not pid_alive(pid), timeout=10)
+        # Its postmaster.pid and socket lock file stay behind, naming a dead (or zombie) pid.
+        assert (server.pgdata / "postmaster.pid").exists()
+        assert not server.is_running()
+
+        assert server.start() is True
+        assert server._postmaster().pid != pid
+        assert "42" in server.psql("SELECT id FROM survivor")
+    finally:
+        server.stop()
+    assert not server.is_running()
