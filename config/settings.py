@@ -128,6 +128,30 @@ SYNC_KEY_PREFIX = env.str("SYNC_KEY_PREFIX", default="syncops")
 # key for blind indexes. Placeholders until the security issue lands; production requires them.
 SYNC_ENCRYPTION_KEYS = env.str("SYNC_ENCRYPTION_KEYS", default="")
 SYNC_HMAC_KEY = env.str("SYNC_HMAC_KEY", default="")
+# Degraded mode: after a Redis timeout/connection error the breaker sends callers straight to
+# PostgreSQL for this many seconds, then lets one probe through.
+SYNC_BREAKER_COOLDOWN = env.float("SYNC_BREAKER_COOLDOWN", default=1.0)
+# How often each process re-reads the outage fence (DESIGN I9), seconds.
+SYNC_FENCE_REFRESH = env.float("SYNC_FENCE_REFRESH", default=0.1)
+# Fill leases on a cache miss: how long one filler holds it, how long others wait for it.
+SYNC_LEASE_MS = env.int("SYNC_LEASE_MS", default=2000)
+SYNC_LEASE_WAIT = env.float("SYNC_LEASE_WAIT", default=0.05)
+# Replay of sync_retry_queue: batch, claim lease, backoff (base · 2^attempts, capped, jittered)
+# and the attempt after which an intent is dead (and alerted on).
+SYNC_REPLAY_BATCH = env.int("SYNC_REPLAY_BATCH", default=1000)
+SYNC_REPLAY_LEASE = env.float("SYNC_REPLAY_LEASE", default=30.0)
+SYNC_REPLAY_BACKOFF_BASE = env.float("SYNC_REPLAY_BACKOFF_BASE", default=1.0)
+SYNC_REPLAY_BACKOFF_CAP = env.float("SYNC_REPLAY_BACKOFF_CAP", default=300.0)
+SYNC_REPLAY_MAX_ATTEMPTS = env.int("SYNC_REPLAY_MAX_ATTEMPTS", default=15)
+SYNC_REPLAY_INTERVAL = env.float("SYNC_REPLAY_INTERVAL", default=5.0)
+# Tombstones outlive the longest replay backoff many times over (a late write cannot resurrect).
+SYNC_TOMBSTONE_TTL = env.int("SYNC_TOMBSTONE_TTL", default=24 * 3600)
+SYNC_WARM_BATCH = env.int("SYNC_WARM_BATCH", default=2000)
+
+CELERY_BEAT_SCHEDULE = {
+    "sync-replay": {"task": "sync.tasks.replay", "schedule": SYNC_REPLAY_INTERVAL},
+    "sync-verify-hourly": {"task": "sync.tasks.verify", "schedule": 3600.0},
+}
 
 # --------------------------------------------------------------------------- mail, metrics
 

@@ -5,3 +5,8 @@ class SyncConfig(AppConfig):
     name = "sync"
     verbose_name = "Sync engine"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from sync.cache import signals
+
+        signals.connect()

@@ -1,0 +1,60 @@
+"""Payload encoding of a cached row.
+
+A payload is the JSON list of the declared fields' values in declaration order; decoding goes
+through each field's ``to_python`` so a cached instance holds the same types as one loaded from
+PostgreSQL. Tier 2/3 payloads are encrypted by ``sync.cache.tiers`` (when declared).
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sync.cache.declaration import Tier
+from sync.cache.exceptions import SyncError
+
+if TYPE_CHECKING:
+    from sync.cache.declaration import SyncSpec
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    msg = f"cannot cache a value of type {type(value).__name__}"
+    raise TypeError(msg)
+
+
+def encode_values(values: list[Any] | tuple[Any, ...]) -> bytes:
+    return json.dumps(values, default=_default, separators=(",", ":")).encode()
+
+
+def decode_values(spec: SyncSpec, payload: bytes) -> list[Any]:
+    raw = json.loads(payload)
+    return [to_python(value) for to_python, value in zip(spec.to_python, raw, strict=True)]
+
+
+def seal(spec: SyncSpec, key: str, version: int, values: list[Any] | tuple[Any, ...]
+         ) -> tuple[bytes, str]:
+    """The stored form of a row's values, and the id of the key that protects it."""
+    payload = encode_values(values)
+    if spec.tier == Tier.PUBLIC:
+        return payload, ""
+    msg = f"{spec.label}: tier {spec.tier.name} payloads need sync.cache.tiers (not configured)"
+    raise SyncError(msg)
+
+
+def unseal(spec: SyncSpec, key: str, version: int, payload: bytes, key_id: bytes | str
+           ) -> list[Any]:
+    if spec.tier == Tier.PUBLIC:
+        return decode_values(spec, payload)
+    msg = f"{spec.label}: tier {spec.tier.name} payloads need sync.cache.tiers (not configured)"
+    raise SyncError(msg)

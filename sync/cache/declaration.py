@@ -1,0 +1,81 @@
+"""Declaring a model as synced: one ``@synced(...)`` next to the model.
+
+The declaration names the tier, the fields that go into the cached payload, the TTL and the
+key prefix; the registry it fills is what the writer, replay, warming, verification and the
+repository look models up in.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sync.cache.exceptions import NotSyncedError
+
+if TYPE_CHECKING:
+    from django.db import models
+
+
+class Tier(enum.IntEnum):
+    PUBLIC = 1  # plaintext (catalog)
+    SENSITIVE = 2  # AES-256-GCM encrypted payload (orders)
+    PII = 3  # blind indexes + encrypted remainder (customers)
+
+
+@dataclass(frozen=True)
+class SyncSpec:
+    model: type[models.Model]
+    tier: Tier
+    fields: tuple[str, ...]
+    ttl: int  # seconds; each write adds up to `ttl_jitter` of it at random
+    ttl_jitter: float = 0.1
+    pii_fields: tuple[str, ...] = ()
+    prefix: str | None = None  # defaults to settings.SYNC_KEY_PREFIX
+    attnames: tuple[str, ...] = field(init=False)
+    to_python: tuple = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        meta = self.model._meta
+        model_fields = [meta.get_field(name) for name in self.fields]
+        object.__setattr__(self, "attnames", tuple(f.attname for f in model_fields))
+        object.__setattr__(self, "to_python", tuple(f.to_python for f in model_fields))
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label_lower
+
+
+_registry: dict[str, SyncSpec] = {}
+
+
+def synced(*, tier: Tier = Tier.PUBLIC, fields: tuple[str, ...] | list[str], ttl: int = 3600,
+           ttl_jitter: float = 0.1, pii_fields: tuple[str, ...] = (), prefix: str | None = None):
+    """Class decorator: register a ``SyncedModel`` subclass with the sync engine."""
+
+    def register(model: type[models.Model]) -> type[models.Model]:
+        from sync.models import SyncedModel
+
+        if not issubclass(model, SyncedModel):
+            msg = f"{model.__name__} must subclass sync.models.SyncedModel to be synced"
+            raise TypeError(msg)
+        spec = SyncSpec(model=model, tier=tier, fields=tuple(fields), ttl=ttl,
+                        ttl_jitter=ttl_jitter, pii_fields=tuple(pii_fields), prefix=prefix)
+        _registry[spec.label] = spec
+        return model
+
+    return register
+
+
+def spec_for(model_or_label: type[models.Model] | str) -> SyncSpec:
+    label = model_or_label if isinstance(model_or_label, str) else (
+        model_or_label._meta.label_lower)
+    try:
+        return _registry[label.lower()]
+    except KeyError:
+        msg = f"{label} is not a synced model (declare it with @synced)"
+        raise NotSyncedError(msg) from None
+
+
+def synced_models() -> list[SyncSpec]:
+    return sorted(_registry.values(), key=lambda spec: spec.label)

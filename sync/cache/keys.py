@@ -1,0 +1,25 @@
+"""Cache keys: ``<prefix>:<app_label>.<model>:<pk>``; one key per row, one key per script."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+
+def prefix() -> str:
+    return settings.SYNC_KEY_PREFIX
+
+
+def cache_key(label: str, pk: object) -> str:
+    return f"{settings.SYNC_KEY_PREFIX}:{label}:{pk}"
+
+
+def model_pattern(label: str) -> str:
+    return f"{settings.SYNC_KEY_PREFIX}:{label}:*"
+
+
+def fence_key() -> str:
+    return f"{settings.SYNC_KEY_PREFIX}:__fence__"
+
+
+def pk_from_key(key: str, label: str) -> str:
+    return key[len(settings.SYNC_KEY_PREFIX) + len(label) + 2:]

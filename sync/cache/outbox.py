@@ -1,0 +1,215 @@
+"""The transactional outbox, ``sync_retry_queue`` (DESIGN I3), seen from Python.
+
+The triggers write intents; this module reads them with the rows they point at, turns them into
+Redis writes, and completes or fails them. Completion is conditional on the version written, so
+an intent that a newer transaction bumped meanwhile survives for its own write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+
+from sync.cache.codec import seal
+from sync.cache.declaration import SyncSpec
+from sync.cache.keys import cache_key
+from sync.cache.store import CacheWrite, ttl_ms
+from sync.redaction import redact
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RowState:
+    """What Redis must hold for one key: the row's values, or a tombstone at ``version``."""
+
+    label: str
+    pk: str
+    version: int
+    values: tuple[Any, ...] | None  # None: the row is gone, write a tombstone
+
+    def to_write(self, spec: SyncSpec) -> CacheWrite:
+        key = cache_key(self.label, self.pk)
+        if self.values is None:
+            return CacheWrite(key, self.version, b"", "", True,
+                              int(settings.SYNC_TOMBSTONE_TTL * 1000))
+        payload, key_id = seal(spec, key, self.version, self.values)
+        return CacheWrite(key, self.version, payload, key_id, False,
+                          ttl_ms(spec.ttl, spec.ttl_jitter))
+
+
+def converters_for(spec: SyncSpec, using: str):
+    conn = connections[using]
+    converters = []
+    for name in spec.fields:
+        field = spec.model._meta.get_field(name)
+        from_db = getattr(field, "from_db_value", None)
+        converters.append((lambda v, f=from_db: f(v, None, conn)) if from_db else None)
+    return converters
+
+
+def convert_row(values: Iterable[Any], converters) -> tuple[Any, ...]:
+    return tuple(c(v) if c else v for v, c in zip(values, converters, strict=True))
+
+
+def select_columns(spec: SyncSpec) -> str:
+    meta = spec.model._meta
+    return ", ".join(f't."{meta.get_field(name).column}"' for name in spec.fields)
+
+
+def intent_states(spec: SyncSpec, pks: Iterable[object], using: str = "default") -> list[RowState]:
+    """Pending intents for these pks joined with their rows' current state (one query)."""
+    meta = spec.model._meta
+    conn = connections[using]
+    pk_type = meta.pk.rel_db_type(conn)
+    sql = (
+        f"SELECT q.object_pk, q.version, t.version, {select_columns(spec)} "  # noqa: S608
+        f"FROM sync_retry_queue q LEFT JOIN {conn.ops.quote_name(meta.db_table)} t "
+        f"ON t.{conn.ops.quote_name(meta.pk.column)} = q.object_pk::{pk_type} "
+        "WHERE q.model = %s AND q.object_pk = ANY(%s)"
+    )
+    converters = converters_for(spec, using)
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [spec.label, [str(pk) for pk in pks]])
+        rows = cursor.fetchall()
+    return [
+        RowState(spec.label, pk, intent_version, None) if row_version is None
+        else RowState(spec.label, pk, row_version, convert_row(values, converters))
+        for pk, intent_version, row_version, *values in rows
+    ]
+
+
+def row_states(spec: SyncSpec, pks: list[str], tombstone_versions: dict[str, int],
+               using: str = "default") -> list[RowState]:
+    """Current state of these rows; absent ones become tombstones at the given versions."""
+    meta = spec.model._meta
+    conn = connections[using]
+    pk_type = meta.pk.rel_db_type(conn)
+    sql = (
+        f"SELECT t.{conn.ops.quote_name(meta.pk.column)}::text, t.version, {select_columns(spec)} "  # noqa: S608
+        f"FROM {conn.ops.quote_name(meta.db_table)} t "
+        f"WHERE t.{conn.ops.quote_name(meta.pk.column)} = ANY(%s::{pk_type}[])"
+    )
+    converters = converters_for(spec, using)
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [pks])
+        found = {pk: (version, values) for pk, version, *values in cursor.fetchall()}
+    states = []
+    for pk in pks:
+        if pk in found:
+            version, values = found[pk]
+            states.append(RowState(spec.label, pk, version, convert_row(values, converters)))
+        else:
+            states.append(RowState(spec.label, pk, tombstone_versions[pk], None))
+    return states
+
+
+def complete(states: list[RowState], using: str = "default") -> int:
+    """Delete the intents these writes satisfied (unless a newer version arrived meanwhile)."""
+    if not states:
+        return 0
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM sync_retry_queue q "
+            "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
+            "WHERE q.model = d.model AND q.object_pk = d.pk AND q.version <= d.version",
+            [[s.label for s in states], [s.pk for s in states], [s.version for s in states]],
+        )
+        return cursor.rowcount
+
+
+def fail(states: list[RowState], error: str, using: str = "default") -> tuple[dict[str, int], int]:
+    """Record a failed attempt: bump each model's outage epoch and tag the intents with it.
+
+    One statement, so the bump and the tags commit together (the fence relies on it). Returns
+    the new epochs per model and how many intents went dead.
+    """
+    if not states:
+        return {}, 0
+    labels = sorted({s.label for s in states})
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            """
+            WITH bumped AS (
+                INSERT INTO sync_fence AS f (model, epoch, updated_at)
+                SELECT m, 1, now() FROM unnest(%s::text[]) AS m
+                ON CONFLICT (model) DO UPDATE SET epoch = f.epoch + 1, updated_at = now()
+                RETURNING f.model, f.epoch
+            )
+            UPDATE sync_retry_queue q SET
+                attempts = q.attempts + 1,
+                epoch = b.epoch,
+                last_error = %s,
+                status = CASE WHEN q.attempts + 1 >= %s THEN 'dead' ELSE 'pending' END,
+                next_attempt_at = now() + make_interval(secs => least(
+                    %s::float * power(2, q.attempts), %s::float) * (0.5 + random() / 2)),
+                updated_at = now()
+            FROM bumped b, unnest(%s::text[], %s::text[]) AS d(model, pk)
+            WHERE q.model = d.model AND q.object_pk = d.pk AND b.model = d.model
+            RETURNING q.model, q.object_pk, q.status, b.epoch
+            """,
+            [labels, redact(error)[:1000], settings.SYNC_REPLAY_MAX_ATTEMPTS,
+             settings.SYNC_REPLAY_BACKOFF_BASE, settings.SYNC_REPLAY_BACKOFF_CAP,
+             [s.label for s in states], [s.pk for s in states]],
+        )
+        rows = cursor.fetchall()
+    epochs = {label: epoch for label, _pk, _status, epoch in rows}
+    dead = [(label, pk) for label, pk, status, _epoch in rows if status == "dead"]
+    for label, pk in dead:
+        logger.error("ALERT sync intent dead after %s attempts: %s:%s",
+                     settings.SYNC_REPLAY_MAX_ATTEMPTS, label, pk)
+    return epochs, len(dead)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    label: str
+    pk: str
+    version: int
+
+
+def claim(limit: int, *, include_not_due: bool = False, using: str = "default") -> list[Claimed]:
+    """Take up to ``limit`` due intents (SKIP LOCKED: concurrent replayers never share one).
+
+    The claim pushes ``next_attempt_at`` out by a lease, so an intent whose replayer dies is
+    taken again after the lease rather than lost.
+    """
+    due = "" if include_not_due else "AND next_attempt_at <= now()"
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE sync_retry_queue q
+            SET next_attempt_at = now() + make_interval(secs => %s)
+            WHERE q.id IN (
+                SELECT id FROM sync_retry_queue
+                WHERE status = 'pending' {due}
+                ORDER BY next_attempt_at
+                LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING q.model, q.object_pk, q.version
+            """,  # noqa: S608
+            [settings.SYNC_REPLAY_LEASE, limit],
+        )
+        return [Claimed(*row) for row in cursor.fetchall()]
+
+
+def drained_epochs(using: str = "default") -> dict[str, int]:
+    """Models whose failed intents are all gone, with the epoch that is now drained."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT f.model, f.epoch FROM sync_fence f WHERE f.epoch > 0 AND NOT EXISTS ("
+            " SELECT 1 FROM sync_retry_queue q WHERE q.model = f.model AND q.epoch IS NOT NULL)"
+        )
+        return dict(cursor.fetchall())
+
+
+def next_version(using: str = "default") -> int:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT nextval('sync_version_seq')")
+        return cursor.fetchone()[0]

@@ -1,0 +1,84 @@
+"""Replay of the outbox: drain ``sync_retry_queue`` into Redis (DESIGN I3, I7).
+
+Batches are claimed with ``FOR UPDATE SKIP LOCKED`` (several workers never share an intent),
+each row is re-read so the newest state is what gets written (or a tombstone when it is gone),
+and failures back off exponentially with jitter until the intent is dead. After each run the
+fence is advanced for every model whose failed intents are all gone (I9).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from sync.cache import outbox, store
+from sync.cache.declaration import spec_for
+from sync.cache.exceptions import CacheUnavailableError, NotSyncedError
+from sync.cache.writer import write_states
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplayResult:
+    claimed: int = 0
+    written: int = 0
+    failed: int = 0
+    batches: int = 0
+    fence_advanced: int = 0
+
+    def __str__(self) -> str:
+        return (f"claimed {self.claimed}, written {self.written}, failed {self.failed} "
+                f"in {self.batches} batch(es); fence advanced for {self.fence_advanced} model(s)")
+
+
+def replay_pending(*, batch_size: int | None = None, max_batches: int | None = None,
+                   include_not_due: bool = False,
+                   progress: Callable[[ReplayResult], None] | None = None) -> ReplayResult:
+    batch_size = batch_size or settings.SYNC_REPLAY_BATCH
+    result = ReplayResult()
+    while max_batches is None or result.batches < max_batches:
+        claimed = outbox.claim(batch_size, include_not_due=include_not_due)
+        if not claimed:
+            break
+        result.batches += 1
+        result.claimed += len(claimed)
+        states = _states(claimed)
+        if write_states(states):
+            result.written += len(states)
+        else:
+            result.failed += len(states)
+            break  # Redis is down: the rest waits for its backoff
+        if progress:
+            progress(result)
+    result.fence_advanced = advance_fence()
+    return result
+
+
+def _states(claimed: list[outbox.Claimed]) -> list[outbox.RowState]:
+    by_model: dict[str, dict[str, int]] = defaultdict(dict)
+    for intent in claimed:
+        by_model[intent.label][intent.pk] = intent.version
+    states: list[outbox.RowState] = []
+    for label, versions in by_model.items():
+        try:
+            spec = spec_for(label)
+        except NotSyncedError:
+            logger.error("intents for %s, which is no longer synced, left in the queue", label)
+            continue
+        states.extend(outbox.row_states(spec, list(versions), versions))
+    return states
+
+
+def advance_fence() -> int:
+    """Record in Redis every model whose failures are drained; returns how many."""
+    epochs = outbox.drained_epochs()
+    try:
+        store.advance_fence(epochs)
+    except CacheUnavailableError:
+        return 0
+    return len(epochs)

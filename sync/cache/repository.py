@@ -1,0 +1,152 @@
+"""Cache-first reads: ``get``, ``get_many`` (DESIGN §4).
+
+Redis first; on a miss PostgreSQL, then a version-checked fill. A miss on a hot key takes a
+short lease in the row's own hash so one reader fills while the others wait briefly and then,
+at worst, read PostgreSQL themselves. When Redis is unavailable, the breaker is open or the
+fence does not trust the model (I9), reads go to PostgreSQL and the caller never sees an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import secrets
+import time
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import models
+
+from sync.cache import store
+from sync.cache.codec import unseal
+from sync.cache.declaration import SyncSpec, spec_for
+from sync.cache.exceptions import CacheUnavailableError, SyncError
+from sync.cache.fence import fence
+from sync.cache.keys import cache_key
+from sync.cache.outbox import RowState
+from sync.metrics import CACHE_READS
+
+logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=models.Model)
+
+
+@functools.cache
+def _layout(spec: SyncSpec) -> tuple[list[str], list[int]]:
+    """Field names in model order (as ``Model.from_db`` wants them) and, for each, where its
+    value sits in [pk, *payload values, version]."""
+    meta = spec.model._meta
+    sources = [meta.pk.attname, *spec.attnames, "version"]
+    names = [f.attname for f in meta.concrete_fields if f.attname in sources]
+    return names, [sources.index(name) for name in names]
+
+
+def _instance(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> models.Model:
+    values = unseal(spec, key, hit.version, hit.payload, hit.key_id)
+    names, order = _layout(spec)
+    row = [spec.model._meta.pk.to_python(pk), *values, hit.version]
+    # Fields not cached are deferred: reading one loads it from PostgreSQL.
+    return spec.model.from_db("default", names, [row[i] for i in order])
+
+
+def _from_db(spec: SyncSpec, pk: object) -> models.Model | None:
+    return spec.model._base_manager.filter(pk=pk).first()
+
+
+def _fill(spec: SyncSpec, instances: list[models.Model]) -> None:
+    """Version-checked writes of rows just read from PostgreSQL (never newer than Redis)."""
+    writes = [
+        RowState(spec.label, str(obj.pk), obj.version,
+                 tuple(getattr(obj, name) for name in spec.attnames)).to_write(spec)
+        for obj in instances
+    ]
+    # A failed fill costs nothing but the next miss; the breaker has logged the failure.
+    with contextlib.suppress(CacheUnavailableError):
+        store.write_many(writes)
+
+
+def _decode(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> models.Model | None:
+    """The cached instance, or None for a tombstone; raises SyncError when undecodable."""
+    if hit.tombstone:
+        return None
+    return _instance(spec, pk, hit, key)
+
+
+def get(model: type[M], pk: object) -> M | None:
+    """The row with this primary key, or None when it does not exist."""
+    spec = spec_for(model)
+    if not fence.trusts(spec.label):
+        CACHE_READS.labels(spec.label, "bypass").inc()
+        return _from_db(spec, pk)
+    key = cache_key(spec.label, pk)
+    token = secrets.token_hex(8)
+    try:
+        result = store.read(key, lease_token=token, lease_ms=settings.SYNC_LEASE_MS)
+        if isinstance(result, store.Hit):
+            CACHE_READS.labels(spec.label, "hit").inc()
+            return _decode(spec, pk, result, key)
+        if result == store.LEASED_ELSEWHERE:
+            found = _wait_for_filler(spec, pk, key)
+            if found is not _NOT_FILLED:
+                CACHE_READS.labels(spec.label, "hit").inc()
+                return found
+    except CacheUnavailableError:
+        CACHE_READS.labels(spec.label, "unavailable").inc()
+        return _from_db(spec, pk)
+    except SyncError:
+        logger.warning("undecodable cache entry for %s; reading PostgreSQL", key)
+        CACHE_READS.labels(spec.label, "undecodable").inc()
+        return _from_db(spec, pk)
+    CACHE_READS.labels(spec.label, "miss").inc()
+    obj = _from_db(spec, pk)
+    if obj is not None and result == store.LEASE_GRANTED:
+        _fill(spec, [obj])
+    return obj
+
+
+_NOT_FILLED = object()
+
+
+def _wait_for_filler(spec: SyncSpec, pk: object, key: str):
+    deadline = time.monotonic() + settings.SYNC_LEASE_WAIT
+    while time.monotonic() < deadline:
+        time.sleep(0.002)
+        result = store.read(key)
+        if isinstance(result, store.Hit):
+            return _decode(spec, pk, result, key)
+    return _NOT_FILLED
+
+
+def get_many(model: type[M], pks: list[object]) -> dict[object, M]:
+    """The existing rows among ``pks``, by pk: one Redis round trip, one query for misses."""
+    spec = spec_for(model)
+    pks = list(dict.fromkeys(pks))
+    found: dict[object, M] = {}
+    missing = pks
+    if fence.trusts(spec.label):
+        keys = [cache_key(spec.label, pk) for pk in pks]
+        try:
+            results = store.read_many(keys)
+        except CacheUnavailableError:
+            results = [store.MISS] * len(keys)
+        missing = []
+        for pk, key, result in zip(pks, keys, results, strict=True):
+            if not isinstance(result, store.Hit):
+                missing.append(pk)
+                continue
+            try:
+                obj = _decode(spec, pk, result, key)
+            except SyncError:
+                missing.append(pk)
+                continue
+            if obj is not None:
+                found[pk] = obj
+        CACHE_READS.labels(spec.label, "hit").inc(len(pks) - len(missing))
+        CACHE_READS.labels(spec.label, "miss").inc(len(missing))
+    if missing:
+        loaded = list(spec.model._base_manager.filter(pk__in=missing))
+        for obj in loaded:
+            found[obj.pk] = obj
+        if fence.trusts(spec.label):
+            _fill(spec, loaded)
+    return {pk: found[pk] for pk in pks if pk in found}

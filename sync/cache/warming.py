@@ -1,0 +1,61 @@
+"""Cold start: refill Redis from PostgreSQL in pipelined, versioned batches (seed 000 §5.4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+
+from sync.cache import store
+from sync.cache.declaration import SyncSpec
+from sync.cache.outbox import RowState, convert_row, converters_for, select_columns
+
+
+@dataclass
+class WarmProgress:
+    label: str
+    done: int
+    total: int
+    written: int
+
+
+def iter_rows(spec: SyncSpec, batch_size: int):
+    """Keyset pagination over a synced table: batches of (pk text, version, values)."""
+    meta = spec.model._meta
+    table, pk = connection.ops.quote_name(meta.db_table), connection.ops.quote_name(meta.pk.column)
+    converters = converters_for(spec, "default")
+    last = None
+    while True:
+        where = f"WHERE t.{pk} > %s " if last is not None else ""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT t.{pk}, t.version, {select_columns(spec)} FROM {table} t "  # noqa: S608
+                f"{where}ORDER BY t.{pk} LIMIT %s",
+                [last, batch_size] if last is not None else [batch_size],
+            )
+            rows = cursor.fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield [(str(pk_value), version, convert_row(values, converters))
+               for pk_value, version, *values in rows]
+
+
+def count_rows(spec: SyncSpec) -> int:
+    return spec.model._base_manager.count()
+
+
+def warm(spec: SyncSpec, *, batch_size: int | None = None,
+         progress: Callable[[WarmProgress], None] | None = None) -> WarmProgress:
+    batch_size = batch_size or settings.SYNC_WARM_BATCH
+    state = WarmProgress(spec.label, 0, count_rows(spec), 0)
+    for batch in iter_rows(spec, batch_size):
+        writes = [RowState(spec.label, pk, version, values).to_write(spec)
+                  for pk, version, values in batch]
+        state.written += sum(store.write_many(writes))
+        state.done += len(batch)
+        if progress:
+            progress(state)
+    return state

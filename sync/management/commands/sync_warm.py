@@ -1,0 +1,43 @@
+"""Refill the cache Redis from PostgreSQL (cold start), in pipelined versioned batches."""
+
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from sync.cache.exceptions import CacheUnavailableError, NotSyncedError
+from sync.cache.services import warm_models
+from sync.management.commands._progress import bar
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("models", nargs="*", help="e.g. catalog.part (default: all synced)")
+        parser.add_argument("--batch-size", type=int, default=None)
+
+    def handle(self, *args, models, batch_size, verbosity, **options) -> None:
+        started = time.perf_counter()
+
+        def progress(state) -> None:
+            if verbosity >= 1:
+                self.stdout.write(f"\r{state.label:24} {bar(state.done, state.total)}", ending="")
+
+        try:
+            results = warm_models(models or None, batch_size=batch_size, progress=progress)
+        except NotSyncedError as e:
+            msg = f"{e}. Synced models: see `manage.py sync_verify --list`."
+            raise CommandError(msg) from e
+        except CacheUnavailableError as e:
+            msg = f"{e}. Is the cache Redis (REDIS_URL) running?"
+            raise CommandError(msg) from e
+        if verbosity >= 1:
+            self.stdout.write("")
+        elapsed = time.perf_counter() - started
+        rows = sum(r.done for r in results)
+        self.stdout.write(
+            f"warmed {rows} rows of {len(results)} model(s) in {elapsed:.2f}s "
+            f"({rows / elapsed if elapsed else 0:,.0f} rows/s); "
+            f"{sum(r.written for r in results)} written, the rest already current")
