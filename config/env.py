@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,8 +12,11 @@ from django.core.exceptions import ImproperlyConfigured
 ROOT = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (ROOT / ".env").is_file():
-    env.read_env(ROOT / ".env")
+# Local overrides from a dotenv file (never committed): ENV_FILE names it, "" reads none.
+# Variables already in the environment win over the file.
+ENV_FILE = os.environ.get("ENV_FILE", str(ROOT / ".env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    env.read_env(ENV_FILE)
 
 # Variables a production deployment must set; development and tests fill them in.
 REQUIRED_IN_PRODUCTION = (

@@ -184,7 +184,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(ROOT / ".run" / "static"))
-STATICFILES_DIRS = [ROOT / "static"]
+# NOTE: only when it exists: git keeps no empty directory, and a missing one is a warning
+# (staticfiles.W004) that would fail `check --deploy --fail-level WARNING` on a fresh clone.
+STATICFILES_DIRS = [path for path in [ROOT / "static"] if path.is_dir()]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if PRODUCTION:
