@@ -13,8 +13,10 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError
+
 from sync.cache.declaration import Tier
-from sync.cache.exceptions import SyncError
+from sync.cache.exceptions import SyncError, UndecodableEntryError
 
 if TYPE_CHECKING:
     from sync.cache.declaration import SyncSpec
@@ -38,8 +40,12 @@ def encode_values(values: list[Any] | tuple[Any, ...]) -> bytes:
 
 
 def decode_values(spec: SyncSpec, payload: bytes) -> list[Any]:
-    raw = json.loads(payload)
-    return [to_python(value) for to_python, value in zip(spec.to_python, raw, strict=True)]
+    try:
+        raw = json.loads(payload)
+        return [to_python(value) for to_python, value in zip(spec.to_python, raw, strict=True)]
+    except (ValueError, TypeError, ValidationError) as e:
+        msg = f"{spec.label}: cached payload does not decode ({type(e).__name__})"
+        raise UndecodableEntryError(msg) from e
 
 
 def seal(spec: SyncSpec, key: str, version: int, values: list[Any] | tuple[Any, ...]

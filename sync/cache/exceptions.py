@@ -9,5 +9,9 @@ class NotSyncedError(SyncError, LookupError):
     """A model or label that no ``@synced`` declaration registered."""
 
 
+class UndecodableEntryError(SyncError):
+    """A cached payload that cannot be decoded (corrupt, tampered, or from another schema)."""
+
+
 class CacheUnavailableError(SyncError):
     """The cache Redis failed or timed out, or the circuit breaker is open."""

@@ -50,8 +50,11 @@ def ttl_ms(seconds: float, jitter: float) -> int:
     return int(seconds * 1000 * (1 + random.random() * jitter))  # noqa: S311
 
 
-def write_many(writes: list[CacheWrite]) -> list[bool]:
-    """CAS-write every row in one pipelined round trip; True where the write was applied."""
+def write_many(writes: list[CacheWrite], *, replace_equal: bool = False) -> list[bool]:
+    """CAS-write every row in one pipelined round trip; True where the write was applied.
+
+    ``replace_equal`` also overwrites entries at the same version (repair of corruption).
+    """
     if not writes:
         return []
 
@@ -60,7 +63,7 @@ def write_many(writes: list[CacheWrite]) -> list[bool]:
         pipe = client.pipeline(transaction=False)
         for w in writes:
             cas(keys=[w.key], args=[w.version, w.payload, w.key_id, "1" if w.tombstone else "0",
-                                    w.ttl_ms], client=pipe)
+                                    w.ttl_ms, "1" if replace_equal else "0"], client=pipe)
         return [bool(result) for result in pipe.execute()]
 
     return connection.run(operation)

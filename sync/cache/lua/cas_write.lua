@@ -1,10 +1,15 @@
 -- Versioned compare-and-set of one cached row (DESIGN I2). Single key: Redis Cluster safe.
 -- KEYS[1] the row's key
--- ARGV[1] version, ARGV[2] payload, ARGV[3] key id, ARGV[4] tombstone "1"/"0", ARGV[5] TTL ms
--- Returns 1 when written, 0 when the stored version is already equal or newer.
+-- ARGV[1] version, ARGV[2] payload, ARGV[3] key id, ARGV[4] tombstone "1"/"0", ARGV[5] TTL ms,
+-- ARGV[6] "1" to also replace an entry of the same version (verification's repair of a
+-- corrupted entry; the same version means the same row state in PostgreSQL).
+-- Returns 1 when written, 0 when the stored version is newer (or equal, without ARGV[6]).
 local current = redis.call('HGET', KEYS[1], 'v')
-if current and tonumber(current) >= tonumber(ARGV[1]) then
-  return 0
+if current then
+  local stored, incoming = tonumber(current), tonumber(ARGV[1])
+  if stored > incoming or (stored == incoming and ARGV[6] ~= '1') then
+    return 0
+  end
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'p', ARGV[2], 'k', ARGV[3], 't', ARGV[4])
 -- a fill lease (field l) ends with the write it was taken for

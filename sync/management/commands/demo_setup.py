@@ -1,5 +1,10 @@
-"""Prepare the demo: the ``admin`` superuser with the password from ``DEMO_ADMIN_PASSWORD``
-and, on the first run, each app's demo data (``<app>.demo.load``)."""
+"""Prepare the demo: the ``admin`` superuser with the password from ``DEMO_ADMIN_PASSWORD``,
+then each app's demo data.
+
+An app takes part by defining ``load(*, count: int) -> str`` in ``<app>/demo.py``. Every demo
+start calls it, so it must be idempotent (upserts on natural keys, DESIGN I7): a second start
+reuses the data instead of duplicating it. It returns a one-line summary for the console.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +13,40 @@ import os
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 DEMO_APPS = ("catalog", "customers", "buyers", "sellers")
 
 
 class Command(BaseCommand):
-    help = __doc__
+    help = "Create or update the demo superuser and load each app's demo data (idempotent)."
 
-    def handle(self, *args, **options) -> None:
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--count", type=int, default=300,
+                            help="rows per demo model (default: 300)")
+
+    def handle(self, *args, count: int, **options) -> None:
         password = os.environ.get("DEMO_ADMIN_PASSWORD")
         if not password:
             msg = "set DEMO_ADMIN_PASSWORD (./dev demo does this for you)"
             raise CommandError(msg)
-        user, created = get_user_model().objects.get_or_create(
-            username="admin", defaults={"email": "admin@example.invalid"}
-        )
-        user.is_staff = user.is_superuser = True
-        user.set_password(password)
-        user.save()
-        self.stdout.write(f"{'created' if created else 'updated'} superuser admin")
+        with transaction.atomic():
+            user, created = get_user_model().objects.get_or_create(
+                username="admin", defaults={"email": "admin@example.invalid"}
+            )
+            user.is_staff = user.is_superuser = True
+            user.set_password(password)
+            user.save()
+        self.stdout.write(f"{'created' if created else 'reusing'} superuser admin "
+                          "(new password set)")
         for app in DEMO_APPS:
+            module_name = f"{app}.demo"
             try:
-                module = importlib.import_module(f"{app}.demo")
-            except ModuleNotFoundError:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as e:
+                if e.name != module_name:
+                    raise  # the module exists but imports something missing: a real error
+                if options["verbosity"] > 1:
+                    self.stdout.write(f"{app}: no demo data yet")
                 continue
-            self.stdout.write(f"{app}: {module.load()}")
+            self.stdout.write(f"{app}: {module.load(count=count)}")

@@ -1,0 +1,146 @@
+"""I1 and I9 with real faults: a paused or killed Redis never blocks or fails a write, reads
+fall back to PostgreSQL, and no read returns the value Redis held before the outage."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import transaction
+
+from catalog.models import Part
+from sync.cache import connection, repository
+from sync.cache.replay import replay_pending
+from sync.cache.services import verify_models
+from sync.models import SyncFence, SyncIntent
+from tests.cache.conftest import cached
+from tests.factories import make_part
+
+pytestmark = pytest.mark.django_db(transaction=True)
+LABEL = "catalog.part"
+
+
+def test_paused_redis_write_commits_fast_read_falls_back_replay_converges(
+        redis_control, redis_raw) -> None:
+    part = make_part(stock=1)
+    assert repository.get(Part, part.pk).stock == 1
+    redis_control.pause()
+    try:
+        started = time.monotonic()
+        with transaction.atomic():
+            obj = Part.objects.get(pk=part.pk)
+            obj.stock = 2
+            obj.save()
+        assert time.monotonic() - started < 1.0  # one short timeout, then the breaker
+        intent = SyncIntent.objects.get(object_pk=str(part.pk))
+        assert intent.attempts == 1 and intent.epoch and "unavailable" in intent.last_error
+        # reads answer from PostgreSQL without an error and without waiting on Redis
+        started = time.monotonic()
+        assert repository.get(Part, part.pk).stock == 2
+        assert time.monotonic() - started < 0.2
+        # a second write while the breaker is open costs no timeout at all
+        started = time.monotonic()
+        Part.objects.filter(pk=part.pk).update(stock=3)
+        obj = Part.objects.get(pk=part.pk)
+        obj.save()
+        assert time.monotonic() - started < 0.2
+    finally:
+        redis_control.resume()
+    # Redis is back with the old value (stock 1): the fence keeps it from being served (I9)
+    assert b",1," in cached(redis_raw, LABEL, part.pk)["p"]
+    connection.breaker.reset()
+    assert repository.get(Part, part.pk).stock == 3
+    assert repository.get_many(Part, [part.pk])[part.pk].stock == 3
+    result = replay_pending(include_not_due=True)
+    assert result.written == 1 and result.fence_advanced == 1
+    assert not SyncIntent.objects.exists()
+    assert b",3," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert repository.get(Part, part.pk).stock == 3
+    (report,) = verify_models([LABEL])
+    assert report.ok and report.fraction == 1.0
+
+
+def test_no_read_returns_the_pre_outage_value_before_or_after_replay(
+        redis_control, redis_raw) -> None:
+    parts = [make_part(stock=1) for _ in range(5)]
+    for part in parts:
+        repository.get(Part, part.pk)
+    redis_control.pause()
+    try:
+        with transaction.atomic():
+            for part in parts:
+                part.stock = 2
+                part.save()
+    finally:
+        redis_control.resume()
+    seen = []
+    # many reads across breaker half-open/close transitions, with Redis holding stock=1
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        seen.extend(obj.stock for obj in repository.get_many(Part, [p.pk for p in parts]).values())
+        seen.extend(repository.get(Part, p.pk).stock for p in parts)
+    replay_pending(include_not_due=True)
+    seen.extend(repository.get(Part, p.pk).stock for p in parts)
+    assert set(seen) == {2}
+
+
+def test_fence_opens_again_only_after_replay_drains(
+        redis_control, settings, django_assert_num_queries) -> None:
+    from sync.cache.fence import fence
+
+    part = make_part(stock=1)
+    redis_control.kill()
+    try:
+        part.stock = 2
+        part.save()
+    finally:
+        redis_control.start()
+    assert SyncFence.objects.get(model=LABEL).epoch >= 1
+    connection.breaker.reset()
+    fence.invalidate()
+    assert not fence.trusts(LABEL)
+    replay_pending(include_not_due=True)
+    settings.SYNC_FENCE_REFRESH = 60  # no periodic refresh query inside the assertion below
+    fence.invalidate()
+    assert fence.trusts(LABEL)
+    with django_assert_num_queries(0):  # a real cache hit again
+        assert repository.get(Part, part.pk).stock == 2
+
+
+def test_killed_and_restarted_redis_is_empty_then_warm_and_verify_show_all(
+        redis_control) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    for _ in range(50):
+        make_part()
+    redis_control.kill()
+    redis_control.start()
+    connection.reset_clients()
+    out = StringIO()
+    with pytest.raises(Exception, match="inconsistencies found"):
+        call_command("sync_verify", LABEL, stdout=out)
+    assert "missing 50" in out.getvalue()
+    out = StringIO()
+    call_command("sync_warm", LABEL, stdout=out)
+    assert "warmed 50 rows" in out.getvalue()
+    out = StringIO()
+    call_command("sync_verify", LABEL, stdout=out)
+    assert "100.000000% consistent" in out.getvalue()
+
+
+def test_dead_after_max_attempts_logs_an_alert(redis_control, settings, caplog) -> None:
+    settings.SYNC_REPLAY_MAX_ATTEMPTS = 2
+    part = make_part()
+    redis_control.kill()
+    try:
+        part.stock = 5
+        part.save()
+        connection.breaker.reset()
+        replay_pending(include_not_due=True)
+    finally:
+        redis_control.start()
+    intent = SyncIntent.objects.get()
+    assert intent.status == SyncIntent.Status.DEAD and intent.attempts == 2
+    assert any("ALERT sync intent dead" in r.getMessage() for r in caplog.records)

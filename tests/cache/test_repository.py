@@ -1,0 +1,129 @@
+"""Cache-first reads: hits need no query, misses fill with a version check, leases stop a
+stampede, and a bad entry falls back to PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection as db
+from django.db import transaction
+
+from catalog.models import Part
+from sync.cache import repository
+from sync.cache.fence import fence
+from sync.cache.keys import cache_key
+from sync.metrics import CACHE_READS
+from tests.cache.conftest import cached
+from tests.factories import make_part
+
+LABEL = "catalog.part"
+
+
+@pytest.fixture
+def quiet_fence(settings):
+    settings.SYNC_FENCE_REFRESH = 60  # keep the periodic fence query out of query counts
+    fence.invalidate()
+    fence.trusts(LABEL)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hit_needs_no_query_and_equals_the_database(quiet_fence, django_assert_num_queries):
+    part = make_part(stock=4)
+    with django_assert_num_queries(0):
+        got = repository.get(Part, part.pk)
+    fresh = Part.objects.get(pk=part.pk)
+    for name in ("id", "sku", "name", "price", "stock", "is_active", "version"):
+        assert getattr(got, name) == getattr(fresh, name)
+    with django_assert_num_queries(1):  # a field that is not cached loads on access
+        assert got.created_at == fresh.created_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_miss_reads_postgresql_once_and_fills(quiet_fence, redis_raw,
+                                              django_assert_num_queries):
+    part = make_part()
+    redis_raw.flushdb()
+    with django_assert_num_queries(1):
+        assert repository.get(Part, part.pk).sku == part.sku
+    assert int(cached(redis_raw, LABEL, part.pk)["v"]) == part.version
+    with django_assert_num_queries(0):
+        repository.get(Part, part.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fill_never_overwrites_a_newer_version(quiet_fence, redis_raw) -> None:
+    part = make_part(stock=1)
+    redis_raw.hset(cache_key(LABEL, part.pk), "v", part.version + 100)
+    repository._fill(repository.spec_for(Part), [Part.objects.get(pk=part.pk)])
+    assert int(cached(redis_raw, LABEL, part.pk)["v"]) == part.version + 100
+
+
+@pytest.mark.django_db
+def test_missing_row_is_none_and_get_many_returns_existing(quiet_fence) -> None:
+    part = make_part()
+    assert repository.get(Part, 10**9) is None
+    assert set(repository.get_many(Part, [part.pk, 10**9, part.pk])) == {part.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_get_many_mixes_hits_misses_and_tombstones(quiet_fence, redis_raw) -> None:
+    parts = [make_part() for _ in range(4)]
+    pks = [p.pk for p in parts]
+    redis_raw.delete(cache_key(LABEL, pks[0]))
+    parts[1].delete()
+    got = repository.get_many(Part, pks)
+    assert sorted(got) == [pks[0], *pks[2:]]
+    assert cached(redis_raw, LABEL, pks[0])  # the miss was filled
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_misses_on_a_hot_key_read_postgresql_once(settings, redis_raw) -> None:
+    settings.SYNC_LEASE_WAIT = 5.0  # generous: the point is who reads, not how fast
+    part = make_part()
+    redis_raw.flushdb()
+    misses = CACHE_READS.labels(LABEL, "miss")
+    before = misses._value.get()
+    barrier = threading.Barrier(8)
+    results = []
+
+    def reader() -> None:
+        barrier.wait()
+        try:
+            results.append(repository.get(Part, part.pk).sku)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [part.sku] * 8
+    assert misses._value.get() - before == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_held_lease_makes_others_wait_then_read_postgresql(settings, redis_raw) -> None:
+    settings.SYNC_LEASE_WAIT = 0.05
+    part = make_part()
+    redis_raw.delete(cache_key(LABEL, part.pk))
+    redis_raw.hset(cache_key(LABEL, part.pk), "l", "someone-else")
+    assert repository.get(Part, part.pk).sku == part.sku
+    assert cached(redis_raw, LABEL, part.pk) == {"l": b"someone-else"}  # no fill by a waiter
+
+
+@pytest.mark.django_db(transaction=True)
+def test_undecodable_entry_falls_back_to_postgresql(quiet_fence, redis_raw, caplog) -> None:
+    part = make_part(stock=3)
+    redis_raw.hset(cache_key(LABEL, part.pk), "p", b"not json")
+    assert repository.get(Part, part.pk).stock == 3
+    assert repository.get_many(Part, [part.pk])[part.pk].stock == 3
+    assert any("undecodable" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.django_db
+def test_reads_inside_a_transaction_see_uncommitted_rows_from_postgresql(quiet_fence) -> None:
+    with transaction.atomic():
+        part = make_part()
+        assert repository.get(Part, part.pk).sku == part.sku

@@ -1,0 +1,44 @@
+"""The Celery tasks run on a real worker over the real broker (no eager mode)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db.models.functions import Now
+
+from catalog.models import Part
+from sync import tasks
+from sync.cache.services import verify_models
+from sync.models import SyncIntent
+from tests.cache.conftest import cached, wait_for
+from tests.factories import make_part
+
+pytestmark = pytest.mark.django_db(transaction=True)
+LABEL = "catalog.part"
+
+
+def test_replay_task_on_a_worker_drains_the_queue(celery_worker, redis_raw) -> None:
+    parts = [make_part(stock=1) for _ in range(5)]
+    Part.objects.update(stock=2)  # bypasses write-through: five intents
+    SyncIntent.objects.update(next_attempt_at=Now())  # due now rather than after the grace
+    tasks.replay.delay()
+    wait_for(lambda: not SyncIntent.objects.exists())
+    assert all(b",2," in cached(redis_raw, LABEL, p.pk)["p"] for p in parts)
+
+
+def test_warm_and_verify_tasks_on_a_worker(celery_worker, redis_raw) -> None:
+    for _ in range(5):
+        make_part()
+    redis_raw.flushdb()
+    tasks.warm.delay([LABEL])
+    wait_for(lambda: verify_models([LABEL])[0].ok)
+    tasks.verify.delay([LABEL], repair=True)
+
+
+def test_metrics_show_queue_size_and_age() -> None:
+    from sync.metrics import RETRY_QUEUE_OLDEST, RETRY_QUEUE_SIZE, refresh_gauges  # noqa: PLC0415
+
+    part = make_part()
+    Part.objects.filter(pk=part.pk).update(stock=9)
+    refresh_gauges()
+    assert RETRY_QUEUE_SIZE.labels("pending")._value.get() == 1
+    assert RETRY_QUEUE_OLDEST._value.get() >= 0

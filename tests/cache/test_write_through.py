@@ -1,0 +1,121 @@
+"""I3/I4: the intent is written with the change, Redis only after commit, rollback never."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+
+from catalog.models import Part
+from sync.cache import repository
+from sync.cache.bulk import bulk_create_synced, update_synced
+from sync.models import SyncIntent
+from tests.cache.conftest import cached
+from tests.factories import make_part
+
+pytestmark = pytest.mark.django_db(transaction=True)
+LABEL = "catalog.part"
+
+
+def test_commit_writes_redis_once_and_clears_the_intent(redis_raw) -> None:
+    with transaction.atomic():
+        part = make_part(stock=7)
+        # inside the transaction: the intent exists, Redis has nothing yet (I4)
+        assert SyncIntent.objects.filter(model=LABEL, object_pk=str(part.pk)).exists()
+        assert cached(redis_raw, LABEL, part.pk) == {}
+    entry = cached(redis_raw, LABEL, part.pk)
+    assert int(entry["v"]) == Part.objects.get(pk=part.pk).version
+    assert b'"stock"' not in entry["p"] and b",7," in entry["p"]
+    assert not SyncIntent.objects.exists()
+
+
+def test_rollback_leaves_redis_untouched(redis_raw) -> None:
+    part = make_part(stock=1)
+    before = cached(redis_raw, LABEL, part.pk)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Part.objects.filter(pk=part.pk).update(stock=99)
+        obj = Part.objects.get(pk=part.pk)
+        obj.name = "rolled back"
+        obj.save()
+        raise RuntimeError
+    assert cached(redis_raw, LABEL, part.pk) == before
+    assert not SyncIntent.objects.exists()
+    assert repository.get(Part, part.pk).stock == 1
+
+
+def test_savepoint_rollback_does_not_leak_and_outer_commit_still_writes(redis_raw) -> None:
+    with transaction.atomic():
+        part = make_part(stock=1)
+        try:
+            with transaction.atomic():
+                part.stock = 50
+                part.save()
+                raise ValueError
+        except ValueError:
+            pass
+    entry = cached(redis_raw, LABEL, part.pk)
+    assert b",1," in entry["p"] and b",50," not in entry["p"]
+
+
+def test_many_changes_in_one_transaction_use_one_pipeline(redis_raw) -> None:
+    with transaction.atomic():
+        parts = [make_part(stock=i) for i in range(20)]
+        for part in parts[:5]:
+            part.stock += 100
+            part.save()
+    for part in parts:
+        fresh = Part.objects.get(pk=part.pk)
+        assert int(cached(redis_raw, LABEL, part.pk)["v"]) == fresh.version
+    assert not SyncIntent.objects.exists()
+
+
+def test_delete_writes_a_versioned_tombstone(redis_raw) -> None:
+    part = make_part()
+    pk = part.pk
+    version = part.version
+    part.delete()
+    entry = cached(redis_raw, LABEL, pk)
+    assert entry["t"] == b"1" and int(entry["v"]) > version
+    assert redis_raw.pttl(f"syncops:{LABEL}:{pk}") > 3600 * 1000  # outlives replay backoff
+    assert repository.get(Part, pk) is None
+
+
+def test_bulk_helpers_write_through(redis_raw) -> None:
+    with transaction.atomic():
+        created = bulk_create_synced(Part, [Part(sku=f"B{i}", name="b", price=1, stock=i)
+                                            for i in range(10)])
+    assert all(cached(redis_raw, LABEL, p.pk) for p in created)
+    with transaction.atomic():
+        update_synced(Part.objects.filter(sku__startswith="B"), stock=5)
+    for part in Part.objects.filter(sku__startswith="B"):
+        entry = cached(redis_raw, LABEL, part.pk)
+        assert int(entry["v"]) == part.version and b",5," in entry["p"]
+    assert not SyncIntent.objects.exists()
+
+
+def test_plain_queryset_update_leaves_an_intent_that_replay_completes(redis_raw) -> None:
+    from sync.cache.replay import replay_pending
+
+    part = make_part(stock=1)
+    Part.objects.filter(pk=part.pk).update(stock=2)  # no signal, no write-through
+    assert SyncIntent.objects.filter(object_pk=str(part.pk)).count() == 1
+    assert b",1," in cached(redis_raw, LABEL, part.pk)["p"]
+    result = replay_pending(include_not_due=True)
+    assert result.written == 1
+    assert b",2," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert not SyncIntent.objects.exists()
+
+
+def test_hot_row_coalesces_to_one_intent_while_redis_is_down(redis_control) -> None:
+    part = make_part()
+    redis_control.kill()
+    try:
+        for i in range(30):
+            with transaction.atomic():
+                Part.objects.filter(pk=part.pk).update(stock=i)
+                obj = Part.objects.get(pk=part.pk)
+                obj.save()
+        intents = list(SyncIntent.objects.all())
+        assert len(intents) == 1
+        assert intents[0].version == Part.objects.get(pk=part.pk).version
+    finally:
+        redis_control.start()
