@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from http import HTTPStatus
 
 from config.devservices import ROOT, Services
 
 PYTHON = sys.executable
 CHILD_STOP_DEADLINE_S = 15
+READY_DEADLINE_S = 60
 
 
 def say(message: str) -> None:
@@ -57,17 +61,36 @@ def stop_children(children: dict[str, subprocess.Popen]) -> None:
             proc.wait()
 
 
+def wait_until_healthy(url: str, children: dict[str, subprocess.Popen], stopping) -> bool:
+    """Poll ``/health/`` until every check is OK, a child dies, or the deadline passes."""
+    deadline = time.monotonic() + READY_DEADLINE_S
+    while time.monotonic() < deadline and not stopping():
+        if any(proc.poll() is not None for proc in children.values()):
+            return False
+        try:
+            with urllib.request.urlopen(f"{url}?format=json", timeout=5) as response:  # noqa: S310
+                if response.status == HTTPStatus.OK:
+                    say(f"healthy: {', '.join(json.load(response))}")
+                    return True
+        except (OSError, ValueError):
+            pass  # not listening yet, or a check is not OK yet (500)
+        time.sleep(0.25)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8000")))
+    parser.add_argument("--profile", default="dev",
+                        help="embedded servers' directory under .run/ (default: dev)")
     parser.add_argument("--setup-only", action="store_true",
                         help="start servers, migrate and load data, then stop again")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ["SYNCOPS_SERVICES_PROFILE"] = "dev"
-    services = Services("dev")
+    os.environ["SYNCOPS_SERVICES_PROFILE"] = args.profile
+    services = Services(args.profile)
     wanted = {
         "database": not os.environ.get("DATABASE_URL"),
         "cache": not os.environ.get("REDIS_URL"),
@@ -76,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     already = services.status()
     owned = {name for name, want in wanted.items() if want
              and not already[{"database": "postgres"}.get(name, name)]}
-    os.environ.update(services.start(**wanted, log=say))
 
     children: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -85,15 +107,19 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal stopping
         stopping = True
 
+    # NOTE: installed before anything starts, so a Ctrl-C at any point still runs `finally`.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        run_manage("migrate", "--noinput", "-v", "0")
+        os.environ.update(services.start(**wanted, log=say))
         password = secrets.token_urlsafe(12)
         os.environ["DEMO_ADMIN_PASSWORD"] = password
-        run_manage("demo_setup")
+        for step in (("migrate", "--noinput", "-v", "0"), ("demo_setup",)):
+            if stopping:
+                return 1
+            run_manage(*step)
         url = f"http://{args.host}:{args.port}/admin/"
-        if args.setup_only:
+        if args.setup_only or stopping:
             return 0
         children["celery worker"] = spawn("celery worker", [
             PYTHON, "-m", "celery", "-A", "config", "worker", "-l", "info",
@@ -103,10 +129,14 @@ def main(argv: list[str] | None = None) -> int:
             "--schedule", str(services.directory / "celerybeat-schedule")])
         children["web server"] = spawn("web server", [
             PYTHON, "manage.py", "runserver", "--noreload", f"{args.host}:{args.port}"])
+        health = f"http://{args.host}:{args.port}/health/"
+        if not wait_until_healthy(health, children, lambda: stopping):
+            say(f"not healthy after {READY_DEADLINE_S}s: see the output above and {health}")
         say("")
         say(f"admin console: {url}")
         say(f"login:         admin / {password}")
-        say(f"health:        http://{args.host}:{args.port}/health/")
+        say(f"health:        {health}")
+        say(f"metrics:       http://{args.host}:{args.port}/metrics (staff session)")
         say("press Ctrl-C to stop everything this demo started")
         while not stopping:
             for name, proc in children.items():
@@ -118,12 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop_children(children)
+        servers = {"database": services.postgres, "cache": services.cache,
+                   "broker": services.broker}
         for name in ("broker", "cache", "database"):
             if name in owned:
-                server = {"database": services.postgres, "cache": services.cache,
-                          "broker": services.broker}[name]
-                server.stop()
+                servers[name].stop()
                 say(f"stopped embedded {name} server")
+        kept = sorted(name for name, want in wanted.items() if want and name not in owned)
+        if kept:
+            # NOTE: they were running before the demo started (another command or session
+            # uses them), so they are not the demo's to stop.
+            say(f"left running (they were up before the demo): {', '.join(kept)}; "
+                "stop them with ./dev services stop")
         say("all stopped")
 
 

@@ -441,7 +441,8 @@ def prune_test_runs(log=None) -> list[str]:
     killed run); the profiles of live runs are left alone. Returns the profiles removed."""
     removed = []
     for directory in sorted(RUN_DIR.glob(f"{TEST_PROFILE_PREFIX}*")):
-        owner = directory.name.removeprefix(f"{TEST_PROFILE_PREFIX}-")
+        # "test-<pid>" or "test-<pid>-<purpose>" (e.g. the demo test's own servers).
+        owner = directory.name.removeprefix(f"{TEST_PROFILE_PREFIX}-").split("-")[0]
         if not directory.is_dir() or (owner.isdigit() and pid_alive(int(owner))):
             continue
         Services(directory.name).stop(log=log)
