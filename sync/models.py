@@ -98,6 +98,8 @@ class SyncIntent(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When replay last took this intent.")
     epoch = models.BigIntegerField(
         null=True, blank=True,
         help_text="Outage epoch of the failure that left this intent (DESIGN I9 fence).")

@@ -79,17 +79,14 @@ def client() -> redis.Redis:
     found = _clients.get(url)
     if found is None:
         with _clients_lock:
-            found = _clients.get(url)
-            if found is None:
-                found = redis.Redis.from_url(
-                    url,
-                    socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-                    socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
-                    retry=Retry(NoBackoff(), 0),
-                    retry_on_timeout=False,
-                    health_check_interval=0,
-                )
-                _clients[url] = found
+            found = _clients.setdefault(url, redis.Redis.from_url(
+                url,
+                socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+                retry_on_timeout=False,
+                health_check_interval=0,
+            ))
     return found
 
 

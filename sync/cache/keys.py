@@ -5,10 +5,6 @@ from __future__ import annotations
 from django.conf import settings
 
 
-def prefix() -> str:
-    return settings.SYNC_KEY_PREFIX
-
-
 def cache_key(label: str, pk: object) -> str:
     return f"{settings.SYNC_KEY_PREFIX}:{label}:{pk}"
 

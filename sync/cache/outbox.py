@@ -7,6 +7,7 @@ an intent that a newer transaction bumped meanwhile survives for its own write.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -111,8 +112,6 @@ def row_states(spec: SyncSpec, pks: list[str], tombstone_versions: dict[str, int
 
 def complete(states: list[RowState], using: str = "default") -> int:
     """Delete the intents these writes satisfied (unless a newer version arrived meanwhile)."""
-    if not states:
-        return 0
     with connections[using].cursor() as cursor:
         cursor.execute(
             "DELETE FROM sync_retry_queue q "
@@ -129,8 +128,6 @@ def fail(states: list[RowState], error: str, using: str = "default") -> tuple[di
     One statement, so the bump and the tags commit together (the fence relies on it). Returns
     the new epochs per model and how many intents went dead.
     """
-    if not states:
-        return {}, 0
     labels = sorted({s.label for s in states})
     with connections[using].cursor() as cursor:
         cursor.execute(
@@ -173,30 +170,44 @@ class Claimed:
     version: int
 
 
-def claim(limit: int, *, include_not_due: bool = False, using: str = "default") -> list[Claimed]:
+def claim(limit: int, *, since: datetime.datetime, include_not_due: bool = False,
+          using: str = "default") -> list[Claimed]:
     """Take up to ``limit`` due intents (SKIP LOCKED: concurrent replayers never share one).
 
     The claim pushes ``next_attempt_at`` out by a lease, so an intent whose replayer dies is
-    taken again after the lease rather than lost.
+    taken again after the lease rather than lost. Intents claimed after ``since`` (the start
+    of this replay run) are not taken again in the same run.
     """
     due = "" if include_not_due else "AND next_attempt_at <= now()"
     with connections[using].cursor() as cursor:
         cursor.execute(
             f"""
             UPDATE sync_retry_queue q
-            SET next_attempt_at = now() + make_interval(secs => %s)
+            SET next_attempt_at = now() + make_interval(secs => %s),
+                claimed_at = clock_timestamp()
             WHERE q.id IN (
                 SELECT id FROM sync_retry_queue
                 WHERE status = 'pending' {due}
+                  AND (claimed_at IS NULL OR claimed_at < %s)
                 ORDER BY next_attempt_at
                 LIMIT %s
                 FOR UPDATE SKIP LOCKED
             )
             RETURNING q.model, q.object_pk, q.version
             """,  # noqa: S608
-            [settings.SYNC_REPLAY_LEASE, limit],
+            [settings.SYNC_REPLAY_LEASE, since, limit],
         )
         return [Claimed(*row) for row in cursor.fetchall()]
+
+
+def mark_dead(label: str, pks: list[str], reason: str, using: str = "default") -> int:
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "UPDATE sync_retry_queue SET status = 'dead', last_error = %s, updated_at = now()"
+            " WHERE model = %s AND object_pk = ANY(%s)",
+            [reason, label, pks],
+        )
+        return cursor.rowcount
 
 
 def drained_epochs(using: str = "default") -> dict[str, int]:
@@ -212,4 +223,10 @@ def drained_epochs(using: str = "default") -> dict[str, int]:
 def next_version(using: str = "default") -> int:
     with connections[using].cursor() as cursor:
         cursor.execute("SELECT nextval('sync_version_seq')")
+        return cursor.fetchone()[0]
+
+
+def database_now(using: str = "default") -> datetime.datetime:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
         return cursor.fetchone()[0]

@@ -41,8 +41,9 @@ def replay_pending(*, batch_size: int | None = None, max_batches: int | None = N
                    progress: Callable[[ReplayResult], None] | None = None) -> ReplayResult:
     batch_size = batch_size or settings.SYNC_REPLAY_BATCH
     result = ReplayResult()
+    started = outbox.database_now()
     while max_batches is None or result.batches < max_batches:
-        claimed = outbox.claim(batch_size, include_not_due=include_not_due)
+        claimed = outbox.claim(batch_size, since=started, include_not_due=include_not_due)
         if not claimed:
             break
         result.batches += 1
@@ -68,7 +69,8 @@ def _states(claimed: list[outbox.Claimed]) -> list[outbox.RowState]:
         try:
             spec = spec_for(label)
         except NotSyncedError:
-            logger.error("intents for %s, which is no longer synced, left in the queue", label)
+            outbox.mark_dead(label, list(versions), f"{label} is no longer a synced model")
+            logger.error("ALERT intents for %s, which is no longer synced, marked dead", label)
             continue
         states.extend(outbox.row_states(spec, list(versions), versions))
     return states

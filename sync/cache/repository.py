@@ -16,7 +16,7 @@ import time
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 
 from sync.cache import store
 from sync.cache.codec import unseal
@@ -72,10 +72,26 @@ def _decode(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> models.Mode
     return _instance(spec, pk, hit, key)
 
 
+def _in_transaction(using: str = "default") -> bool:
+    return connections[using].in_atomic_block
+
+
+def _dirty_here(spec: SyncSpec, pk: object) -> bool:
+    """Did the current transaction change this row (so Redis cannot show its own write)?"""
+    conn = connections["default"]
+    buffer = getattr(conn, "_sync_buffer", None)
+    return conn.in_atomic_block and buffer is not None and str(pk) in buffer.keys.get(
+        spec.label, ())
+
+
 def get(model: type[M], pk: object) -> M | None:
-    """The row with this primary key, or None when it does not exist."""
+    """The row with this primary key, or None when it does not exist.
+
+    Inside a transaction, rows it changed are read from PostgreSQL (read your own writes),
+    and nothing read inside a transaction fills Redis: it may not be committed (I4).
+    """
     spec = spec_for(model)
-    if not fence.trusts(spec.label):
+    if _dirty_here(spec, pk) or not fence.trusts(spec.label):
         CACHE_READS.labels(spec.label, "bypass").inc()
         return _from_db(spec, pk)
     key = cache_key(spec.label, pk)
@@ -99,7 +115,7 @@ def get(model: type[M], pk: object) -> M | None:
         return _from_db(spec, pk)
     CACHE_READS.labels(spec.label, "miss").inc()
     obj = _from_db(spec, pk)
-    if obj is not None and result == store.LEASE_GRANTED:
+    if obj is not None and result == store.LEASE_GRANTED and not _in_transaction():
         _fill(spec, [obj])
     return obj
 
@@ -122,15 +138,16 @@ def get_many(model: type[M], pks: list[object]) -> dict[object, M]:
     spec = spec_for(model)
     pks = list(dict.fromkeys(pks))
     found: dict[object, M] = {}
-    missing = pks
-    if fence.trusts(spec.label):
-        keys = [cache_key(spec.label, pk) for pk in pks]
+    missing = [pk for pk in pks if _dirty_here(spec, pk)]
+    trusted = fence.trusts(spec.label)
+    if trusted:
+        pks_to_read = [pk for pk in pks if pk not in missing]
+        keys = [cache_key(spec.label, pk) for pk in pks_to_read]
         try:
             results = store.read_many(keys)
         except CacheUnavailableError:
             results = [store.MISS] * len(keys)
-        missing = []
-        for pk, key, result in zip(pks, keys, results, strict=True):
+        for pk, key, result in zip(pks_to_read, keys, results, strict=True):
             if not isinstance(result, store.Hit):
                 missing.append(pk)
                 continue
@@ -143,10 +160,12 @@ def get_many(model: type[M], pks: list[object]) -> dict[object, M]:
                 found[pk] = obj
         CACHE_READS.labels(spec.label, "hit").inc(len(pks) - len(missing))
         CACHE_READS.labels(spec.label, "miss").inc(len(missing))
+    else:
+        missing = pks
     if missing:
         loaded = list(spec.model._base_manager.filter(pk__in=missing))
         for obj in loaded:
             found[obj.pk] = obj
-        if fence.trusts(spec.label):
+        if trusted and not _in_transaction():
             _fill(spec, loaded)
     return {pk: found[pk] for pk in pks if pk in found}

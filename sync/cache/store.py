@@ -55,9 +55,6 @@ def write_many(writes: list[CacheWrite], *, replace_equal: bool = False) -> list
 
     ``replace_equal`` also overwrites entries at the same version (repair of corruption).
     """
-    if not writes:
-        return []
-
     def operation(client: redis.Redis) -> list[bool]:
         cas = script(client, "cas_write")
         pipe = client.pipeline(transaction=False)

@@ -77,11 +77,8 @@ def verify(spec: SyncSpec, *, repair: bool = False, batch_size: int | None = Non
                 report.missing += 1
                 report._note("missing", key)
                 to_repair.append(RowState(spec.label, pk, version, values))
-            elif cached < version or tombstone:
-                # A newer Redis version than our snapshot is a write that landed meanwhile.
-                if cached > version and not tombstone:
-                    report.consistent += 1
-                    continue
+            elif cached < version or (tombstone and cached == version):
+                # (A newer version than our snapshot is a write or delete that landed since.)
                 report.stale += 1
                 report._note("stale", key)
                 to_repair.append(RowState(spec.label, pk, version, values))
@@ -121,8 +118,6 @@ def _find_extra(spec: SyncSpec, report: VerifyReport, *, repair: bool, batch_siz
 
 
 def _existing_pks(spec: SyncSpec, pks: list[str]) -> set[str]:
-    if not pks:
-        return set()
     field = spec.model._meta.pk
     values = []
     for pk in pks:

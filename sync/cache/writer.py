@@ -87,6 +87,8 @@ def _flush_keys(keys: dict[str, set[str]], using: str) -> None:
 
 def write_states(states: list[outbox.RowState], using: str = "default") -> bool:
     """Write these states to Redis and settle their intents. True when Redis took them."""
+    if not states:
+        return True
     try:
         writes = [state.to_write(spec_for(state.label)) for state in states]
         store.write_many(writes)

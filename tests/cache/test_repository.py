@@ -64,6 +64,7 @@ def test_missing_row_is_none_and_get_many_returns_existing(quiet_fence) -> None:
     part = make_part()
     assert repository.get(Part, 10**9) is None
     assert set(repository.get_many(Part, [part.pk, 10**9, part.pk])) == {part.pk}
+    assert repository.get_many(Part, [10**9 + 1]) == {}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -75,6 +76,7 @@ def test_get_many_mixes_hits_misses_and_tombstones(quiet_fence, redis_raw) -> No
     got = repository.get_many(Part, pks)
     assert sorted(got) == [pks[0], *pks[2:]]
     assert cached(redis_raw, LABEL, pks[0])  # the miss was filled
+    assert sorted(repository.get_many(Part, [pks[0], pks[2]])) == [pks[0], pks[2]]  # all hits
 
 
 @pytest.mark.django_db(transaction=True)
@@ -127,3 +129,22 @@ def test_reads_inside_a_transaction_see_uncommitted_rows_from_postgresql(quiet_f
     with transaction.atomic():
         part = make_part()
         assert repository.get(Part, part.pk).sku == part.sku
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transaction_reads_its_own_writes_and_never_fills_uncommitted_rows(
+        quiet_fence, redis_raw) -> None:
+    part = make_part(stock=1)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        part.stock = 2
+        part.save()
+        assert repository.get(Part, part.pk).stock == 2  # not Redis' committed 1
+        assert repository.get_many(Part, [part.pk])[part.pk].stock == 2
+        new = make_part(stock=9)
+        redis_raw.delete(cache_key(LABEL, new.pk))
+        Part.objects.filter(pk=new.pk).update(stock=10)  # unmarked change
+        assert repository.get(Part, new.pk).stock == 10
+        assert repository.get_many(Part, [new.pk])[new.pk].stock == 10
+        raise RuntimeError  # roll back: nothing of this may be in Redis
+    assert cached(redis_raw, LABEL, new.pk) == {} or b"v" not in cached(redis_raw, LABEL, new.pk)
+    assert repository.get(Part, part.pk).stock == 1

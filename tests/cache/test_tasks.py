@@ -35,7 +35,7 @@ def test_warm_and_verify_tasks_on_a_worker(celery_worker, redis_raw) -> None:
 
 
 def test_metrics_show_queue_size_and_age() -> None:
-    from sync.metrics import RETRY_QUEUE_OLDEST, RETRY_QUEUE_SIZE, refresh_gauges  # noqa: PLC0415
+    from sync.metrics import RETRY_QUEUE_OLDEST, RETRY_QUEUE_SIZE, refresh_gauges
 
     part = make_part()
     Part.objects.filter(pk=part.pk).update(stock=9)

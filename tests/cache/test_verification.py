@@ -28,7 +28,7 @@ def test_reports_each_kind_and_repair_fixes_all(redis_raw) -> None:
     assert report.consistent == 7 and report.fraction == 0.7
     assert report.nines == pytest.approx(-math.log10(0.3))
     assert cache_key(LABEL, parts[0].pk) in report.examples["missing"]
-    (repaired,) = verify_models([LABEL], repair=True)
+    (repaired,) = verify_models([LABEL], repair=True, batch_size=3)  # several SCAN rounds
     assert repaired.repaired == 4
     (after,) = verify_models([LABEL])
     assert after.ok and after.fraction == 1.0 and math.isinf(after.nines)

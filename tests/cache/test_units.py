@@ -1,0 +1,78 @@
+"""Small pure pieces of the engine: codec, declaration errors, redaction, labels."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import logging
+import uuid
+
+import pytest
+from django.db import models
+
+from catalog.models import Part
+from sync.cache.codec import decode_values, encode_values, seal, unseal
+from sync.cache.declaration import Tier, spec_for, synced
+from sync.cache.exceptions import NotSyncedError, SyncError
+from sync.models import SyncFence, SyncIntent
+from sync.redaction import RedactPiiFilter, redact
+
+
+def test_encode_handles_database_types_and_refuses_others() -> None:
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    ident = uuid.UUID(int=1)
+    payload = encode_values([decimal.Decimal("1.10"), when, when.date(), when.time(), ident,
+                             b"\x01\x02", None])
+    assert payload == (b'["1.10","2026-01-02T03:04:05+00:00","2026-01-02","03:04:05",'
+                       b'"00000000-0000-0000-0000-000000000001","0102",null]')
+    with pytest.raises(TypeError, match="cannot cache a value of type object"):
+        encode_values([object()])
+
+
+def test_roundtrip_restores_field_types() -> None:
+    spec = spec_for(Part)
+    values = ["S", "name", decimal.Decimal("2.50"), 3, True]
+    assert decode_values(spec, encode_values(values)) == values
+
+
+def test_tiers_without_crypto_refuse_to_cache_rather_than_leak() -> None:
+    spec = dataclasses.replace(spec_for(Part), tier=Tier.SENSITIVE)
+    with pytest.raises(SyncError, match="tier SENSITIVE"):
+        seal(spec, "k", 1, ["x"])
+    with pytest.raises(SyncError, match="tier SENSITIVE"):
+        unseal(spec, "k", 1, b"[]", b"")
+
+
+def test_declaring_a_model_that_cannot_be_synced_is_a_clear_error() -> None:
+    class Plain(models.Model):
+        class Meta:
+            app_label = "catalog"
+            managed = False
+
+        def __str__(self) -> str:
+            return "plain"
+
+    with pytest.raises(TypeError, match=r"must subclass sync\.models\.SyncedModel"):
+        synced(fields=["id"])(Plain)
+    with pytest.raises(NotSyncedError, match=r"auth\.user is not a synced model"):
+        spec_for("auth.user")
+
+
+def test_redaction_of_messages_and_log_records() -> None:
+    text = "mail jane.doe@example.com phone +44 20 7946 0958 card 4111 1111 1111 1111"
+    assert redact(text) == "mail [email] phone [phone] card [card]"
+    assert redact("IBAN DE89 3704 0044 0532 0130 00 ok") == "IBAN [iban] ok"
+    record = logging.LogRecord("sync", logging.INFO, __file__, 1, "user %s failed", (
+        "jane@example.com",), None)
+    assert RedactPiiFilter().filter(record) is True
+    assert record.getMessage() == "user [email] failed"
+    clean = logging.LogRecord("sync", logging.INFO, __file__, 1, "nothing %s", ("here",), None)
+    RedactPiiFilter().filter(clean)
+    assert clean.args == ("here",)
+
+
+def test_labels_of_queue_rows() -> None:
+    intent = SyncIntent(model="catalog.part", object_pk="7", version=9, status="pending")
+    assert str(intent) == "catalog.part:7 v9 (pending)"
+    assert str(SyncFence(model="catalog.part", epoch=3)) == "catalog.part epoch 3"
