@@ -9,7 +9,7 @@ import logging
 import uuid
 
 import pytest
-from django.db import models
+from django.contrib.auth.models import Group
 
 from catalog.models import Part
 from sync.cache.codec import decode_values, encode_values, seal, unseal
@@ -45,16 +45,8 @@ def test_tiers_without_crypto_refuse_to_cache_rather_than_leak() -> None:
 
 
 def test_declaring_a_model_that_cannot_be_synced_is_a_clear_error() -> None:
-    class Plain(models.Model):
-        class Meta:
-            app_label = "catalog"
-            managed = False
-
-        def __str__(self) -> str:
-            return "plain"
-
     with pytest.raises(TypeError, match=r"must subclass sync\.models\.SyncedModel"):
-        synced(fields=["id"])(Plain)
+        synced(fields=["name"])(Group)
     with pytest.raises(NotSyncedError, match=r"auth\.user is not a synced model"):
         spec_for("auth.user")
 
