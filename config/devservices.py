@@ -401,9 +401,12 @@ class Services:
         ):
             if not wanted:
                 continue
+            fresh = server is self.postgres and not (self.postgres.pgdata / "PG_VERSION").exists()
             started = server.start()
             if log:
-                log(f"{'started' if started else 'reusing'} embedded {name} ({self.profile})")
+                state = ("initialised and started" if fresh
+                         else "started" if started else "reusing")
+                log(f"{state} embedded {name} ({self.profile})")
         if database:
             env["DATABASE_URL"] = self.postgres.url()
         if cache:
