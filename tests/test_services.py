@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from django.db import connection
+
+from config.devservices import ROOT
 
 
 @pytest.mark.django_db
@@ -64,3 +68,37 @@ def test_broker_is_a_separate_process_from_the_cache(redis_control, celery_app) 
     finally:
         broker.release()
         redis_control.start()
+
+
+# What the suite must never lean on: each would let a test pass without the real server.
+FORBIDDEN = {
+    "fakeredis": "a fake Redis",
+    "mockredis": "a fake Redis",
+    "django.db.backends.sqlite3": "SQLite instead of PostgreSQL",
+    "sqlite://": "SQLite instead of PostgreSQL",
+    "task_always_eager": "Celery tasks run inline instead of through the broker",
+    "CELERY_TASK_ALWAYS_EAGER": "Celery tasks run inline instead of through the broker",
+}
+MOCKED_SERVICE = re.compile(
+    r"""(?:mock\.patch|patch(?:\.object)?|monkeypatch\.setattr)\(\s*["']?[\w.]*"""
+    r"""(?:redis|psycopg|django\.db\.(?:connection|backends)|kombu|celery)""",
+)
+
+
+def _project_files() -> list[Path]:
+    files = [ROOT / "pyproject.toml"]
+    for package in ("config", "sync", "catalog", "customers", "buyers", "sellers", "tests",
+                    "bench"):
+        files += (ROOT / package).rglob("*.py")
+    return [path for path in files if path.resolve() != Path(__file__).resolve()]
+
+
+def test_nothing_in_the_repo_fakes_or_mocks_the_servers() -> None:
+    offences = []
+    for path in _project_files():
+        text = path.read_text(errors="replace")
+        offences += [f"{path.relative_to(ROOT)}: {needle} ({why})"
+                     for needle, why in FORBIDDEN.items() if needle in text]
+        offences += [f"{path.relative_to(ROOT)}: mocks a server: {match.group(0)}"
+                     for match in MOCKED_SERVICE.finditer(text)]
+    assert offences == []
