@@ -45,6 +45,10 @@ def redis_control(cache_server: RedisServer, settings) -> Iterator[RedisServer]:
     cache points at it for the test, and it is running and empty again afterwards."""
     settings.REDIS_URL = settings.SYNC_REDIS_URL = cache_server.url
     _reset_clients()
+    # NOTE: the autouse flush below ran on the configured cache; with an external REDIS_URL
+    # this is a different (private) server, and what an earlier test left in it (values,
+    # drained fence epochs) must not leak into this one.
+    _flush(cache_server.url)
     yield cache_server
     if cache_server.pid() is not None:
         cache_server.resume()
@@ -63,12 +67,16 @@ def _reset_clients() -> None:
 @pytest.fixture(autouse=True)
 def _empty_cache() -> Iterator[None]:
     """Every test starts with an empty cache Redis (the configured one)."""
-    client = redis.Redis.from_url(settings.SYNC_REDIS_URL, socket_timeout=2)
+    _flush(settings.SYNC_REDIS_URL)
+    yield
+
+
+def _flush(url: str) -> None:
+    client = redis.Redis.from_url(url, socket_timeout=2)
     try:
         client.flushdb()
     finally:
         client.close()
-    yield
 
 
 @pytest.fixture(scope="session")
