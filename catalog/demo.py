@@ -1,4 +1,4 @@
-"""Demo catalog: parts with realistic SKUs, upserted on ``sku`` so every demo start is idempotent."""
+"""Demo catalog: parts with realistic SKUs, upserted on ``sku`` (every demo start is idempotent)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from config.env import ROOT, embedded_service_urls, env, require_production_settings
+from sync.cache.keyring import development_keys, parse_keyring
 
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 PRODUCTION = DJANGO_ENV == "production"
@@ -124,10 +125,19 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 SYNC_REDIS_URL = env.str("SYNC_REDIS_URL", default=REDIS_URL)
 SYNC_KEY_PREFIX = env.str("SYNC_KEY_PREFIX", default="syncops")
-# Tier 2/3 keys: "id:base64key[,id:base64key…]" (first encrypts, all decrypt) and the HMAC
-# key for blind indexes. Placeholders until the security issue lands; production requires them.
-SYNC_ENCRYPTION_KEYS = env.str("SYNC_ENCRYPTION_KEYS", default="")
-SYNC_HMAC_KEY = env.str("SYNC_HMAC_KEY", default="")
+# Tier 2/3 keys (sync/cache/keyring.py): "id:base64key[,id:base64key…]" of 32-byte AES keys
+# (the first encrypts, all decrypt) and a base64 HMAC key for blind indexes. Required in
+# production; development generates its own once per run directory. Validated here, so a
+# malformed key stops the process at startup.
+_dev_keys = {} if PRODUCTION or (env.str("SYNC_ENCRYPTION_KEYS", default="")
+                                 and env.str("SYNC_HMAC_KEY", default="")) else (
+    development_keys(ROOT / ".run" / env.str("SYNCOPS_SERVICES_PROFILE", default="dev")))
+SYNC_ENCRYPTION_KEYS = env.str("SYNC_ENCRYPTION_KEYS", default="") or _dev_keys.get(
+    "SYNC_ENCRYPTION_KEYS", "")
+SYNC_HMAC_KEY = env.str("SYNC_HMAC_KEY", default="") or _dev_keys.get("SYNC_HMAC_KEY", "")
+parse_keyring(SYNC_ENCRYPTION_KEYS, SYNC_HMAC_KEY)
+# Phone numbers without a country prefix are normalised with this one (blind indexes).
+SYNC_PHONE_DEFAULT_COUNTRY_CODE = env.str("SYNC_PHONE_DEFAULT_COUNTRY_CODE", default="1")
 # Degraded mode: after a Redis timeout/connection error the breaker sends callers straight to
 # PostgreSQL for this many seconds, then lets one probe through.
 SYNC_BREAKER_COOLDOWN = env.float("SYNC_BREAKER_COOLDOWN", default=1.0)
@@ -205,8 +215,13 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    # DESIGN I6: every record that leaves the process (ours, Django's, Celery's) is redacted.
+    "filters": {
+        "redact_pii": {"()": "sync.redaction.RedactPiiFilter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain",
+                    "filters": ["redact_pii"]},
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {

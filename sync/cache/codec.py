@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 
 from sync.cache.declaration import Tier
-from sync.cache.exceptions import SyncError, UndecodableEntryError
+from sync.cache.exceptions import UndecodableEntryError
+from sync.cache.tiers import decrypt, encrypt
 
 if TYPE_CHECKING:
     from sync.cache.declaration import SyncSpec
@@ -54,13 +55,12 @@ def seal(spec: SyncSpec, key: str, version: int, values: list[Any] | tuple[Any, 
     payload = encode_values(values)
     if spec.tier == Tier.PUBLIC:
         return payload, ""
-    msg = f"{spec.label}: tier {spec.tier.name} payloads need sync.cache.tiers (not configured)"
-    raise SyncError(msg)
+    return encrypt(payload, key=key, version=version)
 
 
 def unseal(spec: SyncSpec, key: str, version: int, payload: bytes, key_id: bytes | str
            ) -> list[Any]:
-    if spec.tier == Tier.PUBLIC:
-        return decode_values(spec, payload)
-    msg = f"{spec.label}: tier {spec.tier.name} payloads need sync.cache.tiers (not configured)"
-    raise SyncError(msg)
+    if spec.tier != Tier.PUBLIC:
+        key_id = key_id.decode() if isinstance(key_id, bytes) else key_id
+        payload = decrypt(payload, key=key, version=version, key_id=key_id)
+    return decode_values(spec, payload)

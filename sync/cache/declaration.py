@@ -34,12 +34,25 @@ class SyncSpec:
     prefix: str | None = None  # defaults to settings.SYNC_KEY_PREFIX
     attnames: tuple[str, ...] = field(init=False)
     to_python: tuple = field(init=False, repr=False)
+    # indexed field name -> position of its blind index digest in the payload values
+    blind_indexes: dict[str, int] = field(init=False, hash=False, compare=False)
 
     def __post_init__(self) -> None:
+        from sync.cache.tiers import blind_index_fields
+
         meta = self.model._meta
+        leaked = sorted(set(self.fields) & set(self.pii_fields))
+        if leaked:
+            msg = f"{self.label}: PII fields may not be cached: {', '.join(leaked)} (I5)"
+            raise ValueError(msg)
+        indexes = blind_index_fields(self.model)
+        names = list(self.fields) + [f.name for f in indexes.values() if f.name not in self.fields]
+        object.__setattr__(self, "fields", tuple(names))
         model_fields = [meta.get_field(name) for name in self.fields]
         object.__setattr__(self, "attnames", tuple(f.attname for f in model_fields))
         object.__setattr__(self, "to_python", tuple(f.to_python for f in model_fields))
+        object.__setattr__(self, "blind_indexes", {
+            source: self.fields.index(f.name) for source, f in indexes.items()})
 
     @property
     def label(self) -> str:

@@ -9,6 +9,15 @@ def cache_key(label: str, pk: object) -> str:
     return f"{settings.SYNC_KEY_PREFIX}:{label}:{pk}"
 
 
+def index_key(label: str, field: str, digest: str) -> str:
+    """A blind-index entry; ``#`` keeps it outside the model's row-key pattern."""
+    return f"{settings.SYNC_KEY_PREFIX}:{label}#bi:{field}:{digest}"
+
+
+def index_pattern(label: str) -> str:
+    return f"{settings.SYNC_KEY_PREFIX}:{label}#bi:*"
+
+
 def model_pattern(label: str) -> str:
     return f"{settings.SYNC_KEY_PREFIX}:{label}:*"
 

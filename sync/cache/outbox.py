@@ -18,7 +18,7 @@ from django.db import connections
 
 from sync.cache.codec import seal
 from sync.cache.declaration import SyncSpec
-from sync.cache.keys import cache_key
+from sync.cache.keys import cache_key, index_key
 from sync.cache.store import CacheWrite, ttl_ms
 from sync.redaction import redact
 
@@ -42,6 +42,19 @@ class RowState:
         payload, key_id = seal(spec, key, self.version, self.values)
         return CacheWrite(key, self.version, payload, key_id, False,
                           ttl_ms(spec.ttl, spec.ttl_jitter))
+
+    def index_writes(self, spec: SyncSpec) -> list[CacheWrite]:
+        """Blind-index entries (digest -> pk), versioned like the row they point at."""
+        if self.values is None:
+            return []
+        return [
+            CacheWrite(index_key(self.label, field, self.values[position]), self.version,
+                       self.pk.encode(), "", False, ttl_ms(spec.ttl, spec.ttl_jitter))
+            for field, position in spec.blind_indexes.items() if self.values[position]
+        ]
+
+    def to_writes(self, spec: SyncSpec) -> list[CacheWrite]:
+        return [self.to_write(spec), *self.index_writes(spec)]
 
 
 def converters_for(spec: SyncSpec, using: str):

@@ -21,10 +21,11 @@ from django.db import connections, models
 from sync.cache import store
 from sync.cache.codec import unseal
 from sync.cache.declaration import SyncSpec, spec_for
-from sync.cache.exceptions import CacheUnavailableError, SyncError
+from sync.cache.exceptions import CacheUnavailableError, NotSyncedError, SyncError
 from sync.cache.fence import fence
-from sync.cache.keys import cache_key
+from sync.cache.keys import cache_key, index_key
 from sync.cache.outbox import RowState
+from sync.cache.tiers import blind_index_fields
 from sync.metrics import CACHE_READS
 
 logger = logging.getLogger(__name__)
@@ -56,9 +57,10 @@ def _from_db(spec: SyncSpec, pk: object) -> models.Model | None:
 def _fill(spec: SyncSpec, instances: list[models.Model]) -> None:
     """Version-checked writes of rows just read from PostgreSQL (never newer than Redis)."""
     writes = [
-        RowState(spec.label, str(obj.pk), obj.version,
-                 tuple(getattr(obj, name) for name in spec.attnames)).to_write(spec)
+        write
         for obj in instances
+        for write in RowState(spec.label, str(obj.pk), obj.version,
+                              tuple(getattr(obj, name) for name in spec.attnames)).to_writes(spec)
     ]
     # A failed fill costs nothing but the next miss; the breaker has logged the failure.
     with contextlib.suppress(CacheUnavailableError):
@@ -169,3 +171,36 @@ def get_many(model: type[M], pks: list[object]) -> dict[object, M]:
         if trusted and not _in_transaction():
             _fill(spec, loaded)
     return {pk: found[pk] for pk in pks if pk in found}
+
+
+def get_by(model: type[M], **lookup: str) -> M | None:
+    """Look a row up by one blind-indexed field, e.g. ``get_by(Customer, email=…)``.
+
+    The value is normalised and HMAC'd; Redis maps the digest to a pk, and the row read from
+    Redis must carry the same digest (an index entry left by an old value is ignored).
+    Otherwise PostgreSQL answers through its indexed digest column, and fills Redis.
+    """
+    spec = spec_for(model)
+    if len(lookup) != 1:
+        msg = "get_by takes exactly one field=value"
+        raise TypeError(msg)
+    ((name, value),) = lookup.items()
+    indexes = blind_index_fields(spec.model)
+    if name not in indexes:
+        msg = f"{spec.label}.{name} has no blind index; indexed: {', '.join(indexes) or 'none'}"
+        raise NotSyncedError(msg)
+    index = indexes[name]
+    digest = index.digest(spec.model, value)
+    if digest and fence.trusts(spec.label) and not _in_transaction():
+        try:
+            entry = store.read(index_key(spec.label, name, digest))
+        except CacheUnavailableError:
+            entry = store.MISS
+        if isinstance(entry, store.Hit):
+            obj = get(model, spec.model._meta.pk.to_python(entry.payload.decode()))
+            if obj is not None and getattr(obj, index.attname) == digest:
+                return obj
+    obj = spec.model._base_manager.filter(**{index.attname: digest}).first() if digest else None
+    if obj is not None and fence.trusts(spec.label) and not _in_transaction():
+        _fill(spec, [obj])
+    return obj

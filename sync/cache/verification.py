@@ -85,7 +85,8 @@ def verify(spec: SyncSpec, *, repair: bool = False, batch_size: int | None = Non
             else:
                 report.consistent += 1
         if repair and to_repair:
-            store.write_many([state.to_write(spec) for state in to_repair], replace_equal=True)
+            store.write_many([w for state in to_repair for w in state.to_writes(spec)],
+                             replace_equal=True)
             report.repaired += len(to_repair)
         if progress:
             progress(report, total)

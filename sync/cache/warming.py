@@ -52,9 +52,10 @@ def warm(spec: SyncSpec, *, batch_size: int | None = None,
     batch_size = batch_size or settings.SYNC_WARM_BATCH
     state = WarmProgress(spec.label, 0, count_rows(spec), 0)
     for batch in iter_rows(spec, batch_size):
-        writes = [RowState(spec.label, pk, version, values).to_write(spec)
-                  for pk, version, values in batch]
-        state.written += sum(store.write_many(writes))
+        states = [RowState(spec.label, pk, version, values) for pk, version, values in batch]
+        rows = [s.to_write(spec) for s in states]
+        applied = store.write_many(rows + [w for s in states for w in s.index_writes(spec)])
+        state.written += sum(applied[:len(rows)])
         state.done += len(batch)
         if progress:
             progress(state)

@@ -90,7 +90,7 @@ def write_states(states: list[outbox.RowState], using: str = "default") -> bool:
     if not states:
         return True
     try:
-        writes = [state.to_write(spec_for(state.label)) for state in states]
+        writes = [w for state in states for w in state.to_writes(spec_for(state.label))]
         store.write_many(writes)
     except CacheUnavailableError as e:
         try:

@@ -36,12 +36,14 @@ def test_roundtrip_restores_field_types() -> None:
     assert decode_values(spec, encode_values(values)) == values
 
 
-def test_tiers_without_crypto_refuse_to_cache_rather_than_leak() -> None:
+def test_sensitive_tier_seals_and_unseals_with_key_and_version_bound() -> None:
     spec = dataclasses.replace(spec_for(Part), tier=Tier.SENSITIVE)
-    with pytest.raises(SyncError, match="tier SENSITIVE"):
-        seal(spec, "k", 1, ["x"])
-    with pytest.raises(SyncError, match="tier SENSITIVE"):
-        unseal(spec, "k", 1, b"[]", b"")
+    values = ["S", "name", decimal.Decimal("2.50"), 3, True]
+    sealed, key_id = seal(spec, "k", 7, values)
+    assert b"name" not in sealed and key_id
+    assert unseal(spec, "k", 7, sealed, key_id.encode()) == values
+    with pytest.raises(SyncError, match="does not authenticate"):
+        unseal(spec, "k", 8, sealed, key_id)
 
 
 def test_declaring_a_model_that_cannot_be_synced_is_a_clear_error() -> None:
