@@ -1,9 +1,13 @@
 """``./dev demo``: the whole product on one machine, stopped cleanly by Ctrl-C.
 
 Starts (or reuses) the embedded servers for every unset service URL, migrates, sets a fresh
-random password on the ``admin`` superuser and prints it, loads demo data on the first run,
-then runs a Celery worker, Celery beat and the web server until SIGINT/SIGTERM, when it stops
-every child process and every server it started itself.
+random password on the ``admin`` superuser and prints it, loads the apps' demo data, then runs
+a Celery worker, Celery beat and the web server until SIGINT/SIGTERM, when it stops every child
+process and every server it started itself.
+
+A demo that was killed (SIGKILL, a closed terminal) cannot clean up; its state file
+(``.run/<profile>/demo.json``) lets the next demo stop the children it left behind and take
+over the servers it had started.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import sys
 import time
 import urllib.request
 from http import HTTPStatus
+from pathlib import Path
 
-from config.devservices import ROOT, Services
+from config.devservices import ROOT, Services, pid_alive, wait_until
 
 PYTHON = sys.executable
 CHILD_STOP_DEADLINE_S = 15
 READY_DEADLINE_S = 60
+SERVICE_URLS = {"database": "DATABASE_URL", "cache": "REDIS_URL", "broker": "CELERY_BROKER_URL"}
 
 
 def say(message: str) -> None:
@@ -78,6 +84,52 @@ def wait_until_healthy(url: str, children: dict[str, subprocess.Popen], stopping
     return False
 
 
+# --------------------------------------------------------------------------- crash recovery
+
+
+def _state_file(services: Services) -> Path:
+    return services.directory / "demo.json"
+
+
+def _save_state(services: Services, owned: set[str],
+                children: dict[str, subprocess.Popen]) -> None:
+    state = {"pid": os.getpid(), "owned": sorted(owned),
+             "children": {name: proc.pid for name, proc in children.items()}}
+    _state_file(services).write_text(json.dumps(state))
+
+
+def recover_crashed_demo(services: Services) -> set[str]:
+    """Stop what a killed demo left running; return the servers it owned (now ours)."""
+    try:
+        state = json.loads(_state_file(services).read_text())
+    except (OSError, ValueError):
+        return set()
+    if pid_alive(state["pid"]):
+        msg = f"another demo (pid {state['pid']}) is running on these servers; stop it first"
+        raise SystemExit(msg)
+    for name, pid in state["children"].items():
+        # NOTE: only a process that still runs our interpreter: the pid may have been reused.
+        if pid_alive(pid) and PYTHON in _cmdline(pid):
+            say(f"stopping the {name} a killed demo left running (pid {pid})")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            if not wait_until(lambda pid=pid: not pid_alive(pid), timeout=CHILD_STOP_DEADLINE_S):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+    _state_file(services).unlink(missing_ok=True)
+    return set(state["owned"])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- the demo
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -91,14 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["SYNCOPS_SERVICES_PROFILE"] = args.profile
     services = Services(args.profile)
-    wanted = {
-        "database": not os.environ.get("DATABASE_URL"),
-        "cache": not os.environ.get("REDIS_URL"),
-        "broker": not os.environ.get("CELERY_BROKER_URL"),
-    }
-    already = services.status()
-    owned = {name for name, want in wanted.items() if want
-             and not already[{"database": "postgres"}.get(name, name)]}
+    servers = {"database": services.postgres, "cache": services.cache, "broker": services.broker}
+    wanted = {name for name, variable in SERVICE_URLS.items() if not os.environ.get(variable)}
+    inherited = recover_crashed_demo(services) & wanted
+    owned = {name for name in wanted if not servers[name].is_running()} | inherited
 
     children: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -111,32 +159,34 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        os.environ.update(services.start(**wanted, log=say))
+        _save_state(services, owned, children)
+        os.environ.update(services.start(**{name: name in wanted for name in SERVICE_URLS},
+                                         log=say))
         password = secrets.token_urlsafe(12)
         os.environ["DEMO_ADMIN_PASSWORD"] = password
         for step in (("migrate", "--noinput", "-v", "0"), ("demo_setup",)):
             if stopping:
                 return 1
             run_manage(*step)
-        url = f"http://{args.host}:{args.port}/admin/"
         if args.setup_only or stopping:
             return 0
         children["celery worker"] = spawn("celery worker", [
             PYTHON, "-m", "celery", "-A", "config", "worker", "-l", "info",
-            "--concurrency", "2", "-n", "demo@%h"])
+            "--concurrency", "2", "-n", f"demo-{args.profile}@%h"])
         children["celery beat"] = spawn("celery beat", [
             PYTHON, "-m", "celery", "-A", "config", "beat", "-l", "info",
             "--schedule", str(services.directory / "celerybeat-schedule")])
         children["web server"] = spawn("web server", [
             PYTHON, "manage.py", "runserver", "--noreload", f"{args.host}:{args.port}"])
-        health = f"http://{args.host}:{args.port}/health/"
-        if not wait_until_healthy(health, children, lambda: stopping):
-            say(f"not healthy after {READY_DEADLINE_S}s: see the output above and {health}")
+        _save_state(services, owned, children)
+        base = f"http://{args.host}:{args.port}"
+        if not wait_until_healthy(f"{base}/health/", children, lambda: stopping):
+            say(f"not healthy after {READY_DEADLINE_S}s: see the output above and {base}/health/")
         say("")
-        say(f"admin console: {url}")
+        say(f"admin console: {base}/admin/")
         say(f"login:         admin / {password}")
-        say(f"health:        {health}")
-        say(f"metrics:       http://{args.host}:{args.port}/metrics (staff session)")
+        say(f"health:        {base}/health/")
+        say(f"metrics:       {base}/metrics (staff session)")
         say("press Ctrl-C to stop everything this demo started")
         while not stopping:
             for name, proc in children.items():
@@ -148,18 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop_children(children)
-        servers = {"database": services.postgres, "cache": services.cache,
-                   "broker": services.broker}
         for name in ("broker", "cache", "database"):
-            if name in owned:
-                servers[name].stop()
+            if name in owned and servers[name].stop():
                 say(f"stopped embedded {name} server")
-        kept = sorted(name for name, want in wanted.items() if want and name not in owned)
-        if kept:
+        if kept := sorted(wanted - owned):
             # NOTE: they were running before the demo started (another command or session
             # uses them), so they are not the demo's to stop.
             say(f"left running (they were up before the demo): {', '.join(kept)}; "
                 "stop them with ./dev services stop")
+        _state_file(services).unlink(missing_ok=True)
         say("all stopped")
 
 

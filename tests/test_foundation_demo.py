@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from config.demo import recover_crashed_demo
 from config.devservices import ROOT, Services, pid_alive, wait_until
 
 SERVICE_URLS = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SYNC_REDIS_URL")
@@ -61,6 +62,12 @@ class Demo:
     def interrupt(self) -> int:
         self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout=60)
+
+    def kill(self) -> None:
+        """Teardown: whatever happened, this run's demo process is gone afterwards."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 def _server_pids(services: Services) -> list[int]:
@@ -107,6 +114,7 @@ def demo_profile() -> str:
     profile = f"test-{os.getpid()}-demo"
     yield profile
     services = Services(profile)
+    recover_crashed_demo(services)  # children a failed test's demo left behind
     services.stop()
     shutil.rmtree(services.directory, ignore_errors=True)
 
@@ -119,6 +127,7 @@ def test_demo_serves_the_console_stops_cleanly_and_keeps_its_data(
     demo = Demo(demo_profile, _free_port(), tmp_path / "first.log")
     try:
         password = demo.wait_for(r"login: +admin / (\S+)").group(1)
+        assert "initialised and started embedded PostgreSQL" in demo.output()
         assert "created superuser admin" in demo.output()
         assert "healthy: " in demo.output()
 
@@ -136,21 +145,48 @@ def test_demo_serves_the_console_stops_cleanly_and_keeps_its_data(
         initialised = pg_version.stat().st_mtime_ns
         assert demo.interrupt() == 0
     finally:
-        if demo.proc.poll() is None:
-            demo.proc.kill()
+        demo.kill()
 
     assert "all stopped" in demo.output()
     assert [pid for pid in pids if pid_alive(pid)] == []
     assert _processes_mentioning(str(services.directory)) == []
 
+    # A second start reuses the cluster and the superuser, and the new password works.
     again = Demo(demo_profile, _free_port(), tmp_path / "second.log")
     try:
         password = again.wait_for(r"login: +admin / (\S+)").group(1)
+        assert "initialised" not in again.output()
         assert "reusing superuser admin" in again.output()
         assert pg_version.stat().st_mtime_ns == initialised  # the same cluster, not a new one
         assert "Site administration" in _log_in(again.base, password)
         assert again.interrupt() == 0
     finally:
-        if again.proc.poll() is None:
-            again.proc.kill()
+        again.kill()
+    assert _processes_mentioning(str(services.directory)) == []
+
+
+@pytest.mark.slow
+def test_a_killed_demo_is_cleaned_up_by_the_next_one(demo_profile: str, tmp_path: Path) -> None:
+    services = Services(demo_profile)
+    crashed = Demo(demo_profile, _free_port(), tmp_path / "crashed.log")
+    try:
+        crashed.wait_for(r"login: +admin / (\S+)")
+        orphans = crashed.child_pids() + _server_pids(services)
+        crashed.proc.kill()  # SIGKILL: no chance to clean up
+        crashed.proc.wait(timeout=10)
+    finally:
+        crashed.kill()
+    assert [pid for pid in orphans if pid_alive(pid)] == orphans  # all left running
+
+    demo = Demo(demo_profile, _free_port(), tmp_path / "next.log")
+    try:
+        demo.wait_for(r"login: +admin / (\S+)")
+        assert "a killed demo left running" in demo.output()
+        assert [pid for pid in crashed.child_pids() if pid_alive(pid)] == []
+        assert "reusing embedded PostgreSQL" in demo.output()
+        assert demo.interrupt() == 0
+    finally:
+        demo.kill()
+    # The servers the killed demo started were taken over, and stopped with the rest.
+    assert [pid for pid in orphans if pid_alive(pid)] == []
     assert _processes_mentioning(str(services.directory)) == []
