@@ -14,10 +14,6 @@ def index_key(label: str, field: str, digest: str) -> str:
     return f"{settings.SYNC_KEY_PREFIX}:{label}#bi:{field}:{digest}"
 
 
-def index_pattern(label: str) -> str:
-    return f"{settings.SYNC_KEY_PREFIX}:{label}#bi:*"
-
-
 def model_pattern(label: str) -> str:
     return f"{settings.SYNC_KEY_PREFIX}:{label}:*"
 

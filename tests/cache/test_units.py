@@ -57,6 +57,11 @@ def test_redaction_of_messages_and_log_records() -> None:
     text = "mail jane.doe@example.com phone +44 20 7946 0958 card 4111 1111 1111 1111"
     assert redact(text) == "mail [email] phone [phone] card [card]"
     assert redact("IBAN DE89 3704 0044 0532 0130 00 ok") == "IBAN [iban] ok"
+    # values of fields declared PII, known to the caller; single letters are left alone
+    assert redact("row of Jane Doe in Leeds (a)", values=["Jane Doe", "Leeds", "a", ""]) == (
+        "row of [pii] in [pii] (a)")
+    assert redact("DETAIL:  Key (email)=(x@y.z) already exists.") == (
+        "DETAIL:  Key (email)=([value]) already exists.")
     record = logging.LogRecord("sync", logging.INFO, __file__, 1, "user %s failed", (
         "jane@example.com",), None)
     assert RedactPiiFilter().filter(record) is True

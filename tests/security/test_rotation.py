@@ -71,3 +71,19 @@ def test_rotation_says_when_redis_is_down(redis_control) -> None:
             call_command("sync_rotate_keys", stdout=StringIO())
     finally:
         redis_control.start()
+
+
+def test_rotation_pages_through_keys_and_skips_tombstones(canaries, settings, redis_raw) -> None:
+    from sync.cache.declaration import spec_for
+    from sync.cache.rotation import rotate
+
+    settings.SYNC_ENCRYPTION_KEYS = new_key("A")
+    customer = make_customer(canaries)
+    orders = [make_order(customer, f"address {n}", f"ORD-{n}") for n in range(6)]
+    orders[0].delete()  # a tombstone: nothing to re-encrypt
+    settings.SYNC_ENCRYPTION_KEYS = f"{new_key('B')},{settings.SYNC_ENCRYPTION_KEYS}"
+    pages = []
+    report = rotate(spec_for(Order), batch_size=2, progress=lambda r: pages.append(r.scanned))
+    assert (report.scanned, report.rotated, report.current) == (6, 5, 0)
+    assert len(pages) > 1
+    assert rotate(spec_for(Order)).current == 5  # and without a progress callback
