@@ -69,7 +69,16 @@ def stop_children(children: dict[str, subprocess.Popen]) -> None:
 
 def wait_until_healthy(url: str, children: dict[str, subprocess.Popen], stopping) -> bool:
     """Poll ``/health/`` until every check is OK, a child dies, or the deadline passes."""
+    from config.celery import app  # settings come from the environment set up above
+
     deadline = time.monotonic() + READY_DEADLINE_S
+    # NOTE: first the worker's own answer to a control ping, so that /health/ is not polled
+    # (and does not log a 500 with a traceback) while the worker is still starting.
+    while time.monotonic() < deadline and not stopping():
+        if any(proc.poll() is not None for proc in children.values()):
+            return False
+        if app.control.ping(timeout=0.5):
+            break
     while time.monotonic() < deadline and not stopping():
         if any(proc.poll() is not None for proc in children.values()):
             return False
