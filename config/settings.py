@@ -230,3 +230,39 @@ LOGGING = {
         "config": {"level": LOG_LEVEL},
     },
 }
+
+# --------------------------------------------------------------------------- ingestion
+
+# Spreadsheet sources (column mapping, target, key pattern): a TOML file, re-read per run.
+SYNC_INGEST_SOURCES_FILE = env.str("SYNC_INGEST_SOURCES_FILE",
+                                   default=str(ROOT / "config" / "ingest_sources.toml"))
+# Defaults for what a source leaves out: rows per batch (one transaction, one cancel check),
+# re-sync of gaps found by verification.
+SYNC_INGEST_BATCH_SIZE = env.int("SYNC_INGEST_BATCH_SIZE", default=100)
+SYNC_INGEST_AUTO_RECOVERY = env.bool("SYNC_INGEST_AUTO_RECOVERY", default=True)
+# A batch waits this long for a row lock before its rows count as retryable failures.
+SYNC_INGEST_LOCK_TIMEOUT_MS = env.int("SYNC_INGEST_LOCK_TIMEOUT_MS", default=5000)
+# Network faults of a source and lost database connections: retries within a run, with
+# exponential backoff (base · 2^attempt seconds, jittered).
+SYNC_INGEST_NETWORK_RETRIES = env.int("SYNC_INGEST_NETWORK_RETRIES", default=3)
+SYNC_INGEST_NETWORK_BACKOFF = env.float("SYNC_INGEST_NETWORK_BACKOFF", default=0.5)
+SYNC_INGEST_DB_RETRIES = env.int("SYNC_INGEST_DB_RETRIES", default=3)
+SYNC_INGEST_DB_BACKOFF = env.float("SYNC_INGEST_DB_BACKOFF", default=0.2)
+# Record retry queue (retry_queue): backoff between runs, attempts before permanently_failed.
+SYNC_INGEST_RETRY_MAX_ATTEMPTS = env.int("SYNC_INGEST_RETRY_MAX_ATTEMPTS", default=5)
+SYNC_INGEST_RETRY_BACKOFF_BASE = env.float("SYNC_INGEST_RETRY_BACKOFF_BASE", default=300.0)
+SYNC_INGEST_RETRY_BACKOFF_CAP = env.float("SYNC_INGEST_RETRY_BACKOFF_CAP", default=6 * 3600.0)
+SYNC_INGEST_RETRY_INTERVAL = env.float("SYNC_INGEST_RETRY_INTERVAL", default=300.0)
+# Verification: rows compared field by field; gaps above this raise an alert.
+SYNC_INGEST_SAMPLE_SIZE = env.int("SYNC_INGEST_SAMPLE_SIZE", default=20)
+SYNC_INGEST_GAP_ALERT_THRESHOLD = env.int("SYNC_INGEST_GAP_ALERT_THRESHOLD", default=0)
+# Google Sheets (the `sheets` extra): API endpoint, rows per request, timeout, and either a
+# service-account JSON file or an API key (public sheets).
+SYNC_INGEST_SHEETS_API_URL = env.str("SYNC_INGEST_SHEETS_API_URL",
+                                     default="https://sheets.googleapis.com/v4/spreadsheets")
+SYNC_INGEST_SHEETS_CHUNK_ROWS = env.int("SYNC_INGEST_SHEETS_CHUNK_ROWS", default=5000)
+SYNC_INGEST_SHEETS_TIMEOUT = env.float("SYNC_INGEST_SHEETS_TIMEOUT", default=30.0)
+SYNC_INGEST_SHEETS_CREDENTIALS = env.str("SYNC_INGEST_SHEETS_CREDENTIALS", default="")
+SYNC_INGEST_SHEETS_API_KEY = env.str("SYNC_INGEST_SHEETS_API_KEY", default="")
+CELERY_BEAT_SCHEDULE["sync-retry-records"] = {
+    "task": "sync.ingest.tasks.retry_records", "schedule": SYNC_INGEST_RETRY_INTERVAL}

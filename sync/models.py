@@ -141,3 +141,11 @@ class SyncFence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} epoch {self.epoch}"
+
+
+# Spreadsheet ingestion's tables live in their own module (DESIGN §5); re-exported here so
+# Django registers them with the sync app and callers import every sync model from one place.
+from sync.models_ingest import ErrorLog, RecordLog, RecordRetry, SyncRun  # noqa: E402
+
+__all__ = ["ErrorLog", "RecordLog", "RecordRetry", "SyncFence", "SyncIntent", "SyncRun",
+           "SyncedModel"]

@@ -1,0 +1,10 @@
+"""Spreadsheet ingestion: buyers and sellers synced without losing a row (DESIGN §5, I7, I8).
+
+Guarantees: every sheet row ends a run stored exactly as read (never truncated), unchanged,
+or reported with its row number, column, value length and a category; one source runs at
+a time (PostgreSQL advisory lock); a run is idempotent, cancellable between batches and
+audited (``SyncRun`` with its record and error logs); verification compares sheet and
+database after every run. Modules: ``config`` (sources from TOML), ``sources`` (CSV, XLSX,
+Google Sheets), ``schema`` (the real column limits), ``validation``, ``upsert``, ``logs``,
+``retry`` (the record retry queue), ``pipeline`` (a run), ``verification``, ``tasks``.
+"""

@@ -1,0 +1,227 @@
+"""Row validation: sheet cells -> typed values, or issues with a category (DESIGN I8).
+
+Text is kept exactly as the sheet holds it (never trimmed, never cut); a value that does not
+fit its real column (length, digits, decimal places) is a ``schema`` issue with the value's
+length and the limit; a missing required value, a natural key that breaks the source's
+pattern, or a cell that is not a number/date is a ``validation`` issue. Validation never
+raises on any input: whatever the cell holds, the row is either valid or reported.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import models
+
+from sync.ingest.config import SourceConfig
+from sync.ingest.schema import Column
+from sync.models import ErrorLog
+
+Category = ErrorLog.Category
+
+# SQL types of the arrays a batch is sent in: never a length-limited type, whose cast
+# would cut a value silently instead of failing.
+ARRAY_TYPES = {
+    "TextField": "text", "CharField": "text", "EmailField": "text", "SlugField": "text",
+    "URLField": "text", "DecimalField": "numeric", "IntegerField": "bigint",
+    "BigIntegerField": "bigint", "SmallIntegerField": "bigint",
+    "PositiveIntegerField": "bigint", "PositiveSmallIntegerField": "bigint",
+    "PositiveBigIntegerField": "bigint", "DateField": "date", "DateTimeField": "timestamptz",
+    "BooleanField": "boolean", "FloatField": "double precision",
+}
+INTEGER_RANGES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
+DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d.%m.%Y")
+TRUE, FALSE = {"true", "yes", "y", "1", "x"}, {"false", "no", "n", "0", ""}
+
+
+@dataclass(frozen=True)
+class Issue:
+    category: str
+    code: str
+    header: str
+    reason: str
+    value_length: int | None = None
+    limit: int | None = None
+
+
+class _Invalid(Exception):  # noqa: N818 - internal signal, never leaves this module
+    def __init__(self, issue: Issue) -> None:
+        self.issue = issue
+
+
+@dataclass(frozen=True)
+class ValidRow:
+    row_number: int
+    key: str
+    values: tuple[Any, ...]  # parent fields, in FieldPlan.parent order
+    child: tuple[Any, ...] | None  # child fields, in FieldPlan.child order
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    header: str
+    field: models.Field
+    column: Column
+    array_type: str
+    required: bool
+
+
+def _text(spec: FieldSpec, value: str) -> str:
+    if "\x00" in value:
+        raise _Invalid(Issue(Category.VALIDATION, "nul", spec.header,
+                             "contains a NUL character, which PostgreSQL text cannot hold",
+                             len(value)))
+    limit = spec.column.max_length
+    if limit is not None and len(value) > limit:
+        raise _Invalid(Issue(Category.SCHEMA, "too_long", spec.header,
+                             f"{len(value)} characters do not fit {spec.column.type_sql}",
+                             len(value), limit))
+    return value
+
+
+def _decimal(spec: FieldSpec, value: str) -> Decimal | None:
+    cleaned = value.strip().replace(",", "").replace("_", "")
+    if not cleaned:
+        return None
+    try:
+        number = Decimal(cleaned)
+    except (InvalidOperation, ValueError):
+        number = None
+    if number is None or not number.is_finite():
+        raise _Invalid(Issue(Category.VALIDATION, "not_a_number", spec.header,
+                             "is not a number", len(value)))
+    precision, scale = spec.column.precision, spec.column.scale or 0
+    _sign, digits, exponent = number.as_tuple()
+    places = max(-int(exponent), 0)
+    if precision is not None:
+        whole = len(digits) + int(exponent) if number else 0
+        if whole > precision - scale:
+            raise _Invalid(Issue(Category.SCHEMA, "out_of_range", spec.header,
+                                 f"{whole} digits before the point do not fit "
+                                 f"{spec.column.type_sql}", len(value), precision - scale))
+        # NOTE: after the range check, so rounding stays within the decimal context.
+        if places > scale and number != round(number, scale):
+            raise _Invalid(Issue(Category.SCHEMA, "precision", spec.header,
+                                 f"{places} decimal places; {spec.column.type_sql} keeps "
+                                 f"{scale} (it would be rounded)", len(value), scale))
+    return number
+
+
+def _integer(spec: FieldSpec, value: str) -> int | None:
+    cleaned = value.strip().replace(",", "")
+    if not cleaned:
+        return None
+    try:
+        number = int(Decimal(cleaned)) if re.fullmatch(r"[+-]?\d+(\.0*)?", cleaned) else None
+    except (InvalidOperation, ValueError):  # pragma: no cover - the pattern admits digits only
+        number = None
+    if number is None:
+        raise _Invalid(Issue(Category.VALIDATION, "not_an_integer", spec.header,
+                             "is not a whole number", len(value)))
+    bound = INTEGER_RANGES.get(spec.column.data_type, 2**63)
+    if not -bound <= number < bound:
+        raise _Invalid(Issue(Category.SCHEMA, "out_of_range", spec.header,
+                             f"does not fit {spec.column.data_type}", len(value)))
+    return number
+
+
+def _date(spec: FieldSpec, value: str) -> datetime.date | None:
+    cleaned = value.strip()
+    if not cleaned:
+        return None
+    for fmt in DATE_FORMATS:
+        try:
+            return datetime.datetime.strptime(cleaned, fmt).date()  # noqa: DTZ007 - a date
+        except ValueError:
+            continue
+    raise _Invalid(Issue(Category.VALIDATION, "not_a_date", spec.header,
+                         "is not a date (YYYY-MM-DD)", len(value)))
+
+
+def _boolean(spec: FieldSpec, value: str) -> bool:
+    cleaned = value.strip().lower()
+    if cleaned in TRUE:
+        return True
+    if cleaned in FALSE:
+        return False
+    raise _Invalid(Issue(Category.VALIDATION, "not_a_boolean", spec.header,
+                         "is not yes/no", len(value)))
+
+
+CONVERTERS: dict[str, Callable[[FieldSpec, str], Any]] = {
+    "text": _text, "numeric": _decimal, "bigint": _integer, "date": _date, "boolean": _boolean,
+}
+
+
+def field_specs(model: type[models.Model], mapping: dict[str, str], columns: dict[str, Column],
+                required: set[str], prefix: str = "") -> list[FieldSpec]:
+    specs = []
+    for header, name in mapping.items():
+        field = model._meta.get_field(name)
+        array_type = ARRAY_TYPES.get(field.get_internal_type())
+        if array_type not in CONVERTERS:
+            msg = f"{model._meta.label_lower}.{name}: cannot ingest a {field.get_internal_type()}"
+            raise ValueError(msg)
+        specs.append(FieldSpec(header, field, columns[header], array_type,
+                               prefix + name in required))
+    return specs
+
+
+class RowValidator:
+    """Validates rows of one sheet (its header row fixes where each column is)."""
+
+    def __init__(self, config: SourceConfig, columns: dict[str, Column],
+                 headers: list[str]) -> None:
+        required = set(config.required) | {config.natural_key}
+        self.parent = field_specs(config.model, config.parent_columns(), columns, required)
+        self.child = field_specs(config.child.model, config.child_columns(), columns, required,
+                                 config.child.prefix + ".") if config.child else []
+        positions = {h: i for i, h in enumerate(headers)}
+        self._positions = [positions.get(s.header) for s in self.parent + self.child]
+        self.key_index = next(i for i, s in enumerate(self.parent)
+                              if s.field.name == config.natural_key)
+        self.key_header = self.parent[self.key_index].header
+        self._key_pattern = re.compile(config.key_pattern) if config.key_pattern else None
+
+    def key_of(self, cells: list[str]) -> str:
+        position = self._positions[self.key_index]
+        raw = cells[position] if position is not None and position < len(cells) else ""
+        return raw.strip()
+
+    def validate(self, row_number: int, cells: list[str]) -> tuple[ValidRow | None, list[Issue]]:
+        issues: list[Issue] = []
+        values: list[Any] = []
+        for spec, position in zip(self.parent + self.child, self._positions, strict=True):
+            raw = cells[position] if position is not None and position < len(cells) else ""
+            if spec is self.parent[self.key_index]:
+                raw = raw.strip()  # NOTE: the one normalisation: a key is matched, not shown
+            if spec.required and not raw.strip():
+                issues.append(Issue(Category.VALIDATION, "required", spec.header,
+                                    "is required but empty", 0))
+                values.append(None)
+                continue
+            try:
+                values.append(CONVERTERS[spec.array_type](spec, raw))
+            except _Invalid as e:
+                issues.append(e.issue)
+                values.append(None)
+        key = values[self.key_index] or ""
+        if self._key_pattern and key and not issues_for(issues, self.key_header) and (
+                not self._key_pattern.fullmatch(key)):
+            issues.append(Issue(Category.VALIDATION, "pattern", self.key_header,
+                                f"does not match the pattern {self._key_pattern.pattern}",
+                                len(key)))
+        if issues:
+            return None, issues
+        split = len(self.parent)
+        return ValidRow(row_number, key, tuple(values[:split]),
+                        tuple(values[split:]) if self.child else None), []
+
+
+def issues_for(issues: list[Issue], header: str) -> bool:
+    return any(issue.header == header for issue in issues)

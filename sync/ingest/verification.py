@@ -1,0 +1,173 @@
+"""Sheet against database (seed 002 ``SyncVerificationService``, seed 004 ``IntegrityChecker``).
+
+After a run, ``verify_run`` compares the keys the run read from the sheet (its record logs)
+with the target table: counts, gaps (keys in the sheet, missing in the database, each with
+whether the run logged why), keys the sheet holds twice, integrity (required fields present,
+key format, the child row of every parent) and a sample of rows compared field by field. It
+reports keys, field names and counts, never values (DESIGN I6).
+
+``find_missing`` re-reads the sheet on its own, in chunks (memory stays flat), for the
+``sync_find_missing`` / ``sync_missing`` commands.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db import connection
+
+from sync.ingest.config import SourceConfig
+from sync.ingest.sources import Source
+from sync.ingest.validation import RowValidator, ValidRow
+
+LISTED = 100  # keys listed per category in a result (all are counted)
+CHUNK = 5000
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _target(config: SourceConfig) -> tuple[str, str, str]:
+    meta = config.model._meta
+    return (_q(meta.db_table), _q(meta.get_field(config.natural_key).column), _q(meta.pk.column))
+
+
+def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
+               validator: RowValidator, *, explained: set[str]) -> dict:
+    table, key, _pk = _target(config)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT count(DISTINCT r.natural_key),
+                   (SELECT count(*) FROM {table}),
+                   array_agg(DISTINCT r.natural_key) FILTER (WHERE NOT EXISTS (
+                       SELECT 1 FROM {table} t WHERE t.{key} = r.natural_key))
+            FROM sync_record_logs r WHERE r.run_id = %s AND r.natural_key <> ''
+            """,  # noqa: S608
+            [run_id])
+        sheet_count, database_count, gap_keys = cursor.fetchone()
+        cursor.execute(
+            "SELECT natural_key, array_agg(row_number ORDER BY row_number)"
+            " FROM sync_record_logs WHERE run_id = %s AND natural_key <> ''"
+            " GROUP BY natural_key HAVING count(*) > 1 ORDER BY min(row_number) LIMIT %s",
+            [run_id, LISTED])
+        duplicates = dict(cursor.fetchall())
+    gap_keys = sorted(gap_keys or [])
+    return {
+        "sheet_count": sheet_count,
+        "database_count": database_count,
+        "gaps": len(gap_keys),
+        "gap_keys": gap_keys[:LISTED],
+        "unexplained_gaps": [k for k in gap_keys if k not in explained],
+        "duplicates": duplicates,
+        "integrity": integrity_issues(config, run_id),
+        "sample": compare_sample(config, sample, validator),
+    }
+
+
+def integrity_issues(config: SourceConfig, run_id: int) -> dict[str, int]:
+    """Rows of this run that break a rule: required field empty, key format, no child row."""
+    table, key, pk = _target(config)
+    meta = config.model._meta
+    checks: dict[str, str] = {}
+    for name in config.required:
+        if "." in name:
+            continue
+        column = _q(meta.get_field(name).column)
+        checks[f"empty {name}"] = f"t.{column} IS NULL OR t.{column}::text = ''"
+    params: list = []
+    if config.key_pattern:
+        # NOTE: the patterns in use (classes, \d, anchors) read the same in PostgreSQL ARE.
+        checks["key format"] = f"t.{key} !~ %s"
+        params.append(config.key_pattern)
+    if config.child is not None:
+        child = config.child.model._meta
+        fk = _q(child.get_field(config.child.parent_field).column)
+        checks[f"no {config.child.prefix}"] = (
+            f"NOT EXISTS (SELECT 1 FROM {_q(child.db_table)} c WHERE c.{fk} = t.{pk})")  # noqa: S608
+    if not checks:
+        return {}
+    selects = ", ".join(f"count(*) FILTER (WHERE {condition})" for condition in checks.values())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {selects} FROM {table} t WHERE t.{key} IN ("  # noqa: S608
+            " SELECT natural_key FROM sync_record_logs WHERE run_id = %s)",
+            [*params, run_id])
+        counts = cursor.fetchone()
+    return {name: count for name, count in zip(checks, counts, strict=True) if count}
+
+
+def compare_sample(config: SourceConfig, sample: list[ValidRow],
+                   validator: RowValidator) -> dict:
+    """The sampled sheet rows against their database rows, field by field."""
+    if not sample:
+        return {"compared": 0, "mismatches": []}
+    names = [spec.field.name for spec in validator.parent]
+    stored = {
+        getattr(obj, config.natural_key): obj
+        for obj in config.model._base_manager.filter(
+            **{f"{config.natural_key}__in": [row.key for row in sample]})
+    }
+    child_names = [spec.field.name for spec in validator.child]
+    children = {}
+    if config.child is not None:
+        fk = config.child.parent_field
+        children = {getattr(c, f"{fk}_id"): c for c in config.child.model._base_manager.filter(
+            **{f"{fk}__in": [obj.pk for obj in stored.values()]})}
+    mismatches = []
+    for row in sample:
+        obj = stored.get(row.key)
+        if obj is None:
+            mismatches.append({"key": row.key, "fields": ["(missing)"]})
+            continue
+        fields = [n for n, v in zip(names, row.values, strict=True) if getattr(obj, n) != v]
+        if row.child is not None:
+            child = children.get(obj.pk)
+            fields += [f"{config.child.prefix}.{n}" for n, v in
+                       zip(child_names, row.child, strict=True)
+                       if child is None or getattr(child, n) != v]
+        if fields:
+            mismatches.append({"key": row.key, "fields": fields})
+    return {"compared": len(sample), "mismatches": mismatches}
+
+
+@dataclass
+class MissingReport:
+    source: str
+    sheet_rows: int = 0
+    sheet_keys: int = 0
+    database_count: int = 0
+    missing: list[tuple[str, int]] = field(default_factory=list)  # (key, row number)
+
+
+def find_missing(config: SourceConfig, source: Source) -> MissingReport:
+    """Read the sheet and list the keys the database lacks (seed 004 §13.1)."""
+    headers = source.headers()
+    from sync.ingest.schema import column_limits
+
+    validator = RowValidator(config, column_limits(config), headers)
+    table, key, _pk = _target(config)
+    report = MissingReport(config.name)
+    seen: set[str] = set()
+    keyed: Iterable = ((number, validator.key_of(cells)) for number, cells in source.rows())
+    while chunk := list(itertools.islice(keyed, CHUNK)):
+        report.sheet_rows += len(chunk)
+        first_rows: dict[str, int] = {}
+        for number, value in chunk:
+            if value and value not in seen:
+                first_rows.setdefault(value, number)
+        seen.update(first_rows)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT k FROM unnest(%s::text[]) AS k WHERE NOT EXISTS ("  # noqa: S608
+                f" SELECT 1 FROM {table} t WHERE t.{key} = k)", [list(first_rows)])
+            report.missing += [(k, first_rows[k]) for (k,) in cursor.fetchall()]
+    report.sheet_keys = len(seen)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608
+        report.database_count = cursor.fetchone()[0]
+    report.missing.sort(key=lambda item: item[1])
+    return report
