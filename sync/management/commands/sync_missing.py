@@ -1,0 +1,31 @@
+"""Sync just the rows of the sheet that the database lacks (seed 004 §13.2, the runbook)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from sync.ingest.exceptions import IngestError
+from sync.ingest.services import source_sync_missing
+from sync.management.commands.sync_ingest import describe
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("source")
+        parser.add_argument("--file")
+
+    def handle(self, *args, source, file, verbosity, **options) -> None:
+        try:
+            report, run = source_sync_missing(source, file=file)
+        except IngestError as e:
+            raise CommandError(str(e)) from e
+        self.stdout.write(f"{source}: {len(report.missing)} row(s) missing from the database")
+        if run is None:
+            return
+        self.stdout.write(describe(run))
+        if run.gaps:
+            msg = (f"{run.gaps} row(s) are still missing: see the errors of run {run.pk} "
+                   "(sync_error_logs)")
+            raise CommandError(msg)
