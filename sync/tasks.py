@@ -21,3 +21,4 @@ def warm(labels: list[str] | None = None) -> list[dict]:
 @shared_task(name="sync.tasks.verify")
 def verify(labels: list[str] | None = None, repair: bool = False) -> list[str]:
     return [str(report) for report in verify_models(labels, repair=repair)]
+from sync.ingest import tasks as ingest_tasks  # noqa: E402, F401  (registers them)

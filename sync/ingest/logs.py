@@ -41,7 +41,8 @@ class LogBuffer:
                                          ("sync_error_logs", ERROR_COLUMNS, self.errors)):
                 if not rows:
                     continue
-                statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+                quoted = ", ".join(connection.ops.quote_name(c) for c in columns)
+                statement = f"COPY {table} ({quoted}) FROM STDIN"
                 with cursor.copy(statement) as copy:
                     for row in rows:
                         copy.write_row(row)
