@@ -379,9 +379,9 @@ class Ingestion:
             (self.counts.created, self.counts.updated, self.counts.unchanged,
              self.counts.failed, self.counts.errors) = counts_before
             self.logs.clear()
-            if not self._connection_alive() or len(valid) <= 1:
+            if not self._connection_alive():
                 raise
-            # One row broke the batch statement: isolate it, one row per transaction.
+            # A row broke the batch statement: isolate it, one row per transaction.
             logger.warning("%s: batch failed (%s); retrying its rows one by one",
                            self.config.name, type(e).__name__)
             self._one_by_one(list(valid.values()), writer, failed, superseded)

@@ -1,0 +1,168 @@
+"""A run's guarantees: idempotent upserts on the natural key (I7), bad rows reported and never
+stopping the others (I8), sellers valid only with their property, dry runs that write
+nothing, and write-through of what a run stored."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from bench.data import buyer_rows, seller_rows
+from buyers.models import Buyer
+from sellers.models import Property, Seller
+from sync.ingest.pipeline import categorize, run_ingest
+from sync.models import ErrorLog, RecordLog, SyncIntent, SyncRun
+
+pytestmark = pytest.mark.django_db
+
+
+def test_same_sheet_twice_changes_nothing_and_an_edit_keeps_created_at(buyers_sheet) -> None:
+    rows = list(buyer_rows(30, 0))
+    buyers_sheet(rows)
+    first = run_ingest("buyers")
+    assert (first.status, first.created, first.updated, first.unchanged) == ("succeeded", 30, 0, 0)
+    before = {b.buyer_number: (b.created_at, b.version, b.db_updated_at)
+              for b in Buyer.objects.all()}
+
+    second = run_ingest("buyers")
+    assert (second.created, second.updated, second.unchanged, second.failed) == (0, 0, 30, 0)
+    assert {b.buyer_number: (b.created_at, b.version, b.db_updated_at)
+            for b in Buyer.objects.all()} == before
+
+    rows[4][8] = "closed after edit"  # Status of B-00005
+    rows[7][7] = "99000000"  # Budget of B-00008
+    buyers_sheet(rows)
+    third = run_ingest("buyers")
+    assert (third.created, third.updated, third.unchanged) == (0, 2, 28)
+    edited = Buyer.objects.get(buyer_number="B-00005")
+    assert edited.status == "closed after edit"
+    assert edited.created_at == before["B-00005"][0]
+    assert edited.version > before["B-00005"][1]
+    assert edited.synced_at >= edited.created_at
+    assert Buyer.objects.get(buyer_number="B-00008").budget == Decimal("99000000")
+    actions = dict(RecordLog.objects.filter(run_id=third.pk, natural_key__in=[
+        "B-00005", "B-00001"]).values_list("natural_key", "action"))
+    assert actions == {"B-00005": "updated", "B-00001": "unchanged"}
+
+
+def test_bad_rows_are_reported_with_row_and_column_and_never_stop_the_others(
+        buyers_sheet) -> None:
+    rows = list(buyer_rows(8, 0))
+    rows[0][0] = "not-a-key"  # row 2: pattern
+    rows[1][1] = ""  # row 3: required name
+    rows[2][7] = "lots"  # row 4: budget not a number
+    rows[3][10] = "31/02/2024"  # row 5: not a date
+    rows[4][7] = "1.005"  # row 6: would be rounded by numeric(14,2)
+    rows[5][7] = "1e20"  # row 7: out of range
+    rows[6][11] = "nul \x00 inside"  # row 8: PostgreSQL text cannot hold NUL
+    rows.append(list(rows[7]))  # row 10 repeats row 9's key: the later row wins
+    rows[8][8] = "the later one"
+    buyers_sheet(rows)
+    run = run_ingest("buyers")
+    assert (run.status, run.created, run.failed) == ("partial", 1, 7)
+    found = set(ErrorLog.objects.filter(run_id=run.pk).values_list(
+        "row_number", "category", "code", "column"))
+    assert found == {
+        (2, "validation", "pattern", "Buyer Number"),
+        (3, "validation", "required", "Name"),
+        (4, "validation", "not_a_number", "Budget"),
+        (5, "validation", "not_a_date", "Inquiry Date"),
+        (6, "schema", "precision", "Budget"),
+        (7, "schema", "out_of_range", "Budget"),
+        (8, "validation", "nul", "Notes"),
+        (9, "conflict", "duplicate_key", "Buyer Number"),
+    }
+    assert Buyer.objects.get().status == "the later one"
+    pii = ErrorLog.objects.get(run_id=run.pk, row_number=2)
+    assert pii.natural_key == "not-a-key"
+    assert run.errors_by_category == {"validation": 5, "schema": 2, "conflict": 1}
+    assert RecordLog.objects.filter(run_id=run.pk, action="superseded").count() == 1
+    assert run.verification["gaps"] == 7  # every failed row is a gap, each with its reason
+    assert run.verification["unexplained_gaps"] == []
+
+
+def test_sellers_need_their_property_and_get_it(sellers_sheet) -> None:
+    rows = list(seller_rows(5))
+    rows[2][8] = ""  # no property type: not a valid seller
+    sellers_sheet(rows)
+    run = run_ingest("sellers")
+    assert (run.created, run.failed) == (4, 1)
+    assert Property.objects.count() == 4
+    seller = Seller.objects.get(seller_number=rows[0][0])
+    prop = seller.properties.get()
+    assert (prop.property_type, prop.land_area) == (rows[0][8], Decimal(rows[0][10]))
+    assert seller.contract_date == datetime.date.fromisoformat(rows[0][6])
+    assert run.verification["integrity"] == {}
+
+    rows[1][12] = "123000000"  # only the property changed
+    sellers_sheet(rows)
+    again = run_ingest("sellers")
+    assert (again.created, again.updated, again.unchanged) == (0, 1, 3)
+    assert Property.objects.get(seller__seller_number=rows[1][0]).asking_price == 123000000
+
+    # A seller whose property vanished is an integrity issue, and re-syncing restores it.
+    Property.objects.filter(seller__seller_number=rows[0][0]).delete()
+    third = run_ingest("sellers")
+    assert third.updated == 1
+    assert third.verification["integrity"] == {}
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM properties WHERE seller_id = %s", [seller.pk])
+    from sync.ingest.config import get_source
+    from sync.ingest.verification import integrity_issues
+    assert integrity_issues(get_source("sellers"), third.pk) == {"no property": 1}
+
+
+def test_dry_run_reports_what_would_change_and_writes_nothing(buyers_sheet) -> None:
+    buyers_sheet(count=12)
+    run = run_ingest("buyers", dry_run=True)
+    assert (run.status, run.created, run.dry_run) == ("succeeded", 12, True)
+    assert Buyer.objects.count() == 0
+    assert not SyncIntent.objects.exists()
+    assert run.verification == {}
+
+
+def test_xlsx_file_loads_like_the_csv(buyers_sheet) -> None:
+    rows = list(buyer_rows(15, 3))
+    path = buyers_sheet(rows, name="buyers.xlsx")
+    run = run_ingest("buyers", file=str(path))
+    assert (run.status, run.created) == ("succeeded", 15)
+    longest = max((r for r in rows), key=lambda r: max(len(v) for v in r))
+    stored = Buyer.objects.get(buyer_number=longest[0])
+    assert max(len(stored.notes), len(stored.address), len(stored.name), len(stored.email),
+               len(stored.desired_area), len(stored.inquiry_source)) > 50
+
+
+def test_auto_recovery_resyncs_a_row_lost_during_the_run(buyers_sheet) -> None:
+    buyers_sheet(count=30)
+    lost = []
+
+    def lose_a_row(run: SyncRun) -> None:
+        if run.rows_done == 10 and not lost:
+            lost.append(Buyer.objects.filter(buyer_number="B-00003").delete())
+
+    run = run_ingest("buyers", batch_size=10, progress=lose_a_row)
+    assert lost
+    assert run.verification["recovery"] == {"attempted": 1, "recovered": 1}
+    assert (run.gaps, run.status) == (0, "succeeded")
+    assert Buyer.objects.filter(buyer_number="B-00003").exists()
+
+
+def test_errors_from_the_database_are_categorised() -> None:
+    from django.db import DataError, IntegrityError, OperationalError
+
+    class Cause(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            self.sqlstate = sqlstate
+
+    def error(cls, state: str):
+        e = cls("x")
+        e.__cause__ = Cause(state)
+        return e
+
+    assert categorize(error(OperationalError, "55P03")) == ("database", True)
+    assert categorize(error(DataError, "22001")) == ("schema", False)
+    assert categorize(error(IntegrityError, "23505")) == ("conflict", False)
+    assert categorize(OperationalError("no cause")) == ("database", True)
