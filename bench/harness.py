@@ -1,0 +1,197 @@
+"""What the benchmarks share: their own servers, interleaved timing, medians and the table.
+
+A benchmark runs against the embedded servers of the ``bench`` profile (``.run/bench``), apart
+from the demo's and the tests' servers, unless ``DATABASE_URL`` / ``REDIS_URL`` point elsewhere.
+Servers it started are stopped at the end; servers that were already running are left running.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE = "bench"
+
+
+@dataclass
+class Environment:
+    """Which servers this process uses, and which of them it must stop at the end."""
+
+    embedded: list[str] = field(default_factory=list)  # "database", "cache"
+    started: list[str] = field(default_factory=list)
+
+    def stop(self) -> list[str]:
+        if not self.started:
+            return []
+        from config.devservices import Services
+
+        services = Services(PROFILE)
+        servers = {"database": services.postgres, "cache": services.cache}
+        return [name for name in self.started if servers[name].stop()]
+
+
+def setup_django(settings_module: str = "config.settings") -> Environment:
+    """Point the process at the bench servers (started on demand) and set Django up."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    os.environ["SYNCOPS_SERVICES_PROFILE"] = PROFILE
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module  # a child must not inherit ours
+    # NOTE: DEBUG wraps every cursor in CursorDebugWrapper (SQL formatting, a log call per
+    # query): it would tax the paths with more queries, which is what the ratios compare.
+    os.environ.setdefault("DEBUG", "false")
+    # The benchmarks never send a task: no broker server is started for them.
+    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+    env = Environment(embedded=[
+        name for name, variable in (("database", "DATABASE_URL"), ("cache", "REDIS_URL"))
+        if not os.environ.get(variable)
+    ])
+    if env.embedded:
+        from config.devservices import Services
+
+        services = Services(PROFILE)
+        running = {"database": services.postgres.is_running(),
+                   "cache": services.cache.is_running()}
+        env.started = [name for name in env.embedded if not running[name]]
+
+    import django
+
+    django.setup()  # config.settings starts (or reuses) the embedded servers it needs
+    return env
+
+
+# --------------------------------------------------------------------------- timing
+
+
+@dataclass
+class Samples:
+    """Nanoseconds per call: wall clock, and CPU time of this process (its client side)."""
+
+    wall: list[int] = field(default_factory=list)
+    cpu: list[int] = field(default_factory=list)
+
+    @property
+    def wall_us(self) -> float:
+        return statistics.median(self.wall) / 1000
+
+    @property
+    def cpu_us(self) -> float:
+        return statistics.median(self.cpu) / 1000
+
+
+def interleaved(ops: dict[str, Callable[[int], object]], *, n: int, warmup: int
+                ) -> dict[str, Samples]:
+    """Run the operations in rotation, ``n`` times each, after ``warmup`` rounds.
+
+    Interleaving makes the compared operations share every drift of the machine (another
+    process, a checkpoint, the CPU clock) instead of one block getting a quiet minute. The CPU
+    time of this process is taken as well: unlike the wall clock it hardly moves when other
+    processes compete for the cores, so it shows what the client side costs by itself.
+    """
+    names = list(ops)
+    for i in range(warmup):
+        for name in names:
+            ops[name](i)
+    samples = {name: Samples() for name in names}
+    wall, cpu = time.perf_counter_ns, time.process_time_ns
+    for i in range(n):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            op = ops[name]
+            cpu_start = cpu()
+            start = wall()
+            op(i)
+            end = wall()
+            samples[name].cpu.append(cpu() - cpu_start)
+            samples[name].wall.append(end - start)
+    return samples
+
+
+def timed(operation: Callable[[], object]) -> tuple[float, float, object]:
+    """Wall-clock seconds of one call, CPU seconds of this process during it, its result."""
+    cpu_start, start = time.process_time(), time.perf_counter()
+    result = operation()
+    return time.perf_counter() - start, time.process_time() - cpu_start, result
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass
+class Row:
+    measurement: str
+    value: str
+    baseline: str = ""
+    ratio: str = ""
+    goal: str = ""
+    verdict: str = ""
+    cpu: str = ""
+
+
+@dataclass
+class Table:
+    title: str
+    rows: list[Row | str] = field(default_factory=list)  # a str is a section heading
+    notes: list[str] = field(default_factory=list)
+
+    def section(self, heading: str) -> None:
+        self.rows.append(heading)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+
+    def render(self) -> str:
+        header = Row("measurement", "median", "compared with", "ratio", "goal", "",
+                     "CPU of this process")
+        body = [row for row in self.rows if isinstance(row, Row)]
+        columns = ["measurement", "value", "baseline", "ratio", "goal", "verdict", "cpu"]
+        widths = {c: max(len(getattr(r, c)) for r in [header, *body]) for c in columns}
+
+        def line(row: Row) -> str:
+            return "  ".join(getattr(row, c).ljust(widths[c]) for c in columns).rstrip()
+
+        rule = "-" * len(line(header))
+        out = [self.title, rule, line(header), rule]
+        out.extend(f"[{row}]" if isinstance(row, str) else line(row) for row in self.rows)
+        out.append(rule)
+        out.extend(self.notes)
+        return "\n".join(out)
+
+
+def ratio_row(measurement: str, value: float, baseline_name: str, baseline: float, *,
+              goal: float | None = None, unit: str = "µs", cpu: float | None = None,
+              baseline_cpu: float | None = None) -> Row:
+    """A latency row: ``value / baseline`` against a ≤ goal (lower is better)."""
+    ratio = value / baseline
+    verdict = "" if goal is None else ("met" if ratio <= goal else "MISSED")
+    row = Row(measurement, f"{value:,.1f} {unit}", f"{baseline_name} {baseline:,.1f} {unit}",
+              f"{ratio:.2f}x", f"≤ {goal:.1f}x" if goal is not None else "", verdict)
+    if cpu is not None:
+        row.cpu = f"{cpu:,.1f} {unit}" + (f" ({cpu / baseline_cpu:.2f}x)" if baseline_cpu else "")
+    return row
+
+
+def throughput_row(measurement: str, per_second: float, unit: str, goal: float, *,
+                   cpu_share: float | None = None) -> Row:
+    """A throughput row: ``value / goal`` against ≥ 1 (higher is better)."""
+    row = Row(measurement, f"{per_second:,.0f} {unit}/s", f"goal {goal:,.0f} {unit}/s",
+              f"{per_second / goal:.2f}x goal", f"≥ {goal:,.0f}/s",
+              "met" if per_second >= goal else "MISSED")
+    if cpu_share is not None:
+        row.cpu = (f"{1e6 / per_second * cpu_share:,.1f} µs/{unit.rstrip('s')} "
+                   f"({cpu_share:.0%} of wall)")
+    return row
+
+
+def machine_lines() -> list[str]:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        (f"python {platform.python_version()} ({platform.python_implementation()}), "
+         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, load avg {load}"),
+    ]
