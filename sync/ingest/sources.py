@@ -14,6 +14,7 @@ import datetime
 import logging
 import random
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -125,7 +126,7 @@ class XlsxSource:
 
         try:
             book = openpyxl.load_workbook(self.location, read_only=True, data_only=True)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             msg = f"cannot open {self.location} as an .xlsx workbook: {e}"
             raise SourceUnavailableError(msg) from e
         if self.worksheet and self.worksheet not in book.sheetnames:

@@ -87,6 +87,7 @@ class SheetsServer:
     def __init__(self) -> None:
         self.sheets: dict[str, list[list[str]]] = {}
         self.fail_next = 0  # answer this many requests with 503
+        self.fail_at: set[int] = set()  # … and these (1-based request numbers)
         self.fail_status = 503
         self.requests: list[str] = []
         self.api_key = "test-key"
@@ -98,8 +99,8 @@ class SheetsServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 server.requests.append(self.path)
-                if server.fail_next > 0:
-                    server.fail_next -= 1
+                if server.fail_next > 0 or len(server.requests) in server.fail_at:
+                    server.fail_next = max(server.fail_next - 1, 0)
                     return self._send(server.fail_status, {"error": {
                         "code": server.fail_status, "message": "The service is unavailable.",
                         "status": "UNAVAILABLE"}})
