@@ -70,7 +70,7 @@ class SourceHealth:
 
 def source_health(source: str | None = None) -> list[SourceHealth]:
     """Per source: last run and last success, 24 h success rate, retry queue (seed 004 §9)."""
-    names = [source] if source else sorted(load_sources())
+    names = [get_source(source).name] if source else sorted(load_sources())
     queue = retry.stats()
     since = timezone.now() - timezone.timedelta(hours=24)
     found = []

@@ -97,7 +97,7 @@ class SheetsServer:
             def log_message(self, *args) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 server.requests.append(self.path)
                 if server.fail_next > 0 or len(server.requests) in server.fail_at:
                     server.fail_next = max(server.fail_next - 1, 0)

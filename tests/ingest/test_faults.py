@@ -48,7 +48,7 @@ def test_a_second_run_of_a_locked_source_is_refused_with_a_clear_message(buyers_
             cursor.execute("SELECT pg_advisory_lock(%s, hashtext('buyers'))", [LOCK_CLASS])
         with pytest.raises(SyncAlreadyRunningError, match="another sync of this source"):
             run_ingest("buyers")
-        with pytest.raises(CommandError, match="refused. Wait for it to finish"):
+        with pytest.raises(CommandError, match=r"refused\. Wait for it to finish"):
             call_command("sync_ingest", "buyers", stdout=StringIO())
         assert set(SyncRun.objects.values_list("status", flat=True)) == {"refused"}
         assert Buyer.objects.count() == 0

@@ -153,13 +153,13 @@ def test_auto_recovery_resyncs_a_row_lost_during_the_run(buyers_sheet) -> None:
 def test_errors_from_the_database_are_categorised() -> None:
     from django.db import DataError, IntegrityError, OperationalError
 
-    class Cause(Exception):
+    class CauseError(Exception):
         def __init__(self, sqlstate: str) -> None:
             self.sqlstate = sqlstate
 
     def error(cls, state: str):
         e = cls("x")
-        e.__cause__ = Cause(state)
+        e.__cause__ = CauseError(state)
         return e
 
     assert categorize(error(OperationalError, "55P03")) == ("database", True)

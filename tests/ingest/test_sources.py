@@ -25,7 +25,12 @@ kind = "sheets"
 location = "sheet-1"
 worksheet = "Buyers"
 required = ["buyer_number", "name"]
-columns = { "Buyer Number" = "buyer_number", "Name" = "name", "Status" = "status", "Budget" = "budget", "Notes" = "notes" }
+[sources.buyers_sheet.columns]
+"Buyer Number" = "buyer_number"
+"Name" = "name"
+"Status" = "status"
+"Budget" = "budget"
+"Notes" = "notes"
 """
 
 
@@ -51,7 +56,7 @@ def test_xlsx_worksheet_by_name_and_errors(tmp_path) -> None:
     with pytest.raises(SourceUnavailableError, match="cannot open"):
         CsvSource(str(tmp_path / "missing.csv")).headers()
     latin = tmp_path / "latin.csv"
-    latin.write_bytes("Buyer Number\nB-00001\n".encode() + b"\xe9\xff\n")
+    latin.write_bytes(b"Buyer Number\nB-00001\n" + b"\xe9\xff\n")
     with pytest.raises(SourceUnavailableError, match="cannot be read past line"):
         list(CsvSource(str(latin)).rows())
     latin.write_bytes(b"\xe9\xff\n")
