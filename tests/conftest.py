@@ -40,15 +40,10 @@ def cache_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_control(cache_server: RedisServer, settings) -> Iterator[RedisServer]:
+def redis_control(cache_server: RedisServer, _empty_cache) -> Iterator[RedisServer]:
     """A cache Redis this test may SIGSTOP, SIGCONT, SIGKILL and restart; the application's
-    cache points at it for the test, and it is running and empty again afterwards."""
-    settings.REDIS_URL = settings.SYNC_REDIS_URL = cache_server.url
-    _reset_clients()
-    # NOTE: the autouse flush below ran on the configured cache; with an external REDIS_URL
-    # this is a different (private) server, and what an earlier test left in it (values,
-    # drained fence epochs) must not leak into this one.
-    _flush(cache_server.url)
+    cache points at it for the test (see ``_empty_cache``), and it is running and empty again
+    afterwards."""
     yield cache_server
     if cache_server.pid() is not None:
         cache_server.resume()
@@ -65,8 +60,21 @@ def _reset_clients() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache() -> Iterator[None]:
-    """Every test starts with an empty cache Redis (the configured one)."""
+def _empty_cache(request) -> Iterator[None]:
+    """Every test starts with an empty cache Redis.
+
+    A test that uses ``redis_control`` has the controllable server as the application's cache
+    from the start. NOTE: this is done here, in an autouse fixture, because those run before
+    the test's other fixtures: one that builds a client from ``settings.SYNC_REDIS_URL``
+    (whatever its place in the signature) must see the server the test will fault. With
+    embedded servers it is the configured cache anyway; with an external ``REDIS_URL`` it is
+    a private server.
+    """
+    if "redis_control" in request.fixturenames:
+        server = request.getfixturevalue("cache_server")
+        overrides = request.getfixturevalue("settings")
+        overrides.REDIS_URL = overrides.SYNC_REDIS_URL = server.url
+        _reset_clients()
     _flush(settings.SYNC_REDIS_URL)
     yield
 
