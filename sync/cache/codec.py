@@ -43,7 +43,8 @@ def encode_values(values: list[Any] | tuple[Any, ...]) -> bytes:
 def decode_values(spec: SyncSpec, payload: bytes) -> list[Any]:
     try:
         raw = json.loads(payload)
-        return [to_python(value) for to_python, value in zip(spec.to_python, raw, strict=True)]
+        return [value if to_python is None else to_python(value)
+                for to_python, value in zip(spec.to_python, raw, strict=True)]
     except (ValueError, TypeError, ValidationError) as e:
         msg = f"{spec.label}: cached payload does not decode ({type(e).__name__})"
         raise UndecodableEntryError(msg) from e

@@ -50,13 +50,29 @@ class SyncSpec:
         object.__setattr__(self, "fields", tuple(names))
         model_fields = [meta.get_field(name) for name in self.fields]
         object.__setattr__(self, "attnames", tuple(f.attname for f in model_fields))
-        object.__setattr__(self, "to_python", tuple(f.to_python for f in model_fields))
+        object.__setattr__(self, "to_python", tuple(_converter(f) for f in model_fields))
         object.__setattr__(self, "blind_indexes", {
             source: self.fields.index(f.name) for source, f in indexes.items()})
 
     @property
     def label(self) -> str:
         return self.model._meta.label_lower
+
+
+# Field types whose values JSON gives back exactly as PostgreSQL did: no to_python needed.
+_JSON_NATIVE = {
+    "CharField", "TextField", "EmailField", "SlugField", "URLField", "BooleanField",
+    "IntegerField", "BigIntegerField", "SmallIntegerField", "PositiveIntegerField",
+    "PositiveBigIntegerField", "PositiveSmallIntegerField", "AutoField", "BigAutoField",
+    "SmallAutoField", "FloatField", "JSONField",
+}
+
+
+def _converter(model_field):
+    """``to_python`` where a JSON round trip changes the type (Decimal, dates, UUID), else None."""
+    target = getattr(model_field, "target_field", None) if model_field.is_relation else None
+    kind = (target or model_field).get_internal_type()
+    return None if kind in _JSON_NATIVE else model_field.to_python
 
 
 _registry: dict[str, SyncSpec] = {}
@@ -88,6 +104,10 @@ def spec_for(model_or_label: type[models.Model] | str) -> SyncSpec:
     except KeyError:
         msg = f"{label} is not a synced model (declare it with @synced)"
         raise NotSyncedError(msg) from None
+
+
+def is_synced(label: str) -> bool:
+    return label in _registry
 
 
 def synced_models() -> list[SyncSpec]:

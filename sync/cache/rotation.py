@@ -77,11 +77,9 @@ def _hmget(client: redis.Redis, names: list[str]) -> list:
 
 
 def _reencrypt(client: redis.Redis, jobs: list) -> list[int]:
-    script = store.script(client, "reencrypt")
-    pipe = client.pipeline(transaction=False)
-    for name, version, old_id, sealed, new_id in jobs:
-        script(keys=[name], args=[version, old_id, sealed, new_id], client=pipe)
-    return pipe.execute()
+    return store.eval_many(client, "reencrypt", [
+        (name, [version, old_id, sealed, new_id])
+        for name, version, old_id, sealed, new_id in jobs])
 
 
 def _rewrite_from_database(spec: SyncSpec, pks: list[str]) -> int:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from django.db.models.signals import post_delete, post_save
 
-from sync.cache.declaration import synced_models
+from sync.cache.declaration import is_synced
 from sync.cache.writer import mark_changed
 
 
 def _changed(sender, instance, using, **kwargs) -> None:
-    mark_changed(sender._meta.label_lower, [instance.pk], using=using)
+    # NOTE: a proxy model's signals name the proxy as sender; the row is the concrete model's.
+    label = sender._meta.concrete_model._meta.label_lower
+    if is_synced(label):
+        mark_changed(label, [instance.pk], using=using)
 
 
 def connect() -> None:
-    for spec in synced_models():
-        uid = f"sync-{spec.label}"
-        post_save.connect(_changed, sender=spec.model, dispatch_uid=f"{uid}-save")
-        post_delete.connect(_changed, sender=spec.model, dispatch_uid=f"{uid}-delete")
+    post_save.connect(_changed, dispatch_uid="sync-changed-save")
+    post_delete.connect(_changed, dispatch_uid="sync-changed-delete")

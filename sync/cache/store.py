@@ -6,13 +6,13 @@ keys go out as one pipeline, one round trip.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import redis
-from redis.commands.core import Script
 
 from sync.cache import connection
 from sync.cache.keys import fence_key
@@ -25,14 +25,33 @@ def _source(name: str) -> str:
     return (LUA_DIR / f"{name}.lua").read_text()
 
 
-def script(client: redis.Redis, name: str) -> Script:
-    # NOTE: a Script object sends EVALSHA and loads itself again on NOSCRIPT, which a restarted
-    # (empty) Redis answers; in a pipeline redis-py loads missing scripts before executing.
-    scripts = client.__dict__.setdefault("_sync_scripts", {})
-    found = scripts.get(name)
-    if found is None:
-        found = scripts[name] = client.register_script(_source(name))
-    return found
+@cache
+def _sha(name: str) -> str:
+    return hashlib.sha1(_source(name).encode()).hexdigest()  # noqa: S324 - Redis' script id
+
+
+def eval_many(client: redis.Redis, name: str, calls: list[tuple[str, list]]) -> list:
+    """EVALSHA of ``lua/<name>.lua`` once per (key, args), in one round trip.
+
+    A restarted (empty) Redis answers NOSCRIPT: the script is loaded and the calls are sent
+    once more (they are idempotent: compare-and-set). redis-py's Script objects would send
+    SCRIPT EXISTS before every pipeline instead, an extra round trip each time.
+    """
+    sha = _sha(name)
+    for attempt in (1, 2):
+        try:
+            if len(calls) == 1:
+                key, args = calls[0]
+                return [client.evalsha(sha, 1, key, *args)]
+            pipe = client.pipeline(transaction=False)
+            for key, args in calls:
+                pipe.evalsha(sha, 1, key, *args)
+            return pipe.execute()
+        except redis.exceptions.NoScriptError:
+            if attempt == 2:
+                raise
+            client.script_load(_source(name))
+    return []  # pragma: no cover - the loop always returns or raises
 
 
 @dataclass(frozen=True)
@@ -51,19 +70,16 @@ def ttl_ms(seconds: float, jitter: float) -> int:
 
 
 def write_many(writes: list[CacheWrite], *, replace_equal: bool = False) -> list[bool]:
-    """CAS-write every row in one pipelined round trip; True where the write was applied.
+    """CAS-write every row in one round trip; True where the write was applied.
 
     ``replace_equal`` also overwrites entries at the same version (repair of corruption).
     """
-    def operation(client: redis.Redis) -> list[bool]:
-        cas = script(client, "cas_write")
-        pipe = client.pipeline(transaction=False)
-        for w in writes:
-            cas(keys=[w.key], args=[w.version, w.payload, w.key_id, "1" if w.tombstone else "0",
-                                    w.ttl_ms, "1" if replace_equal else "0"], client=pipe)
-        return [bool(result) for result in pipe.execute()]
-
-    return connection.run(operation)
+    if not writes:
+        return []
+    equal = "1" if replace_equal else "0"
+    calls = [(w.key, [w.version, w.payload, w.key_id, "1" if w.tombstone else "0", w.ttl_ms,
+                      equal]) for w in writes]
+    return [bool(r) for r in connection.run(lambda client: eval_many(client, "cas_write", calls))]
 
 
 @dataclass(frozen=True)
@@ -74,30 +90,41 @@ class Hit:
     tombstone: bool
 
 
-MISS, LEASED_ELSEWHERE, LEASE_GRANTED = "miss", "leased", "granted"
+LEASED_ELSEWHERE, LEASE_GRANTED = "leased", "granted"
+FIELDS = ("v", "p", "k", "t")
 
 
-def _parse(reply: list) -> Hit | str:
-    kind = int(reply[0])
-    if kind == 1:
-        return Hit(int(reply[1]), reply[2], reply[3] or b"", reply[4] == b"1")
-    return {0: MISS, 2: LEASED_ELSEWHERE, 3: LEASE_GRANTED}[kind]
+def _hit(reply: list) -> Hit | None:
+    version, payload, key_id, tombstone = reply
+    if version is None:
+        return None
+    return Hit(int(version), payload, key_id or b"", tombstone == b"1")
 
 
-def read(key: str, *, lease_token: str = "", lease_ms: int = 0) -> Hit | str:
-    def operation(client: redis.Redis) -> Hit | str:
-        return _parse(script(client, "read")(keys=[key], args=[lease_token, lease_ms]))
+def read_row(key: str) -> Hit | None:
+    """The cached row (one HMGET), or None when there is none (a lease alone is none)."""
+    return connection.run(lambda client: _hit(client.hmget(key, FIELDS)))
+
+
+def read_rows(keys: list[str]) -> list[Hit | None]:
+    def operation(client: redis.Redis) -> list[Hit | None]:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, FIELDS)
+        return [_hit(reply) for reply in pipe.execute()]
 
     return connection.run(operation)
 
 
-def read_many(keys: list[str]) -> list[Hit | str]:
-    def operation(client: redis.Redis) -> list[Hit | str]:
-        reader = script(client, "read")
-        pipe = client.pipeline(transaction=False)
-        for key in keys:
-            reader(keys=[key], args=["", 0], client=pipe)
-        return [_parse(reply) for reply in pipe.execute()]
+def lease(key: str, *, token: str, lease_ms: int) -> Hit | str:
+    """After a miss: the row if it arrived meanwhile, else the fill lease or who holds it."""
+
+    def operation(client: redis.Redis) -> Hit | str:
+        (reply,) = eval_many(client, "read", [(key, [token, lease_ms])])
+        kind = int(reply[0])
+        if kind == 1:
+            return Hit(int(reply[1]), reply[2], reply[3] or b"", reply[4] == b"1")
+        return LEASED_ELSEWHERE if kind == 2 else LEASE_GRANTED
 
     return connection.run(operation)
 
@@ -123,11 +150,5 @@ def advance_fence(epochs: dict[str, int]) -> None:
     if not epochs:
         return
 
-    def operation(client: redis.Redis) -> None:
-        advance = script(client, "fence_advance")
-        pipe = client.pipeline(transaction=False)
-        for label, epoch in epochs.items():
-            advance(keys=[fence_key()], args=[label, epoch], client=pipe)
-        pipe.execute()
-
-    connection.run(operation)
+    calls = [(fence_key(), [label, epoch]) for label, epoch in epochs.items()]
+    connection.run(lambda client: eval_many(client, "fence_advance", calls))

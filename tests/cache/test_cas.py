@@ -40,13 +40,15 @@ def test_tombstone_blocks_a_late_older_write(redis_raw) -> None:
 
 
 def test_write_ends_a_fill_lease_and_sets_ttl(redis_raw) -> None:
-    assert store.read(KEY, lease_token="t1", lease_ms=5000) == store.LEASE_GRANTED
-    assert store.read(KEY, lease_token="t2", lease_ms=5000) == store.LEASED_ELSEWHERE
+    assert store.lease(KEY, token="t1", lease_ms=5000) == store.LEASE_GRANTED
+    assert store.read_row(KEY) is None  # a lease alone is no row
+    assert store.lease(KEY, token="t2", lease_ms=5000) == store.LEASED_ELSEWHERE
     write(3, "filled")
     assert redis_raw.hget(KEY, "l") is None
     assert 0 < redis_raw.pttl(KEY) <= 60_000
-    hit = store.read(KEY, lease_token="t3", lease_ms=5000)
+    hit = store.lease(KEY, token="t3", lease_ms=5000)
     assert isinstance(hit, store.Hit) and hit.payload == b"filled"
+    assert store.read_row(KEY) == hit
 
 
 class CasProtocol(RuleBasedStateMachine):

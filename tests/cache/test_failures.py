@@ -145,7 +145,7 @@ def test_redis_error_reply_is_wrapped_and_does_not_open_the_breaker(redis_raw) -
     redis_raw.delete(cache_key(LABEL, part.pk))
     redis_raw.set(cache_key(LABEL, part.pk), "a string, not a hash")  # WRONGTYPE for HMGET
     with pytest.raises(CacheUnavailableError, match="error"):
-        store.read(cache_key(LABEL, part.pk))
+        store.read_row(cache_key(LABEL, part.pk))
     assert cache_connection.breaker.state == cache_connection.breaker.CLOSED
     assert repository.get(Part, part.pk).sku == part.sku
 

@@ -119,3 +119,26 @@ def test_hot_row_coalesces_to_one_intent_while_redis_is_down(redis_control) -> N
         assert intents[0].version == Part.objects.get(pk=part.pk).version
     finally:
         redis_control.start()
+
+
+@pytest.fixture
+def part_proxy():
+    """A proxy of Part, registered for this test only (it must not reach makemigrations)."""
+    from django.apps import apps
+
+    class PartProxy(Part):
+        class Meta:
+            proxy = True
+            app_label = "catalog"
+
+    yield PartProxy
+    del apps.all_models["catalog"]["partproxy"]
+    apps.clear_cache()
+
+
+def test_saving_through_a_proxy_model_writes_through(redis_raw, part_proxy) -> None:
+    part = make_part(stock=1)
+    proxy = part_proxy.objects.get(pk=part.pk)
+    proxy.stock = 6
+    proxy.save()
+    assert b",6," in cached(redis_raw, LABEL, part.pk)["p"]
