@@ -85,11 +85,14 @@ def intent_states(spec: SyncSpec, pks: Iterable[object], using: str = "default")
         f"SELECT q.object_pk, q.version, t.version, {select_columns(spec)} "  # noqa: S608
         f"FROM sync_retry_queue q LEFT JOIN {conn.ops.quote_name(meta.db_table)} t "
         f"ON t.{conn.ops.quote_name(meta.pk.column)} = q.object_pk::{pk_type} "
-        "WHERE q.model = %s AND q.object_pk = ANY(%s)"
+        "WHERE q.model = %s AND q.object_pk = "
     )
+    pks = [str(pk) for pk in pks]
+    # NOTE: one key (the common single-row save) is an equality: no array to format.
+    sql, param = (sql + "%s", pks[0]) if len(pks) == 1 else (sql + "ANY(%s)", pks)
     converters = converters_for(spec, using)
     with conn.cursor() as cursor:
-        cursor.execute(sql, [spec.label, [str(pk) for pk in pks]])
+        cursor.execute(sql, [spec.label, param])
         rows = cursor.fetchall()
     return [
         RowState(spec.label, pk, intent_version, None) if row_version is None
@@ -126,12 +129,19 @@ def row_states(spec: SyncSpec, pks: list[str], tombstone_versions: dict[str, int
 def complete(states: list[RowState], using: str = "default") -> int:
     """Delete the intents these writes satisfied (unless a newer version arrived meanwhile)."""
     with connections[using].cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM sync_retry_queue q "
-            "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
-            "WHERE q.model = d.model AND q.object_pk = d.pk AND q.version <= d.version",
-            [[s.label for s in states], [s.pk for s in states], [s.version for s in states]],
-        )
+        if len(states) == 1:
+            (state,) = states
+            cursor.execute(
+                "DELETE FROM sync_retry_queue WHERE model = %s AND object_pk = %s"
+                " AND version <= %s", [state.label, state.pk, state.version])
+        else:
+            cursor.execute(
+                "DELETE FROM sync_retry_queue q "
+                "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
+                "WHERE q.model = d.model AND q.object_pk = d.pk AND q.version <= d.version",
+                [[s.label for s in states], [s.pk for s in states],
+                 [s.version for s in states]],
+            )
         return cursor.rowcount
 
 

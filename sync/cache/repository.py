@@ -17,6 +17,8 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import connections, models
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init
 
 from sync.cache import store
 from sync.cache.codec import unseal
@@ -46,8 +48,18 @@ def _instance(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> models.Mo
     values = unseal(spec, key, hit.version, hit.payload, hit.key_id)
     names, order = _layout(spec)
     row = [spec.model._meta.pk.to_python(pk), *values, hit.version]
-    # Fields not cached are deferred: reading one loads it from PostgreSQL.
-    return spec.model.from_db("default", names, [row[i] for i in order])
+    model = spec.model
+    if post_init.has_listeners(model):
+        # Someone watches instances being built (e.g. ImageField): the full constructor.
+        return model.from_db("default", names, [row[i] for i in order])
+    # NOTE: what Model.from_db leaves behind, without __init__'s per-field work (the bulk of
+    # a cache hit's Python time): a loaded instance whose other fields are deferred, so
+    # reading one of them loads it from PostgreSQL.
+    obj = model.__new__(model)
+    obj._state = ModelState()
+    obj._state.adding, obj._state.db = False, "default"
+    obj.__dict__.update(zip(names, [row[i] for i in order], strict=True))
+    return obj
 
 
 def _from_db(spec: SyncSpec, pk: object) -> models.Model | None:

@@ -148,3 +148,28 @@ def test_transaction_reads_its_own_writes_and_never_fills_uncommitted_rows(
         raise RuntimeError  # roll back: nothing of this may be in Redis
     assert cached(redis_raw, LABEL, new.pk) == {} or b"v" not in cached(redis_raw, LABEL, new.pk)
     assert repository.get(Part, part.pk).stock == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cached_instance_behaves_like_a_loaded_one(quiet_fence, redis_raw) -> None:
+    from django.db.models.signals import post_init
+
+    part = make_part(stock=1)
+    got = repository.get(Part, part.pk)
+    assert got == part and not got._state.adding
+    assert got.get_deferred_fields() == {"created_at", "updated_at_ns"}
+    got.stock = 8
+    got.save()  # saves the loaded fields only
+    fresh = Part.objects.get(pk=part.pk)
+    assert (fresh.stock, fresh.created_at) == (8, part.created_at)
+    seen = []
+
+    def watch(sender, instance, **kwargs) -> None:
+        seen.append(instance)
+
+    post_init.connect(watch, sender=Part)
+    try:
+        built = repository.get(Part, part.pk)
+    finally:
+        post_init.disconnect(watch, sender=Part)
+    assert seen and seen[-1] is built and built.stock == 8
