@@ -443,10 +443,11 @@ def prune_test_runs(log=None) -> list[str]:
     """Stop and remove the servers of test runs whose pytest process is gone (a crashed or
     killed run); the profiles of live runs are left alone. Returns the profiles removed."""
     removed = []
-    for directory in sorted(RUN_DIR.glob(f"{TEST_PROFILE_PREFIX}*")):
-        # "test-<pid>" or "test-<pid>-<purpose>" (e.g. the demo test's own servers).
+    for directory in sorted(RUN_DIR.glob(f"{TEST_PROFILE_PREFIX}-*")):
+        # "test-<pid>" or "test-<pid>-<purpose>" (e.g. the demo test's own servers); anything
+        # else under .run/ is not ours to delete.
         owner = directory.name.removeprefix(f"{TEST_PROFILE_PREFIX}-").split("-")[0]
-        if not directory.is_dir() or (owner.isdigit() and pid_alive(int(owner))):
+        if not directory.is_dir() or not owner.isdigit() or pid_alive(int(owner)):
             continue
         Services(directory.name).stop(log=log)
         shutil.rmtree(directory, ignore_errors=True)

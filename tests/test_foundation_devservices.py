@@ -18,10 +18,13 @@ import redis
 
 from config.devservices import (
     ROOT,
+    RUN_DIR,
     DevServiceError,
     PostgresServer,
     RedisServer,
+    Services,
     pid_alive,
+    prune_test_runs,
     wait_until,
 )
 
@@ -187,3 +190,29 @@ def test_postgres_killed_by_sigkill_is_restarted_on_the_same_data(run_dir: Path)
     finally:
         server.stop()
     assert not server.is_running()
+
+
+def test_prune_removes_only_the_servers_of_test_runs_that_are_gone() -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = Services(f"test-{dead}-probe")
+    live = Services(f"test-{os.getpid()}-probe")
+    other = RUN_DIR / "testdata-not-a-profile"
+    other.mkdir(exist_ok=True)
+    try:
+        stale.cache.start()
+        pid = stale.cache.pid()
+
+        removed = prune_test_runs()
+
+        assert stale.profile in removed
+        assert live.profile not in removed
+        assert not stale.directory.exists()
+        assert not pid_alive(pid)
+        assert live.directory.is_dir()
+        assert other.is_dir()
+    finally:
+        for services in (stale, live):
+            services.stop()
+            shutil.rmtree(services.directory, ignore_errors=True)
+        shutil.rmtree(other, ignore_errors=True)
