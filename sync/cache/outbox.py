@@ -76,8 +76,13 @@ def select_columns(spec: SyncSpec) -> str:
     return ", ".join(f't."{meta.get_field(name).column}"' for name in spec.fields)
 
 
-def intent_states(spec: SyncSpec, pks: Iterable[object], using: str = "default") -> list[RowState]:
-    """Pending intents for these pks joined with their rows' current state (one query)."""
+def intent_states(spec: SyncSpec, pks: Iterable[object], using: str = "default", *,
+                  settle: list[RowState] = ()) -> list[RowState]:
+    """Pending intents for these pks joined with their rows' current state (one query).
+
+    ``settle``: completed writes whose intents this same statement deletes (a data-modifying
+    CTE), so that completing a transaction's intents costs no round trip of its own.
+    """
     meta = spec.model._meta
     conn = connections[using]
     pk_type = meta.pk.rel_db_type(conn)
@@ -90,9 +95,13 @@ def intent_states(spec: SyncSpec, pks: Iterable[object], using: str = "default")
     pks = [str(pk) for pk in pks]
     # NOTE: one key (the common single-row save) is an equality: no array to format.
     sql, param = (sql + "%s", pks[0]) if len(pks) == 1 else (sql + "ANY(%s)", pks)
+    params = [spec.label, param]
+    if settle:
+        delete, delete_params = _delete(settle)
+        sql, params = f"WITH settled AS ({delete}) {sql}", [*delete_params, *params]
     converters = converters_for(spec, using)
     with conn.cursor() as cursor:
-        cursor.execute(sql, [spec.label, param])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [
         RowState(spec.label, pk, intent_version, None) if row_version is None
@@ -129,20 +138,19 @@ def row_states(spec: SyncSpec, pks: list[str], tombstone_versions: dict[str, int
 def complete(states: list[RowState], using: str = "default") -> int:
     """Delete the intents these writes satisfied (unless a newer version arrived meanwhile)."""
     with connections[using].cursor() as cursor:
-        if len(states) == 1:
-            (state,) = states
-            cursor.execute(
-                "DELETE FROM sync_retry_queue WHERE model = %s AND object_pk = %s"
-                " AND version <= %s", [state.label, state.pk, state.version])
-        else:
-            cursor.execute(
-                "DELETE FROM sync_retry_queue q "
-                "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
-                "WHERE q.model = d.model AND q.object_pk = d.pk AND q.version <= d.version",
-                [[s.label for s in states], [s.pk for s in states],
-                 [s.version for s in states]],
-            )
+        cursor.execute(*_delete(states))
         return cursor.rowcount
+
+
+def _delete(states: list[RowState]) -> tuple[str, list]:
+    if len(states) == 1:  # equality: no arrays to format for the common single-row case
+        (state,) = states
+        return (("DELETE FROM sync_retry_queue WHERE model = %s AND object_pk = %s"
+                " AND version <= %s"), [state.label, state.pk, state.version])
+    return (("DELETE FROM sync_retry_queue d0 "
+            "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
+            "WHERE d0.model = d.model AND d0.object_pk = d.pk AND d0.version <= d.version"),
+            [[s.label for s in states], [s.pk for s in states], [s.version for s in states]])
 
 
 def fail(states: list[RowState], error: str, using: str = "default") -> tuple[dict[str, int], int]:

@@ -38,20 +38,21 @@ def eval_many(client: redis.Redis, name: str, calls: list[tuple[str, list]]) -> 
     SCRIPT EXISTS before every pipeline instead, an extra round trip each time.
     """
     sha = _sha(name)
-    for attempt in (1, 2):
-        try:
-            if len(calls) == 1:
-                key, args = calls[0]
-                return [client.evalsha(sha, 1, key, *args)]
-            pipe = client.pipeline(transaction=False)
-            for key, args in calls:
-                pipe.evalsha(sha, 1, key, *args)
-            return pipe.execute()
-        except redis.exceptions.NoScriptError:
-            if attempt == 2:
-                raise
-            client.script_load(_source(name))
-    return []  # pragma: no cover - the loop always returns or raises
+
+    def send() -> list:
+        if len(calls) == 1:
+            key, args = calls[0]
+            return [client.evalsha(sha, 1, key, *args)]
+        pipe = client.pipeline(transaction=False)
+        for key, args in calls:
+            pipe.evalsha(sha, 1, key, *args)
+        return pipe.execute()
+
+    try:
+        return send()
+    except redis.exceptions.NoScriptError:
+        client.script_load(_source(name))
+        return send()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from catalog.models import Part
 from sync.cache import connection, repository
 from sync.cache.replay import replay_pending
 from sync.cache.services import verify_models
+from sync.cache.writer import settle
 from sync.models import SyncFence, SyncIntent
 from tests.cache.conftest import cached
 from tests.factories import make_part
@@ -54,6 +55,7 @@ def test_paused_redis_write_commits_fast_read_falls_back_replay_converges(
     assert repository.get_many(Part, [part.pk])[part.pk].stock == 3
     result = replay_pending(include_not_due=True)
     assert result.written == 1 and result.fence_advanced == 1
+    settle()
     assert not SyncIntent.objects.exists()
     assert b",3," in cached(redis_raw, LABEL, part.pk)["p"]
     assert repository.get(Part, part.pk).stock == 3

@@ -18,6 +18,7 @@ from sync.cache.exceptions import CacheUnavailableError
 from sync.cache.fence import fence
 from sync.cache.keys import cache_key
 from sync.cache.replay import replay_pending
+from sync.cache.writer import settle
 from sync.models import SyncIntent
 from tests.cache.conftest import cached
 from tests.factories import make_part
@@ -91,6 +92,7 @@ def test_intent_kept_when_its_delete_times_out_and_replay_clears_it(redis_raw) -
         holder.start()
         locked.wait(10)
 
+    other = make_part()
     with connection.cursor() as cursor:
         cursor.execute("SET lock_timeout = '100ms'")
     try:
@@ -98,6 +100,7 @@ def test_intent_kept_when_its_delete_times_out_and_replay_clears_it(redis_raw) -
             transaction.on_commit(lock_intent_after_commit)
             part.stock = 3
             part.save()
+            other.save()  # two keys: their intents are deleted at once, not deferred
     finally:
         release.set()
         holder.join()
@@ -107,6 +110,7 @@ def test_intent_kept_when_its_delete_times_out_and_replay_clears_it(redis_raw) -
     assert b",3," in cached(redis_raw, LABEL, part.pk)["p"]
     assert SyncIntent.objects.filter(object_pk=str(part.pk)).exists()
     replay_pending(include_not_due=True)
+    settle()
     assert not SyncIntent.objects.exists()
 
 

@@ -8,6 +8,7 @@ from catalog.models import Part
 from sync.cache import repository
 from sync.cache.replay import replay_pending
 from sync.cache.services import verify_models
+from sync.cache.writer import settle
 from sync.models import SyncIntent
 from tests.cache.conftest import cached
 from tests.factories import make_part
@@ -38,6 +39,7 @@ def test_process_killed_after_commit_leaves_an_intent_that_replay_completes(redi
     replay_pending(include_not_due=True)
     assert b",77," in cached(redis_raw, LABEL, part.pk)["p"]
     assert repository.get(Part, part.pk).stock == 77
+    settle()
     assert not SyncIntent.objects.exists()
 
 
@@ -83,6 +85,7 @@ def test_parallel_writers_leave_redis_equal_to_postgresql() -> None:
         _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     # every transaction's own write-through settled its intents: nothing left for replay
+    settle()
     assert not SyncIntent.objects.exists()
     (report,) = verify_models([LABEL])
     assert report.rows == 20

@@ -77,6 +77,7 @@ def test_get_many_mixes_hits_misses_and_tombstones(quiet_fence, redis_raw) -> No
     assert sorted(got) == [pks[0], *pks[2:]]
     assert cached(redis_raw, LABEL, pks[0])  # the miss was filled
     assert sorted(repository.get_many(Part, [pks[0], pks[2]])) == [pks[0], pks[2]]  # all hits
+    assert repository.get_many(Part, [10**9]) == {}  # a miss that does not exist: no fill
 
 
 @pytest.mark.django_db(transaction=True)
@@ -173,3 +174,25 @@ def test_cached_instance_behaves_like_a_loaded_one(quiet_fence, redis_raw) -> No
     finally:
         post_init.disconnect(watch, sender=Part)
     assert seen and seen[-1] is built and built.stock == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waiter_gets_the_row_its_filler_writes(settings, redis_raw) -> None:
+    from sync.cache import store
+    from sync.cache.declaration import spec_for
+    from sync.cache.outbox import RowState
+
+    settings.SYNC_LEASE_WAIT = 5.0
+    part = make_part(stock=4)
+    key = cache_key(LABEL, part.pk)
+    redis_raw.delete(key)
+    redis_raw.hset(key, "l", "the-filler")  # another reader is filling
+    state = RowState(LABEL, str(part.pk), part.version, ("x", "filled by the other", part.price,
+                                                           4, True))
+    filler = threading.Timer(0.05, lambda: store.write_many([state.to_write(spec_for(Part))]))
+    filler.start()
+    try:
+        got = repository.get(Part, part.pk)
+    finally:
+        filler.join()
+    assert got.name == "filled by the other"  # from Redis, not PostgreSQL

@@ -8,6 +8,7 @@ from django.db import transaction
 from catalog.models import Part
 from sync.cache import repository
 from sync.cache.bulk import bulk_create_synced, update_synced
+from sync.cache.writer import settle
 from sync.models import SyncIntent
 from tests.cache.conftest import cached
 from tests.factories import make_part
@@ -25,6 +26,7 @@ def test_commit_writes_redis_once_and_clears_the_intent(redis_raw) -> None:
     entry = cached(redis_raw, LABEL, part.pk)
     assert int(entry["v"]) == Part.objects.get(pk=part.pk).version
     assert b'"stock"' not in entry["p"] and b",7," in entry["p"]
+    settle()
     assert not SyncIntent.objects.exists()
 
 
@@ -38,6 +40,7 @@ def test_rollback_leaves_redis_untouched(redis_raw) -> None:
         obj.save()
         raise RuntimeError
     assert cached(redis_raw, LABEL, part.pk) == before
+    settle()
     assert not SyncIntent.objects.exists()
     assert repository.get(Part, part.pk).stock == 1
 
@@ -65,6 +68,7 @@ def test_many_changes_in_one_transaction_use_one_pipeline(redis_raw) -> None:
     for part in parts:
         fresh = Part.objects.get(pk=part.pk)
         assert int(cached(redis_raw, LABEL, part.pk)["v"]) == fresh.version
+    settle()
     assert not SyncIntent.objects.exists()
 
 
@@ -89,6 +93,7 @@ def test_bulk_helpers_write_through(redis_raw) -> None:
     for part in Part.objects.filter(sku__startswith="B"):
         entry = cached(redis_raw, LABEL, part.pk)
         assert int(entry["v"]) == part.version and b",5," in entry["p"]
+    settle()
     assert not SyncIntent.objects.exists()
 
 
@@ -102,6 +107,7 @@ def test_plain_queryset_update_leaves_an_intent_that_replay_completes(redis_raw)
     result = replay_pending(include_not_due=True)
     assert result.written == 1
     assert b",2," in cached(redis_raw, LABEL, part.pk)["p"]
+    settle()
     assert not SyncIntent.objects.exists()
 
 
@@ -142,3 +148,17 @@ def test_saving_through_a_proxy_model_writes_through(redis_raw, part_proxy) -> N
     proxy.stock = 6
     proxy.save()
     assert b",6," in cached(redis_raw, LABEL, part.pk)["p"]
+
+
+def test_a_single_row_save_settles_its_intent_with_the_next_write_through() -> None:
+    from sync.cache import writer
+
+    first = make_part()
+    # the first save's intent is complete in Redis but deleted only with the next statement
+    assert SyncIntent.objects.filter(object_pk=str(first.pk)).exists()
+    second = make_part()
+    assert not SyncIntent.objects.filter(object_pk=str(first.pk)).exists()
+    assert SyncIntent.objects.filter(object_pk=str(second.pk)).exists()
+    writer._settle_at_exit()  # what a process does when it exits
+    assert not SyncIntent.objects.exists()
+    assert settle() == 0
