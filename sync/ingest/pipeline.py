@@ -198,7 +198,9 @@ class Ingestion:
         self.phase_ms[phase] = self.phase_ms.get(phase, 0.0) + elapsed
 
     def _update_run(self, **values) -> None:
-        self._with_db(lambda: SyncRun.objects.filter(pk=self.run.pk).update(**values))
+        # NOTE: the run's own row needs no lock: a run that lost its lock still records why.
+        self._with_db(lambda: SyncRun.objects.filter(pk=self.run.pk).update(**values),
+                      locked=False)
 
     def _network_retry(self, attempt: int, error: Exception, delay: float) -> None:
         self.counts.add_error(Category.NETWORK)
@@ -207,32 +209,41 @@ class Ingestion:
             code="retry", retryable=True,
             reason=redact(f"attempt {attempt} failed: {error}; retrying in {delay:.2f}s")))
 
-    def _with_db(self, operation: Callable[[], object], *, what: str = "the database"):
-        """``operation()``; a lost connection is re-established (and the lock re-taken)."""
+    def _with_db(self, operation: Callable[[], object], *, locked: bool = True):
+        """``operation()``; a lost connection is re-established (and, for work that needs
+        it, the lock re-taken), up to SYNC_INGEST_DB_RETRIES times with backoff."""
         for attempt in range(settings.SYNC_INGEST_DB_RETRIES + 1):
             try:
-                if attempt or not self.lock.held():
-                    self._reconnect(attempt)
+                if attempt or not self._usable(locked=locked):
+                    self._reconnect(attempt, locked=locked)
                 return operation()
             except DatabaseError as e:
-                if self._connection_alive() or attempt == settings.SYNC_INGEST_DB_RETRIES:
+                if attempt == settings.SYNC_INGEST_DB_RETRIES or self._usable(locked=locked):
                     raise
                 logger.warning("%s: connection lost (%s); reconnecting", self.config.name,
                                type(e).__name__)
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
+    def _usable(self, *, locked: bool = True) -> bool:
+        """The connection works (and, when ``locked``, is the one holding the lock)."""
+        if locked:
+            return self.lock.held() and self._connection_alive()
+        return connection.connection is None or self._connection_alive()
+
     def _connection_alive(self) -> bool:
         raw = connection.connection
-        if raw is None or raw.closed:
+        if raw is None or raw.closed or not connection.is_usable():
             connection.close()
             return False
         return True
 
-    def _reconnect(self, attempt: int) -> None:
+    def _reconnect(self, attempt: int, *, locked: bool = True) -> None:
         connection.close()
         if attempt:
             time.sleep(backoff_delay(attempt - 1, settings.SYNC_INGEST_DB_BACKOFF))
         connection.ensure_connection()
+        if not locked:
+            return
         if not self.lock.acquire():
             msg = ("the connection to PostgreSQL was lost and another run took the source "
                    "lock meanwhile; this run stopped")
@@ -379,7 +390,7 @@ class Ingestion:
             (self.counts.created, self.counts.updated, self.counts.unchanged,
              self.counts.failed, self.counts.errors) = counts_before
             self.logs.clear()
-            if not self._connection_alive():
+            if not self._usable():
                 raise
             # A row broke the batch statement: isolate it, one row per transaction.
             logger.warning("%s: batch failed (%s); retrying its rows one by one",
@@ -394,7 +405,7 @@ class Ingestion:
                 with transaction.atomic(durable=True):
                     self._write([row], writer, [], [])
             except DatabaseError as e:
-                if not self._connection_alive():
+                if not self._usable():
                     raise
                 category, retryable = categorize(e)
                 first_line = (str(e).splitlines() or [type(e).__name__])[0]

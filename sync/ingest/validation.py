@@ -19,6 +19,7 @@ from typing import Any
 from django.db import models
 
 from sync.ingest.config import SourceConfig
+from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.schema import Column
 from sync.models import ErrorLog
 
@@ -28,15 +29,9 @@ Category = ErrorLog.Category
 # would cut a value silently instead of failing.
 ARRAY_TYPES = {
     "TextField": "text", "CharField": "text", "EmailField": "text", "SlugField": "text",
-    "URLField": "text", "DecimalField": "numeric", "IntegerField": "bigint",
-    "BigIntegerField": "bigint", "SmallIntegerField": "bigint",
-    "PositiveIntegerField": "bigint", "PositiveSmallIntegerField": "bigint",
-    "PositiveBigIntegerField": "bigint", "DateField": "date", "DateTimeField": "timestamptz",
-    "BooleanField": "boolean", "FloatField": "double precision",
+    "URLField": "text", "DecimalField": "numeric", "DateField": "date",
 }
-INTEGER_RANGES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d.%m.%Y")
-TRUE, FALSE = {"true", "yes", "y", "1", "x"}, {"false", "no", "n", "0", ""}
 
 
 @dataclass(frozen=True)
@@ -112,24 +107,6 @@ def _decimal(spec: FieldSpec, value: str) -> Decimal | None:
     return number
 
 
-def _integer(spec: FieldSpec, value: str) -> int | None:
-    cleaned = value.strip().replace(",", "")
-    if not cleaned:
-        return None
-    try:
-        number = int(Decimal(cleaned)) if re.fullmatch(r"[+-]?\d+(\.0*)?", cleaned) else None
-    except (InvalidOperation, ValueError):  # pragma: no cover - the pattern admits digits only
-        number = None
-    if number is None:
-        raise _Invalid(Issue(Category.VALIDATION, "not_an_integer", spec.header,
-                             "is not a whole number", len(value)))
-    bound = INTEGER_RANGES.get(spec.column.data_type, 2**63)
-    if not -bound <= number < bound:
-        raise _Invalid(Issue(Category.SCHEMA, "out_of_range", spec.header,
-                             f"does not fit {spec.column.data_type}", len(value)))
-    return number
-
-
 def _date(spec: FieldSpec, value: str) -> datetime.date | None:
     cleaned = value.strip()
     if not cleaned:
@@ -143,18 +120,8 @@ def _date(spec: FieldSpec, value: str) -> datetime.date | None:
                          "is not a date (YYYY-MM-DD)", len(value)))
 
 
-def _boolean(spec: FieldSpec, value: str) -> bool:
-    cleaned = value.strip().lower()
-    if cleaned in TRUE:
-        return True
-    if cleaned in FALSE:
-        return False
-    raise _Invalid(Issue(Category.VALIDATION, "not_a_boolean", spec.header,
-                         "is not yes/no", len(value)))
-
-
 CONVERTERS: dict[str, Callable[[FieldSpec, str], Any]] = {
-    "text": _text, "numeric": _decimal, "bigint": _integer, "date": _date, "boolean": _boolean,
+    "text": _text, "numeric": _decimal, "date": _date,
 }
 
 
@@ -165,8 +132,9 @@ def field_specs(model: type[models.Model], mapping: dict[str, str], columns: dic
         field = model._meta.get_field(name)
         array_type = ARRAY_TYPES.get(field.get_internal_type())
         if array_type not in CONVERTERS:
-            msg = f"{model._meta.label_lower}.{name}: cannot ingest a {field.get_internal_type()}"
-            raise ValueError(msg)
+            msg = (f"{model._meta.label_lower}.{name}: a {field.get_internal_type()} cannot be "
+                   "fed from a sheet (text, decimal and date fields can)")
+            raise SourceConfigError(msg)
         specs.append(FieldSpec(header, field, columns[header], array_type,
                                prefix + name in required))
     return specs
