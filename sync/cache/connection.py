@@ -70,18 +70,21 @@ class CircuitBreaker:
 
 
 breaker = CircuitBreaker()
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[tuple[str, bool], redis.Redis] = {}
 _clients_lock = threading.Lock()
 
 
-def client() -> redis.Redis:
+def client(*, bulk: bool = False) -> redis.Redis:
+    """The engine's client: short timeouts; ``bulk`` for big pipelines (warm, verify, replay),
+    whose replies may take longer than one request's budget."""
     url = settings.SYNC_REDIS_URL
-    found = _clients.get(url)
+    found = _clients.get((url, bulk))
     if found is None:
         with _clients_lock:
-            found = _clients.setdefault(url, redis.Redis.from_url(
+            found = _clients.setdefault((url, bulk), redis.Redis.from_url(
                 url,
-                socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                socket_timeout=(settings.SYNC_BULK_SOCKET_TIMEOUT if bulk
+                                else settings.REDIS_SOCKET_TIMEOUT),
                 socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),
                 retry_on_timeout=False,
@@ -100,13 +103,13 @@ def reset_clients() -> None:
     breaker.reset()
 
 
-def run(operation: Callable[[redis.Redis], T]) -> T:
+def run(operation: Callable[[redis.Redis], T], *, bulk: bool = False) -> T:
     """Run one Redis operation behind the breaker; every failure is ``CacheUnavailableError``."""
     if not breaker.allow():
         msg = "cache circuit breaker is open"
         raise CacheUnavailableError(msg)
     try:
-        result = operation(client())
+        result = operation(client(bulk=bulk))
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
         breaker.failure()
         msg = f"cache Redis unavailable: {type(e).__name__}"

@@ -43,7 +43,7 @@ def rotate(spec: SyncSpec, *, batch_size: int = 500,
         cursor, keys = connection.run(
             lambda c, cur=cursor: c.scan(cur, match=model_pattern(spec.label), count=batch_size))
         names = [k.decode() for k in keys]
-        entries = connection.run(lambda c, names=names: _hmget(c, names))
+        entries = connection.run(lambda c, names=names: _hmget(c, names), bulk=True)
         jobs, undecodable = [], []
         for name, (version, payload, key_id, tombstone) in zip(names, entries, strict=True):
             report.scanned += 1
@@ -60,7 +60,8 @@ def rotate(spec: SyncSpec, *, batch_size: int = 500,
             sealed, new_id = encrypt(plain, key=name, version=int(version))
             jobs.append((name, version, key_id, sealed, new_id))
         if jobs:
-            report.rotated += sum(connection.run(lambda c, jobs=jobs: _reencrypt(c, jobs)))
+            report.rotated += sum(connection.run(lambda c, jobs=jobs: _reencrypt(c, jobs),
+                                                 bulk=True))
         if undecodable:
             report.repaired += _rewrite_from_database(spec, undecodable)
         if progress:

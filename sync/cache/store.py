@@ -18,6 +18,8 @@ from sync.cache import connection
 from sync.cache.keys import fence_key
 
 LUA_DIR = Path(__file__).parent / "lua"
+# Pipelines longer than this use the bulk client (SYNC_BULK_SOCKET_TIMEOUT).
+BULK_CALLS = 100
 
 
 @cache
@@ -80,7 +82,8 @@ def write_many(writes: list[CacheWrite], *, replace_equal: bool = False) -> list
     equal = "1" if replace_equal else "0"
     calls = [(w.key, [w.version, w.payload, w.key_id, "1" if w.tombstone else "0", w.ttl_ms,
                       equal]) for w in writes]
-    return [bool(r) for r in connection.run(lambda client: eval_many(client, "cas_write", calls))]
+    return [bool(r) for r in connection.run(lambda client: eval_many(client, "cas_write", calls),
+                                            bulk=len(calls) > BULK_CALLS)]
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def read_rows(keys: list[str]) -> list[Hit | None]:
             pipe.hmget(key, FIELDS)
         return [_hit(reply) for reply in pipe.execute()]
 
-    return connection.run(operation)
+    return connection.run(operation, bulk=len(keys) > BULK_CALLS)
 
 
 def lease(key: str, *, token: str, lease_ms: int) -> Hit | str:
@@ -139,7 +142,7 @@ def versions(keys: list[str]) -> list[tuple[int | None, bool]]:
             pipe.hmget(key, "v", "t")
         return [(int(v) if v is not None else None, t == b"1") for v, t in pipe.execute()]
 
-    return connection.run(operation)
+    return connection.run(operation, bulk=len(keys) > BULK_CALLS)
 
 
 def fence() -> dict[str, int]:
