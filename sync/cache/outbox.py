@@ -10,8 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connections
@@ -25,8 +24,7 @@ from sync.redaction import redact
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RowState:
+class RowState(NamedTuple):
     """What Redis must hold for one key: the row's values, or a tombstone at ``version``."""
 
     label: str
@@ -194,8 +192,7 @@ def fail(states: list[RowState], error: str, using: str = "default") -> tuple[di
     return epochs, len(dead)
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(NamedTuple):
     label: str
     pk: str
     version: int

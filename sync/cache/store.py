@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 import redis
 
@@ -57,8 +57,7 @@ def eval_many(client: redis.Redis, name: str, calls: list[tuple[str, list]]) -> 
         return send()
 
 
-@dataclass(frozen=True)
-class CacheWrite:
+class CacheWrite(NamedTuple):
     key: str
     version: int
     payload: bytes
@@ -86,8 +85,7 @@ def write_many(writes: list[CacheWrite], *, replace_equal: bool = False) -> list
                                             bulk=len(calls) > BULK_CALLS)]
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     version: int
     payload: bytes
     key_id: bytes
