@@ -84,7 +84,9 @@ def test_parallel_writers_leave_redis_equal_to_postgresql() -> None:
     for proc in procs:
         _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-    # every transaction's own write-through settled its intents: nothing left for replay
+    # On a loaded machine a write-through may time out (0.25 s) and leave its intent to
+    # replay, as in production: the end state after replay is what must be exact.
+    replay_pending(include_not_due=True)
     settle()
     assert not SyncIntent.objects.exists()
     (report,) = verify_models([LABEL])

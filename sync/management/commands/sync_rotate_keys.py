@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from sync.cache.exceptions import CacheUnavailableError
 from sync.cache.rotation import rotate_all
 from sync.cache.tiers import keyring
+from sync.management.commands._progress import engine_errors
 
 
 class Command(BaseCommand):
@@ -21,11 +21,8 @@ class Command(BaseCommand):
             if verbosity >= 2:
                 self.stdout.write(f"  {report.label}: {report.scanned} keys scanned")
 
-        try:
+        with engine_errors():
             reports = rotate_all(progress=progress)
-        except CacheUnavailableError as e:
-            msg = f"{e}. Is the cache Redis (REDIS_URL) running?"
-            raise CommandError(msg) from e
         for report in reports:
             self.stdout.write(str(report))
         self.stdout.write("done: no cached value is left under an old key; the old keys can be "

@@ -6,9 +6,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.cache.declaration import synced_models
-from sync.cache.exceptions import CacheUnavailableError, NotSyncedError
 from sync.cache.services import verify_models
-from sync.management.commands._progress import bar
+from sync.management.commands._progress import bar, engine_errors
 
 
 class Command(BaseCommand):
@@ -31,15 +30,9 @@ class Command(BaseCommand):
             if verbosity >= 2:
                 self.stdout.write(f"\r{report.label:24} {bar(report.rows, total)}", ending="")
 
-        try:
+        with engine_errors():
             reports = verify_models(models or None, repair=repair, batch_size=batch_size,
                                     progress=progress)
-        except NotSyncedError as e:
-            msg = f"{e}. List them with `manage.py sync_verify --list`."
-            raise CommandError(msg) from e
-        except CacheUnavailableError as e:
-            msg = f"{e}. Is the cache Redis (REDIS_URL) running?"
-            raise CommandError(msg) from e
         if verbosity >= 2:
             self.stdout.write("")
         for report in reports:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from sync.cache.exceptions import CacheUnavailableError, NotSyncedError
 from sync.cache.services import warm_models
-from sync.management.commands._progress import bar
+from sync.management.commands._progress import bar, engine_errors
 
 
 class Command(BaseCommand):
@@ -25,14 +24,8 @@ class Command(BaseCommand):
             if verbosity >= 1:
                 self.stdout.write(f"\r{state.label:24} {bar(state.done, state.total)}", ending="")
 
-        try:
+        with engine_errors():
             results = warm_models(models or None, batch_size=batch_size, progress=progress)
-        except NotSyncedError as e:
-            msg = f"{e}. Synced models: see `manage.py sync_verify --list`."
-            raise CommandError(msg) from e
-        except CacheUnavailableError as e:
-            msg = f"{e}. Is the cache Redis (REDIS_URL) running?"
-            raise CommandError(msg) from e
         if verbosity >= 1:
             self.stdout.write("")
         elapsed = time.perf_counter() - started
