@@ -36,8 +36,11 @@ def _default(value: Any) -> Any:
     raise TypeError(msg)
 
 
+_ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"))
+
+
 def encode_values(values: list[Any] | tuple[Any, ...]) -> bytes:
-    return json.dumps(values, default=_default, separators=(",", ":")).encode()
+    return _ENCODER.encode(values).encode()
 
 
 def decode_values(spec: SyncSpec, payload: bytes) -> list[Any]:

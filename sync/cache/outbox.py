@@ -66,6 +66,8 @@ def converters_for(spec: SyncSpec, using: str):
 
 
 def convert_row(values: Iterable[Any], converters) -> tuple[Any, ...]:
+    if not any(converters):  # most models: nothing to convert, no per-value work
+        return tuple(values)
     return tuple(c(v) if c else v for v, c in zip(values, converters, strict=True))
 
 
