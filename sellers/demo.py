@@ -1,0 +1,21 @@
+"""Demo sellers with their properties: a generated sheet written once at the source's
+configured location (``.run/demo/``) and synced through the real pipeline on every demo
+start (idempotent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.data import SELLER_HEADERS, seller_rows, write
+from sync.ingest.config import get_source
+from sync.ingest.pipeline import run_ingest
+
+
+def load(*, count: int) -> str:
+    _kind, location = get_source("sellers").resolve_location()
+    if not Path(location).is_file():
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+        write(location, SELLER_HEADERS, seller_rows(count))
+    run = run_ingest("sellers", trigger="schedule")
+    return (f"run {run.pk} ({run.status}): {run.created} created, {run.updated} updated, "
+            f"{run.unchanged} unchanged, {run.failed} failed")
