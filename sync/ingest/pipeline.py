@@ -64,14 +64,25 @@ class SourceLock:
     def __init__(self, source: str) -> None:
         self.source = source
         self.backend_pid: int | None = None
+        self.previous_timeout: str | None = None  # the session's lock_timeout before
 
     def acquire(self) -> bool:
+        """Take the lock; with it, the session's ``lock_timeout`` becomes
+        SYNC_INGEST_LOCK_TIMEOUT_MS (a row another process holds fails its row, not the run),
+        set once here rather than by a round trip per batch, and restored by ``release``."""
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)), pg_backend_pid()",
-                           [LOCK_CLASS, self.source])
-            taken, pid = cursor.fetchone()
-        self.backend_pid = pid if taken else None
-        return taken
+            # NOTE: OFFSET 0 keeps the subquery apart: the old value is read before the lock
+            # is tried (and the new value set only when it is taken).
+            cursor.execute(
+                "SELECT s.before, CASE WHEN pg_try_advisory_lock(%s, hashtext(%s))"
+                " THEN set_config('lock_timeout', %s, false) END, pg_backend_pid()"
+                " FROM (SELECT current_setting('lock_timeout') AS before OFFSET 0) s",
+                [LOCK_CLASS, self.source, f"{settings.SYNC_INGEST_LOCK_TIMEOUT_MS}ms"])
+            before, taken, pid = cursor.fetchone()
+        self.backend_pid = pid if taken is not None else None
+        if taken is not None and self.previous_timeout is None:
+            self.previous_timeout = before
+        return taken is not None
 
     def held(self) -> bool:
         """Still held: the connection that took it is the one we have (no query needed)."""
@@ -82,8 +93,9 @@ class SourceLock:
     def release(self) -> None:
         if self.held():
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
-                               [LOCK_CLASS, self.source])
+                cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s)),"
+                               " set_config('lock_timeout', %s, false)",
+                               [LOCK_CLASS, self.source, self.previous_timeout or "0"])
         self.backend_pid = None
 
 
@@ -390,6 +402,7 @@ class Ingestion:
             (self.counts.created, self.counts.updated, self.counts.unchanged,
              self.counts.failed, self.counts.errors) = counts_before
             self.logs.clear()
+            writer.forget_stage()
             if not self._usable():
                 raise
             # A row broke the batch statement: isolate it, one row per transaction.
@@ -405,6 +418,7 @@ class Ingestion:
                 with transaction.atomic(durable=True):
                     self._write([row], writer, [], [])
             except DatabaseError as e:
+                writer.forget_stage()
                 if not self._usable():
                     raise
                 category, retryable = categorize(e)
@@ -420,45 +434,40 @@ class Ingestion:
 
     def _write(self, rows: list[ValidRow], writer: BatchWriter, failed: list, superseded: list,
                ) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)",
-                           [f"{settings.SYNC_INGEST_LOCK_TIMEOUT_MS}ms"])
         t = time.perf_counter()
-        compared = writer.compare(rows) if rows else None
-        self._time("compare", t)
-        t = time.perf_counter()
-        changed = [r for r in rows if compared and r.key not in compared.unchanged]
         dry = self.run.dry_run
         savepoint = transaction.savepoint() if dry else None
-        written, inserted = writer.upsert(changed)
-        ids = {**(compared.existing if compared else {}), **written}
-        children = writer.upsert_children(changed, ids)
+        # NOTE: a dry run's record logs are written after the rollback, from the answer.
+        written = writer.write(rows, run_id=self.run.pk, log=not dry)
         if dry:
             transaction.savepoint_rollback(savepoint)
-        else:
-            mark_changed(self.config.label, written.values())
-            if children:
-                mark_changed(self.child_label, [child for child, _parent in children])
-        child_parents = {parent for _child, parent in children}
-        stored: list[str] = []
-        for row in rows:
-            if row.key in inserted:
-                action = Action.CREATED
-                self.counts.created += 1
-            elif row.key in written or ids.get(row.key) in child_parents:
-                action = Action.UPDATED
-                self.counts.updated += 1
+            writer.forget_stage()  # its rows (and maybe the table) came back or went
+        parents: list[int] = []
+        children: list[int] = []
+        counts = self.counts
+        for row in written:
+            if row.action == Action.CREATED:
+                counts.created += 1
+            elif row.action == Action.UPDATED:
+                counts.updated += 1
             else:
-                action = Action.UNCHANGED
-                self.counts.unchanged += 1
-            stored.append(row.key)
-            self.logs.record(row.row_number, row.key, action, ids.get(row.key))
+                counts.unchanged += 1
+            if row.parent_written:
+                parents.append(row.object_id)
+            if row.child_id is not None:
+                children.append(row.child_id)
+            if dry:
+                self.logs.record(row.row_number, row.key, row.action, row.object_id)
+        if not dry:
+            mark_changed(self.config.label, parents)
+            if children:
+                mark_changed(self.child_label, children)
         self._time("update", t)
         self._log_failures(failed, retryable=False)
         self._log_superseded(superseded)
         self.logs.flush()
-        if self.queued and stored and not dry:
-            retry.resolve(source=self.config.name, keys=stored)
+        if self.queued and rows and not dry:
+            retry.resolve(source=self.config.name, keys=[row.key for row in rows])
         self._advance(len(rows) + len(failed) + len(superseded))
 
     def _log_failures(self, failed: list[tuple[int, str, list[Issue]]], *, retryable: bool,

@@ -1,51 +1,61 @@
-"""The two statements of a batch: compare with the database, then upsert what differs.
+"""A batch's rows into the database: ``COPY`` into a staging table, then one set-based statement.
 
-Both send the batch as one array per column (``unnest``), so a batch costs two round trips
-whatever its size. The compare joins the sheet's values with the rows (and their child row)
-on the natural key and reports which are already equal; the upsert inserts or updates only
-the others on the natural key, keeps ``created_at``, refreshes ``synced_at`` and
-``db_updated_at``, and its ``WHERE … IS DISTINCT FROM`` guard leaves a row alone if it became
-equal meanwhile (I7). Versions and cache intents come from the sync triggers.
+The validated rows are streamed into a per-session temporary table (``COPY``: no parameter
+arrays to format, a few microseconds a row). One statement then consumes the staging rows and
+compares them with the target on the natural key (rows whose values, and child's values,
+already match are ``unchanged`` and not written), inserts or updates the others (``ON CONFLICT``
+on the natural key: ``created_at`` kept, ``synced_at``/``db_updated_at`` refreshed, and a
+``WHERE … IS DISTINCT FROM`` guard that leaves a row alone if it became equal meanwhile, I7),
+upserts each written row's child, and writes the rows' record logs. It answers one row per
+sheet row: its id and whether it was inserted or written, which the run counts and marks for
+write-through. Versions and cache intents come from the sync triggers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.db import connection
 
 from sync.ingest.config import SourceConfig
 from sync.ingest.validation import FieldSpec, RowValidator, ValidRow
+from sync.models import RecordLog
+
+Action = RecordLog.Action
 
 
 def _q(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-@dataclass(frozen=True)
-class Compared:
-    existing: dict[str, int]  # key -> id of the parent row already stored
-    unchanged: set[str]  # keys whose parent (and child) values already match
+class Written(NamedTuple):
+    """One sheet row after the statement."""
+
+    row_number: int
+    key: str
+    object_id: int | None
+    action: str  # created, updated or unchanged
+    parent_written: bool  # the parent row was inserted or updated (write it through)
+    child_id: int | None  # the child row written, if any
 
 
-def _arrays(specs: list[FieldSpec], alias: str) -> tuple[str, list[str]]:
-    """``unnest(%s::type[], …) AS alias(c0, c1, …)`` and the column aliases."""
-    names = [f"c{i}" for i in range(len(specs))]
-    casts = ", ".join(f"%s::{s.array_type}[]" for s in specs)
-    return f"unnest({casts}) AS {alias}({', '.join(names)})", names
-
-
-def _columns(rows: list[ValidRow], count: int, child: bool = False) -> list[list]:
-    return [[(row.child if child else row.values)[i] for row in rows] for i in range(count)]
+def _set_clause(columns: list[str]) -> str:
+    assignments = [f"{c} = EXCLUDED.{c}" for c in columns]
+    assignments += ["synced_at = EXCLUDED.synced_at", "db_updated_at = EXCLUDED.db_updated_at"]
+    if not columns:
+        return ", ".join(assignments)
+    here = ", ".join(f"t.{c}" for c in columns)
+    there = ", ".join(f"EXCLUDED.{c}" for c in columns)
+    return f"{', '.join(assignments)} WHERE ({here}) IS DISTINCT FROM ({there})"
 
 
 class BatchWriter:
-    """Compare and upsert statements for one source's target (and its child)."""
+    """The staging table and the batch statement of one source's target (and its child)."""
 
     def __init__(self, config: SourceConfig, validator: RowValidator) -> None:
         self.config = config
-        self.parent = validator.parent
-        self.child = validator.child
+        self.parent: list[FieldSpec] = validator.parent
+        self.child: list[FieldSpec] = validator.child
         meta = config.model._meta
         self.table = _q(meta.db_table)
         self.key_column = _q(meta.get_field(config.natural_key).column)
@@ -54,78 +64,106 @@ class BatchWriter:
         if config.child is not None:
             child_meta = config.child.model._meta
             self.child_table = _q(child_meta.db_table)
+            self.child_pk = _q(child_meta.pk.column)
             self.parent_fk = _q(child_meta.get_field(config.child.parent_field).column)
+        specs = self.parent + self.child
+        # NOTE: named after the target, in pg_temp: each session (run) has its own.
+        self.stage = f"pg_temp.{_q('sync_ingest_stage_' + meta.db_table)}"
+        self.stage_columns = ", ".join(["rn", *(f"c{i}" for i in range(len(specs)))])
+        # Never a length-limited type (a cast would cut a value); see validation.ARRAY_TYPES.
+        self.stage_ddl = ", ".join(
+            ["rn integer", *(f"c{i} {s.array_type}" for i, s in enumerate(specs))])
+        self._stage_backend: int | None = None
+        self.sql = self._statement()
 
-    def compare(self, rows: list[ValidRow]) -> Compared:
-        source, names = _arrays(self.parent + self.child, "s")
+    # ------------------------------------------------------------------ staging
+
+    def _ensure_stage(self, cursor) -> None:
+        """The staging table on this session (again after a reconnect or a rolled-back
+        creation); the previous shape, if any, is dropped: the mapping may have changed."""
+        backend = connection.connection.info.backend_pid
+        if self._stage_backend == backend:
+            return
+        cursor.execute(f"DROP TABLE IF EXISTS {self.stage}")
+        cursor.execute(f"CREATE TEMP TABLE {self.stage} ({self.stage_ddl}) ON COMMIT DELETE ROWS")
+        self._stage_backend = backend
+
+    def forget_stage(self) -> None:
+        """After a rollback: the staging table may have gone with it."""
+        self._stage_backend = None
+
+    # ------------------------------------------------------------------ the statement
+
+    def _statement(self) -> str:
+        # NOTE (S608): every name below is a quoted table or column name of the models; the
+        # only value, the run id, is a parameter.
+        n = len(self.parent)
+        key = f"c{self.key_index}"
         parent_cols = [_q(s.field.column) for s in self.parent]
-        here = [f"t.{c}" for c in parent_cols]
-        there = [f"s.{n}" for n in names[:len(self.parent)]]
-        join = ""
+        value_cols = [c for c in parent_cols if c != self.key_column]
+        child_cols = [_q(s.field.column) for s in self.child]
+        here = [f"t.{c}" for c in parent_cols] + [f"p.{c}" for c in child_cols]
+        there = [f"s.c{i}" for i in range(n + len(child_cols))]
+        exists, join = f"t.{self.pk_column} IS NOT NULL", ""
         if self.child:
+            # A parent without its child row is not "unchanged": the child is written.
+            exists += f" AND p.{self.child_pk} IS NOT NULL"
             join = f" LEFT JOIN {self.child_table} p ON p.{self.parent_fk} = t.{self.pk_column}"
-            here += [f"p.{_q(s.field.column)}" for s in self.child]
-            there += [f"s.{n}" for n in names[len(self.parent):]]
-        sql = (
-            f"SELECT s.c{self.key_index}, t.{self.pk_column}, "  # noqa: S608
-            f"({', '.join(here)}) IS NOT DISTINCT FROM ({', '.join(there)}) "
-            f"FROM {source} JOIN {self.table} t ON t.{self.key_column} = s.c{self.key_index}"
-            f"{join}")
-        params = _columns(rows, len(self.parent))
+        staged = f"s AS (DELETE FROM {self.stage} RETURNING *)"  # noqa: S608
+        compared = (
+            f"c AS (SELECT s.*, t.{self.pk_column} AS old_id, ({exists} AND "  # noqa: S608
+            f"({', '.join(here)}) IS NOT DISTINCT FROM ({', '.join(there)})) AS same "
+            f"FROM s LEFT JOIN {self.table} t ON t.{self.key_column} = s.{key}{join})")
+        upserted = (
+            f"up AS (INSERT INTO {self.table} AS t ({', '.join(parent_cols)}, created_at, "  # noqa: S608
+            "synced_at, db_updated_at, version, updated_at_ns) "
+            f"SELECT {', '.join(f'c.c{i}' for i in range(n))}, now(), now(), now(), 0, 0 "
+            f"FROM c WHERE NOT c.same ON CONFLICT ({self.key_column}) DO UPDATE SET "
+            f"{_set_clause(value_cols)} RETURNING t.{self.key_column} AS k, "
+            f"t.{self.pk_column} AS id, (t.xmax = 0) AS inserted)")
+        resolved = ("r AS (SELECT c.*, coalesce(up.id, c.old_id) AS id, up.inserted "  # noqa: S608
+                    f"FROM c LEFT JOIN up ON up.k = c.{key})")
+        ctes = [staged, compared, upserted, resolved]
+        child_id, tail = "NULL::bigint", ""
         if self.child:
-            params += _columns(rows, len(self.child), child=True)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            found = cursor.fetchall()
-        return Compared({key: pk for key, pk, _same in found},
-                        {key for key, _pk, same in found if same})
+            ctes.append(
+                f"ch AS (INSERT INTO {self.child_table} AS t ({self.parent_fk}, "  # noqa: S608
+                f"{', '.join(child_cols)}, created_at, synced_at, db_updated_at, version, "
+                f"updated_at_ns) SELECT r.id, "
+                f"{', '.join(f'r.c{n + j}' for j in range(len(child_cols)))}, "
+                "now(), now(), now(), 0, 0 FROM r WHERE NOT r.same AND r.id IS NOT NULL "
+                f"ON CONFLICT ({self.parent_fk}) DO UPDATE SET {_set_clause(child_cols)} "
+                f"RETURNING t.{self.child_pk} AS child_id, t.{self.parent_fk} AS parent_id)")
+            child_id, tail = "ch.child_id", " LEFT JOIN ch ON ch.parent_id = r.id"
+        action = (f"CASE WHEN r.inserted THEN '{Action.CREATED}' "
+                  f"WHEN r.inserted IS NOT NULL OR {child_id} IS NOT NULL "
+                  f"THEN '{Action.UPDATED}' ELSE '{Action.UNCHANGED}' END")
+        ctes.append(f"a AS (SELECT r.rn, r.{key} AS k, r.id, {action} AS action, "  # noqa: S608
+                    f"r.inserted IS NOT NULL AS written, {child_id} AS child_id FROM r{tail})")
+        self.logs_cte = (
+            "logs AS (INSERT INTO sync_record_logs (run_id, row_number, natural_key, action, "
+            "object_id) SELECT %s, a.rn, a.k, a.action, a.id FROM a)")
+        return "WITH " + ", ".join(ctes)
 
-    def upsert(self, rows: list[ValidRow]) -> tuple[dict[str, int], set[str]]:
-        """Insert or update ``rows`` (all different from the database, as far as the compare
-        knew); returns key -> id of the rows written and the keys that were inserted."""
+    def write(self, rows: list[ValidRow], *, run_id: int, log: bool = True) -> list[Written]:
+        """Stage ``rows`` and run the statement (in the caller's transaction); with ``log``,
+        the statement also writes their record logs for ``run_id``."""
         if not rows:
-            return {}, set()
-        source, names = _arrays(self.parent, "s")
-        cols = [_q(s.field.column) for s in self.parent]
-        value_cols = [c for c in cols if c != self.key_column]
-        sql = (
-            f"INSERT INTO {self.table} AS t ({', '.join(cols)}, created_at, synced_at, "  # noqa: S608
-            f"db_updated_at, version, updated_at_ns) "
-            f"SELECT {', '.join(f's.{n}' for n in names)}, now(), now(), now(), 0, 0 "
-            f"FROM {source} "
-            f"ON CONFLICT ({self.key_column}) DO UPDATE SET "
-            + ", ".join(f"{c} = EXCLUDED.{c}" for c in value_cols)
-            + ", synced_at = EXCLUDED.synced_at, db_updated_at = EXCLUDED.db_updated_at"
-            + (f" WHERE ({', '.join(f't.{c}' for c in value_cols)}) IS DISTINCT FROM "
-               f"({', '.join(f'EXCLUDED.{c}' for c in value_cols)})" if value_cols else "")
-            + f" RETURNING t.{self.key_column}, t.{self.pk_column}, (t.xmax = 0)")
-        with connection.cursor() as cursor:
-            cursor.execute(sql, _columns(rows, len(self.parent)))
-            written = cursor.fetchall()
-        return ({key: pk for key, pk, _inserted in written},
-                {key for key, _pk, inserted in written if inserted})
-
-    def upsert_children(self, rows: list[ValidRow], ids: dict[str, int],
-                        ) -> list[tuple[int, int]]:
-        """Insert or update each row's child (on the parent's id); (child id, parent id) of
-        the children written."""
-        rows = [row for row in rows if row.key in ids]
-        if not self.child or not rows:
             return []
-        names = [f"c{i}" for i in range(len(self.child))]
-        cols = [_q(s.field.column) for s in self.child]
-        casts = ", ".join(f"%s::{s.array_type}[]" for s in self.child)
-        sql = (
-            f"INSERT INTO {self.child_table} AS t ({self.parent_fk}, {', '.join(cols)}, "  # noqa: S608
-            f"created_at, synced_at, db_updated_at, version, updated_at_ns) "
-            f"SELECT s.fk, {', '.join(f's.{n}' for n in names)}, now(), now(), now(), 0, 0 "
-            f"FROM unnest(%s::bigint[], {casts}) AS s(fk, {', '.join(names)}) "
-            f"ON CONFLICT ({self.parent_fk}) DO UPDATE SET "
-            + ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
-            + ", synced_at = EXCLUDED.synced_at, db_updated_at = EXCLUDED.db_updated_at"
-            + f" WHERE ({', '.join(f't.{c}' for c in cols)}) IS DISTINCT FROM "
-            f"({', '.join(f'EXCLUDED.{c}' for c in cols)}) RETURNING t.id, t.{self.parent_fk}")
+        sql = self.sql
+        params: list = []
+        if log:
+            sql += ", " + self.logs_cte
+            params.append(run_id)
+        sql += " SELECT rn, k, id, action, written, child_id FROM a"
         with connection.cursor() as cursor:
-            cursor.execute(sql, [[ids[row.key] for row in rows],
-                                 *_columns(rows, len(self.child), child=True)])
-            return cursor.fetchall()
+            self._ensure_stage(cursor)
+            with cursor.copy(f"COPY {self.stage} ({self.stage_columns}) FROM STDIN") as copy:
+                if self.child:
+                    for row in rows:
+                        copy.write_row((row.row_number, *row.values, *row.child))
+                else:
+                    for row in rows:
+                        copy.write_row((row.row_number, *row.values))
+            cursor.execute(sql, params)
+            return [Written(*found) for found in cursor.fetchall()]
