@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import psycopg
 from django.db import connection
 
 from sync.ingest.config import SourceConfig
@@ -165,5 +166,8 @@ class BatchWriter:
                 else:
                     for row in rows:
                         copy.write_row((row.row_number, *row.values))
-            cursor.execute(sql, params)
+        # NOTE: a server-side prepared statement: the same text every batch, planned once per
+        # session instead of parsed and planned each time (Django's cursor binds client-side).
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
             return [Written(*found) for found in cursor.fetchall()]
