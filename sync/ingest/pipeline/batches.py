@@ -1,0 +1,246 @@
+"""A run's batches: each validated, written (staging ``COPY`` + one statement), logged and
+counted in one transaction with the run's progress; a batch whose statement one row breaks is
+retried row by row, so only that row fails (I8)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+from sync.cache.writer import mark_changed
+from sync.ingest import retry
+from sync.ingest.pipeline.database import categorize, sqlstate
+from sync.ingest.sources import Source
+from sync.ingest.upsert import BatchWriter
+from sync.ingest.validation import Issue, RowValidator, ValidRow
+from sync.models import ErrorLog, RecordLog
+from sync.redaction import RedactPiiFilter, redact
+
+logger = logging.getLogger(__name__)
+logger.addFilter(RedactPiiFilter())
+
+Category = ErrorLog.Category
+Action = RecordLog.Action
+
+
+@dataclass
+class Counts:
+    done: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def add_error(self, category: str) -> None:
+        self.errors[category] = self.errors.get(category, 0) + 1
+
+
+class Cancelled(Exception):  # noqa: N818 - control flow inside a run
+    pass
+
+
+class BatchLoading:
+    """Loading in batches, for ``Ingestion`` (which sets the run's state: ``config``, ``run``,
+    ``counts``, ``logs``, ``sample`` …, and the connection handling of ``RunConnection``)."""
+
+    def _rows(self, source: Source) -> Iterator[tuple[int, list[str]]]:
+        """The source's rows, timed as the fetch phase, narrowed to ``only_keys``."""
+        rows = source.rows()
+        while True:
+            t = time.perf_counter()
+            try:
+                row = next(rows)
+            except StopIteration:
+                self._time("fetch", t)
+                return
+            self._time("fetch", t)
+            yield row
+
+    def _load(self, source: Source, validator: RowValidator,
+              only_keys: set[str] | None = None) -> None:
+        self._update_run(phase="load")
+        writer = BatchWriter(self.config, validator)
+        self.queued = retry.has_entries(self.config.name)
+        only = only_keys if only_keys is not None else self.only_keys
+        rows: Iterable = self._rows(source)
+        if only is not None:
+            rows = self._narrow(rows, validator, only)
+        batch_size = self.run.batch_size
+        while batch := list(itertools.islice(rows, batch_size)):
+            self._with_db(lambda b=batch: self._batch(b, validator, writer))
+            if self.progress:
+                self.progress(self.run)
+            if self.run.cancel_requested:
+                raise Cancelled
+
+    def _narrow(self, rows: Iterable, validator: RowValidator, only: set[str]) -> Iterator:
+        for row_number, cells in rows:
+            key = validator.key_of(cells)
+            if key in only:
+                self.seen_only.add(key)
+                yield row_number, cells
+
+
+    def _batch(self, batch: list[tuple[int, list[str]]], validator: RowValidator,
+               writer: BatchWriter) -> None:
+        t = time.perf_counter()
+        valid: dict[str, ValidRow] = {}
+        failed: list[tuple[int, str, list[Issue]]] = []
+        superseded: list[tuple[int, str, int]] = []
+        for row_number, cells in batch:
+            row, issues = validator.validate(row_number, cells)
+            if row is None:
+                failed.append((row_number, self._safe_key(validator, cells), issues))
+                continue
+            earlier = valid.pop(row.key, None)
+            if earlier is not None:
+                superseded.append((earlier.row_number, row.key, row_number))
+            valid[row.key] = row
+        self._time("validate", t)
+        counts_before = (self.counts.created, self.counts.updated, self.counts.unchanged,
+                         self.counts.failed, dict(self.counts.errors))
+        try:
+            with transaction.atomic(durable=True):
+                self._write(list(valid.values()), writer, failed, superseded)
+                t_commit = time.perf_counter()
+            self._time("write_through", t_commit)
+        except DatabaseError as e:
+            # Nothing of the batch was committed: undo its counts before any retry.
+            (self.counts.created, self.counts.updated, self.counts.unchanged,
+             self.counts.failed, self.counts.errors) = counts_before
+            self.logs.clear()
+            writer.forget_stage()
+            if not self._usable():
+                raise
+            # A row broke the batch statement: isolate it, one row per transaction.
+            logger.warning("%s: batch failed (%s); retrying its rows one by one",
+                           self.config.name, type(e).__name__)
+            self._one_by_one(list(valid.values()), writer, failed, superseded)
+        self._sample(valid.values())
+
+    def _one_by_one(self, rows: list[ValidRow], writer: BatchWriter, failed: list,
+                    superseded: list) -> None:
+        for row in rows:
+            try:
+                with transaction.atomic(durable=True):
+                    self._write([row], writer, [], [])
+            except DatabaseError as e:
+                writer.forget_stage()
+                if not self._usable():
+                    raise
+                category, retryable = categorize(e)
+                first_line = (str(e).splitlines() or [type(e).__name__])[0]
+                issue = Issue(category, sqlstate(e), "", redact(first_line))
+                with transaction.atomic(durable=True):
+                    self._log_failures([(row.row_number, row.key, [issue])], retryable=retryable)
+                    self.logs.flush()
+                    self._advance(1)
+        if failed or superseded:
+            with transaction.atomic(durable=True):
+                self._write([], writer, failed, superseded)
+
+    def _write(self, rows: list[ValidRow], writer: BatchWriter, failed: list, superseded: list,
+               ) -> None:
+        t = time.perf_counter()
+        dry = self.run.dry_run
+        savepoint = transaction.savepoint() if dry else None
+        # NOTE: a dry run's record logs are written after the rollback, from the answer.
+        written = writer.write(rows, run_id=self.run.pk, log=not dry)
+        if dry:
+            transaction.savepoint_rollback(savepoint)
+            writer.forget_stage()  # its rows (and maybe the table) came back or went
+        parents: list[int] = []
+        children: list[int] = []
+        counts = self.counts
+        for row in written:
+            if row.action == Action.CREATED:
+                counts.created += 1
+            elif row.action == Action.UPDATED:
+                counts.updated += 1
+            else:
+                counts.unchanged += 1
+            if row.parent_written:
+                parents.append(row.object_id)
+            if row.child_id is not None:
+                children.append(row.child_id)
+            if dry:
+                self.logs.record(row.row_number, row.key, row.action, row.object_id)
+        if not dry:
+            mark_changed(self.config.label, parents)
+            if children:
+                mark_changed(self.child_label, children)
+        self._time("update", t)
+        self._log_failures(failed, retryable=False)
+        self._log_superseded(superseded)
+        self.logs.flush()
+        if self.queued and rows and not dry:
+            retry.resolve(source=self.config.name, keys=[row.key for row in rows])
+        self._advance(len(rows) + len(failed) + len(superseded))
+
+    def _log_failures(self, failed: list[tuple[int, str, list[Issue]]], *, retryable: bool,
+                      ) -> None:
+        to_queue = []
+        for row_number, key, issues in failed:
+            self.counts.failed += 1
+            self.failed_keys.add(key)
+            self.logs.record(row_number, key, Action.FAILED)
+            for issue in issues:
+                self.counts.add_error(issue.category)
+                self.logs.error(category=issue.category, code=issue.code, row_number=row_number,
+                                key=key, column=issue.header, value_length=issue.value_length,
+                                limit=issue.limit, reason=f"{issue.header} {issue.reason}".strip(),
+                                retryable=retryable)
+            if retryable and key and not self.run.dry_run:
+                to_queue.append((key, row_number, issues[0].category, issues[0].reason))
+        retry.enqueue(source=self.config.name, location=self.location, run_id=self.run.pk,
+                      failures=to_queue)
+
+    def _log_superseded(self, superseded: list[tuple[int, str, int]]) -> None:
+        for row_number, key, later in superseded:
+            self.counts.add_error(Category.CONFLICT)
+            self.logs.record(row_number, key, Action.SUPERSEDED)
+            self.logs.error(category=Category.CONFLICT, code="duplicate_key",
+                            row_number=row_number, key=key, column=self.config.key_column,
+                            reason=f"the same key is on row {later}; the later row was stored")
+
+    def _advance(self, rows: int) -> None:
+        """Progress and counts of the batch, in its transaction; reads the cancel flag."""
+        self.counts.done += rows
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE sync_audit_logs SET rows_done = %s, rows_total = greatest(rows_total, %s),"
+                " created = %s, updated = %s, unchanged = %s, failed = %s"
+                " WHERE id = %s RETURNING cancel_requested, rows_total",
+                [self.counts.done, self.counts.done, self.counts.created, self.counts.updated,
+                 self.counts.unchanged, self.counts.failed, self.run.pk])
+            cancel, total = cursor.fetchone()
+        self.run.cancel_requested, self.run.rows_done, self.run.rows_total = (
+            cancel, self.counts.done, total)
+
+    def _safe_key(self, validator: RowValidator, cells: list[str]) -> str:
+        """The row's key for the logs, unless it is not a key at all (it might be PII)."""
+        key = validator.key_of(cells)
+        pattern = validator._key_pattern
+        if pattern is not None and not pattern.fullmatch(key):
+            return redact(key)[:64]
+        return key[:200]
+
+    def _sample(self, rows: Iterable[ValidRow]) -> None:
+        """A uniform sample of valid rows (reservoir) for verification's field comparison."""
+        size = settings.SYNC_INGEST_SAMPLE_SIZE
+        for row in rows:
+            self._seen = getattr(self, "_seen", 0) + 1
+            if len(self.sample) < size:
+                self.sample.append(row)
+            else:
+                slot = random.randrange(self._seen)  # noqa: S311 - sampling, not secrets
+                if slot < size:
+                    self.sample[slot] = row
