@@ -134,3 +134,77 @@ def test_small_helpers(buyers_sheet, tmp_path) -> None:
         RowValidator(version, {"K": column_limits(config)["Buyer Number"],
                                "V": column_limits(config)["Buyer Number"]}, ["K", "V"])
     assert connections["default"].vendor == "postgresql"
+
+
+@pytest.mark.django_db
+def test_a_source_that_feeds_only_the_key_inserts_then_leaves_rows_alone(
+        buyers_sheet, settings) -> None:
+    from tests.ingest.conftest import add_source
+
+    path = buyers_sheet([["B-00001"], ["B-00002"]], headers=["Buyer Number"], name="keys.csv")
+    add_source(settings, f"""
+[sources.keys]
+target = "buyers.buyer"
+natural_key = "buyer_number"
+location = "{path}"
+[sources.keys.columns]
+"Buyer Number" = "buyer_number"
+""")
+    assert get_source("keys").child_columns() == {}  # no child configured
+    first = run_ingest("keys")
+    assert (first.status, first.created) == ("succeeded", 2)
+    assert Buyer.objects.get(buyer_number="B-00001").name == ""  # the column's default
+    again = run_ingest("keys")
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
+
+
+@pytest.mark.django_db
+def test_a_numeric_column_without_precision_keeps_every_decimal_place(buyers_sheet) -> None:
+    from tests.ingest.conftest import alter_columns
+
+    alter_columns("buyers", ["budget"], "numeric")
+    rows = list(buyer_rows(2, 0))
+    rows[0][7] = "1234.56789"
+    buyers_sheet(rows)
+    run = run_ingest("buyers")
+    assert (run.status, run.created) == ("succeeded", 2)
+    assert str(Buyer.objects.get(buyer_number="B-00001").budget) == "1234.56789"
+
+
+@pytest.mark.django_db
+def test_find_missing_counts_a_repeated_or_empty_key_once(buyers_sheet) -> None:
+    rows = list(buyer_rows(3, 0))
+    rows.append(list(rows[0]))  # the same key again
+    rows.append(["", "no key"] + [""] * 10)
+    buyers_sheet(rows)
+    report = find_missing("buyers")
+    assert report == ["B-00001", "B-00002", "B-00003"]
+
+
+def test_schema_scan_counts_every_misfit_and_lists_the_first_thousand() -> None:
+    from sync.ingest.schema import REPORT_ROWS, Column, scan_rows
+
+    column = Column("Name", "buyers.buyer", "name", "buyers", "name", "character varying",
+                    5, None, None)
+    report = SchemaReport("buyers", [column])
+    scan_rows(report, ["Name"], ((n, ["too long"]) for n in range(2, REPORT_ROWS + 12)))
+    assert (report.misfit_count, report.rows_with_misfits) == (REPORT_ROWS + 10,) * 2
+    assert len(report.misfits) == REPORT_ROWS
+    assert report.longest == {"Name": 8}
+
+
+def test_network_retries_without_a_listener(settings) -> None:
+    from sync.ingest.sources import NetworkError, with_retries
+
+    settings.SYNC_INGEST_NETWORK_BACKOFF = 0.001
+    attempts = []
+
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) < 2:
+            msg = "HTTP 503"
+            raise NetworkError(msg)
+        return "read"
+
+    assert with_retries(flaky, what="a read") == "read"
+    assert len(attempts) == 2

@@ -138,3 +138,14 @@ def test_sheets_with_a_service_account_file(settings, sheets_server, tmp_path) -
 
 def test_fixture_headers_match_the_generator() -> None:
     assert CsvSource(str(FIXTURES / "buyers.csv")).headers() == BUYER_HEADERS
+
+
+@pytest.mark.django_db
+def test_sheets_without_an_api_key_are_refused_clearly(settings, sheets_server) -> None:
+    add_source(settings, SHEET_SOURCE)
+    sheets_server.sheets["sheet-1"] = [["Buyer Number", "Name"], ["B-00001", "A"]]
+    settings.SYNC_INGEST_SHEETS_API_KEY = ""  # the server wants one
+    run = run_ingest("buyers_sheet")
+    assert run.status == "failed"
+    assert "HTTP 403 PERMISSION_DENIED" in run.message
+    assert "key=" not in "".join(sheets_server.requests)

@@ -75,6 +75,7 @@ class BatchLoading:
             rows = self._narrow(rows, validator, only)
         batch_size = self.run.batch_size
         while batch := list(itertools.islice(rows, batch_size)):
+            self.rows_committed: set[int] = set()  # of this batch, by a row-by-row retry
             self._with_db(lambda b=batch: self._batch(b, validator, writer))
             if self.progress:
                 self.progress(self.run)
@@ -104,6 +105,10 @@ class BatchLoading:
             if earlier is not None:
                 superseded.append((earlier.row_number, row.key, row_number))
             valid[row.key] = row
+        if self.rows_committed:
+            # NOTE: a retry after the connection was lost amid a row-by-row retry: the rows
+            # that committed then are done (counted, logged) and are not written twice.
+            valid = {k: r for k, r in valid.items() if r.row_number not in self.rows_committed}
         self._time("validate", t)
         counts_before = (self.counts.created, self.counts.updated, self.counts.unchanged,
                          self.counts.failed, dict(self.counts.errors))
@@ -132,6 +137,7 @@ class BatchLoading:
             try:
                 with transaction.atomic(durable=True):
                     self._write([row], writer, [], [])
+                self.rows_committed.add(row.row_number)
             except DatabaseError as e:
                 writer.forget_stage()
                 if not self._usable():
@@ -143,6 +149,7 @@ class BatchLoading:
                     self._log_failures([(row.row_number, row.key, [issue])], retryable=retryable)
                     self.logs.flush()
                     self._advance(1)
+                self.rows_committed.add(row.row_number)
         if failed or superseded:
             with transaction.atomic(durable=True):
                 self._write([], writer, failed, superseded)
