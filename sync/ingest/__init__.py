@@ -6,5 +6,6 @@ a time (PostgreSQL advisory lock); a run is idempotent, cancellable between batc
 audited (``SyncRun`` with its record and error logs); verification compares sheet and
 database after every run. Modules: ``config`` (sources from TOML), ``sources`` (CSV, XLSX,
 Google Sheets), ``schema`` (the real column limits), ``validation``, ``upsert``, ``logs``,
-``retry`` (the record retry queue), ``pipeline`` (a run), ``verification``, ``tasks``.
+``retry`` (the record retry queue), ``pipeline`` (a run: lock, database, batches, run),
+``verification``, ``tasks``.
 """
