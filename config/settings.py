@@ -268,3 +268,14 @@ SYNC_INGEST_SHEETS_CREDENTIALS = env.str("SYNC_INGEST_SHEETS_CREDENTIALS", defau
 SYNC_INGEST_SHEETS_API_KEY = env.str("SYNC_INGEST_SHEETS_API_KEY", default="")
 CELERY_BEAT_SCHEDULE["sync-retry-records"] = {
     "task": "sync.ingest.tasks.retry_records", "schedule": SYNC_INGEST_RETRY_INTERVAL}
+
+# --------------------------------------------------------------------------- operations
+
+# Alerts, thresholds and schedules live in sync_config (docs/operations.md); these are the
+# process-level knobs. Alert mail: at most one per (type, source) per this many seconds.
+SYNC_ALERT_MAIL_INTERVAL = env.float("SYNC_ALERT_MAIL_INTERVAL", default=3600.0)
+# Retention: where expired log rows are archived (gzip JSON Lines), rows per file.
+SYNC_ARCHIVE_DIR = env.str("SYNC_ARCHIVE_DIR", default=str(ROOT / ".run" / "archive"))
+SYNC_ARCHIVE_BATCH = env.int("SYNC_ARCHIVE_BATCH", default=5000)
+CELERY_BEAT_SCHEDULE["sync-archive-logs"] = {
+    "task": "sync.tasks.archive_logs", "schedule": 24 * 3600.0}
