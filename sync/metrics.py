@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import connection
+from django.db.models import Count
 from prometheus_client import Counter, Gauge
 
 CACHE_READS = Counter("sync_cache_reads", "Repository reads by outcome",
@@ -31,3 +32,38 @@ def refresh_gauges() -> None:
     RETRY_QUEUE_SIZE.labels("pending").set(figures["pending"])
     RETRY_QUEUE_SIZE.labels("dead").set(figures["dead"])
     RETRY_QUEUE_OLDEST.set(figures["oldest_seconds"])
+    refresh_ops_gauges()
+
+
+# --------------------------------------------------------------------------- operations
+
+RUN_DURATION = Gauge("sync_run_duration_seconds",
+                     "Duration of finished runs over the last 7 days", ["source", "stat"])
+RUN_THROUGHPUT = Gauge("sync_run_throughput_rows_per_second",
+                       "Mean throughput of finished runs over the last 7 days", ["source"])
+RUN_SUCCESS_RATE = Gauge("sync_run_success_rate", "Succeeded / finished runs",
+                         ["source", "window"])
+ALERTS_OPEN = Gauge("sync_alerts_open", "Unacknowledged alerts", ["type", "severity"])
+
+
+def refresh_ops_gauges() -> None:
+    """Run statistics per source (``*``: all sources) and open alerts, from PostgreSQL."""
+    from sync.models import SyncAlert
+    from sync.ops.stats import run_statistics
+
+    for gauge in (RUN_DURATION, RUN_THROUGHPUT, RUN_SUCCESS_RATE, ALERTS_OPEN):
+        gauge.clear()  # a source or alert type that is gone must not linger
+    for source, stats in run_statistics().items():
+        for stat in ("mean", "median", "p95"):
+            value = getattr(stats, f"{stat}_seconds")
+            if value is not None:  # None: its runs never started (failed before)
+                RUN_DURATION.labels(source, stat).set(value)
+        if stats.mean_throughput is not None:
+            RUN_THROUGHPUT.labels(source).set(stats.mean_throughput)
+        for window, rate in (("24h", stats.success_rate_24h), ("7d", stats.success_rate_7d)):
+            if rate is not None:
+                RUN_SUCCESS_RATE.labels(source, window).set(rate)
+    open_alerts = SyncAlert.objects.filter(acknowledged_at__isnull=True).values_list(
+        "alert_type", "severity").annotate(n=Count("id")).order_by()
+    for alert_type, severity, count in open_alerts:
+        ALERTS_OPEN.labels(alert_type, severity).set(count)
