@@ -22,3 +22,30 @@ def warm(labels: list[str] | None = None) -> list[dict]:
 def verify(labels: list[str] | None = None, repair: bool = False) -> list[str]:
     return [str(report) for report in verify_models(labels, repair=repair)]
 from sync.ingest import tasks as ingest_tasks  # noqa: E402, F401  (registers them)
+
+# --------------------------------------------------------------------------- operations
+OPS_INGEST_TASK = "sync.ingest.tasks.ingest"
+
+from celery.signals import task_postrun  # noqa: E402
+
+from sync.ops.checks import ops_check as ops_check_service  # noqa: E402
+from sync.ops.retention import archive_logs as archive_logs_service  # noqa: E402
+
+
+@shared_task(name="sync.tasks.ops_check", ignore_result=True)
+def ops_check(source: str | None = None) -> str:
+    return str(ops_check_service(source=source))
+
+
+@shared_task(name="sync.tasks.archive_logs", ignore_result=True)
+def archive_logs() -> dict[str, int]:
+    return archive_logs_service()
+
+
+@task_postrun.connect(dispatch_uid="sync.ops.after_ingest")
+def _check_after_ingest(sender=None, args=None, kwargs=None, **_extra) -> None:
+    """After every ingest task, the rules of its source (a worker-side hook: the pipeline
+    stays as it is, and a run started by a command is seen by the next periodic check)."""
+    if sender is not None and sender.name == OPS_INGEST_TASK:
+        source = (kwargs or {}).get("source") or (args or [None])[0]
+        ops_check_service(source=source)
