@@ -101,14 +101,21 @@ def _import_export(path: Path, rows: int) -> float | None:
 
 
 def _rss(path: Path) -> float:
-    """Peak RSS (MB) of a child process running one ingest of ``path``."""
+    """Peak RSS (MB) of a child process running one ingest of ``path``.
+
+    NOTE: VmHWM (the peak of the process's own memory), not ``getrusage().ru_maxrss``: Linux
+    carries ru_maxrss across exec, so a child would report at least the RSS this (parent)
+    process had when it forked — the flat ~175 MB this table used to show.
+    """
     code = (
-        f"import resource, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "from bench.harness import setup_django; setup_django()\n"
         "from bench.ingest import _reset, _ingest; _reset()\n"
         f"seconds, run = _ingest(__import__('pathlib').Path({str(path)!r}))\n"
-        "import json; print(json.dumps({'rss': resource.getrusage(resource.RUSAGE_SELF)"
-        ".ru_maxrss / 1024, 'seconds': seconds, 'status': run.status, 'rows': run.rows_done}))"
+        "hwm = next(int(line.split()[1]) for line in open('/proc/self/status')"
+        " if line.startswith('VmHWM:'))\n"
+        "import json; print(json.dumps({'rss': hwm / 1024,"
+        " 'seconds': seconds, 'status': run.status, 'rows': run.rows_done}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout
