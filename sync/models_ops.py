@@ -28,6 +28,7 @@ class SyncAlert(models.Model):
     class Type(models.TextChoices):
         CONSECUTIVE_FAILURES = "consecutive_failures"
         GAPS = "gaps"
+        RECOVERY_FAILED = "recovery_failed"
         NO_SUCCESS = "no_success"
         ERROR_RATE = "error_rate"
         PERMANENT_FAILURES = "permanent_failures"

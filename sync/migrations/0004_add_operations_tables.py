@@ -121,7 +121,7 @@ class Migration(migrations.Migration):
             name='SyncAlert',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('alert_type', models.CharField(choices=[('consecutive_failures', 'Consecutive Failures'), ('gaps', 'Gaps'), ('no_success', 'No Success'), ('error_rate', 'Error Rate'), ('permanent_failures', 'Permanent Failures'), ('long_run', 'Long Run'), ('degradation', 'Degradation'), ('retry_queue_size', 'Retry Queue Size'), ('retry_queue_age', 'Retry Queue Age'), ('dead_intents', 'Dead Intents')], max_length=40)),
+                ('alert_type', models.CharField(choices=[('consecutive_failures', 'Consecutive Failures'), ('gaps', 'Gaps'), ('recovery_failed', 'Recovery Failed'), ('no_success', 'No Success'), ('error_rate', 'Error Rate'), ('permanent_failures', 'Permanent Failures'), ('long_run', 'Long Run'), ('degradation', 'Degradation'), ('retry_queue_size', 'Retry Queue Size'), ('retry_queue_age', 'Retry Queue Age'), ('dead_intents', 'Dead Intents')], max_length=40)),
                 ('severity', models.CharField(choices=[('info', 'Info'), ('warning', 'Warning'), ('critical', 'Critical')], default='warning', max_length=10)),
                 ('source', models.CharField(help_text='Source name, or engine.', max_length=100)),
                 ('message', models.TextField(help_text='Redacted.')),

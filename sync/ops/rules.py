@@ -56,6 +56,20 @@ def check_gaps(config: SyncConfig, run: SyncRun | None) -> SyncAlert | None:
                        occurrence=f"run:{run.pk}")
 
 
+def check_recovery_failed(config: SyncConfig, run: SyncRun | None) -> SyncAlert | None:
+    """Verification re-synced the gaps it found (auto-recovery) and some stayed missing."""
+    recovery = run.verification.get("recovery") if run is not None else None
+    if not recovery:
+        return None
+    left = recovery["attempted"] - recovery["recovered"]
+    if left < config.gap_threshold:
+        return None
+    return raise_alert(Type.RECOVERY_FAILED, config.source,
+                       f"{left} of {recovery['attempted']} missing row(s) could not be "
+                       f"re-synced in run {run.pk}", severity=Severity.CRITICAL,
+                       context={"run_id": run.pk, **recovery}, occurrence=f"run:{run.pk}")
+
+
 def check_error_rate(config: SyncConfig, run: SyncRun | None) -> SyncAlert | None:
     if run is None or not run.rows_total:
         return None
@@ -132,6 +146,7 @@ def check_permanent_failures(config: SyncConfig) -> SyncAlert | None:
 def evaluate_source(config: SyncConfig) -> list[SyncAlert]:
     run = _latest_finished(config.source)
     fired = [check_consecutive_failures(config), check_gaps(config, run),
+             check_recovery_failed(config, run),
              check_error_rate(config, run), check_long_run(config, run),
              check_degradation(config), check_no_success(config),
              check_permanent_failures(config)]

@@ -168,3 +168,14 @@ def test_dead_intents(engine) -> None:
     make_intents(1, status="dead")
     assert "dead_intents" in fired("engine")
     assert fired("engine") == {"dead_intents"}
+
+
+def test_recovery_failed(source_config) -> None:
+    config_update(source="probe", gap_threshold=2)
+    make_run(verification={"recovery": {"attempted": 5, "recovered": 4}},
+             ago=timedelta(minutes=20))
+    assert "recovery_failed" not in fired()
+    make_run(verification={"recovery": {"attempted": 5, "recovered": 3}},
+             ago=timedelta(minutes=10))
+    assert "recovery_failed" in fired()
+    assert SyncAlert.objects.get(alert_type="recovery_failed").context["attempted"] == 5
