@@ -208,3 +208,20 @@ def test_network_retries_without_a_listener(settings) -> None:
 
     assert with_retries(flaky, what="a read") == "read"
     assert len(attempts) == 2
+
+
+@pytest.mark.django_db
+def test_dates_in_iso_shape_that_are_not_dates_are_reported() -> None:
+    config = get_source("buyers")
+    validator = RowValidator(config, _columns(),
+                             ["Buyer Number", "Name", "Inquiry Date"])
+    for value, ok in (("2024-02-30", False), ("2024-02-29", True), ("2024-2-9", True),
+                      ("29.02.2024", True), ("2024-13-01", False)):
+        row, issues = validator.validate(2, ["B-00001", "A", value])
+        assert (row is not None) is ok, value
+        if not ok:
+            assert [(i.category, i.code) for i in issues] == [("validation", "not_a_date")]
+
+
+def _columns():
+    return column_limits(get_source("buyers"))
