@@ -34,11 +34,23 @@ def task_name(source: str) -> str:
 
 def config_for(source: str) -> SyncConfig:
     """The source's configuration, created with the defaults (and scheduled) on first use."""
-    defaults = {"interval_seconds": ENGINE_INTERVAL} if source == SyncConfig.ENGINE else {}
+    defaults = {"interval_seconds": ENGINE_INTERVAL} if source == SyncConfig.ENGINE else (
+        _source_defaults(source))
     config, created = SyncConfig.objects.get_or_create(source=source, defaults=defaults)
     if created:
         schedule_apply(config)
     return config
+
+
+def _source_defaults(source: str) -> dict:
+    """A new source's row starts from what its sources file says (or the SYNC_INGEST_*
+    defaults); from then on the row is what runs read, and staff edit it."""
+    try:
+        found = load_sources().get(source)
+    except SourceConfigError:
+        found = None
+    return {} if found is None else {"batch_size": found.batch_size,
+                                     "auto_recovery": found.auto_recovery}
 
 
 def config_ensure() -> list[SyncConfig]:

@@ -16,7 +16,7 @@ from sync.ingest.schema import SchemaReport, column_limits
 from sync.ingest.tasks import find_missing, ingest
 from sync.ingest.validation import RowValidator, ValidRow
 from sync.ingest.verification import compare_sample, integrity_issues
-from sync.models import ErrorLog, RecordRetry, SyncRun
+from sync.models import ErrorLog, RecordRetry, SyncAlert, SyncRun
 from tests.ingest.test_faults import other_connection, terminate_own_backend
 
 
@@ -54,6 +54,9 @@ def test_recovery_that_cannot_bring_a_row_back_raises_an_alert(buyers_sheet, cap
     assert run.verification["recovery"] == {"attempted": 1, "recovered": 0}
     assert any("ALERT recovery_failed [buyers]" in r.getMessage() for r in caplog.records)
     assert any("ALERT gaps [buyers]" in r.getMessage() for r in caplog.records)
+    alerts = SyncAlert.objects.filter(source="buyers")
+    assert {a.alert_type for a in alerts} >= {"gaps", "recovery_failed"}
+    assert all(a.count == 1 for a in alerts)  # the run's own alert and the rules agree
 
 
 @pytest.mark.django_db(transaction=True)

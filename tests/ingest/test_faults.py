@@ -17,7 +17,7 @@ from buyers.models import Buyer
 from sync.cache.keys import cache_key
 from sync.ingest.exceptions import SyncAlreadyRunningError
 from sync.ingest.pipeline import LOCK_CLASS, request_cancel, run_ingest
-from sync.models import ErrorLog, RecordLog, RecordRetry, SyncIntent, SyncRun
+from sync.models import ErrorLog, RecordLog, RecordRetry, SyncAlert, SyncIntent, SyncRun
 from tests.ingest.conftest import wait_until
 from tests.subprocesses import popen_python
 
@@ -173,7 +173,9 @@ def test_row_lock_timeout_goes_to_the_retry_queue_then_permanent_failure(
         call_command("sync_retry_records", "--all", stdout=StringIO())
         entry.refresh_from_db()
         assert (entry.attempts, entry.status) == (2, "permanently_failed")
-        assert any("ALERT permanent_failure [buyers]" in r.getMessage() for r in caplog.records)
+        assert any("ALERT permanent_failures [buyers]" in r.getMessage()
+                   for r in caplog.records)
+        assert SyncAlert.objects.filter(alert_type="permanent_failures", source="buyers").exists()
     finally:
         holder.rollback()
         holder.close()

@@ -166,3 +166,21 @@ def test_errors_from_the_database_are_categorised() -> None:
     assert categorize(error(DataError, "22001")) == ("schema", False)
     assert categorize(error(IntegrityError, "23505")) == ("conflict", False)
     assert categorize(OperationalError("no cause")) == ("database", True)
+
+
+def test_batch_size_and_auto_recovery_come_from_the_live_configuration(buyers_sheet) -> None:
+    from sync.ops.config import config_for, config_update
+
+    buyers_sheet(count=30)
+    assert config_for("buyers").batch_size == 100  # first use: from the sources file defaults
+    config_update(source="buyers", batch_size=7, auto_recovery=False)
+    lost = []
+
+    def lose_a_row(run: SyncRun) -> None:
+        if run.rows_done == 7 and not lost:
+            lost.append(Buyer.objects.filter(buyer_number="B-00003").delete())
+
+    run = run_ingest("buyers", progress=lose_a_row)  # a new run reads the change
+    assert run.batch_size == 7
+    assert lost and "recovery" not in run.verification  # auto-recovery is off
+    assert run.gaps == 1 and not Buyer.objects.filter(buyer_number="B-00003").exists()

@@ -26,6 +26,7 @@ from sync.ingest.sources import Source, open_source
 from sync.ingest.validation import RowValidator, ValidRow
 from sync.ingest.verification import verify_run
 from sync.models import ErrorLog, SyncRun
+from sync.ops.config import config_for
 from sync.redaction import RedactPiiFilter, redact
 
 logger = logging.getLogger(__name__)
@@ -40,9 +41,11 @@ def start_run(source: str, *, file: str | None = None, dry_run: bool = False,
     """The ``pending`` row of a run, committed (its id is what a caller follows)."""
     config = get_source(source)
     _kind, location = config.resolve_location(file)
+    # The live configuration (sync_config, edited by staff) is read at the start of every run:
+    # a change reaches running workers without a restart.
     return SyncRun.objects.create(
         source=source, target=config.label, location=location, trigger=trigger,
-        dry_run=dry_run, batch_size=batch_size or config.batch_size)
+        dry_run=dry_run, batch_size=batch_size or config_for(source).batch_size)
 
 
 def request_cancel(run_id: int) -> bool:
@@ -110,6 +113,7 @@ class Ingestion(BatchLoading, RunConnection):
         self.seen_only: set[str] = set()
         self.failed_keys: set[str] = set()
         self.child_label = config.child.model._meta.label_lower if config.child else ""
+        self.auto_recovery = config_for(config.name).auto_recovery
 
 
     def _time(self, phase: str, started: float) -> None:
@@ -195,7 +199,7 @@ class Ingestion(BatchLoading, RunConnection):
         result = self._with_db(lambda: verify_run(self.config, self.run.pk, self.sample,
                                                   validator, explained=self.failed_keys))
         unexplained = result["unexplained_gaps"]
-        if unexplained and self.config.auto_recovery:
+        if unexplained and self.auto_recovery:
             logger.warning("%s: %d row(s) missing without an error; re-syncing them",
                            self.config.name, len(unexplained))
             self._time("verify", t)
