@@ -175,7 +175,8 @@ def admin_client():
     import redis
     from django.conf import settings
 
-    return redis.Redis.from_url(settings.SYNC_REDIS_URL)
+    return redis.Redis.from_url(settings.SYNC_REDIS_URL, socket_timeout=60,
+                                socket_connect_timeout=60)
 
 
 def remove_rows() -> int:
@@ -204,7 +205,7 @@ def clear_cache(*, own_server: bool) -> str:
 
     client = admin_client()
     if own_server:
-        client.flushdb()
+        client.flushdb(asynchronous=True)  # the memory is freed in the background
         return "FLUSHDB"
     keys = list(client.scan_iter(match=model_pattern(LABEL), count=5_000))
     for start in range(0, len(keys), 5_000):
