@@ -138,6 +138,9 @@ SYNC_HMAC_KEY = env.str("SYNC_HMAC_KEY", default="") or _dev_keys.get("SYNC_HMAC
 parse_keyring(SYNC_ENCRYPTION_KEYS, SYNC_HMAC_KEY)
 # Phone numbers without a country prefix are normalised with this one (blind indexes).
 SYNC_PHONE_DEFAULT_COUNTRY_CODE = env.str("SYNC_PHONE_DEFAULT_COUNTRY_CODE", default="1")
+# The write-through's statements are server-side prepared (planned once per connection); turn
+# off behind a PgBouncer in transaction-pooling mode, which cannot keep prepared statements.
+SYNC_PREPARED_STATEMENTS = env.bool("SYNC_PREPARED_STATEMENTS", default=True)
 # Big pipelines (warming, verification, replay batches, rotation) wait this long for replies.
 SYNC_BULK_SOCKET_TIMEOUT = env.float("SYNC_BULK_SOCKET_TIMEOUT", default=5.0)
 # Degraded mode: after a Redis timeout/connection error the breaker sends callers straight to

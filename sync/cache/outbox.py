@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+import psycopg
 from django.conf import settings
 from django.db import connections
 
@@ -100,9 +101,7 @@ def intent_states(spec: SyncSpec, pks: Iterable[object], using: str = "default",
         delete, delete_params = _delete(settle)
         sql, params = f"WITH settled AS ({delete}) {sql}", [*delete_params, *params]
     converters = converters_for(spec, using)
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = prepared_fetchall(conn, sql, params)
     return [
         RowState(spec.label, pk, intent_version, None) if row_version is None
         else RowState(spec.label, pk, row_version, convert_row(values, converters))
@@ -133,6 +132,20 @@ def row_states(spec: SyncSpec, pks: list[str], tombstone_versions: dict[str, int
         else:
             states.append(RowState(spec.label, pk, tombstone_versions[pk], None))
     return states
+
+
+def prepared_fetchall(conn, sql: str, params: list) -> list[tuple]:
+    """Run a statement the write-through sends after every commit as a server-side prepared
+    statement: parsed and planned once per connection (Django's cursors bind client-side and
+    cannot prepare). ``SYNC_PREPARED_STATEMENTS=false`` for a transaction-pooling PgBouncer."""
+    if not settings.SYNC_PREPARED_STATEMENTS:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    conn.ensure_connection()
+    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall()
 
 
 def complete(states: list[RowState], using: str = "default") -> int:

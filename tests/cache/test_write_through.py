@@ -162,3 +162,11 @@ def test_a_single_row_save_settles_its_intent_with_the_next_write_through() -> N
     writer._settle_at_exit()  # what a process does when it exits
     assert not SyncIntent.objects.exists()
     assert settle() == 0
+
+
+def test_write_through_without_prepared_statements(settings, redis_raw) -> None:
+    settings.SYNC_PREPARED_STATEMENTS = False  # behind a transaction-pooling PgBouncer
+    part = make_part(stock=3)
+    part.stock = 4
+    part.save()
+    assert b",4," in cached(redis_raw, LABEL, part.pk)["p"]
