@@ -32,6 +32,7 @@ class RowState(NamedTuple):
     pk: str
     version: int
     values: tuple[Any, ...] | None  # None: the row is gone, write a tombstone
+    retried: bool = False  # the intent failed before and carries a fence epoch
 
     def to_write(self, spec: SyncSpec) -> CacheWrite:
         key = cache_key(self.label, self.pk)
@@ -88,7 +89,8 @@ def intent_states(spec: SyncSpec, pks: Iterable[object], using: str = "default",
     conn = connections[using]
     pk_type = meta.pk.rel_db_type(conn)
     sql = (
-        f"SELECT q.object_pk, q.version, t.version, {select_columns(spec)} "  # noqa: S608
+        f"SELECT q.object_pk, q.version, q.epoch IS NOT NULL, t.version, "  # noqa: S608
+        f"{select_columns(spec)} "
         f"FROM sync_retry_queue q LEFT JOIN {conn.ops.quote_name(meta.db_table)} t "
         f"ON t.{conn.ops.quote_name(meta.pk.column)} = q.object_pk::{pk_type} "
         "WHERE q.model = %s AND q.object_pk = "
@@ -103,9 +105,9 @@ def intent_states(spec: SyncSpec, pks: Iterable[object], using: str = "default",
     converters = converters_for(spec, using)
     rows = prepared_fetchall(conn, sql, params)
     return [
-        RowState(spec.label, pk, intent_version, None) if row_version is None
-        else RowState(spec.label, pk, row_version, convert_row(values, converters))
-        for pk, intent_version, row_version, *values in rows
+        RowState(spec.label, pk, intent_version, None, retried) if row_version is None
+        else RowState(spec.label, pk, row_version, convert_row(values, converters), retried)
+        for pk, intent_version, retried, row_version, *values in rows
     ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -72,14 +73,27 @@ def flush_keys(keys: dict[str, set[str]], using: str = "default") -> None:
         logger.exception("write-through failed unexpectedly; replay will retry the intents")
 
 
-# The completed intent of a single-row write-through (the common save) is deleted by this
-# connection's next write-through, in the same statement as its read: one round trip less
-# per save. Bigger write-throughs delete theirs at once (one statement for all).
+# The completed intent of a single-row write-through (the common save) is not deleted at once:
+# deleting is a write, and its commit waits for the WAL flush. They are collected per
+# connection and deleted together inside a later write-through's read (one data-modifying
+# CTE) once SETTLE_BATCH have gathered or the oldest is SETTLE_AGE seconds old. Bigger
+# write-throughs, and intents that had failed before (they hold the fence closed), are
+# deleted at once.
 DEFER_SETTLE_MAX = 1
+SETTLE_BATCH = 32
+SETTLE_AGE = 1.0
 
 
-def _take_settle(using: str) -> list[outbox.RowState]:
-    return connections[using].__dict__.pop("_sync_settle", [])
+def _take_settle(using: str, *, due_only: bool = False) -> list[outbox.RowState]:
+    held = connections[using].__dict__
+    pending = held.get("_sync_settle")
+    if not pending:
+        return []
+    if due_only and len(pending) < SETTLE_BATCH and (
+            time.monotonic() - held["_sync_settle_since"] < SETTLE_AGE):
+        return []
+    del held["_sync_settle"]
+    return pending
 
 
 def settle(using: str = "default") -> int:
@@ -101,7 +115,7 @@ atexit.register(_settle_at_exit)
 
 
 def _flush_keys(keys: dict[str, set[str]], using: str) -> None:
-    settle_now = _take_settle(using)
+    settle_now = _take_settle(using, due_only=True)
     try:
         states = []
         for label, pks in keys.items():
@@ -133,8 +147,12 @@ def write_states(states: list[outbox.RowState], using: str = "default", *,
         fence.note_failure(epochs)
         logger.warning("cache write failed for %d key(s), left for replay: %s", len(states), e)
         return False
-    if defer_settle and len(states) <= DEFER_SETTLE_MAX:
-        connections[using].__dict__.setdefault("_sync_settle", []).extend(states)
+    if defer_settle and len(states) <= DEFER_SETTLE_MAX and not any(
+            s.retried for s in states):
+        held = connections[using].__dict__
+        if not held.get("_sync_settle"):
+            held["_sync_settle"], held["_sync_settle_since"] = [], time.monotonic()
+        held["_sync_settle"].extend(states)
         return True
     try:
         outbox.complete(states, using=using)

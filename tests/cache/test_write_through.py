@@ -150,18 +150,39 @@ def test_saving_through_a_proxy_model_writes_through(redis_raw, part_proxy) -> N
     assert b",6," in cached(redis_raw, LABEL, part.pk)["p"]
 
 
-def test_a_single_row_save_settles_its_intent_with_the_next_write_through() -> None:
+def test_single_row_saves_settle_their_intents_together_later(monkeypatch) -> None:
     from sync.cache import writer
 
-    first = make_part()
-    # the first save's intent is complete in Redis but deleted only with the next statement
-    assert SyncIntent.objects.filter(object_pk=str(first.pk)).exists()
-    second = make_part()
-    assert not SyncIntent.objects.filter(object_pk=str(first.pk)).exists()
-    assert SyncIntent.objects.filter(object_pk=str(second.pk)).exists()
+    monkeypatch.setattr(writer, "SETTLE_BATCH", 3)
+    parts = [make_part() for _ in range(3)]
+    # completed in Redis, but their deletes wait for a batch (a delete is a WAL flush)
+    assert SyncIntent.objects.count() == 3
+    make_part()  # the batch is full: this write-through's read deletes the three
+    assert SyncIntent.objects.filter(object_pk__in=[str(p.pk) for p in parts]).count() == 0
+    assert SyncIntent.objects.count() == 1
+    monkeypatch.setattr(writer, "SETTLE_AGE", 0.0)  # or the oldest is old enough
+    make_part()
+    assert SyncIntent.objects.count() == 1
     writer._settle_at_exit()  # what a process does when it exits
     assert not SyncIntent.objects.exists()
     assert settle() == 0
+
+
+def test_a_save_that_clears_a_failed_intent_settles_it_at_once(redis_control) -> None:
+    part = make_part(stock=1)
+    settle()
+    redis_control.kill()
+    try:
+        part.stock = 2
+        part.save()  # fails: the intent carries a fence epoch now
+    finally:
+        redis_control.start()
+    from sync.cache import connection as cache_connection
+
+    cache_connection.breaker.reset()
+    part.stock = 3
+    part.save()  # succeeds, and deletes the intent now: it holds the fence closed
+    assert not SyncIntent.objects.exists()
 
 
 def test_write_through_without_prepared_statements(settings, redis_raw) -> None:
