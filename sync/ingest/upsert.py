@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import psycopg
 from django.db import connection
 
+from sync.cache.outbox import prepared_fetchall
 from sync.ingest.config import SourceConfig
 from sync.ingest.validation import FieldSpec, RowValidator, ValidRow
 from sync.models import RecordLog
@@ -168,6 +168,4 @@ class BatchWriter:
                         copy.write_row((row.row_number, *row.values))
         # NOTE: a server-side prepared statement: the same text every batch, planned once per
         # session instead of parsed and planned each time (Django's cursor binds client-side).
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, params, prepare=True)
-            return [Written(*found) for found in cursor.fetchall()]
+        return [Written(*found) for found in prepared_fetchall(connection, sql, params)]
