@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
@@ -33,12 +32,3 @@ def redis_raw():
 
 def cached(client, label: str, pk) -> dict[str, bytes]:
     return {k.decode(): v for k, v in client.hgetall(cache_key(label, pk)).items()}
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    assert predicate(), f"condition not met within {timeout}s"

@@ -9,8 +9,9 @@ from catalog.models import Part
 from sync import tasks
 from sync.cache.services import verify_models
 from sync.models import SyncIntent
-from tests.cache.conftest import cached, wait_for
+from tests.cache.conftest import cached
 from tests.factories import make_part
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LABEL = "catalog.part"
@@ -21,7 +22,7 @@ def test_replay_task_on_a_worker_drains_the_queue(celery_worker, redis_raw) -> N
     Part.objects.update(stock=2)  # bypasses write-through: five intents
     SyncIntent.objects.update(next_attempt_at=Now())  # due now rather than after the grace
     tasks.replay.delay()
-    wait_for(lambda: not SyncIntent.objects.exists())
+    wait_until(lambda: not SyncIntent.objects.exists())
     assert all(b",2," in cached(redis_raw, LABEL, p.pk)["p"] for p in parts)
 
 
@@ -30,7 +31,7 @@ def test_warm_and_verify_tasks_on_a_worker(celery_worker, redis_raw) -> None:
         make_part()
     redis_raw.flushdb()
     tasks.warm.delay([LABEL])
-    wait_for(lambda: verify_models([LABEL])[0].ok)
+    wait_until(lambda: verify_models([LABEL])[0].ok)
     tasks.verify.delay([LABEL], repair=True)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,18 +57,6 @@ def sellers_sheet(tmp_path) -> Callable[..., Path]:
         return write(tmp_path / name, SELLER_HEADERS, data)
 
     return make
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 15.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.02)
-    result = predicate()
-    assert result, f"condition not met within {timeout}s"
-    return result
 
 
 def alter_columns(table: str, columns: list[str], type_sql: str) -> None:

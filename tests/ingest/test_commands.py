@@ -14,7 +14,7 @@ from sync.ingest.tasks import find_missing as find_missing_task
 from sync.ingest.tasks import ingest, retry_records
 from sync.ingest.tasks import sync_missing as sync_missing_task
 from sync.models import SyncRun
-from tests.ingest.conftest import wait_until
+from tests.waiting import wait_until
 
 
 @pytest.mark.django_db
@@ -141,3 +141,21 @@ def test_celery_tasks_run_on_a_real_worker(celery_worker, buyers_sheet, settings
     assert Buyer.objects.count() == 15
     retry_records.delay()
     find_missing_task.delay("buyers")
+
+
+@pytest.mark.parametrize("command", ["sync_find_missing", "sync_missing", "sync_schema_check"])
+def test_gap_and_schema_commands_name_an_unknown_source(command) -> None:
+    with pytest.raises(CommandError, match="nosuch"):
+        call_command(command, "nosuch", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_a_new_source_row_takes_model_defaults_when_the_sources_file_is_broken(
+        settings, tmp_path) -> None:
+    from sync.ops.config import config_for
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sources")
+    settings.SYNC_INGEST_SOURCES_FILE = str(bad)
+    row = config_for("buyers")
+    assert (row.batch_size, row.auto_recovery) == (100, True)

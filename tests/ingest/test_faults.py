@@ -18,8 +18,8 @@ from sync.cache.keys import cache_key
 from sync.ingest.exceptions import SyncAlreadyRunningError
 from sync.ingest.pipeline import LOCK_CLASS, request_cancel, run_ingest
 from sync.models import ErrorLog, RecordLog, RecordRetry, SyncAlert, SyncIntent, SyncRun
-from tests.ingest.conftest import wait_until
 from tests.subprocesses import popen_python
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,9 +14,9 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from config.env import ROOT
 from sync.models import SyncAlert, SyncHealthMetric, SyncRun
 from sync.ops.config import config_for, config_update
-from tests.ingest.conftest import wait_until
 from tests.ops.conftest import make_run
 from tests.subprocesses import child_env
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

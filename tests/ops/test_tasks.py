@@ -9,8 +9,8 @@ import pytest
 
 from sync.models import SyncAlert, SyncHealthMetric, SyncRun
 from sync.tasks import archive_logs, ops_check
-from tests.ingest.conftest import wait_until
 from tests.ops.conftest import make_run
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

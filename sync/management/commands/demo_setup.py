@@ -1,7 +1,7 @@
 """Prepare the demo: the ``admin`` superuser with the password from ``DEMO_ADMIN_PASSWORD``,
 then each app's demo data.
 
-An app takes part by defining ``load(*, count: int) -> str`` in ``<app>/demo.py``. Every demo
+Each app of ``DEMO_APPS`` defines ``load(*, count: int) -> str`` in ``<app>/demo.py``. Every demo
 start calls it, so it must be idempotent (upserts on natural keys, DESIGN I7): a second start
 reuses the data instead of duplicating it. It returns a one-line summary for the console.
 """
@@ -40,13 +40,5 @@ class Command(BaseCommand):
         self.stdout.write(f"{'created' if created else 'reusing'} superuser admin "
                           "(new password set)")
         for app in DEMO_APPS:
-            module_name = f"{app}.demo"
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as e:
-                if e.name != module_name:
-                    raise  # the module exists but imports something missing: a real error
-                if options["verbosity"] > 1:
-                    self.stdout.write(f"{app}: no demo data yet")
-                continue
+            module = importlib.import_module(f"{app}.demo")
             self.stdout.write(f"{app}: {module.load(count=count)}")

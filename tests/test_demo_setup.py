@@ -1,0 +1,57 @@
+"""``manage.py demo_setup`` in this process: the superuser and every app's demo data, twice."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from buyers.models import Buyer
+from catalog.models import Part
+from customers.models import Customer, Order
+from sellers.models import Seller
+from sync.cache.services import verify_models
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def demo_files(settings, tmp_path):
+    """The project's sources file, with the sheets written under this test's folder."""
+    from config.env import ROOT
+
+    text = (ROOT / "config" / "ingest_sources.toml").read_text()
+    text = text.replace(".run/demo/", f"{tmp_path}/")
+    (tmp_path / "sources.toml").write_text(text)
+    settings.SYNC_INGEST_SOURCES_FILE = str(tmp_path / "sources.toml")
+    return tmp_path
+
+
+def test_demo_setup_loads_every_app_and_is_idempotent(demo_files, monkeypatch) -> None:
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "a-long-demo-password-1")
+    out = StringIO()
+    call_command("demo_setup", "--count", "20", "-v", "2", stdout=out)
+    assert "created superuser admin" in out.getvalue()
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.check_password("a-long-demo-password-1")
+    counts = (Part.objects.count(), Customer.objects.count(), Order.objects.count(),
+              Buyer.objects.count(), Seller.objects.count())
+    assert counts == (20, 20, 200, 4140, 20)  # buyers: the whole incident sheet
+    assert (demo_files / "buyers.csv").is_file()
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "another-long-password-2")
+    again = StringIO()
+    call_command("demo_setup", "--count", "20", stdout=again)
+    assert "reusing superuser admin" in again.getvalue()
+    assert "0 created" in again.getvalue() and "(0 new)" in again.getvalue()
+    assert (Part.objects.count(), Buyer.objects.count()) == (20, 4140)
+    admin.refresh_from_db()
+    assert admin.check_password("another-long-password-2")
+    assert all(report.ok for report in verify_models())
+
+
+def test_demo_setup_needs_the_password(monkeypatch) -> None:
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+    with pytest.raises(CommandError, match="DEMO_ADMIN_PASSWORD"):
+        call_command("demo_setup", stdout=StringIO())
