@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from django.core.management.base import CommandError
 
 from sync.cache.exceptions import CacheUnavailableError, NotSyncedError
+from sync.ingest.exceptions import IngestError
 
 
 def bar(done: int, total: int, width: int = 30) -> str:
@@ -18,7 +19,7 @@ def bar(done: int, total: int, width: int = 30) -> str:
 
 @contextlib.contextmanager
 def engine_errors() -> Iterator[None]:
-    """Turn the engine's errors a user can act on into ``CommandError``s saying what to do."""
+    """Turn the engine's and ingestion's errors a user can act on into ``CommandError``s."""
     try:
         yield
     except NotSyncedError as e:
@@ -27,3 +28,5 @@ def engine_errors() -> Iterator[None]:
     except CacheUnavailableError as e:
         msg = f"{e}. Is the cache Redis (REDIS_URL) running?"
         raise CommandError(msg) from e
+    except IngestError as e:  # its messages already say which source and what to fix
+        raise CommandError(str(e)) from e

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from sync.ingest.exceptions import IngestError
 from sync.ingest.services import source_find_missing
+from sync.management.commands._progress import engine_errors
 
 
 class Command(BaseCommand):
@@ -16,10 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("--file")
 
     def handle(self, *args, source, file, verbosity, **options) -> None:
-        try:
+        with engine_errors():
             report = source_find_missing(source, file=file)
-        except IngestError as e:
-            raise CommandError(str(e)) from e
         if verbosity >= 1:
             for key, row in report.missing:
                 self.stdout.write(f"{key}\trow {row}")

@@ -3,10 +3,10 @@ queue (seed 004 §13.4)."""
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from sync.ingest.exceptions import IngestError
 from sync.ingest.services import source_health
+from sync.management.commands._progress import engine_errors
 
 
 class Command(BaseCommand):
@@ -16,10 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("source", nargs="?")
 
     def handle(self, *args, source, verbosity, **options) -> None:
-        try:
+        with engine_errors():
             found = source_health(source)
-        except IngestError as e:
-            raise CommandError(str(e)) from e
         for health in found:
             last = health.last_run
             rate = ("n/a" if health.success_rate_24h is None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.ingest.exceptions import IngestError
 from sync.ingest.services import source_sync_missing
+from sync.management.commands._progress import engine_errors
 from sync.management.commands.sync_ingest import describe
 
 
@@ -17,10 +17,8 @@ class Command(BaseCommand):
         parser.add_argument("--file")
 
     def handle(self, *args, source, file, verbosity, **options) -> None:
-        try:
+        with engine_errors():
             report, run = source_sync_missing(source, file=file)
-        except IngestError as e:
-            raise CommandError(str(e)) from e
         self.stdout.write(f"{source}: {len(report.missing)} row(s) missing from the database")
         if run is None:
             return

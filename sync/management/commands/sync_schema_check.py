@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.ingest.exceptions import IngestError
 from sync.ingest.services import source_schema_check
+from sync.management.commands._progress import engine_errors
 
 
 class Command(BaseCommand):
@@ -18,10 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("--file")
 
     def handle(self, *args, source, file, verbosity, **options) -> None:
-        try:
+        with engine_errors():
             report = source_schema_check(source, file=file)
-        except IngestError as e:
-            raise CommandError(str(e)) from e
         for column in report.columns:
             self.stdout.write(f"{column.header:20} -> {column.table}.{column.column} "
                               f"{column.type_sql}")
