@@ -38,11 +38,7 @@ def rotate(spec: SyncSpec, *, batch_size: int = 500,
            progress: Callable[[RotationReport], None] | None = None) -> RotationReport:
     report = RotationReport(spec.label)
     current = keyring().current_id
-    cursor = 0
-    while True:
-        cursor, keys = connection.run(
-            lambda c, cur=cursor: c.scan(cur, match=model_pattern(spec.label), count=batch_size))
-        names = [k.decode() for k in keys]
+    for names in store.scan_keys(model_pattern(spec.label), count=batch_size):
         entries = connection.run(lambda c, names=names: _hmget(c, names), bulk=True)
         jobs, undecodable = [], []
         for name, (version, payload, key_id, tombstone) in zip(names, entries, strict=True):
@@ -66,8 +62,7 @@ def rotate(spec: SyncSpec, *, batch_size: int = 500,
             report.repaired += _rewrite_from_database(spec, undecodable)
         if progress:
             progress(report)
-        if cursor == 0:
-            return report
+    return report
 
 
 def _hmget(client: redis.Redis, names: list[str]) -> list:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
@@ -157,6 +158,17 @@ def versions(keys: list[str]) -> list[tuple[int | None, bool]]:
         return [(int(v) if v is not None else None, t == b"1") for v, t in pipe.execute()]
 
     return connection.run(operation, bulk=len(keys) > BULK_CALLS)
+
+
+def scan_keys(pattern: str, *, count: int) -> Iterator[list[str]]:
+    """The keys matching ``pattern``, a SCAN page at a time (never KEYS); ends after the last."""
+    cursor = 0
+    while True:
+        cursor, keys = connection.run(
+            lambda client, cur=cursor: client.scan(cur, match=pattern, count=count))
+        yield [key.decode() for key in keys]
+        if cursor == 0:
+            return
 
 
 def fence() -> dict[str, int]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from sync.cache import connection as redis_connection
 from sync.cache import outbox, store
 from sync.cache.declaration import SyncSpec
 from sync.cache.keys import cache_key, model_pattern, pk_from_key
@@ -95,12 +94,8 @@ def verify(spec: SyncSpec, *, repair: bool = False, batch_size: int | None = Non
 
 
 def _find_extra(spec: SyncSpec, report: VerifyReport, *, repair: bool, batch_size: int) -> None:
-    cursor = 0
-    while True:
-        cursor, keys = redis_connection.run(
-            lambda c, cur=cursor: c.scan(cur, match=model_pattern(spec.label), count=batch_size))
-        if keys:
-            names = [k.decode() for k in keys]
+    for names in store.scan_keys(model_pattern(spec.label), count=batch_size):
+        if names:
             stored = store.versions(names)
             live = {pk_from_key(name, spec.label): name
                     for name, (version, tombstone) in zip(names, stored, strict=True)
@@ -114,8 +109,6 @@ def _find_extra(spec: SyncSpec, report: VerifyReport, *, repair: bool, batch_siz
                         store.write_many([RowState(spec.label, pk, outbox.next_version(), None)
                                           .to_write(spec)])
                         report.repaired += 1
-        if cursor == 0:
-            break
 
 
 def _existing_pks(spec: SyncSpec, pks: list[str]) -> set[str]:
