@@ -145,9 +145,22 @@ class SyncFence(models.Model):
 
 # Spreadsheet ingestion's tables live in their own module (DESIGN §5); re-exported here so
 # Django registers them with the sync app and callers import every sync model from one place.
+from sync.models_console import StaffAction  # noqa: E402
 from sync.models_ingest import ErrorLog, RecordLog, RecordRetry, SyncRun  # noqa: E402
 from sync.models_ops import AlertMail, SyncAlert, SyncConfig, SyncHealthMetric, SyncMetric  # noqa: E402
 
-__all__ = ["AlertMail", "ErrorLog", "RecordLog", "RecordRetry", "SyncAlert", "SyncConfig",
-           "SyncFence", "SyncHealthMetric", "SyncIntent", "SyncMetric", "SyncRun",
-           "SyncedModel"]
+__all__ = [
+    "AlertMail",
+    "ErrorLog",
+    "RecordLog",
+    "RecordRetry",
+    "StaffAction",
+    "SyncAlert",
+    "SyncConfig",
+    "SyncFence",
+    "SyncHealthMetric",
+    "SyncIntent",
+    "SyncMetric",
+    "SyncRun",
+    "SyncedModel",
+]

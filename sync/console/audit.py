@@ -1,0 +1,24 @@
+"""Staff actions, recorded: who did what to what, when and from which address (issue 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from sync.models import StaffAction
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The peer address. NOTE: ``X-Forwarded-For`` is not trusted here: behind a proxy, set
+    ``REMOTE_ADDR`` from it in the proxy layer, where it is known which hops are ours."""
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record_staff_action(request: HttpRequest, *, action: str, target: str = "",
+                        details: dict[str, Any] | None = None) -> StaffAction:
+    """One audit row for a staff action; ``details`` must hold no PII (ids, names of sources)."""
+    user = request.user if request.user.is_authenticated else None
+    return StaffAction.objects.create(
+        user=user, username=user.get_username() if user else "", action=action,
+        target=str(target)[:200], details=details or {}, ip=client_ip(request))
