@@ -1,0 +1,44 @@
+"""The console's roles come from the data migration and the helpers decide by permission."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import AnonymousUser, Group
+
+from sync.console import roles
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_migration_created_each_role_with_its_permissions():
+    for group_name, codenames in roles.ROLES.items():
+        group = Group.objects.get(name=group_name)
+        held = set(group.permissions.values_list("content_type__app_label", "codename"))
+        assert held == {("sync", codename) for codename in codenames}
+
+
+@pytest.mark.parametrize(("role", "view", "operate", "pii"), [
+    ("viewer", True, False, False),
+    ("operator", True, True, False),
+    ("pii_viewer", True, False, True),
+    ("superuser", True, True, True),
+    ("plain_staff", False, False, False),
+])
+def test_helpers_follow_the_groups(request, role, view, operate, pii):
+    user = request.getfixturevalue(role)
+    assert (roles.can_view(user), roles.can_operate(user), roles.can_view_pii(user)) == (
+        view, operate, pii)
+
+
+def test_anonymous_and_inactive_users_hold_nothing(operator):
+    assert not roles.can_view(AnonymousUser())
+    assert not roles.can_view(None)
+    operator.is_active = False
+    assert not roles.can_operate(operator)
+
+
+def test_client_for_logs_in_the_role(client_for, role_users):
+    assert client_for("anonymous").get("/admin/").status_code == 302
+    response = client_for("viewer").get("/admin/")
+    assert response.status_code == 200
+    assert response.wsgi_request.user == role_users["viewer"]
