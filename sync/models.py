@@ -9,8 +9,11 @@ the same transaction (the outbox, I3), coalesced per (model, pk).
 
 from __future__ import annotations
 
+import math
+
 import pgtrigger
 from django.db import models
+from django.db.models.functions import Now
 
 VERSION_SEQUENCE = "sync_version_seq"
 REPLAY_GRACE = "5 seconds"  # the live writer's head start before replay may take an intent
@@ -143,6 +146,43 @@ class SyncFence(models.Model):
         return f"{self.model} epoch {self.epoch}"
 
 
+class CacheVerification(models.Model):
+    """One verification of the cache against PostgreSQL (``sync_verify``, the hourly task):
+    the consistency figure the console's dashboard shows. Counts are as found, before any
+    repair; ``by_model`` holds each model's counts."""
+
+    checked_at = models.DateTimeField(db_default=Now())
+    rows = models.PositiveBigIntegerField(default=0)
+    consistent = models.PositiveBigIntegerField(default=0)
+    missing = models.PositiveBigIntegerField(default=0)
+    stale = models.PositiveBigIntegerField(default=0)
+    extra = models.PositiveBigIntegerField(default=0)
+    repaired = models.PositiveBigIntegerField(default=0)
+    by_model = models.JSONField(default=dict, blank=True,
+                                help_text="label -> rows, consistent, missing, stale, extra.")
+
+    class Meta:
+        db_table = "sync_cache_verifications"
+        verbose_name = "cache verification"
+        indexes = [
+            # The dashboard's "last verification".
+            models.Index(fields=["-checked_at"], name="sync_cache_verif_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"verification {self.checked_at:%Y-%m-%d %H:%M:%S}: {self.fraction:.6%}"
+
+    @property
+    def fraction(self) -> float:
+        return self.consistent / self.rows if self.rows else 1.0
+
+    @property
+    def nines(self) -> float:
+        """-log10 of the inconsistent fraction (inf when everything matched)."""
+        bad = 1.0 - self.fraction
+        return math.inf if bad <= 0 else -math.log10(bad)
+
+
 # Spreadsheet ingestion's tables live in their own module (DESIGN §5); re-exported here so
 # Django registers them with the sync app and callers import every sync model from one place.
 from sync.models_console import StaffAction  # noqa: E402
@@ -151,6 +191,7 @@ from sync.models_ops import AlertMail, SyncAlert, SyncConfig, SyncHealthMetric, 
 
 __all__ = [
     "AlertMail",
+    "CacheVerification",
     "ErrorLog",
     "RecordLog",
     "RecordRetry",
