@@ -34,9 +34,17 @@ def mask_text(value: str) -> str:
     return f"{value[:1]}{MASK}" if value else ""
 
 
+def mask_email_list(value: str) -> str:
+    """Comma- or semicolon-separated addresses (alert recipients), each masked."""
+    addresses = [a.strip() for a in (value or "").replace(";", ",").split(",") if a.strip()]
+    return ", ".join(mask_email(address) for address in addresses)
+
+
 def mask(value: object, *, kind: str = "text") -> str:
-    """Mask ``value`` as an ``email``, a ``phone`` or plain ``text``."""
+    """Mask ``value`` as an ``email``, a list of ``emails``, a ``phone`` or plain ``text``."""
     text = "" if value is None else str(value)
+    if kind == "emails":
+        return mask_email_list(text)
     if kind == "email" or ("@" in text and kind == "text"):
         return mask_email(text)
     if kind == "phone":

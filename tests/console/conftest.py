@@ -83,3 +83,111 @@ def client_for(db, role_users) -> Callable[..., Client]:
         return client
 
     return build
+
+
+# --------------------------------------------------------------------------- console rows
+
+# PII planted in every personal field of every model a console page shows: no page may carry
+# any of these to a user without the PII role (tests/console/test_admin_pii.py).
+CANARY = {
+    "name": "Zebulon Canarywright",
+    "email": "zebulon.canary@pii-canary.example",
+    "phone": "+1 555 0199 4242",
+    "address": "77 Canary Lane, Birdtown",
+    "notes": "canary-note-xyzzy",
+    "street": "88 Canarystraat",
+    "city": "Canaryville",
+    "postal_code": "CN-90210",
+    "shipping_address": "99 Canary Row, Shipton",
+}
+
+
+def canary_values() -> list[str]:
+    """The canaries, and the parts of them a partial leak would show."""
+    values = set(CANARY.values())
+    values |= {CANARY["email"].split("@")[0], "pii-canary.example", "Canarywright",
+               "0199 4242", "Canary Lane", "Canarystraat", "Canaryville", "Canary Row"}
+    return sorted(values)
+
+
+def make_console_rows() -> dict[str, object]:
+    """One row of every model the console shows, its PII fields holding canaries; a run with
+    a record log and an error log, an alert, both retry queues' entries, metrics and a
+    staff action."""
+    import datetime
+
+    from django.utils import timezone
+
+    from buyers.models import Buyer
+    from catalog.models import Part
+    from customers.models import Customer, Order
+    from sellers.models import Property, Seller
+    from sync.models import (
+        ErrorLog,
+        RecordLog,
+        RecordRetry,
+        StaffAction,
+        SyncAlert,
+        SyncConfig,
+        SyncHealthMetric,
+        SyncIntent,
+        SyncMetric,
+        SyncRun,
+    )
+
+    now = timezone.now()
+    stamps = {"created_at": now, "synced_at": now, "db_updated_at": now}
+    person = {k: CANARY[k] for k in ("name", "email", "phone", "address", "notes")}
+    buyer = Buyer.objects.create(buyer_number="B-90001", status="active", budget=250000,
+                                 inquiry_date=datetime.date(2026, 11, 2), **person, **stamps)
+    seller = Seller.objects.create(seller_number="CA90001", status="listed", **person, **stamps)
+    prop = Property.objects.create(seller=seller, property_type="house",
+                                   address=CANARY["address"], **stamps)
+    customer = Customer.objects.create(
+        customer_number="C-90001", **{k: CANARY[k] for k in (
+            "name", "email", "phone", "street", "city", "postal_code")}, country="NL")
+    order = Order.objects.create(order_number="O-90001", customer=customer, total=12,
+                                 items=[{"sku": "SKU-1", "qty": 1, "price": "12.00"}],
+                                 shipping_address=CANARY["shipping_address"], placed_at=now)
+    part = Part.objects.create(sku="SKU-CANARY-1", name="Canary bolt", price=1, stock=3)
+    run = SyncRun.objects.create(source="buyers", target="buyers.buyer",
+                                 status=SyncRun.Status.PARTIAL, started_at=now,
+                                 finished_at=now + datetime.timedelta(seconds=3),
+                                 rows_total=2, rows_done=2, created=1, failed=1,
+                                 message=f"1 row failed for {CANARY['email']}")
+    record = RecordLog.objects.create(run_id=run.pk, row_number=2, natural_key="B-90001",
+                                      action=RecordLog.Action.CREATED, object_id=buyer.pk)
+    # Error texts are redacted when written; these bypass that, as a bug one day might.
+    error = ErrorLog.objects.create(run_id=run.pk, source="buyers", category="schema",
+                                    code="too_long", row_number=3, natural_key="B-90002",
+                                    column="Email", value_length=300, column_limit=254,
+                                    reason=f"value {CANARY['email']} too long, call "
+                                           f"{CANARY['phone']}")
+    alert = SyncAlert.objects.create(alert_type="gaps", source="buyers",
+                                     message=f"gap at {CANARY['email']}",
+                                     context={"keys": ["B-90002"], "who": CANARY["phone"]})
+    retry = RecordRetry.objects.create(source="buyers", natural_key="B-90002", category="network",
+                                       last_error=f"timeout for {CANARY['email']}",
+                                       next_retry_at=now, last_run_id=run.pk)
+    # (The insert's trigger queued it; the test's transaction never commits.)
+    intent = SyncIntent.objects.get(model="catalog.part", object_pk=str(part.pk))
+    intent.last_error = f"cache down near {CANARY['email']}"
+    intent.save(update_fields=["last_error"])
+    config = SyncConfig.objects.create(source="buyers", recipients=CANARY["email"])
+    metric = SyncMetric.objects.create(run_id=run.pk, source="buyers", status="partial",
+                                       finished_at=now, duration_seconds=3.0, rows_total=2,
+                                       failed=1)
+    health = SyncHealthMetric.objects.create(source="buyers", sheet_count=2, database_count=1,
+                                             gaps=1)
+    action = StaffAction.objects.create(username="someone", action="cache.resync",
+                                        target="buyers.buyer", details={"rows": 1},
+                                        ip="10.0.0.1")
+    return {"buyer": buyer, "seller": seller, "property": prop, "customer": customer,
+            "order": order, "part": part, "run": run, "record": record, "error": error,
+            "alert": alert, "retry": retry, "intent": intent, "config": config,
+            "metric": metric, "health": health, "action": action}
+
+
+@pytest.fixture
+def console_rows(db) -> dict[str, object]:
+    return make_console_rows()

@@ -1,0 +1,172 @@
+"""Alerts (acknowledged by operators), the configuration (a validated form that moves the beat
+schedule with it), run and health metrics, and the audit list of staff actions."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from sync.console.admin.filters import DateRangeFilter
+from sync.console.admin.runs import RUN_TONES, run_link
+from sync.console.admin_base import ConsoleModelAdmin, badge
+from sync.models import StaffAction, SyncAlert, SyncConfig, SyncHealthMetric, SyncMetric
+from sync.ops.alerts import alert_acknowledge
+from sync.ops.config import config_update, config_validate
+
+SEVERITY_TONES = {SyncAlert.Severity.INFO: "info", SyncAlert.Severity.WARNING: "warn",
+                  SyncAlert.Severity.CRITICAL: "bad"}
+
+
+class AcknowledgedFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list:
+        return [("open", "open"), ("acknowledged", "acknowledged")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("open", "acknowledged"):
+            return queryset.filter(acknowledged_at__isnull=self.value() == "open")
+        return queryset
+
+
+@admin.register(SyncAlert)
+class SyncAlertAdmin(ConsoleModelAdmin):
+    list_display = ("alert_type", "severity_badge", "source", "message", "count",
+                    "first_seen_at", "last_seen_at", "state")
+    list_display_links = ("alert_type",)
+    list_filter = (AcknowledgedFilter, "severity", "alert_type", "source",
+                   ("last_seen_at", DateRangeFilter))
+    search_fields = ("source", "alert_type")
+    ordering = ("-last_seen_at",)
+    date_hierarchy = "last_seen_at"
+    redacted_fields = ("message", "context")
+    fields = (("alert_type", "severity_badge", "source"), "message", "context", "occurrence",
+              ("count", "first_seen_at", "last_seen_at", "last_emailed_at"),
+              ("acknowledged_by", "acknowledged_at"))
+    readonly_fields = ("severity_badge",)
+    actions = ("acknowledge",)
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, obj: SyncAlert) -> str:
+        return badge(obj.get_severity_display(), SEVERITY_TONES.get(obj.severity, "muted"))
+
+    @admin.display(description="state", ordering="acknowledged_at")
+    def state(self, obj: SyncAlert) -> str:
+        if obj.acknowledged_at is None:
+            return badge("open", "bad" if obj.severity == SyncAlert.Severity.CRITICAL else "warn")
+        return badge(f"acknowledged by {obj.acknowledged_by or 'a removed user'}", "ok")
+
+    @admin.action(permissions=["operate"], description="Acknowledge selected alerts")
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet) -> None:
+        open_ids = list(queryset.filter(acknowledged_at__isnull=True).values_list(
+            "pk", flat=True))
+        for alert_id in open_ids:
+            alert = alert_acknowledge(alert_id=alert_id, user=request.user)
+            self.audit(request, "alert.acknowledge", target=f"alert {alert_id}",
+                       details={"alert_type": alert.alert_type, "source": alert.source})
+        self.message_user(request, f"{len(open_ids)} alert(s) acknowledged.", messages.SUCCESS)
+
+
+class SyncConfigForm(forms.ModelForm):
+    """The model's field validators, then ``config_validate`` (recipients) on the result."""
+
+    class Meta:
+        model = SyncConfig
+        fields = ("enabled", "interval_seconds", "batch_size", "auto_recovery", "recipients",
+                  "failure_threshold", "gap_threshold", "no_success_hours",
+                  "error_rate_threshold", "permanent_failure_threshold", "long_run_minutes",
+                  "degradation_ratio", "retry_queue_threshold", "oldest_intent_seconds",
+                  "dead_intent_threshold", "retention_days")
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        try:
+            config_validate(self.instance)
+        except ValidationError as e:
+            self._update_errors(e)
+
+
+@admin.register(SyncConfig)
+class SyncConfigAdmin(ConsoleModelAdmin):
+    """Operators edit; each save goes through ``config_update`` (version bump, beat entry)."""
+
+    form = SyncConfigForm
+    operator_can_change = True
+    list_display = ("source", "enabled", "interval_seconds", "batch_size", "auto_recovery",
+                    "failure_threshold", "error_rate_threshold", "retention_days", "version",
+                    "updated_at")
+    list_filter = ("enabled",)
+    search_fields = ("source",)
+    ordering = ("source",)
+    pii_fields = ("recipients",)
+    pii_kinds = {"recipients": "emails"}
+    fieldsets = (
+        (None, {"fields": (("source", "version", "updated_at"), "enabled", "interval_seconds",
+                           "batch_size", "auto_recovery", "recipients")}),
+        ("Alert thresholds", {"fields": (
+            "failure_threshold", "gap_threshold", "no_success_hours", "error_rate_threshold",
+            "permanent_failure_threshold", "long_run_minutes", "degradation_ratio",
+            "retry_queue_threshold", "oldest_intent_seconds", "dead_intent_threshold")}),
+        ("Retention", {"fields": ("retention_days",)}),
+    )
+    readonly_fields = ("source", "version", "updated_at")
+
+    def save_model(self, request: HttpRequest, obj: SyncConfig, form: forms.ModelForm,
+                   change: bool) -> None:
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        if changes:
+            config_update(source=obj.source, **changes)
+        # NOTE: recipients are addresses: the audit row names the field, not its value.
+        self.audit(request, "config.update", target=obj.source, details={
+            name: (value if name != "recipients" else "(changed)")
+            for name, value in changes.items()})
+
+
+@admin.register(SyncMetric)
+class SyncMetricAdmin(ConsoleModelAdmin):
+    list_display = ("run", "source", "status_badge", "finished_at", "duration_seconds",
+                    "throughput", "rows_total", "failed")
+    list_filter = ("source", "status", ("finished_at", DateRangeFilter))
+    search_fields = ("source",)
+    ordering = ("-finished_at",)
+    date_hierarchy = "finished_at"
+
+    @admin.display(description="run", ordering="run_id")
+    def run(self, obj: SyncMetric) -> str:
+        return run_link(obj.run_id)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: SyncMetric) -> str:
+        return badge(obj.status, RUN_TONES.get(obj.status, "muted"))
+
+
+@admin.register(SyncHealthMetric)
+class SyncHealthMetricAdmin(ConsoleModelAdmin):
+    list_display = ("source", "checked_at", "sheet_count", "database_count", "gaps_badge",
+                    "error_rate", "success_rate_24h", "retry_pending", "retry_permanent")
+    list_filter = ("source", ("checked_at", DateRangeFilter))
+    search_fields = ("source",)
+    ordering = ("-checked_at",)
+    date_hierarchy = "checked_at"
+
+    @admin.display(description="gaps", ordering="gaps")
+    def gaps_badge(self, obj: SyncHealthMetric) -> str:
+        if obj.gaps is None:
+            return "-"
+        return badge(obj.gaps, "ok" if obj.gaps == 0 else "bad")
+
+
+@admin.register(StaffAction)
+class StaffActionAdmin(ConsoleModelAdmin):
+    """The audit list: who did what, when, from where. Nobody edits or deletes it."""
+
+    list_display = ("created_at", "username", "action", "target", "ip", "details")
+    list_filter = ("action", ("created_at", DateRangeFilter), "username")
+    search_fields = ("username", "action", "target")
+    ordering = ("-created_at",)
+    date_hierarchy = "created_at"
+    redacted_fields = ("details",)

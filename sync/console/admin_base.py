@@ -1,0 +1,252 @@
+"""Base classes of every console admin page (issue 6): roles, PII masking, cache actions.
+
+* ``ConsoleModelAdmin``: who may see and do what is asked of ``sync.console.roles`` (view for
+  viewers, actions for operators); pages are read-only unless a class opens them; PII fields
+  are masked and free text is redacted for anyone without the PII role (DESIGN I6 extended to
+  pages); ``audit`` records a staff action.
+* ``SyncedModelAdmin``: a ``ConsoleModelAdmin`` for a ``@synced`` model, with the "Resync to
+  cache" and "Verify against the cache" actions on its changelist; its PII fields default to
+  the model's declaration.
+* ``ConsoleInlineMixin``: the same masking for inlines (``Property`` under ``Seller``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from sync.cache.declaration import spec_for
+from sync.cache.exceptions import CacheUnavailableError
+from sync.console import roles, services
+from sync.console.audit import record_staff_action
+from sync.console.masking import mask
+from sync.redaction import redact
+
+# Badge colours by meaning; the admin's own palette for text on them.
+TONES = {
+    "ok": "#2e7d32", "warn": "#b26a00", "bad": "#c62828", "info": "#1565c0",
+    "muted": "#616161",
+}
+
+
+def badge(label: object, tone: str = "muted") -> str:
+    """A coloured pill for a status (``format_html``: the label is escaped)."""
+    return format_html(
+        '<span class="console-badge" style="background:{};color:#fff;padding:2px 9px;'
+        'border-radius:10px;font-size:11px;font-weight:600;white-space:nowrap">{}</span>',
+        TONES.get(tone, TONES["muted"]), label)
+
+
+def pii_kind(field_name: str) -> str:
+    """How a PII field is masked: e-mail and phone keep their shape, the rest its first letter."""
+    if "email" in field_name:
+        return "email"
+    if "phone" in field_name:
+        return "phone"
+    return "text"
+
+
+def _show_pii(request: HttpRequest) -> bool:
+    return roles.can_view_pii(request.user)
+
+
+class PiiMaskingMixin:
+    """Masks ``pii_fields`` and redacts ``redacted_fields`` for users without the PII role.
+
+    Each such field gets a display function ``<name>_masked`` / ``<name>_redacted`` on the
+    admin instance; for those users, list columns, detail fields and search fields are swapped
+    or dropped, so no page, form or search result carries the value (nor a way to probe it).
+    """
+
+    pii_fields: tuple[str, ...] = ()
+    pii_kinds: dict[str, str] = {}  # field -> kind, where the name does not say
+    redacted_fields: tuple[str, ...] = ()
+
+    def _install_masks(self, model: type[Model]) -> None:
+        for name in self.pii_fields:
+            setattr(self, f"{name}_masked", self._masked_display(model, name))
+        for name in self.redacted_fields:
+            setattr(self, f"{name}_redacted", self._redacted_display(model, name))
+
+    def _masked_display(self, model: type[Model], name: str) -> Callable[[Model], str]:
+        kind = self.pii_kinds.get(name) or pii_kind(name)
+
+        def display(obj: Model) -> str:
+            return mask(getattr(obj, name), kind=kind)
+
+        display.short_description = model._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+        return display
+
+    @staticmethod
+    def _redacted_display(model: type[Model], name: str) -> Callable[[Model], str]:
+        def display(obj: Model) -> str:
+            value = getattr(obj, name)
+            if not isinstance(value, str):
+                value = json.dumps(value, default=str, sort_keys=True)
+            return redact(value)
+
+        display.short_description = model._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+        return display
+
+    def _swap(self, request: HttpRequest, names: Iterable[Any]) -> list[Any]:
+        if _show_pii(request):
+            return list(names)
+        swapped = []
+        for name in names:
+            if name in self.pii_fields:
+                swapped.append(f"{name}_masked")
+            elif name in self.redacted_fields:
+                swapped.append(f"{name}_redacted")
+            else:
+                swapped.append(name)
+        return swapped
+
+    def _hidden_names(self, request: HttpRequest) -> list[str]:
+        if _show_pii(request):
+            return []
+        return [f"{n}_masked" for n in self.pii_fields] + [
+            f"{n}_redacted" for n in self.redacted_fields]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None):
+        fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
+        return [(title, {**options, "fields": [
+            tuple(self._swap(request, f)) if isinstance(f, list | tuple)
+            else self._swap(request, [f])[0] for f in options["fields"]]})
+            for title, options in fieldsets]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
+        readonly = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        return self._swap(request, readonly) + [
+            n for n in self._hidden_names(request) if n not in readonly]
+
+    def get_list_display(self, request: HttpRequest):
+        return self._swap(request, super().get_list_display(request))  # type: ignore[misc]
+
+    def get_search_fields(self, request: HttpRequest):
+        fields = super().get_search_fields(request)  # type: ignore[misc]
+        if _show_pii(request):
+            return fields
+        hidden = set(self.pii_fields) | set(self.redacted_fields)
+        return [f for f in fields if str(f).lstrip("^=@").split("__")[0] not in hidden]
+
+
+class ConsoleModelAdmin(PiiMaskingMixin, admin.ModelAdmin):
+    """A console page: viewers read it, operators run its actions, nobody adds or deletes.
+
+    ``editable = True`` hands add/change/delete back to Django's model permissions (a
+    superuser, or a user explicitly granted them); ``operator_can_change = True`` lets
+    operators edit (the configuration).
+    """
+
+    editable = False
+    operator_can_change = False
+    list_per_page = 50
+    show_full_result_count = False  # an exact COUNT(*) of a big log table per page view
+
+    def __init__(self, model: type[Model], admin_site: admin.AdminSite) -> None:
+        super().__init__(model, admin_site)
+        self._install_masks(model)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return roles.can_view(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return roles.can_view(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.editable and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if self.operator_can_change and roles.can_operate(request.user):
+            return True
+        return self.editable and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self.editable and super().has_delete_permission(request, obj)
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """``@admin.action(permissions=["operate"])``: operators (and superusers) only."""
+        return roles.can_operate(request.user)
+
+    def audit(self, request: HttpRequest, action: str, *, target: object = "",
+              details: dict[str, Any] | None = None) -> None:
+        record_staff_action(request, action=action, target=str(target), details=details)
+
+
+class SyncedModelAdmin(ConsoleModelAdmin):
+    """A synced model's page: its PII masked, and the two cache actions for operators."""
+
+    actions = ("resync_to_cache", "verify_cache")
+
+    def __init__(self, model: type[Model], admin_site: admin.AdminSite) -> None:
+        if not self.pii_fields:
+            self.pii_fields = spec_for(model._meta.label_lower).pii_fields
+        super().__init__(model, admin_site)
+
+    @admin.action(permissions=["operate"], description="Resync selected rows to the cache")
+    def resync_to_cache(self, request: HttpRequest, queryset: QuerySet) -> None:
+        label = self.model._meta.label_lower
+        pks = list(queryset.values_list("pk", flat=True))
+        try:
+            result = services.cache_resync(model=self.model, pks=pks)
+        except CacheUnavailableError as e:
+            self.audit(request, "cache.resync", target=label,
+                       details={"rows": len(pks), "error": type(e).__name__})
+            self.message_user(request, f"The cache Redis is unavailable; nothing was written "
+                              f"({e}). Replay and verification repair it once it is back.",
+                              messages.ERROR)
+            return
+        self.audit(request, "cache.resync", target=label,
+                   details={"rows": result.rows, "written": result.written})
+        self.message_user(request, str(result), messages.SUCCESS)
+
+    @admin.action(permissions=["operate"], description="Verify selected rows against the cache")
+    def verify_cache(self, request: HttpRequest, queryset: QuerySet) -> None:
+        label = self.model._meta.label_lower
+        pks = list(queryset.values_list("pk", flat=True))
+        try:
+            report = services.cache_verify_rows(model=self.model, pks=pks)
+        except CacheUnavailableError as e:
+            self.audit(request, "cache.verify", target=label,
+                       details={"rows": len(pks), "error": type(e).__name__})
+            self.message_user(request, f"The cache Redis is unavailable: nothing verified ({e}).",
+                              messages.ERROR)
+            return
+        self.audit(request, "cache.verify", target=label, details={
+            "rows": report.rows, "missing": report.missing, "stale": report.stale})
+        if report.ok:
+            self.message_user(request, str(report), messages.SUCCESS)
+            return
+        examples = ", ".join(report.examples["missing"][:5] + report.examples["stale"][:5])
+        self.message_user(request, f"{report} — e.g. {examples}. \"Resync selected rows to "
+                          "the cache\" repairs them.", messages.WARNING)
+
+
+class ConsoleInlineMixin(PiiMaskingMixin):
+    """Inlines under a console page: read-only, masked like their parent."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def __init__(self, parent_model: type[Model], admin_site: admin.AdminSite) -> None:
+        super().__init__(parent_model, admin_site)  # type: ignore[call-arg]
+        self._install_masks(self.model)  # type: ignore[attr-defined]
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return roles.can_view(request.user)
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

@@ -1,0 +1,144 @@
+"""Console pages as each role sees them: lists, details, search, filters, masking, badges."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.urls import reverse
+
+from sync.models import ErrorLog, RecordLog, SyncRun
+from tests.console.conftest import CANARY
+
+pytestmark = pytest.mark.django_db
+
+
+def changelist(model) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+
+
+def change(obj) -> str:
+    meta = obj._meta
+    return reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+
+
+def test_a_viewer_sees_buyers_masked_and_a_pii_viewer_unmasked(client_for, console_rows):
+    buyer = console_rows["buyer"]
+    for url in (changelist(type(buyer)), change(buyer)):
+        masked = client_for("viewer").get(url).content.decode()
+        assert "B-90001" in masked
+        assert "z***@p***.example" in masked
+        assert "***42" in masked
+        assert CANARY["email"] not in masked and CANARY["name"] not in masked
+        for role in ("pii_viewer", "superuser"):
+            clear = client_for(role).get(url).content.decode()
+            assert CANARY["email"] in clear and CANARY["name"] in clear
+
+
+def test_a_seller_page_masks_its_property_inline(client_for, console_rows):
+    page = client_for("operator").get(change(console_rows["seller"])).content.decode()
+    assert "7***" in page  # the property's address, masked
+    assert CANARY["address"] not in page
+    assert CANARY["address"] in client_for("pii_viewer").get(
+        change(console_rows["seller"])).content.decode()
+
+
+def test_pii_search_is_only_for_pii_viewers(client_for, console_rows):
+    url = changelist(type(console_rows["buyer"]))
+    by_email = {"q": CANARY["email"]}
+    assert client_for("viewer").get(url, by_email).context["cl"].result_count == 0
+    assert client_for("pii_viewer").get(url, by_email).context["cl"].result_count == 1
+    assert client_for("viewer").get(url, {"q": "B-90001"}).context["cl"].result_count == 1
+
+
+def test_sheet_rows_are_read_only_even_for_superusers(client_for, console_rows):
+    response = client_for("superuser").get(change(console_rows["buyer"]))
+    assert response.status_code == 200
+    assert not response.context["has_change_permission"]
+    customer = client_for("superuser").get(change(console_rows["customer"]))
+    assert customer.context["has_change_permission"]
+    assert "email_bidx" not in customer.content.decode()
+
+
+def test_runs_that_touched_a_buyer_number(client_for, console_rows):
+    other = SyncRun.objects.create(source="buyers", target="buyers.buyer",
+                                   status=SyncRun.Status.SUCCEEDED)
+    untouched = SyncRun.objects.create(source="sellers", target="sellers.seller")
+    RecordLog.objects.create(run_id=other.pk, row_number=2, natural_key="B-90001",
+                             action=RecordLog.Action.UNCHANGED)
+    client = client_for("viewer")
+    url = changelist(SyncRun)
+
+    def found(term: str) -> set[int]:
+        return {run.pk for run in client.get(url, {"q": term}).context["cl"].result_list}
+
+    run = console_rows["run"]
+    assert found("B-90001") == {run.pk, other.pk}  # a record log names it
+    assert found("B-90002") == {run.pk}  # an error log names it
+    assert found(str(untouched.pk)) == {untouched.pk}
+    assert found("sellers") == {untouched.pk}
+    assert found("  ") == {run.pk, other.pk, untouched.pk}
+
+
+def test_record_and_error_logs_by_key_run_and_filters(client_for, console_rows):
+    client = client_for("viewer")
+    run = console_rows["run"]
+    records, errors = changelist(RecordLog), changelist(ErrorLog)
+
+    def count(url, params) -> int:
+        return client.get(url, params).context["cl"].result_count
+
+    assert count(records, {"q": "B-90001"}) == 1
+    assert count(records, {"q": str(run.pk)}) == 1
+    assert count(records, {"q": "B-00000"}) == 0
+    assert count(records, {"q": " "}) == 1
+    assert count(records, {"run_id": str(run.pk)}) == 1
+    assert count(records, {"run_id": str(run.pk + 1)}) == 0
+    assert client.get(records, {"run_id": "x"}).status_code == 302  # Django's "?e=1"
+    assert count(records, {"run_source": "buyers"}) == 1
+    assert count(records, {"run_source": "sellers"}) == 0
+    assert count(records, {"run_trigger": "manual", "run_status": "partial"}) == 1
+    assert count(errors, {"q": "B-90002", "category__exact": "schema"}) == 1
+    assert count(errors, {"run_trigger": "schedule"}) == 0
+    page = client.get(errors).content.decode()
+    assert "300 / 254" in page and "[email]" in page
+
+
+def test_date_range_filter_keeps_other_filters_and_ignores_an_empty_side(client_for,
+                                                                       console_rows):
+    client = client_for("viewer")
+    url = changelist(SyncRun)
+    response = client.get(url, {"status__exact": "partial", "created_at__gte": "2000-01-01",
+                                "created_at__lt": ""})
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
+    page = response.content.decode()
+    assert 'name="status__exact" value="partial"' in page
+    assert 'name="created_at__gte" value="2000-01-01"' in page
+    assert client.get(url, {"created_at__lt": "2000-01-01"}).context["cl"].result_count == 0
+
+
+def test_a_run_page_shows_its_first_errors_redacted_and_links_its_logs(client_for,
+                                                                      console_rows):
+    run = console_rows["run"]
+    page = client_for("superuser").get(change(run)).content.decode()
+    assert f"{changelist(RecordLog)}?run_id={run.pk}" in page
+    assert "300 / 254" in page and "[email]" in page  # redacted even for a PII viewer
+    assert "partial" in page and "3.0 s" in page
+    empty = SyncRun.objects.create(source="sellers", target="sellers.seller")
+    page = client_for("viewer").get(change(empty)).content.decode()
+    assert "No errors." in page
+
+
+def test_badges_and_durations_read_well(client_for, console_rows):
+    long_run = SyncRun.objects.create(
+        source="buyers", target="buyers.buyer", status=SyncRun.Status.FAILED,
+        started_at=console_rows["run"].started_at,
+        finished_at=console_rows["run"].started_at + datetime.timedelta(
+            minutes=5))
+    page = client_for("viewer").get(changelist(SyncRun)).content.decode()
+    assert "console-badge" in page and "5.0 min" in page and long_run.source in page
+    for model in ("syncalert", "syncintent", "recordretry", "syncmetric", "synchealthmetric",
+                  "staffaction", "syncconfig"):
+        response = client_for("viewer").get(reverse(f"admin:sync_{model}_changelist"))
+        assert response.status_code == 200, model
