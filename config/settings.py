@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "axes",
     "health_check",
     "pgtrigger",
+    "ninja",
     "sync",
     "catalog",
     "customers",
@@ -49,6 +50,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id tags every log line of the request, the others' too.
+    "config.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -163,6 +166,10 @@ SYNC_REPLAY_INTERVAL = env.float("SYNC_REPLAY_INTERVAL", default=5.0)
 SYNC_TOMBSTONE_TTL = env.int("SYNC_TOMBSTONE_TTL", default=24 * 3600)
 SYNC_WARM_BATCH = env.int("SYNC_WARM_BATCH", default=2000)
 
+# The catalog API's public reads: cache-first through the sync repository; False reads
+# PostgreSQL only (the benchmark's baseline, or an operator's switch).
+CATALOG_CACHE_READS = env.bool("CATALOG_CACHE_READS", default=True)
+
 CELERY_BEAT_SCHEDULE = {
     "sync-replay": {"task": "sync.tasks.replay", "schedule": SYNC_REPLAY_INTERVAL},
     "sync-verify-hourly": {"task": "sync.tasks.verify", "schedule": 3600.0},
@@ -218,15 +225,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },
     # DESIGN I6: every record that leaves the process (ours, Django's, Celery's) is redacted.
     "filters": {
         "redact_pii": {"()": "sync.redaction.RedactPiiFilter"},
+        "request_id": {"()": "config.request_id.RequestIdFilter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain",
-                    "filters": ["redact_pii"]},
+                    "filters": ["redact_pii", "request_id"]},
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
+from catalog.api import api as catalog_api
 from config.health import health_view, metrics_view
 
 urlpatterns = [
@@ -9,4 +10,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health_view, name="health"),
     path("metrics", metrics_view, name="metrics"),
+    path("api/", catalog_api.urls),  # the parts catalog API, OpenAPI at /api/openapi.json
 ]

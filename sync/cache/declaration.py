@@ -32,6 +32,9 @@ class SyncSpec:
     ttl_jitter: float = 0.1
     pii_fields: tuple[str, ...] = ()
     prefix: str | None = None  # defaults to settings.SYNC_KEY_PREFIX
+    # A nullable field whose non-null value means "soft-deleted": such a row is a tombstone in
+    # Redis and repository reads do not return it, exactly as if it were gone.
+    soft_delete: str | None = None
     attnames: tuple[str, ...] = field(init=False)
     to_python: tuple = field(init=False, repr=False)
     # indexed field name -> position of its blind index digest in the payload values
@@ -47,6 +50,8 @@ class SyncSpec:
             raise ValueError(msg)
         indexes = blind_index_fields(self.model)
         names = list(self.fields) + [f.name for f in indexes.values() if f.name not in self.fields]
+        if self.soft_delete and self.soft_delete not in names:
+            names.append(self.soft_delete)
         object.__setattr__(self, "fields", tuple(names))
         model_fields = [meta.get_field(name) for name in self.fields]
         object.__setattr__(self, "attnames", tuple(f.attname for f in model_fields))
@@ -57,6 +62,15 @@ class SyncSpec:
     @property
     def label(self) -> str:
         return self.model._meta.label_lower
+
+    def is_live(self, values: tuple | list) -> bool:
+        """False when these payload values are those of a soft-deleted row."""
+        return self.soft_delete is None or values[self.fields.index(self.soft_delete)] is None
+
+    @property
+    def live_filter(self) -> dict[str, bool]:
+        """QuerySet filter keyword arguments that leave soft-deleted rows out."""
+        return {f"{self.soft_delete}__isnull": True} if self.soft_delete else {}
 
 
 # Field types whose values JSON gives back exactly as PostgreSQL did: no to_python needed.
@@ -79,7 +93,8 @@ _registry: dict[str, SyncSpec] = {}
 
 
 def synced(*, tier: Tier = Tier.PUBLIC, fields: tuple[str, ...] | list[str], ttl: int = 3600,
-           ttl_jitter: float = 0.1, pii_fields: tuple[str, ...] = (), prefix: str | None = None):
+           ttl_jitter: float = 0.1, pii_fields: tuple[str, ...] = (), prefix: str | None = None,
+           soft_delete: str | None = None):
     """Class decorator: register a ``SyncedModel`` subclass with the sync engine."""
 
     def register(model: type[models.Model]) -> type[models.Model]:
@@ -89,7 +104,8 @@ def synced(*, tier: Tier = Tier.PUBLIC, fields: tuple[str, ...] | list[str], ttl
             msg = f"{model.__name__} must subclass sync.models.SyncedModel to be synced"
             raise TypeError(msg)
         spec = SyncSpec(model=model, tier=tier, fields=tuple(fields), ttl=ttl,
-                        ttl_jitter=ttl_jitter, pii_fields=tuple(pii_fields), prefix=prefix)
+                        ttl_jitter=ttl_jitter, pii_fields=tuple(pii_fields), prefix=prefix,
+                        soft_delete=soft_delete)
         _registry[spec.label] = spec
         return model
 

@@ -31,12 +31,12 @@ class RowState(NamedTuple):
     label: str
     pk: str
     version: int
-    values: tuple[Any, ...] | None  # None: the row is gone, write a tombstone
+    values: tuple[Any, ...] | None  # None: the row is gone (soft-deleted too), a tombstone
     retried: bool = False  # the intent failed before and carries a fence epoch
 
     def to_write(self, spec: SyncSpec) -> CacheWrite:
         key = cache_key(self.label, self.pk)
-        if self.values is None:
+        if self.values is None or not spec.is_live(self.values):
             return CacheWrite(key, self.version, b"", "", True,
                               int(settings.SYNC_TOMBSTONE_TTL * 1000))
         payload, key_id = seal(spec, key, self.version, self.values)
@@ -45,7 +45,7 @@ class RowState(NamedTuple):
 
     def index_writes(self, spec: SyncSpec) -> list[CacheWrite]:
         """Blind-index entries (digest -> pk), versioned like the row they point at."""
-        if self.values is None:
+        if self.values is None or not spec.is_live(self.values):
             return []
         return [
             CacheWrite(index_key(self.label, field, self.values[position]), self.version,

@@ -63,7 +63,7 @@ def _instance(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> models.Mo
 
 
 def _from_db(spec: SyncSpec, pk: object) -> models.Model | None:
-    return spec.model._base_manager.filter(pk=pk).first()
+    return spec.model._base_manager.filter(pk=pk, **spec.live_filter).first()
 
 
 def _fill(spec: SyncSpec, instances: list[models.Model]) -> None:
@@ -183,7 +183,7 @@ def get_many(model: type[M], pks: list[object]) -> dict[object, M]:
     else:
         missing = pks
     if missing:
-        loaded = list(spec.model._base_manager.filter(pk__in=missing))
+        loaded = list(spec.model._base_manager.filter(pk__in=missing, **spec.live_filter))
         for obj in loaded:
             found[obj.pk] = obj
         if trusted and not _in_transaction():
@@ -218,7 +218,8 @@ def get_by(model: type[M], **lookup: str) -> M | None:
             obj = get(model, spec.model._meta.pk.to_python(entry.payload.decode()))
             if obj is not None and getattr(obj, index.attname) == digest:
                 return obj
-    obj = spec.model._base_manager.filter(**{index.attname: digest}).first() if digest else None
+    obj = spec.model._base_manager.filter(
+        **{index.attname: digest}, **spec.live_filter).first() if digest else None
     if obj is not None and fence.trusts(spec.label) and not _in_transaction():
         _fill(spec, [obj])
     return obj

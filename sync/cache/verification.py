@@ -76,8 +76,9 @@ def verify(spec: SyncSpec, *, repair: bool = False, batch_size: int | None = Non
                 report.missing += 1
                 report._note("missing", key)
                 to_repair.append(RowState(spec.label, pk, version, values))
-            elif cached < version or (tombstone and cached == version):
-                # (A newer version than our snapshot is a write or delete that landed since.)
+            elif cached < version or (cached == version and tombstone == spec.is_live(values)):
+                # (A newer version than our snapshot is a write or delete that landed since;
+                # a soft-deleted row must be a tombstone, a live one must not.)
                 report.stale += 1
                 report._note("stale", key)
                 to_repair.append(RowState(spec.label, pk, version, values))

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from django.db import DatabaseError, connections, transaction
 
-from sync.cache import outbox, store
+from sync.cache import events, outbox, store
 from sync.cache.declaration import spec_for
 from sync.cache.exceptions import CacheUnavailableError
 from sync.cache.fence import fence
@@ -138,6 +138,7 @@ def write_states(states: list[outbox.RowState], using: str = "default", *,
     try:
         writes = [w for state in states for w in state.to_writes(spec_for(state.label))]
         store.write_many(writes)
+        events.append(states)  # the change events ride on the same intents (sync/cache/events)
     except CacheUnavailableError as e:
         try:
             epochs, _dead = outbox.fail(states, str(e), using=using)

@@ -1,0 +1,266 @@
+"""The catalog's JSON API (django-ninja): public reads, staff writes, change events.
+
+* Public (anonymous): ``GET /api/parts``, ``GET /api/parts/{id}`` — cache-first, ``ETag`` from
+  the row versions, ``304`` on ``If-None-Match``, ``Cache-Control: no-cache`` (clients may keep
+  a copy but revalidate each time: a stock change is visible on the next read).
+* Staff (session + CSRF): reads for the viewer role, writes for the operator role. Writes need
+  the version the caller last saw (``If-Match`` or ``version`` in the body): 428 without one,
+  409 with the current version when someone else changed the row first.
+* ``GET /api/events``: Server-Sent Events of committed changes (``catalog.streaming``).
+
+OpenAPI at ``/api/openapi.json``, Swagger UI at ``/api/docs``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI, Path, Query, Router
+from ninja.errors import AuthorizationError, HttpError
+from ninja.security import SessionAuth
+
+from catalog import selectors, services
+from catalog.models import CatalogChange, Part, PartContentVersion
+from catalog.schemas import (
+    ChangeOut,
+    ConflictOut,
+    ContentIn,
+    ContentVersionOut,
+    ErrorOut,
+    PartOut,
+    PartPageOut,
+    StaffPartOut,
+    StockIn,
+    VersionIn,
+)
+from sync.console.roles import can_operate, can_view
+
+api = NinjaAPI(
+    title="syncops parts catalog",
+    version="1.0",
+    urls_namespace="catalog-api",
+    description="Public, cache-first part reads; staff writes with optimistic locking; "
+                "Server-Sent Events of committed changes. See docs/api.md.",
+)
+public = Router(tags=["public"])
+staff = Router(tags=["staff"])
+
+CACHE_CONTROL = "no-cache"  # keep, but revalidate with the ETag every time
+PART_ID = Path(..., ge=1, le=2**62)
+
+
+class _Role(SessionAuth):
+    """Session auth (with ninja's CSRF check on unsafe methods): 401 anonymous, 403 when the
+    user lacks the role."""
+
+    def __init__(self, allowed, role: str) -> None:
+        super().__init__()
+        self.allowed, self.role = allowed, role
+
+    def authenticate(self, request: HttpRequest, key: str | None):
+        user = request.user
+        if not user.is_authenticated:
+            return None
+        if not self.allowed(user):
+            raise AuthorizationError(message=f"the {self.role} role is required")
+        return user
+
+
+VIEWER = _Role(can_view, "Console viewer")
+OPERATOR = _Role(can_operate, "Console operator")
+
+
+def _json(status: int, body: object, **headers: str) -> HttpResponse:
+    response = HttpResponse(json.dumps(body, cls=DjangoJSONEncoder), status=status,
+                            content_type="application/json")
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def _not_modified(request: HttpRequest, tag: str) -> bool:
+    given = request.headers.get("If-None-Match", "")
+    return given.strip() == "*" or tag in [t.strip().removeprefix("W/") for t in given.split(",")]
+
+
+def _conditional(request: HttpRequest, body: dict, tag: str) -> HttpResponse:
+    if _not_modified(request, tag):
+        response = HttpResponse(status=304)
+        response["ETag"], response["Cache-Control"] = tag, CACHE_CONTROL
+        return response
+    return _json(200, body, ETag=tag, Cache_Control=CACHE_CONTROL)
+
+
+# --------------------------------------------------------------------------- public
+
+
+@public.get("/parts", response={200: PartPageOut, 304: None}, auth=None,
+            summary="List parts (paginated, filter by stock, search name/sku)")
+def list_parts(request: HttpRequest,
+               limit: int = Query(20, ge=1, le=100),
+               offset: int = Query(0, ge=0, le=1_000_000),
+               in_stock: bool | None = Query(None, description="Only parts with available stock "
+                                             "(true) or without (false)."),
+               q: str | None = Query(None, max_length=100,
+                                     description="Case-insensitive search in name and sku.")):
+    count, items = selectors.public_page(limit=limit, offset=offset, in_stock=in_stock,
+                                         q=(q or "").strip() or None)
+    tag = selectors.etag(count, offset, *(v for item in items
+                                          for v in (item["id"], item["version"],
+                                                    item["stock"]["version"])))
+    return _conditional(request, {"count": count, "limit": limit, "offset": offset,
+                                  "items": items}, tag)
+
+
+@public.get("/parts/{part_id}", response={200: PartOut, 304: None, 404: ErrorOut}, auth=None,
+            summary="One part with its stock (cache-first; ETag / If-None-Match)")
+def get_part(request: HttpRequest, part_id: int = PART_ID):
+    body = selectors.public_part(part_id)
+    if body is None:
+        return _json(404, {"detail": "no such part"})
+    return _conditional(request, body, selectors.etag(body["version"], body["stock"]["version"]))
+
+
+# --------------------------------------------------------------------------- staff
+
+
+def _expected_version(request: HttpRequest, body_version: int | None) -> int:
+    given = request.headers.get("If-Match", "").split(",")[0].strip()
+    given = given.removeprefix("W/").strip('"')
+    if given.isdigit():
+        return int(given)
+    if body_version is not None:
+        return body_version
+    raise HttpError(428, "send the version you last read: If-Match or \"version\" in the body")
+
+
+def _staff_part(part_id: int) -> Part:
+    part = Part.objects.select_related("stock_level").filter(pk=part_id).first()
+    if part is None:
+        raise HttpError(404, "no such part")
+    return part
+
+
+def _staff_body(part: Part) -> dict:
+    body = selectors.part_dict(part, getattr(part, "stock_level", None))
+    number = (PartContentVersion.objects.filter(part=part).order_by("-number")
+              .values_list("number", flat=True).first())
+    body.update(deleted_at=part.deleted_at.isoformat() if part.deleted_at else None,
+                content_version=number or 0)
+    return body
+
+
+def _written(part_id: int, tag_of: str = "part") -> HttpResponse:
+    part = _staff_part(part_id)
+    body = _staff_body(part)
+    version = body["stock"]["version"] if tag_of == "stock" else body["version"]
+    return _json(200, body, ETag=selectors.etag(version))
+
+
+def _run(write, part_id: int, tag_of: str = "part") -> HttpResponse:
+    try:
+        write()
+    except services.PartNotFoundError:
+        return _json(404, {"detail": "no such part"})
+    except services.ContentVersionNotFoundError:
+        return _json(404, {"detail": "no such content version"})
+    except services.VersionConflictError as e:
+        return _json(409, {"detail": str(e), "current_version": e.current_version})
+    return _written(part_id, tag_of)
+
+
+WRITE_RESPONSES = {200: StaffPartOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut,
+                   409: ConflictOut, 428: ErrorOut}
+
+
+@staff.get("/parts/{part_id}", response={200: StaffPartOut, 401: ErrorOut, 403: ErrorOut,
+                                          404: ErrorOut}, auth=VIEWER,
+           summary="A part as staff see it (soft-deleted too), with both versions")
+def staff_get_part(request: HttpRequest, part_id: int = PART_ID):
+    part = _staff_part(part_id)
+    return _json(200, _staff_body(part), ETag=selectors.etag(part.version))
+
+
+@staff.put("/parts/{part_id}/stock", response=WRITE_RESPONSES, auth=OPERATOR,
+           summary="Set stock (quantity, reserved) if the stock version still matches")
+def staff_put_stock(request: HttpRequest, payload: StockIn, part_id: int = PART_ID):
+    expected = _expected_version(request, payload.version)
+    actor = services.Actor.from_request(request)
+    return _run(lambda: services.stock_update(
+        part_id=part_id, expected_version=expected, quantity=payload.quantity,
+        reserved=payload.reserved, actor=actor), part_id, tag_of="stock")
+
+
+@staff.patch("/parts/{part_id}/content", response=WRITE_RESPONSES, auth=OPERATOR,
+             summary="Change content fields; creates a content version")
+def staff_patch_content(request: HttpRequest, payload: ContentIn, part_id: int = PART_ID):
+    expected = _expected_version(request, payload.version)
+    actor = services.Actor.from_request(request)
+    return _run(lambda: services.part_update_content(
+        part_id=part_id, expected_version=expected, content=payload.content(), actor=actor),
+        part_id)
+
+
+@staff.post("/parts/{part_id}/rollback/{number}", response=WRITE_RESPONSES, auth=OPERATOR,
+            summary="Make content version <number> current again (as a new version)")
+def staff_rollback(request: HttpRequest, number: int = Path(..., ge=1, le=2**31),
+                   part_id: int = PART_ID, payload: VersionIn | None = None):
+    expected = _expected_version(request, payload.version if payload else None)
+    actor = services.Actor.from_request(request)
+    return _run(lambda: services.part_rollback(
+        part_id=part_id, number=number, expected_version=expected, actor=actor), part_id)
+
+
+@staff.delete("/parts/{part_id}", response=WRITE_RESPONSES, auth=OPERATOR,
+              summary="Soft-delete a part (gone publicly and from Redis; kept for staff)")
+def staff_delete(request: HttpRequest, part_id: int = PART_ID, payload: VersionIn | None = None):
+    expected = _expected_version(request, payload.version if payload else None)
+    actor = services.Actor.from_request(request)
+    return _run(lambda: services.part_soft_delete(
+        part_id=part_id, expected_version=expected, actor=actor), part_id)
+
+
+@staff.post("/parts/{part_id}/restore", response=WRITE_RESPONSES, auth=OPERATOR,
+            summary="Undo a soft delete")
+def staff_restore(request: HttpRequest, part_id: int = PART_ID,
+                  payload: VersionIn | None = None):
+    expected = _expected_version(request, payload.version if payload else None)
+    actor = services.Actor.from_request(request)
+    return _run(lambda: services.part_restore(
+        part_id=part_id, expected_version=expected, actor=actor), part_id)
+
+
+@staff.get("/parts/{part_id}/versions",
+           response={200: list[ContentVersionOut], 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+           auth=VIEWER, summary="Content versions of a part (rollback targets), newest first")
+def staff_versions(request: HttpRequest, part_id: int = PART_ID):
+    part = _staff_part(part_id)
+    rows = PartContentVersion.objects.filter(part=part).select_related("created_by") \
+        .order_by("-number")[:200]
+    return _json(200, [{"number": v.number, "part_version": v.part_version,
+                        "rolled_back_from": v.rolled_back_from,
+                        "created_by": v.created_by.get_username() if v.created_by else None,
+                        "created_at": v.created_at.isoformat(), "snapshot": v.snapshot}
+                       for v in rows])
+
+
+@staff.get("/parts/{part_id}/changes",
+           response={200: list[ChangeOut], 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+           auth=VIEWER, summary="The change log of a part (old/new values, who, IP, request id)")
+def staff_changes(request: HttpRequest, part_id: int = PART_ID):
+    part = _staff_part(part_id)
+    rows = CatalogChange.objects.filter(part=part).order_by("-id")[:200]
+    return _json(200, [{"id": c.id, "action": c.action, "changes": c.changes,
+                        "version": c.version, "username": c.username, "ip": c.ip,
+                        "request_id": c.request_id, "created_at": c.created_at.isoformat()}
+                       for c in rows])
+
+
+api.add_router("/", public)
+api.add_router("/staff", staff)
+
+from catalog import streaming  # noqa: E402 - registers /events on the public router's API
+
+api.add_router("/", streaming.router)

@@ -1,0 +1,208 @@
+"""``GET /api/events``: committed catalog changes as Server-Sent Events, from the Redis Stream
+the sync engine appends to (``sync.cache.events``, ``catalog.events``).
+
+One process holds many idle clients cheaply: a single ``XREAD BLOCK`` loop per event loop (the
+``Hub``) reads the stream and fans entries out to each client's bounded queue, so a thousand
+clients cost a thousand small queues and one Redis connection, not a thousand. Serve it from an
+ASGI server (``uvicorn config.asgi:application``); under WSGI each client would hold a thread.
+
+Resume: ``Last-Event-ID`` (or ``?last_event_id=`` for a first connect) replays the entries after
+that id with ``XRANGE`` and then continues live. The client subscribes to the hub *before* the
+replay and skips live entries it already sent, so nothing falls between the two and nothing
+comes twice; entries go out in stream order. A client whose id is older than the stream's
+first entry (trimmed history, or a restarted cache Redis) gets an ``event: reset`` first: it
+should re-read the parts it shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import weakref
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aredis
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from ninja import Query, Router
+
+from catalog.events import STREAM
+from sync.cache.events import stream_key
+
+logger = logging.getLogger(__name__)
+router = Router(tags=["events"])
+
+BLOCK_MS = 15_000  # one XREAD waits this long; also the idle clients' keep-alive interval
+QUEUE_SIZE = 1_000  # a client this far behind is dropped; it reconnects and resumes
+REPLAY_BATCH = 500
+RETRY_MS = 2_000  # what EventSource waits before reconnecting
+_ID = re.compile(r"\d{1,20}-\d{1,20}")
+PARTS = Query(None, description="Only these part ids (repeatable).")
+
+
+def _parse(stream_id: bytes | str) -> tuple[int, int]:
+    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    ms, seq = text.split("-")
+    return int(ms), int(seq)
+
+
+def _client(*, blocking: bool = False) -> aredis.Redis:
+    # NOTE: the blocking reader has no socket timeout (XREAD BLOCK waits by design); the
+    # replay client keeps the engine's short one.
+    return aredis.from_url(settings.SYNC_REDIS_URL,
+                           socket_timeout=None if blocking else settings.SYNC_BULK_SOCKET_TIMEOUT,
+                           socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT)
+
+
+class Hub:
+    """The one stream reader of an event loop, fanning entries out to subscribers."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[asyncio.Queue] = set()
+        self.position: bytes | None = None
+        self.task: asyncio.Task | None = None
+        self.key = stream_key(STREAM)
+
+    async def subscribe(self) -> asyncio.Queue:
+        """A queue that receives every entry after the hub's position, which is fixed (and
+        the reader started) before this returns."""
+        queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
+        self.subscribers.add(queue)
+        if self.task is None or self.task.done():
+            client = _client()
+            try:
+                newest = await client.xrevrange(self.key, count=1)
+            finally:
+                await client.aclose()
+            self.position = newest[0][0] if newest else b"0-0"
+            self.task = asyncio.get_running_loop().create_task(self._read())
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self.subscribers.discard(queue)
+
+    async def _read(self) -> None:
+        client = _client(blocking=True)
+        try:
+            while self.subscribers:
+                try:
+                    reply = await client.xread({self.key: self.position}, block=BLOCK_MS,
+                                               count=REPLAY_BATCH)
+                except (aredis.ConnectionError, aredis.TimeoutError) as e:
+                    logger.warning("event stream unreadable (%s); retrying", type(e).__name__)
+                    await asyncio.sleep(1)
+                    continue
+                for _key, entries in reply or ():
+                    for entry_id, fields in entries:
+                        self.position = entry_id
+                        for queue in list(self.subscribers):
+                            try:
+                                queue.put_nowait((entry_id, fields))
+                            except asyncio.QueueFull:
+                                # Too slow: cut it loose; it reconnects with Last-Event-ID.
+                                self.subscribers.discard(queue)
+                                while not queue.empty():
+                                    queue.get_nowait()
+                                queue.put_nowait(None)
+        finally:
+            await client.aclose()
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = Hub()
+    return found
+
+
+def _frame(entry_id: bytes, fields: dict[bytes, bytes]) -> str:
+    event = {k.decode(): v.decode() for k, v in fields.items()}
+    data = {"type": event["type"], "part": int(event["part"]), "version": int(event["version"]),
+            "data": json.loads(event["data"])}
+    return f"id: {entry_id.decode()}\nevent: {event['type']}\ndata: {json.dumps(data)}\n\n"
+
+
+def _wanted(fields: dict[bytes, bytes], parts: set[str]) -> bool:
+    return not parts or fields[b"part"].decode() in parts
+
+
+async def _replay(key: str, after: str) -> AsyncIterator[tuple[bytes, dict]]:
+    """Entries after ``after`` up to now, in order; a ``reset`` marker first when history is
+    missing (``after`` older than the stream's first entry)."""
+    client = _client()
+    try:
+        first = await client.xrange(key, count=1)
+        if not first or _parse(first[0][0]) > _parse(after):
+            yield b"", {}
+        start = f"({after}"
+        while True:
+            batch = await client.xrange(key, min=start, count=REPLAY_BATCH)
+            for entry in batch:
+                yield entry
+            if len(batch) < REPLAY_BATCH:
+                return
+            start = f"({batch[-1][0].decode()}"
+    finally:
+        await client.aclose()
+
+
+async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncIterator[str]:
+    the_hub = hub()
+    queue = await the_hub.subscribe()
+    sent = (0, 0)
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        if last_event_id:
+            sent = _parse(last_event_id)
+            async for entry_id, fields in _replay(the_hub.key, last_event_id):
+                if not entry_id:
+                    yield f"event: reset\ndata: {json.dumps({'after': last_event_id})}\n\n"
+                    continue
+                sent = _parse(entry_id)
+                if _wanted(fields, parts):
+                    yield _frame(entry_id, fields)
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=BLOCK_MS / 1000)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if item is None:  # dropped as too slow
+                return
+            entry_id, fields = item
+            position = _parse(entry_id)
+            if position <= sent:
+                continue  # already sent by the replay
+            sent = position
+            if _wanted(fields, parts):
+                yield _frame(entry_id, fields)
+    finally:
+        the_hub.unsubscribe(queue)
+
+
+@router.get("/events", auth=None, response={200: None, 400: None}, summary=(
+    "Server-Sent Events of committed stock and content changes (resume with Last-Event-ID)"),
+    openapi_extra={"responses": {"200": {"description": "text/event-stream: `id:` is the "
+                   "stream id, `event:` is part, part_deleted, stock or reset, `data:` JSON",
+                                      "content": {"text/event-stream": {"schema": {
+                                          "type": "string"}}}}}})
+async def events(request: HttpRequest,
+                 part: list[int] = PARTS,
+                 last_event_id: str | None = Query(None, description=(
+                     "Resume after this id when the Last-Event-ID header cannot be sent."))):
+    resume = request.headers.get("Last-Event-ID") or last_event_id
+    if resume and not _ID.fullmatch(resume):
+        return HttpResponse('{"detail": "Last-Event-ID is not a stream id"}', status=400,
+                            content_type="application/json")
+    response = StreamingHttpResponse(
+        event_stream({str(p) for p in part or ()}, resume), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    return response
+

@@ -1,0 +1,61 @@
+"""Request ids: one per request, from ``X-Request-ID`` when the caller (a proxy) sends a sane
+one, else a new one; on the response, on every log record (``%(request_id)s``) and in the
+catalog's change log."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import uuid
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+HEADER = "X-Request-ID"
+_VALID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+current: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+def _request_id(request) -> str:
+    given = request.headers.get(HEADER, "")
+    return given if _VALID.fullmatch(given) else uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    # NOTE: the id is not reset when the response leaves: Django logs a 4xx/5xx
+    # (django.request) after the whole middleware chain has returned, and that line must carry
+    # it too. The next request in this thread (or ASGI task context) sets its own.
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        self._start(request)
+        response = self.get_response(request)
+        response[HEADER] = request.request_id
+        return response
+
+    async def _acall(self, request):
+        self._start(request)
+        response = await self.get_response(request)
+        response[HEADER] = request.request_id
+        return response
+
+    @staticmethod
+    def _start(request) -> None:
+        request.request_id = _request_id(request)
+        current.set(request.request_id)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every record (``-`` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current.get()
+        return True

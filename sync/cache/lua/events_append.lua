@@ -1,0 +1,12 @@
+-- Append one change event to a stream, once per version of a row (DESIGN I3, I7).
+-- KEYS[1] the stream; KEYS[2] the hash of the last version appended per row (same hash tag,
+-- so both keys live in one Redis Cluster slot). ARGV[1] the row ("label:pk"); ARGV[2] its
+-- version; ARGV[3] approximate MAXLEN of the stream; ARGV[4..] the event's field/value pairs.
+-- A version not newer than the last one appended (a replay of a write-through that already
+-- appended, or an older state arriving late) appends nothing: no duplicates, never backwards.
+local last = redis.call('HGET', KEYS[2], ARGV[1])
+if last and tonumber(last) >= tonumber(ARGV[2]) then
+  return false
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
