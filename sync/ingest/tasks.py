@@ -16,6 +16,9 @@ def ingest(source: str, file: str | None = None, run_id: int | None = None,
            dry_run: bool = False, trigger: str = SyncRun.Trigger.SCHEDULE) -> dict:
     """Run a sync; ``run_id`` is a ``pending`` run a caller created to follow it."""
     run = SyncRun.objects.get(pk=run_id) if run_id else None
+    if run is not None and run.status not in SyncRun.ACTIVE:
+        # Cancelled (from the console) while it waited in the queue: it never starts.
+        return {"run_id": run.pk, "status": run.status, "message": run.message}
     try:
         run = run_ingest(source, file=file, dry_run=dry_run, trigger=trigger, run=run)
     except SyncAlreadyRunningError as e:

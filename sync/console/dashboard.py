@@ -1,0 +1,195 @@
+"""The dashboard's figures (selectors): one dict, rendered by the admin index and served as
+JSON by ``GET /api/sync/dashboard``, which the page polls to stay live.
+
+A handful of queries whatever the history: the latest run per source with ``DISTINCT ON``,
+the statistics of ``sync.ops.stats`` (one query), the 7-day trend bucketed in SQL, the
+retry-queue figures of ``sync.metrics`` (one aggregate), and the last cache verification.
+Nothing here carries PII: sources, counts, and alert messages (redacted when raised).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import datetime
+
+from asgiref.sync import async_to_sync
+from django.db import connection
+from django.utils import timezone
+
+from config.health import HealthView
+from sync.ingest.config import load_sources
+from sync.ingest.exceptions import SourceConfigError
+from sync.metrics import queue_figures
+from sync.models import CacheVerification, SyncAlert, SyncRun
+from sync.ops.stats import run_statistics
+
+TREND_DAYS = 7
+TREND_BUCKET_HOURS = 4
+TREND_BUCKETS = TREND_DAYS * 24 // TREND_BUCKET_HOURS
+RECENT_ALERTS = 8
+FINISHED = (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL, SyncRun.Status.FAILED,
+            SyncRun.Status.CANCELLED)
+HEALTH_NAMES = {"Database(alias='default')": "PostgreSQL", "Cache Redis": "Cache Redis",
+                "Broker Redis": "Broker Redis", "Celery worker": "Celery worker"}
+
+_TREND = """
+    SELECT source, floor(extract(epoch FROM now() - created_at) / %(bucket)s)::int,
+           count(*), avg(extract(epoch FROM finished_at - started_at)),
+           sum(rows_done), sum(failed), count(*) FILTER (WHERE status = 'failed')
+    FROM sync_audit_logs
+    WHERE NOT dry_run AND status IN ('succeeded', 'partial', 'failed', 'cancelled')
+      AND created_at >= now() - make_interval(secs => %(since)s)
+    GROUP BY 1, 2
+"""
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def run_data(run: SyncRun) -> dict:
+    """A run as the progress bar and the summary need it."""
+    finished = run.status not in SyncRun.ACTIVE
+    if finished and run.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL):
+        percent = 100
+    elif run.rows_total:
+        percent = min(100, run.rows_done * 100 // run.rows_total)
+    else:
+        percent = 0
+    end = run.finished_at or timezone.now()
+    return {
+        "id": run.pk, "source": run.source, "target": run.target, "trigger": run.trigger,
+        "status": run.status, "phase": run.phase, "finished": finished,
+        "dry_run": run.dry_run, "cancel_requested": run.cancel_requested,
+        "rows_done": run.rows_done, "rows_total": run.rows_total, "percent": percent,
+        "created": run.created, "updated": run.updated, "unchanged": run.unchanged,
+        "failed": run.failed, "gaps": run.gaps, "batch_size": run.batch_size,
+        "duration_seconds": round((end - run.started_at).total_seconds(), 1)
+        if run.started_at else None,
+        "created_at": iso(run.created_at), "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at), "message": run.message,
+        "errors_by_category": run.errors_by_category,
+    }
+
+
+def alert_data(alert: SyncAlert) -> dict:
+    return {
+        "id": alert.pk, "type": alert.alert_type, "severity": alert.severity,
+        "source": alert.source, "message": alert.message, "count": alert.count,
+        "first_seen_at": iso(alert.first_seen_at), "last_seen_at": iso(alert.last_seen_at),
+        "acknowledged_at": iso(alert.acknowledged_at),
+        "acknowledged_by": alert.acknowledged_by.get_username() if alert.acknowledged_by
+        else None,
+    }
+
+
+def health_checks() -> list[dict]:
+    """/health/'s four checks (PostgreSQL, cache Redis, broker Redis, a Celery worker)."""
+
+    async def gather() -> list:
+        return await asyncio.gather(*(c.get_result() for c in HealthView().get_checks()))
+
+    return [{"name": HEALTH_NAMES.get(repr(r.check), repr(r.check)), "ok": r.error is None,
+             "error": str(r.error) if r.error else "", "ms": round(r.time_taken * 1000, 1)}
+            for r in async_to_sync(gather)()]
+
+
+def queue_data() -> dict:
+    figures = queue_figures()
+    return {"pending": figures["pending"], "dead": figures["dead"],
+            "oldest_seconds": round(figures["oldest_seconds"], 1)}
+
+
+def consistency_data() -> dict | None:
+    last = CacheVerification.objects.order_by("-checked_at", "-pk").first()
+    if last is None:
+        return None
+    return {"checked_at": iso(last.checked_at), "rows": last.rows,
+            "consistent": last.consistent, "fraction": last.fraction,
+            "nines": None if math.isinf(last.nines) else round(last.nines, 2),
+            "missing": last.missing, "stale": last.stale, "extra": last.extra,
+            "repaired": last.repaired, "models": sorted(last.by_model)}
+
+
+def _latest(runs) -> dict[str, SyncRun]:
+    return {run.source: run for run in runs.order_by("source", "-created_at", "-pk")
+            .distinct("source")}
+
+
+def trends() -> dict[str, list[dict]]:
+    """Per source, ``TREND_BUCKETS`` buckets of ``TREND_BUCKET_HOURS`` (oldest first):
+    runs, mean seconds, rows processed, failed rows and failed runs."""
+    bucket = TREND_BUCKET_HOURS * 3600
+    found: dict[str, list[dict]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_TREND, {"bucket": bucket, "since": TREND_BUCKETS * bucket})
+        for source, age, runs, seconds, rows, failed, failed_runs in cursor.fetchall():
+            buckets = found.setdefault(source, [
+                {"runs": 0, "seconds": None, "rows": 0, "errors": 0, "failed_runs": 0}
+                for _ in range(TREND_BUCKETS)])
+            # NOTE: age TREND_BUCKETS happens for a run created right at the window's start.
+            buckets[TREND_BUCKETS - 1 - min(age, TREND_BUCKETS - 1)] = {
+                "runs": runs, "seconds": round(seconds, 2) if seconds is not None else None,
+                "rows": int(rows), "errors": int(failed), "failed_runs": failed_runs}
+    return found
+
+
+def source_names() -> tuple[list[str], str]:
+    """The configured sources (and an error message when the sources file is unreadable:
+    then the sources that have runs)."""
+    try:
+        return sorted(load_sources()), ""
+    except SourceConfigError as e:
+        names = SyncRun.objects.order_by("source").values_list("source", flat=True).distinct()
+        return list(names), str(e)
+
+
+def sources_data() -> tuple[list[dict], str]:
+    names, error = source_names()
+    stats = run_statistics()
+    active = _latest(SyncRun.objects.filter(status__in=SyncRun.ACTIVE))
+    last = _latest(SyncRun.objects.filter(status__in=FINISHED))
+    gaps = _latest(SyncRun.objects.filter(status__in=FINISHED, dry_run=False,
+                                          gaps__isnull=False))
+    trend = trends()
+    rows = []
+    for name in names:
+        stat = stats.get(name)
+        rows.append({
+            "source": name,
+            "active_run": run_data(active[name]) if name in active else None,
+            "last_run": run_data(last[name]) if name in last else None,
+            "success_rate_24h": stat.success_rate_24h if stat else None,
+            "success_rate_7d": stat.success_rate_7d if stat else None,
+            "runs_7d": sum(b["runs"] for b in trend.get(name, [])),
+            "gaps": gaps[name].gaps if name in gaps else None,
+            "trend": trend.get(name, []),
+        })
+    return rows, error
+
+
+def alerts_data(limit: int = RECENT_ALERTS) -> tuple[list[dict], int]:
+    """The most recent open alerts, and how many are open in all."""
+    open_alerts = SyncAlert.objects.filter(acknowledged_at__isnull=True)
+    recent = open_alerts.select_related("acknowledged_by").order_by("-last_seen_at", "-pk")
+    return [alert_data(a) for a in recent[:limit]], open_alerts.count()
+
+
+def dashboard_data(*, health: bool = True) -> dict:
+    """Everything the dashboard shows; ``health=False`` skips the service checks (the page
+    renders at once and fetches them)."""
+    sources, sources_error = sources_data()
+    alerts, open_count = alerts_data()
+    return {
+        "generated_at": iso(timezone.now()),
+        "health": health_checks() if health else None,
+        "queue": queue_data(),
+        "consistency": consistency_data(),
+        "sources": sources,
+        "sources_error": sources_error,
+        "alerts": alerts,
+        "open_alerts": open_count,
+        "trend": {"days": TREND_DAYS, "bucket_hours": TREND_BUCKET_HOURS,
+                  "buckets": TREND_BUCKETS},
+    }

@@ -1,0 +1,38 @@
+"""The admin site of the console: its index is the dashboard, and it serves the manual sync
+pages (``get_urls`` + ``admin_view``, so they share the admin's login and staff check)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, URLResolver, path
+
+from sync.console import roles, views
+
+
+class ConsoleAdminSite(admin.AdminSite):
+    site_header = "syncops operations console"
+    site_title = "syncops console"
+    index_title = "Dashboard"
+    index_template = "admin/console/index.html"
+
+    def get_urls(self) -> list[URLPattern | URLResolver]:
+        view = self.admin_view
+        return [
+            path("console/sync/<str:source>/", view(views.sync_page), name="console_sync"),
+            path("console/sync/<str:source>/start/", view(views.sync_start),
+                 name="console_sync_start"),
+            path("console/runs/<int:run_id>/cancel/", view(views.run_cancel),
+                 name="console_run_cancel"),
+            path("console/alerts/<int:alert_id>/acknowledge/", view(views.alert_acknowledge),
+                 name="console_alert_acknowledge"),
+            *super().get_urls(),
+        ]
+
+    def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
+        """The dashboard above the app list, for people holding a console role."""
+        context = dict(extra_context or {})
+        if roles.can_view(request.user):
+            context.update(views.dashboard_context(request))
+        return super().index(request, extra_context=context)

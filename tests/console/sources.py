@@ -1,0 +1,30 @@
+"""The console tests' spreadsheet sources: the project's sources file with its sheets in a
+test folder (the buyers sheet written by the demo's writer, ``bench/data.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.data import BUYER_HEADERS, buyer_rows, write
+
+SOURCES_TOML = Path(__file__).resolve().parents[2] / "config" / "ingest_sources.toml"
+
+
+def sources_file(folder: Path) -> Path:
+    """A copy of config/ingest_sources.toml reading its sheets from ``folder``."""
+    text = SOURCES_TOML.read_text()
+    text = text.replace(".run/demo/buyers.csv", str(folder / "buyers.csv"))
+    text = text.replace(".run/demo/sellers.csv", str(folder / "sellers.csv"))
+    path = folder / "sources.toml"
+    path.write_text(text)
+    return path
+
+
+def buyers_sheet(folder: Path, count: int, *, bad: int = 0) -> Path:
+    """``count`` buyers of the demo's sheet; ``bad`` of them (spread evenly) carry an
+    inquiry date that is not a date, so they fail validation and stay out (gaps)."""
+    rows = list(buyer_rows(count, 0))
+    date = BUYER_HEADERS.index("Inquiry Date")
+    for i in range(bad):
+        rows[i * (count // bad)][date] = "2024-13-45"
+    return write(folder / "buyers.csv", BUYER_HEADERS, rows)
