@@ -20,6 +20,7 @@ from sync.cache.codec import seal
 from sync.cache.declaration import SyncSpec
 from sync.cache.keys import cache_key, index_key
 from sync.cache.store import CacheWrite, ttl_ms
+from sync.models import REPLAY_GRACE
 from sync.redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,34 @@ def row_states(spec: SyncSpec, pks: list[str], tombstone_versions: dict[str, int
     return states
 
 
+ENQUEUE_TRIGGER = "sync_enqueue_intent"
+
+
+def enqueue_sql(label: str, rows: str, pk: str, version: str) -> str:
+    """The set-based form of the ``sync_enqueue_intent`` trigger (sync/models.py), for a
+    statement that writes many rows and enqueues their intents itself, in one ``INSERT …
+    SELECT`` instead of one trigger call each: an intent for every row of the CTE ``rows``
+    (columns ``pk`` and ``version``), coalesced exactly as the trigger does. Answers each
+    intent's pk and whether it had failed before (it carries a fence epoch)."""
+    if not label.replace(".", "").replace("_", "").isalnum():  # a model label, never input
+        raise ValueError(label)
+    return (
+        "INSERT INTO sync_retry_queue AS q (model, object_pk, version, op, status, attempts, "  # noqa: S608
+        f"next_attempt_at, created_at, updated_at) SELECT '{label}', {rows}.{pk}::text, "
+        f"{rows}.{version}, 'u', 'pending', 0, now() + interval '{REPLAY_GRACE}', now(), now() "
+        f"FROM {rows} ON CONFLICT (model, object_pk) DO UPDATE "
+        "SET version = GREATEST(q.version, EXCLUDED.version), op = EXCLUDED.op, "
+        "status = 'pending', attempts = 0, updated_at = now() "
+        "RETURNING q.object_pk AS pk, q.epoch IS NOT NULL AS retried")
+
+
+def enqueue_trigger_ids(models: Iterable) -> list[str]:
+    """The PostgreSQL names of these models' enqueue triggers: what a statement that
+    enqueues its intents itself puts in ``pgtrigger.ignore`` (transaction-local)."""
+    return [trigger.get_pgid(model) for model in models for trigger in model._meta.triggers
+            if trigger.name == ENQUEUE_TRIGGER]
+
+
 def prepared_fetchall(conn, sql: str, params: list) -> list[tuple]:
     """Run a statement the write-through sends after every commit as a server-side prepared
     statement: parsed and planned once per connection (Django's cursors bind client-side and
@@ -165,6 +194,15 @@ def _delete(states: list[RowState]) -> tuple[str, list]:
     return (("DELETE FROM sync_retry_queue d0 "
             "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
             "WHERE d0.model = d.model AND d0.object_pk = d.pk AND d0.version <= d.version"),
+            [[s.label for s in states], [s.pk for s in states], [s.version for s in states]])
+
+
+def settle_cte(states: list[RowState]) -> tuple[str, list]:
+    """``settled AS (DELETE …)``: the intents these writes completed, deleted by a CTE of the
+    caller's statement (the same text for any number of states, so it can be prepared)."""
+    return (("settled AS (DELETE FROM sync_retry_queue d0 "
+             "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
+             "WHERE d0.model = d.model AND d0.object_pk = d.pk AND d0.version <= d.version)"),
             [[s.label for s in states], [s.pk for s in states], [s.version for s in states]])
 
 

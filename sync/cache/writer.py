@@ -16,6 +16,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import partial
 
 from django.db import DatabaseError, connections, transaction
 
@@ -63,6 +64,41 @@ def mark_changed(label: str, pks: Iterable[object], using: str = "default") -> N
         flush_keys({label: set(pks)}, using=using)  # autocommit: already committed
         return
     _buffer(using).keys[label].update(pks)
+
+
+def write_on_commit(states: list[outbox.RowState], using: str = "default") -> None:
+    """Write these row states through when the current transaction commits.
+
+    For a bulk statement that already has what Redis needs: it wrote the rows and enqueued
+    their intents itself, and answered each row's version and cached values (``RETURNING``),
+    so the write-through reads nothing again. CAS orders it with any later write (I2), as the
+    re-read would. The completed intents are settled later, in bulk (``take_settled``).
+    """
+    if not states:
+        return
+    if not connections[using].in_atomic_block:
+        _write_known(states, using)  # autocommit: already committed
+        return
+    transaction.on_commit(partial(_write_known, states, using), using=using, robust=True)
+
+
+def _write_known(states: list[outbox.RowState], using: str) -> None:
+    try:
+        write_states(states, using=using, defer_settle=True, defer_any=True)
+    except Exception:
+        logger.exception("write-through failed unexpectedly; replay will retry the intents")
+
+
+def take_settled(using: str = "default") -> list[outbox.RowState]:
+    """The completed writes whose intents this connection has not deleted yet, taken: for a
+    caller that deletes them inside its own next transaction (``outbox.settle_cte``) rather
+    than in a commit of their own. ``restore_settled`` if that transaction rolls back."""
+    return _take_settle(using)
+
+
+def restore_settled(states: list[outbox.RowState], using: str = "default") -> None:
+    if states:
+        _defer(states, using)
 
 
 def flush_keys(keys: dict[str, set[str]], using: str = "default") -> None:
@@ -114,6 +150,15 @@ def _settle_at_exit() -> None:
 atexit.register(_settle_at_exit)
 
 
+def _defer(states: list[outbox.RowState], using: str) -> None:
+    if not states:
+        return
+    held = connections[using].__dict__
+    if not held.get("_sync_settle"):
+        held["_sync_settle"], held["_sync_settle_since"] = [], time.monotonic()
+    held["_sync_settle"].extend(states)
+
+
 def _flush_keys(keys: dict[str, set[str]], using: str) -> None:
     settle_now = _take_settle(using, due_only=True)
     try:
@@ -131,8 +176,12 @@ def _flush_keys(keys: dict[str, set[str]], using: str) -> None:
 
 
 def write_states(states: list[outbox.RowState], using: str = "default", *,
-                 defer_settle: bool = False) -> bool:
-    """Write these states to Redis and settle their intents. True when Redis took them."""
+                 defer_settle: bool = False, defer_any: bool = False) -> bool:
+    """Write these states to Redis and settle their intents. True when Redis took them.
+
+    ``defer_settle``: a single-row write's intent is deleted later, with others
+    (``defer_any``: however many rows); intents that had failed before are deleted at once.
+    """
     if not states:
         return True
     try:
@@ -148,13 +197,12 @@ def write_states(states: list[outbox.RowState], using: str = "default", *,
         fence.note_failure(epochs)
         logger.warning("cache write failed for %d key(s), left for replay: %s", len(states), e)
         return False
-    if defer_settle and len(states) <= DEFER_SETTLE_MAX and not any(
-            s.retried for s in states):
-        held = connections[using].__dict__
-        if not held.get("_sync_settle"):
-            held["_sync_settle"], held["_sync_settle_since"] = [], time.monotonic()
-        held["_sync_settle"].extend(states)
-        return True
+    if defer_settle and (defer_any or len(states) <= DEFER_SETTLE_MAX):
+        later = [s for s in states if not s.retried]
+        _defer(later, using)
+        states = [s for s in states if s.retried]
+        if not states:
+            return True
     try:
         outbox.complete(states, using=using)
     except DatabaseError:

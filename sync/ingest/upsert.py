@@ -17,7 +17,15 @@ from typing import NamedTuple
 
 from django.db import connection
 
-from sync.cache.outbox import prepared_fetchall
+from sync.cache.declaration import SyncSpec, spec_for
+from sync.cache.outbox import (
+    RowState,
+    convert_row,
+    converters_for,
+    enqueue_sql,
+    enqueue_trigger_ids,
+    prepared_fetchall,
+)
 from sync.ingest.config import SourceConfig
 from sync.ingest.validation import FieldSpec, RowValidator, ValidRow
 from sync.models import RecordLog
@@ -38,6 +46,21 @@ class Written(NamedTuple):
     action: str  # created, updated or unchanged
     parent_written: bool  # the parent row was inserted or updated (write it through)
     child_id: int | None  # the child row written, if any
+
+
+class Answer(NamedTuple):
+    """The statement's answer: every sheet row, and what Redis must hold for the rows it wrote
+    (their committed values and versions, from ``RETURNING``: nothing is read again)."""
+
+    rows: list[Written]
+    states: list[RowState]
+
+
+def _cached(spec: SyncSpec) -> tuple[list[str], list]:
+    """The columns Redis holds for ``spec``'s model, and their converters (as a read has)."""
+    meta = spec.model._meta
+    return ([_q(meta.get_field(name).column) for name in spec.fields],
+            converters_for(spec, "default"))
 
 
 def _set_clause(columns: list[str]) -> str:
@@ -62,11 +85,20 @@ class BatchWriter:
         self.key_column = _q(meta.get_field(config.natural_key).column)
         self.key_index = validator.key_index
         self.pk_column = _q(meta.pk.column)
+        self.label = meta.label_lower
+        models = [config.model]
+        self.parent_cached, self.parent_converters = _cached(spec_for(self.label))
+        self.child_label, self.child_cached, self.child_converters = "", [], []
         if config.child is not None:
             child_meta = config.child.model._meta
             self.child_table = _q(child_meta.db_table)
             self.child_pk = _q(child_meta.pk.column)
             self.parent_fk = _q(child_meta.get_field(config.child.parent_field).column)
+            self.child_label = child_meta.label_lower
+            self.child_cached, self.child_converters = _cached(spec_for(self.child_label))
+            models.append(config.child.model)
+        # The enqueue triggers this statement stands in for (pgtrigger's ignore list).
+        self.ignore = "{" + ",".join(enqueue_trigger_ids(models)) + "}"
         specs = self.parent + self.child
         # NOTE: named after the target, in pg_temp: each session (run) has its own.
         self.stage = f"pg_temp.{_q('sync_ingest_stage_' + meta.db_table)}"
@@ -96,8 +128,8 @@ class BatchWriter:
     # ------------------------------------------------------------------ the statement
 
     def _statement(self) -> str:
-        # NOTE (S608): every name below is a quoted table or column name of the models; the
-        # only value, the run id, is a parameter.
+        # NOTE (S608): every name below is a quoted table or column name of the models, every
+        # literal a model label; the values (the trigger ids, the run id) are parameters.
         n = len(self.parent)
         key = f"c{self.key_index}"
         parent_cols = [_q(s.field.column) for s in self.parent]
@@ -110,53 +142,77 @@ class BatchWriter:
             # A parent without its child row is not "unchanged": the child is written.
             exists += f" AND p.{self.child_pk} IS NOT NULL"
             join = f" LEFT JOIN {self.child_table} p ON p.{self.parent_fk} = t.{self.pk_column}"
+        # The row triggers' intents are written below, set-based, by this same statement (I3):
+        # the enqueue trigger of the tables written here is skipped for this transaction
+        # (pgtrigger's ignore setting, transaction-local; BatchLoading._advance clears it).
+        ignore = "cfg AS (SELECT set_config('pgtrigger.ignore', %s, true) AS ignoring)"
         staged = f"s AS (DELETE FROM {self.stage} RETURNING *)"  # noqa: S608
+        # NOTE: LATERAL … OFFSET 0 is one index probe per staged row. A plain join is planned
+        # for a staging table of unknown size, and the prepared statement keeps the plan made
+        # while the target was small: a hash join over a sequential scan of the whole target,
+        # once per batch (quadratic in the table's size).
         compared = (
-            f"c AS (SELECT s.*, t.{self.pk_column} AS old_id, ({exists} AND "  # noqa: S608
+            f"c AS (SELECT s.*, m.old_id, coalesce(m.same, false) AS same FROM s "  # noqa: S608
+            f"LEFT JOIN LATERAL (SELECT t.{self.pk_column} AS old_id, ({exists} AND "
             f"({', '.join(here)}) IS NOT DISTINCT FROM ({', '.join(there)})) AS same "
-            f"FROM s LEFT JOIN {self.table} t ON t.{self.key_column} = s.{key}{join})")
+            f"FROM {self.table} t{join} WHERE t.{self.key_column} = s.{key} OFFSET 0) m ON true)")
+        cached = ", ".join(f"t.{c} AS f{i}" for i, c in enumerate(self.parent_cached))
         upserted = (
             f"up AS (INSERT INTO {self.table} AS t ({', '.join(parent_cols)}, created_at, "  # noqa: S608
             "synced_at, db_updated_at, version, updated_at_ns) "
             f"SELECT {', '.join(f'c.c{i}' for i in range(n))}, now(), now(), now(), 0, 0 "
-            f"FROM c WHERE NOT c.same ON CONFLICT ({self.key_column}) DO UPDATE SET "
-            f"{_set_clause(value_cols)} RETURNING t.{self.key_column} AS k, "
-            f"t.{self.pk_column} AS id, (t.xmax = 0) AS inserted)")
-        resolved = ("r AS (SELECT c.*, coalesce(up.id, c.old_id) AS id, up.inserted "  # noqa: S608
-                    f"FROM c LEFT JOIN up ON up.k = c.{key})")
-        ctes = [staged, compared, upserted, resolved]
-        child_id, tail = "NULL::bigint", ""
+            f"FROM c CROSS JOIN cfg WHERE NOT c.same ON CONFLICT ({self.key_column}) DO UPDATE "
+            f"SET {_set_clause(value_cols)} RETURNING t.{self.key_column} AS k, "
+            f"t.{self.pk_column} AS id, (t.xmax = 0) AS inserted, t.version AS v, {cached})")
+        parent_intents = "pq AS (" + enqueue_sql(self.label, "up", "id", "v") + ")"
+        resolved = (
+            "r AS (SELECT c.*, coalesce(up.id, c.old_id) AS id, up.inserted, "  # noqa: S608
+            f"up.v AS pv, pq.retried AS pr, "
+            f"{', '.join(f'up.f{i}' for i in range(len(self.parent_cached)))} "
+            f"FROM c LEFT JOIN up ON up.k = c.{key} LEFT JOIN pq ON pq.pk = up.id::text)")
+        ctes = [ignore, staged, compared, upserted, parent_intents, resolved]
+        child_id, tail, child_values = "NULL::bigint", "", ""
         if self.child:
+            child_cached = ", ".join(f"t.{c} AS g{i}" for i, c in enumerate(self.child_cached))
             ctes.append(
                 f"ch AS (INSERT INTO {self.child_table} AS t ({self.parent_fk}, "  # noqa: S608
                 f"{', '.join(child_cols)}, created_at, synced_at, db_updated_at, version, "
                 f"updated_at_ns) SELECT r.id, "
                 f"{', '.join(f'r.c{n + j}' for j in range(len(child_cols)))}, "
-                "now(), now(), now(), 0, 0 FROM r WHERE NOT r.same AND r.id IS NOT NULL "
+                "now(), now(), now(), 0, 0 FROM r CROSS JOIN cfg "
+                "WHERE NOT r.same AND r.id IS NOT NULL "
                 f"ON CONFLICT ({self.parent_fk}) DO UPDATE SET {_set_clause(child_cols)} "
-                f"RETURNING t.{self.child_pk} AS child_id, t.{self.parent_fk} AS parent_id)")
-            child_id, tail = "ch.child_id", " LEFT JOIN ch ON ch.parent_id = r.id"
+                f"RETURNING t.{self.child_pk} AS child_id, t.{self.parent_fk} AS parent_id, "
+                f"t.version AS v, {child_cached})")
+            ctes.append("cq AS (" + enqueue_sql(self.child_label, "ch", "child_id", "v") + ")")
+            child_id = "ch.child_id"
+            tail = " LEFT JOIN ch ON ch.parent_id = r.id LEFT JOIN cq ON cq.pk = ch.child_id::text"
+            child_values = ", ch.v AS cv, cq.retried AS cr, " + ", ".join(
+                f"ch.g{i}" for i in range(len(self.child_cached)))
         action = (f"CASE WHEN r.inserted THEN '{Action.CREATED}' "
                   f"WHEN r.inserted IS NOT NULL OR {child_id} IS NOT NULL "
                   f"THEN '{Action.UPDATED}' ELSE '{Action.UNCHANGED}' END")
-        ctes.append(f"a AS (SELECT r.rn, r.{key} AS k, r.id, {action} AS action, "  # noqa: S608
-                    f"r.inserted IS NOT NULL AS written, {child_id} AS child_id FROM r{tail})")
+        ctes.append(
+            f"a AS (SELECT r.rn, r.{key} AS k, r.id, {action} AS action, "  # noqa: S608
+            f"r.inserted IS NOT NULL AS written, {child_id} AS child_id, r.pv, r.pr, "
+            f"{', '.join(f'r.f{i}' for i in range(len(self.parent_cached)))}{child_values} "
+            f"FROM r{tail})")
         self.logs_cte = (
             "logs AS (INSERT INTO sync_record_logs (run_id, row_number, natural_key, action, "
             "object_id) SELECT %s, a.rn, a.k, a.action, a.id FROM a)")
         return "WITH " + ", ".join(ctes)
 
-    def write(self, rows: list[ValidRow], *, run_id: int, log: bool = True) -> list[Written]:
+    def write(self, rows: list[ValidRow], *, run_id: int, log: bool = True) -> Answer:
         """Stage ``rows`` and run the statement (in the caller's transaction); with ``log``,
         the statement also writes their record logs for ``run_id``."""
         if not rows:
-            return []
+            return Answer([], [])
         sql = self.sql
-        params: list = []
+        params: list = [self.ignore]
         if log:
             sql += ", " + self.logs_cte
             params.append(run_id)
-        sql += " SELECT rn, k, id, action, written, child_id FROM a"
+        sql += " SELECT * FROM a"
         with connection.cursor() as cursor:
             self._ensure_stage(cursor)
             with cursor.copy(f"COPY {self.stage} ({self.stage_columns}) FROM STDIN") as copy:
@@ -168,4 +224,21 @@ class BatchWriter:
                         copy.write_row((row.row_number, *row.values))
         # NOTE: a server-side prepared statement: the same text every batch, planned once per
         # session instead of parsed and planned each time (Django's cursor binds client-side).
-        return [Written(*found) for found in prepared_fetchall(connection, sql, params)]
+        found = prepared_fetchall(connection, sql, params)
+        return Answer([Written(*row[:6]) for row in found], self._states(found))
+
+    def _states(self, found: list[tuple]) -> list[RowState]:
+        """What Redis must hold for every row the statement wrote, as the write-through would
+        read it after commit: the row's version and cached values (converted like a read)."""
+        states = []
+        parent_at, child_at = 8, 8 + len(self.parent_cached)
+        for row in found:
+            if row[4]:  # the parent was inserted or updated
+                states.append(RowState(
+                    self.label, str(row[2]), row[6],
+                    convert_row(row[parent_at:child_at], self.parent_converters), row[7]))
+            if row[5] is not None:  # its child was written
+                states.append(RowState(
+                    self.child_label, str(row[5]), row[child_at],
+                    convert_row(row[child_at + 2:], self.child_converters), row[child_at + 1]))
+        return states

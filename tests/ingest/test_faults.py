@@ -224,21 +224,26 @@ def test_logs_of_a_run_carry_no_pii(buyers_sheet, caplog) -> None:
         assert Buyer.objects.count() == 2
 
 
-def test_write_through_is_one_flush_per_batch_and_lock_timeout_is_scoped_to_the_run(
+def test_write_through_reads_nothing_again_and_lock_timeout_is_scoped_to_the_run(
         buyers_sheet, redis_raw_client, monkeypatch) -> None:
-    from sync.cache import outbox
+    from sync.cache import outbox, store
 
     buyers_sheet(count=30)
-    intent_reads = []
-    read = outbox.intent_states
+    intent_reads, cache_writes = [], []
+    read, write = outbox.intent_states, store.write_many
 
-    def counted(spec, pks, *args, **kwargs):  # our own function, counted (its SQL is real)
+    def counted_read(spec, pks, *args, **kwargs):  # our own functions, counted (real SQL)
         intent_reads.append(len(list(pks)))
         return read(spec, pks, *args, **kwargs)
 
-    # (The engine's read is a server-side prepared statement: Django's query capture does not
-    # see it, so the flushes are counted where they are made.)
-    monkeypatch.setattr(outbox, "intent_states", counted)
+    def counted_write(writes, **kwargs):
+        cache_writes.append(len(writes))
+        return write(writes, **kwargs)
+
+    # The batch statement answers what Redis needs: the write-through reads nothing again,
+    # and each batch is one pipelined Redis write.
+    monkeypatch.setattr(outbox, "intent_states", counted_read)
+    monkeypatch.setattr(store, "write_many", counted_write)
     seen = []
 
     def lock_timeout(run: SyncRun) -> None:
@@ -250,7 +255,7 @@ def test_write_through_is_one_flush_per_batch_and_lock_timeout_is_scoped_to_the_
     run = run_ingest("buyers", batch_size=10, progress=lock_timeout)
     lock_timeout(None)
     assert seen == ["0", "5s", "5s", "5s", "0"]  # SYNC_INGEST_LOCK_TIMEOUT_MS, then restored
-    assert (run.created, intent_reads) == (30, [10, 10, 10])  # one engine flush per batch
+    assert (run.created, intent_reads, cache_writes) == (30, [], [10, 10, 10])
     keys = [cache_key("buyers.buyer", pk) for pk in Buyer.objects.values_list("pk", flat=True)]
     assert sum(redis_raw_client.exists(key) for key in keys) == 30
     assert not SyncIntent.objects.filter(model="buyers.buyer").exists()

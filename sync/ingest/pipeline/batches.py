@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
-from sync.cache.writer import mark_changed
+from sync.cache.outbox import settle_cte
+from sync.cache.writer import restore_settled, take_settled, write_on_commit
 from sync.ingest import retry
 from sync.ingest.pipeline.database import categorize, sqlstate
 from sync.ingest.sources import Source
@@ -123,6 +124,7 @@ class BatchLoading:
              self.counts.failed, self.counts.errors) = counts_before
             self.logs.clear()
             writer.forget_stage()
+            restore_settled(self._settling)
             if not self._usable():
                 raise
             # A row broke the batch statement: isolate it, one row per transaction.
@@ -140,6 +142,7 @@ class BatchLoading:
                 self.rows_committed.add(row.row_number)
             except DatabaseError as e:
                 writer.forget_stage()
+                restore_settled(self._settling)
                 if not self._usable():
                     raise
                 category, retryable = categorize(e)
@@ -160,12 +163,13 @@ class BatchLoading:
         dry = self.run.dry_run
         savepoint = transaction.savepoint() if dry else None
         # NOTE: a dry run's record logs are written after the rollback, from the answer.
-        written = writer.write(rows, run_id=self.run.pk, log=not dry)
+        written, states = writer.write(rows, run_id=self.run.pk, log=not dry)
         if dry:
             transaction.savepoint_rollback(savepoint)
             writer.forget_stage()  # its rows (and maybe the table) came back or went
-        parents: list[int] = []
-        children: list[int] = []
+        else:
+            # On commit: Redis gets what the statement answered, nothing is read again.
+            write_on_commit(states)
         counts = self.counts
         for row in written:
             if row.action == Action.CREATED:
@@ -174,16 +178,8 @@ class BatchLoading:
                 counts.updated += 1
             else:
                 counts.unchanged += 1
-            if row.parent_written:
-                parents.append(row.object_id)
-            if row.child_id is not None:
-                children.append(row.child_id)
             if dry:
                 self.logs.record(row.row_number, row.key, row.action, row.object_id)
-        if not dry:
-            mark_changed(self.config.label, parents)
-            if children:
-                mark_changed(self.child_label, children)
         self._time("update", t)
         self._log_failures(failed, retryable=False)
         self._log_superseded(superseded)
@@ -219,16 +215,23 @@ class BatchLoading:
                             reason=f"the same key is on row {later}; the later row was stored")
 
     def _advance(self, rows: int) -> None:
-        """Progress and counts of the batch, in its transaction; reads the cancel flag."""
+        """Progress and counts of the batch, in its transaction; reads the cancel flag.
+
+        The same statement deletes the intents that the previous batches' write-through
+        completed (no commit of their own) and ends the batch statement's trigger skip."""
         self.counts.done += rows
+        self._settling = take_settled()
+        settled, params = settle_cte(self._settling)
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE sync_audit_logs SET rows_done = %s, rows_total = greatest(rows_total, %s),"
-                " created = %s, updated = %s, unchanged = %s, failed = %s"
-                " WHERE id = %s RETURNING cancel_requested, rows_total",
-                [self.counts.done, self.counts.done, self.counts.created, self.counts.updated,
-                 self.counts.unchanged, self.counts.failed, self.run.pk])
-            cancel, total = cursor.fetchone()
+                f"WITH {settled} UPDATE sync_audit_logs SET rows_done = %s,"  # noqa: S608 - a fixed CTE
+                " rows_total = greatest(rows_total, %s), created = %s, updated = %s,"
+                " unchanged = %s, failed = %s WHERE id = %s"
+                " RETURNING cancel_requested, rows_total,"
+                " set_config('pgtrigger.ignore', '{}', true)",
+                [*params, self.counts.done, self.counts.done, self.counts.created,
+                 self.counts.updated, self.counts.unchanged, self.counts.failed, self.run.pk])
+            cancel, total, _ = cursor.fetchone()
         self.run.cancel_requested, self.run.rows_done, self.run.rows_total = (
             cancel, self.counts.done, total)
 

@@ -3,6 +3,7 @@ verification (with auto-recovery of unexplained gaps) and the final status and m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from sync.cache.writer import settle
 from sync.ingest import retry
 from sync.ingest.alerts import raise_alert
 from sync.ingest.config import SourceConfig, get_source
@@ -112,7 +114,7 @@ class Ingestion(BatchLoading, RunConnection):
         self.sample: list[ValidRow] = []
         self.seen_only: set[str] = set()
         self.failed_keys: set[str] = set()
-        self.child_label = config.child.model._meta.label_lower if config.child else ""
+        self._settling: list = []  # completed intents the current batch deletes
         self.auto_recovery = config_for(config.name).auto_recovery
 
 
@@ -145,6 +147,9 @@ class Ingestion(BatchLoading, RunConnection):
             logger.error("%s: run %s failed: %s", self.config.name, self.run.pk, message)
             if isinstance(e, SourceUnavailableError):
                 self.counts.add_error(Category.NETWORK)
+        # The last batch's completed intents (each batch deletes the previous one's).
+        with contextlib.suppress(DatabaseError):
+            settle()
         if status == SyncRun.Status.SUCCEEDED and (self.counts.failed or verification.get(
                 "gaps")):
             status = SyncRun.Status.PARTIAL
