@@ -167,6 +167,16 @@
       text("#run-rows", run.rows_done.toLocaleString() + " / " + run.rows_total.toLocaleString());
       text("#run-phase", run.phase || "–");
       text("#run-duration", run.duration_seconds === null ? "" : run.duration_seconds + " s");
+      var row = $("#run-row");
+      if (row) {
+        ["rows_done", "created", "updated", "unchanged", "failed"].forEach(function (name) {
+          text('[data-col="' + name + '"]', run[name], row);
+        });
+        text('[data-col="gaps"]', run.gaps === null ? "–" : run.gaps, row);
+        text('[data-col="duration_seconds"]', run.duration_seconds === null ? "" : run.duration_seconds + " s", row);
+        var pillCell = text('[data-col="status"]', run.status, row);
+        pillCell.className = "pill status-" + run.status;
+      }
       if (!run.finished) { return true; }
       ["created", "updated", "unchanged", "failed"].forEach(function (name) {
         text("#sum-" + name, run[name].toLocaleString());
