@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_migrate, post_save
 
+from sync.cache import ignore_check
 from sync.cache.declaration import is_synced
 from sync.cache.writer import mark_changed
 
@@ -18,3 +19,5 @@ def _changed(sender, instance, using, **kwargs) -> None:
 def connect() -> None:
     post_save.connect(_changed, dispatch_uid="sync-changed-save")
     post_delete.connect(_changed, dispatch_uid="sync-changed-delete")
+    # Not a row change: the triggers' ignore check is re-installed after every migrate.
+    post_migrate.connect(ignore_check.after_migrate, dispatch_uid="sync-ignore-check")
