@@ -8,11 +8,16 @@ person would hold. ``client_for("viewer")`` (or ``"anonymous"``) gives a logged-
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.contrib.contenttypes.models import ContentType
 from django.test import Client
+from django.urls import URLResolver, get_resolver
 
 from sync.console import roles
 
@@ -72,11 +77,11 @@ def role_users(db) -> dict[str, User | None]:
 @pytest.fixture
 def client_for(db, role_users) -> Callable[..., Client]:
     """``client_for("operator")``: a client logged in as that role's user (``anonymous``:
-    not logged in). Each call gives a fresh client; ``enforce_csrf_checks=True`` for tests
-    of CSRF."""
+    not logged in). Each call gives a fresh client; keyword arguments go to ``Client``
+    (``enforce_csrf_checks=True`` for tests of CSRF)."""
 
-    def build(role: str, *, enforce_csrf_checks: bool = False) -> Client:
-        client = Client(enforce_csrf_checks=enforce_csrf_checks)
+    def build(role: str, **client_options: Any) -> Client:
+        client = Client(**client_options)
         user = role_users[role]
         if user is not None:
             client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
@@ -151,8 +156,10 @@ def make_console_rows() -> dict[str, object]:
                                  shipping_address=CANARY["shipping_address"], placed_at=now)
     part = Part.objects.create(sku="SKU-CANARY-1", name="Canary bolt", price=1, stock=3)
     run = SyncRun.objects.create(source="buyers", target="buyers.buyer",
-                                 status=SyncRun.Status.PARTIAL, started_at=now,
-                                 finished_at=now + datetime.timedelta(seconds=3),
+                                 status=SyncRun.Status.PARTIAL,
+                                 created_at=now - datetime.timedelta(seconds=4),
+                                 started_at=now - datetime.timedelta(seconds=3),
+                                 finished_at=now,
                                  rows_total=2, rows_done=2, created=1, failed=1,
                                  message=f"1 row failed for {CANARY['email']}")
     record = RecordLog.objects.create(run_id=run.pk, row_number=2, natural_key="B-90001",
@@ -191,3 +198,95 @@ def make_console_rows() -> dict[str, object]:
 @pytest.fixture
 def console_rows(db) -> dict[str, object]:
     return make_console_rows()
+
+
+# --------------------------------------------------------------------------- every URL
+
+@dataclass(frozen=True)
+class Route:
+    """One concrete URL of the project, as the resolver knows it."""
+
+    path: str  # concrete, e.g. /admin/buyers/buyer/3/change/
+    template: str  # as declared, e.g. admin/buyers/buyer/<path:object_id>/change/
+    name: str  # URL name without namespace ("" when unnamed)
+    model_admin: Any = None  # the ModelAdmin serving it, for the admin's per-model URLs
+
+    @property
+    def label(self) -> str:
+        return self.model_admin.model._meta.label_lower if self.model_admin else ""
+
+
+class UnfillableParameterError(LookupError):
+    """A URL parameter the walker has no real value for: teach ``fill_parameter``."""
+
+
+_ROUTE_PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
+_REGEX_GROUP = re.compile(r"\(\?P<(?P<name>\w+)>(?P<body>[^)]*)\)")
+
+
+def fill_parameter(name: str, model_admin: Any, objects: dict[str, Any]) -> list[str]:
+    """Real values for one URL parameter (several for an alternation such as app labels)."""
+    part = objects["part"]
+    if name == "object_id" and model_admin is not None:
+        row = model_admin.model._default_manager.order_by("pk").first()
+        if row is None:
+            msg = f"no row of {model_admin.model._meta.label} to fill <object_id>: create one"
+            raise UnfillableParameterError(msg)
+        return [str(row.pk)]
+    fixed: dict[str, Callable[[], object]] = {
+        "content_type_id": lambda: ContentType.objects.get_for_model(type(part)).pk,
+        "object_id": lambda: part.pk,  # the view_on_site shortcut's object: a part
+        "id": lambda: User.objects.order_by("pk").values_list("pk", flat=True)[0],  # password
+        "run_id": lambda: objects["run"].pk,
+        "alert_id": lambda: objects["alert"].pk,
+        "source": lambda: "buyers",
+        "part_id": lambda: part.pk,
+        "number": lambda: 1,
+        "url": lambda: "no-such-page/",
+    }
+    if name not in fixed:
+        msg = f"no real value for URL parameter <{name}>: add one to fill_parameter"
+        raise UnfillableParameterError(msg)
+    return [str(fixed[name]())]
+
+
+def _fill_piece(piece: str, model_admin: Any, objects: dict[str, Any]) -> list[str]:
+    if piece.startswith("^") or piece.endswith("$"):  # a regex (re_path)
+        piece = piece.removeprefix("^").removesuffix("$")
+        match = _REGEX_GROUP.search(piece)
+        if match is None:
+            return [piece]
+        values = (match.group("body").split("|") if match.group("name") == "app_label"
+                  else fill_parameter(match.group("name"), model_admin, objects))
+        return [filled for value in values for filled in _fill_piece(
+            piece[:match.start()] + value + piece[match.end():], model_admin, objects)]
+    match = _ROUTE_PARAM.search(piece)
+    if match is None:
+        return [piece]
+    return [filled for value in fill_parameter(match.group("name"), model_admin, objects)
+            for filled in _fill_piece(piece[:match.start()] + value + piece[match.end():],
+                                      model_admin, objects)]
+
+
+def project_routes(objects: dict[str, Any]) -> list[Route]:
+    """Every URL of the project from the resolver (``include``s and the admin's per-model
+    URLs walked), parameters filled with real objects; one route per concrete path."""
+    found: dict[str, Route] = {}
+
+    def walk(patterns, pieces: list[str]) -> None:
+        for pattern in patterns:
+            here = [*pieces, str(pattern.pattern)]
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, here)
+                continue
+            model_admin = getattr(pattern.callback, "model_admin", None)
+            paths = [""]
+            for piece in here:
+                paths = [p + filled for p in paths
+                         for filled in _fill_piece(piece, model_admin, objects)]
+            for path in paths:
+                found.setdefault("/" + path, Route("/" + path, "".join(here),
+                                                   pattern.name or "", model_admin))
+
+    walk(get_resolver().url_patterns, [])
+    return list(found.values())
