@@ -33,6 +33,7 @@ from catalog.schemas import (
     PartPageOut,
     StaffPartOut,
     StockIn,
+    ValidationErrorOut,
     VersionIn,
 )
 from sync.console.roles import can_operate, can_view
@@ -96,7 +97,7 @@ def _conditional(request: HttpRequest, body: dict, tag: str) -> HttpResponse:
 # --------------------------------------------------------------------------- public
 
 
-@public.get("/parts", response={200: PartPageOut, 304: None}, auth=None,
+@public.get("/parts", response={200: PartPageOut, 304: None, 422: ValidationErrorOut}, auth=None,
             summary="List parts (paginated, filter by stock, search name/sku)")
 def list_parts(request: HttpRequest,
                limit: int = Query(20, ge=1, le=100),
@@ -114,7 +115,8 @@ def list_parts(request: HttpRequest,
                                   "items": items}, tag)
 
 
-@public.get("/parts/{part_id}", response={200: PartOut, 304: None, 404: ErrorOut}, auth=None,
+@public.get("/parts/{part_id}", response={200: PartOut, 304: None, 404: ErrorOut,
+                                          422: ValidationErrorOut}, auth=None,
             summary="One part with its stock (cache-first; ETag / If-None-Match)")
 def get_part(request: HttpRequest, part_id: int = PART_ID):
     body = selectors.public_part(part_id)
@@ -171,12 +173,11 @@ def _run(write, part_id: int, tag_of: str = "part") -> HttpResponse:
     return _written(part_id, tag_of)
 
 
-WRITE_RESPONSES = {200: StaffPartOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut,
-                   409: ConflictOut, 428: ErrorOut}
+READ_ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ValidationErrorOut}
+WRITE_RESPONSES = {200: StaffPartOut, **READ_ERRORS, 409: ConflictOut, 428: ErrorOut}
 
 
-@staff.get("/parts/{part_id}", response={200: StaffPartOut, 401: ErrorOut, 403: ErrorOut,
-                                          404: ErrorOut}, auth=VIEWER,
+@staff.get("/parts/{part_id}", response={200: StaffPartOut, **READ_ERRORS}, auth=VIEWER,
            summary="A part as staff see it (soft-deleted too), with both versions")
 def staff_get_part(request: HttpRequest, part_id: int = PART_ID):
     part = _staff_part(part_id)
@@ -233,7 +234,7 @@ def staff_restore(request: HttpRequest, part_id: int = PART_ID,
 
 
 @staff.get("/parts/{part_id}/versions",
-           response={200: list[ContentVersionOut], 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+           response={200: list[ContentVersionOut], **READ_ERRORS},
            auth=VIEWER, summary="Content versions of a part (rollback targets), newest first")
 def staff_versions(request: HttpRequest, part_id: int = PART_ID):
     part = _staff_part(part_id)
@@ -247,7 +248,7 @@ def staff_versions(request: HttpRequest, part_id: int = PART_ID):
 
 
 @staff.get("/parts/{part_id}/changes",
-           response={200: list[ChangeOut], 401: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+           response={200: list[ChangeOut], **READ_ERRORS},
            auth=VIEWER, summary="The change log of a part (old/new values, who, IP, request id)")
 def staff_changes(request: HttpRequest, part_id: int = PART_ID):
     part = _staff_part(part_id)

@@ -29,6 +29,16 @@ class ErrorOut(Schema):
     detail: str
 
 
+class FieldErrorOut(Schema):
+    type: str
+    loc: list[str | int] = Field(description="Where: e.g. [\"body\", \"payload\", \"reserved\"].")
+    msg: str
+
+
+class ValidationErrorOut(Schema):
+    detail: list[FieldErrorOut]
+
+
 class ConflictOut(Schema):
     detail: str
     current_version: int
