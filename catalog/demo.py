@@ -1,4 +1,9 @@
-"""Demo catalog: parts with realistic SKUs, upserted on ``sku`` (every demo start is idempotent)."""
+"""Demo catalog: parts with realistic SKUs, content, stock levels and content versions, upserted
+on ``sku`` with bulk statements (every demo start is idempotent and takes about a second).
+
+``count`` is the other apps' row count; the catalog loads ten parts per row (3,000 by default)
+so the API's list, search and pagination have something to chew on.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,73 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from catalog.models import Part
+from catalog.models import Part, PartContentVersion, StockLevel
 from sync.cache.bulk import bulk_create_synced
 
+PARTS_PER_COUNT = 10
 KINDS = ["bolt", "nut", "washer", "bearing", "gasket", "spring", "valve", "hose clamp",
          "fuse", "relay", "sensor", "filter", "belt", "pulley", "bushing", "seal"]
 SIZES = ["M4", "M5", "M6", "M8", "M10", "M12", "1/4\"", "3/8\"", "1/2\"", "10 mm", "25 mm"]
+MATERIALS = ["steel", "stainless steel", "brass", "nylon", "EPDM", "aluminium"]
+FINISHES = ["zinc plated", "plain", "black oxide", "anodised"]
+
+
+def _content(rng: random.Random, n: int, size: str, kind: str) -> dict:
+    material = rng.choice(MATERIALS)
+    return {
+        "description": f"<p>{size} {kind} in {material}, {rng.choice(FINISHES)}.</p>",
+        "specifications": {"size": size, "material": material,
+                           "weight_g": round(rng.uniform(0.5, 900), 1),
+                           "rohs": rng.random() < 0.8},
+        "images": [f"https://images.example.com/parts/{n:05d}.jpg"],
+    }
 
 
 def load(*, count: int) -> str:
     rng = random.Random(20261125)  # the same catalog on every start
-    parts = [
-        Part(sku=f"PRT-{n:05d}", name=f"{rng.choice(SIZES)} {rng.choice(KINDS)}",
-             price=Decimal(rng.randrange(20, 50_000)) / 100, stock=rng.randrange(0, 500))
-        for n in range(1, count + 1)
-    ]
+    total = count * PARTS_PER_COUNT
+    parts = []
+    for n in range(1, total + 1):
+        size, kind = rng.choice(SIZES), rng.choice(KINDS)
+        parts.append(Part(sku=f"PRT-{n:05d}", name=f"{size} {kind}",
+                          price=Decimal(rng.randrange(20, 50_000)) / 100,
+                          stock=rng.randrange(0, 500), **_content(rng, n, size, kind)))
     before = Part.objects.count()
     with transaction.atomic():
-        # Upsert on the natural key, leaving existing rows' stock alone (staff may have
-        # changed it in the demo); new rows are written through to Redis on commit.
+        # Upsert on the natural key, leaving existing rows' content and stock alone (staff may
+        # have changed them in the demo); new rows are written through to Redis on commit.
         bulk_create_synced(Part, parts, update_conflicts=True, unique_fields=["sku"],
                            update_fields=["name", "price"])
+        ids = dict(Part.objects.filter(sku__in=[p.sku for p in parts]).values_list("sku", "pk"))
+        stock_rng = random.Random(7)
+        bulk_create_synced(StockLevel, [
+            StockLevel(part_id=ids[p.sku], quantity=(q := stock_rng.randrange(0, 500)),
+                       reserved=stock_rng.randrange(0, q + 1) // 4)
+            for p in parts], ignore_conflicts=True)
+        _content_versions(parts, ids)
     return f"{Part.objects.count()} parts ({Part.objects.count() - before} new)"
+
+
+def _content_versions(parts: list[Part], ids: dict[str, int]) -> None:
+    """v1 for every part without versions; every fourth part also has an earlier draft, so
+    the demo has something to roll back to."""
+    have = set(PartContentVersion.objects.filter(part_id__in=ids.values())
+               .values_list("part_id", flat=True))
+    versions = dict(Part.objects.filter(pk__in=ids.values()).values_list("pk", "version"))
+    rows = []
+    for n, part in enumerate(parts):
+        pk = ids[part.sku]
+        if pk in have:
+            continue
+        current = {"name": part.name, "description": part.description,
+                   "specifications": part.specifications, "images": part.images}
+        if n % 4 == 0:
+            draft = {**current, "description": f"<p>Draft: {part.name}.</p>"}
+            rows.append(PartContentVersion(part_id=pk, number=1, snapshot=draft,
+                                           part_version=0))
+            rows.append(PartContentVersion(part_id=pk, number=2, snapshot=current,
+                                           part_version=versions[pk]))
+        else:
+            rows.append(PartContentVersion(part_id=pk, number=1, snapshot=current,
+                                           part_version=versions[pk]))
+    PartContentVersion.objects.bulk_create(rows, ignore_conflicts=True)

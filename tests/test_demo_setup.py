@@ -38,14 +38,15 @@ def test_demo_setup_loads_every_app_and_is_idempotent(demo_files, monkeypatch) -
     assert admin.is_superuser and admin.check_password("a-long-demo-password-1")
     counts = (Part.objects.count(), Customer.objects.count(), Order.objects.count(),
               Buyer.objects.count(), Seller.objects.count())
-    assert counts == (20, 20, 200, 4140, 20)  # buyers: the whole incident sheet
+    # buyers: the whole incident sheet; parts: ten per count (catalog/demo.py)
+    assert counts == (200, 20, 200, 4140, 20)
     assert (demo_files / "buyers.csv").is_file()
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "another-long-password-2")
     again = StringIO()
     call_command("demo_setup", "--count", "20", stdout=again)
     assert "reusing superuser admin" in again.getvalue()
     assert "0 created" in again.getvalue() and "(0 new)" in again.getvalue()
-    assert (Part.objects.count(), Buyer.objects.count()) == (20, 4140)
+    assert (Part.objects.count(), Buyer.objects.count()) == (200, 4140)
     admin.refresh_from_db()
     assert admin.check_password("another-long-password-2")
     assert all(report.ok for report in verify_models())
