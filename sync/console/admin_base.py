@@ -78,6 +78,8 @@ class PiiMaskingMixin:
         kind = self.pii_kinds.get(name) or pii_kind(name)
 
         def display(obj: Model) -> str:
+            if getattr(obj, "_console_masked", False):
+                return getattr(obj, name)  # masked in memory by get_object already
             return mask(getattr(obj, name), kind=kind)
 
         display.short_description = model._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
@@ -87,6 +89,8 @@ class PiiMaskingMixin:
     def _redacted_display(model: type[Model], name: str) -> Callable[[Model], str]:
         def display(obj: Model) -> str:
             value = getattr(obj, name)
+            if getattr(obj, "_console_masked", False):
+                return value
             if not isinstance(value, str):
                 value = json.dumps(value, default=str, sort_keys=True)
             return redact(value)
@@ -127,6 +131,20 @@ class PiiMaskingMixin:
 
     def get_list_display(self, request: HttpRequest):
         return self._swap(request, super().get_list_display(request))  # type: ignore[misc]
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
+        """For a user who may only look: the object with its PII masked and its free text
+        redacted in memory (never saved), so that its ``str()`` in titles, breadcrumbs and
+        history pages carries none either."""
+        obj = super().get_object(request, object_id, from_field)  # type: ignore[misc]
+        if obj is None or _show_pii(request) or self.has_change_permission(request, obj):  # type: ignore[attr-defined]
+            return obj
+        for name in self.pii_fields:
+            setattr(obj, name, getattr(self, f"{name}_masked")(obj))
+        for name in self.redacted_fields:
+            setattr(obj, name, getattr(self, f"{name}_redacted")(obj))
+        obj._console_masked = True
+        return obj
 
     def get_search_fields(self, request: HttpRequest):
         fields = super().get_search_fields(request)  # type: ignore[misc]

@@ -115,10 +115,11 @@ def canary_values() -> list[str]:
     return sorted(values)
 
 
-def make_console_rows() -> dict[str, object]:
+def make_console_rows(*, raw_free_text: bool = False) -> dict[str, object]:
     """One row of every model the console shows, its PII fields holding canaries; a run with
     a record log and an error log, an alert, both retry queues' entries, metrics and a
-    staff action."""
+    staff action. Their free texts name PII too, redacted as the engine stores them, or
+    (``raw_free_text``) as if a bug had stored them unredacted."""
     import datetime
 
     from django.utils import timezone
@@ -139,6 +140,10 @@ def make_console_rows() -> dict[str, object]:
         SyncMetric,
         SyncRun,
     )
+    from sync.redaction import redact
+
+    def text(value: str) -> str:
+        return value if raw_free_text else redact(value)
 
     now = timezone.now()
     stamps = {"created_at": now, "synced_at": now, "db_updated_at": now}
@@ -161,26 +166,27 @@ def make_console_rows() -> dict[str, object]:
                                  started_at=now - datetime.timedelta(seconds=3),
                                  finished_at=now,
                                  rows_total=2, rows_done=2, created=1, failed=1,
-                                 message=f"1 row failed for {CANARY['email']}")
+                                 message=text(f"1 row failed for {CANARY['email']}"))
     record = RecordLog.objects.create(run_id=run.pk, row_number=2, natural_key="B-90001",
                                       action=RecordLog.Action.CREATED, object_id=buyer.pk)
-    # Error texts are redacted when written; these bypass that, as a bug one day might.
     error = ErrorLog.objects.create(run_id=run.pk, source="buyers", category="schema",
                                     code="too_long", row_number=3, natural_key="B-90002",
                                     column="Email", value_length=300, column_limit=254,
-                                    reason=f"value {CANARY['email']} too long, call "
-                                           f"{CANARY['phone']}")
+                                    reason=text(f"value {CANARY['email']} too long, call "
+                                                f"{CANARY['phone']}"))
     alert = SyncAlert.objects.create(alert_type="gaps", source="buyers",
-                                     message=f"gap at {CANARY['email']}",
-                                     context={"keys": ["B-90002"], "who": CANARY["phone"]})
+                                     message=text(f"gap at {CANARY['email']}"),
+                                     context={"keys": ["B-90002"], "who": text(CANARY["phone"])})
     retry = RecordRetry.objects.create(source="buyers", natural_key="B-90002", category="network",
-                                       last_error=f"timeout for {CANARY['email']}",
+                                       last_error=text(f"timeout for {CANARY['email']}"),
                                        next_retry_at=now, last_run_id=run.pk)
     # (The insert's trigger queued it; the test's transaction never commits.)
     intent = SyncIntent.objects.get(model="catalog.part", object_pk=str(part.pk))
-    intent.last_error = f"cache down near {CANARY['email']}"
+    intent.last_error = text(f"cache down near {CANARY['email']}")
     intent.save(update_fields=["last_error"])
-    config = SyncConfig.objects.create(source="buyers", recipients=CANARY["email"])
+    # NOTE: staff addresses, not a customer's: the admin masks them (test_admin_pages), the
+    # JSON API's configuration shows them to viewers.
+    config = SyncConfig.objects.create(source="buyers", recipients="ops@staff.example")
     metric = SyncMetric.objects.create(run_id=run.pk, source="buyers", status="partial",
                                        finished_at=now, duration_seconds=3.0, rows_total=2,
                                        failed=1)
@@ -193,6 +199,28 @@ def make_console_rows() -> dict[str, object]:
             "order": order, "part": part, "run": run, "record": record, "error": error,
             "alert": alert, "retry": retry, "intent": intent, "config": config,
             "metric": metric, "health": health, "action": action}
+
+
+def make_world(*, raw_free_text: bool = False) -> dict[str, object]:
+    """``make_console_rows`` and a row for every other model with admin pages (django-celery-
+    beat's schedules, django-axes' logs): a real row behind every URL parameter."""
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+    from django.utils import timezone
+    from django_celery_beat.models import ClockedSchedule, CrontabSchedule, SolarSchedule
+
+    from sync.ops.config import config_for
+
+    objects = make_console_rows(raw_free_text=raw_free_text)
+    config_for("engine")  # its beat entry: a periodic task and an interval schedule
+    CrontabSchedule.objects.create(minute="0")
+    SolarSchedule.objects.create(event="sunrise", latitude=52, longitude=4)
+    ClockedSchedule.objects.create(clocked_time=timezone.now())
+    fields = {"user_agent": "test", "ip_address": "10.0.0.9", "username": "nobody",
+              "http_accept": "*/*", "path_info": "/admin/login/"}
+    AccessAttempt.objects.create(**fields, get_data="", post_data="", failures_since_start=1)
+    AccessLog.objects.create(**fields)
+    AccessFailureLog.objects.create(**fields)
+    return objects
 
 
 @pytest.fixture

@@ -142,3 +142,64 @@ def test_badges_and_durations_read_well(client_for, console_rows):
                   "staffaction", "syncconfig"):
         response = client_for("viewer").get(reverse(f"admin:sync_{model}_changelist"))
         assert response.status_code == 200, model
+
+
+def config_form(config, **changes) -> dict[str, str]:
+    fields = ("enabled", "interval_seconds", "batch_size", "auto_recovery", "recipients",
+              "failure_threshold", "gap_threshold", "no_success_hours", "error_rate_threshold",
+              "permanent_failure_threshold", "long_run_minutes", "degradation_ratio",
+              "retry_queue_threshold", "oldest_intent_seconds", "dead_intent_threshold",
+              "retention_days")
+    data = {name: getattr(config, name) for name in fields}
+    data.update(changes)
+    return {k: ("on" if v is True else "" if v is False else str(v)) for k, v in data.items()
+            if v is not False}
+
+
+def test_an_operator_edits_the_configuration_and_beat_follows(client_for, role_users):
+    from django_celery_beat.models import PeriodicTask
+
+    from sync.models import StaffAction, SyncConfig
+    from sync.ops.config import config_for, task_name
+
+    config = config_for("engine")
+    url = change(config)
+    client = client_for("operator")
+    response = client.post(url, config_form(config, interval_seconds=120))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    config = SyncConfig.objects.get(source="engine")
+    assert (config.interval_seconds, config.version) == (120, 2)
+    assert PeriodicTask.objects.get(name=task_name("engine")).interval.every == 120
+    action = StaffAction.objects.get(action="config.update")
+    assert (action.user, action.target, action.details) == (
+        role_users["operator"], "engine", {"interval_seconds": 120})
+
+    # The model's ranges and config_validate's addresses are the form's errors.
+    bad = client.post(url, config_form(config, interval_seconds=5))
+    assert bad.status_code == 200
+    assert set(bad.context["adminform"].form.errors) == {"interval_seconds"}
+    admin = client_for("superuser")  # recipients are addresses: PII viewers edit them
+    bad = admin.post(url, config_form(config, recipients="ops@staff.example, not-an-address"))
+    assert "not-an-address" in str(bad.context["adminform"].form.errors["recipients"])
+    assert admin.post(url, config_form(config, recipients="ops@staff.example")).status_code == 302
+    assert StaffAction.objects.filter(action="config.update").order_by("id").last().details == {
+        "recipients": "(changed)"}
+    unchanged = client.post(url, config_form(config))
+    assert unchanged.status_code == 302
+    assert SyncConfig.objects.get(source="engine").version == 3
+    assert StaffAction.objects.filter(action="config.update").count() == 3
+
+
+def test_a_viewer_sees_the_configuration_read_only_with_recipients_masked(client_for):
+    from sync.ops.config import config_update
+
+    config = config_update(source="engine", recipients="ops@staff.example, b@c.org")
+    response = client_for("viewer").get(change(config))
+    page = response.content.decode()
+    assert not response.context["has_change_permission"]
+    assert "o***@s***.example, b***@c***.org" in page and "ops@staff.example" not in page
+    assert client_for("viewer").post(change(config), config_form(config)).status_code == 403
+    # A PII viewer sees them; an operator without the PII role edits all but them.
+    assert "ops@staff.example" in client_for("pii_viewer").get(change(config)).content.decode()
+    form = client_for("operator").get(change(config)).context["adminform"].form
+    assert "recipients" not in form.fields and "interval_seconds" in form.fields

@@ -18,15 +18,11 @@ from dataclasses import dataclass
 
 import pytest
 from asgiref.sync import async_to_sync
-from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.http import HttpResponse
 from django.test import AsyncClient
-from django.utils import timezone
-from django_celery_beat.models import ClockedSchedule, CrontabSchedule, SolarSchedule
 
 from sync.console.admin_base import ConsoleModelAdmin
-from sync.ops.config import config_for
-from tests.console.conftest import ROLE_NAMES, Route, make_console_rows, project_routes
+from tests.console.conftest import ROLE_NAMES, Route, make_world, project_routes
 
 pytestmark = pytest.mark.django_db
 
@@ -196,21 +192,6 @@ def rules(route: Route, method: str) -> Matrix | None:
 # --------------------------------------------------------------------------- the test
 
 
-def world() -> dict[str, object]:
-    """A real row behind every URL parameter, for every model with admin pages."""
-    objects = make_console_rows()
-    config_for("engine")  # its beat entry: a periodic task and an interval schedule
-    CrontabSchedule.objects.create(minute="0")
-    SolarSchedule.objects.create(event="sunrise", latitude=52, longitude=4)
-    ClockedSchedule.objects.create(clocked_time=timezone.now())
-    fields = {"user_agent": "test", "ip_address": "10.0.0.9", "username": "nobody",
-              "http_accept": "*/*", "path_info": LOGIN_URL}
-    AccessAttempt.objects.create(**fields, get_data="", post_data="", failures_since_start=1)
-    AccessLog.objects.create(**fields)
-    AccessFailureLog.objects.create(**fields)
-    return objects
-
-
 def methods_of(route: Route) -> list[str]:
     if route.path.startswith("/api/"):
         return ["get", *WRITE_METHODS]
@@ -231,7 +212,7 @@ def request(client, method: str, path: str) -> HttpResponse:
 
 
 def test_every_url_of_the_project_answers_each_role_as_the_rules_say(client_for):
-    objects = world()
+    objects = make_world()
     routes = project_routes(objects)
     # NOTE: a server error is a wrong answer to report with the others, not an exception.
     clients = {role: client_for(role, raise_request_exception=False) for role in ROLE_NAMES}
@@ -261,7 +242,7 @@ def test_every_url_of_the_project_answers_each_role_as_the_rules_say(client_for)
 
 
 def test_the_walk_finds_every_registered_model_and_both_apis(role_users):
-    objects = world()
+    objects = make_world()
     paths = {route.path for route in project_routes(objects)}
     for key in ("buyer", "seller", "property", "customer", "order", "part", "run", "alert"):
         row = objects[key]
@@ -281,7 +262,7 @@ def test_an_unclassified_url_fails_the_rules():
 def test_streams_are_public(client_for):
     """Server-Sent Events answer everybody; asked through the ASGI client (an async stream
     served synchronously is not how it runs), its body left unread."""
-    routes = [r for r in project_routes(world()) if r.path in STREAMS]
+    routes = [r for r in project_routes(make_world()) if r.path in STREAMS]
     assert [r.path for r in routes] == sorted(STREAMS)
     for route in routes:
         for role in ROLE_NAMES:
