@@ -13,6 +13,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import queue
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -66,27 +68,86 @@ def mark_changed(label: str, pks: Iterable[object], using: str = "default") -> N
     _buffer(using).keys[label].update(pks)
 
 
-def write_on_commit(states: list[outbox.RowState], using: str = "default") -> None:
+def write_on_commit(states: list[outbox.RowState], using: str = "default", *,
+                    via: BackgroundWriter | None = None) -> None:
     """Write these row states through when the current transaction commits.
 
     For a bulk statement that already has what Redis needs: it wrote the rows and enqueued
     their intents itself, and answered each row's version and cached values (``RETURNING``),
     so the write-through reads nothing again. CAS orders it with any later write (I2), as the
     re-read would. The completed intents are settled later, in bulk (``take_settled``).
+    ``via``: handed to that writer's thread at commit instead of written before the commit
+    returns.
     """
     if not states:
         return
+    write = via.submit if via is not None else partial(_write_known, using=using)
     if not connections[using].in_atomic_block:
-        _write_known(states, using)  # autocommit: already committed
+        write(states)  # autocommit: already committed
         return
-    transaction.on_commit(partial(_write_known, states, using), using=using, robust=True)
+    transaction.on_commit(partial(write, states), using=using, robust=True)
 
 
-def _write_known(states: list[outbox.RowState], using: str) -> None:
+def _write_known(states: list[outbox.RowState], using: str,
+                 settle_to: list | None = None) -> None:
     try:
-        write_states(states, using=using, defer_settle=True, defer_any=True)
+        write_states(states, using=using, defer_settle=True, defer_any=True, defer_to=settle_to)
     except Exception:
         logger.exception("write-through failed unexpectedly; replay will retry the intents")
+
+
+class BackgroundWriter:
+    """Write-through on a thread of its own, for a bulk loader (spreadsheet ingestion).
+
+    Each committed batch's states are handed over at commit (``submit``) and written in
+    order by one thread, while the loader's next transaction runs: Redis and PostgreSQL work
+    overlap instead of taking turns. Nothing is written before its commit (I4); failures go
+    to the outbox exactly as on the loader's own thread (I1, I3), on this thread's own
+    database connection. The completed writes are handed back (``take_completed``) for the
+    loader to delete their intents in its next transaction. At most ``MAX_BEHIND`` batches
+    wait: a slow Redis slows the loader down instead of piling states up in memory.
+    """
+
+    MAX_BEHIND = 4
+
+    def __init__(self, using: str = "default") -> None:
+        self.using = using
+        self._queue: queue.Queue = queue.Queue(maxsize=self.MAX_BEHIND)
+        self._completed: list[outbox.RowState] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, states: list[outbox.RowState]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sync-write-through",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put(states)
+
+    def _run(self) -> None:
+        try:
+            while (states := self._queue.get()) is not None:
+                done: list[outbox.RowState] = []
+                _write_known(states, self.using, settle_to=done)
+                with self._lock:
+                    self._completed.extend(done)
+                self._queue.task_done()
+        finally:
+            connections[self.using].close()  # this thread's own, used by the failure path
+
+    def take_completed(self) -> list[outbox.RowState]:
+        with self._lock:
+            done, self._completed = self._completed, []
+        return done
+
+    def close(self) -> list[outbox.RowState]:
+        """Wait, stop the thread, and return the completed writes not taken yet."""
+        if self._thread is not None:
+            self._queue.join()
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        return self.take_completed()
 
 
 def take_settled(using: str = "default") -> list[outbox.RowState]:
@@ -176,11 +237,13 @@ def _flush_keys(keys: dict[str, set[str]], using: str) -> None:
 
 
 def write_states(states: list[outbox.RowState], using: str = "default", *,
-                 defer_settle: bool = False, defer_any: bool = False) -> bool:
+                 defer_settle: bool = False, defer_any: bool = False,
+                 defer_to: list | None = None) -> bool:
     """Write these states to Redis and settle their intents. True when Redis took them.
 
     ``defer_settle``: a single-row write's intent is deleted later, with others
-    (``defer_any``: however many rows); intents that had failed before are deleted at once.
+    (``defer_any``: however many rows; ``defer_to``: collected in that list instead of this
+    connection's); intents that had failed before are deleted at once.
     """
     if not states:
         return True
@@ -199,7 +262,10 @@ def write_states(states: list[outbox.RowState], using: str = "default", *,
         return False
     if defer_settle and (defer_any or len(states) <= DEFER_SETTLE_MAX):
         later = [s for s in states if not s.retried]
-        _defer(later, using)
+        if defer_to is not None:
+            defer_to.extend(later)
+        else:
+            _defer(later, using)
         states = [s for s in states if s.retried]
         if not states:
             return True

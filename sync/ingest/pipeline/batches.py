@@ -169,7 +169,7 @@ class BatchLoading:
             writer.forget_stage()  # its rows (and maybe the table) came back or went
         else:
             # On commit: Redis gets what the statement answered, nothing is read again.
-            write_on_commit(states)
+            write_on_commit(states, via=self.through)
         counts = self.counts
         for row in written:
             if row.action == Action.CREATED:
@@ -220,7 +220,7 @@ class BatchLoading:
         The same statement deletes the intents that the previous batches' write-through
         completed (no commit of their own) and ends the batch statement's trigger skip."""
         self.counts.done += rows
-        self._settling = take_settled()
+        self._settling = take_settled() + self.through.take_completed()
         settled, params = settle_cte(self._settling)
         with connection.cursor() as cursor:
             cursor.execute(

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from sync.cache.writer import settle
+from sync.cache.writer import BackgroundWriter, restore_settled, settle
 from sync.ingest import retry
 from sync.ingest.alerts import raise_alert
 from sync.ingest.config import SourceConfig, get_source
@@ -115,6 +115,7 @@ class Ingestion(BatchLoading, RunConnection):
         self.seen_only: set[str] = set()
         self.failed_keys: set[str] = set()
         self._settling: list = []  # completed intents the current batch deletes
+        self.through = BackgroundWriter()  # Redis writes overlap the next batch (I4 kept)
         self.auto_recovery = config_for(config.name).auto_recovery
 
 
@@ -147,7 +148,9 @@ class Ingestion(BatchLoading, RunConnection):
             logger.error("%s: run %s failed: %s", self.config.name, self.run.pk, message)
             if isinstance(e, SourceUnavailableError):
                 self.counts.add_error(Category.NETWORK)
-        # The last batch's completed intents (each batch deletes the previous one's).
+        # Every batch written through, and the last completed intents deleted (each batch
+        # deletes those its predecessors completed).
+        restore_settled(self.through.close())
         with contextlib.suppress(DatabaseError):
             settle()
         if status == SyncRun.Status.SUCCEEDED and (self.counts.failed or verification.get(
