@@ -6,9 +6,11 @@ compares them with the target on the natural key (rows whose values, and child's
 already match are ``unchanged`` and not written), inserts or updates the others (``ON CONFLICT``
 on the natural key: ``created_at`` kept, ``synced_at``/``db_updated_at`` refreshed, and a
 ``WHERE … IS DISTINCT FROM`` guard that leaves a row alone if it became equal meanwhile, I7),
-upserts each written row's child, and writes the rows' record logs. It answers one row per
-sheet row: its id and whether it was inserted or written, which the run counts and marks for
-write-through. Versions and cache intents come from the sync triggers.
+upserts each written row's child, enqueues the written rows' cache intents (set-based, in
+place of the row trigger: I3) and writes the rows' record logs. It answers one row per sheet
+row: its id and action, which the run counts, and for each row it wrote the new version and
+the values Redis holds, which the write-through writes as they are (nothing is read again).
+Versions come from the sync trigger.
 """
 
 from __future__ import annotations
