@@ -259,3 +259,29 @@ def test_write_through_reads_nothing_again_and_lock_timeout_is_scoped_to_the_run
     keys = [cache_key("buyers.buyer", pk) for pk in Buyer.objects.values_list("pk", flat=True)]
     assert sum(redis_raw_client.exists(key) for key in keys) == 30
     assert not SyncIntent.objects.filter(model="buyers.buyer").exists()
+
+
+def test_redis_down_during_a_run_leaves_every_written_row_an_intent_that_replay_completes(
+        sellers_sheet, redis_control, redis_raw_client) -> None:
+    from sellers.models import Property, Seller
+    from sync.cache import connection as cache_connection
+    from sync.cache.replay import replay_pending
+
+    sellers_sheet(count=25)  # parents and children: both intents come from the statement
+    redis_control.kill()
+    try:
+        run = run_ingest("sellers", batch_size=10)
+    finally:
+        redis_control.start()
+    assert (run.status, run.created) == ("succeeded", 25)  # Redis never fails a write (I1)
+    # The statement enqueued every written row's intent in the batch's transaction (I3).
+    pending = set(SyncIntent.objects.values_list("model", "object_pk"))
+    assert pending == {("sellers.seller", str(pk)) for pk in Seller.objects.values_list(
+        "pk", flat=True)} | {("sellers.property", str(pk)) for pk in Property.objects.values_list(
+            "pk", flat=True)}
+    assert not SyncIntent.objects.filter(epoch__isnull=True).exists()  # all tagged (I9)
+    cache_connection.breaker.reset()
+    replay_pending(include_not_due=True)
+    assert not SyncIntent.objects.exists()
+    keys = [cache_key("sellers.seller", pk) for pk in Seller.objects.values_list("pk", flat=True)]
+    assert sum(redis_raw_client.exists(key) for key in keys) == 25
