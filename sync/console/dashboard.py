@@ -34,12 +34,14 @@ HEALTH_NAMES = {"Database(alias='default')": "PostgreSQL", "Cache Redis": "Cache
                 "Broker Redis": "Broker Redis", "Celery worker": "Celery worker"}
 
 _TREND = """
-    SELECT source, floor(extract(epoch FROM now() - created_at) / %(bucket)s)::int,
-           count(*), avg(extract(epoch FROM finished_at - started_at)),
+    SELECT source,
+           least(greatest(floor(extract(epoch FROM statement_timestamp() - created_at)
+                                / %(bucket)s)::int, 0), %(last)s),
+           count(*), avg(extract(epoch FROM finished_at - started_at))::float8,
            sum(rows_done), sum(failed), count(*) FILTER (WHERE status = 'failed')
     FROM sync_audit_logs
     WHERE NOT dry_run AND status IN ('succeeded', 'partial', 'failed', 'cancelled')
-      AND created_at >= now() - make_interval(secs => %(since)s)
+      AND created_at >= statement_timestamp() - make_interval(secs => %(since)s)
     GROUP BY 1, 2
 """
 
@@ -123,13 +125,16 @@ def trends() -> dict[str, list[dict]]:
     bucket = TREND_BUCKET_HOURS * 3600
     found: dict[str, list[dict]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(_TREND, {"bucket": bucket, "since": TREND_BUCKETS * bucket})
+        cursor.execute(_TREND, {"bucket": bucket, "since": TREND_BUCKETS * bucket,
+                                "last": TREND_BUCKETS - 1})
         for source, age, runs, seconds, rows, failed, failed_runs in cursor.fetchall():
             buckets = found.setdefault(source, [
                 {"runs": 0, "seconds": None, "rows": 0, "errors": 0, "failed_runs": 0}
                 for _ in range(TREND_BUCKETS)])
-            # NOTE: age TREND_BUCKETS happens for a run created right at the window's start.
-            buckets[TREND_BUCKETS - 1 - min(age, TREND_BUCKETS - 1)] = {
+            # NOTE: ages are clamped in SQL (so such runs group with their neighbours): a
+            # run created at the window's very start is TREND_BUCKETS old, one stamped by a
+            # clock a little ahead of the database's is -1.
+            buckets[TREND_BUCKETS - 1 - age] = {
                 "runs": runs, "seconds": round(seconds, 2) if seconds is not None else None,
                 "rows": int(rows), "errors": int(failed), "failed_runs": failed_runs}
     return found

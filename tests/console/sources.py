@@ -1,8 +1,10 @@
 """The console tests' spreadsheet sources: the project's sources file with its sheets in a
-test folder (the buyers sheet written by the demo's writer, ``bench/data.py``)."""
+test folder (the buyers sheet written by the demo's writer, ``bench/data.py``); and the
+console's role groups, made again after a transactional test flushed them."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from bench.data import BUYER_HEADERS, buyer_rows, write
@@ -28,3 +30,12 @@ def buyers_sheet(folder: Path, count: int, *, bad: int = 0) -> Path:
     for i in range(bad):
         rows[i * (count // bad)][date] = "2024-13-45"
     return write(folder / "buyers.csv", BUYER_HEADERS, rows)
+
+
+def ensure_roles() -> None:
+    """The console's groups, as the data migration creates them: a transactional test
+    before this one (a worker, the live server) flushed them with every other row."""
+    from django.apps import apps
+
+    migration = importlib.import_module("sync.migrations.0005_add_console_roles")
+    migration.create_roles(apps, None)

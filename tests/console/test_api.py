@@ -16,7 +16,7 @@ from sync.ingest.pipeline import LOCK_CLASS, start_run
 from sync.ingest.tasks import ingest
 from sync.models import StaffAction, SyncAlert, SyncConfig, SyncRun
 from sync.ops.alerts import raise_alert
-from tests.console.sources import buyers_sheet, sources_file
+from tests.console.sources import buyers_sheet, ensure_roles, sources_file
 from tests.factories import make_part
 from tests.waiting import wait_until
 
@@ -24,7 +24,8 @@ API = "/api/sync/"
 
 
 @pytest.fixture(autouse=True)
-def _sources(settings, tmp_path) -> None:
+def _sources(settings, tmp_path, db) -> None:
+    ensure_roles()
     settings.SYNC_INGEST_SOURCES_FILE = str(sources_file(tmp_path))
     buyers_sheet(tmp_path, 30, bad=3)
 

@@ -28,7 +28,7 @@ from sync.cache.services import verify_models
 from sync.models import SyncAlert, SyncRun
 from sync.ops.config import config_update
 from tests.console.conftest import PASSWORD, make_staff_user
-from tests.console.sources import buyers_sheet, sources_file
+from tests.console.sources import buyers_sheet, ensure_roles, sources_file
 from tests.subprocesses import child_env
 from tests.waiting import wait_until
 
@@ -126,6 +126,7 @@ def test_dashboard_manual_sync_acknowledge_and_cancel(browser, worker, live_serv
 
 
 def _console_flow(browser, live_server, sheets: Path) -> None:
+    ensure_roles()
     make_staff_user("operator")
     _history()
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
