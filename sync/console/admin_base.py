@@ -119,15 +119,31 @@ class PiiMaskingMixin:
 
     def get_fieldsets(self, request: HttpRequest, obj: Model | None = None):
         fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
-        return [(title, {**options, "fields": [
-            tuple(self._swap(request, f)) if isinstance(f, list | tuple)
-            else self._swap(request, [f])[0] for f in options["fields"]]})
-            for title, options in fieldsets]
+        seen: set[str] = set()
+
+        def once(names: list[str]) -> list[str]:
+            # NOTE: without declared fieldsets Django lists the form's fields and then the
+            # read-only ones, so a swapped field would come twice.
+            fresh = [n for n in names if n not in seen]
+            seen.update(fresh)
+            return fresh
+
+        swapped = []
+        for title, options in fieldsets:
+            fields = []
+            for entry in options["fields"]:
+                if isinstance(entry, list | tuple):
+                    row = once(self._swap(request, entry))
+                    if row:
+                        fields.append(tuple(row))
+                else:
+                    fields.extend(once(self._swap(request, [entry])))
+            swapped.append((title, {**options, "fields": fields}))
+        return swapped
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
-        readonly = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
-        return self._swap(request, readonly) + [
-            n for n in self._hidden_names(request) if n not in readonly]
+        readonly = self._swap(request, super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        return readonly + [n for n in self._hidden_names(request) if n not in readonly]
 
     def get_list_display(self, request: HttpRequest):
         return self._swap(request, super().get_list_display(request))  # type: ignore[misc]

@@ -243,3 +243,27 @@ def test_date_ranges_on_date_fields_and_rubbish_dates(client_for, console_rows):
     # Not a date: Django's "bad lookup" answer (back to the list with ?e=1), never a 500.
     response = client.get(changelist(SyncRun), {"created_at__gte": "yesterday"})
     assert response.status_code == 302 and response["Location"].endswith("?e=1")
+
+
+def test_a_masked_field_is_shown_once_where_django_lists_the_fields(client_for, console_rows):
+    response = client_for("viewer").get(change(console_rows["error"]))
+    fields = [name for fieldset in response.context["adminform"].fieldsets
+              for entry in fieldset[1]["fields"]
+              for name in (entry if isinstance(entry, tuple) else (entry,))]
+    assert fields.count("reason_redacted") == 1 and "reason" not in fields
+
+
+def test_fieldsets_drop_a_row_left_empty_by_the_swap(viewer):
+    from django.contrib import admin as django_admin
+    from django.test import RequestFactory
+
+    from buyers.models import Buyer
+    from sync.console.admin_base import SyncedModelAdmin
+
+    class Twice(SyncedModelAdmin):
+        fieldsets = ((None, {"fields": ("email", ("email_masked",), ("buyer_number",))}),)
+
+    request = RequestFactory().get("/")
+    request.user = viewer
+    fieldsets = Twice(Buyer, django_admin.site).get_fieldsets(request)
+    assert fieldsets[0][1]["fields"] == ["email_masked", ("buyer_number",)]
