@@ -38,6 +38,7 @@ BLOCK_MS = 15_000  # one XREAD waits this long; also the idle clients' keep-aliv
 QUEUE_SIZE = 1_000  # a client this far behind is dropped; it reconnects and resumes
 REPLAY_BATCH = 500
 RETRY_MS = 2_000  # what EventSource waits before reconnecting
+REPLAY_CONNECTIONS = 16  # per process, shared by every client's replay
 _ID = re.compile(r"\d{1,20}-\d{1,20}")
 PARTS = Query(None, description="Only these part ids (repeatable).")
 
@@ -49,11 +50,18 @@ def _parse(stream_id: bytes | str) -> tuple[int, int]:
 
 
 def _client(*, blocking: bool = False) -> aredis.Redis:
-    # NOTE: the blocking reader has no socket timeout (XREAD BLOCK waits by design); the
-    # replay client keeps the engine's short one.
-    return aredis.from_url(settings.SYNC_REDIS_URL,
-                           socket_timeout=None if blocking else settings.SYNC_BULK_SOCKET_TIMEOUT,
-                           socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT)
+    # NOTE: the blocking reader has no socket timeout (XREAD BLOCK waits by design). The
+    # replay client is one pool per process that queues callers (a burst of reconnecting
+    # clients waits for a connection instead of failing); waiting clients can afford the bulk
+    # timeouts, unlike the engine's request path.
+    timeout = settings.SYNC_BULK_SOCKET_TIMEOUT
+    if blocking:
+        return aredis.from_url(settings.SYNC_REDIS_URL, socket_timeout=None,
+                               socket_connect_timeout=timeout)
+    pool = aredis.BlockingConnectionPool.from_url(
+        settings.SYNC_REDIS_URL, max_connections=REPLAY_CONNECTIONS, timeout=timeout * 4,
+        socket_timeout=timeout, socket_connect_timeout=timeout)
+    return aredis.Redis(connection_pool=pool)
 
 
 class Hub:
@@ -64,20 +72,19 @@ class Hub:
         self.position: bytes | None = None
         self.task: asyncio.Task | None = None
         self.key = stream_key(STREAM)
+        self.redis = _client()  # short commands: the start position, replays
+        self._starting = asyncio.Lock()
 
     async def subscribe(self) -> asyncio.Queue:
         """A queue that receives every entry after the hub's position, which is fixed (and
         the reader started) before this returns."""
         queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
-        self.subscribers.add(queue)
-        if self.task is None or self.task.done():
-            client = _client()
-            try:
-                newest = await client.xrevrange(self.key, count=1)
-            finally:
-                await client.aclose()
-            self.position = newest[0][0] if newest else b"0-0"
-            self.task = asyncio.get_running_loop().create_task(self._read())
+        async with self._starting:  # many clients connect at once: one reader, one start
+            if self.task is None or self.task.done():
+                newest = await self.redis.xrevrange(self.key, count=1)
+                self.position = newest[0][0] if newest else b"0-0"
+                self.task = asyncio.get_running_loop().create_task(self._read())
+            self.subscribers.add(queue)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
@@ -132,35 +139,37 @@ def _wanted(fields: dict[bytes, bytes], parts: set[str]) -> bool:
     return not parts or fields[b"part"].decode() in parts
 
 
-async def _replay(key: str, after: str) -> AsyncIterator[tuple[bytes, dict]]:
+async def _replay(client: aredis.Redis, key: str, after: str
+                  ) -> AsyncIterator[tuple[bytes, dict]]:
     """Entries after ``after`` up to now, in order; a ``reset`` marker first when history is
     missing (``after`` older than the stream's first entry)."""
-    client = _client()
-    try:
-        first = await client.xrange(key, count=1)
-        if not first or _parse(first[0][0]) > _parse(after):
-            yield b"", {}
-        start = f"({after}"
-        while True:
-            batch = await client.xrange(key, min=start, count=REPLAY_BATCH)
-            for entry in batch:
-                yield entry
-            if len(batch) < REPLAY_BATCH:
-                return
-            start = f"({batch[-1][0].decode()}"
-    finally:
-        await client.aclose()
+    first = await client.xrange(key, count=1)
+    if not first or _parse(first[0][0]) > _parse(after):
+        yield b"", {}
+    start = f"({after}"
+    while True:
+        batch = await client.xrange(key, min=start, count=REPLAY_BATCH)
+        for entry in batch:
+            yield entry
+        if len(batch) < REPLAY_BATCH:
+            return
+        start = f"({batch[-1][0].decode()}"
 
 
 async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncIterator[str]:
     the_hub = hub()
-    queue = await the_hub.subscribe()
+    try:
+        queue = await the_hub.subscribe()
+    except aredis.RedisError as e:
+        logger.warning("event stream unavailable (%s); the client will retry", type(e).__name__)
+        yield f"retry: {RETRY_MS}\n\n"
+        return
     sent = (0, 0)
     try:
         yield f"retry: {RETRY_MS}\n\n"
         if last_event_id:
             sent = _parse(last_event_id)
-            async for entry_id, fields in _replay(the_hub.key, last_event_id):
+            async for entry_id, fields in _replay(the_hub.redis, the_hub.key, last_event_id):
                 if not entry_id:
                     yield f"event: reset\ndata: {json.dumps({'after': last_event_id})}\n\n"
                     continue
@@ -182,6 +191,8 @@ async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncItera
             sent = position
             if _wanted(fields, parts):
                 yield _frame(entry_id, fields)
+    except aredis.RedisError as e:  # the replay failed: end; the client resumes from `sent`
+        logger.warning("event replay failed (%s); the client will retry", type(e).__name__)
     finally:
         the_hub.unsubscribe(queue)
 
