@@ -1,10 +1,11 @@
-"""A batch's rows into the database: ``COPY`` into a staging table, then one set-based statement.
+"""A batch's rows into the database: one set-based statement, one round trip.
 
-The validated rows are streamed into a per-session temporary table (``COPY``: no parameter
-arrays to format, a few microseconds a row). One statement then consumes the staging rows and
-compares them with the target on the natural key (rows whose values, and child's values,
-already match are ``unchanged`` and not written), inserts or updates the others (``ON CONFLICT``
-on the natural key: ``created_at`` kept, ``synced_at``/``db_updated_at`` refreshed, and a
+The validated rows travel as one JSON parameter (an array of rows, encoded in C: cheaper than
+``COPY`` into a staging table, and without its two round trips). The statement reads them
+(casts to text, numeric or date, which never cut a value) and compares them with the target
+on the natural key (rows whose values, and child's values, already match are ``unchanged``
+and not written), inserts or updates the others (``ON CONFLICT`` on the natural key:
+``created_at`` kept, ``synced_at``/``db_updated_at`` refreshed, and a
 ``WHERE … IS DISTINCT FROM`` guard that leaves a row alone if it became equal meanwhile, I7),
 upserts each written row's child, enqueues the written rows' cache intents (set-based, in
 place of the row trigger: I3) and writes the rows' record logs. It answers one row per sheet
@@ -15,6 +16,7 @@ Versions come from the sync trigger.
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 from django.db import connection
@@ -101,31 +103,9 @@ class BatchWriter:
             models.append(config.child.model)
         # The enqueue triggers this statement stands in for (pgtrigger's ignore list).
         self.ignore = "{" + ",".join(enqueue_trigger_ids(models)) + "}"
-        specs = self.parent + self.child
-        # NOTE: named after the target, in pg_temp: each session (run) has its own.
-        self.stage = f"pg_temp.{_q('sync_ingest_stage_' + meta.db_table)}"
-        self.stage_columns = ", ".join(["rn", *(f"c{i}" for i in range(len(specs)))])
         # Never a length-limited type (a cast would cut a value); see validation.ARRAY_TYPES.
-        self.stage_ddl = ", ".join(
-            ["rn integer", *(f"c{i} {s.array_type}" for i, s in enumerate(specs))])
-        self._stage_backend: int | None = None
+        self.types = ["integer", *(spec.array_type for spec in self.parent + self.child)]
         self.sql = self._statement()
-
-    # ------------------------------------------------------------------ staging
-
-    def _ensure_stage(self, cursor) -> None:
-        """The staging table on this session (again after a reconnect or a rolled-back
-        creation); the previous shape, if any, is dropped: the mapping may have changed."""
-        backend = connection.connection.info.backend_pid
-        if self._stage_backend == backend:
-            return
-        cursor.execute(f"DROP TABLE IF EXISTS {self.stage}")
-        cursor.execute(f"CREATE TEMP TABLE {self.stage} ({self.stage_ddl}) ON COMMIT DELETE ROWS")
-        self._stage_backend = backend
-
-    def forget_stage(self) -> None:
-        """After a rollback: the staging table may have gone with it."""
-        self._stage_backend = None
 
     # ------------------------------------------------------------------ the statement
 
@@ -148,9 +128,13 @@ class BatchWriter:
         # the enqueue trigger of the tables written here is skipped for this transaction
         # (pgtrigger's ignore setting, transaction-local; BatchLoading._advance clears it).
         ignore = "cfg AS (SELECT set_config('pgtrigger.ignore', %s, true) AS ignoring)"
-        staged = f"s AS (DELETE FROM {self.stage} RETURNING *)"  # noqa: S608
-        # NOTE: LATERAL … OFFSET 0 is one index probe per staged row. A plain join is planned
-        # for a staging table of unknown size, and the prepared statement keeps the plan made
+        # The batch is one JSON parameter (an array of rows): no staging table, no COPY
+        # round trips; the casts below never cut a value (text, numeric, date).
+        columns = ", ".join(f"(e->>{i})::{t} AS {'rn' if i == 0 else f'c{i - 1}'}"
+                            for i, t in enumerate(self.types))
+        staged = f"s AS (SELECT {columns} FROM json_array_elements(%s::json) AS e)"  # noqa: S608
+        # NOTE: LATERAL … OFFSET 0 is one index probe per sheet row. A plain join is planned
+        # for a row source of unknown size, and the prepared statement keeps the plan made
         # while the target was small: a hash join over a sequential scan of the whole target,
         # once per batch (quadratic in the table's size).
         compared = (
@@ -215,15 +199,13 @@ class BatchWriter:
             sql += ", " + self.logs_cte
             params.append(run_id)
         sql += " SELECT * FROM a"
-        with connection.cursor() as cursor:
-            self._ensure_stage(cursor)
-            with cursor.copy(f"COPY {self.stage} ({self.stage_columns}) FROM STDIN") as copy:
-                if self.child:
-                    for row in rows:
-                        copy.write_row((row.row_number, *row.values, *row.child))
-                else:
-                    for row in rows:
-                        copy.write_row((row.row_number, *row.values))
+        # NOTE: Decimal and date values go as their text (str), which the casts read back
+        # exactly; JSON escapes any character text may hold (validation refuses NUL).
+        if self.child:
+            batch = [[row.row_number, *row.values, *row.child] for row in rows]
+        else:
+            batch = [[row.row_number, *row.values] for row in rows]
+        params.insert(1, json.dumps(batch, default=str, ensure_ascii=False))
         # NOTE: a server-side prepared statement: the same text every batch, planned once per
         # session instead of parsed and planned each time (Django's cursor binds client-side).
         found = prepared_fetchall(connection, sql, params)

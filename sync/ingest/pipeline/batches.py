@@ -123,7 +123,6 @@ class BatchLoading:
             (self.counts.created, self.counts.updated, self.counts.unchanged,
              self.counts.failed, self.counts.errors) = counts_before
             self.logs.clear()
-            writer.forget_stage()
             restore_settled(self._settling)
             if not self._usable():
                 raise
@@ -141,7 +140,6 @@ class BatchLoading:
                     self._write([row], writer, [], [])
                 self.rows_committed.add(row.row_number)
             except DatabaseError as e:
-                writer.forget_stage()
                 restore_settled(self._settling)
                 if not self._usable():
                     raise
@@ -166,7 +164,6 @@ class BatchLoading:
         written, states = writer.write(rows, run_id=self.run.pk, log=not dry)
         if dry:
             transaction.savepoint_rollback(savepoint)
-            writer.forget_stage()  # its rows (and maybe the table) came back or went
         else:
             # On commit: Redis gets what the statement answered, nothing is read again.
             write_on_commit(states, via=self.through)
