@@ -185,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         children["celery beat"] = spawn("celery beat", [
             PYTHON, "-m", "celery", "-A", "config", "beat", "-l", "info",
             "--schedule", str(services.directory / "celerybeat-schedule")])
+        # NOTE: an ASGI server, not runserver: /api/events (Server-Sent Events) holds each
+        # client open, and one uvicorn process holds thousands of them on its event loop.
         children["web server"] = spawn("web server", [
-            PYTHON, "manage.py", "runserver", "--noreload", f"{args.host}:{args.port}"])
+            PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", args.host,
+            "--port", str(args.port), "--timeout-graceful-shutdown", "3"])
         _save_state(services, owned, children)
         base = f"http://{args.host}:{args.port}"
         if not wait_until_healthy(f"{base}/health/", children, lambda: stopping):
@@ -196,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"login:         admin / {password}")
         say(f"health:        {base}/health/")
         say(f"metrics:       {base}/metrics (staff session)")
+        say(f"catalog API:   {base}/api/parts  (docs: {base}/api/docs, events: {base}/api/events)")
         say("press Ctrl-C to stop everything this demo started")
         while not stopping:
             for name, proc in children.items():
