@@ -13,7 +13,7 @@ from sync.console.admin_base import SyncedModelAdmin
 @admin.register(Buyer)
 class BuyerAdmin(SyncedModelAdmin):
     list_display = ("buyer_number", "name", "email", "phone", "status", "property_type",
-                    "budget", "inquiry_date", "synced_at")
+                    "budget", "inquiry_date")
     list_filter = ("status", "property_type", ("inquiry_date", DateRangeFilter),
                    ("synced_at", DateRangeFilter))
     search_fields = ("buyer_number", "name", "email", "phone")

@@ -20,8 +20,7 @@ class PropertyInline(ConsoleInlineMixin, admin.StackedInline):
 
 @admin.register(Seller)
 class SellerAdmin(SyncedModelAdmin):
-    list_display = ("seller_number", "name", "email", "phone", "status", "contract_date",
-                    "synced_at")
+    list_display = ("seller_number", "name", "email", "phone", "status", "contract_date")
     list_filter = ("status", ("contract_date", DateRangeFilter), ("synced_at", DateRangeFilter))
     search_fields = ("seller_number", "name", "email", "phone")
     search_help_text = "A seller number (with the PII role also a name, e-mail or phone)."

@@ -255,10 +255,11 @@ class SyncedModelAdmin(ConsoleModelAdmin):
         self.audit(request, "cache.verify", target=label, details={
             "rows": report.rows, "missing": report.missing, "stale": report.stale})
         if report.ok:
-            self.message_user(request, str(report), messages.SUCCESS)
+            self.message_user(request, services.verify_summary(report), messages.SUCCESS)
             return
         examples = ", ".join(report.examples["missing"][:5] + report.examples["stale"][:5])
-        self.message_user(request, f"{report} — e.g. {examples}. \"Resync selected rows to "
+        self.message_user(request, f"{services.verify_summary(report)} For example: "
+                          f"{examples}. \"Resync selected rows to "
                           "the cache\" repairs them.", messages.WARNING)
 
 

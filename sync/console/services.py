@@ -48,7 +48,7 @@ class ResyncResult:
     written: int = 0
 
     def __str__(self) -> str:
-        return (f"{self.label}: {self.rows} row(s) resynced to the cache "
+        return (f"Resynced {self.rows} row(s) of {self.label} to the cache "
                 f"({self.written} cache entries written).")
 
 
@@ -68,6 +68,14 @@ def cache_resync(*, model: type[Model], pks: Iterable[object]) -> ResyncResult:
         result.rows += len(states)
         result.written += sum(applied)
     return result
+
+
+def verify_summary(report: VerifyReport) -> str:
+    """One line for a person: what was compared and what differs (no "extra" keys: only the
+    selected rows were looked at)."""
+    return (f"Verified {report.rows} row(s) of {report.label} against the cache: "
+            f"{report.consistent} consistent ({report.fraction:.2%}), {report.missing} "
+            f"missing, {report.stale} stale.")
 
 
 def cache_verify_rows(*, model: type[Model], pks: Iterable[object]) -> VerifyReport:

@@ -72,7 +72,7 @@ def test_resync_writes_the_selected_rows_to_redis_and_is_audited(client_for, rol
     assert not any(redis_raw.exists(key) for key in keys)
 
     response = run_action(client_for("operator"), Part, "resync_to_cache", [parts[0].pk])
-    assert texts(response) == [(messages.SUCCESS, ("catalog.part: 1 row(s) resynced to the "
+    assert texts(response) == [(messages.SUCCESS, ("Resynced 1 row(s) of catalog.part to the "
                                                   "cache (1 cache entries written)."))]
     parts[0].refresh_from_db()
     assert int(redis_raw.hget(keys[0], "v")) == parts[0].version
@@ -96,18 +96,19 @@ def test_verify_reports_missing_and_stale_rows_then_ok_after_a_resync(client_for
     response = run_action(client, Part, "verify_cache", [p.pk for p in buyer_parts])
     ((level, text),) = texts(response)
     assert level == messages.WARNING
-    assert "2 rows, 0 consistent" in text and "missing 2" in text
+    assert text.startswith("Verified 2 row(s) of catalog.part against the cache: 0 consistent "
+                           "(0.00%), 2 missing, 0 stale. For example: ")
     assert cache_key("catalog.part", buyer_parts[0].pk) in text
 
     run_action(client, Part, "resync_to_cache", [p.pk for p in buyer_parts])
     Part.objects.filter(pk=buyer_parts[1].pk).update(stock=99)  # a newer version in PostgreSQL
     ((level, text),) = texts(run_action(client, Part, "verify_cache", [buyer_parts[1].pk]))
-    assert level == messages.WARNING and "stale 1" in text
+    assert level == messages.WARNING and "0 missing, 1 stale" in text
 
     run_action(client, Part, "resync_to_cache", [buyer_parts[1].pk])
     ((level, text),) = texts(run_action(client, Part, "verify_cache",
                                         [p.pk for p in buyer_parts]))
-    assert level == messages.SUCCESS and "2 consistent" in text
+    assert level == messages.SUCCESS and "2 consistent (100.00%)" in text
     assert [a.details for a in audited("cache.verify")] == [
         {"rows": 2, "missing": 2, "stale": 0}, {"rows": 1, "missing": 0, "stale": 1},
         {"rows": 2, "missing": 0, "stale": 0}]
