@@ -181,6 +181,7 @@
       ["created", "updated", "unchanged", "failed"].forEach(function (name) {
         text("#sum-" + name, run[name].toLocaleString());
       });
+      $("#sum-failed-box").className = run.failed ? "failed" : "";
       text("#sum-duration", run.duration_seconds === null ? "–" : run.duration_seconds + " s");
       text("#sum-gaps", run.gaps === null ? "–" : run.gaps);
       text("#sum-message", run.message);

@@ -84,8 +84,8 @@ def endpoint(**checks: Callable[[Any], bool]) -> Callable[[View], View]:
 def csrf_failure(request: HttpRequest, reason: str = "") -> Any:
     """``CSRF_FAILURE_VIEW``: a JSON 403 under ``/api/``, Django's page elsewhere."""
     if request.path.startswith("/api/"):
-        return error(403, f"CSRF verification failed: {reason}. Send the csrftoken cookie's "
-                          "value in the X-CSRFToken header.")
+        return error(403, f"CSRF verification failed: {reason.rstrip('.')}. Send the "
+                          "csrftoken cookie's value in the X-CSRFToken header.")
     return html_csrf_failure(request, reason=reason)
 
 

@@ -95,7 +95,7 @@ def worker(celery_app, sheets, settings) -> Iterator[subprocess.Popen]:
 def _history() -> None:
     """A week of earlier runs, so the trend charts have something to show."""
     now = timezone.now()
-    for hours in range(6, 7 * 24, 9):
+    for hours in range(3, 7 * 24, 9):
         for source, rows, seconds in (("buyers", DEMO_ROWS, 3.0), ("sellers", 300, 1.0)):
             started = now - timedelta(hours=hours)
             failed = 0 if hours % 4 else (hours % 7) * 3
