@@ -53,11 +53,25 @@ class Written(NamedTuple):
 
 
 class Answer(NamedTuple):
-    """The statement's answer: every sheet row, and what Redis must hold for the rows it wrote
-    (their committed values and versions, from ``RETURNING``: nothing is read again)."""
+    """The statement's answer: every sheet row, what Redis must hold for the rows it wrote
+    (their committed values and versions, from ``RETURNING``: nothing is read again), and the
+    run's cancel flag and total after its progress update (with ``progress``)."""
 
     rows: list[Written]
     states: list[RowState]
+    cancel_requested: bool | None = None
+    rows_total: int | None = None
+
+
+class Progress(NamedTuple):
+    """The run's progress after the batch, but for the counts the statement adds itself."""
+
+    rows_done: int
+    created_before: int
+    updated_before: int
+    unchanged_before: int
+    failed: int
+    run_id: int
 
 
 def _cached(spec: SyncSpec) -> tuple[list[str], list]:
@@ -106,6 +120,7 @@ class BatchWriter:
         # Never a length-limited type (a cast would cut a value); see validation.ARRAY_TYPES.
         self.types = ["integer", *(spec.array_type for spec in self.parent + self.child)]
         self.sql = self._statement()
+        self.recorded = self._recorded()
 
     # ------------------------------------------------------------------ the statement
 
@@ -183,33 +198,67 @@ class BatchWriter:
             f"r.inserted IS NOT NULL AS written, {child_id} AS child_id, r.pv, r.pr, "
             f"{', '.join(f'r.f{i}' for i in range(len(self.parent_cached)))}{child_values} "
             f"FROM r{tail})")
-        self.logs_cte = (
-            "logs AS (INSERT INTO sync_record_logs (run_id, row_number, natural_key, action, "
-            "object_id) SELECT %s, a.rn, a.k, a.action, a.id FROM a)")
         return "WITH " + ", ".join(ctes)
 
-    def write(self, rows: list[ValidRow], *, run_id: int, log: bool = True) -> Answer:
-        """Stage ``rows`` and run the statement (in the caller's transaction); with ``log``,
-        the statement also writes their record logs for ``run_id``."""
+    def _recorded(self) -> str:
+        """The CTEs of a real (not dry) run: record logs, the deletion of completed intents,
+        the run's progress; and the final select with the run's cancel flag and total."""
+        # NOTE (S608): model labels and action names only; every value is a parameter.
+        written = f"SELECT '{self.label}:' || pk AS k FROM pq"  # noqa: S608
+        if self.child:
+            written += f" UNION ALL SELECT '{self.child_label}:' || pk FROM cq"  # noqa: S608
+        counted = {action: f"(SELECT count(*) FROM a WHERE a.action = '{action}')"  # noqa: S608
+                   for action in (Action.CREATED, Action.UPDATED, Action.UNCHANGED)}
+        return (
+            ", logs AS (INSERT INTO sync_record_logs (run_id, row_number, natural_key, action, "  # noqa: S608
+            "object_id) SELECT %s, a.rn, a.k, a.action, a.id FROM a)"
+            f", written AS ({written})"
+            # Intents completed by earlier batches' write-through. NOTE: never one this
+            # statement enqueues again (two changes to one row in one statement fail); the
+            # array is an InitPlan: computed, whole, before the first row is deleted.
+            ", settled AS (DELETE FROM sync_retry_queue d0 USING unnest(%s::text[], %s::text[],"
+            " %s::bigint[]) AS d(model, pk, version) WHERE d0.model = d.model"
+            " AND d0.object_pk = d.pk AND d0.version <= d.version"
+            " AND d.model || ':' || d.pk <> ALL (coalesce((SELECT array_agg(k) FROM written),"
+            " '{}')))"
+            ", prog AS (UPDATE sync_audit_logs SET rows_done = %s,"
+            " rows_total = greatest(rows_total, %s),"
+            f" created = %s + {counted[Action.CREATED]},"
+            f" updated = %s + {counted[Action.UPDATED]},"
+            f" unchanged = %s + {counted[Action.UNCHANGED]}, failed = %s"
+            " WHERE id = %s RETURNING cancel_requested, rows_total)"
+            " SELECT a.*, p.cancel_requested, p.rows_total FROM a LEFT JOIN prog p ON true")
+
+    def write(self, rows: list[ValidRow], *, run_id: int, progress: Progress | None = None,
+              settle: list[RowState] = ()) -> Answer:
+        """Run the statement for ``rows`` (in the caller's transaction). With ``progress``
+        (not a dry run) it also writes their record logs for ``run_id``, deletes the intents
+        of ``settle`` (completed writes) and updates the run's progress."""
         if not rows:
             return Answer([], [])
-        sql = self.sql
-        params: list = [self.ignore]
-        if log:
-            sql += ", " + self.logs_cte
-            params.append(run_id)
-        sql += " SELECT * FROM a"
         # NOTE: Decimal and date values go as their text (str), which the casts read back
         # exactly; JSON escapes any character text may hold (validation refuses NUL).
         if self.child:
             batch = [[row.row_number, *row.values, *row.child] for row in rows]
         else:
             batch = [[row.row_number, *row.values] for row in rows]
-        params.insert(1, json.dumps(batch, default=str, ensure_ascii=False))
+        params: list = [self.ignore, json.dumps(batch, default=str, ensure_ascii=False)]
+        if progress is None:
+            sql = self.sql + " SELECT * FROM a"  # noqa: S608
+        else:
+            sql = self.sql + self.recorded
+            params += [run_id, [s.label for s in settle], [s.pk for s in settle],
+                       [s.version for s in settle], progress.rows_done, progress.rows_done,
+                       progress.created_before, progress.updated_before,
+                       progress.unchanged_before, progress.failed, progress.run_id]
         # NOTE: a server-side prepared statement: the same text every batch, planned once per
         # session instead of parsed and planned each time (Django's cursor binds client-side).
         found = prepared_fetchall(connection, sql, params)
-        return Answer([Written(*row[:6]) for row in found], self._states(found))
+        if progress is None:
+            return Answer([Written(*row[:6]) for row in found], self._states(found))
+        cancel, total = found[0][-2:]
+        found = [row[:-2] for row in found]
+        return Answer([Written(*row[:6]) for row in found], self._states(found), cancel, total)
 
     def _states(self, found: list[tuple]) -> list[RowState]:
         """What Redis must hold for every row the statement wrote, as the write-through would

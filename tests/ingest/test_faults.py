@@ -285,3 +285,48 @@ def test_redis_down_during_a_run_leaves_every_written_row_an_intent_that_replay_
     assert not SyncIntent.objects.exists()
     keys = [cache_key("sellers.seller", pk) for pk in Seller.objects.values_list("pk", flat=True)]
     assert sum(redis_raw_client.exists(key) for key in keys) == 25
+
+
+def test_a_key_written_again_by_the_next_batch_keeps_its_intent_until_written_through(
+        buyers_sheet, redis_raw_client) -> None:
+    rows = list(buyer_rows(20, 0))
+    rows[14] = [rows[4][0], *rows[14][1:]]  # row 16 repeats row 6's key: the next batch
+    rows[14][8] = "a later status"
+    buyers_sheet(rows)
+    run = run_ingest("buyers", batch_size=10)
+    # The second batch's statement deletes the first batch's completed intents, except the
+    # one it enqueues again itself (one row changed twice by one statement would fail).
+    assert (run.created, run.updated, run.failed, run.errors_by_category) == (19, 1, 0, {})
+    buyer = Buyer.objects.get(buyer_number=rows[4][0])
+    assert buyer.status == "a later status"
+    entry = redis_raw_client.hgetall(cache_key("buyers.buyer", buyer.pk))
+    assert int(entry[b"v"]) == buyer.version and b"a later status" in entry[b"p"]
+    assert not SyncIntent.objects.filter(model="buyers.buyer").exists()
+
+
+def test_the_statement_never_deletes_an_intent_it_enqueues_again(buyers_sheet) -> None:
+    from sync.cache.outbox import RowState
+    from sync.ingest.config import get_source
+    from sync.ingest.schema import column_limits
+    from sync.ingest.upsert import BatchWriter, Progress
+    from sync.ingest.validation import RowValidator
+    from tests.ingest.conftest import BUYER_HEADERS
+
+    config = get_source("buyers")
+    validator = RowValidator(config, column_limits(config), BUYER_HEADERS)
+    writer = BatchWriter(config, validator)
+    run = SyncRun.objects.create(source="buyers", target="buyers.buyer", location="x",
+                                 batch_size=10)
+    first, second = (list(buyer_rows(2, 0, seed=seed)) for seed in (1, 2))
+    valid = [validator.validate(n, cells)[0] for n, cells in enumerate(first + second, 2)]
+    with transaction.atomic():
+        answer = writer.write(valid[:2], run_id=run.pk, progress=Progress(2, 0, 0, 0, 0, run.pk))
+    done = [RowState(s.label, s.pk, s.version, None) for s in answer.states]  # as if written
+    with transaction.atomic():  # the same two keys, changed: their intents are enqueued again
+        again = writer.write(valid[2:], run_id=run.pk, settle=done,
+                             progress=Progress(4, 2, 0, 0, 0, run.pk))
+    assert [r.action for r in again.rows] == ["updated", "updated"]
+    kept = dict(SyncIntent.objects.filter(model="buyers.buyer").values_list("object_pk", "version"))
+    assert kept == {s.pk: s.version for s in again.states}  # the newer versions, not deleted
+    run.refresh_from_db()
+    assert (run.rows_done, run.created, run.updated) == (4, 2, 2)

@@ -19,7 +19,7 @@ from sync.cache.writer import restore_settled, take_settled, write_on_commit
 from sync.ingest import retry
 from sync.ingest.pipeline.database import categorize, sqlstate
 from sync.ingest.sources import Source
-from sync.ingest.upsert import BatchWriter
+from sync.ingest.upsert import BatchWriter, Progress
 from sync.ingest.validation import Issue, RowValidator, ValidRow
 from sync.models import ErrorLog, RecordLog
 from sync.redaction import RedactPiiFilter, redact
@@ -159,14 +159,39 @@ class BatchLoading:
                ) -> None:
         t = time.perf_counter()
         dry = self.run.dry_run
-        savepoint = transaction.savepoint() if dry else None
-        # NOTE: a dry run's record logs are written after the rollback, from the answer.
-        written, states = writer.write(rows, run_id=self.run.pk, log=not dry)
-        if dry:
-            transaction.savepoint_rollback(savepoint)
-        else:
+        self._log_failures(failed, retryable=False)
+        self._log_superseded(superseded)
+        self.logs.flush()
+        rows_after = self.counts.done + len(rows) + len(failed) + len(superseded)
+        if rows and not dry:
+            # One statement: the rows, their intents and logs, the run's progress and cancel
+            # flag, and the deletion of the intents earlier batches' write-through completed.
+            self._settling = take_settled() + self.through.take_completed()
+            counts = self.counts
+            progress = Progress(rows_after, counts.created, counts.updated, counts.unchanged,
+                                counts.failed, self.run.pk)
+            answer = writer.write(rows, run_id=self.run.pk, progress=progress,
+                                  settle=self._settling)
             # On commit: Redis gets what the statement answered, nothing is read again.
-            write_on_commit(states, via=self.through)
+            write_on_commit(answer.states, via=self.through)
+            self._count(answer.rows, dry=False)
+            self.counts.done = rows_after
+            self.run.cancel_requested, self.run.rows_done, self.run.rows_total = (
+                answer.cancel_requested, rows_after, answer.rows_total)
+            if self.queued:
+                retry.resolve(source=self.config.name, keys=[row.key for row in rows])
+        else:
+            if rows:
+                # NOTE: a dry run's record logs are written after the rollback, from the answer.
+                savepoint = transaction.savepoint()
+                answer = writer.write(rows, run_id=self.run.pk)
+                transaction.savepoint_rollback(savepoint)
+                self._count(answer.rows, dry=True)
+                self.logs.flush()
+            self._advance(rows_after - self.counts.done)
+        self._time("update", t)
+
+    def _count(self, written: list, *, dry: bool) -> None:
         counts = self.counts
         for row in written:
             if row.action == Action.CREATED:
@@ -177,13 +202,6 @@ class BatchLoading:
                 counts.unchanged += 1
             if dry:
                 self.logs.record(row.row_number, row.key, row.action, row.object_id)
-        self._time("update", t)
-        self._log_failures(failed, retryable=False)
-        self._log_superseded(superseded)
-        self.logs.flush()
-        if self.queued and rows and not dry:
-            retry.resolve(source=self.config.name, keys=[row.key for row in rows])
-        self._advance(len(rows) + len(failed) + len(superseded))
 
     def _log_failures(self, failed: list[tuple[int, str, list[Issue]]], *, retryable: bool,
                       ) -> None:
