@@ -92,7 +92,7 @@ def _set_clause(columns: list[str]) -> str:
 
 
 class BatchWriter:
-    """The staging table and the batch statement of one source's target (and its child)."""
+    """The batch statement of one source's target (and its child)."""
 
     def __init__(self, config: SourceConfig, validator: RowValidator) -> None:
         self.config = config

@@ -1,4 +1,4 @@
-"""A run's batches: each validated, written (staging ``COPY`` + one statement), logged and
+"""A run's batches: each validated, written (one statement: rows, intents, logs, progress),
 counted in one transaction with the run's progress; a batch whose statement one row breaks is
 retried row by row, so only that row fails (I8)."""
 
