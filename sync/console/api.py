@@ -115,9 +115,12 @@ def progress_url(run: SyncRun) -> str:
 
 @endpoint(POST=roles.can_operate)
 def manual(request: HttpRequest) -> JsonResponse:
-    """Start a sync of ``{"source": …}``: 202 with the queued run, 409 while one is active."""
+    """Start a sync of ``{"source": …}``: 202 with the queued run, 409 while one is active,
+    503 when the task queue is unreachable."""
     run = manual_sync_start(request, source=source_of(json_body(request)),
                             trigger=SyncRun.Trigger.API)
+    if run.status == SyncRun.Status.FAILED:  # it could not be queued
+        return error(503, run.message, run=run_data(run))
     return JsonResponse({"run": run_data(run), "progress_url": progress_url(run)}, status=202)
 
 

@@ -10,11 +10,13 @@ give one run. A run the pipeline still refuses (a start from elsewhere, e.g. bea
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from sync.console.audit import record_staff_action
 from sync.ingest.config import load_sources
@@ -23,6 +25,10 @@ from sync.ingest.pipeline import LOCK_CLASS, request_cancel, start_run
 from sync.ingest.tasks import ingest
 from sync.models import SyncAlert, SyncRun
 from sync.ops.alerts import alert_acknowledge
+from sync.redaction import RedactPiiFilter
+
+logger = logging.getLogger(__name__)
+logger.addFilter(RedactPiiFilter())
 
 START_LOCK_CLASS = 0x5343  # "SC": serialises console starts per source (not the run's lock)
 
@@ -88,6 +94,19 @@ def active_run(source: str) -> SyncRun | None:
     return run
 
 
+def _enqueue(*, run: SyncRun, trigger: str) -> None:
+    """Queue the run's task; when the broker cannot be reached the run fails with the reason
+    (instead of staying ``pending`` forever, or failing the request that started it)."""
+    try:
+        ingest.apply_async(kwargs={"source": run.source, "run_id": run.pk, "trigger": trigger})
+    except OperationalError as e:
+        logger.error("run %s of %s could not be queued: %s", run.pk, run.source, e)
+        SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PENDING).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(),
+            message=f"not started: the task queue (Celery broker) is unreachable: {e}"[:2000])
+    run.refresh_from_db()
+
+
 def manual_sync_start(request: HttpRequest, *, source: str,
                       trigger: str = SyncRun.Trigger.MANUAL) -> SyncRun:
     """A ``pending`` run of ``source`` queued for a worker (after commit), or
@@ -102,8 +121,7 @@ def manual_sync_start(request: HttpRequest, *, source: str,
             run = start_run(source, trigger=trigger)
             record_staff_action(request, action="sync.start", target=source,
                                 details={"run_id": run.pk, "trigger": trigger})
-            transaction.on_commit(partial(ingest.apply_async, kwargs={
-                "source": source, "run_id": run.pk, "trigger": trigger}))
+            transaction.on_commit(partial(_enqueue, run=run, trigger=trigger))
             return run
         record_staff_action(request, action="sync.start", target=source,
                             details={"refused": True, "active_run": active.pk})

@@ -120,7 +120,11 @@ def sync_start(request: HttpRequest, source: str) -> HttpResponse:
     except AlreadyRunningError as e:
         messages.error(request, str(e))
         return HttpResponseRedirect(_sync_url(source, e.run.pk))
-    messages.success(request, f"Run {run.pk} of {source} queued: a worker starts it shortly.")
+    if run.status == SyncRun.Status.FAILED:  # it could not be queued
+        messages.error(request, f"Run {run.pk} of {source}: {run.message}")
+    else:
+        messages.success(request, f"Run {run.pk} of {source} queued: a worker starts it "
+                                  "shortly.")
     return HttpResponseRedirect(_sync_url(source, run.pk))
 
 

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client
 
 from catalog.models import Part
+from config import testservices
 from sync.console.operations import START_LOCK_CLASS
 from sync.ingest.pipeline import LOCK_CLASS, start_run
 from sync.ingest.tasks import ingest
@@ -380,3 +381,24 @@ def test_acknowledge_an_alert(client_for, role_users) -> None:
     assert again.status_code == 409
     assert post(operator, "alerts/999999/acknowledge").status_code == 404
     assert client_for("viewer").get(API + "dashboard?health=0").json()["open_alerts"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_an_unreachable_broker_fails_the_run_not_the_request(client_for) -> None:
+    operator = client_for("operator")
+    broker = testservices.services().broker
+    broker.stop()
+    try:
+        response = post(operator, "manual", {"source": "buyers"})
+        page = operator.post("/admin/console/sync/sellers/start/", follow=True)
+    finally:
+        broker.start()
+    assert response.status_code == 503
+    assert "the task queue (Celery broker) is unreachable" in response.json()["error"]
+    assert response.json()["run"]["status"] == "failed"
+    assert "the task queue (Celery broker) is unreachable" in page.content.decode()
+    assert set(SyncRun.objects.values_list("source", "status")) == {
+        ("buyers", "failed"), ("sellers", "failed")}
+    # The next start is not blocked by the run that never started.
+    assert SyncRun.objects.filter(status__in=SyncRun.ACTIVE).count() == 0
