@@ -108,7 +108,7 @@ def list_parts(request: HttpRequest,
                                      description="Case-insensitive search in name and sku.")):
     count, items = selectors.public_page(limit=limit, offset=offset, in_stock=in_stock,
                                          q=(q or "").strip() or None)
-    tag = selectors.etag(count, offset, *(v for item in items
+    tag = selectors.etag(count, limit, offset, *(v for item in items
                                           for v in (item["id"], item["version"],
                                                     item["stock"]["version"])))
     return _conditional(request, {"count": count, "limit": limit, "offset": offset,
