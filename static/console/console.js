@@ -110,9 +110,15 @@
       });
     }
 
+    var shownAlerts = null;
+
     function alerts(list, open) {
       var count = text("#alerts-open", open);
       count.className = "figure " + (open ? "bad" : "good");
+      // Rebuilt only when the alerts changed: a button under the pointer stays put.
+      var signature = JSON.stringify(list.map(function (a) { return [a.id, a.count, a.last_seen_at]; }));
+      if (signature === shownAlerts) { return; }
+      shownAlerts = signature;
       var body = $("#alerts tbody");
       body.textContent = "";
       if (!list.length) {
