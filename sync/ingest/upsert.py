@@ -144,10 +144,11 @@ class BatchWriter:
         # (pgtrigger's ignore setting, transaction-local; BatchLoading._advance clears it).
         ignore = "cfg AS (SELECT set_config('pgtrigger.ignore', %s, true) AS ignoring)"
         # The batch is one JSON parameter (an array of rows): no staging table, no COPY
-        # round trips; the casts below never cut a value (text, numeric, date).
+        # round trips; the casts below never cut a value (text, numeric, date). NOTE: jsonb,
+        # parsed once: ->> on plain json re-parses the row for every field (~17x slower).
         columns = ", ".join(f"(e->>{i})::{t} AS {'rn' if i == 0 else f'c{i - 1}'}"
                             for i, t in enumerate(self.types))
-        staged = f"s AS (SELECT {columns} FROM json_array_elements(%s::json) AS e)"  # noqa: S608
+        staged = f"s AS (SELECT {columns} FROM jsonb_array_elements(%s::jsonb) AS e)"  # noqa: S608
         # NOTE: LATERAL … OFFSET 0 is one index probe per sheet row. A plain join is planned
         # for a row source of unknown size, and the prepared statement keeps the plan made
         # while the target was small: a hash join over a sequential scan of the whole target,
