@@ -132,12 +132,12 @@ def test_demo_serves_the_console_stops_cleanly_and_keeps_its_data(
         assert "healthy: " in demo.output()
 
         status, page = _get(f"{demo.base}/admin/login/")
-        assert (status, "<title>Log in | Django site admin</title>" in page) == (200, True)
+        assert (status, "<title>Log in | syncops console</title>" in page) == (200, True)
         status, health = _get(f"{demo.base}/health/?format=json")
         assert status == 200
         assert json.loads(health) == dict.fromkeys(
             ["Database(alias='default')", "Cache Redis", "Broker Redis", "Celery worker"], "OK")
-        assert "Site administration" in _log_in(demo.base, password)
+        assert "Operations dashboard" in _log_in(demo.base, password)
 
         pids = demo.child_pids() + _server_pids(services)
         assert len(pids) == 6  # worker, beat, web server, cache, broker, PostgreSQL
@@ -158,7 +158,7 @@ def test_demo_serves_the_console_stops_cleanly_and_keeps_its_data(
         assert "initialised" not in again.output()
         assert "reusing superuser admin" in again.output()
         assert pg_version.stat().st_mtime_ns == initialised  # the same cluster, not a new one
-        assert "Site administration" in _log_in(again.base, password)
+        assert "Operations dashboard" in _log_in(again.base, password)
         assert again.interrupt() == 0
     finally:
         again.kill()
