@@ -15,7 +15,7 @@ from sync.console.charts import trend_svg
 from sync.console.dashboard import TREND_BUCKETS, dashboard_data, run_data
 from sync.console.views import percent
 from sync.ingest.pipeline import start_run
-from sync.models import StaffAction, SyncAlert, SyncRun
+from sync.models import CacheVerification, StaffAction, SyncAlert, SyncRun
 from sync.ops.alerts import raise_alert
 from tests.console.sources import buyers_sheet, ensure_roles, sources_file
 from tests.factories import make_part
@@ -110,6 +110,8 @@ def test_the_consistency_figure_of_the_last_verification(client_for,
         make_part()  # written through to Redis at commit
     make_part()  # this test's transaction never commits: Redis never sees this one
     verify_models(["catalog.part"])
+    stored = CacheVerification.objects.get()
+    assert str(stored).endswith(": 50.000000%")
     consistency = dashboard_data(health=False)["consistency"]
     assert (consistency["rows"], consistency["consistent"], consistency["missing"]) == (2, 1, 1)
     assert consistency["nines"] == 0.3
