@@ -37,8 +37,9 @@ class StaffAction(models.Model):
         # The console's roles are groups holding these (sync.console.roles).
         permissions = [
             ("view_console", "Can view the operations console (read-only)"),
-            ("operate_console",
-             "Can start and cancel syncs, resync, acknowledge alerts, edit the configuration"),
+            # NOTE: names fit 50 characters: auth's first migration, met when migrating to
+            # zero, had a varchar(50) name column.
+            ("operate_console", "Can operate the console: syncs, cache, alerts"),
             ("view_pii", "Can see unmasked personal data (PII)"),
         ]
 

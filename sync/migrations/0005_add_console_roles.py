@@ -38,7 +38,7 @@ ROLES = {
 
 STAFF_ACTION_PERMISSIONS = [
     ("view_console", "Can view the operations console (read-only)"),
-    ("operate_console", "Can start and cancel syncs, resync, acknowledge alerts, edit the configuration"),
+    ("operate_console", "Can operate the console: syncs, cache, alerts"),
     ("view_pii", "Can see unmasked personal data (PII)"),
 ]
 
@@ -69,7 +69,7 @@ class Migration(migrations.Migration):
                 'verbose_name': 'staff action',
                 'db_table': 'sync_staff_actions',
                 'ordering': ['-created_at'],
-                'permissions': [('view_console', 'Can view the operations console (read-only)'), ('operate_console', 'Can start and cancel syncs, resync, acknowledge alerts, edit the configuration'), ('view_pii', 'Can see unmasked personal data (PII)')],
+                'permissions': [('view_console', 'Can view the operations console (read-only)'), ('operate_console', 'Can operate the console: syncs, cache, alerts'), ('view_pii', 'Can see unmasked personal data (PII)')],
                 'indexes': [models.Index(fields=['-created_at'], name='staff_action_recent_idx'), models.Index(fields=['username', '-created_at'], name='staff_action_user_idx')],
             },
         ),
