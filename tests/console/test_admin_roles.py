@@ -44,3 +44,14 @@ def test_client_for_logs_in_the_role(client_for, role_users):
     response = client_for("viewer").get("/admin/")
     assert response.status_code == 200
     assert response.wsgi_request.user == role_users["viewer"]
+
+
+def test_a_console_role_without_staff_status_does_not_open_the_admin(viewer):
+    from django.test import Client
+
+    viewer.is_staff = False
+    viewer.save(update_fields=["is_staff"])
+    client = Client()
+    client.force_login(viewer, backend="django.contrib.auth.backends.ModelBackend")
+    response = client.get("/admin/sync/syncrun/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
