@@ -23,6 +23,7 @@ from django.views.decorators.cache import never_cache
 from sync.console import roles
 from sync.console.audit import record_staff_action
 from sync.console.dashboard import alert_data, dashboard_data, queue_data, run_data, sources_data
+from sync.console.masking import mask
 from sync.console.operations import (
     AlreadyRunningError,
     ConsoleError,
@@ -146,10 +147,13 @@ def cancel(request: HttpRequest, run_id: int) -> JsonResponse:
                         status=202)
 
 
-def config_data(config: SyncConfig) -> dict[str, Any]:
+def config_data(config: SyncConfig, *, pii: bool) -> dict[str, Any]:
+    """The row as JSON; alert recipients are e-mail addresses, masked unless ``pii``."""
     data = {f.name: getattr(config, f.name) for f in SyncConfig._meta.concrete_fields
             if f.name != "id"}
     data["updated_at"] = config.updated_at.isoformat()
+    if not pii:
+        data["recipients"] = mask(config.recipients, kind="emails")
     return data
 
 
@@ -161,12 +165,14 @@ def configurable(source: str) -> str:
 def config(request: HttpRequest) -> JsonResponse:
     """GET: every configuration (``?source=`` one); PUT ``{"source": …, field: value …}``:
     validate and store, 400 with ``fields`` naming each invalid one."""
+    pii = roles.can_view_pii(request.user)
     if request.method == "GET":
         source = request.GET.get("source")
         if source:
-            return JsonResponse({"config": config_data(config_for(configurable(source)))})
+            return JsonResponse({"config": config_data(config_for(configurable(source)),
+                                                       pii=pii)})
         rows = SyncConfig.objects.order_by("source")
-        return JsonResponse({"configs": [config_data(c) for c in rows]})
+        return JsonResponse({"configs": [config_data(c, pii=pii) for c in rows]})
     body = json_body(request)
     source = configurable(source_of(body))
     changes = {k: v for k, v in body.items() if k != "source"}
@@ -180,7 +186,7 @@ def config(request: HttpRequest) -> JsonResponse:
         raise BadRequestError(msg, e.message_dict) from e
     record_staff_action(request, action="config.update", target=source,
                         details={"fields": sorted(changes), "version": updated.version})
-    return JsonResponse({"config": config_data(updated)})
+    return JsonResponse({"config": config_data(updated, pii=pii)})
 
 
 @endpoint(GET=roles.can_view)

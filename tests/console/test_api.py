@@ -331,6 +331,19 @@ def test_config_put_stores_bumps_the_version_and_is_audited(client_for, role_use
     assert put(operator, {"source": "engine", "retry_queue_threshold": 50}).status_code == 200
 
 
+def test_config_recipients_are_masked_without_the_pii_role(client_for) -> None:
+    assert put(client_for("operator"), {"source": "buyers",
+                                        "recipients": "olga.ops@example.com"}).status_code == 200
+    masked = {role: client_for(role).get(API + "config?source=buyers").json()["config"]
+              for role in ("viewer", "operator")}
+    listed = client_for("viewer").get(API + "config").json()["configs"]
+    assert {c["recipients"] for c in [*masked.values(), *listed] if c["source"] == "buyers"} == {
+        "o***@e***.com"}
+    for role in ("pii_viewer", "superuser"):
+        one = client_for(role).get(API + "config?source=buyers").json()["config"]
+        assert one["recipients"] == "olga.ops@example.com"
+
+
 # --------------------------------------------------------------------------- dashboard, alerts
 
 
