@@ -13,6 +13,7 @@ from catalog.models import Part
 from customers.models import Customer, Order
 from sellers.models import Seller
 from sync.cache.services import verify_models
+from sync.models import CacheVerification
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,6 +35,9 @@ def test_demo_setup_loads_every_app_and_is_idempotent(demo_files, monkeypatch) -
     out = StringIO()
     call_command("demo_setup", "--count", "20", "-v", "2", stdout=out)
     assert "created superuser admin" in out.getvalue()
+    rows = sum(r.rows for r in verify_models())
+    assert f"cache verification: {rows} of {rows} synced rows consistent" in out.getvalue()
+    assert CacheVerification.objects.count() == 2  # the demo's and this test's
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_superuser and admin.check_password("a-long-demo-password-1")
     counts = (Part.objects.count(), Customer.objects.count(), Order.objects.count(),

@@ -1,5 +1,6 @@
 """Prepare the demo: the ``admin`` superuser with the password from ``DEMO_ADMIN_PASSWORD``,
-then each app's demo data.
+then each app's demo data, then a cache verification (so the console's dashboard shows a
+consistency figure from the start).
 
 Each app of ``DEMO_APPS`` defines ``load(*, count: int) -> str`` in ``<app>/demo.py``. Every demo
 start calls it, so it must be idempotent (upserts on natural keys, DESIGN I7): a second start
@@ -14,6 +15,8 @@ import os
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+
+from sync.cache.services import verify_models
 
 DEMO_APPS = ("catalog", "customers", "buyers", "sellers")
 
@@ -42,3 +45,7 @@ class Command(BaseCommand):
         for app in DEMO_APPS:
             module = importlib.import_module(f"{app}.demo")
             self.stdout.write(f"{app}: {module.load(count=count)}")
+        reports = verify_models()
+        rows = sum(r.rows for r in reports)
+        consistent = sum(r.consistent for r in reports)
+        self.stdout.write(f"cache verification: {consistent} of {rows} synced rows consistent")
