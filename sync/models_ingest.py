@@ -186,6 +186,7 @@ class RecordRetry(models.Model):
     class Meta:
         db_table = "retry_queue"
         verbose_name = "record retry"
+        verbose_name_plural = "record retries"
         constraints = [
             # One entry per row of a source: a row failing again bumps its attempts.
             models.UniqueConstraint(fields=["source", "natural_key"],
