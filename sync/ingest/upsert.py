@@ -234,9 +234,8 @@ class BatchWriter:
               settle: list[RowState] = ()) -> Answer:
         """Run the statement for ``rows`` (in the caller's transaction). With ``progress``
         (not a dry run) it also writes their record logs for ``run_id``, deletes the intents
-        of ``settle`` (completed writes) and updates the run's progress."""
-        if not rows:
-            return Answer([], [])
+        of ``settle`` (completed writes) and updates the run's progress. ``rows`` is never
+        empty (the caller writes a batch only when it has rows)."""
         # NOTE: Decimal and date values go as their text (str), which the casts read back
         # exactly; JSON escapes any character text may hold (validation refuses NUL).
         if self.child:
