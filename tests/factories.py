@@ -12,6 +12,6 @@ _seq = itertools.count(1)
 
 def make_part(**overrides) -> Part:
     n = next(_seq)
-    fields = {"sku": f"SKU-{n:06d}", "name": f"Part {n}", "price": Decimal("9.99"), "stock": 10}
+    fields = {"sku": f"SKU-{n:06d}", "name": f"Part {n}", "price": Decimal("9.99")}
     fields.update(overrides)
     return Part.objects.create(**fields)

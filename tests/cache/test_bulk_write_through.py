@@ -12,7 +12,7 @@ from catalog.models import Part
 from sync.cache import outbox
 from sync.cache.declaration import spec_for
 from sync.cache.writer import BackgroundWriter, settle, take_settled, write_on_commit
-from tests.cache.conftest import cached
+from tests.cache.conftest import cached, cached_price
 from tests.factories import make_part
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,26 +25,26 @@ def _state(part: Part) -> outbox.RowState:
 
 
 def test_states_are_written_at_commit_never_before_and_handed_back_to_settle(redis_raw) -> None:
-    part = make_part(stock=5)
+    part = make_part(price=5)
     settle()
     redis_raw.delete(*redis_raw.keys("*"))
     through = BackgroundWriter()
     with transaction.atomic():
-        Part.objects.filter(pk=part.pk).update(stock=6)  # a bulk write: the trigger's intent
+        Part.objects.filter(pk=part.pk).update(price=6)  # a bulk write: the trigger's intent
         write_on_commit([_state(part)], via=through)
         assert cached(redis_raw, LABEL, part.pk) == {}  # nothing before commit (I4)
     done = through.close()
     assert [s.pk for s in done] == [str(part.pk)]
-    assert b",6," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert cached_price(redis_raw, part.pk) == 6
     assert through.close() == []  # closing twice is harmless
 
 
 def test_outside_a_transaction_states_are_written_at_once(redis_raw) -> None:
-    part = make_part(stock=8)
+    part = make_part(price=8)
     settle()
     redis_raw.delete(*redis_raw.keys("*"))
     write_on_commit([_state(part)])
-    assert b",8," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert cached_price(redis_raw, part.pk) == 8
     assert [s.pk for s in take_settled()] == [str(part.pk)]  # its intent, deleted later
     write_on_commit([])  # nothing to write
 

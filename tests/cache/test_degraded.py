@@ -14,7 +14,7 @@ from sync.cache.replay import replay_pending
 from sync.cache.services import verify_models
 from sync.cache.writer import settle
 from sync.models import SyncFence, SyncIntent
-from tests.cache.conftest import cached
+from tests.cache.conftest import cached_price
 from tests.factories import make_part
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,67 +23,67 @@ LABEL = "catalog.part"
 
 def test_paused_redis_write_commits_fast_read_falls_back_replay_converges(
         redis_control, redis_raw) -> None:
-    part = make_part(stock=1)
-    assert repository.get(Part, part.pk).stock == 1
+    part = make_part(price=1)
+    assert repository.get(Part, part.pk).price == 1
     redis_control.pause()
     try:
         started = time.monotonic()
         with transaction.atomic():
             obj = Part.objects.get(pk=part.pk)
-            obj.stock = 2
+            obj.price = 2
             obj.save()
         assert time.monotonic() - started < 1.0  # one short timeout, then the breaker
         intent = SyncIntent.objects.get(object_pk=str(part.pk))
         assert intent.attempts == 1 and intent.epoch and "unavailable" in intent.last_error
         # reads answer from PostgreSQL without an error and without waiting on Redis
         started = time.monotonic()
-        assert repository.get(Part, part.pk).stock == 2
+        assert repository.get(Part, part.pk).price == 2
         assert time.monotonic() - started < 0.2
         # a second write while the breaker is open costs no timeout at all
         started = time.monotonic()
-        Part.objects.filter(pk=part.pk).update(stock=3)
+        Part.objects.filter(pk=part.pk).update(price=3)
         obj = Part.objects.get(pk=part.pk)
         obj.save()
         assert time.monotonic() - started < 0.2
     finally:
         redis_control.resume()
-    # Redis is back with an old value (stock 1, or 2 if the timed-out write was still applied
+    # Redis is back with an old value (price 1, or 2 if the timed-out write was still applied
     # when the server resumed): the fence keeps it from being served (I9)
-    assert b",3," not in cached(redis_raw, LABEL, part.pk)["p"]
+    assert cached_price(redis_raw, part.pk) != 3
     connection.breaker.reset()
-    assert repository.get(Part, part.pk).stock == 3
-    assert repository.get_many(Part, [part.pk])[part.pk].stock == 3
+    assert repository.get(Part, part.pk).price == 3
+    assert repository.get_many(Part, [part.pk])[part.pk].price == 3
     result = replay_pending(include_not_due=True)
     assert result.written == 1 and result.fence_advanced == 1
     settle()
     assert not SyncIntent.objects.exists()
-    assert b",3," in cached(redis_raw, LABEL, part.pk)["p"]
-    assert repository.get(Part, part.pk).stock == 3
+    assert cached_price(redis_raw, part.pk) == 3
+    assert repository.get(Part, part.pk).price == 3
     (report,) = verify_models([LABEL])
     assert report.ok and report.fraction == 1.0
 
 
 def test_no_read_returns_the_pre_outage_value_before_or_after_replay(
         redis_control, redis_raw) -> None:
-    parts = [make_part(stock=1) for _ in range(5)]
+    parts = [make_part(price=1) for _ in range(5)]
     for part in parts:
         repository.get(Part, part.pk)
     redis_control.pause()
     try:
         with transaction.atomic():
             for part in parts:
-                part.stock = 2
+                part.price = 2
                 part.save()
     finally:
         redis_control.resume()
     seen = []
-    # many reads across breaker half-open/close transitions, with Redis holding stock=1
+    # many reads across breaker half-open/close transitions, with Redis holding price=1
     deadline = time.monotonic() + 2.5
     while time.monotonic() < deadline:
-        seen.extend(obj.stock for obj in repository.get_many(Part, [p.pk for p in parts]).values())
-        seen.extend(repository.get(Part, p.pk).stock for p in parts)
+        seen.extend(obj.price for obj in repository.get_many(Part, [p.pk for p in parts]).values())
+        seen.extend(repository.get(Part, p.pk).price for p in parts)
     replay_pending(include_not_due=True)
-    seen.extend(repository.get(Part, p.pk).stock for p in parts)
+    seen.extend(repository.get(Part, p.pk).price for p in parts)
     assert set(seen) == {2}
 
 
@@ -91,10 +91,10 @@ def test_fence_opens_again_only_after_replay_drains(
         redis_control, settings, django_assert_num_queries) -> None:
     from sync.cache.fence import fence
 
-    part = make_part(stock=1)
+    part = make_part(price=1)
     redis_control.kill()
     try:
-        part.stock = 2
+        part.price = 2
         part.save()
     finally:
         redis_control.start()
@@ -107,7 +107,7 @@ def test_fence_opens_again_only_after_replay_drains(
     fence.invalidate()
     assert fence.trusts(LABEL)
     with django_assert_num_queries(0):  # a real cache hit again
-        assert repository.get(Part, part.pk).stock == 2
+        assert repository.get(Part, part.pk).price == 2
 
 
 def test_killed_and_restarted_redis_is_empty_then_warm_and_verify_show_all(
@@ -138,7 +138,7 @@ def test_dead_after_max_attempts_logs_an_alert(redis_control, settings, caplog) 
     part = make_part()
     redis_control.kill()
     try:
-        part.stock = 5
+        part.price = 5
         part.save()
         connection.breaker.reset()
         replay_pending(include_not_due=True)

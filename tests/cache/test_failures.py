@@ -20,7 +20,7 @@ from sync.cache.keys import cache_key
 from sync.cache.replay import replay_pending
 from sync.cache.writer import settle
 from sync.models import SyncIntent
-from tests.cache.conftest import cached
+from tests.cache.conftest import cached_price
 from tests.factories import make_part
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,25 +40,25 @@ def terminate_own_backend() -> None:
 
 
 def test_backend_terminated_before_write_through_leaves_intent_for_replay(redis_raw) -> None:
-    part = make_part(stock=1)
+    part = make_part(price=1)
     with transaction.atomic():
         transaction.on_commit(terminate_own_backend)  # runs before the write-through
-        part.stock = 2
+        part.price = 2
         part.save()
     connection.close()
-    assert Part.objects.get(pk=part.pk).stock == 2
-    assert b",1," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert Part.objects.get(pk=part.pk).price == 2
+    assert cached_price(redis_raw, part.pk) == 1
     assert SyncIntent.objects.filter(object_pk=str(part.pk)).exists()
     replay_pending(include_not_due=True)
-    assert b",2," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert cached_price(redis_raw, part.pk) == 2
 
 
 def test_redis_and_postgresql_both_failing_after_commit_still_never_raise(redis_control) -> None:
-    part = make_part(stock=1)
+    part = make_part(price=1)
     redis_control.kill()
     try:
         with transaction.atomic():
-            part.stock = 2
+            part.price = 2
             part.save()
             # after our intent load succeeds and Redis fails, recording the failure fails too
             transaction.on_commit(lambda: None)
@@ -66,17 +66,17 @@ def test_redis_and_postgresql_both_failing_after_commit_still_never_raise(redis_
         cache_connection.breaker.failure()
         with transaction.atomic():
             transaction.on_commit(terminate_own_backend)
-            part.stock = 3
+            part.price = 3
             part.save()
         connection.close()
     finally:
         redis_control.start()
-    assert Part.objects.get(pk=part.pk).stock == 3
+    assert Part.objects.get(pk=part.pk).price == 3
     assert SyncIntent.objects.filter(object_pk=str(part.pk)).exists()
 
 
 def test_intent_kept_when_its_delete_times_out_and_replay_clears_it(redis_raw) -> None:
-    part = make_part(stock=1)
+    part = make_part(price=1)
     locked, release = threading.Event(), threading.Event()
 
     def hold_intent_lock() -> None:
@@ -98,7 +98,7 @@ def test_intent_kept_when_its_delete_times_out_and_replay_clears_it(redis_raw) -
     try:
         with transaction.atomic():
             transaction.on_commit(lock_intent_after_commit)
-            part.stock = 3
+            part.price = 3
             part.save()
             other.save()  # two keys: their intents are deleted at once, not deferred
     finally:
@@ -107,7 +107,7 @@ def test_intent_kept_when_its_delete_times_out_and_replay_clears_it(redis_raw) -
         connection.close()
     # Redis got the new state; the intent it could not delete is harmless: replay re-writes
     # the same version (a no-op) and clears it.
-    assert b",3," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert cached_price(redis_raw, part.pk) == 3
     assert SyncIntent.objects.filter(object_pk=str(part.pk)).exists()
     replay_pending(include_not_due=True)
     settle()
@@ -115,7 +115,7 @@ def test_intent_kept_when_its_delete_times_out_and_replay_clears_it(redis_raw) -
 
 
 def test_unexpected_error_in_write_through_is_logged_not_raised(monkeypatch, caplog) -> None:
-    part = make_part(stock=1)
+    part = make_part(price=1)
 
     def broken(*args, **kwargs):
         msg = "a bug in the codec"
@@ -123,23 +123,23 @@ def test_unexpected_error_in_write_through_is_logged_not_raised(monkeypatch, cap
 
     monkeypatch.setattr("sync.cache.outbox.seal", broken)
     with transaction.atomic():
-        part.stock = 2
+        part.price = 2
         part.save()
-    assert Part.objects.get(pk=part.pk).stock == 2
+    assert Part.objects.get(pk=part.pk).price == 2
     assert any("write-through failed unexpectedly" in r.getMessage() for r in caplog.records)
     monkeypatch.undo()
     replay_pending(include_not_due=True)
-    assert repository.get(Part, part.pk).stock == 2
+    assert repository.get(Part, part.pk).price == 2
 
 
 def test_reads_survive_a_dead_redis_without_any_failed_write(redis_control) -> None:
-    part = make_part(stock=5)
+    part = make_part(price=5)
     redis_control.kill()
     try:
-        assert repository.get(Part, part.pk).stock == 5
-        assert repository.get_many(Part, [part.pk])[part.pk].stock == 5
+        assert repository.get(Part, part.pk).price == 5
+        assert repository.get_many(Part, [part.pk])[part.pk].price == 5
         cache_connection.breaker.reset()
-        assert repository.get_many(Part, [part.pk])[part.pk].stock == 5
+        assert repository.get_many(Part, [part.pk])[part.pk].price == 5
     finally:
         redis_control.start()
 
@@ -164,8 +164,8 @@ def test_fence_refresh_with_postgresql_gone_distrusts_the_cache() -> None:
 
 
 def test_replay_batches_and_odd_intents(redis_control, redis_raw, caplog) -> None:
-    parts = [make_part(stock=1) for _ in range(5)]
-    Part.objects.update(stock=2)
+    parts = [make_part(price=1) for _ in range(5)]
+    Part.objects.update(price=2)
     gone = parts[0].pk
     redis_control.kill()
     try:
@@ -195,7 +195,7 @@ def test_replay_batches_and_odd_intents(redis_control, redis_raw, caplog) -> Non
 
 def test_bulk_helper_with_nothing_to_update() -> None:
     with transaction.atomic():
-        assert update_synced(Part.objects.none(), stock=1) == 0
+        assert update_synced(Part.objects.none(), price=1) == 0
 
 
 def test_verify_counts_malformed_keys_as_extra_and_prints_progress(redis_raw) -> None:
@@ -214,7 +214,7 @@ def test_verify_counts_malformed_keys_as_extra_and_prints_progress(redis_raw) ->
 
 
 def test_postgresql_lost_while_recording_a_failed_cache_write(redis_control, caplog) -> None:
-    part = make_part(stock=1)
+    part = make_part(price=1)
 
     def terminate_when_breaker_opens(state: str) -> None:
         if state == cache_connection.breaker.OPEN:
@@ -224,13 +224,13 @@ def test_postgresql_lost_while_recording_a_failed_cache_write(redis_control, cap
     redis_control.kill()
     try:
         with transaction.atomic():
-            part.stock = 2
+            part.price = 2
             part.save()
     finally:
         cache_connection.breaker._listeners.remove(terminate_when_breaker_opens)
         redis_control.start()
         connection.close()
-    assert Part.objects.get(pk=part.pk).stock == 2
+    assert Part.objects.get(pk=part.pk).price == 2
     intent = SyncIntent.objects.get(object_pk=str(part.pk))
     assert intent.attempts == 0  # the failure could not be recorded; replay still has it
     assert any("could not record a failed cache write" in r.getMessage()
@@ -246,7 +246,7 @@ def test_write_through_with_no_pending_intent_does_nothing(redis_raw) -> None:
 
 def test_replay_command_at_default_verbosity() -> None:
     part = make_part()
-    Part.objects.filter(pk=part.pk).update(stock=4)
+    Part.objects.filter(pk=part.pk).update(price=4)
     out = StringIO()
     call_command("sync_replay", "--all", stdout=out)
     assert "written 1" in out.getvalue()

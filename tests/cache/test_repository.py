@@ -29,11 +29,11 @@ def quiet_fence(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_hit_needs_no_query_and_equals_the_database(quiet_fence, django_assert_num_queries):
-    part = make_part(stock=4)
+    part = make_part(price=4)
     with django_assert_num_queries(0):
         got = repository.get(Part, part.pk)
     fresh = Part.objects.get(pk=part.pk)
-    for name in ("id", "sku", "name", "price", "stock", "is_active", "version"):
+    for name in ("id", "sku", "name", "price", "is_active", "version"):
         assert getattr(got, name) == getattr(fresh, name)
     with django_assert_num_queries(1):  # a field that is not cached loads on access
         assert got.created_at == fresh.created_at
@@ -53,7 +53,7 @@ def test_miss_reads_postgresql_once_and_fills(quiet_fence, redis_raw,
 
 @pytest.mark.django_db(transaction=True)
 def test_fill_never_overwrites_a_newer_version(quiet_fence, redis_raw) -> None:
-    part = make_part(stock=1)
+    part = make_part(price=1)
     redis_raw.hset(cache_key(LABEL, part.pk), "v", part.version + 100)
     repository._fill(repository.spec_for(Part), [Part.objects.get(pk=part.pk)])
     assert int(cached(redis_raw, LABEL, part.pk)["v"]) == part.version + 100
@@ -118,10 +118,10 @@ def test_held_lease_makes_others_wait_then_read_postgresql(settings, redis_raw) 
 
 @pytest.mark.django_db(transaction=True)
 def test_undecodable_entry_falls_back_to_postgresql(quiet_fence, redis_raw, caplog) -> None:
-    part = make_part(stock=3)
+    part = make_part(price=3)
     redis_raw.hset(cache_key(LABEL, part.pk), "p", b"not json")
-    assert repository.get(Part, part.pk).stock == 3
-    assert repository.get_many(Part, [part.pk])[part.pk].stock == 3
+    assert repository.get(Part, part.pk).price == 3
+    assert repository.get_many(Part, [part.pk])[part.pk].price == 3
     assert any("undecodable" in r.getMessage() for r in caplog.records)
 
 
@@ -135,34 +135,34 @@ def test_reads_inside_a_transaction_see_uncommitted_rows_from_postgresql(quiet_f
 @pytest.mark.django_db(transaction=True)
 def test_transaction_reads_its_own_writes_and_never_fills_uncommitted_rows(
         quiet_fence, redis_raw) -> None:
-    part = make_part(stock=1)
+    part = make_part(price=1)
     with pytest.raises(RuntimeError), transaction.atomic():
-        part.stock = 2
+        part.price = 2
         part.save()
-        assert repository.get(Part, part.pk).stock == 2  # not Redis' committed 1
-        assert repository.get_many(Part, [part.pk])[part.pk].stock == 2
-        new = make_part(stock=9)
+        assert repository.get(Part, part.pk).price == 2  # not Redis' committed 1
+        assert repository.get_many(Part, [part.pk])[part.pk].price == 2
+        new = make_part(price=9)
         redis_raw.delete(cache_key(LABEL, new.pk))
-        Part.objects.filter(pk=new.pk).update(stock=10)  # unmarked change
-        assert repository.get(Part, new.pk).stock == 10
-        assert repository.get_many(Part, [new.pk])[new.pk].stock == 10
+        Part.objects.filter(pk=new.pk).update(price=10)  # unmarked change
+        assert repository.get(Part, new.pk).price == 10
+        assert repository.get_many(Part, [new.pk])[new.pk].price == 10
         raise RuntimeError  # roll back: nothing of this may be in Redis
     assert cached(redis_raw, LABEL, new.pk) == {} or b"v" not in cached(redis_raw, LABEL, new.pk)
-    assert repository.get(Part, part.pk).stock == 1
+    assert repository.get(Part, part.pk).price == 1
 
 
 @pytest.mark.django_db(transaction=True)
 def test_cached_instance_behaves_like_a_loaded_one(quiet_fence, redis_raw) -> None:
     from django.db.models.signals import post_init
 
-    part = make_part(stock=1)
+    part = make_part(price=1)
     got = repository.get(Part, part.pk)
     assert got == part and not got._state.adding
     assert got.get_deferred_fields() == {"created_at", "updated_at_ns"}
-    got.stock = 8
+    got.price = 8
     got.save()  # saves the loaded fields only
     fresh = Part.objects.get(pk=part.pk)
-    assert (fresh.stock, fresh.created_at) == (8, part.created_at)
+    assert (fresh.price, fresh.created_at) == (8, part.created_at)
     seen = []
 
     def watch(sender, instance, **kwargs) -> None:
@@ -173,7 +173,7 @@ def test_cached_instance_behaves_like_a_loaded_one(quiet_fence, redis_raw) -> No
         built = repository.get(Part, part.pk)
     finally:
         post_init.disconnect(watch, sender=Part)
-    assert seen and seen[-1] is built and built.stock == 8
+    assert seen and seen[-1] is built and built.price == 8
 
 
 @pytest.mark.django_db(transaction=True)
@@ -183,7 +183,7 @@ def test_waiter_gets_the_row_its_filler_writes(settings, redis_raw) -> None:
     from sync.cache.outbox import RowState
 
     settings.SYNC_LEASE_WAIT = 5.0
-    part = make_part(stock=4)
+    part = make_part(price=4)
     key = cache_key(LABEL, part.pk)
     redis_raw.delete(key)
     redis_raw.hset(key, "l", "the-filler")  # another reader is filling

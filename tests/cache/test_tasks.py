@@ -9,7 +9,7 @@ from catalog.models import Part
 from sync import tasks
 from sync.cache.services import verify_models
 from sync.models import SyncIntent
-from tests.cache.conftest import cached
+from tests.cache.conftest import cached_price
 from tests.factories import make_part
 from tests.waiting import wait_until
 
@@ -18,12 +18,12 @@ LABEL = "catalog.part"
 
 
 def test_replay_task_on_a_worker_drains_the_queue(celery_worker, redis_raw) -> None:
-    parts = [make_part(stock=1) for _ in range(5)]
-    Part.objects.update(stock=2)  # bypasses write-through: five intents
+    parts = [make_part(price=1) for _ in range(5)]
+    Part.objects.update(price=2)  # bypasses write-through: five intents
     SyncIntent.objects.update(next_attempt_at=Now())  # due now rather than after the grace
     tasks.replay.delay()
     wait_until(lambda: not SyncIntent.objects.exists())
-    assert all(b",2," in cached(redis_raw, LABEL, p.pk)["p"] for p in parts)
+    assert all(cached_price(redis_raw, p.pk) == 2 for p in parts)
 
 
 def test_warm_and_verify_tasks_on_a_worker(celery_worker, redis_raw) -> None:
@@ -39,7 +39,7 @@ def test_metrics_show_queue_size_and_age() -> None:
     from sync.metrics import RETRY_QUEUE_OLDEST, RETRY_QUEUE_SIZE, refresh_gauges
 
     part = make_part()
-    Part.objects.filter(pk=part.pk).update(stock=9)
+    Part.objects.filter(pk=part.pk).update(price=9)
     refresh_gauges()
     assert RETRY_QUEUE_SIZE.labels("pending")._value.get() == 1
     assert RETRY_QUEUE_OLDEST._value.get() >= 0

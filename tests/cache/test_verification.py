@@ -57,7 +57,7 @@ def test_commands_explain_bad_input_and_list_models() -> None:
 
 def test_replay_command_reports_the_queue(redis_raw) -> None:
     part = make_part()
-    Part.objects.filter(pk=part.pk).update(stock=3)
+    Part.objects.filter(pk=part.pk).update(price=3)
     out = StringIO()
     call_command("sync_replay", "--all", "-v", "2", stdout=out)
     assert "claimed 1, written 1" in out.getvalue()

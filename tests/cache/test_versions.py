@@ -20,15 +20,15 @@ def test_insert_gets_database_assigned_version_and_timestamp() -> None:
 def test_every_write_path_draws_a_new_version() -> None:
     part = make_part()
     versions = [part.version]
-    part.stock = 1
+    part.price = 1
     part.save()
     part.refresh_from_db()
     versions.append(part.version)
-    Part.objects.filter(pk=part.pk).update(stock=2)  # bypasses signals
+    Part.objects.filter(pk=part.pk).update(price=2)  # bypasses signals
     part.refresh_from_db()
     versions.append(part.version)
     with connection.cursor() as cursor:  # bypasses Django entirely
-        cursor.execute("UPDATE catalog_parts SET stock = 3 WHERE id = %s", [part.pk])
+        cursor.execute("UPDATE catalog_parts SET price = 3 WHERE id = %s", [part.pk])
     part.refresh_from_db()
     versions.append(part.version)
     assert versions == sorted(set(versions)), versions
@@ -45,7 +45,7 @@ def test_version_monotonic_across_delete_and_recreate_with_same_key() -> None:
     part = make_part(sku="RECREATE")
     pk, first = part.pk, part.version
     part.delete()
-    again = Part.objects.create(pk=pk, sku="RECREATE", name="again", price=1, stock=1)
+    again = Part.objects.create(pk=pk, sku="RECREATE", name="again", price=1)
     assert again.version > first
     with connection.cursor() as cursor:
         cursor.execute("SELECT version FROM sync_retry_queue WHERE object_pk = %s", [str(pk)])

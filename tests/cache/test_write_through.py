@@ -10,7 +10,7 @@ from sync.cache import repository
 from sync.cache.bulk import bulk_create_synced, update_synced
 from sync.cache.writer import settle
 from sync.models import SyncIntent
-from tests.cache.conftest import cached
+from tests.cache.conftest import cached, cached_price
 from tests.factories import make_part
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,22 +19,22 @@ LABEL = "catalog.part"
 
 def test_commit_writes_redis_once_and_clears_the_intent(redis_raw) -> None:
     with transaction.atomic():
-        part = make_part(stock=7)
+        part = make_part(price=7)
         # inside the transaction: the intent exists, Redis has nothing yet (I4)
         assert SyncIntent.objects.filter(model=LABEL, object_pk=str(part.pk)).exists()
         assert cached(redis_raw, LABEL, part.pk) == {}
     entry = cached(redis_raw, LABEL, part.pk)
     assert int(entry["v"]) == Part.objects.get(pk=part.pk).version
-    assert b'"stock"' not in entry["p"] and b",7," in entry["p"]
+    assert b'"price"' not in entry["p"] and cached_price(redis_raw, part.pk) == 7
     settle()
     assert not SyncIntent.objects.exists()
 
 
 def test_rollback_leaves_redis_untouched(redis_raw) -> None:
-    part = make_part(stock=1)
+    part = make_part(price=1)
     before = cached(redis_raw, LABEL, part.pk)
     with pytest.raises(RuntimeError), transaction.atomic():
-        Part.objects.filter(pk=part.pk).update(stock=99)
+        Part.objects.filter(pk=part.pk).update(price=99)
         obj = Part.objects.get(pk=part.pk)
         obj.name = "rolled back"
         obj.save()
@@ -42,28 +42,27 @@ def test_rollback_leaves_redis_untouched(redis_raw) -> None:
     assert cached(redis_raw, LABEL, part.pk) == before
     settle()
     assert not SyncIntent.objects.exists()
-    assert repository.get(Part, part.pk).stock == 1
+    assert repository.get(Part, part.pk).price == 1
 
 
 def test_savepoint_rollback_does_not_leak_and_outer_commit_still_writes(redis_raw) -> None:
     with transaction.atomic():
-        part = make_part(stock=1)
+        part = make_part(price=1)
         try:
             with transaction.atomic():
-                part.stock = 50
+                part.price = 50
                 part.save()
                 raise ValueError
         except ValueError:
             pass
-    entry = cached(redis_raw, LABEL, part.pk)
-    assert b",1," in entry["p"] and b",50," not in entry["p"]
+    assert cached_price(redis_raw, part.pk) == 1  # not the rolled-back 50
 
 
 def test_many_changes_in_one_transaction_use_one_pipeline(redis_raw) -> None:
     with transaction.atomic():
-        parts = [make_part(stock=i) for i in range(20)]
+        parts = [make_part(price=i) for i in range(20)]
         for part in parts[:5]:
-            part.stock += 100
+            part.price += 100
             part.save()
     for part in parts:
         fresh = Part.objects.get(pk=part.pk)
@@ -85,14 +84,14 @@ def test_delete_writes_a_versioned_tombstone(redis_raw) -> None:
 
 def test_bulk_helpers_write_through(redis_raw) -> None:
     with transaction.atomic():
-        created = bulk_create_synced(Part, [Part(sku=f"B{i}", name="b", price=1, stock=i)
+        created = bulk_create_synced(Part, [Part(sku=f"B{i}", name="b", price=i)
                                             for i in range(10)])
     assert all(cached(redis_raw, LABEL, p.pk) for p in created)
     with transaction.atomic():
-        update_synced(Part.objects.filter(sku__startswith="B"), stock=5)
+        update_synced(Part.objects.filter(sku__startswith="B"), price=5)
     for part in Part.objects.filter(sku__startswith="B"):
         entry = cached(redis_raw, LABEL, part.pk)
-        assert int(entry["v"]) == part.version and b",5," in entry["p"]
+        assert int(entry["v"]) == part.version and cached_price(redis_raw, part.pk) == 5
     settle()
     assert not SyncIntent.objects.exists()
 
@@ -100,13 +99,13 @@ def test_bulk_helpers_write_through(redis_raw) -> None:
 def test_plain_queryset_update_leaves_an_intent_that_replay_completes(redis_raw) -> None:
     from sync.cache.replay import replay_pending
 
-    part = make_part(stock=1)
-    Part.objects.filter(pk=part.pk).update(stock=2)  # no signal, no write-through
+    part = make_part(price=1)
+    Part.objects.filter(pk=part.pk).update(price=2)  # no signal, no write-through
     assert SyncIntent.objects.filter(object_pk=str(part.pk)).count() == 1
-    assert b",1," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert cached_price(redis_raw, part.pk) == 1
     result = replay_pending(include_not_due=True)
     assert result.written == 1
-    assert b",2," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert cached_price(redis_raw, part.pk) == 2
     settle()
     assert not SyncIntent.objects.exists()
 
@@ -117,7 +116,7 @@ def test_hot_row_coalesces_to_one_intent_while_redis_is_down(redis_control) -> N
     try:
         for i in range(30):
             with transaction.atomic():
-                Part.objects.filter(pk=part.pk).update(stock=i)
+                Part.objects.filter(pk=part.pk).update(price=i)
                 obj = Part.objects.get(pk=part.pk)
                 obj.save()
         intents = list(SyncIntent.objects.all())
@@ -143,11 +142,11 @@ def part_proxy():
 
 
 def test_saving_through_a_proxy_model_writes_through(redis_raw, part_proxy) -> None:
-    part = make_part(stock=1)
+    part = make_part(price=1)
     proxy = part_proxy.objects.get(pk=part.pk)
-    proxy.stock = 6
+    proxy.price = 6
     proxy.save()
-    assert b",6," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert cached_price(redis_raw, part.pk) == 6
 
 
 def test_single_row_saves_settle_their_intents_together_later(monkeypatch) -> None:
@@ -170,25 +169,25 @@ def test_single_row_saves_settle_their_intents_together_later(monkeypatch) -> No
 
 
 def test_a_save_that_clears_a_failed_intent_settles_it_at_once(redis_control) -> None:
-    part = make_part(stock=1)
+    part = make_part(price=1)
     settle()
     redis_control.kill()
     try:
-        part.stock = 2
+        part.price = 2
         part.save()  # fails: the intent carries a fence epoch now
     finally:
         redis_control.start()
     from sync.cache import connection as cache_connection
 
     cache_connection.breaker.reset()
-    part.stock = 3
+    part.price = 3
     part.save()  # succeeds, and deletes the intent now: it holds the fence closed
     assert not SyncIntent.objects.exists()
 
 
 def test_write_through_without_prepared_statements(settings, redis_raw) -> None:
     settings.SYNC_PREPARED_STATEMENTS = False  # behind a transaction-pooling PgBouncer
-    part = make_part(stock=3)
-    part.stock = 4
+    part = make_part(price=3)
+    part.price = 4
     part.save()
-    assert b",4," in cached(redis_raw, LABEL, part.pk)["p"]
+    assert cached_price(redis_raw, part.pk) == 4

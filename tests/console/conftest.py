@@ -172,7 +172,7 @@ def make_console_rows(*, raw_free_text: bool = False) -> dict[str, object]:
     order = Order.objects.create(order_number="O-90001", customer=customer, total=12,
                                  items=[{"sku": "SKU-1", "qty": 1, "price": "12.00"}],
                                  shipping_address=CANARY["shipping_address"], placed_at=now)
-    part = Part.objects.create(sku="SKU-CANARY-1", name="Canary bolt", price=1, stock=3)
+    part = Part.objects.create(sku="SKU-CANARY-1", name="Canary bolt", price=1)
     run = SyncRun.objects.create(source="buyers", target="buyers.buyer",
                                  status=SyncRun.Status.PARTIAL,
                                  created_at=now - datetime.timedelta(seconds=4),

@@ -101,7 +101,7 @@ def test_verify_reports_missing_and_stale_rows_then_ok_after_a_resync(client_for
     assert cache_key("catalog.part", buyer_parts[0].pk) in text
 
     run_action(client, Part, "resync_to_cache", [p.pk for p in buyer_parts])
-    Part.objects.filter(pk=buyer_parts[1].pk).update(stock=99)  # a newer version in PostgreSQL
+    Part.objects.filter(pk=buyer_parts[1].pk).update(price=99)  # a newer version in PostgreSQL
     ((level, text),) = texts(run_action(client, Part, "verify_cache", [buyer_parts[1].pk]))
     assert level == messages.WARNING and "0 missing, 1 stale" in text
 
