@@ -59,7 +59,6 @@ def plain_model():
         sku = models.CharField(max_length=64, unique=True)
         name = models.TextField()
         price = models.DecimalField(max_digits=12, decimal_places=2)
-        stock = models.IntegerField(default=0)
         is_active = models.BooleanField(default=True)
         created_at = models.DateTimeField(auto_now_add=True)
 
@@ -67,8 +66,6 @@ def plain_model():
             app_label = "bench"
             db_table = PLAIN_TABLE
             constraints = [
-                models.CheckConstraint(condition=models.Q(stock__gte=0),
-                                       name="bench_plain_stock_non_negative"),
                 models.CheckConstraint(condition=models.Q(price__gte=0),
                                        name="bench_plain_price_non_negative"),
             ]
@@ -105,7 +102,7 @@ def create_plain_table() -> None:
 
 def new_parts(model, prefix: str, count: int) -> list:
     return [model(sku=f"{SKU}{prefix}:{i:06d}", name=f"Bench part {prefix} {i}",
-                  price=Decimal("12.50"), stock=10, is_active=True) for i in range(count)]
+                  price=Decimal("12.50"), is_active=True) for i in range(count)]
 
 
 @dataclass
@@ -222,7 +219,7 @@ def saver(rows: list):
 
     def save(i: int) -> None:
         obj = rows[i % len(rows)]
-        obj.stock += 1
+        obj.price += 1
         with transaction.atomic():
             obj.save()
 
@@ -254,7 +251,7 @@ def batch_saver(rows: list):
     def save_all(_i: int) -> None:
         with transaction.atomic():
             for obj in rows:
-                obj.stock += 1
+                obj.price += 1
                 obj.save()
 
     return save_all
@@ -278,4 +275,4 @@ def touch_outage_rows() -> None:
 
     from catalog.models import Part
 
-    Part.objects.filter(sku__startswith=f"{SKU}outage:").update(stock=F("stock") + 1)
+    Part.objects.filter(sku__startswith=f"{SKU}outage:").update(price=F("price") + 1)

@@ -40,9 +40,10 @@ def load(*, count: int) -> str:
     parts = []
     for n in range(1, total + 1):
         size, kind = rng.choice(SIZES), rng.choice(KINDS)
-        parts.append(Part(sku=f"PRT-{n:05d}", name=f"{size} {kind}",
-                          price=Decimal(rng.randrange(20, 50_000)) / 100,
-                          stock=rng.randrange(0, 500), **_content(rng, n, size, kind)))
+        price = Decimal(rng.randrange(20, 50_000)) / 100
+        rng.randrange(0, 500)  # the retired Part.stock's draw: every part's content stays as it was
+        parts.append(Part(sku=f"PRT-{n:05d}", name=f"{size} {kind}", price=price,
+                          **_content(rng, n, size, kind)))
     before = Part.objects.count()
     with transaction.atomic():
         # Upsert on the natural key, leaving existing rows' content and stock alone (staff may

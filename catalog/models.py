@@ -22,16 +22,14 @@ from sync.models import SyncedModel
 CONTENT_FIELDS = ("name", "description", "specifications", "images")
 
 
-# NOTE: ``stock`` is the sync engine's original sample field (tests/cache, bench use it); the
-# API's stock is ``StockLevel``. Remove it once those move to StockLevel.
-@synced(tier=Tier.PUBLIC, fields=("sku", "name", "price", "stock", "is_active", "description",
+# A part's stock lives only in ``StockLevel`` (the old ``Part.stock`` column was a stale duplicate).
+@synced(tier=Tier.PUBLIC, fields=("sku", "name", "price", "is_active", "description",
                                   "specifications", "images", "deleted_at"),
         ttl=6 * 3600, soft_delete="deleted_at")
 class Part(SyncedModel):
     sku = models.CharField(max_length=64, unique=True)
     name = models.TextField()
     price = models.DecimalField(max_digits=12, decimal_places=2)
-    stock = models.IntegerField(default=0)
     is_active = models.BooleanField(default=True)
     description = models.TextField(blank=True, default="", db_default="",
                                    help_text="Sanitised HTML (a small tag whitelist).")
@@ -46,8 +44,6 @@ class Part(SyncedModel):
     class Meta(SyncedModel.Meta):
         db_table = "catalog_parts"
         constraints = [
-            models.CheckConstraint(condition=models.Q(stock__gte=0),
-                                   name="part_stock_non_negative"),
             models.CheckConstraint(condition=models.Q(price__gte=0),
                                    name="part_price_non_negative"),
         ]
