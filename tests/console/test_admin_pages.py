@@ -60,6 +60,39 @@ def test_sheet_rows_are_read_only_even_for_superusers(client_for, console_rows):
     assert "email_bidx" not in customer.content.decode()
 
 
+def test_parts_are_read_only_even_for_superusers(client_for, console_rows):
+    # Content and stock change through the staff API's services (versions, change log).
+    part = console_rows["part"]
+    client = client_for("superuser")
+    response = client.get(change(part))
+    assert response.status_code == 200
+    assert not response.context["has_change_permission"]
+    assert not response.context["has_delete_permission"]
+    assert client.post(change(part), {"sku": part.sku, "name": "edited", "price": "2"}
+                       ).status_code == 403
+    part.refresh_from_db()
+    assert part.name == "Canary bolt"
+
+
+def test_the_part_list_shows_the_stock_level(client_for, console_rows):
+    from catalog.models import StockLevel
+
+    part = console_rows["part"]
+    url = changelist(type(part))
+    response = client_for("viewer").get(url)  # a part without a stock level: nothing to sell
+    (row,) = response.context["cl"].result_list
+    admin = response.context["cl"].model_admin
+    assert (admin.stock_quantity(row), admin.stock_available(row), admin.in_stock(row)) == (
+        None, None, False)
+    StockLevel.objects.create(part=part, quantity=3, reserved=1)
+    response = client_for("viewer").get(url)
+    (row,) = response.context["cl"].result_list
+    assert (admin.stock_quantity(row), admin.stock_available(row), admin.in_stock(row)) == (
+        3, 2, True)
+    page = response.content.decode()
+    assert "column-stock_quantity" in page and "column-in_stock" in page
+
+
 def test_runs_that_touched_a_buyer_number(client_for, console_rows):
     other = SyncRun.objects.create(source="buyers", target="buyers.buyer",
                                    status=SyncRun.Status.SUCCEEDED)

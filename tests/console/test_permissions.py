@@ -29,9 +29,10 @@ pytestmark = pytest.mark.django_db
 LOGIN_URL = "/admin/login/"
 STAFF_ROLES = ROLE_NAMES[1:]  # every role user is is_staff
 CONSOLE_APPS = {"sync", "buyers", "sellers", "customers", "catalog"}
-# Models a superuser may add and delete by hand; sheet rows (their sheet is the truth) and
-# the engine's tables (written by the engine, the audit list above all) are never edited.
-HAND_EDITABLE = {"catalog.part", "customers.customer", "customers.order"}
+# Models a superuser may add and delete by hand; sheet rows (their sheet is the truth), the
+# catalog (changed through the staff API's services only) and the engine's tables (written by
+# the engine, the audit list above all) are never edited.
+HAND_EDITABLE = {"customers.customer", "customers.order"}
 # Models an operator edits in the console.
 OPERATOR_EDITABLE = {"sync.syncconfig"}
 # Third-party admins that refuse adds to everyone (django-axes: its rows are its own).
