@@ -188,7 +188,7 @@ def test_waiter_gets_the_row_its_filler_writes(settings, redis_raw) -> None:
     redis_raw.delete(key)
     redis_raw.hset(key, "l", "the-filler")  # another reader is filling
     state = RowState(LABEL, str(part.pk), part.version, ("x", "filled by the other", part.price,
-                                                           4, True, "", {}, [], None))
+                                                           True, "", {}, [], None))
     filler = threading.Timer(0.05, lambda: store.write_many([state.to_write(spec_for(Part))]))
     filler.start()
     try:
