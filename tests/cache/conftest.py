@@ -1,33 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from django.conf import settings
-
-from sync.cache import connection
-from sync.cache.fence import fence
 from sync.cache.keys import cache_key
+from tests import engine_fixtures
 
-
-@pytest.fixture(autouse=True)
-def _fresh_engine_state() -> Iterator[None]:
-    """Process-wide engine state (breaker, fence view, clients) starts clean in every test."""
-    connection.reset_clients()
-    fence.invalidate()
-    yield
-    connection.reset_clients()
-    fence.invalidate()
-
-
-@pytest.fixture
-def redis_raw():
-    """A plain client on the cache Redis, outside the breaker (what the test inspects)."""
-    import redis
-
-    client = redis.Redis.from_url(settings.SYNC_REDIS_URL, socket_timeout=2)
-    yield client
-    client.close()
+# The engine's shared fixtures (tests/engine_fixtures.py): fresh_engine_state is autouse.
+fresh_engine_state = engine_fixtures.fresh_engine_state
+redis_raw = engine_fixtures.redis_raw
 
 
 def cached(client, label: str, pk) -> dict[str, bytes]:

@@ -4,40 +4,24 @@ clients per console role, a raw Redis client, and clean engine state per test.""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-import redis
-from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 
 from catalog import services
 from catalog.models import Part
-from sync.cache import connection
-from sync.cache.fence import fence
 from sync.console import roles
 from sync.models import StaffAction
+from tests import engine_fixtures
+
+# The engine's shared fixtures (tests/engine_fixtures.py): fresh_engine_state is autouse.
+fresh_engine_state = engine_fixtures.fresh_engine_state
+redis_raw = engine_fixtures.redis_raw
 
 _seq = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engine_state() -> Iterator[None]:
-    connection.reset_clients()
-    fence.invalidate()
-    yield
-    connection.reset_clients()
-    fence.invalidate()
-
-
-@pytest.fixture
-def redis_raw() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.SYNC_REDIS_URL, socket_timeout=2)
-    yield client
-    client.close()
 
 
 def new_part(**overrides) -> Part:

@@ -4,11 +4,7 @@ re-read from their sheet, alerts are acknowledged; every one is audited with the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import redis
-from django.conf import settings
 from django.contrib import messages
 from django.db import connections
 from django.urls import reverse
@@ -16,38 +12,24 @@ from django.urls import reverse
 from bench.data import buyer_rows
 from buyers.models import Buyer
 from catalog.models import Part
-from sync.cache import connection as cache_connection
 from sync.cache import store
-from sync.cache.fence import fence
 from sync.cache.keys import cache_key
 from sync.console import services
 from sync.ingest.pipeline import LOCK_CLASS
 from sync.models import RecordRetry, StaffAction, SyncAlert, SyncIntent, SyncRun
+from tests import engine_fixtures
 from tests.factories import make_part
 from tests.ingest import conftest as ingest_fixtures
+
+# The engine's shared fixtures (tests/engine_fixtures.py): fresh_engine_state is autouse.
+fresh_engine_state = engine_fixtures.fresh_engine_state
+redis_raw = engine_fixtures.redis_raw
 
 pytestmark = pytest.mark.django_db
 
 # The ingestion tests' sources file (autouse) and sheet builder, for the record retry queue.
 _ingest_settings = ingest_fixtures._ingest_settings
 buyers_sheet = ingest_fixtures.buyers_sheet
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engine_state() -> Iterator[None]:
-    """Breaker, fence view and clients start clean (a test here kills the cache)."""
-    cache_connection.reset_clients()
-    fence.invalidate()
-    yield
-    cache_connection.reset_clients()
-    fence.invalidate()
-
-
-@pytest.fixture
-def redis_raw() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.SYNC_REDIS_URL, socket_timeout=2)
-    yield client
-    client.close()
 
 
 def run_action(client, model, action: str, pks, **extra):

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from customers.models import Customer, Order
-from tests.cache.conftest import _fresh_engine_state, redis_raw  # noqa: F401  (fixtures)
+from tests.engine_fixtures import fresh_engine_state, redis_raw  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
