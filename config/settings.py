@@ -129,7 +129,17 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --------------------------------------------------------------------------- sync engine
 
+# The sync engine's Redis: a URL of one server, or a topology (sync/cache/connection.py,
+# docs/scaling.md): redis+cluster://host:port,host:port/ (seed nodes of a Redis Cluster) or
+# redis+sentinel://host:port,host:port/<service>/<db> (the primary Sentinel names).
 SYNC_REDIS_URL = env.str("SYNC_REDIS_URL", default=REDIS_URL)
+# The sentinels' own password (requirepass of the sentinel processes), when they have one.
+SYNC_REDIS_SENTINEL_PASSWORD = env.str("SYNC_REDIS_SENTINEL_PASSWORD", default="")
+# Replicated writes (Sentinel, or a Cluster with replicas): a write-through counts as done only
+# when this many replicas acknowledged it (WAIT) within the timeout; otherwise its intents stay
+# for replay, as after any failed write. 0: no WAIT (one server, or async replication accepted).
+SYNC_REDIS_WAIT_REPLICAS = env.int("SYNC_REDIS_WAIT_REPLICAS", default=0)
+SYNC_REDIS_WAIT_TIMEOUT_MS = env.int("SYNC_REDIS_WAIT_TIMEOUT_MS", default=100)
 SYNC_KEY_PREFIX = env.str("SYNC_KEY_PREFIX", default="syncops")
 # Tier 2/3 keys (sync/cache/keyring.py): "id:base64key[,id:base64key…]" of 32-byte AES keys
 # (the first encrypts, all decrypt) and a base64 HMAC key for blind indexes. Required in

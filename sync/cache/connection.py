@@ -4,6 +4,17 @@ Short socket timeouts and no client-side retries (redis-py 8 retries ten times b
 EMBEDDED.md) mean a hung server costs one timeout; the breaker then sends every caller
 straight to PostgreSQL until its cool-down ends, lets one probe through, and closes again by
 itself when the probe succeeds (DESIGN §4 "Degraded mode").
+
+``SYNC_REDIS_URL`` names the topology (docs/scaling.md):
+
+* ``redis://``, ``rediss://``, ``unix://`` — one server (or a proxy in front of several);
+* ``redis+cluster://[user:password@]host:port,host:port[/]`` — a Redis Cluster, from seed
+  nodes (the client discovers the others and the slot map);
+* ``redis+sentinel://[user:password@]host:port,host:port/<service>[/<db>]`` — the primary
+  that Redis Sentinel names for ``service``; the credentials are the data nodes', the
+  sentinels' own password (if any) is ``SYNC_REDIS_SENTINEL_PASSWORD``.
+
+Every topology gets the same timeouts, no retries and the same breaker.
 """
 
 from __future__ import annotations
@@ -12,17 +23,29 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import unquote
 
 import redis
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from sync.cache.exceptions import CacheUnavailableError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+CLUSTER_SCHEME, SENTINEL_SCHEME = "redis+cluster", "redis+sentinel"
+
+# What tells the breaker "this Redis (or part of it) is not there": a slot with no live
+# primary (CLUSTERDOWN, an uncovered slot, a cluster no seed answers for) is an outage like
+# a refused connection; Sentinel's "no primary" is a ConnectionError already.
+UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+               redis.exceptions.ClusterDownError, redis.exceptions.RedisClusterException)
 
 
 class CircuitBreaker:
@@ -69,28 +92,101 @@ class CircuitBreaker:
             self._set(self.CLOSED)
 
 
+@dataclass(frozen=True)
+class Topology:
+    """What ``SYNC_REDIS_URL`` names: ``kind`` is "standalone", "cluster" or "sentinel"."""
+
+    kind: str
+    url: str
+    nodes: tuple[tuple[str, int], ...] = ()
+    service: str = ""
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_url(url: str) -> Topology:
+    """Read a ``SYNC_REDIS_URL``; a malformed cluster/sentinel URL is a clear error."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in (CLUSTER_SCHEME, SENTINEL_SCHEME):
+        return Topology("standalone", url)
+    netloc, _, path = rest.partition("/")
+    credentials, _, hosts = netloc.rpartition("@")
+    username, _, password = credentials.partition(":")
+    try:
+        nodes = tuple((host, int(port)) for host, _, port in
+                      (item.strip().rpartition(":") for item in hosts.split(",")) if host)
+    except ValueError:
+        nodes = ()
+    parts = [unquote(p) for p in path.split("?", 1)[0].split("/") if p]
+    problem = "" if nodes else "no host:port seed nodes"
+    if scheme == SENTINEL_SCHEME and not problem:
+        problem = "" if parts and (len(parts) == 1 or parts[1].isdigit()) and len(parts) <= 2 \
+            else "the path must be /<service>[/<db>]"
+    if problem:
+        msg = (f"SYNC_REDIS_URL {scheme}://…: {problem}; expected "
+               f"{scheme}://[user:password@]host:port[,host:port…]"
+               f"{'/<service>[/<db>]' if scheme == SENTINEL_SCHEME else '/'}")
+        raise ImproperlyConfigured(msg)
+    kind = "cluster" if scheme == CLUSTER_SCHEME else "sentinel"
+    return Topology(kind, url, nodes, parts[0] if kind == "sentinel" else "",
+                    int(parts[1]) if kind == "sentinel" and len(parts) == 2 else 0,
+                    unquote(username) or None, unquote(password) or None)
+
+
+def _build(topology: Topology, *, socket_timeout: float) -> redis.Redis | RedisCluster:
+    options = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": settings.REDIS_CONNECT_TIMEOUT,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if topology.kind == "cluster":
+        # NOTE: the constructor reads the slot map from the first seed that answers; with
+        # none answering it raises RedisClusterException, which run() treats as an outage.
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in topology.nodes],
+            username=topology.username, password=topology.password, **options)
+    if topology.kind == "sentinel":
+        sentinel = Sentinel(
+            list(topology.nodes),
+            sentinel_kwargs={**options, "password": settings.SYNC_REDIS_SENTINEL_PASSWORD or None},
+            **options)
+        return sentinel.master_for(topology.service, db=topology.db, username=topology.username,
+                                   password=topology.password, retry_on_timeout=False,
+                                   health_check_interval=0)
+    return redis.Redis.from_url(topology.url, retry_on_timeout=False, health_check_interval=0,
+                                **options)
+
+
 breaker = CircuitBreaker()
-_clients: dict[tuple[str, bool], redis.Redis] = {}
+_clients: dict[tuple[str, bool], redis.Redis | RedisCluster] = {}
 _clients_lock = threading.Lock()
 
 
-def client(*, bulk: bool = False) -> redis.Redis:
+def client(*, bulk: bool = False) -> redis.Redis | RedisCluster:
     """The engine's client: short timeouts; ``bulk`` for big pipelines (warm, verify, replay),
     whose replies may take longer than one request's budget."""
     url = settings.SYNC_REDIS_URL
     found = _clients.get((url, bulk))
     if found is None:
         with _clients_lock:
-            found = _clients.setdefault((url, bulk), redis.Redis.from_url(
-                url,
-                socket_timeout=(settings.SYNC_BULK_SOCKET_TIMEOUT if bulk
-                                else settings.REDIS_SOCKET_TIMEOUT),
-                socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
-                retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False,
-                health_check_interval=0,
-            ))
+            found = _clients.get((url, bulk))
+            if found is None:
+                found = _clients[(url, bulk)] = _build(
+                    parse_url(url), socket_timeout=(settings.SYNC_BULK_SOCKET_TIMEOUT if bulk
+                                                    else settings.REDIS_SOCKET_TIMEOUT))
     return found
+
+
+def is_cluster(found: redis.Redis | RedisCluster) -> bool:
+    return isinstance(found, RedisCluster)
+
+
+def primaries(found: redis.Redis | RedisCluster) -> dict[str, redis.Redis]:
+    """A plain client per primary, by node name: every primary of a cluster, else the one."""
+    if is_cluster(found):
+        return {node.name: found.get_redis_connection(node) for node in found.get_primaries()}
+    return {"": found}
 
 
 def reset_clients() -> None:
@@ -98,19 +194,20 @@ def reset_clients() -> None:
     with _clients_lock:
         for found in _clients.values():
             found.close()
-            found.connection_pool.disconnect()
+            if not is_cluster(found):
+                found.connection_pool.disconnect()
         _clients.clear()
     breaker.reset()
 
 
-def run(operation: Callable[[redis.Redis], T], *, bulk: bool = False) -> T:
+def run(operation: Callable[[redis.Redis | RedisCluster], T], *, bulk: bool = False) -> T:
     """Run one Redis operation behind the breaker; every failure is ``CacheUnavailableError``."""
     if not breaker.allow():
         msg = "cache circuit breaker is open"
         raise CacheUnavailableError(msg)
     try:
         result = operation(client(bulk=bulk))
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+    except UNAVAILABLE as e:
         breaker.failure()
         msg = f"cache Redis unavailable: {type(e).__name__}"
         raise CacheUnavailableError(msg) from e

@@ -73,17 +73,8 @@ def append(states: list[RowState]) -> int:
 
 
 def _send(client: redis.Redis, calls: list[tuple]) -> int:
-    sha = store._sha(SCRIPT)
-
-    def send() -> list:
-        pipe = client.pipeline(transaction=False)
-        for args in calls:
-            pipe.evalsha(sha, 2, *args)
-        return pipe.execute()
-
-    try:
-        replies = send()
-    except redis.exceptions.NoScriptError:
-        client.script_load(store._source(SCRIPT))
-        replies = send()
+    # NOTE: eval_keys routes each call by its first key (the stream; the hash shares its slot)
+    # and, like the cache write, waits for SYNC_REDIS_WAIT_REPLICAS replicas.
+    replies = store.eval_keys(client, SCRIPT, [(args[:2], list(args[2:])) for args in calls],
+                              wait=True)
     return sum(1 for reply in replies if reply)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import redis
+from django.conf import settings
 from hiredis import pack_command
 
 from sync.cache import connection
@@ -34,20 +35,39 @@ def _sha(name: str) -> str:
     return hashlib.sha1(_source(name).encode()).hexdigest()  # noqa: S324 - Redis' script id
 
 
-def eval_many(client: redis.Redis, name: str, calls: list[tuple[str, list]]) -> list:
+class UnreplicatedWriteError(redis.exceptions.RedisError):
+    """Fewer replicas than ``SYNC_REDIS_WAIT_REPLICAS`` acknowledged a write in time."""
+
+
+def eval_many(client: redis.Redis, name: str, calls: list[tuple[str, list]], *,
+              wait: bool = False) -> list:
     """EVALSHA of ``lua/<name>.lua`` once per (key, args), in one round trip.
 
-    A restarted (empty) Redis answers NOSCRIPT: the script is loaded and the calls are sent
-    once more (they are idempotent: compare-and-set). redis-py's Script objects would send
-    SCRIPT EXISTS before every pipeline instead, an extra round trip each time.
+    ``wait``: the writes count only once ``SYNC_REDIS_WAIT_REPLICAS`` replicas have them
+    (``UnreplicatedWriteError`` otherwise), see ``_pipelined``.
+    """
+    return eval_keys(client, name, [((key,), args) for key, args in calls], wait=wait)
+
+
+def eval_keys(client: redis.Redis, name: str, calls: list[tuple[tuple[str, ...], list]], *,
+              wait: bool = False) -> list:
+    """EVALSHA of ``lua/<name>.lua`` once per (keys, args); a call's keys share one slot.
+
+    A restarted (empty) Redis answers NOSCRIPT: the script is loaded (on every primary of a
+    cluster) and the calls are sent once more (they are idempotent: compare-and-set).
+    redis-py's Script objects would send SCRIPT EXISTS before every pipeline instead, an
+    extra round trip each time.
     """
     sha = _sha(name)
+    replicas = settings.SYNC_REDIS_WAIT_REPLICAS if wait else 0
 
     def send() -> list:
-        if len(calls) == 1:
-            key, args = calls[0]
-            return [client.evalsha(sha, 1, key, *args)]
-        return _pipelined(client, [("EVALSHA", sha, 1, key, *args) for key, args in calls])
+        if len(calls) == 1 and not replicas:
+            keys, args = calls[0]
+            return [client.evalsha(sha, len(keys), *keys, *args)]
+        return _pipelined(client, [("EVALSHA", sha, len(keys), *keys, *args)
+                                   for keys, args in calls],
+                          keys=[keys[0] for keys, _args in calls], wait_replicas=replicas)
 
     try:
         return send()
@@ -56,22 +76,65 @@ def eval_many(client: redis.Redis, name: str, calls: list[tuple[str, list]]) -> 
         return send()
 
 
-def _pipelined(client: redis.Redis, commands: list[tuple]) -> list:
-    """Send many commands in one write and read their replies: a pipeline without redis-py's
-    per-command bookkeeping, which is most of the client's time when warming or replaying
-    (hiredis packs the commands in C). An error reply raises, and the connection, its other
-    replies unread, is dropped rather than returned to the pool."""
-    pool = client.connection_pool
-    conn = pool.get_connection()
+def _by_node(client: redis.Redis, keys: list[str]) -> list[tuple[redis.Redis, list[int]]]:
+    """The commands' positions grouped by the primary that holds their key (one group, the
+    client itself, unless it is a cluster client)."""
+    if not connection.is_cluster(client):
+        return [(client, list(range(len(keys))))]
+    groups: dict[str, tuple[redis.Redis, list[int]]] = {}
+    for position, key in enumerate(keys):
+        node = client.nodes_manager.get_node_from_slot(client.keyslot(key))
+        groups.setdefault(node.name, (client.get_redis_connection(node), []))[1].append(position)
+    return list(groups.values())
+
+
+def _pipelined(client: redis.Redis, commands: list[tuple], *, keys: list[str],
+               wait_replicas: int = 0) -> list:
+    """Send many commands in one write per primary and read their replies: a pipeline
+    without redis-py's per-command bookkeeping, which is most of the client's time when
+    warming or replaying (hiredis packs the commands in C). On a cluster the commands go to
+    the primary of their key's slot (``keys``: each command's key), all primaries written
+    before any reply is read: one round trip, not one per node.
+
+    ``wait_replicas``: a ``WAIT`` ends each primary's batch, on the same connection, so its
+    reply says how many replicas have every write of the batch; fewer than asked within
+    ``SYNC_REDIS_WAIT_TIMEOUT_MS`` raise ``UnreplicatedWriteError`` (the caller's intents stay
+    for replay: an acknowledged write can no longer be lost when Sentinel fails over).
+
+    An error reply raises, and the connections, other replies unread, are dropped rather than
+    returned to their pools. A MOVED reply (the slot map changed: resharding, a failover)
+    refreshes the cluster client's map before it raises; the next attempt goes to the right
+    primary.
+    """
+    replies: list = [None] * len(commands)
+    held = []
     try:
-        conn.send_packed_command([pack_command(command) for command in commands],
-                                 check_health=False)
-        return [conn.read_response() for _ in commands]
-    except BaseException:
-        conn.disconnect()
+        batches = _by_node(client, keys)
+        for node, positions in batches:
+            pool = node.connection_pool
+            held.append((pool, conn := pool.get_connection()))
+            packed = [pack_command(commands[position]) for position in positions]
+            if wait_replicas:
+                packed.append(pack_command(
+                    ("WAIT", wait_replicas, settings.SYNC_REDIS_WAIT_TIMEOUT_MS)))
+            conn.send_packed_command(packed, check_health=False)
+        for (_pool, conn), (_node, positions) in zip(held, batches, strict=True):
+            for position in positions:
+                replies[position] = conn.read_response()
+            if wait_replicas and (acked := conn.read_response()) < wait_replicas:
+                msg = (f"{acked} of {wait_replicas} replica(s) acknowledged the write within "
+                       f"{settings.SYNC_REDIS_WAIT_TIMEOUT_MS} ms")
+                raise UnreplicatedWriteError(msg)
+    except BaseException as e:
+        for _pool, conn in held:
+            conn.disconnect()
+        if isinstance(e, redis.exceptions.AskError) and connection.is_cluster(client):
+            client.nodes_manager.initialize()
         raise
     finally:
-        pool.release(conn)
+        for pool, conn in held:
+            pool.release(conn)
+    return replies
 
 
 class CacheWrite(NamedTuple):
@@ -88,18 +151,22 @@ def ttl_ms(seconds: float, jitter: float) -> int:
     return int(seconds * 1000 * (1 + random.random() * jitter))  # noqa: S311
 
 
-def write_many(writes: list[CacheWrite], *, replace_equal: bool = False) -> list[bool]:
+def write_many(writes: list[CacheWrite], *, replace_equal: bool = False,
+               wait: bool = False) -> list[bool]:
     """CAS-write every row in one round trip; True where the write was applied.
 
     ``replace_equal`` also overwrites entries at the same version (repair of corruption).
+    ``wait``: raise unless ``SYNC_REDIS_WAIT_REPLICAS`` replicas have the writes (the
+    write-through, before it deletes the intents it completed).
     """
     if not writes:
         return []
     equal = "1" if replace_equal else "0"
     calls = [(w.key, [w.version, w.payload, w.key_id, "1" if w.tombstone else "0", w.ttl_ms,
                       equal]) for w in writes]
-    return [bool(r) for r in connection.run(lambda client: eval_many(client, "cas_write", calls),
-                                            bulk=len(calls) > BULK_CALLS)]
+    return [bool(r) for r in connection.run(
+        lambda client: eval_many(client, "cas_write", calls, wait=wait),
+        bulk=len(calls) > BULK_CALLS)]
 
 
 class Hit(NamedTuple):
@@ -161,14 +228,25 @@ def versions(keys: list[str]) -> list[tuple[int | None, bool]]:
 
 
 def scan_keys(pattern: str, *, count: int) -> Iterator[list[str]]:
-    """The keys matching ``pattern``, a SCAN page at a time (never KEYS); ends after the last."""
-    cursor = 0
-    while True:
-        cursor, keys = connection.run(
-            lambda client, cur=cursor: client.scan(cur, match=pattern, count=count))
-        yield [key.decode() for key in keys]
-        if cursor == 0:
-            return
+    """The keys matching ``pattern``, a SCAN page at a time (never KEYS), on every primary
+    of a cluster in turn; ends after the last page of the last one."""
+    for name in connection.run(lambda client: list(connection.primaries(client))):
+        cursor = 0
+        while True:
+            cursor, keys = connection.run(
+                lambda client, cur=cursor, name=name: _primary(client, name).scan(
+                    cur, match=pattern, count=count))
+            yield [key.decode() for key in keys]
+            if cursor == 0:
+                break
+
+
+def _primary(client: redis.Redis, name: str) -> redis.Redis:
+    found = connection.primaries(client).get(name)
+    if found is None:
+        msg = f"cluster primary {name} left the cluster during a scan"
+        raise redis.exceptions.ConnectionError(msg)
+    return found
 
 
 def fence() -> dict[str, int]:

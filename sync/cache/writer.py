@@ -249,7 +249,8 @@ def write_states(states: list[outbox.RowState], using: str = "default", *,
         return True
     try:
         writes = [w for state in states for w in state.to_writes(spec_for(state.label))]
-        store.write_many(writes)
+        # wait: with SYNC_REDIS_WAIT_REPLICAS, done means on the replicas too (docs/scaling.md)
+        store.write_many(writes, wait=True)
         events.append(states)  # the change events ride on the same intents (sync/cache/events)
     except CacheUnavailableError as e:
         try:

@@ -8,6 +8,13 @@ local current = redis.call('HGET', KEYS[1], 'v')
 if current then
   local stored, incoming = tonumber(current), tonumber(ARGV[1])
   if stored > incoming or (stored == incoming and ARGV[6] ~= '1') then
+    -- Re-set the same TTL: a replicated no-op, so that a WAIT after this script also covers
+    -- the newer write that made it a no-op (WAIT counts only this connection's own writes,
+    -- and that write may have come from another client and not be replicated yet).
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl > 0 then
+      redis.call('PEXPIRE', KEYS[1], ttl)
+    end
     return 0
   end
 end

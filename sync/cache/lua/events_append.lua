@@ -6,6 +6,9 @@
 -- appended, or an older state arriving late) appends nothing: no duplicates, never backwards.
 local last = redis.call('HGET', KEYS[2], ARGV[1])
 if last and tonumber(last) >= tonumber(ARGV[2]) then
+  -- Rewrite the same value: a replicated no-op, so that a WAIT after this script also covers
+  -- the append that made it a no-op (see cas_write.lua).
+  redis.call('HSET', KEYS[2], ARGV[1], last)
   return false
 end
 -- XADD first: a script that fails midway keeps its earlier writes, and a version recorded
