@@ -169,12 +169,10 @@ def client(*, bulk: bool = False) -> redis.Redis | RedisCluster:
     url = settings.SYNC_REDIS_URL
     found = _clients.get((url, bulk))
     if found is None:
-        with _clients_lock:
-            found = _clients.get((url, bulk))
-            if found is None:
-                found = _clients[(url, bulk)] = _build(
-                    parse_url(url), socket_timeout=(settings.SYNC_BULK_SOCKET_TIMEOUT if bulk
-                                                    else settings.REDIS_SOCKET_TIMEOUT))
+        with _clients_lock:  # NOTE: another thread may have built it meanwhile
+            found = _clients.get((url, bulk)) or _clients.setdefault((url, bulk), _build(
+                parse_url(url), socket_timeout=(settings.SYNC_BULK_SOCKET_TIMEOUT if bulk
+                                                else settings.REDIS_SOCKET_TIMEOUT)))
     return found
 
 

@@ -35,7 +35,11 @@ class Fence:
         self._ok = False
 
     def invalidate(self) -> None:
-        self._fetched_at = float("-inf")
+        """Re-read both figures on the next check; the drained ones from Redis too: a Redis
+        that came back (or another one: a failover, new settings) may hold other epochs."""
+        with self._lock:
+            self._drained = {}
+            self._fetched_at = float("-inf")
 
     def note_failure(self, epochs: dict[str, int]) -> None:
         with self._lock:

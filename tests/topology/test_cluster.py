@@ -182,6 +182,12 @@ def test_a_killed_primary_comes_back_empty_and_replay_and_warming_restore_it(
     assert fence.trusts(PART)
 
 
+def test_a_primary_that_left_during_a_scan_is_an_unavailable_cache(cluster: Cluster) -> None:
+    with pytest.raises(CacheUnavailableError, match="unavailable"):
+        connection.run(lambda client: store._primary(client, "127.0.0.1:1"))
+    assert connection.breaker.state == connection.breaker.OPEN
+
+
 def test_a_resharded_slot_costs_one_failed_write_then_the_map_follows(cluster: Cluster) -> None:
     make_part()  # the engine's client has read the slot map
     keys = [cache_key(PART, pk) for pk in range(2 * 10**9, 2 * 10**9 + 50)]
