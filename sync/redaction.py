@@ -27,7 +27,9 @@ def redact(text: str, values: tuple[str, ...] | list[str] = ()) -> str:
         text = text.replace(value, "[pii]")
     for pattern, marker in _PATTERNS:
         text = pattern.sub(marker, text)
-    return text
+    # NOTE: redacted text is stored (run messages, error reasons): a NUL from a sheet's cell
+    # or header would make PostgreSQL refuse the row that reports the problem.
+    return text.replace("\x00", "\ufffd")
 
 
 class RedactPiiFilter(logging.Filter):

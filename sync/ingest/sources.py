@@ -93,6 +93,9 @@ class CsvSource:
             except UnicodeDecodeError as e:
                 msg = f"{self.location} is not {self.encoding} text: {e.reason}"
                 raise SourceUnavailableError(msg) from e
+            except csv.Error as e:  # e.g. a header cell longer than csv's field limit
+                msg = f"{self.location} cannot be read: its header row: {e}"
+                raise SourceUnavailableError(msg) from e
 
     def rows(self) -> Iterator[Row]:
         with self._open() as handle:

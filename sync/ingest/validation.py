@@ -173,7 +173,8 @@ class RowValidator:
     def key_of(self, cells: list[str]) -> str:
         position = self._positions[self.key_index]
         raw = cells[position] if position is not None and position < len(cells) else ""
-        return raw.strip()
+        # NOTE: a key with a NUL fails validation; shown so, it can still be logged.
+        return raw.strip().replace("\x00", "\ufffd")
 
     def validate(self, row_number: int, cells: list[str]) -> tuple[ValidRow | None, list[Issue]]:
         issues: list[Issue] = []
