@@ -185,7 +185,8 @@ def remove_rows() -> int:
     m = _models()
     removed = 0
     with transaction.atomic():
-        for model, name in ((m["Order"], "order_number"), (m["Customer"], "customer_number"),
+        for model, name in ((m["Order"], "customer__customer_number"),
+                            (m["Order"], "order_number"), (m["Customer"], "customer_number"),
                             (m["Buyer"], "buyer_number"), (m["Part"], "sku")):
             removed += model._base_manager.filter(**{f"{name}__startswith": "chaos:"}
                                                   ).delete()[0]
@@ -326,7 +327,7 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
     result = ChaosResult(config, run)
     workdir = targets.workdir
     workdir.mkdir(parents=True, exist_ok=True)
-    for old in [*workdir.glob("*.log"), *workdir.glob("reader*.*")]:
+    for old in {*workdir.glob("*.log"), *workdir.glob("reader*.*")}:
         old.unlink()
     orchestrator_log = workdir / "orchestrator.log"
     # Everything this process logs is scanned for canaries too (I6).

@@ -121,7 +121,7 @@ class Writer:
     def part_create(self) -> int:
         m = self._models()
         number, _n = self._new()
-        part = m["Part"].objects.create(sku=f"chaos:{number}", name="new part", price=1)
+        part = m["Part"].objects.create(sku=f"chaos:P{number}", name="new part", price=1)
         m["StockLevel"].objects.create(part=part, quantity=10)
         return 2
 
@@ -151,7 +151,7 @@ class Writer:
 
     def customer_create(self) -> int:
         number, n = self._new()
-        self._models()["Customer"].objects.create(customer_number=f"C{number}", country="DE",
+        self._models()["Customer"].objects.create(customer_number=f"chaos:C{number}", country="DE",
                                                   **canary(self.run, n))
         return 1
 
@@ -178,7 +178,7 @@ class Writer:
             pk__in=self.rng.sample(self._pool(m["Customer"]), 3)).first()
         if customer is None:
             return 0
-        m["Order"].objects.create(order_number=f"O{number}", customer=customer,
+        m["Order"].objects.create(order_number=f"chaos:O{number}", customer=customer,
                                   items=[{"sku": "x", "qty": 1}], total=n % 1000,
                                   shipping_address=f"{n} cnry{self.run}x{n} Road",
                                   placed_at=timezone.now())
@@ -201,7 +201,7 @@ class Writer:
         pii = canary(self.run, n)
         now = timezone.now()
         self._models()["Buyer"].objects.create(
-            buyer_number=f"B{number}", name=pii["name"], email=pii["email"],
+            buyer_number=f"chaos:B{number}", name=pii["name"], email=pii["email"],
             phone=pii["phone"], address=pii["street"], notes=pii["city"],
             status="active", budget=n % 900_000, created_at=now, synced_at=now,
             db_updated_at=now)

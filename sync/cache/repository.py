@@ -20,7 +20,7 @@ from django.db import connections, models
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init
 
-from sync.cache import store
+from sync.cache import connection, store
 from sync.cache.codec import unseal
 from sync.cache.declaration import SyncSpec, spec_for
 from sync.cache.exceptions import CacheUnavailableError, NotSyncedError, SyncError
@@ -66,17 +66,47 @@ def _from_db(spec: SyncSpec, pk: object) -> models.Model | None:
     return spec.model._base_manager.filter(pk=pk, **spec.live_filter).first()
 
 
-def _fill(spec: SyncSpec, instances: list[models.Model]) -> None:
-    """Version-checked writes of rows just read from PostgreSQL (never newer than Redis)."""
-    writes = [
-        write
-        for obj in instances
-        for write in RowState(spec.label, str(obj.pk), obj.version,
-                              tuple(getattr(obj, name) for name in spec.attnames)).to_writes(spec)
-    ]
+def _fill(spec: SyncSpec, instances: list[models.Model],
+          leases: dict[str, str] | None = None) -> None:
+    """Write rows just read from PostgreSQL, each only while this reader's fill lease on its
+    key stands (``leases``: key -> token, taken on the miss before the read; ``lua/fill.lua``).
+
+    NOTE: a lease that is gone means that a write landed on the key (it removes the lease), or
+    that Redis lost its data (FLUSHALL, a restart) after the miss — perhaps after a newer
+    version had been written through and its intent completed. A plain compare-and-set would
+    then put the older row read here into the emptied key for good, with no intent left to
+    repair it (found by the chaos run's analysis, issue 8). Rows without a lease are not
+    written; their blind-index entries are (an index entry is checked against the row's digest
+    on every look-up, so an old one is harmless).
+    """
+    leases = leases or {}
+    writes, fills = [], []
+    for obj in instances:
+        row, *indexes = RowState(spec.label, str(obj.pk), obj.version,
+                                 tuple(getattr(obj, name) for name in spec.attnames)
+                                 ).to_writes(spec)
+        writes += indexes
+        if token := leases.get(row.key):
+            fills.append((row.key, [token, row.version, row.payload, row.key_id,
+                                    "1" if row.tombstone else "0", row.ttl_ms]))
     # A failed fill costs nothing but the next miss; the breaker has logged the failure.
     with contextlib.suppress(CacheUnavailableError):
+        if fills:
+            connection.run(lambda client: store.eval_many(client, "fill", fills))
         store.write_many(writes)
+
+
+def _lease_many(spec: SyncSpec, pks: list[object]) -> dict[str, str]:
+    """Fill leases on the keys of missed rows, in one round trip: key -> token, for the keys
+    this reader got (not those another reader is filling, nor rows that arrived meanwhile)."""
+    calls = [(cache_key(spec.label, pk), [secrets.token_hex(8), settings.SYNC_LEASE_MS])
+             for pk in pks]
+    try:
+        replies = connection.run(lambda client: store.eval_many(client, "read", calls))
+    except CacheUnavailableError:
+        return {}
+    return {key: args[0] for (key, args), reply in zip(calls, replies, strict=True)
+            if int(reply[0]) == 3}  # read.lua: 3 = this reader got the lease
 
 
 def _decode(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> models.Model | None:
@@ -114,10 +144,11 @@ def get(model: type[M], pk: object) -> M | None:
         _counter(spec.label, "bypass").inc()
         return _from_db(spec, pk)
     key = cache_key(spec.label, pk)
+    token = secrets.token_hex(8)
     try:
         # A hit is one HMGET; only a miss pays for the lease script.
         result = store.read_row(key) or store.lease(
-            key, token=secrets.token_hex(8), lease_ms=settings.SYNC_LEASE_MS)
+            key, token=token, lease_ms=settings.SYNC_LEASE_MS)
         if isinstance(result, store.Hit):
             _counter(spec.label, "hit").inc()
             return _decode(spec, pk, result, key)
@@ -136,7 +167,7 @@ def get(model: type[M], pk: object) -> M | None:
     _counter(spec.label, "miss").inc()
     obj = _from_db(spec, pk)
     if obj is not None and result == store.LEASE_GRANTED and not _in_transaction():
-        _fill(spec, [obj])
+        _fill(spec, [obj], {key: token})
     return obj
 
 
@@ -183,11 +214,13 @@ def get_many(model: type[M], pks: list[object]) -> dict[object, M]:
     else:
         missing = pks
     if missing:
+        # Leases before the PostgreSQL read: only a key still leased to us is filled.
+        leases = _lease_many(spec, missing) if trusted and not _in_transaction() else {}
         loaded = list(spec.model._base_manager.filter(pk__in=missing, **spec.live_filter))
         for obj in loaded:
             found[obj.pk] = obj
-        if trusted and not _in_transaction():
-            _fill(spec, loaded)
+        if leases:
+            _fill(spec, loaded, leases)
     return {pk: found[pk] for pk in pks if pk in found}
 
 
@@ -196,7 +229,8 @@ def get_by(model: type[M], **lookup: str) -> M | None:
 
     The value is normalised and HMAC'd; Redis maps the digest to a pk, and the row read from
     Redis must carry the same digest (an index entry left by an old value is ignored).
-    Otherwise PostgreSQL answers through its indexed digest column, and fills Redis.
+    Otherwise PostgreSQL answers through its indexed digest column and fills the index entry
+    (the row itself is filled by the next look-up's ``get``, under a lease).
     """
     spec = spec_for(model)
     if len(lookup) != 1:
