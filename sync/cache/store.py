@@ -62,7 +62,9 @@ def eval_keys(client: redis.Redis, name: str, calls: list[tuple[tuple[str, ...],
     replicas = settings.SYNC_REDIS_WAIT_REPLICAS if wait else 0
 
     def send() -> list:
-        if len(calls) == 1 and not replicas:
+        # NOTE: on a cluster even one call goes out raw: RedisCluster.execute_command's
+        # routing costs more than the round trip here (bench/topology.py).
+        if len(calls) == 1 and not replicas and not connection.is_cluster(client):
             keys, args = calls[0]
             return [client.evalsha(sha, len(keys), *keys, *args)]
         return _pipelined(client, [("EVALSHA", sha, len(keys), *keys, *args)
@@ -189,15 +191,18 @@ def _hit(reply: list) -> Hit | None:
 
 def read_row(key: str) -> Hit | None:
     """The cached row (one HMGET), or None when there is none (a lease alone is none)."""
-    return connection.run(lambda client: _hit(client.hmget(key, FIELDS)))
+    return connection.run(lambda client: _hit(_hmget_many(client, [key], FIELDS)[0]))
 
 
 def _hmget_many(client: redis.Redis, keys: list[str], fields: tuple[str, ...]) -> list:
     """HMGET of every key in one round trip."""
     if connection.is_cluster(client):
         # NOTE: raw per-primary pipelines: redis-py's ClusterPipeline costs three times the
-        # standalone pipeline for 100 keys here (bench/topology.py), ours about 1.7 times.
+        # standalone pipeline for 100 keys here (bench/topology.py), and RedisCluster's
+        # routing twice a single HMGET.
         return _pipelined(client, [("HMGET", key, *fields) for key in keys], keys=keys)
+    if len(keys) == 1:
+        return [client.hmget(keys[0], fields)]
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.hmget(key, fields)

@@ -113,9 +113,18 @@ def test_verification_warming_and_scans_cover_every_primary(cluster: Cluster) ->
     lost = cluster.keys_per_node(f"syncops:{PART}:*")[emptied.name]
     with emptied.client() as client:
         client.flushall()
+        client.script_flush()
     report = verify(spec_for(PART))
     assert (report.missing, report.consistent) == (lost, 30 - lost)
 
+    # Reads refill what the emptied primary lost (miss, lease, fill; its scripts are gone
+    # too: NOSCRIPT, loaded again on every primary) ...
+    assert {repository.get(Part, p.pk).price for p in found} == {p.price for p in found}
+    assert_verified_everywhere(PART)
+    # ... and so does warming.
+    with emptied.client() as client:
+        client.flushall()
+        client.script_flush()
     assert warm(spec_for(PART)).written == lost
     assert_verified_everywhere(PART)
 
