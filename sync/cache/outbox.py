@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import psycopg
 from django.conf import settings
 from django.db import connections
+from psycopg.types.datetime import TimestamptzLoader
 
 from sync.cache.codec import seal
 from sync.cache.declaration import SyncSpec
@@ -165,6 +166,16 @@ def enqueue_trigger_ids(models: Iterable) -> list[str]:
             if trigger.name == ENQUEUE_TRIGGER]
 
 
+PREPARE_THRESHOLD = 5  # psycopg's default; any number: every call asks to prepare
+
+
+class _Plans:
+    generation = 0  # part of the statements' text: a new one after a change of types
+
+
+_plans = _Plans()
+
+
 def prepared_fetchall(conn, sql: str, params: list) -> list[tuple]:
     """Run a statement the write-through sends after every commit as a server-side prepared
     statement: parsed and planned once per connection (Django's cursors bind client-side and
@@ -174,9 +185,27 @@ def prepared_fetchall(conn, sql: str, params: list) -> list[tuple]:
             cursor.execute(sql, params)
             return cursor.fetchall()
     conn.ensure_connection()
-    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall()
+    raw = conn.connection
+    # NOTE: Django opens its connections with ``prepare_threshold=None``, and psycopg then
+    # prepares nothing, not even with ``prepare=True``: the threshold is set for this call.
+    threshold, raw.prepare_threshold = raw.prepare_threshold, PREPARE_THRESHOLD
+    try:
+        with conn.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+            # NOTE: psycopg's own loader (its C version) in place of Django's subclass of
+            # the Python one: the same aware datetimes (the session's time zone is UTC),
+            # 10x cheaper; these statements return two timestamps per row written.
+            cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
+            try:
+                cursor.execute(f"{sql} /* {_plans.generation} */", params, prepare=True)
+            except psycopg.errors.FeatureNotSupported:
+                # A column this statement returns changed type (a migration) since it was
+                # prepared: PostgreSQL refuses the old statement for good. The next call
+                # prepares a new one (the old is evicted in time); this one has failed.
+                _plans.generation += 1
+                raise
+            return cursor.fetchall()
+    finally:
+        raw.prepare_threshold = threshold
 
 
 def complete(states: list[RowState], using: str = "default") -> int:

@@ -53,14 +53,16 @@ class Written(NamedTuple):
 
 
 class Answer(NamedTuple):
-    """The statement's answer: every sheet row, what Redis must hold for the rows it wrote
-    (their committed values and versions, from ``RETURNING``: nothing is read again), and the
-    run's cancel flag and total after its progress update (with ``progress``)."""
+    """The statement's answer: the sheet rows (all of them in a dry run, else those written),
+    what Redis must hold for the rows it wrote (their committed values and versions, from
+    ``RETURNING``: nothing is read again), and, with ``progress``, the run's cancel flag, total
+    and counts after its progress update."""
 
-    rows: list[Written]
+    rows: list[Written]  # with ``progress``: only the rows written
     states: list[RowState]
     cancel_requested: bool | None = None
     rows_total: int | None = None
+    counts: tuple[int, int, int] | None = None  # the run's created, updated, unchanged after
 
 
 class Progress(NamedTuple):
@@ -215,20 +217,23 @@ class BatchWriter:
             "object_id) SELECT %s, a.rn, a.k, a.action, a.id FROM a)"
             f", written AS ({written})"
             # Intents completed by earlier batches' write-through. NOTE: never one this
-            # statement enqueues again (two changes to one row in one statement fail); the
-            # array is an InitPlan: computed, whole, before the first row is deleted.
+            # statement enqueues again (two changes to one row in one statement fail); an
+            # anti-join (hashed), not ``<> ALL (array)``, which compares every pair.
             ", settled AS (DELETE FROM sync_retry_queue d0 USING unnest(%s::text[], %s::text[],"
             " %s::bigint[]) AS d(model, pk, version) WHERE d0.model = d.model"
             " AND d0.object_pk = d.pk AND d0.version <= d.version"
-            " AND d.model || ':' || d.pk <> ALL (coalesce((SELECT array_agg(k) FROM written),"
-            " '{}')))"
+            " AND NOT EXISTS (SELECT FROM written w WHERE w.k = d.model || ':' || d.pk))"
             ", prog AS (UPDATE sync_audit_logs SET rows_done = %s,"
             " rows_total = greatest(rows_total, %s),"
             f" created = %s + {counted[Action.CREATED]},"
             f" updated = %s + {counted[Action.UPDATED]},"
             f" unchanged = %s + {counted[Action.UNCHANGED]}, failed = %s"
-            " WHERE id = %s RETURNING cancel_requested, rows_total)"
-            " SELECT a.*, p.cancel_requested, p.rows_total FROM a LEFT JOIN prog p ON true")
+            " WHERE id = %s RETURNING cancel_requested, rows_total, created, updated, unchanged)"
+            # Only the rows written come back (the write-through needs them); the counts come
+            # from the run's row. NOTE: prog first: one row even when nothing was written.
+            " SELECT w.*, p.cancel_requested, p.rows_total, p.created, p.updated, p.unchanged"
+            " FROM prog p LEFT JOIN (SELECT * FROM a WHERE a.written OR a.child_id IS NOT NULL)"
+            " w ON true")
 
     def write(self, rows: list[ValidRow], *, run_id: int, progress: Progress | None = None,
               settle: list[RowState] = ()) -> Answer:
@@ -256,9 +261,10 @@ class BatchWriter:
         found = prepared_fetchall(connection, sql, params)
         if progress is None:
             return Answer([Written(*row[:6]) for row in found], self._states(found))
-        cancel, total = found[0][-2:]
-        found = [row[:-2] for row in found]
-        return Answer([Written(*row[:6]) for row in found], self._states(found), cancel, total)
+        cancel, total, created, updated, unchanged = found[0][-5:]
+        found = [row[:-5] for row in found if row[0] is not None]
+        return Answer([Written(*row[:6]) for row in found], self._states(found), cancel, total,
+                      (created, updated, unchanged))
 
     def _states(self, found: list[tuple]) -> list[RowState]:
         """What Redis must hold for every row the statement wrote, as the write-through would

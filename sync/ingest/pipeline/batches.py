@@ -9,7 +9,9 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -18,6 +20,7 @@ from sync.cache.outbox import settle_cte
 from sync.cache.writer import restore_settled, take_settled, write_on_commit
 from sync.ingest import retry
 from sync.ingest.pipeline.database import categorize, sqlstate
+from sync.ingest.pipeline.readahead import ReadAhead, in_turn
 from sync.ingest.sources import Source
 from sync.ingest.upsert import BatchWriter, Progress
 from sync.ingest.validation import Issue, RowValidator, ValidRow
@@ -42,6 +45,12 @@ class Counts:
 
     def add_error(self, category: str) -> None:
         self.errors[category] = self.errors.get(category, 0) + 1
+
+
+class Checked(NamedTuple):
+    valid: dict[str, ValidRow]
+    failed: list[tuple[int, str, list[Issue]]]
+    superseded: list[tuple[int, str, int]]
 
 
 class Cancelled(Exception):  # noqa: N818 - control flow inside a run
@@ -75,13 +84,23 @@ class BatchLoading:
         if only is not None:
             rows = self._narrow(rows, validator, only)
         batch_size = self.run.batch_size
-        while batch := list(itertools.islice(rows, batch_size)):
-            self.rows_committed: set[int] = set()  # of this batch, by a row-by-row retry
-            self._with_db(lambda b=batch: self._batch(b, validator, writer))
-            if self.progress:
-                self.progress(self.run)
-            if self.run.cancel_requested:
-                raise Cancelled
+        batches = iter(lambda: list(itertools.islice(rows, batch_size)), [])
+
+        def check(batch: list) -> Checked:
+            return self._check(batch, validator)
+
+        # A source that logs its retries to the database is read on this thread, in turn.
+        ahead = getattr(source, "on_retry", None) is None
+        checked_batches = ReadAhead(batches, check) if ahead else nullcontext(
+            in_turn(batches, check))
+        with checked_batches as checked_batches:
+            for _batch, checked in checked_batches:
+                self.rows_committed: set[int] = set()  # of this batch, by a row-by-row retry
+                self._with_db(lambda c=checked: self._batch(c, writer))
+                if self.progress:
+                    self.progress(self.run)
+                if self.run.cancel_requested:
+                    raise Cancelled
 
     def _narrow(self, rows: Iterable, validator: RowValidator, only: set[str]) -> Iterator:
         for row_number, cells in rows:
@@ -91,8 +110,9 @@ class BatchLoading:
                 yield row_number, cells
 
 
-    def _batch(self, batch: list[tuple[int, list[str]]], validator: RowValidator,
-               writer: BatchWriter) -> None:
+    def _check(self, batch: list[tuple[int, list[str]]], validator: RowValidator) -> Checked:
+        """The batch validated: its valid rows by key, its failed rows, and the rows a later
+        row of the batch with the same key supersedes. No database work (``ReadAhead``)."""
         t = time.perf_counter()
         valid: dict[str, ValidRow] = {}
         failed: list[tuple[int, str, list[Issue]]] = []
@@ -106,11 +126,15 @@ class BatchLoading:
             if earlier is not None:
                 superseded.append((earlier.row_number, row.key, row_number))
             valid[row.key] = row
+        self._time("validate", t)
+        return Checked(valid, failed, superseded)
+
+    def _batch(self, checked: Checked, writer: BatchWriter) -> None:
+        valid, failed, superseded = checked
         if self.rows_committed:
             # NOTE: a retry after the connection was lost amid a row-by-row retry: the rows
             # that committed then are done (counted, logged) and are not written twice.
             valid = {k: r for k, r in valid.items() if r.row_number not in self.rows_committed}
-        self._time("validate", t)
         counts_before = (self.counts.created, self.counts.updated, self.counts.unchanged,
                          self.counts.failed, dict(self.counts.errors))
         try:
@@ -174,7 +198,7 @@ class BatchLoading:
                                   settle=self._settling)
             # On commit: Redis gets what the statement answered, nothing is read again.
             write_on_commit(answer.states, via=self.through)
-            self._count(answer.rows, dry=False)
+            self.counts.created, self.counts.updated, self.counts.unchanged = answer.counts
             self.counts.done = rows_after
             self.run.cancel_requested, self.run.rows_done, self.run.rows_total = (
                 answer.cancel_requested, rows_after, answer.rows_total)
@@ -186,22 +210,22 @@ class BatchLoading:
                 savepoint = transaction.savepoint()
                 answer = writer.write(rows, run_id=self.run.pk)
                 transaction.savepoint_rollback(savepoint)
-                self._count(answer.rows, dry=True)
+                self._count_dry(answer.rows)
                 self.logs.flush()
             self._advance(rows_after - self.counts.done)
         self._time("update", t)
 
-    def _count(self, written: list, *, dry: bool) -> None:
+    def _count_dry(self, rows: list) -> None:
+        """Count and log a dry run's rows (a real run's statement counts and logs its own)."""
         counts = self.counts
-        for row in written:
+        for row in rows:
             if row.action == Action.CREATED:
                 counts.created += 1
             elif row.action == Action.UPDATED:
                 counts.updated += 1
             else:
                 counts.unchanged += 1
-            if dry:
-                self.logs.record(row.row_number, row.key, row.action, row.object_id)
+            self.logs.record(row.row_number, row.key, row.action, row.object_id)
 
     def _log_failures(self, failed: list[tuple[int, str, list[Issue]]], *, retryable: bool,
                       ) -> None:

@@ -45,7 +45,9 @@ class RunConnection:
         it, the lock re-taken), up to SYNC_INGEST_DB_RETRIES times with backoff."""
         for attempt in range(settings.SYNC_INGEST_DB_RETRIES + 1):
             try:
-                if attempt or not self._usable(locked=locked):
+                # NOTE: no probe query before each batch: a connection lost while idle fails
+                # the operation, and the except below probes and reconnects.
+                if attempt or not self._usable(locked=locked, probe=False):
                     self._reconnect(attempt, locked=locked)
                 return operation()
             except DatabaseError as e:
@@ -55,15 +57,16 @@ class RunConnection:
                                type(e).__name__)
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
-    def _usable(self, *, locked: bool = True) -> bool:
-        """The connection works (and, when ``locked``, is the one holding the lock)."""
+    def _usable(self, *, locked: bool = True, probe: bool = True) -> bool:
+        """The connection works (and, when ``locked``, is the one holding the lock); without
+        ``probe``, as far as can be told without a round trip."""
         if locked:
-            return self.lock.held() and self._connection_alive()
-        return connection.connection is None or self._connection_alive()
+            return self.lock.held() and self._connection_alive(probe)
+        return connection.connection is None or self._connection_alive(probe)
 
-    def _connection_alive(self) -> bool:
+    def _connection_alive(self, probe: bool = True) -> bool:
         raw = connection.connection
-        if raw is None or raw.closed or not connection.is_usable():
+        if raw is None or raw.closed or (probe and not connection.is_usable()):
             connection.close()
             return False
         return True

@@ -17,23 +17,31 @@ class SourceLock:
         self.source = source
         self.backend_pid: int | None = None
         self.previous_timeout: str | None = None  # the session's lock_timeout before
+        self.previous_plans: str | None = None  # and its plan_cache_mode
 
     def acquire(self) -> bool:
         """Take the lock; with it, the session's ``lock_timeout`` becomes
         SYNC_INGEST_LOCK_TIMEOUT_MS (a row another process holds fails its row, not the run),
-        set once here rather than by a round trip per batch, and restored by ``release``."""
+        set once here rather than by a round trip per batch, and restored by ``release``.
+
+        So does ``plan_cache_mode``: the batch statement is prepared once, and its generic
+        plan (index probes by construction, see ``upsert``) is used from the first batch;
+        under ``auto`` PostgreSQL kept re-planning it for every batch (a tenth of the run's
+        database time), with plans that hash a sequential scan of the intents table."""
         with connection.cursor() as cursor:
             # NOTE: OFFSET 0 keeps the subquery apart: the old value is read before the lock
             # is tried (and the new value set only when it is taken).
             cursor.execute(
-                "SELECT s.before, CASE WHEN pg_try_advisory_lock(%s, hashtext(%s))"
-                " THEN set_config('lock_timeout', %s, false) END, pg_backend_pid()"
-                " FROM (SELECT current_setting('lock_timeout') AS before OFFSET 0) s",
+                "SELECT s.before, s.plans, CASE WHEN pg_try_advisory_lock(%s, hashtext(%s))"
+                " THEN set_config('lock_timeout', %s, false)"
+                " || set_config('plan_cache_mode', 'force_generic_plan', false) END,"
+                " pg_backend_pid() FROM (SELECT current_setting('lock_timeout') AS before,"
+                " current_setting('plan_cache_mode') AS plans OFFSET 0) s",
                 [LOCK_CLASS, self.source, f"{settings.SYNC_INGEST_LOCK_TIMEOUT_MS}ms"])
-            before, taken, pid = cursor.fetchone()
+            before, plans, taken, pid = cursor.fetchone()
         self.backend_pid = pid if taken is not None else None
         if taken is not None and self.previous_timeout is None:
-            self.previous_timeout = before
+            self.previous_timeout, self.previous_plans = before, plans
         return taken is not None
 
     def held(self) -> bool:
@@ -46,8 +54,10 @@ class SourceLock:
         if self.held():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s)),"
-                               " set_config('lock_timeout', %s, false)",
-                               [LOCK_CLASS, self.source, self.previous_timeout or "0"])
+                               " set_config('lock_timeout', %s, false),"
+                               " set_config('plan_cache_mode', %s, false)",
+                               [LOCK_CLASS, self.source, self.previous_timeout or "0",
+                                self.previous_plans or "auto"])
         self.backend_pid = None
 
 
