@@ -14,7 +14,6 @@ import datetime
 import logging
 import random
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -129,8 +128,11 @@ class XlsxSource:
 
         try:
             book = openpyxl.load_workbook(self.location, read_only=True, data_only=True)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-            msg = f"cannot open {self.location} as an .xlsx workbook: {e}"
+        except Exception as e:
+            # NOTE: a damaged file fails deep in zipfile/zlib/XML/openpyxl with whatever
+            # they raise (BadZipFile, zlib.error, EOFError, ParseError, KeyError, TypeError…,
+            # found by tests/fuzz/test_xlsx.py): all of them mean the same to the operator.
+            msg = f"cannot open {self.location} as an .xlsx workbook: {_reason(e)}"
             raise SourceUnavailableError(msg) from e
         if self.worksheet and self.worksheet not in book.sheetnames:
             book.close()
@@ -140,8 +142,19 @@ class XlsxSource:
         return book, book[self.worksheet] if self.worksheet else book.worksheets[0]
 
     def _cells(self, sheet) -> Iterator[list[str]]:
-        for values in sheet.iter_rows(values_only=True):
-            yield [cell_text(v) for v in values]
+        # Read-only mode streams from the zip: damage past the first rows surfaces here.
+        values = sheet.iter_rows(values_only=True)
+        number = 0
+        while True:
+            try:
+                row = next(values, None)
+            except Exception as e:
+                msg = (f"{self.location} cannot be read past row {number}: {_reason(e)}")
+                raise SourceUnavailableError(msg) from e
+            if row is None:
+                return
+            number += 1
+            yield [cell_text(v) for v in row]
 
     def headers(self) -> list[str]:
         book, sheet = self._sheet()
@@ -165,6 +178,12 @@ class XlsxSource:
             return max((sheet.max_row or 1) - 1, 0)
         finally:
             book.close()
+
+
+def _reason(error: Exception) -> str:
+    """An error of a library reading a file, in one line (its type when it says nothing)."""
+    text = " ".join(str(error).split())[:300]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def backoff_delay(attempt: int, base: float) -> float:
