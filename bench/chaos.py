@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in reversed(owned):
             server.stop()
-            log(f"stopped the {PROFILE} profile's {type(server).__name__} ({server.directory})")
+            log(f"stopped the {PROFILE} profile's {getattr(server, 'name', 'PostgreSQL')} server")
 
 if __name__ == "__main__":
     sys.exit(main())
