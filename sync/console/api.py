@@ -10,6 +10,7 @@ status (``fields`` holds per-field messages); every change is recorded as a staf
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -90,11 +91,30 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> Any:
     return html_csrf_failure(request, reason=reason)
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 reads as infinity
+        msg = f"{text} is not a finite number"
+        raise ValueError(msg)
+    return number
+
+
+def _no_constant(name: str) -> float:
+    msg = f"{name} is not a number JSON allows"
+    raise ValueError(msg)
+
+
 def json_body(request: HttpRequest) -> dict[str, Any]:
+    """The body as a JSON object; NaN and infinities (which Python's json reads, and which
+    no setting can hold) and nesting too deep to parse are a 400, not a 500."""
     try:
-        body = json.loads(request.body or b"{}")
+        body = json.loads(request.body or b"{}", parse_float=_finite,
+                          parse_constant=_no_constant)
     except ValueError as e:  # UnicodeDecodeError is a ValueError too
         msg = f"malformed JSON body: {e}"
+        raise BadRequestError(msg) from e
+    except RecursionError as e:
+        msg = "malformed JSON body: nested too deeply"
         raise BadRequestError(msg) from e
     if not isinstance(body, dict):
         msg = "the body must be a JSON object"
