@@ -217,12 +217,19 @@ class BatchWriter:
             "object_id) SELECT %s, a.rn, a.k, a.action, a.id FROM a)"
             f", written AS ({written})"
             # Intents completed by earlier batches' write-through. NOTE: never one this
-            # statement enqueues again (two changes to one row in one statement fail); an
-            # anti-join (hashed), not ``<> ALL (array)``, which compares every pair.
-            ", settled AS (DELETE FROM sync_retry_queue d0 USING unnest(%s::text[], %s::text[],"
-            " %s::bigint[]) AS d(model, pk, version) WHERE d0.model = d.model"
-            " AND d0.object_pk = d.pk AND d0.version <= d.version"
-            " AND NOT EXISTS (SELECT FROM written w WHERE w.k = d.model || ':' || d.pk))"
+            # statement enqueues again (two changes to one row in one statement fail). Found
+            # by one index probe each (LATERAL … OFFSET 0: the generic plan otherwise hashes
+            # a sequential scan of the whole queue, dead rows included, every batch), deleted
+            # by id; the version test is on the deleted row itself, so a newer version that a
+            # concurrent writer enqueued meanwhile is re-checked and kept.
+            ", done AS (SELECT l.id, l.version FROM unnest(%s::text[], %s::text[], %s::bigint[])"
+            " AS d(model, pk, version) CROSS JOIN LATERAL (SELECT q.id, q.version"
+            " FROM sync_retry_queue q WHERE q.model = d.model AND q.object_pk = d.pk"
+            " AND q.version <= d.version OFFSET 0) l"
+            " WHERE NOT EXISTS (SELECT FROM written w WHERE w.k = d.model || ':' || d.pk))"
+            ", settled AS (DELETE FROM sync_retry_queue d0"
+            " WHERE d0.id = ANY (ARRAY(SELECT id FROM done)) AND d0.version <= ("
+            "(SELECT jsonb_object_agg(id::text, version) FROM done) ->> d0.id::text)::bigint)"
             ", prog AS (UPDATE sync_audit_logs SET rows_done = %s,"
             " rows_total = greatest(rows_total, %s),"
             f" created = %s + {counted[Action.CREATED]},"
