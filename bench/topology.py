@@ -44,8 +44,8 @@ def _setup_django() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=200, help="calls per round and topology")
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--calls", type=int, default=30, help="calls per round and topology")
     args = parser.parse_args()
     _setup_django()
 
