@@ -319,8 +319,11 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
     cache (``targets.env`` is what the child processes get)."""
     import logging
 
+    import redis
+
     from sync.cache.connection import reset_clients
     from sync.cache.services import verify_models, warm_models
+    from sync.redaction import RedactPiiFilter
 
     rng = random.Random(config.seed)
     run = f"{rng.getrandbits(24):06x}"
@@ -332,7 +335,7 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
     orchestrator_log = workdir / "orchestrator.log"
     # Everything this process logs is scanned for canaries too (I6).
     handler = logging.FileHandler(orchestrator_log)
-    handler.addFilter(__import__("sync.redaction", fromlist=["x"]).RedactPiiFilter())
+    handler.addFilter(RedactPiiFilter())
     logging.getLogger().addHandler(handler)
 
     def say(message: str) -> None:
@@ -344,11 +347,13 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
     if removed := remove_rows():
         say(f"removed {removed:,} rows of earlier chaos runs")
     targets.cache.start()  # running, and ours to flush
-    __import__("redis").Redis.from_url(targets.cache.url).flushall()
+    flusher = redis.Redis.from_url(targets.cache.url, socket_timeout=5)
+    flusher.flushall()
+    flusher.close()
     reset_clients()
     result.canaries_planted = _prepare(config, run)
     fleet = Fleet(config, targets, run)
-    injector = Injector(rng, fleet, targets.cache, say)
+    injector = Injector(rng, fleet, targets.cache)
     try:
         fleet.start_worker()
         if not fleet.worker_ready():

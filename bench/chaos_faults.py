@@ -174,8 +174,8 @@ class Window:
 
 
 class Injector:
-    def __init__(self, rng: random.Random, fleet: Fleet, cache, say) -> None:
-        self.rng, self.fleet, self.cache, self.say = rng, fleet, cache, say
+    def __init__(self, rng: random.Random, fleet: Fleet, cache) -> None:
+        self.rng, self.fleet, self.cache = rng, fleet, cache
 
     def inject(self, kind: str) -> Window:
         start = time.monotonic()
