@@ -39,22 +39,28 @@ def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
                validator: RowValidator, *, explained: set[str]) -> dict:
     table, key, _pk = _target(config)
     with connection.cursor() as cursor:
+        # One pass over the run's record logs (hashed by key): the sheet's distinct keys,
+        # those the target lacks, and how many keys the sheet holds twice.
         cursor.execute(
             f"""
-            SELECT count(DISTINCT r.natural_key),
-                   (SELECT count(*) FROM {table}),
-                   array_agg(DISTINCT r.natural_key) FILTER (WHERE NOT EXISTS (
-                       SELECT 1 FROM {table} t WHERE t.{key} = r.natural_key))
-            FROM sync_record_logs r WHERE r.run_id = %s AND r.natural_key <> ''
+            WITH k AS MATERIALIZED (
+                SELECT natural_key, count(*) AS n FROM sync_record_logs
+                WHERE run_id = %s AND natural_key <> '' GROUP BY natural_key)
+            SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM {table}),
+                   (SELECT array_agg(k.natural_key) FROM k WHERE NOT EXISTS (
+                       SELECT 1 FROM {table} t WHERE t.{key} = k.natural_key)),
+                   (SELECT count(*) FROM k WHERE n > 1)
             """,  # noqa: S608
             [run_id])
-        sheet_count, database_count, gap_keys = cursor.fetchone()
-        cursor.execute(
-            "SELECT natural_key, array_agg(row_number ORDER BY row_number)"
-            " FROM sync_record_logs WHERE run_id = %s AND natural_key <> ''"
-            " GROUP BY natural_key HAVING count(*) > 1 ORDER BY min(row_number) LIMIT %s",
-            [run_id, LISTED])
-        duplicates = dict(cursor.fetchall())
+        sheet_count, database_count, gap_keys, repeated = cursor.fetchone()
+        duplicates = {}
+        if repeated:
+            cursor.execute(
+                "SELECT natural_key, array_agg(row_number ORDER BY row_number)"
+                " FROM sync_record_logs WHERE run_id = %s AND natural_key <> ''"
+                " GROUP BY natural_key HAVING count(*) > 1 ORDER BY min(row_number) LIMIT %s",
+                [run_id, LISTED])
+            duplicates = dict(cursor.fetchall())
     gap_keys = sorted(gap_keys or [])
     return {
         "sheet_count": sheet_count,
