@@ -144,11 +144,13 @@ def get(model: type[M], pk: object) -> M | None:
         _counter(spec.label, "bypass").inc()
         return _from_db(spec, pk)
     key = cache_key(spec.label, pk)
-    token = secrets.token_hex(8)
+    token = ""
     try:
-        # A hit is one HMGET; only a miss pays for the lease script.
-        result = store.read_row(key) or store.lease(
-            key, token=token, lease_ms=settings.SYNC_LEASE_MS)
+        # A hit is one HMGET; only a miss pays for the lease script (and a token).
+        result = store.read_row(key)
+        if result is None:
+            token = secrets.token_hex(8)
+            result = store.lease(key, token=token, lease_ms=settings.SYNC_LEASE_MS)
         if isinstance(result, store.Hit):
             _counter(spec.label, "hit").inc()
             return _decode(spec, pk, result, key)
