@@ -135,6 +135,10 @@ class ChaosResult:
             ("reads that returned stale data during faults",
              f"{self.stale_during:,} of {self.reads_during:,}: "
              + nines(self.stale_during, self.reads_during), "", None),
+            ("reads that returned stale data outside faults",
+             f"{self.stale_reads - self.stale_during:,} of {self.reads - self.reads_during:,}: "
+             + nines(self.stale_reads - self.stale_during, self.reads - self.reads_during),
+             "", None),
             ("reads that returned stale data overall",
              f"{self.stale_reads:,} of {self.reads:,}: " + nines(self.stale_reads, self.reads),
              "", None),
