@@ -242,19 +242,25 @@ class BatchWriter:
             " FROM prog p LEFT JOIN (SELECT * FROM a WHERE a.written OR a.child_id IS NOT NULL)"
             " w ON true")
 
-    def write(self, rows: list[ValidRow], *, run_id: int, progress: Progress | None = None,
-              settle: list[RowState] = ()) -> Answer:
-        """Run the statement for ``rows`` (in the caller's transaction). With ``progress``
-        (not a dry run) it also writes their record logs for ``run_id``, deletes the intents
-        of ``settle`` (completed writes) and updates the run's progress. ``rows`` is never
-        empty (the caller writes a batch only when it has rows)."""
+    def encode(self, rows: list[ValidRow]) -> str:
+        """The statement's batch parameter for ``rows`` (no database work: a run encodes its
+        next batch while the current one is written)."""
         # NOTE: Decimal and date values go as their text (str), which the casts read back
         # exactly; JSON escapes any character text may hold (validation refuses NUL).
         if self.child:
             batch = [[row.row_number, *row.values, *row.child] for row in rows]
         else:
             batch = [[row.row_number, *row.values] for row in rows]
-        params: list = [self.ignore, json.dumps(batch, default=str, ensure_ascii=False)]
+        return json.dumps(batch, default=str, ensure_ascii=False)
+
+    def write(self, rows: list[ValidRow], *, run_id: int, progress: Progress | None = None,
+              settle: list[RowState] = (), encoded: str | None = None) -> Answer:
+        """Run the statement for ``rows`` (in the caller's transaction). With ``progress``
+        (not a dry run) it also writes their record logs for ``run_id``, deletes the intents
+        of ``settle`` (completed writes) and updates the run's progress. ``rows`` is never
+        empty (the caller writes a batch only when it has rows); ``encoded``: ``rows``
+        already encoded."""
+        params: list = [self.ignore, encoded if encoded is not None else self.encode(rows)]
         if progress is None:
             sql = self.sql + " SELECT * FROM a"  # noqa: S608
         else:

@@ -51,6 +51,7 @@ class Checked(NamedTuple):
     valid: dict[str, ValidRow]
     failed: list[tuple[int, str, list[Issue]]]
     superseded: list[tuple[int, str, int]]
+    encoded: str | None  # the valid rows as the batch statement's parameter
 
 
 class Cancelled(Exception):  # noqa: N818 - control flow inside a run
@@ -87,7 +88,7 @@ class BatchLoading:
         batches = iter(lambda: list(itertools.islice(rows, batch_size)), [])
 
         def check(batch: list) -> Checked:
-            return self._check(batch, validator)
+            return self._check(batch, validator, writer)
 
         # A source that logs its retries to the database is read on this thread, in turn.
         ahead = getattr(source, "on_retry", None) is None
@@ -110,9 +111,11 @@ class BatchLoading:
                 yield row_number, cells
 
 
-    def _check(self, batch: list[tuple[int, list[str]]], validator: RowValidator) -> Checked:
-        """The batch validated: its valid rows by key, its failed rows, and the rows a later
-        row of the batch with the same key supersedes. No database work (``ReadAhead``)."""
+    def _check(self, batch: list[tuple[int, list[str]]], validator: RowValidator,
+               writer: BatchWriter) -> Checked:
+        """The batch validated: its valid rows by key (and encoded for the statement), its
+        failed rows, and the rows a later row of the batch with the same key supersedes. No
+        database work (``ReadAhead``)."""
         t = time.perf_counter()
         valid: dict[str, ValidRow] = {}
         failed: list[tuple[int, str, list[Issue]]] = []
@@ -126,20 +129,22 @@ class BatchLoading:
             if earlier is not None:
                 superseded.append((earlier.row_number, row.key, row_number))
             valid[row.key] = row
+        encoded = writer.encode(list(valid.values())) if valid else None
         self._time("validate", t)
-        return Checked(valid, failed, superseded)
+        return Checked(valid, failed, superseded, encoded)
 
     def _batch(self, checked: Checked, writer: BatchWriter) -> None:
-        valid, failed, superseded = checked
+        valid, failed, superseded, encoded = checked
         if self.rows_committed:
             # NOTE: a retry after the connection was lost amid a row-by-row retry: the rows
             # that committed then are done (counted, logged) and are not written twice.
             valid = {k: r for k, r in valid.items() if r.row_number not in self.rows_committed}
+            encoded = None
         counts_before = (self.counts.created, self.counts.updated, self.counts.unchanged,
                          self.counts.failed, dict(self.counts.errors))
         try:
             with transaction.atomic(durable=True):
-                self._write(list(valid.values()), writer, failed, superseded)
+                self._write(list(valid.values()), writer, failed, superseded, encoded)
                 t_commit = time.perf_counter()
             self._time("write_through", t_commit)
         except DatabaseError as e:
@@ -180,7 +185,7 @@ class BatchLoading:
                 self._write([], writer, failed, superseded)
 
     def _write(self, rows: list[ValidRow], writer: BatchWriter, failed: list, superseded: list,
-               ) -> None:
+               encoded: str | None = None) -> None:
         t = time.perf_counter()
         dry = self.run.dry_run
         self._log_failures(failed, retryable=False)
@@ -195,7 +200,7 @@ class BatchLoading:
             progress = Progress(rows_after, counts.created, counts.updated, counts.unchanged,
                                 counts.failed, self.run.pk)
             answer = writer.write(rows, run_id=self.run.pk, progress=progress,
-                                  settle=self._settling)
+                                  settle=self._settling, encoded=encoded)
             # On commit: Redis gets what the statement answered, nothing is read again.
             write_on_commit(answer.states, via=self.through)
             self.counts.created, self.counts.updated, self.counts.unchanged = answer.counts
@@ -208,7 +213,7 @@ class BatchLoading:
             if rows:
                 # NOTE: a dry run's record logs are written after the rollback, from the answer.
                 savepoint = transaction.savepoint()
-                answer = writer.write(rows, run_id=self.run.pk)
+                answer = writer.write(rows, run_id=self.run.pk, encoded=encoded)
                 transaction.savepoint_rollback(savepoint)
                 self._count_dry(answer.rows)
                 self.logs.flush()
