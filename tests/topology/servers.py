@@ -263,22 +263,28 @@ class SentinelSetup(Topology):
 
         def ready() -> bool:
             port = self.current_primary_port()
+            replicas = len(self.current_replicas())
             for sentinel in self.sentinels:
                 with sentinel.client() as client:
                     state = client.sentinel_master(SERVICE)
                     if (state["port"] != port or state["num-other-sentinels"] != 2
-                            or state["num-slaves"] != len(self.replicas)):
+                            or state["num-slaves"] < replicas):
                         return False
             with self.node_on(port).client() as client:
                 info = client.info("replication")
-            return info["connected_slaves"] == len(self.replicas) and all(
-                info[f"slave{n}"]["state"] == "online" for n in range(len(self.replicas)))
+            return info["connected_slaves"] == replicas and all(
+                info[f"slave{n}"]["state"] == "online" for n in range(replicas))
 
         wait_for(ready, timeout, "sentinels agree on the primary, replicas online")
 
     def current_primary_port(self) -> int:
         with self.sentinels[0].client() as client:
             return int(client.sentinel_get_master_addr_by_name(SERVICE)[1])
+
+    def current_replicas(self) -> list[Node]:
+        port = self.current_primary_port()
+        return [node for node in self.nodes
+                if not node.sentinel and node.port != port and node.process.poll() is None]
 
     def node_on(self, port: int) -> Node:
         return next(node for node in self.nodes if node.port == port)

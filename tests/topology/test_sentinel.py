@@ -35,6 +35,7 @@ PART = "catalog.part"
 
 @pytest.fixture(autouse=True)
 def behind_sentinel(sentinel_setup: SentinelSetup, settings) -> Iterator[SentinelSetup]:
+    sentinel_setup.wait_ready()  # a failover before this test has settled
     primary = sentinel_setup.node_on(sentinel_setup.current_primary_port())
     with primary.client() as client:
         client.flushall()
@@ -57,10 +58,10 @@ def test_a_write_through_is_on_a_replica_when_it_returns_and_kept_for_replay_whe
     part = make_part(price=Decimal(1))
     part.refresh_from_db()
     # WAIT 1 answered before the commit returned: a replica already holds this version.
-    assert max(cached_version(replica, part.pk) or 0
-               for replica in sentinel_setup.replicas) == part.version
+    replicas = sentinel_setup.current_replicas()
+    assert max(cached_version(replica, part.pk) or 0 for replica in replicas) == part.version
 
-    for replica in sentinel_setup.replicas:
+    for replica in replicas:
         replica.pause()
     try:
         with transaction.atomic():
@@ -72,7 +73,7 @@ def test_a_write_through_is_on_a_replica_when_it_returns_and_kept_for_replay_whe
         assert not fence.trusts(PART)
         assert repository.get(Part, part.pk).price == Decimal(2)  # from PostgreSQL
     finally:
-        for replica in sentinel_setup.replicas:
+        for replica in replicas:
             replica.resume()
 
     assert replay_pending(include_not_due=True).failed == 0
@@ -135,8 +136,14 @@ class Traffic:
         time.sleep(0.001)
 
 
+# NOTE: in this order: the planned failover leaves a primary and two replicas, the kill one.
+# A planned failover (or a partition) leaves the old primary running with the replica that is
+# not promoted for a moment: only WAIT for every replica keeps what it acknowledges then.
+@pytest.mark.parametrize(("failover", "wait"), [("SENTINEL FAILOVER", 2),
+                                                ("SIGKILL of the primary", 1)])
 def test_a_failover_during_writes_loses_nothing_and_serves_nothing_stale(
-        sentinel_setup: SentinelSetup) -> None:
+        sentinel_setup: SentinelSetup, settings, failover: str, wait: int) -> None:
+    settings.SYNC_REDIS_WAIT_REPLICAS = wait
     found = [make_part(price=Decimal(n)) for n in range(20)]
     for part in found:
         part.refresh_from_db()
@@ -144,25 +151,29 @@ def test_a_failover_during_writes_loses_nothing_and_serves_nothing_stale(
 
     with Traffic(found) as traffic:
         wait_for(lambda: traffic.commits >= 40, 20, "writes before the failover")
-        old.kill()
+        if failover == "SENTINEL FAILOVER":  # planned: the old primary is demoted (READONLY)
+            with sentinel_setup.sentinels[0].client() as client:
+                client.execute_command("SENTINEL FAILOVER", "syncops")
+        else:
+            old.kill()
         killed_at, commits_at_kill = time.monotonic(), traffic.commits
         wait_for(lambda: sentinel_setup.current_primary_port() != old.port, 30,
                  "a sentinel-elected new primary")
         promoted_after = time.monotonic() - killed_at
-
-        def written_through_again() -> bool:  # a commit whose write-through succeeded
-            settled = traffic.commits
-            return settled > commits_at_kill + 20 and connection.breaker.state == "closed"
-
-        wait_for(written_through_again, 30, "write-through on the new primary")
+        sentinel_setup.wait_ready()  # the replicas follow the new primary
+        resumed = traffic.commits
+        wait_for(lambda: traffic.commits > resumed + 20, 30, "commits on the new primary")
         replay_pending(include_not_due=True)  # also while traffic runs, as beat would
         wait_for(lambda: traffic.reads > 100, 20, "reads during the run")
     assert traffic.errors == []
     assert traffic.stale == [], f"stale reads: {traffic.stale[:5]}"
+    assert traffic.commits > commits_at_kill
 
-    for _ in range(3):  # what failed during the failover, and anything written meanwhile
+    def replayed() -> bool:  # what failed during the failover, and anything written meanwhile
         replay_pending(include_not_due=True)
-    assert not SyncIntent.objects.filter(model=PART).exists()
+        return not SyncIntent.objects.filter(model=PART).exists()
+
+    wait_for(replayed, 20, "every intent replayed")
     new = sentinel_setup.node_on(sentinel_setup.current_primary_port())
     for part in Part.objects.filter(pk__in=[p.pk for p in found]):
         assert cached_version(new, part.pk) == part.version  # newest version, none lost
@@ -171,5 +182,6 @@ def test_a_failover_during_writes_loses_nothing_and_serves_nothing_stale(
     assert report.fraction == 1.0
     fence.invalidate()
     assert fence.trusts(PART)
-    print(f"\nfailover: new primary after {promoted_after:.2f}s; {traffic.commits} commits, "  # noqa: T201
+    print(f"\n{failover}, WAIT {wait}: new primary after {promoted_after:.2f}s; "  # noqa: T201
+          f"{traffic.commits} commits, "
           f"{traffic.reads} reads, 0 stale")
