@@ -95,6 +95,14 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Behind PgBouncer (docs/scaling.md): DATABASE_POOLING=transaction turns off what a server
+# connection shared between transactions cannot keep: server-side cursors (QuerySet.iterator)
+# and the write-through's prepared statements. "session" (or unset) changes nothing.
+DATABASE_POOLING = env.str("DATABASE_POOLING", default="")
+if DATABASE_POOLING not in ("", "session", "transaction"):
+    _msg = f"DATABASE_POOLING={DATABASE_POOLING!r}: use session or transaction (or leave it unset)"
+    raise ValueError(_msg)
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOLING == "transaction"
 
 REDIS_URL = env.str("REDIS_URL")
 # Redis socket timeouts (seconds): short, so a hung server costs one timeout (DESIGN §4).
@@ -156,7 +164,8 @@ parse_keyring(SYNC_ENCRYPTION_KEYS, SYNC_HMAC_KEY)
 SYNC_PHONE_DEFAULT_COUNTRY_CODE = env.str("SYNC_PHONE_DEFAULT_COUNTRY_CODE", default="1")
 # The write-through's statements are server-side prepared (planned once per connection); turn
 # off behind a PgBouncer in transaction-pooling mode, which cannot keep prepared statements.
-SYNC_PREPARED_STATEMENTS = env.bool("SYNC_PREPARED_STATEMENTS", default=True)
+SYNC_PREPARED_STATEMENTS = env.bool("SYNC_PREPARED_STATEMENTS",
+                                    default=DATABASE_POOLING != "transaction")
 # Big pipelines (warming, verification, replay batches, rotation) wait this long for replies.
 SYNC_BULK_SOCKET_TIMEOUT = env.float("SYNC_BULK_SOCKET_TIMEOUT", default=5.0)
 # Degraded mode: after a Redis timeout/connection error the breaker sends callers straight to

@@ -5,6 +5,7 @@ own counts add up to the queue exactly) and Redis ends equal to PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -73,3 +74,25 @@ def test_three_worker_processes_drain_the_queue_once_each(
     (report,) = verify_models([LABEL])  # every row in Redis at its newest version
     assert report.rows == ROWS + 1
     assert (report.missing, report.stale, report.extra) == (0, 0, 0), report.examples
+
+
+@pytest.mark.skipif(not os.environ.get("SCALE_BENCH"), reason="a measurement, not a test: "
+                    "SCALE_BENCH=1 ./dev test tests/scale -s -k bench")
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("batch", [100, 1000])
+def test_bench_drain_throughput(celery_app, redis_control, tmp_path, workers, batch) -> None:
+    """Drain throughput (intents/s) of 1 vs 3 worker processes; docs/scaling.md quotes it."""
+    rows = int(os.environ.get("SCALE_BENCH_ROWS", "20000"))
+    pending = make_backlog(redis_control, rows)
+    started_workers = start_workers(celery_app, workers, tmp_path, SYNC_REPLAY_BATCH=str(batch))
+    try:
+        started = time.monotonic()
+        for worker in started_workers:
+            celery_app.send_task("sync.tasks.replay", queue=worker.queue)
+        wait_until(lambda: not SyncIntent.objects.exists(), timeout=600, interval=0.02)
+        elapsed = time.monotonic() - started
+    finally:
+        for worker in started_workers:
+            worker.stop()
+    print(f"\nBENCH workers={workers} batch={batch}: {pending} intents in "  # noqa: T201
+          f"{elapsed:.2f}s = {pending / elapsed:.0f} intents/s")
