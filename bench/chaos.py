@@ -97,6 +97,7 @@ class ChaosResult:
     stale_during: int = 0
     read_errors: int = 0
     longest_stale: float | None = None
+    longest_stale_cause: str = ""  # the model, and the faults around the commit it missed
     converge_s: float | None = None
     canaries_planted: int = 0
     canaries_redis: int = 0
@@ -143,7 +144,8 @@ class ChaosResult:
              f"{self.stale_reads:,} of {self.reads:,}: " + nines(self.stale_reads, self.reads),
              "", None),
             ("  longest staleness of a stale read",
-             "-" if self.longest_stale is None else f"{self.longest_stale:.2f} s", "", None),
+             "-" if self.longest_stale is None else
+             f"{self.longest_stale:.2f} s ({self.longest_stale_cause})", "", None),
             ("  reads failed (their PostgreSQL backend terminated)", f"{self.read_errors:,}",
              "", None),
             ("time to converge after the last fault",
@@ -264,7 +266,7 @@ def _converged() -> tuple[bool, int]:
 
 def _reads(result: ChaosResult, workdir: Path, readers: int) -> None:
     windows = [(w.start, w.end + RECOVERY_S) for w in result.windows]
-    ages: list[float] = []
+    stale_reads: list[tuple[float, float | None, str]] = []
     for index in range(readers):
         path = workdir / f"reader{index}"
         times = array.array("d")
@@ -273,14 +275,22 @@ def _reads(result: ChaosResult, workdir: Path, readers: int) -> None:
         stale = path.with_suffix(".stale").read_bytes()
         summary = json.loads(path.with_suffix(".json").read_text())
         result.read_errors += summary["errors"]
-        ages += summary["ages"]
+        stale_reads += [tuple(event) for event in summary["stale"]]
         result.reads += len(times)
         result.stale_reads += sum(stale)
         for started, bad in zip(times, stale, strict=True):
             if any(lo <= started <= hi for lo, hi in windows):
                 result.reads_during += 1
                 result.stale_during += bad
-    result.longest_stale = max(ages, default=None)
+    timed = [event for event in stale_reads if event[1] is not None]
+    if timed:
+        started, age, label = max(timed, key=lambda event: event[1])
+        # The faults under way (within a second) when the version it missed was committed.
+        committed = started - age
+        kinds = sorted({w.kind for w in result.windows
+                        if w.start - 1 <= committed <= w.end + 1})
+        result.longest_stale = age
+        result.longest_stale_cause = f"{label}, committed during {', '.join(kinds) or 'no fault'}"
 
 
 def scan_for_canaries(result: ChaosResult, cache_url: str, logs: list[Path]) -> None:

@@ -255,7 +255,8 @@ class Reader:
         self.stopping = False
         self.times = array.array("d")  # monotonic start of every read
         self.stale = bytearray()  # 1 where that read was stale
-        self.ages: list[float] = []  # seconds the returned value was out of date
+        # (start, seconds the returned value was out of date or None, model) of stale reads
+        self.stale_reads: list[tuple[float, float | None, str]] = []
         self.errors = 0
 
     def _state(self, model, pk) -> tuple[bool, int, int] | None:
@@ -305,8 +306,8 @@ class Reader:
             return
         self.times.append(started)
         self.stale.append(1 if stale else 0)
-        if stale and age is not None:
-            self.ages.append(age)
+        if stale:
+            self.stale_reads.append((started, age, model._meta.label_lower))
 
     def loop(self) -> None:
         while not self.stopping:
@@ -316,7 +317,7 @@ class Reader:
             self.times.tofile(out)
         path.with_suffix(".stale").write_bytes(bytes(self.stale))
         path.with_suffix(".json").write_text(json.dumps({"errors": self.errors,
-                                                         "ages": self.ages}))
+                                                         "stale": self.stale_reads}))
 
 
 def child_main(role: str, index: int, seed: int, run: str, workdir: Path, bulk_rows: int) -> int:
