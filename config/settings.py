@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import ROOT, embedded_service_urls, env, require_production_settings
 from sync.cache.keyring import development_keys, parse_keyring
 
@@ -148,6 +150,11 @@ SYNC_REDIS_SENTINEL_PASSWORD = env.str("SYNC_REDIS_SENTINEL_PASSWORD", default="
 # for replay, as after any failed write. 0: no WAIT (one server, or async replication accepted).
 SYNC_REDIS_WAIT_REPLICAS = env.int("SYNC_REDIS_WAIT_REPLICAS", default=0)
 SYNC_REDIS_WAIT_TIMEOUT_MS = env.int("SYNC_REDIS_WAIT_TIMEOUT_MS", default=100)
+if SYNC_REDIS_WAIT_REPLICAS and SYNC_REDIS_WAIT_TIMEOUT_MS >= REDIS_SOCKET_TIMEOUT * 1000:
+    # A WAIT longer than the socket timeout would end as a timeout that opens the breaker.
+    msg = (f"SYNC_REDIS_WAIT_TIMEOUT_MS ({SYNC_REDIS_WAIT_TIMEOUT_MS}) must be shorter than "
+           f"REDIS_SOCKET_TIMEOUT ({REDIS_SOCKET_TIMEOUT} s)")
+    raise ImproperlyConfigured(msg)
 SYNC_KEY_PREFIX = env.str("SYNC_KEY_PREFIX", default="syncops")
 # Tier 2/3 keys (sync/cache/keyring.py): "id:base64key[,id:base64key…]" of 32-byte AES keys
 # (the first encrypts, all decrypt) and a base64 HMAC key for blind indexes. Required in

@@ -6,6 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from sync.cache.connection import Topology, parse_url
+from tests.subprocesses import run_python
 
 
 def test_a_plain_url_is_one_server() -> None:
@@ -37,3 +38,14 @@ def test_a_malformed_topology_url_is_a_clear_configuration_error(url: str, probl
     with pytest.raises(ImproperlyConfigured, match="expected redis\\+") as raised:
         parse_url(url)
     assert problem in str(raised.value)
+
+
+
+def test_a_wait_longer_than_the_socket_timeout_stops_startup(monkeypatch) -> None:
+    monkeypatch.setenv("REDIS_SOCKET_TIMEOUT", "0.25")
+    monkeypatch.setenv("SYNC_REDIS_WAIT_REPLICAS", "1")
+    monkeypatch.setenv("SYNC_REDIS_WAIT_TIMEOUT_MS", "300")
+    result = run_python("pass")
+    assert result.returncode != 0
+    assert ("SYNC_REDIS_WAIT_TIMEOUT_MS (300) must be shorter than REDIS_SOCKET_TIMEOUT "
+            "(0.25 s)") in result.stderr
