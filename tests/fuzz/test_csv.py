@@ -16,7 +16,7 @@ from sync.models import ErrorLog, SyncRun
 from tests.fuzz.ingest_oracle import assert_run_accounts_for_every_row
 from tests.fuzz.strategies import HUGE, assert_clear, csv_files, csv_text, sheets
 
-FAST = settings(max_examples=250, deadline=None, database=None,
+FAST = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -51,7 +51,7 @@ def test_any_csv_bytes_read_as_rows_or_one_clear_error(case, tmp_path_factory) -
         assert rows == [(n, r) for n, r in enumerate(written, start=2) if any(r)]
 
 
-@settings(max_examples=40, deadline=None, database=None,
+@settings(max_examples=30, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(sheet=sheets(), ending=st.sampled_from(["\n", "\r\n", "\r"]), bom=st.booleans())

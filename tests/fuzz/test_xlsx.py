@@ -144,7 +144,7 @@ def test_any_xlsx_bytes_read_as_rows_or_one_clear_error(case, tmp_path_factory) 
                 assert got == cell_text(v), (r, c, v, got)
 
 
-@settings(max_examples=15, deadline=None, database=None,
+@settings(max_examples=12, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(book=workbooks(buyers=True))
