@@ -145,6 +145,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 SYNC_REDIS_URL = env.str("SYNC_REDIS_URL", default=REDIS_URL)
 # The sentinels' own password (requirepass of the sentinel processes), when they have one.
 SYNC_REDIS_SENTINEL_PASSWORD = env.str("SYNC_REDIS_SENTINEL_PASSWORD", default="")
+# Seconds between each process's questions to the sentinels "which node is the primary?"
+# (a process that only reads must not go on reading a demoted primary).
+SYNC_REDIS_SENTINEL_CHECK = env.float("SYNC_REDIS_SENTINEL_CHECK", default=1.0)
 # Replicated writes (Sentinel, or a Cluster with replicas): a write-through counts as done only
 # when this many replicas acknowledged it (WAIT) within the timeout; otherwise its intents stay
 # for replay, as after any failed write. 0: no WAIT (one server, or async replication accepted).

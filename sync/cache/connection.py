@@ -19,6 +19,7 @@ Every topology gets the same timeouts, no retries and the same breaker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -33,7 +34,7 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from sync.cache.exceptions import CacheUnavailableError
 
@@ -187,8 +188,30 @@ def primaries(found: redis.Redis | RedisCluster) -> dict[str, redis.Redis]:
     return {"": found}
 
 
+_primary_checked: dict[int, float] = {}
+
+
+def _check_primary(found: redis.Redis | RedisCluster) -> None:
+    """Sentinel: ask the sentinels which node is the primary every
+    ``SYNC_REDIS_SENTINEL_CHECK`` seconds; when it changed, the pool drops its connections to
+    the old one. NOTE: redis-py asks only when it opens a connection, and a demoted primary
+    refuses writes but answers reads: a process that only reads would go on reading it (a
+    replica now, behind the new primary) as long as its pooled connections live."""
+    pool = getattr(found, "connection_pool", None)
+    if not isinstance(pool, SentinelConnectionPool):
+        return
+    now = time.monotonic()
+    if now - _primary_checked.get(id(found), 0.0) < settings.SYNC_REDIS_SENTINEL_CHECK:
+        return
+    _primary_checked[id(found)] = now
+    # No sentinel answering is not an outage of the primary: new connections will say so.
+    with contextlib.suppress(redis.exceptions.RedisError):
+        pool.get_master_address()
+
+
 def reset_clients() -> None:
     """Drop pooled connections and close the breaker (tests, and after settings change)."""
+    _primary_checked.clear()
     with _clients_lock:
         for found in _clients.values():
             found.close()
@@ -204,7 +227,9 @@ def run(operation: Callable[[redis.Redis | RedisCluster], T], *, bulk: bool = Fa
         msg = "cache circuit breaker is open"
         raise CacheUnavailableError(msg)
     try:
-        result = operation(client(bulk=bulk))
+        found = client(bulk=bulk)
+        _check_primary(found)
+        result = operation(found)
     except UNAVAILABLE as e:
         breaker.failure()
         msg = f"cache Redis unavailable: {type(e).__name__}"

@@ -84,6 +84,30 @@ def test_a_write_through_is_on_a_replica_when_it_returns_and_kept_for_replay_whe
     assert verify(spec_for(PART)).ok
 
 
+def test_a_process_that_only_reads_follows_a_planned_failover(
+        sentinel_setup: SentinelSetup, settings) -> None:
+    settings.SYNC_REDIS_SENTINEL_CHECK = 0.2
+    part = make_part(price=Decimal(1))
+    assert repository.get(Part, part.pk).price == Decimal(1)  # a pooled connection
+    pool = connection.client().connection_pool
+    old_port = sentinel_setup.current_primary_port()
+    assert pool.master_address[1] == old_port
+
+    with sentinel_setup.sentinels[0].client() as client:
+        client.execute_command("SENTINEL FAILOVER", "syncops")
+    new_port = wait_for(lambda: (port := sentinel_setup.current_primary_port()) != old_port
+                        and port, 30, "a new primary")
+
+    # Only reads from here on: no refused write tells the client; its own check does, and
+    # the demoted primary's pooled connections are dropped.
+    def reads_from_the_new_primary() -> bool:
+        assert repository.get(Part, part.pk).price == Decimal(1)
+        return pool.master_address[1] == new_port
+
+    wait_for(reads_from_the_new_primary, 5, "reads from the new primary")
+    assert {conn.port for conn in pool._available_connections} <= {new_port}
+
+
 class Traffic:
     """A writer committing price changes and a reader checking every read against what had
     committed before the read began (a read older than that is a stale read)."""
