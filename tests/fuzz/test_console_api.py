@@ -95,3 +95,20 @@ def test_any_request_gets_json_below_500_and_config_stays_valid(
     for config in SyncConfig.objects.all():  # no change ever left an invalid configuration
         config_validate(config)
     assert SyncAlert.objects.count() >= 1
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"[" * 100_000, "nested too deeply"),
+    (b'{"source": "buyers", "batch_size": 1e400}', "1e400 is not a finite number"),
+    (b'{"source": "buyers", "interval_seconds": -Infinity}', "-Infinity is not a number"),
+    (b'{"source": "engine", "no_success_hours": NaN}', "NaN is not a number"),
+])
+def test_the_bodies_that_were_500s_are_clear_400s(console, data, message) -> None:
+    """Found by the fuzzer: these bodies raised RecursionError or OverflowError (a 500), or
+    stored NaN as an alert threshold; each is now refused before anything is changed."""
+    before = {c.source: c.version for c in SyncConfig.objects.all()}
+    response = console["operator"].put(API + "config", data, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("malformed JSON body: ")
+    assert message in response.json()["error"]
+    assert {c.source: c.version for c in SyncConfig.objects.all()} == before
