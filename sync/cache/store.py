@@ -119,7 +119,9 @@ def _pipelined(client: redis.Redis, commands: list[tuple], *, keys: list[str],
             if wait_replicas:
                 packed.append(pack_command(
                     ("WAIT", wait_replicas, settings.SYNC_REDIS_WAIT_TIMEOUT_MS)))
-            conn.send_packed_command(packed, check_health=False)
+            # One buffer, one send: redis-py sends a list item by item, a system call
+            # per command (most of the write-through thread's time when filling).
+            conn.send_packed_command([b"".join(packed)], check_health=False)
         for (_pool, conn), (_node, positions) in zip(held, batches, strict=True):
             for position in positions:
                 replies[position] = conn.read_response()
