@@ -23,8 +23,10 @@ from tests.fuzz.strategies import assert_clear
 
 ERRORS = ["#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!"]
 FORMULAS = ["=1/0", "=A1+1", "=SUM(A1:A3)", '=CONCAT("B-", "00001")', "=NOW()"]
-text = st.text(max_size=40).map(lambda s: ILLEGAL_CHARACTERS_RE.sub("", s)).filter(
-    lambda s: not s.startswith("="))
+# NOTE: no CR: openpyxl writes it raw and XML reads a raw CR as LF (Excel escapes it as
+# _x000D_), so the workbook itself, not the source, would hold another text.
+text = st.text(max_size=40).map(lambda s: ILLEGAL_CHARACTERS_RE.sub("", s).replace(
+    "\r", "")).filter(lambda s: not s.startswith("="))
 # Plain values read back exactly as a person sees them (what the oracle compares).
 plain = st.one_of(
     text, st.text("z", min_size=5000, max_size=32767), st.booleans(),
