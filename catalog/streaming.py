@@ -29,6 +29,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Query, Router
 
 from catalog.events import STREAM
+from sync.cache import connection
 from sync.cache.events import stream_key
 
 logger = logging.getLogger(__name__)
@@ -54,14 +55,12 @@ def _client(*, blocking: bool = False) -> aredis.Redis:
     # replay client is one pool per process that queues callers (a burst of reconnecting
     # clients waits for a connection instead of failing); waiting clients can afford the bulk
     # timeouts, unlike the engine's request path.
+    # Any topology of SYNC_REDIS_URL (a single server, a cluster, Sentinel's primary).
     timeout = settings.SYNC_BULK_SOCKET_TIMEOUT
     if blocking:
-        return aredis.from_url(settings.SYNC_REDIS_URL, socket_timeout=None,
-                               socket_connect_timeout=timeout)
-    pool = aredis.BlockingConnectionPool.from_url(
-        settings.SYNC_REDIS_URL, max_connections=REPLAY_CONNECTIONS, timeout=timeout * 4,
-        socket_timeout=timeout, socket_connect_timeout=timeout)
-    return aredis.Redis(connection_pool=pool)
+        return connection.async_client(socket_timeout=None)
+    return connection.async_client(socket_timeout=timeout, max_connections=REPLAY_CONNECTIONS,
+                                   pool_timeout=timeout * 4)
 
 
 class Hub:

@@ -35,6 +35,11 @@ class CacheRedis(Redis):
         return "Cache Redis"
 
 
+class SyncCacheRedis(Redis):
+    def __repr__(self) -> str:
+        return "Sync cache Redis"
+
+
 class BrokerRedis(Redis):
     def __repr__(self) -> str:
         return "Broker Redis"
@@ -46,11 +51,18 @@ class CeleryWorker(Ping):
 
 
 class HealthView(HealthCheckView):
-    """The four checks, built per request: tests point ``settings.REDIS_URL`` elsewhere."""
+    """The checks, built per request (tests point ``settings.REDIS_URL`` elsewhere): the
+    database, the cache Redis, the engine's Redis when ``SYNC_REDIS_URL`` names another (a
+    cluster, Sentinel), the broker and a worker."""
 
     def get_checks(self):
         yield Database()
         yield CacheRedis(client_factory=async_redis_factory(settings.REDIS_URL))
+        if settings.SYNC_REDIS_URL != settings.REDIS_URL:
+            # The engine's own Redis (a cluster, Sentinel's primary, or another server).
+            from sync.cache.connection import async_client
+
+            yield SyncCacheRedis(client_factory=lambda: async_client(socket_timeout=1))
         yield BrokerRedis(client_factory=async_redis_factory(settings.CELERY_BROKER_URL))
         yield CeleryWorker(app=app, timeout=timedelta(seconds=2), limit=1)
 

@@ -177,6 +177,39 @@ def client(*, bulk: bool = False) -> redis.Redis | RedisCluster:
     return found
 
 
+def async_client(*, socket_timeout: float | None, max_connections: int | None = None,
+                 pool_timeout: float | None = None):
+    """An asyncio client of the engine's Redis, whatever its topology, for code that waits on
+    it in an event loop (the catalog's event stream). ``max_connections`` and
+    ``pool_timeout``: a shared pool that queues its callers (a single server only; a
+    cluster or a Sentinel-found primary keeps redis-py's own pools)."""
+    import redis.asyncio as aredis
+    from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+    from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+    topology = parse_url(settings.SYNC_REDIS_URL)
+    options = {"socket_timeout": socket_timeout,
+               "socket_connect_timeout": settings.SYNC_BULK_SOCKET_TIMEOUT}
+    if topology.kind == "cluster":
+        return AsyncRedisCluster(
+            startup_nodes=[AsyncClusterNode(host, port) for host, port in topology.nodes],
+            username=topology.username, password=topology.password, **options)
+    if topology.kind == "sentinel":
+        sentinel = AsyncSentinel(
+            list(topology.nodes),
+            sentinel_kwargs={**options,
+                             "password": settings.SYNC_REDIS_SENTINEL_PASSWORD or None},
+            **options)
+        return sentinel.master_for(topology.service, db=topology.db, username=topology.username,
+                                   password=topology.password)
+    if max_connections is None:
+        return aredis.from_url(topology.url, **options)
+    pool = aredis.BlockingConnectionPool.from_url(
+        topology.url, max_connections=max_connections, timeout=pool_timeout, **options)
+    return aredis.Redis(connection_pool=pool)
+
+
 def is_cluster(found: redis.Redis | RedisCluster) -> bool:
     return isinstance(found, RedisCluster)
 
