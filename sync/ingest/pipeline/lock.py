@@ -46,11 +46,14 @@ class SourceLock:
         sets = " || ".join(f"set_config('{name}', %s, false)" for name in names)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT s.*, CASE WHEN pg_try_advisory_lock(%s, hashtext(%s)) THEN {sets} END,"  # noqa: S608
-                f" pg_backend_pid() FROM (SELECT {before} OFFSET 0) s",
+                f"SELECT s.*, CASE WHEN pg_try_advisory_lock(%s, hashtext(%s)) THEN {sets} END"  # noqa: S608
+                f" FROM (SELECT {before} OFFSET 0) s",
                 [LOCK_CLASS, self.source, *wanted.values()])
-            *previous, taken, pid = cursor.fetchone()
-        self.backend_pid = pid if taken is not None else None
+            *previous, taken = cursor.fetchone()
+        # NOTE: the client's idea of its backend (what ``held`` compares), not
+        # pg_backend_pid(): behind PgBouncer the two differ, and every batch looked like a
+        # lost connection (reconnect, lock taken again).
+        self.backend_pid = connection.connection.info.backend_pid if taken is not None else None
         if taken is not None and self.previous is None:
             self.previous = dict(zip(names, previous, strict=True))
         return taken is not None
