@@ -135,26 +135,37 @@ def parse_url(url: str) -> Topology:
                     unquote(username) or None, unquote(password) or None)
 
 
+def _for_topology(topology: Topology, options: dict, *, cluster_class, node_class,
+                  sentinel_class, **primary_options):
+    """A cluster client or Sentinel's primary for ``topology`` (the sync or the asyncio
+    classes of redis-py: the same arguments for both); None for a single server."""
+    if topology.kind == "cluster":
+        # NOTE: the constructor reads the slot map from the first seed that answers; with
+        # none answering it raises RedisClusterException, which run() treats as an outage.
+        return cluster_class(
+            startup_nodes=[node_class(host, port) for host, port in topology.nodes],
+            username=topology.username, password=topology.password, **options)
+    if topology.kind == "sentinel":
+        sentinel = sentinel_class(
+            list(topology.nodes),
+            sentinel_kwargs={**options, "password": settings.SYNC_REDIS_SENTINEL_PASSWORD or None},
+            **options)
+        return sentinel.master_for(topology.service, db=topology.db, username=topology.username,
+                                   password=topology.password, **primary_options)
+    return None
+
+
 def _build(topology: Topology, *, socket_timeout: float) -> redis.Redis | RedisCluster:
     options = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": settings.REDIS_CONNECT_TIMEOUT,
         "retry": Retry(NoBackoff(), 0),
     }
-    if topology.kind == "cluster":
-        # NOTE: the constructor reads the slot map from the first seed that answers; with
-        # none answering it raises RedisClusterException, which run() treats as an outage.
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in topology.nodes],
-            username=topology.username, password=topology.password, **options)
-    if topology.kind == "sentinel":
-        sentinel = Sentinel(
-            list(topology.nodes),
-            sentinel_kwargs={**options, "password": settings.SYNC_REDIS_SENTINEL_PASSWORD or None},
-            **options)
-        return sentinel.master_for(topology.service, db=topology.db, username=topology.username,
-                                   password=topology.password, retry_on_timeout=False,
-                                   health_check_interval=0)
+    found = _for_topology(topology, options, cluster_class=RedisCluster, node_class=ClusterNode,
+                          sentinel_class=Sentinel, retry_on_timeout=False,
+                          health_check_interval=0)
+    if found is not None:
+        return found
     return redis.Redis.from_url(topology.url, retry_on_timeout=False, health_check_interval=0,
                                 **options)
 
@@ -191,18 +202,10 @@ def async_client(*, socket_timeout: float | None, max_connections: int | None = 
     topology = parse_url(settings.SYNC_REDIS_URL)
     options = {"socket_timeout": socket_timeout,
                "socket_connect_timeout": settings.SYNC_BULK_SOCKET_TIMEOUT}
-    if topology.kind == "cluster":
-        return AsyncRedisCluster(
-            startup_nodes=[AsyncClusterNode(host, port) for host, port in topology.nodes],
-            username=topology.username, password=topology.password, **options)
-    if topology.kind == "sentinel":
-        sentinel = AsyncSentinel(
-            list(topology.nodes),
-            sentinel_kwargs={**options,
-                             "password": settings.SYNC_REDIS_SENTINEL_PASSWORD or None},
-            **options)
-        return sentinel.master_for(topology.service, db=topology.db, username=topology.username,
-                                   password=topology.password)
+    found = _for_topology(topology, options, cluster_class=AsyncRedisCluster,
+                          node_class=AsyncClusterNode, sentinel_class=AsyncSentinel)
+    if found is not None:
+        return found
     if max_connections is None:
         return aredis.from_url(topology.url, **options)
     pool = aredis.BlockingConnectionPool.from_url(
