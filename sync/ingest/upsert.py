@@ -63,6 +63,7 @@ class Answer(NamedTuple):
     cancel_requested: bool | None = None
     rows_total: int | None = None
     counts: tuple[int, int, int] | None = None  # the run's created, updated, unchanged after
+    commit: str | None = None  # its synchronous_commit: "off" for a batch that wrote no row
 
 
 class Progress(NamedTuple):
@@ -238,8 +239,16 @@ class BatchWriter:
             " WHERE id = %s RETURNING cancel_requested, rows_total, created, updated, unchanged)"
             # Only the rows written come back (the write-through needs them); the counts come
             # from the run's row. NOTE: prog first: one row even when nothing was written.
-            " SELECT w.*, p.cancel_requested, p.rows_total, p.created, p.updated, p.unchanged"
-            " FROM prog p LEFT JOIN (SELECT * FROM a WHERE a.written OR a.child_id IS NOT NULL)"
+            # A statement that is its own transaction (the parameter) and wrote no row commits
+            # without waiting for its WAL flush: it holds only logs and progress (a later
+            # commit, or the WAL writer within a fraction of a second, makes them durable),
+            # and nothing in Redis depends on it. One that wrote rows waits, as always: their
+            # write-through follows the commit (I4).
+            " SELECT w.*, p.cancel_requested, p.rows_total, p.created, p.updated, p.unchanged,"
+            " c.commit FROM prog p CROSS JOIN (SELECT set_config('synchronous_commit', CASE"
+            " WHEN %s AND NOT EXISTS (SELECT FROM a WHERE a.written OR a.child_id IS NOT NULL)"
+            " THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS commit) c"
+            " LEFT JOIN (SELECT * FROM a WHERE a.written OR a.child_id IS NOT NULL)"
             " w ON true")
 
     def encode(self, rows: list[ValidRow]) -> str:
@@ -268,16 +277,17 @@ class BatchWriter:
             params += [run_id, [s.label for s in settle], [s.pk for s in settle],
                        [s.version for s in settle], progress.rows_done, progress.rows_done,
                        progress.created_before, progress.updated_before,
-                       progress.unchanged_before, progress.failed, progress.run_id]
+                       progress.unchanged_before, progress.failed, progress.run_id,
+                       not connection.in_atomic_block]
         # NOTE: a server-side prepared statement: the same text every batch, planned once per
         # session instead of parsed and planned each time (Django's cursor binds client-side).
         found = prepared_fetchall(connection, sql, params)
         if progress is None:
             return Answer([Written(*row[:6]) for row in found], self._states(found))
-        cancel, total, created, updated, unchanged = found[0][-5:]
-        found = [row[:-5] for row in found if row[0] is not None]
+        cancel, total, created, updated, unchanged, commit = found[0][-6:]
+        found = [row[:-6] for row in found if row[0] is not None]
         return Answer([Written(*row[:6]) for row in found], self._states(found), cancel, total,
-                      (created, updated, unchanged))
+                      (created, updated, unchanged), commit)
 
     def _states(self, found: list[tuple]) -> list[RowState]:
         """What Redis must hold for every row the statement wrote, as the write-through would

@@ -38,21 +38,25 @@ def _target(config: SourceConfig) -> tuple[str, str, str]:
 def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
                validator: RowValidator, *, explained: set[str]) -> dict:
     table, key, _pk = _target(config)
+    checks, check_params = _integrity_checks(config)
+    integrity = "".join(f", count(*) FILTER (WHERE t.{key} IS NOT NULL AND ({condition}))"
+                        for condition in checks.values())
     with connection.cursor() as cursor:
-        # One pass over the run's record logs (hashed by key): the sheet's distinct keys,
-        # those the target lacks, and how many keys the sheet holds twice.
+        # One pass over the run's record logs (hashed by key), joined once with the target:
+        # the sheet's distinct keys, those the target lacks, how many keys the sheet holds
+        # twice, and the integrity rules over the rows the sheet names.
         cursor.execute(
             f"""
             WITH k AS MATERIALIZED (
                 SELECT natural_key, count(*) AS n FROM sync_record_logs
                 WHERE run_id = %s AND natural_key <> '' GROUP BY natural_key)
-            SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM {table}),
-                   (SELECT array_agg(k.natural_key) FROM k WHERE NOT EXISTS (
-                       SELECT 1 FROM {table} t WHERE t.{key} = k.natural_key)),
-                   (SELECT count(*) FROM k WHERE n > 1)
+            SELECT count(*), (SELECT count(*) FROM {table}),
+                   array_agg(k.natural_key) FILTER (WHERE t.{key} IS NULL),
+                   count(*) FILTER (WHERE k.n > 1){integrity}
+            FROM k LEFT JOIN {table} t ON t.{key} = k.natural_key
             """,  # noqa: S608
-            [run_id])
-        sheet_count, database_count, gap_keys, repeated = cursor.fetchone()
+            [run_id, *check_params])
+        sheet_count, database_count, gap_keys, repeated, *counts = cursor.fetchone()
         duplicates = {}
         if repeated:
             cursor.execute(
@@ -69,14 +73,15 @@ def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
         "gap_keys": gap_keys[:LISTED],
         "unexplained_gaps": [k for k in gap_keys if k not in explained],
         "duplicates": duplicates,
-        "integrity": integrity_issues(config, run_id),
+        "integrity": {name: n for name, n in zip(checks, counts, strict=True) if n},
         "sample": compare_sample(config, sample, validator),
     }
 
 
-def integrity_issues(config: SourceConfig, run_id: int) -> dict[str, int]:
-    """Rows of this run that break a rule: required field empty, key format, no child row."""
-    table, key, pk = _target(config)
+def _integrity_checks(config: SourceConfig) -> tuple[dict[str, str], list]:
+    """The integrity rules as SQL conditions on the target row ``t`` (and their parameters):
+    required field empty, key format, no child row."""
+    _table, key, pk = _target(config)
     meta = config.model._meta
     checks: dict[str, str] = {}
     for name in config.required:
@@ -94,6 +99,13 @@ def integrity_issues(config: SourceConfig, run_id: int) -> dict[str, int]:
         fk = _q(child.get_field(config.child.parent_field).column)
         checks[f"no {config.child.prefix}"] = (
             f"NOT EXISTS (SELECT 1 FROM {_q(child.db_table)} c WHERE c.{fk} = t.{pk})")  # noqa: S608
+    return checks, params
+
+
+def integrity_issues(config: SourceConfig, run_id: int) -> dict[str, int]:
+    """Rows of this run that break a rule: required field empty, key format, no child row."""
+    table, key, _pk = _target(config)
+    checks, params = _integrity_checks(config)
     if not checks:
         return {}
     selects = ", ".join(f"count(*) FILTER (WHERE {condition})" for condition in checks.values())

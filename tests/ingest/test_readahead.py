@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from django.db import connection
 
 from bench.data import buyer_rows
 from buyers.models import Buyer
@@ -105,3 +106,37 @@ def test_a_real_run_counts_in_its_statement_across_batches(buyers_sheet) -> None
     actions = dict(RecordLog.objects.filter(run_id=run.pk).values_list("natural_key", "action"))
     assert actions[rows[0][0]] == "updated"
     assert sum(action == "unchanged" for action in actions.values()) == 19
+
+
+def test_a_batch_that_writes_no_row_commits_without_waiting_for_its_wal_flush(
+        buyers_sheet, monkeypatch) -> None:
+    """Each batch statement answers the synchronous_commit it committed with: "off" only for
+    a batch that wrote no row (its logs and progress; nothing in Redis depends on it)."""
+    from sync.ingest import upsert
+
+    commits: list[str] = []
+    real = upsert.prepared_fetchall
+
+    def recording(conn, sql, params):
+        found = real(conn, sql, params)
+        commits.append(found[0][-1])
+        return found
+
+    monkeypatch.setattr(upsert, "prepared_fetchall", recording)
+    rows = list(buyer_rows(20, 0))
+    buyers_sheet(rows)
+    with connection.cursor() as cursor:  # the test servers may run with it off altogether
+        cursor.execute("SET synchronous_commit = on")
+    try:
+        run_ingest("buyers", batch_size=5)
+        assert commits == ["on"] * 4
+        commits.clear()
+        rows[7][1] = "Edited"  # in the second batch
+        buyers_sheet(rows)
+        run = run_ingest("buyers", batch_size=5)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
+    assert commits == ["off", "on", "off", "off"]
+    assert (run.updated, run.unchanged) == (1, 19)
+    assert Buyer.objects.get(buyer_number=rows[7][0]).name == "Edited"
