@@ -22,5 +22,11 @@ def fence_key() -> str:
     return f"{settings.SYNC_KEY_PREFIX}:__fence__"
 
 
+def marker_key(tag: str = "") -> str:
+    """The data-loss marker (``store.Marks``); ``tag``: a hash tag that puts it on one
+    primary of a cluster (one marker per primary)."""
+    return f"{settings.SYNC_KEY_PREFIX}:__lost__" + (f":{{{tag}}}" if tag else "")
+
+
 def pk_from_key(key: str, label: str) -> str:
     return key[len(settings.SYNC_KEY_PREFIX) + len(label) + 2:]

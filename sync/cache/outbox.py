@@ -276,6 +276,43 @@ def fail(states: list[RowState], error: str, using: str = "default") -> tuple[di
     return epochs, len(dead)
 
 
+def requeue_lost(states: list[RowState], using: str = "default") -> dict[str, int]:
+    """After Redis may have lost data between a writer's read and its write (``store.Marks``):
+    an intent for every row written, as the enqueue trigger makes it (coalesced, the greater
+    version), due now, and each model's outage epoch bumped and set on them, as ``fail``
+    does: the fence keeps reads of those models off Redis until replay has written the
+    newest versions. One statement. Returns the new epochs per model."""
+    newest: dict[tuple[str, str], int] = {}
+    for s in states:
+        newest[s.label, s.pk] = max(s.version, newest.get((s.label, s.pk), 0))
+    labels = sorted({label for label, _pk in newest})
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            """
+            WITH bumped AS (
+                INSERT INTO sync_fence AS f (model, epoch, updated_at)
+                SELECT m, 1, now() FROM unnest(%s::text[]) AS m
+                ON CONFLICT (model) DO UPDATE SET epoch = f.epoch + 1, updated_at = now()
+                RETURNING f.model, f.epoch
+            )
+            INSERT INTO sync_retry_queue AS q (model, object_pk, version, op, status, attempts,
+                next_attempt_at, created_at, updated_at, epoch, last_error)
+            SELECT d.model, d.pk, d.version, 'u', 'pending', 0, now(), now(), now(), b.epoch, %s
+            FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version)
+            JOIN bumped b ON b.model = d.model
+            ON CONFLICT (model, object_pk) DO UPDATE SET
+                version = GREATEST(q.version, EXCLUDED.version), status = 'pending',
+                epoch = EXCLUDED.epoch, last_error = EXCLUDED.last_error,
+                next_attempt_at = now(), updated_at = now()
+            RETURNING q.model, q.epoch
+            """,
+            [labels, "the cache Redis lost its data during this write",
+             [label for label, _pk in newest], [pk for _label, pk in newest],
+             list(newest.values())],
+        )
+        return dict(cursor.fetchall())
+
+
 class Claimed(NamedTuple):
     label: str
     pk: str

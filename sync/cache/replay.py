@@ -48,8 +48,9 @@ def replay_pending(*, batch_size: int | None = None, max_batches: int | None = N
             break
         result.batches += 1
         result.claimed += len(claimed)
+        marks = store.capture()  # before the rows are read: see store.Marks
         states = _states(claimed)
-        if write_states(states):
+        if write_states(states, marks=marks):
             result.written += len(states)
         else:
             result.failed += len(states)

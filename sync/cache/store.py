@@ -6,8 +6,10 @@ keys go out as one pipeline, one round trip.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
+import secrets
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -18,7 +20,8 @@ from django.conf import settings
 from hiredis import pack_command
 
 from sync.cache import connection
-from sync.cache.keys import fence_key
+from sync.cache.exceptions import CacheUnavailableError
+from sync.cache.keys import fence_key, marker_key
 
 LUA_DIR = Path(__file__).parent / "lua"
 # Pipelines longer than this use the bulk client (SYNC_BULK_SOCKET_TIMEOUT).
@@ -39,18 +42,106 @@ class UnreplicatedWriteError(redis.exceptions.RedisError):
     """Fewer replicas than ``SYNC_REDIS_WAIT_REPLICAS`` acknowledged a write in time."""
 
 
+class Marks:
+    """The data-loss markers a writer saw before it read its snapshot from PostgreSQL.
+
+    The cache Redis loses everything at once (FLUSHALL, a restart: no persistence). A writer
+    that read version v of a row, while v+1 was written through and its intent completed,
+    would then write v into the emptied key (compare-and-set sees no key) and nothing would
+    ever repair it. So each primary holds a marker key with a random token, lost with the
+    data; every process remembers the token it last saw (``_seen``); a writer takes them
+    (``capture``) *before* its PostgreSQL read, and its write pipeline ends with
+    ``lua/marker.lua`` on each primary (SET NX GET; no extra round trip). A token other
+    than the captured one (or none) means Redis may have lost data since the read: ``lost``
+    is set, and the writer must not trust its writes (``writer.note_lost``).
+    """
+
+    __slots__ = ("captured", "lost")
+
+    def __init__(self, captured: dict[str, str]) -> None:
+        self.captured = captured
+        self.lost = False
+
+    def check(self, primary: str, reply: bytes | None, fresh: str) -> None:
+        current = _token(reply, fresh)
+        if self.captured.get(primary) != current:
+            self.lost = True
+        _seen[primary] = current
+
+
+# The marker token this process last saw, per primary (node name; "" when not a cluster).
+_seen: dict[str, str] = {}
+# The marker key per cluster primary: a hash tag whose slot that primary owns (the first of
+# MARKER_TAGS tags, which cover every slot many times over).
+_marker_keys: dict[str, str] = {}
+MARKER_TAGS = 1 << 18
+
+
+def _token(reply: bytes | None, fresh: str) -> str:
+    """The marker after ``lua/marker.lua``: the old token, or ours when there was none."""
+    return fresh if reply is None else reply.decode()
+
+
+def _node_name(client: redis.Redis, key: str) -> str:
+    return client.nodes_manager.get_node_from_slot(client.keyslot(key)).name
+
+
+def _marker(client: redis.Redis, primary: str) -> str:
+    if not connection.is_cluster(client):
+        return marker_key()
+    key = _marker_keys.get(primary)
+    if key is None or _node_name(client, key) != primary:  # first use, or resharded
+        key = next((key for key in map(marker_key, map(str, range(MARKER_TAGS)))
+                    if _node_name(client, key) == primary), None)
+        if key is None:  # pragma: no cover - a primary that owns no slot (being added)
+            msg = f"cluster primary {primary} owns no slot for a data-loss marker"
+            raise redis.exceptions.RedisError(msg)
+        _marker_keys[primary] = key
+    return key
+
+
+def _fetch_markers(client: redis.Redis) -> None:
+    for primary, node in connection.primaries(client).items():
+        fresh = secrets.token_hex(8)
+        _seen[primary] = _token(node.eval(_source("marker"), 1, _marker(client, primary), fresh),
+                                fresh)
+
+
+def capture() -> Marks:
+    """The markers, taken before a writer's PostgreSQL read. The first time (or after
+    ``forget_markers``) they are read from Redis: one round trip per primary, before the
+    read, so still a valid capture. Never raises: without Redis the write fails anyway."""
+    if not _seen:
+        with contextlib.suppress(CacheUnavailableError):
+            connection.run(_fetch_markers)
+    return Marks(dict(_seen))
+
+
+def forget_markers() -> None:
+    """Read the markers afresh at the next capture: when the breaker closes again (a Redis
+    that came back from a restart has none, and a capture after this point is before any
+    read that follows it), and in tests that empty Redis on purpose."""
+    _seen.clear()
+
+
+connection.breaker.on_change(
+    lambda state: forget_markers() if state == connection.breaker.CLOSED else None)
+
+
 def eval_many(client: redis.Redis, name: str, calls: list[tuple[str, list]], *,
-              wait: bool = False) -> list:
+              wait: bool = False, marks: Marks | None = None) -> list:
     """EVALSHA of ``lua/<name>.lua`` once per (key, args), in one round trip.
 
     ``wait``: the writes count only once ``SYNC_REDIS_WAIT_REPLICAS`` replicas have them
-    (``UnreplicatedWriteError`` otherwise), see ``_pipelined``.
+    (``UnreplicatedWriteError`` otherwise), see ``_pipelined``. ``marks``: checked after
+    the writes, see ``Marks``.
     """
-    return eval_keys(client, name, [((key,), args) for key, args in calls], wait=wait)
+    return eval_keys(client, name, [((key,), args) for key, args in calls], wait=wait,
+                     marks=marks)
 
 
 def eval_keys(client: redis.Redis, name: str, calls: list[tuple[tuple[str, ...], list]], *,
-              wait: bool = False) -> list:
+              wait: bool = False, marks: Marks | None = None) -> list:
     """EVALSHA of ``lua/<name>.lua`` once per (keys, args); a call's keys share one slot.
 
     A restarted (empty) Redis answers NOSCRIPT: the script is loaded (on every primary of a
@@ -64,12 +155,14 @@ def eval_keys(client: redis.Redis, name: str, calls: list[tuple[tuple[str, ...],
     def send() -> list:
         # NOTE: on a cluster even one call goes out raw: RedisCluster.execute_command's
         # routing costs more than the round trip here (bench/topology.py).
-        if len(calls) == 1 and not replicas and not connection.is_cluster(client):
+        if len(calls) == 1 and not replicas and marks is None and not connection.is_cluster(
+                client):
             keys, args = calls[0]
             return [client.evalsha(sha, len(keys), *keys, *args)]
         return _pipelined(client, [("EVALSHA", sha, len(keys), *keys, *args)
                                    for keys, args in calls],
-                          keys=[keys[0] for keys, _args in calls], wait_replicas=replicas)
+                          keys=[keys[0] for keys, _args in calls], wait_replicas=replicas,
+                          marks=marks)
 
     try:
         return send()
@@ -78,20 +171,22 @@ def eval_keys(client: redis.Redis, name: str, calls: list[tuple[tuple[str, ...],
         return send()
 
 
-def _by_node(client: redis.Redis, keys: list[str]) -> list[tuple[redis.Redis, list[int]]]:
-    """The commands' positions grouped by the primary that holds their key (one group, the
-    client itself, unless it is a cluster client)."""
+def _by_node(client: redis.Redis,
+             keys: list[str]) -> list[tuple[str, redis.Redis, list[int]]]:
+    """The commands' positions grouped by the primary that holds their key, with its name
+    (one group, "" and the client itself, unless it is a cluster client)."""
     if not connection.is_cluster(client):
-        return [(client, list(range(len(keys))))]
-    groups: dict[str, tuple[redis.Redis, list[int]]] = {}
+        return [("", client, list(range(len(keys))))]
+    groups: dict[str, tuple[str, redis.Redis, list[int]]] = {}
     for position, key in enumerate(keys):
         node = client.nodes_manager.get_node_from_slot(client.keyslot(key))
-        groups.setdefault(node.name, (client.get_redis_connection(node), []))[1].append(position)
+        groups.setdefault(node.name, (node.name, client.get_redis_connection(node), []))[
+            2].append(position)
     return list(groups.values())
 
 
 def _pipelined(client: redis.Redis, commands: list[tuple], *, keys: list[str],
-               wait_replicas: int = 0) -> list:
+               wait_replicas: int = 0, marks: Marks | None = None) -> list:
     """Send many commands in one write per primary and read their replies: a pipeline
     without redis-py's per-command bookkeeping, which is most of the client's time when
     warming or replaying (hiredis packs the commands in C). On a cluster the commands go to
@@ -103,6 +198,10 @@ def _pipelined(client: redis.Redis, commands: list[tuple], *, keys: list[str],
     ``SYNC_REDIS_WAIT_TIMEOUT_MS`` raise ``UnreplicatedWriteError`` (the caller's intents stay
     for replay: an acknowledged write can no longer be lost when Sentinel fails over).
 
+    ``marks``: each primary's batch ends with ``lua/marker.lua`` on its marker (an EVAL: a
+    restarted Redis has no scripts), whose reply ``marks.check`` compares with the token
+    captured before the caller's read.
+
     An error reply raises, and the connections, other replies unread, are dropped rather than
     returned to their pools. A MOVED reply (the slot map changed: resharding, a failover)
     refreshes the cluster client's map before it raises; the next attempt goes to the right
@@ -110,21 +209,27 @@ def _pipelined(client: redis.Redis, commands: list[tuple], *, keys: list[str],
     """
     replies: list = [None] * len(commands)
     held = []
+    fresh = secrets.token_hex(8)
     try:
         batches = _by_node(client, keys)
-        for node, positions in batches:
+        for primary, node, positions in batches:
             pool = node.connection_pool
             held.append((pool, conn := pool.get_connection()))
             packed = [pack_command(commands[position]) for position in positions]
+            if marks is not None:
+                packed.append(pack_command(
+                    ("EVAL", _source("marker"), 1, _marker(client, primary), fresh)))
             if wait_replicas:
                 packed.append(pack_command(
                     ("WAIT", wait_replicas, settings.SYNC_REDIS_WAIT_TIMEOUT_MS)))
             # One buffer, one send: redis-py sends a list item by item, a system call
             # per command (most of the write-through thread's time when filling).
             conn.send_packed_command([b"".join(packed)], check_health=False)
-        for (_pool, conn), (_node, positions) in zip(held, batches, strict=True):
+        for (_pool, conn), (primary, _node, positions) in zip(held, batches, strict=True):
             for position in positions:
                 replies[position] = conn.read_response()
+            if marks is not None:
+                marks.check(primary, conn.read_response(), fresh)
             if wait_replicas and (acked := conn.read_response()) < wait_replicas:
                 msg = (f"{acked} of {wait_replicas} replica(s) acknowledged the write within "
                        f"{settings.SYNC_REDIS_WAIT_TIMEOUT_MS} ms")
@@ -156,12 +261,14 @@ def ttl_ms(seconds: float, jitter: float) -> int:
 
 
 def write_many(writes: list[CacheWrite], *, replace_equal: bool = False,
-               wait: bool = False) -> list[bool]:
+               wait: bool = False, marks: Marks | None = None) -> list[bool]:
     """CAS-write every row in one round trip; True where the write was applied.
 
     ``replace_equal`` also overwrites entries at the same version (repair of corruption).
     ``wait``: raise unless ``SYNC_REDIS_WAIT_REPLICAS`` replicas have the writes (the
-    write-through, before it deletes the intents it completed).
+    write-through, before it deletes the intents it completed). ``marks``: captured before
+    the rows were read from PostgreSQL; ``marks.lost`` tells the caller afterwards whether
+    Redis may have lost data in between (see ``Marks``).
     """
     if not writes:
         return []
@@ -169,7 +276,7 @@ def write_many(writes: list[CacheWrite], *, replace_equal: bool = False,
     calls = [(w.key, [w.version, w.payload, w.key_id, "1" if w.tombstone else "0", w.ttl_ms,
                       equal]) for w in writes]
     return [bool(r) for r in connection.run(
-        lambda client: eval_many(client, "cas_write", calls, wait=wait),
+        lambda client: eval_many(client, "cas_write", calls, wait=wait, marks=marks),
         bulk=len(calls) > BULK_CALLS)]
 
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from sync.cache import outbox, store
+from sync.cache import outbox, store, writer
 from sync.cache.declaration import SyncSpec
 from sync.cache.keys import cache_key, model_pattern, pk_from_key
 from sync.cache.outbox import RowState
-from sync.cache.warming import count_rows, iter_rows
+from sync.cache.warming import captured, count_rows, iter_rows
 
 SAMPLE = 20  # keys listed per category in a report
 
@@ -66,7 +66,7 @@ def verify(spec: SyncSpec, *, repair: bool = False, batch_size: int | None = Non
     batch_size = batch_size or settings.SYNC_WARM_BATCH
     report = VerifyReport(spec.label)
     total = count_rows(spec)
-    for batch in iter_rows(spec, batch_size):
+    for batch, marks in captured(iter_rows(spec, batch_size)):
         stored = store.versions([cache_key(spec.label, pk) for pk, _v, _values in batch])
         to_repair = []
         for (pk, version, values), (cached, tombstone) in zip(batch, stored, strict=True):
@@ -86,7 +86,9 @@ def verify(spec: SyncSpec, *, repair: bool = False, batch_size: int | None = Non
                 report.consistent += 1
         if repair and to_repair:
             store.write_many([w for state in to_repair for w in state.to_writes(spec)],
-                             replace_equal=True)
+                             replace_equal=True, marks=marks)
+            if marks.lost:
+                writer.note_lost(to_repair)
             report.repaired += len(to_repair)
         if progress:
             progress(report, total)

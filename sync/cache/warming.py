@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
 
-from sync.cache import store
+from sync.cache import store, writer
 from sync.cache.declaration import SyncSpec
 from sync.cache.outbox import RowState, convert_row, converters_for, select_columns
 
@@ -43,6 +43,16 @@ def iter_rows(spec: SyncSpec, batch_size: int):
                for pk_value, version, *values in rows]
 
 
+def captured(batches: Iterator[list]) -> Iterator[tuple[list, store.Marks]]:
+    """Each batch with the data-loss markers captured before it was read (``store.Marks``)."""
+    while True:
+        marks = store.capture()
+        batch = next(batches, None)
+        if batch is None:
+            return
+        yield batch, marks
+
+
 def count_rows(spec: SyncSpec) -> int:
     return spec.model._base_manager.count()
 
@@ -51,10 +61,13 @@ def warm(spec: SyncSpec, *, batch_size: int | None = None,
          progress: Callable[[WarmProgress], None] | None = None) -> WarmProgress:
     batch_size = batch_size or settings.SYNC_WARM_BATCH
     state = WarmProgress(spec.label, 0, count_rows(spec), 0)
-    for batch in iter_rows(spec, batch_size):
+    for batch, marks in captured(iter_rows(spec, batch_size)):
         states = [RowState(spec.label, pk, version, values) for pk, version, values in batch]
         rows = [s.to_write(spec) for s in states]
-        applied = store.write_many(rows + [w for s in states for w in s.index_writes(spec)])
+        applied = store.write_many(rows + [w for s in states for w in s.index_writes(spec)],
+                                   marks=marks)
+        if marks.lost:
+            writer.note_lost(states)
         state.written += sum(applied[:len(rows)])
         state.done += len(batch)
         if progress:

@@ -69,7 +69,8 @@ def mark_changed(label: str, pks: Iterable[object], using: str = "default") -> N
 
 
 def write_on_commit(states: list[outbox.RowState], using: str = "default", *,
-                    via: BackgroundWriter | None = None) -> None:
+                    via: BackgroundWriter | None = None, marks: store.Marks | None = None,
+                    ) -> None:
     """Write these row states through when the current transaction commits.
 
     For a bulk statement that already has what Redis needs: it wrote the rows and enqueued
@@ -77,21 +78,22 @@ def write_on_commit(states: list[outbox.RowState], using: str = "default", *,
     so the write-through reads nothing again. CAS orders it with any later write (I2), as the
     re-read would. The completed intents are settled later, in bulk (``take_settled``).
     ``via``: handed to that writer's thread at commit instead of written before the commit
-    returns.
+    returns. ``marks``: ``store.capture()`` taken before the statement (``store.Marks``).
     """
     if not states:
         return
     write = via.submit if via is not None else partial(_write_known, using=using)
     if not connections[using].in_atomic_block:
-        write(states)  # autocommit: already committed
+        write(states, marks=marks)  # autocommit: already committed
         return
-    transaction.on_commit(partial(write, states), using=using, robust=True)
+    transaction.on_commit(partial(write, states, marks=marks), using=using, robust=True)
 
 
 def _write_known(states: list[outbox.RowState], using: str,
-                 settle_to: list | None = None) -> None:
+                 settle_to: list | None = None, marks: store.Marks | None = None) -> None:
     try:
-        write_states(states, using=using, defer_settle=True, defer_any=True, defer_to=settle_to)
+        write_states(states, using=using, defer_settle=True, defer_any=True, defer_to=settle_to,
+                     marks=marks)
     except Exception:
         logger.exception("write-through failed unexpectedly; replay will retry the intents")
 
@@ -117,18 +119,21 @@ class BackgroundWriter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, states: list[outbox.RowState]) -> None:
+    def submit(self, states: list[outbox.RowState], marks: store.Marks | None = None) -> None:
+        """``marks``: captured where the states were read (before the batch statement), not
+        here: a loss between that read and this hand-over must be seen too."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sync-write-through",
                                             daemon=True)
             self._thread.start()
-        self._queue.put(states)
+        self._queue.put((states, marks))
 
     def _run(self) -> None:
         try:
-            while (states := self._queue.get()) is not None:
+            while (item := self._queue.get()) is not None:
+                states, marks = item
                 done: list[outbox.RowState] = []
-                _write_known(states, self.using, settle_to=done)
+                _write_known(states, self.using, settle_to=done, marks=marks)
                 with self._lock:
                     self._completed.extend(done)
                 self._queue.task_done()
@@ -222,6 +227,7 @@ def _defer(states: list[outbox.RowState], using: str) -> None:
 
 def _flush_keys(keys: dict[str, set[str]], using: str) -> None:
     settle_now = _take_settle(using, due_only=True)
+    marks = store.capture()  # before the read: see store.Marks
     try:
         states = []
         for label, pks in keys.items():
@@ -233,26 +239,42 @@ def _flush_keys(keys: dict[str, set[str]], using: str) -> None:
         return
     if not states:
         return
-    write_states(states, using=using, defer_settle=True)
+    write_states(states, using=using, defer_settle=True, marks=marks)
+
+
+def note_lost(states: list[outbox.RowState], using: str = "default") -> None:
+    """Redis may have lost data between the read of these states and their write
+    (``store.Marks``): a late, older write may sit in an emptied key. Intents for them again,
+    and the fence closed for their models, as after a failed write; replay writes the newest
+    versions. Raises ``DatabaseError``."""
+    epochs = outbox.requeue_lost(states, using=using)
+    fence.note_failure(epochs)
+    logger.warning("the cache Redis lost its data during a write of %d key(s); left for replay",
+                   len(states))
 
 
 def write_states(states: list[outbox.RowState], using: str = "default", *,
                  defer_settle: bool = False, defer_any: bool = False,
-                 defer_to: list | None = None) -> bool:
+                 defer_to: list | None = None, marks: store.Marks | None = None) -> bool:
     """Write these states to Redis and settle their intents. True when Redis took them.
 
     ``defer_settle``: a single-row write's intent is deleted later, with others
     (``defer_any``: however many rows; ``defer_to``: collected in that list instead of this
-    connection's); intents that had failed before are deleted at once.
+    connection's); intents that had failed before are deleted at once. ``marks``: captured
+    before the states were read; when Redis lost its data since, the intents are left for
+    replay with the fence closed (``note_lost``), and nothing is settled.
     """
     if not states:
         return True
     try:
         writes = [w for state in states for w in state.to_writes(spec_for(state.label))]
         # wait: with SYNC_REDIS_WAIT_REPLICAS, done means on the replicas too (docs/scaling.md)
-        store.write_many(writes, wait=True)
+        store.write_many(writes, wait=True, marks=marks)
+        if marks is not None and marks.lost:
+            note_lost(states, using=using)
+            return True
         events.append(states)  # the change events ride on the same intents (sync/cache/events)
-    except CacheUnavailableError as e:
+    except (CacheUnavailableError, DatabaseError) as e:
         try:
             epochs, _dead = outbox.fail(states, str(e), using=using)
         except DatabaseError:

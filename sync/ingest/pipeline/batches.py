@@ -16,6 +16,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
+from sync.cache import store
 from sync.cache.outbox import settle_cte
 from sync.cache.writer import restore_settled, take_settled, write_on_commit
 from sync.ingest import retry
@@ -208,13 +209,14 @@ class BatchLoading:
             # One statement: the rows, their intents and logs, the run's progress and cancel
             # flag, and the deletion of the intents earlier batches' write-through completed.
             self._settling = take_settled() + self.through.take_completed()
+            marks = store.capture()  # before the statement that reads the states (store.Marks)
             counts = self.counts
             progress = Progress(rows_after, counts.created, counts.updated, counts.unchanged,
                                 counts.failed, self.run.pk)
             answer = writer.write(rows, run_id=self.run.pk, progress=progress,
                                   settle=self._settling, encoded=encoded)
             # On commit: Redis gets what the statement answered, nothing is read again.
-            write_on_commit(answer.states, via=self.through)
+            write_on_commit(answer.states, via=self.through, marks=marks)
             self.counts.created, self.counts.updated, self.counts.unchanged = answer.counts
             self.counts.done = rows_after
             self.run.cancel_requested, self.run.rows_done, self.run.rows_total = (
