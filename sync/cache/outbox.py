@@ -235,6 +235,18 @@ def settle_cte(states: list[RowState]) -> tuple[str, list]:
             [[s.label for s in states], [s.pk for s in states], [s.version for s in states]])
 
 
+# The outage epoch of each model of a statement's first parameter (an array of labels) goes
+# up by one; the statement that starts with this tags its intents with the new epochs (b).
+BUMP_EPOCHS = """
+    WITH bumped AS (
+        INSERT INTO sync_fence AS f (model, epoch, updated_at)
+        SELECT m, 1, now() FROM unnest(%s::text[]) AS m
+        ON CONFLICT (model) DO UPDATE SET epoch = f.epoch + 1, updated_at = now()
+        RETURNING f.model, f.epoch
+    )
+"""
+
+
 def fail(states: list[RowState], error: str, using: str = "default") -> tuple[dict[str, int], int]:
     """Record a failed attempt: bump each model's outage epoch and tag the intents with it.
 
@@ -244,13 +256,7 @@ def fail(states: list[RowState], error: str, using: str = "default") -> tuple[di
     labels = sorted({s.label for s in states})
     with connections[using].cursor() as cursor:
         cursor.execute(
-            """
-            WITH bumped AS (
-                INSERT INTO sync_fence AS f (model, epoch, updated_at)
-                SELECT m, 1, now() FROM unnest(%s::text[]) AS m
-                ON CONFLICT (model) DO UPDATE SET epoch = f.epoch + 1, updated_at = now()
-                RETURNING f.model, f.epoch
-            )
+            BUMP_EPOCHS + """
             UPDATE sync_retry_queue q SET
                 attempts = q.attempts + 1,
                 epoch = b.epoch,
@@ -288,13 +294,7 @@ def requeue_lost(states: list[RowState], using: str = "default") -> dict[str, in
     labels = sorted({label for label, _pk in newest})
     with connections[using].cursor() as cursor:
         cursor.execute(
-            """
-            WITH bumped AS (
-                INSERT INTO sync_fence AS f (model, epoch, updated_at)
-                SELECT m, 1, now() FROM unnest(%s::text[]) AS m
-                ON CONFLICT (model) DO UPDATE SET epoch = f.epoch + 1, updated_at = now()
-                RETURNING f.model, f.epoch
-            )
+            BUMP_EPOCHS + """
             INSERT INTO sync_retry_queue AS q (model, object_pk, version, op, status, attempts,
                 next_attempt_at, created_at, updated_at, epoch, last_error)
             SELECT d.model, d.pk, d.version, 'u', 'pending', 0, now(), now(), now(), b.epoch, %s
@@ -305,7 +305,7 @@ def requeue_lost(states: list[RowState], using: str = "default") -> dict[str, in
                 epoch = EXCLUDED.epoch, last_error = EXCLUDED.last_error,
                 next_attempt_at = now(), updated_at = now()
             RETURNING q.model, q.epoch
-            """,
+            """,  # noqa: S608 - constant text; every value is a parameter
             [labels, "the cache Redis lost its data during this write",
              [label for label, _pk in newest], [pk for _label, pk in newest],
              list(newest.values())],
