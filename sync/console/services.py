@@ -22,7 +22,7 @@ from sync.cache.declaration import spec_for
 from sync.cache.exceptions import NotSyncedError
 from sync.cache.keys import cache_key
 from sync.cache.verification import VerifyReport
-from sync.cache.writer import write_states
+from sync.cache.writer import note_lost, write_states
 from sync.ingest.pipeline import run_ingest
 from sync.models import RecordRetry, SyncIntent, SyncRun
 
@@ -62,9 +62,12 @@ def cache_resync(*, model: type[Model], pks: Iterable[object]) -> ResyncResult:
     spec = spec_for(model._meta.label_lower)
     result = ResyncResult(spec.label)
     for chunk in _chunks([str(pk) for pk in pks], settings.SYNC_WARM_BATCH):
+        marks = store.capture()  # before the read: a data loss after it is noticed
         states = _current_states(model, chunk)
         applied = store.write_many([w for s in states for w in s.to_writes(spec)],
-                                   replace_equal=True)
+                                   replace_equal=True, marks=marks)
+        if marks.lost:  # an older write may sit in an emptied key: replay writes the newest
+            note_lost(states)
         result.rows += len(states)
         result.written += sum(applied)
     return result
@@ -140,6 +143,7 @@ def intents_retry(*, ids: Iterable[int]) -> IntentRetryResult:
     Redis being down (the intents stay, with their attempt counted)."""
     ids = list(ids)
     result = IntentRetryResult(selected=len(ids))
+    marks = store.capture()  # before the rows are read: a data loss after it is noticed
     claimed = _claim_intents(ids)
     result.claimed = len(claimed)
     by_model: dict[str, dict[str, int]] = defaultdict(dict)
@@ -154,7 +158,7 @@ def intents_retry(*, ids: Iterable[int]) -> IntentRetryResult:
                                               f"{label} is no longer a synced model")
             continue
         states.extend(outbox.row_states(spec, list(versions), versions))
-    if write_states(states):
+    if write_states(states, marks=marks):
         result.written += len(states)
     else:
         result.failed += len(states)

@@ -205,3 +205,49 @@ def test_a_process_that_could_not_read_the_marker_trusts_no_write(redis_control)
     (state,) = outbox.row_states(spec_for(PART), [str(part.pk)], {})
     store.write_many(state.to_writes(spec_for(PART)), marks=marks)
     assert marks.lost
+
+
+def test_console_resync_older_than_a_flushall(redis_raw, monkeypatch) -> None:
+    """The console's "Resync selected rows to the cache": its read, a newer write completed,
+    FLUSHALL, then its write."""
+    from sync.console import services
+
+    part = make_part(price=1)
+    settle()
+    real_states = services._current_states
+
+    def read_then_race(model, pks):
+        states = real_states(model, pks)  # the resync's snapshot: price 1
+        commit_price(part.pk, 99)
+        redis_raw.flushall()
+        return states
+
+    monkeypatch.setattr(services, "_current_states", read_then_race)
+    assert services.cache_resync(model=Part, pks=[part.pk]).rows == 1
+    monkeypatch.undo()
+    assert_lost_write_repaired(redis_raw, part, 99)
+
+
+def test_console_retry_now_older_than_a_flushall(redis_raw, monkeypatch) -> None:
+    """The console's "Retry now" on a cache intent: the same race."""
+    from sync.console import services
+
+    part = make_part(price=1)
+    settle()
+    now = timezone.now()
+    intent = SyncIntent.objects.create(model=PART, object_pk=str(part.pk), version=part.version,
+                                       op="u", next_attempt_at=now, created_at=now,
+                                       updated_at=now)
+    real_states = outbox.row_states
+
+    def read_then_race(*args, **kwargs):
+        states = real_states(*args, **kwargs)  # the retry's snapshot: price 1
+        monkeypatch.setattr(outbox, "row_states", real_states)  # once
+        commit_price(part.pk, 99)
+        redis_raw.flushall()
+        return states
+
+    monkeypatch.setattr(outbox, "row_states", read_then_race)
+    assert services.intents_retry(ids=[intent.pk]).claimed == 1
+    monkeypatch.undo()
+    assert_lost_write_repaired(redis_raw, part, 99)
