@@ -67,7 +67,8 @@ def run_data(run: SyncRun) -> dict:
         "rows_done": run.rows_done, "rows_total": run.rows_total, "percent": percent,
         "created": run.created, "updated": run.updated, "unchanged": run.unchanged,
         "failed": run.failed, "gaps": run.gaps, "batch_size": run.batch_size,
-        "duration_seconds": round((end - run.started_at).total_seconds(), 1)
+        # NOTE: to the millisecond: a small sheet's whole run takes a few of them.
+        "duration_seconds": round((end - run.started_at).total_seconds(), 3)
         if run.started_at else None,
         "created_at": iso(run.created_at), "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at), "message": run.message,

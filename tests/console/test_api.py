@@ -329,6 +329,9 @@ def test_config_put_stores_bumps_the_version_and_is_audited(client_for, role_use
         role_users["operator"], "buyers",
         {"fields": ["auto_recovery", "batch_size"], "version": before + 1})
     assert put(operator, {"source": "engine", "retry_queue_threshold": 50}).status_code == 200
+    # A fractional threshold is a number like any other (finite numbers pass the JSON check).
+    assert put(operator, {"source": "buyers", "long_run_minutes": 22.5}).status_code == 200
+    assert SyncConfig.objects.get(source="buyers").long_run_minutes == 22.5
 
 
 def test_config_recipients_are_masked_without_the_pii_role(client_for) -> None:
