@@ -186,7 +186,7 @@ class CacheVerification(models.Model):
 # Spreadsheet ingestion's tables live in their own module (DESIGN §5); re-exported here so
 # Django registers them with the sync app and callers import every sync model from one place.
 from sync.models_console import StaffAction  # noqa: E402
-from sync.models_ingest import ErrorLog, RecordLog, RecordRetry, SyncRun  # noqa: E402
+from sync.models_ingest import ErrorLog, RecordLog, RecordRetry, SyncRun, SyncUpload  # noqa: E402
 from sync.models_ops import AlertMail, SyncAlert, SyncConfig, SyncHealthMetric, SyncMetric  # noqa: E402
 
 __all__ = [
@@ -203,5 +203,6 @@ __all__ = [
     "SyncIntent",
     "SyncMetric",
     "SyncRun",
+    "SyncUpload",
     "SyncedModel",
 ]

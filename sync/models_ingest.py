@@ -199,3 +199,51 @@ class RecordRetry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.natural_key} ({self.status}, {self.attempts} attempts)"
+
+
+class SyncUpload(models.Model):
+    """A spreadsheet an operator uploaded in the console (issue 15): previewed by a dry run,
+    then run for real on confirmation. Kept with its runs for audit: the file holds PII, so
+    ``content`` is AES-256-GCM encrypted (``sync.ingest.uploads``; the associated data binds it
+    to ``token``) and emptied after ``SYNC_UPLOAD_RETENTION_DAYS`` by the retention task; the
+    row itself (who, when, which file, which runs) stays as long as the runs do."""
+
+    class Status(models.TextChoices):
+        PREVIEWED = "previewed"  # a dry run judged it; it waits for confirmation
+        OUTDATED = "outdated"  # the database changed since the preview: preview again
+        CONFIRMED = "confirmed"  # its real run was started
+        FAILED = "failed"  # the preview could not run (another run held the source, …)
+
+    source = models.CharField(max_length=100)
+    filename = models.CharField(max_length=255, help_text="As uploaded (path removed).")
+    size = models.PositiveBigIntegerField(help_text="Bytes of the file.")
+    sha256 = models.CharField(max_length=64, help_text="Of the file's bytes.")
+    token = models.UUIDField(unique=True, editable=False,
+                             help_text="Associated data of the ciphertext.")
+    key_id = models.CharField(max_length=32, help_text="Encryption key id (SYNC_ENCRYPTION_KEYS).")
+    content = models.BinaryField(help_text="nonce + AES-GCM ciphertext; empty once purged.")
+    purged_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PREVIEWED)
+    uploaded_by = models.CharField(max_length=150)
+    confirmed_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(db_default=Now())
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    preview_run_id = models.BigIntegerField(null=True, blank=True,
+                                            help_text="The latest dry run of the file.")
+    run_id = models.BigIntegerField(null=True, blank=True, help_text="The confirmed run.")
+    fingerprint = models.CharField(
+        max_length=64, blank=True, default="",
+        help_text="The database rows the preview judged (their versions), the source's "
+                  "mapping and column types, as the preview saw them.")
+
+    class Meta:
+        db_table = "sync_uploads"
+        verbose_name = "uploaded sheet"
+        indexes = [
+            models.Index(fields=["created_at"], name="sync_upload_created_idx"),
+            models.Index(fields=["run_id"], name="sync_upload_run_idx"),
+            models.Index(fields=["preview_run_id"], name="sync_upload_preview_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"upload {self.pk} {self.source} {self.filename} ({self.status})"
