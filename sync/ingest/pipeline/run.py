@@ -59,8 +59,13 @@ def request_cancel(run_id: int) -> bool:
 def run_ingest(source: str, *, file: str | None = None, dry_run: bool = False,
                only_keys: Iterable[str] | None = None, trigger: str = SyncRun.Trigger.MANUAL,
                batch_size: int | None = None, run: SyncRun | None = None,
-               progress: Callable[[SyncRun], None] | None = None) -> SyncRun:
+               progress: Callable[[SyncRun], None] | None = None,
+               before_load: Callable[[], None] | None = None) -> SyncRun:
     """Run one sync of ``source`` and return its finished ``SyncRun``.
+
+    ``before_load`` runs holding the source's lock, after the schema check and before the
+    first row is written; an ``IngestError`` it raises fails the run with its message and
+    nothing written (a confirmed console upload checks that its preview still holds).
 
     Raises ``SyncAlreadyRunningError`` when another run holds the source (this run is then
     recorded as ``refused``); every other failure is recorded in the run, not raised.
@@ -86,7 +91,8 @@ def run_ingest(source: str, *, file: str | None = None, dry_run: bool = False,
         SyncRun.objects.filter(source=source, status__in=SyncRun.ACTIVE).exclude(
             pk=run.pk).update(status=SyncRun.Status.FAILED, finished_at=timezone.now(),
                               message="abandoned: the process running it stopped")
-        Ingestion(config, run, lock, file=file, only_keys=only_keys, progress=progress).execute()
+        Ingestion(config, run, lock, file=file, only_keys=only_keys, progress=progress,
+                  before_load=before_load).execute()
     finally:
         try:
             lock.release()
@@ -101,8 +107,10 @@ class Ingestion(BatchLoading, RunConnection):
 
     def __init__(self, config: SourceConfig, run: SyncRun, lock: SourceLock, *,
                  file: str | None, only_keys: Iterable[str] | None,
-                 progress: Callable[[SyncRun], None] | None) -> None:
+                 progress: Callable[[SyncRun], None] | None,
+                 before_load: Callable[[], None] | None = None) -> None:
         self.config = config
+        self.before_load = before_load
         self.run = run
         self.lock = lock
         self.kind, self.location = config.resolve_location(file)
@@ -136,6 +144,8 @@ class Ingestion(BatchLoading, RunConnection):
             headers = source.headers()
             self._time("fetch", t)
             validator = self._prepare(source, headers)
+            if self.before_load is not None:
+                self._with_db(self.before_load)
             self._load(source, validator)
             if self.only_keys is not None:
                 self._forget_vanished()
