@@ -5,6 +5,12 @@ random password on the ``admin`` superuser and prints it, loads the apps' demo d
 a Celery worker, Celery beat and the web server until SIGINT/SIGTERM, when it stops every child
 process and every server it started itself.
 
+It supervises its children: one that exits (a crash, an out-of-memory kill, a SIGKILL) is
+started again after an exponential backoff (1 s, 2 s, 4 s … capped at 30 s; back to 1 s once a
+child has run for a minute), and each restart is a line in the output. Only SIGINT/SIGTERM
+stops the demo. Production runs the same children under systemd with the same policy
+(``deploy/systemd/``, docs/operations.md).
+
 A demo that was killed (SIGKILL, a closed terminal) cannot clean up; its state file
 (``.run/<profile>/demo.json``) lets the next demo stop the children it left behind and take
 over the servers it had started.
@@ -30,6 +36,11 @@ from config.devservices import ROOT, Services, pid_alive, wait_until
 PYTHON = sys.executable
 CHILD_STOP_DEADLINE_S = 15
 READY_DEADLINE_S = 60
+# Restart backoff: BASE · 2^(restarts in a row), capped; a child that ran STABLE_S counts as
+# healthy again (its next crash waits BASE). systemd's RestartSec/RestartSteps say the same.
+RESTART_BASE_S = 1.0
+RESTART_CAP_S = 30.0
+STABLE_S = 60.0
 SERVICE_URLS = {"database": "DATABASE_URL", "cache": "REDIS_URL", "broker": "CELERY_BROKER_URL"}
 
 
@@ -49,14 +60,69 @@ def spawn(name: str, argv: list[str]) -> subprocess.Popen:
     return proc
 
 
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with status {returncode}"
+
+
+class Supervisor:
+    """Keeps each child running: one that exits is started again after a backoff."""
+
+    def __init__(self, children: dict[str, subprocess.Popen],
+                 argvs: dict[str, list[str]], on_restart=None) -> None:
+        self.children = children
+        self.argvs = argvs
+        self.on_restart = on_restart  # called after a restart (the demo saves its state)
+        self.restarts: dict[str, int] = dict.fromkeys(argvs, 0)
+        self._in_a_row: dict[str, int] = dict.fromkeys(argvs, 0)
+        self._started: dict[str, float] = dict.fromkeys(argvs, time.monotonic())
+        self._due: dict[str, float] = {}  # name -> when its restart is due
+
+    def start(self, name: str) -> None:
+        self.children[name] = spawn(name, self.argvs[name])
+        self._started[name] = time.monotonic()
+
+    def tick(self) -> None:
+        """Notice exited children, and start those whose backoff is over."""
+        now = time.monotonic()
+        for name, proc in list(self.children.items()):
+            if name in self._due or proc.poll() is None:
+                continue
+            # NOTE: the whole group: a SIGKILLed worker leaves its pool processes behind,
+            # and they would hold the old worker's tasks and connections.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            if now - self._started[name] >= STABLE_S:
+                self._in_a_row[name] = 0
+            delay = min(RESTART_CAP_S, RESTART_BASE_S * 2 ** self._in_a_row[name])
+            self._in_a_row[name] += 1
+            self._due[name] = now + delay
+            say(f"{name} (pid {proc.pid}) {describe_exit(proc.returncode)}; "
+                f"restarting it in {delay:g}s")
+        for name, due in list(self._due.items()):
+            if now >= due:
+                del self._due[name]
+                self.restarts[name] += 1
+                self.start(name)
+                say(f"restarted {name} (restart {self.restarts[name]})")
+                if self.on_restart:
+                    self.on_restart()
+
+
 def stop_children(children: dict[str, subprocess.Popen]) -> None:
     for name, proc in children.items():
-        if proc.poll() is None:
-            say(f"stopping {name}")
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
+        if proc.poll() is not None:
+            # Exited on its own (and not yet restarted): what it forked may still run.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            continue
+        say(f"stopping {name}")
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
     deadline = time.monotonic() + CHILD_STOP_DEADLINE_S
     for proc in children.values():
         try:
@@ -179,17 +245,21 @@ def main(argv: list[str] | None = None) -> int:
             run_manage(*step)
         if args.setup_only or stopping:
             return 0
-        children["celery worker"] = spawn("celery worker", [
-            PYTHON, "-m", "celery", "-A", "config", "worker", "-l", "info",
-            "--concurrency", "2", "-n", f"demo-{args.profile}@%h"])
-        children["celery beat"] = spawn("celery beat", [
-            PYTHON, "-m", "celery", "-A", "config", "beat", "-l", "info",
-            "--schedule", str(services.directory / "celerybeat-schedule")])
-        # NOTE: an ASGI server, not runserver: /api/events (Server-Sent Events) holds each
-        # client open, and one uvicorn process holds thousands of them on its event loop.
-        children["web server"] = spawn("web server", [
-            PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", args.host,
-            "--port", str(args.port), "--timeout-graceful-shutdown", "3"])
+        supervisor = Supervisor(children, {
+            "celery worker": [
+                PYTHON, "-m", "celery", "-A", "config", "worker", "-l", "info",
+                "--concurrency", "2", "-n", f"demo-{args.profile}@%h"],
+            "celery beat": [
+                PYTHON, "-m", "celery", "-A", "config", "beat", "-l", "info",
+                "--schedule", str(services.directory / "celerybeat-schedule")],
+            # NOTE: an ASGI server, not runserver: /api/events (Server-Sent Events) holds each
+            # client open, and one uvicorn process holds thousands of them on its event loop.
+            "web server": [
+                PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", args.host,
+                "--port", str(args.port), "--timeout-graceful-shutdown", "3"],
+        }, on_restart=lambda: _save_state(services, owned, children))
+        for name in supervisor.argvs:
+            supervisor.start(name)
         _save_state(services, owned, children)
         base = f"http://{args.host}:{args.port}"
         if not wait_until_healthy(f"{base}/health/", children, lambda: stopping):
@@ -200,12 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"health:        {base}/health/")
         say(f"metrics:       {base}/metrics (staff session)")
         say(f"catalog API:   {base}/api/parts  (docs: {base}/api/docs, events: {base}/api/events)")
-        say("press Ctrl-C to stop everything this demo started")
+        say("press Ctrl-C to stop everything this demo started; a child that dies is "
+            "restarted")
         while not stopping:
-            for name, proc in children.items():
-                if proc.poll() is not None:
-                    say(f"{name} exited with status {proc.returncode}; stopping the demo")
-                    stopping = True
+            supervisor.tick()
             time.sleep(0.2)
         return 0
     finally:
