@@ -121,6 +121,8 @@ class SyncIntent(models.Model):
         indexes = [
             # Replay's claim: pending intents whose next attempt is due, oldest first.
             models.Index(fields=["status", "next_attempt_at"], name="sync_intent_due_idx"),
+            # The fence's staleness bound: each model's oldest intents (sync/cache/fence.py).
+            models.Index(fields=["model", "created_at"], name="sync_intent_age_idx"),
         ]
 
     def __str__(self) -> str:
