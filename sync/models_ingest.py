@@ -130,6 +130,9 @@ class ErrorLog(models.Model):
         CONFLICT = "conflict"
         DATABASE = "database"
         NETWORK = "network"
+        # The file itself: missing, unreadable, undecodable, empty, not a workbook, no key
+        # column, ambiguous headers. The whole run fails before a row is written.
+        SOURCE = "source"
         UNKNOWN = "unknown"
 
     RETRYABLE = (Category.DATABASE, Category.NETWORK)
