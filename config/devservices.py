@@ -101,6 +101,7 @@ class RedisServer:
     directory: Path
     name: str
     binary: str | None = None
+    log: object = None  # a callable taking one line: what start() found and did
 
     @property
     def socket_path(self) -> Path:
@@ -178,10 +179,11 @@ class RedisServer:
             raise DevServiceError(msg)
         if self.is_running():
             return False
-        stale = self.pid()
-        if stale is not None:
-            # Alive but not answering (e.g. left SIGSTOPped by a crashed test): replace it.
-            self._terminate(stale)
+        if (live := self.pid()) is not None:
+            self._refuse_unanswering(live)
+        elif self.pidfile.exists() or self.socket_path.exists():
+            self._say(f"redis-server {self.name}: its process is gone (killed, or the machine "
+                      "restarted); clearing its pid file and socket and starting it again")
         self.pidfile.unlink(missing_ok=True)
         self.socket_path.unlink(missing_ok=True)
         self._write_config()
@@ -198,6 +200,29 @@ class RedisServer:
             msg = f"redis-server {self.name} is not answering on {self.socket_path}: {self.logfile}"
             raise DevServiceError(msg)
         return True
+
+    # How long a live server that does not answer (loading, a long script) may take.
+    ANSWER_DEADLINE_S = 5.0
+
+    def _say(self, message: str) -> None:
+        if self.log is not None:
+            self.log(message)
+
+    def _refuse_unanswering(self, pid: int) -> None:
+        """A live redis-server on our socket that does not answer is never replaced: it may
+        hold data that a new (empty) server would silently discard — the demo's cache, paused
+        by an operator or a debugger. Paused (state T): say so and stop; running: wait a
+        little for it, then say so and stop."""
+        state = _pid_state(pid)
+        if state != "T" and wait_until(self.ping, timeout=self.ANSWER_DEADLINE_S):
+            return
+        found = ("is paused (stopped by a signal, process state T)" if state == "T" else
+                 f"does not answer on its socket within {self.ANSWER_DEADLINE_S:g} s")
+        msg = (f"redis-server {self.name} (pid {pid}, {self.socket_path}) {found}. It still "
+               "holds its data, so it was left as it is and no new server was started in its "
+               f"place. Resume it (kill -CONT {pid}) and run the command again, or stop it "
+               "(./dev services stop) to start an empty one.")
+        raise DevServiceError(msg)
 
     def _terminate(self, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -402,6 +427,8 @@ class Services:
             if not wanted:
                 continue
             fresh = server is self.postgres and not (self.postgres.pgdata / "PG_VERSION").exists()
+            if isinstance(server, RedisServer):
+                server.log = log
             started = server.start()
             if log:
                 state = ("initialised and started" if fresh

@@ -44,12 +44,17 @@ def require_production_settings() -> None:
 
 def embedded_service_urls(profile: str) -> dict[str, str]:
     """Start (or reuse) embedded servers for whichever of the service URLs is unset."""
-    from config.devservices import Services
+    from config.devservices import DevServiceError, Services
 
     services = Services(profile)
-    return services.start(
-        database=not env.str("DATABASE_URL", default=""),
-        cache=not env.str("REDIS_URL", default=""),
-        broker=not env.str("CELERY_BROKER_URL", default=""),
-        log=lambda line: print(line, file=sys.stderr),  # noqa: T201
-    )
+    try:
+        return services.start(
+            database=not env.str("DATABASE_URL", default=""),
+            cache=not env.str("REDIS_URL", default=""),
+            broker=not env.str("CELERY_BROKER_URL", default=""),
+            log=lambda line: print(line, file=sys.stderr),  # noqa: T201
+        )
+    except DevServiceError as e:
+        # What was found and that nothing was done, without a traceback (./dev manage …).
+        print(f"embedded servers ({profile}): {e}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None

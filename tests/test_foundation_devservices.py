@@ -1,5 +1,6 @@
-"""The embedded servers' lifecycle: reuse by later commands, restart after a crash, replacement
-of a hung leftover, and a clean stop. Each test runs its own servers in a private directory."""
+"""The embedded servers' lifecycle: reuse by later commands, restart after a crash, and a clean
+stop (a paused leftover is refused: tests/test_devservices_paused.py). Each test runs its own
+servers in a private directory."""
 
 from __future__ import annotations
 
@@ -107,21 +108,7 @@ def test_redis_killed_by_sigkill_is_restarted_on_the_same_socket(
     assert _redis_server_pids(redis_server.socket_path) == [later["pid"]]
 
 
-def test_a_hung_leftover_redis_is_replaced(redis_server: RedisServer) -> None:
-    redis_server.start()
-    old_pid = redis_server.pid()
-    os.kill(old_pid, signal.SIGSTOP)  # a crashed test run can leave the cache paused
-    try:
-        assert not redis_server.is_running()
-        assert redis_server.start() is True
-        new_pid = redis_server.pid()
-        assert new_pid not in {None, old_pid}
-        assert not pid_alive(old_pid)
-        assert redis.Redis(unix_socket_path=str(redis_server.socket_path)).ping()
-        assert _redis_server_pids(redis_server.socket_path) == [new_pid]
-    finally:
-        if pid_alive(old_pid):
-            os.kill(old_pid, signal.SIGKILL)
+# A paused (hung) leftover is no longer replaced: tests/test_devservices_paused.py.
 
 
 def test_redis_stop_ends_the_process_and_removes_the_socket(redis_server: RedisServer) -> None:
