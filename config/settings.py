@@ -189,6 +189,9 @@ SYNC_LEASE_WAIT = env.float("SYNC_LEASE_WAIT", default=0.05)
 # Replay of sync_retry_queue: batch, claim lease, backoff (base · 2^attempts, capped, jittered)
 # and the attempt after which an intent is dead (and alerted on).
 SYNC_REPLAY_BATCH = env.int("SYNC_REPLAY_BATCH", default=1000)
+# The staleness bound (DESIGN I9): a key whose pending intent is older than this many seconds
+# is read from PostgreSQL until replay writes it, whether or not any worker runs.
+SYNC_STALENESS_BOUND = env.float("SYNC_STALENESS_BOUND", default=5.0)
 SYNC_REPLAY_LEASE = env.float("SYNC_REPLAY_LEASE", default=30.0)
 SYNC_REPLAY_BACKOFF_BASE = env.float("SYNC_REPLAY_BACKOFF_BASE", default=1.0)
 SYNC_REPLAY_BACKOFF_CAP = env.float("SYNC_REPLAY_BACKOFF_CAP", default=300.0)

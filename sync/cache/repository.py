@@ -140,7 +140,7 @@ def get(model: type[M], pk: object) -> M | None:
     and nothing read inside a transaction fills Redis: it may not be committed (I4).
     """
     spec = spec_for(model)
-    if _dirty_here(spec, pk) or not fence.trusts(spec.label):
+    if _dirty_here(spec, pk) or not fence.trusts(spec.label, pk):
         _counter(spec.label, "bypass").inc()
         return _from_db(spec, pk)
     key = cache_key(spec.label, pk)
@@ -192,8 +192,13 @@ def get_many(model: type[M], pks: list[object]) -> dict[object, M]:
     pks = list(dict.fromkeys(pks))
     found: dict[object, M] = {}
     missing = [pk for pk in pks if _dirty_here(spec, pk)]
-    trusted = fence.trusts(spec.label)
+    # Keys whose intents outlived the staleness bound (fence.py) read PostgreSQL.
+    stale = fence.stale_keys(spec.label) if fence.trusts(spec.label) else None
+    trusted = stale is not None
     if trusted:
+        if stale:
+            dirty = set(missing)
+            missing += [pk for pk in pks if str(pk) in stale and pk not in dirty]
         pks_to_read = [pk for pk in pks if pk not in missing]
         keys = [cache_key(spec.label, pk) for pk in pks_to_read]
         try:
