@@ -13,6 +13,12 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_asgi_application()
 
+# The web process watches the workers (sync/ops/watchdog.py): it is what stays alive when
+# every worker is dead.
+from sync.ops.watchdog import start_web_watchdog  # noqa: E402
+
+start_web_watchdog()
+
 if settings.DEBUG:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 

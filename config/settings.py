@@ -325,3 +325,12 @@ SYNC_ARCHIVE_DIR = env.str("SYNC_ARCHIVE_DIR", default=str(ROOT / ".run" / "arch
 SYNC_ARCHIVE_BATCH = env.int("SYNC_ARCHIVE_BATCH", default=5000)
 CELERY_BEAT_SCHEDULE["sync-archive-logs"] = {
     "task": "sync.tasks.archive_logs", "schedule": 24 * 3600.0}
+
+# --------------------------------------------------------------------------- self-watching
+
+# Heartbeats of workers, beat and web processes (sync_process_heartbeats), seconds apart; a
+# worker silent for SYNC_WORKER_STALE_AFTER seconds is dead for the watchdog, which runs in
+# every web process every SYNC_WATCHDOG_INTERVAL seconds (0: off) and in beat.
+SYNC_HEARTBEAT_INTERVAL = env.float("SYNC_HEARTBEAT_INTERVAL", default=5.0)
+SYNC_WORKER_STALE_AFTER = env.float("SYNC_WORKER_STALE_AFTER", default=30.0)
+SYNC_WATCHDOG_INTERVAL = env.float("SYNC_WATCHDOG_INTERVAL", default=10.0)

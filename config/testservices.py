@@ -46,6 +46,9 @@ def pytest_load_initial_conftests(early_config, parser, args) -> None:
     _state["embedded"] = frozenset(name for name, want in wanted.items() if want)
     os.environ["SYNCOPS_SERVICES_PROFILE"] = f"{TEST_PROFILE_PREFIX}-{os.getpid()}"
     os.environ.setdefault("DJANGO_ENV", "development")
+    # NOTE: no watchdog thread in the test process (the test client imports config.asgi);
+    # tests of the watchdog start it themselves.
+    os.environ.setdefault("SYNC_WATCHDOG_INTERVAL", "0")
     svc = services()
     _state["owner"] = True
     if any(wanted.values()):

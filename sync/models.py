@@ -190,11 +190,14 @@ class CacheVerification(models.Model):
 from sync.models_console import StaffAction  # noqa: E402
 from sync.models_ingest import ErrorLog, RecordLog, RecordRetry, SyncRun, SyncUpload  # noqa: E402
 from sync.models_ops import AlertMail, SyncAlert, SyncConfig, SyncHealthMetric, SyncMetric  # noqa: E402
+from sync.models_observe import ConsistencySample, ProcessHeartbeat  # noqa: E402
 
 __all__ = [
     "AlertMail",
     "CacheVerification",
+    "ConsistencySample",
     "ErrorLog",
+    "ProcessHeartbeat",
     "RecordLog",
     "RecordRetry",
     "StaffAction",

@@ -37,6 +37,9 @@ class SyncAlert(models.Model):
         RETRY_QUEUE_SIZE = "retry_queue_size"
         RETRY_QUEUE_AGE = "retry_queue_age"
         DEAD_INTENTS = "dead_intents"
+        LOGIN_FAILURES = "login_failures"  # a burst of failed logins (sync.ops.security_log)
+        NO_WORKER = "no_worker"  # the watchdog (sync/ops/watchdog.py)
+        CONSISTENCY_SLO = "consistency_slo"  # the sampler (sync/ops/sampler.py)
 
     class Severity(models.TextChoices):
         INFO = "info"
