@@ -2,18 +2,27 @@
 
 Health covers PostgreSQL, the cache Redis, the broker Redis and a Celery worker answering a
 ping. ``/metrics`` is for staff sessions or a scraper presenting ``METRICS_TOKEN``.
+
+``/health/`` answers within about ``HEALTH_CHECK_TIMEOUT`` (0.8 s) whatever is down or hung:
+the checks run in parallel, each with that budget; a check that has not answered by then is
+reported by name as not answering (a paused Redis or broker, a hung PostgreSQL).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from health_check.base import HealthCheck, HealthCheckResult
 from health_check.checks import Database
 from health_check.contrib.celery import Ping
 from health_check.contrib.redis import Redis
+from health_check.exceptions import ServiceUnavailable
 from health_check.views import HealthCheckView
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -26,8 +35,21 @@ def async_redis_factory(url: str):
 
     if url.startswith("redis+socket://"):
         path = url.removeprefix("redis+socket://").split("?", 1)[0]
-        return lambda: AsyncRedis(unix_socket_path=path, socket_timeout=1)
-    return lambda: AsyncRedis.from_url(url, socket_timeout=1)
+        return lambda: AsyncRedis(unix_socket_path=path, socket_timeout=_budget(),
+                                  socket_connect_timeout=_budget())
+    return lambda: AsyncRedis.from_url(url, socket_timeout=_budget(),
+                                       socket_connect_timeout=_budget())
+
+
+def _budget() -> float:
+    return settings.HEALTH_CHECK_TIMEOUT
+
+
+# Synchronous checks (PostgreSQL, the Celery ping) run here. NOTE: a long-lived pool, not one
+# per request: leaving a ``with ThreadPoolExecutor()`` block waits for its threads, and a
+# thread blocked on a hung server would hold the answer. A blocked thread is left to finish
+# (or fail) by itself; the answer has gone out without it.
+_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
 
 
 class CacheRedis(Redis):
@@ -56,15 +78,38 @@ class HealthView(HealthCheckView):
     cluster, Sentinel), the broker and a worker."""
 
     def get_checks(self):
+        for check in self._checks():
+            yield _Bounded(check)
+
+    def _checks(self):
         yield Database()
         yield CacheRedis(client_factory=async_redis_factory(settings.REDIS_URL))
         if settings.SYNC_REDIS_URL != settings.REDIS_URL:
             # The engine's own Redis (a cluster, Sentinel's primary, or another server).
             from sync.cache.connection import async_client
 
-            yield SyncCacheRedis(client_factory=lambda: async_client(socket_timeout=1))
+            yield SyncCacheRedis(client_factory=lambda: async_client(socket_timeout=_budget()))
         yield BrokerRedis(client_factory=async_redis_factory(settings.CELERY_BROKER_URL))
-        yield CeleryWorker(app=app, timeout=timedelta(seconds=2), limit=1)
+        # The ping's own wait ends before the budget, so "no worker" is said as such.
+        yield CeleryWorker(app=app, timeout=timedelta(seconds=_budget() * 0.8), limit=1)
+
+    def get_executor(self):
+        return nullcontext(_executor)
+
+
+class _Bounded:
+    """A check cut off at the budget: the library gives each check its own timeout plus a
+    second and then waits for the slowest, so one hung server would hold the answer."""
+
+    def __init__(self, check: HealthCheck) -> None:
+        self.check = check
+
+    async def get_result(self, executor=None) -> HealthCheckResult:
+        try:
+            return await asyncio.wait_for(self.check.get_result(executor), _budget())
+        except TimeoutError:
+            error = ServiceUnavailable(f"no answer within {_budget():g} s")
+            return HealthCheckResult(check=self.check, error=error, time_taken=_budget())
 
 
 # NOTE: HealthCheckView is an async view; as_view() keeps it one, so Django awaits it.
