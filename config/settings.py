@@ -224,6 +224,8 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # --------------------------------------------------------------------------- the rest
 
 AUTH_PASSWORD_VALIDATORS = [
+# /health/: each check's budget, seconds; the checks run in parallel, so this bounds the answer.
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=0.8)
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
