@@ -95,3 +95,21 @@ def test_a_killed_worker_and_web_server_are_restarted_and_sigint_stops_all(
     assert "all stopped" in demo.output()
     assert [pid for pid in pids if pid_alive(pid)] == []
     assert _processes_mentioning(str(services.directory)) == []
+
+
+@pytest.mark.parametrize("unit", ["syncops-web.service", "syncops-worker@.service",
+                                  "syncops-beat.service"])
+def test_the_production_units_restart_with_the_demos_policy(unit: str) -> None:
+    import configparser
+
+    from config.demo import RESTART_BASE_S, RESTART_CAP_S
+    from config.devservices import ROOT
+
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read(ROOT / "deploy" / "systemd" / unit)
+    service = parser["Service"]
+    assert service["Restart"] == "always"
+    assert service["RestartSec"] == f"{RESTART_BASE_S:g}s"
+    assert service["RestartMaxDelaySec"] == f"{RESTART_CAP_S:g}s"
+    assert parser["Unit"]["StartLimitIntervalSec"] == "0"  # never gives up
