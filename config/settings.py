@@ -325,6 +325,10 @@ SYNC_ALERT_MAIL_INTERVAL = env.float("SYNC_ALERT_MAIL_INTERVAL", default=3600.0)
 # Retention: where expired log rows are archived (gzip JSON Lines), rows per file.
 SYNC_ARCHIVE_DIR = env.str("SYNC_ARCHIVE_DIR", default=str(ROOT / ".run" / "archive"))
 SYNC_ARCHIVE_BATCH = env.int("SYNC_ARCHIVE_BATCH", default=5000)
+# Sheets uploaded in the console (docs/ingestion.md): the largest file taken, and the days
+# its (encrypted) content is kept with its runs before the daily retention task empties it.
+SYNC_UPLOAD_MAX_BYTES = env.int("SYNC_UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
+SYNC_UPLOAD_RETENTION_DAYS = env.int("SYNC_UPLOAD_RETENTION_DAYS", default=30)
 CELERY_BEAT_SCHEDULE["sync-archive-logs"] = {
     "task": "sync.tasks.archive_logs", "schedule": 24 * 3600.0}
 

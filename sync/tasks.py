@@ -30,6 +30,7 @@ from celery.signals import task_postrun  # noqa: E402
 
 from sync.ops.checks import ops_check as ops_check_service  # noqa: E402
 from sync.ops.retention import archive_logs as archive_logs_service  # noqa: E402
+from sync.ops.retention import purge_uploads  # noqa: E402
 
 
 @shared_task(name="sync.tasks.ops_check", ignore_result=True)
@@ -39,7 +40,9 @@ def ops_check(source: str | None = None) -> str:
 
 @shared_task(name="sync.tasks.archive_logs", ignore_result=True)
 def archive_logs() -> dict[str, int]:
-    return archive_logs_service()
+    archived = archive_logs_service()
+    archived["sync_uploads"] = purge_uploads()
+    return archived
 
 
 @task_postrun.connect(dispatch_uid="sync.ops.after_ingest")

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 
-from sync.console import roles, views
+from sync.console import roles, upload, views
 
 
 class ConsoleAdminSite(admin.AdminSite):
@@ -25,6 +25,16 @@ class ConsoleAdminSite(admin.AdminSite):
                  name="console_sync_start"),
             path("console/runs/<int:run_id>/cancel/", view(views.run_cancel),
                  name="console_run_cancel"),
+            path("console/sync/<str:source>/upload/", upload.capped(view(upload.upload_sheet)),
+                 name="console_sync_upload"),
+            path("console/uploads/<int:upload_id>/", view(upload.upload_page),
+                 name="console_upload"),
+            path("console/uploads/<int:upload_id>/confirm/", view(upload.upload_confirm),
+                 name="console_upload_confirm"),
+            path("console/uploads/<int:upload_id>/preview/", view(upload.upload_repreview),
+                 name="console_upload_repreview"),
+            path("console/runs/<int:run_id>/rejects.csv", view(upload.run_rejects),
+                 name="console_run_rejects"),
             path("console/alerts/<int:alert_id>/acknowledge/", view(views.alert_acknowledge),
                  name="console_alert_acknowledge"),
             *super().get_urls(),

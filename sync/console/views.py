@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -37,9 +38,10 @@ from sync.console.operations import (
     manual_sync_start,
 )
 from sync.ingest.config import get_source
-from sync.models import SyncAlert, SyncRun
+from sync.models import SyncAlert, SyncRun, SyncUpload
 
 RECENT_RUNS = 12
+RECENT_UPLOADS = 5
 
 
 def _require(allowed: bool) -> None:
@@ -101,6 +103,9 @@ def sync_page(request: HttpRequest, source: str) -> HttpResponse:
         "active": runs.filter(status__in=SyncRun.ACTIVE).exists(),
         "recent": [_page_run(run_data(r)) for r in runs[:RECENT_RUNS]],
         "can_operate": roles.can_operate(request.user),
+        "uploads": SyncUpload.objects.filter(source=source).order_by("-created_at", "-pk")[
+            :RECENT_UPLOADS],
+        "upload_max_bytes": settings.SYNC_UPLOAD_MAX_BYTES,
     }
     return TemplateResponse(request, "admin/console/sync.html", context)
 

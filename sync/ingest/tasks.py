@@ -8,6 +8,7 @@ from sync.ingest.exceptions import SyncAlreadyRunningError
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.services import retry_records as retry_records_service
 from sync.ingest.services import source_find_missing, source_sync_missing
+from sync.ingest.uploads import run_upload
 from sync.models import SyncRun
 
 
@@ -21,6 +22,19 @@ def ingest(source: str, file: str | None = None, run_id: int | None = None,
         return {"run_id": run.pk, "status": run.status, "message": run.message}
     try:
         run = run_ingest(source, file=file, dry_run=dry_run, trigger=trigger, run=run)
+    except SyncAlreadyRunningError as e:
+        return {"status": SyncRun.Status.REFUSED, "message": str(e)}
+    return {"run_id": run.pk, "status": run.status, "message": run.message}
+
+
+@shared_task(name="sync.ingest.tasks.ingest_upload")
+def ingest_upload(upload_id: int, run_id: int) -> dict:
+    """Run a console upload the operator confirmed (``sync.ingest.uploads.run_upload``)."""
+    run = SyncRun.objects.get(pk=run_id)
+    if run.status not in SyncRun.ACTIVE:  # cancelled while it waited in the queue
+        return {"run_id": run.pk, "status": run.status, "message": run.message}
+    try:
+        run = run_upload(upload_id=upload_id, run_id=run_id)
     except SyncAlreadyRunningError as e:
         return {"status": SyncRun.Status.REFUSED, "message": str(e)}
     return {"run_id": run.pk, "status": run.status, "message": run.message}

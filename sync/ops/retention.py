@@ -24,13 +24,14 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 from django.utils import timezone
 
-from sync.models import ErrorLog, RecordLog, SyncConfig, SyncRun
+from sync.models import ErrorLog, RecordLog, SecurityEvent, SyncConfig, SyncRun, SyncUpload
 from sync.ops.config import config_for
 
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = 0x5359_4E43_4152_4348  # "SYNCARCH"
-TABLES: tuple[type[models.Model], ...] = (RecordLog, ErrorLog, SyncRun)  # children first
+TABLES: tuple[type[models.Model], ...] = (RecordLog, ErrorLog, SyncRun,  # children first
+                                          SecurityEvent)
 SUFFIX = ".jsonl.gz"
 
 
@@ -129,3 +130,20 @@ def _archive_table(model: type[models.Model], directory: Path, cutoff, batch_siz
         logger.info("%s: archived %s row(s) older than %s to %s", table, archived,
                     cutoff.date(), folder)
     return archived
+
+
+def purge_uploads(*, now=None) -> int:
+    """Console uploads (issue 15), by the daily retention task: the encrypted content of
+    those older than ``SYNC_UPLOAD_RETENTION_DAYS`` is emptied (who uploaded which file when,
+    and the runs it fed, stay for audit); rows older than the logs' retention go, as their
+    runs do. Uploads purged or deleted."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.SYNC_UPLOAD_RETENTION_DAYS)
+    log_cutoff = now - timedelta(days=config_for(SyncConfig.ENGINE).retention_days)
+    deleted, _ = SyncUpload.objects.filter(created_at__lt=log_cutoff).delete()
+    purged = SyncUpload.objects.filter(created_at__lt=cutoff, purged_at__isnull=True).update(
+        content=b"", purged_at=now)
+    if purged or deleted:
+        logger.info("sync_uploads: purged the content of %d upload(s) older than %s, deleted "
+                    "%d older than %s", purged, cutoff.date(), deleted, log_cutoff.date())
+    return purged + deleted
