@@ -14,16 +14,20 @@ OpenAPI at ``/api/openapi.json``, Swagger UI at ``/api/docs``.
 from __future__ import annotations
 
 import json
+import logging
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI, Path, Query, Router
+from ninja import Header, NinjaAPI, Path, Query, Router
 from ninja.errors import AuthorizationError, HttpError
 from ninja.security import SessionAuth
 
 from catalog import selectors, services
 from catalog.models import CatalogChange, Part, PartContentVersion
 from catalog.schemas import (
+    MAX_VERSION,
     ChangeOut,
     ConflictOut,
     ContentIn,
@@ -36,7 +40,12 @@ from catalog.schemas import (
     ValidationErrorOut,
     VersionIn,
 )
+from sync.console import api_access
+from sync.console.api_access import api_denial
+from sync.console.api_errors import body_too_big_message
 from sync.console.roles import can_operate, can_view
+
+logger = logging.getLogger(__name__)
 
 api = NinjaAPI(
     title="syncops parts catalog",
@@ -46,27 +55,83 @@ api = NinjaAPI(
                 "Server-Sent Events of committed changes. See docs/api.md.",
 )
 public = Router(tags=["public"])
+
+
+@api.exception_handler(RequestDataTooBig)
+def _body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return _json(413, {"detail": body_too_big_message()})
+
+
+@api.exception_handler(SuspiciousOperation)
+def _suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+    # NOTE: Django answers these with a 400 page; under DEBUG ninja made them a traceback.
+    return _json(400, {"detail": f"bad request ({type(exc).__name__})"})
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A bug is a JSON 500 without a traceback (ninja shows one under DEBUG); the log has it,
+    and Django's signal lets error reporting (and the test client) see it."""
+    logger.error("catalog API: unexpected %s on %s %s", type(exc).__name__, request.method,
+                 request.path, exc_info=exc)
+    got_request_exception.send(sender=None, request=request)
+    return _json(500, {"detail": "internal error: the server log has it under this "
+                                 "request's id"})
+
+
 staff = Router(tags=["staff"])
 
 CACHE_CONTROL = "no-cache"  # keep, but revalidate with the ETag every time
 PART_ID = Path(..., ge=1, le=2**62)
+IF_NONE_MATCH = Header(None, alias="If-None-Match", description=(
+    "An ETag from an earlier answer: 304 without a body while it still matches."))
+IF_MATCH = Header(None, alias="If-Match", description=(
+    "The version you last read, as its ETag (\"<version>\"); or send \"version\" in the "
+    "body. Without either: 428; someone changed the row since: 409."))
+_HEADER = {"schema": {"type": "string"}}
+_RATE_HEADERS = {name: {**_HEADER, "description": text} for name, text in (
+    ("Retry-After", "Seconds until the window starts again."),
+    ("RateLimit-Limit", "Requests allowed per window for your role."),
+    ("RateLimit-Remaining", "Requests left in this window."),
+    ("RateLimit-Reset", "Seconds until the window starts again."),
+    ("RateLimit-Policy", "<limit>;w=<window seconds>"))}
+
+
+def _doc(etag: str | None) -> dict:
+    """The responses' headers, for the OpenAPI document: ``ETag`` on 200 (and 304), the
+    rate-limit headers on 429 (docs/security.md)."""
+    # NOTE: int keys, as ninja keys its responses: "429" would be a second, separate entry.
+    responses: dict = {429: {"headers": _RATE_HEADERS}}
+    if etag:
+        tag = {"ETag": {**_HEADER, "description": etag}}
+        responses[200] = {"headers": tag}
+        responses[304] = {"headers": tag}
+    return {"responses": responses}
+
+
+# Answers any operation may give: a body ninja cannot parse (400), one too big (413, before
+# the view), over the role's rate limit (429, docs/security.md).
+ANY_ERRORS = {400: ErrorOut, 413: ErrorOut, 429: ErrorOut}
 
 
 class _Role(SessionAuth):
-    """Session auth (with ninja's CSRF check on unsafe methods): 401 anonymous, 403 when the
-    user lacks the role."""
+    """Session auth (with ninja's CSRF check on unsafe methods) and the console API's access
+    rule (``api_access``: active, staff and the role, on every request): 401 anonymous, 403
+    for an account that is not staff or lacks the role."""
 
     def __init__(self, allowed, role: str) -> None:
         super().__init__()
         self.allowed, self.role = allowed, role
 
     def authenticate(self, request: HttpRequest, key: str | None):
-        user = request.user
-        if not user.is_authenticated:
+        denial = api_denial(request.user, self.allowed)
+        if denial is None:
+            return request.user
+        if denial.status == 401:
             return None
-        if not self.allowed(user):
-            raise AuthorizationError(message=f"the {self.role} role is required")
-        return user
+        message = (denial.message if denial is not api_access.NO_ROLE
+                   else f"the {self.role} role is required")
+        raise AuthorizationError(message=message)
 
 
 VIEWER = _Role(can_view, "Console viewer")
@@ -97,15 +162,18 @@ def _conditional(request: HttpRequest, body: dict, tag: str) -> HttpResponse:
 # --------------------------------------------------------------------------- public
 
 
-@public.get("/parts", response={200: PartPageOut, 304: None, 422: ValidationErrorOut}, auth=None,
-            summary="List parts (paginated, filter by stock, search name/sku)")
+@public.get("/parts", response={200: PartPageOut, 304: None, 422: ValidationErrorOut,
+                                 **ANY_ERRORS}, auth=None,
+            summary="List parts (paginated, filter by stock, search name/sku)",
+            openapi_extra=_doc("Changes when any listed part or its stock changes."))
 def list_parts(request: HttpRequest,
                limit: int = Query(20, ge=1, le=100),
                offset: int = Query(0, ge=0, le=1_000_000),
                in_stock: bool | None = Query(None, description="Only parts with available stock "
                                              "(true) or without (false)."),
-               q: str | None = Query(None, max_length=100,
-                                     description="Case-insensitive search in name and sku.")):
+               q: str | None = Query(None, max_length=100, pattern=r"^[^\x00]*$",
+                                     description="Case-insensitive search in name and sku."),
+               if_none_match: str | None = IF_NONE_MATCH):
     count, items = selectors.public_page(limit=limit, offset=offset, in_stock=in_stock,
                                          q=(q or "").strip() or None)
     tag = selectors.etag(count, limit, offset, *(v for item in items
@@ -116,9 +184,11 @@ def list_parts(request: HttpRequest,
 
 
 @public.get("/parts/{part_id}", response={200: PartOut, 304: None, 404: ErrorOut,
-                                          422: ValidationErrorOut}, auth=None,
-            summary="One part with its stock (cache-first; ETag / If-None-Match)")
-def get_part(request: HttpRequest, part_id: int = PART_ID):
+                                          422: ValidationErrorOut, **ANY_ERRORS}, auth=None,
+            summary="One part with its stock (cache-first; ETag / If-None-Match)",
+            openapi_extra=_doc("The part's and its stock's versions."))
+def get_part(request: HttpRequest, part_id: int = PART_ID,
+             if_none_match: str | None = IF_NONE_MATCH):
     body = selectors.public_part(part_id)
     if body is None:
         return _json(404, {"detail": "no such part"})
@@ -131,7 +201,9 @@ def get_part(request: HttpRequest, part_id: int = PART_ID):
 def _expected_version(request: HttpRequest, body_version: int | None) -> int:
     given = request.headers.get("If-Match", "").split(",")[0].strip()
     given = given.removeprefix("W/").strip('"')
-    if given.isdigit():
+    if given.isascii() and given.isdigit():  # "²" is a digit to isdigit(), not to int()
+        if len(given) > 19 or int(given) > MAX_VERSION:
+            raise HttpError(400, "If-Match: not a version this API issued")
         return int(given)
     if body_version is not None:
         return body_version
@@ -173,20 +245,25 @@ def _run(write, part_id: int, tag_of: str = "part") -> HttpResponse:
     return _written(part_id, tag_of)
 
 
-READ_ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ValidationErrorOut}
+READ_ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ValidationErrorOut,
+               **ANY_ERRORS}
 WRITE_RESPONSES = {200: StaffPartOut, **READ_ERRORS, 409: ConflictOut, 428: ErrorOut}
+WRITE_DOC = _doc("The new version (the stock's for a stock write): send it as If-Match next.")
 
 
 @staff.get("/parts/{part_id}", response={200: StaffPartOut, **READ_ERRORS}, auth=VIEWER,
-           summary="A part as staff see it (soft-deleted too), with both versions")
+           summary="A part as staff see it (soft-deleted too), with both versions",
+           openapi_extra=_doc("The part's version: If-Match for a content write."))
 def staff_get_part(request: HttpRequest, part_id: int = PART_ID):
     part = _staff_part(part_id)
     return _json(200, _staff_body(part), ETag=selectors.etag(part.version))
 
 
 @staff.put("/parts/{part_id}/stock", response=WRITE_RESPONSES, auth=OPERATOR,
-           summary="Set stock (quantity, reserved) if the stock version still matches")
-def staff_put_stock(request: HttpRequest, payload: StockIn, part_id: int = PART_ID):
+           summary="Set stock (quantity, reserved) if the stock version still matches",
+           openapi_extra=WRITE_DOC)
+def staff_put_stock(request: HttpRequest, payload: StockIn, part_id: int = PART_ID,
+                    if_match: str | None = IF_MATCH):
     expected = _expected_version(request, payload.version)
     actor = services.Actor.from_request(request)
     return _run(lambda: services.stock_update(
@@ -195,8 +272,10 @@ def staff_put_stock(request: HttpRequest, payload: StockIn, part_id: int = PART_
 
 
 @staff.patch("/parts/{part_id}/content", response=WRITE_RESPONSES, auth=OPERATOR,
-             summary="Change content fields; creates a content version")
-def staff_patch_content(request: HttpRequest, payload: ContentIn, part_id: int = PART_ID):
+             summary="Change content fields; creates a content version",
+             openapi_extra=WRITE_DOC)
+def staff_patch_content(request: HttpRequest, payload: ContentIn, part_id: int = PART_ID,
+                        if_match: str | None = IF_MATCH):
     expected = _expected_version(request, payload.version)
     actor = services.Actor.from_request(request)
     return _run(lambda: services.part_update_content(
@@ -205,9 +284,11 @@ def staff_patch_content(request: HttpRequest, payload: ContentIn, part_id: int =
 
 
 @staff.post("/parts/{part_id}/rollback/{number}", response=WRITE_RESPONSES, auth=OPERATOR,
-            summary="Make content version <number> current again (as a new version)")
+            summary="Make content version <number> current again (as a new version)",
+            openapi_extra=WRITE_DOC)
 def staff_rollback(request: HttpRequest, number: int = Path(..., ge=1, le=2**31),
-                   part_id: int = PART_ID, payload: VersionIn | None = None):
+                   part_id: int = PART_ID, payload: VersionIn | None = None,
+                   if_match: str | None = IF_MATCH):
     expected = _expected_version(request, payload.version if payload else None)
     actor = services.Actor.from_request(request)
     return _run(lambda: services.part_rollback(
@@ -215,8 +296,10 @@ def staff_rollback(request: HttpRequest, number: int = Path(..., ge=1, le=2**31)
 
 
 @staff.delete("/parts/{part_id}", response=WRITE_RESPONSES, auth=OPERATOR,
-              summary="Soft-delete a part (gone publicly and from Redis; kept for staff)")
-def staff_delete(request: HttpRequest, part_id: int = PART_ID, payload: VersionIn | None = None):
+              summary="Soft-delete a part (gone publicly and from Redis; kept for staff)",
+              openapi_extra=WRITE_DOC)
+def staff_delete(request: HttpRequest, part_id: int = PART_ID, payload: VersionIn | None = None,
+                 if_match: str | None = IF_MATCH):
     expected = _expected_version(request, payload.version if payload else None)
     actor = services.Actor.from_request(request)
     return _run(lambda: services.part_soft_delete(
@@ -224,9 +307,9 @@ def staff_delete(request: HttpRequest, part_id: int = PART_ID, payload: VersionI
 
 
 @staff.post("/parts/{part_id}/restore", response=WRITE_RESPONSES, auth=OPERATOR,
-            summary="Undo a soft delete")
+            summary="Undo a soft delete", openapi_extra=WRITE_DOC)
 def staff_restore(request: HttpRequest, part_id: int = PART_ID,
-                  payload: VersionIn | None = None):
+                  payload: VersionIn | None = None, if_match: str | None = IF_MATCH):
     expected = _expected_version(request, payload.version if payload else None)
     actor = services.Actor.from_request(request)
     return _run(lambda: services.part_restore(
@@ -235,7 +318,8 @@ def staff_restore(request: HttpRequest, part_id: int = PART_ID,
 
 @staff.get("/parts/{part_id}/versions",
            response={200: list[ContentVersionOut], **READ_ERRORS},
-           auth=VIEWER, summary="Content versions of a part (rollback targets), newest first")
+           auth=VIEWER, summary="Content versions of a part (rollback targets), newest first",
+           openapi_extra=_doc(None))
 def staff_versions(request: HttpRequest, part_id: int = PART_ID):
     part = _staff_part(part_id)
     rows = PartContentVersion.objects.filter(part=part).select_related("created_by") \
@@ -249,7 +333,8 @@ def staff_versions(request: HttpRequest, part_id: int = PART_ID):
 
 @staff.get("/parts/{part_id}/changes",
            response={200: list[ChangeOut], **READ_ERRORS},
-           auth=VIEWER, summary="The change log of a part (old/new values, who, IP, request id)")
+           auth=VIEWER, summary="The change log of a part (old/new values, who, IP, request id)",
+           openapi_extra=_doc(None))
 def staff_changes(request: HttpRequest, part_id: int = PART_ID):
     part = _staff_part(part_id)
     rows = CatalogChange.objects.filter(part=part).order_by("-id")[:200]

@@ -3,19 +3,62 @@
 Input is validated and sanitised here, before any service sees it: names and specification
 texts may hold no HTML at all (422), descriptions keep only a few formatting tags without
 attributes (nh3), images must be http(s) URLs. Nothing the public API serves is raw HTML.
+
+Strict (DESIGN I8, I10): numbers must be JSON integers (``true`` is not 1, ``"5"`` is not 5),
+text may hold no NUL character and no unpaired surrogate (PostgreSQL stores neither: they
+were 500s), unknown fields are a 422 naming them, and a body that changes nothing is a 422 too
+(it would have created an empty content version).
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+from typing import Any
 from urllib.parse import urlsplit
 
 import nh3
 from ninja import Schema
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 DESCRIPTION_TAGS = {"p", "br", "ul", "ol", "li", "strong", "em", "b", "i", "code"}
-SpecValue = str | int | float | bool
+# FiniteFloat: JSON bodies may carry NaN and Infinity (Python reads them), jsonb stores neither.
+SpecValue = str | int | FiniteFloat | bool
+
+
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+MAX_VERSION = 2**62  # versions come from a bigint sequence; more is no version we issued
+
+
+def text_storable(text: str) -> bool:
+    """Whether PostgreSQL can store ``text``: no NUL, no unpaired surrogate (JSON's
+    ``"\\ud800"`` decodes to one)."""
+    return UNSTORABLE.search(text) is None
+
+
+def _storable(value: object) -> object:
+    """Every string in ``value`` (nested lists and dicts, keys too) is storable text."""
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else None)
+    if items is not None:
+        for key, item in items:
+            _storable(key)
+            _storable(item)
+    elif isinstance(value, str) and not text_storable(value):
+        msg = "text may not contain NUL characters or unpaired surrogates"
+        raise ValueError(msg)
+    return value
+
+
+def _version_field(description: str) -> Any:
+    return Field(None, ge=0, le=MAX_VERSION, strict=True, description=description)
 
 
 def _no_html(value: str) -> str:
@@ -98,9 +141,11 @@ class ChangeOut(Schema):
 
 
 class StockIn(Schema):
-    quantity: int = Field(ge=0, le=1_000_000_000)
-    reserved: int = Field(0, ge=0, le=1_000_000_000)
-    version: int | None = Field(None, description="Expected stock version, if no If-Match.")
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: int = Field(ge=0, le=1_000_000_000, strict=True)
+    reserved: int = Field(0, ge=0, le=1_000_000_000, strict=True)
+    version: int | None = _version_field("Expected stock version, if no If-Match.")
 
     @field_validator("reserved")
     @classmethod
@@ -113,11 +158,26 @@ class StockIn(Schema):
 
 
 class ContentIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=20_000)
     specifications: dict[str, SpecValue] | None = Field(None, max_length=100)
     images: list[str] | None = Field(None, max_length=20)
-    version: int | None = Field(None, description="Expected part version, if no If-Match.")
+    version: int | None = _version_field("Expected part version, if no If-Match.")
+
+    @field_validator("name", "description", "specifications", "images", mode="before")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        return _storable(value)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ContentIn:
+        if not self.content():
+            msg = ("nothing to change: send at least one of name, description, "
+                   "specifications, images")
+            raise ValueError(msg)
+        return self
 
     @field_validator("name")
     @classmethod
@@ -169,4 +229,6 @@ def _blank() -> str:
 
 
 class VersionIn(Schema):
-    version: int | None = Field(None, description="Expected part version, if no If-Match.")
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = _version_field("Expected part version, if no If-Match.")

@@ -10,8 +10,10 @@ Resume: ``Last-Event-ID`` (or ``?last_event_id=`` for a first connect) replays t
 that id with ``XRANGE`` and then continues live. The client subscribes to the hub *before* the
 replay and skips live entries it already sent, so nothing falls between the two and nothing
 comes twice; entries go out in stream order. A client whose id is older than the stream's
-first entry (trimmed history, or a restarted cache Redis) gets an ``event: reset`` first: it
-should re-read the parts it shows.
+first entry (trimmed history) or newer than its last (a restarted cache Redis began the
+stream again, or the id is made up) gets an ``event: reset`` first: it should re-read the
+parts it shows; the stream then goes on from what it holds, so the client is never left
+waiting silently for ids that will not come.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aredis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from ninja import Query, Router
+from ninja import Header, Query, Router
 
 from catalog.events import STREAM
 from sync.cache import connection
@@ -40,7 +42,7 @@ QUEUE_SIZE = 1_000  # a client this far behind is dropped; it reconnects and res
 REPLAY_BATCH = 500
 RETRY_MS = 2_000  # what EventSource waits before reconnecting
 REPLAY_CONNECTIONS = 16  # per process, shared by every client's replay
-_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # ASCII: Redis reads no other digits
 PARTS = Query(None, description="Only these part ids (repeatable).")
 
 
@@ -141,10 +143,19 @@ def _wanted(fields: dict[bytes, bytes], parts: set[str]) -> bool:
 async def _replay(client: aredis.Redis, key: str, after: str
                   ) -> AsyncIterator[tuple[bytes, dict]]:
     """Entries after ``after`` up to now, in order; a ``reset`` marker first when history is
-    missing (``after`` older than the stream's first entry)."""
+    missing (``after`` older than the stream's first entry) or ``after`` is not in it at all
+    (newer than its last entry: nothing to replay)."""
     first = await client.xrange(key, count=1)
-    if not first or _parse(first[0][0]) > _parse(after):
+    if not first:
         yield b"", {}
+        return
+    if _parse(first[0][0]) > _parse(after):
+        yield b"", {}
+    else:
+        last = await client.xrevrange(key, count=1)
+        if _parse(last[0][0]) < _parse(after):  # (and no XRANGE from an id Redis refuses)
+            yield b"", {}
+            return
     start = f"({after}"
     while True:
         batch = await client.xrange(key, min=start, count=REPLAY_BATCH)
@@ -171,6 +182,9 @@ async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncItera
             async for entry_id, fields in _replay(the_hub.redis, the_hub.key, last_event_id):
                 if not entry_id:
                     yield f"event: reset\ndata: {json.dumps({'after': last_event_id})}\n\n"
+                    # NOTE: the client's id counts no more: what follows, replayed or live,
+                    # is all new to it (a future id would otherwise hide every live entry).
+                    sent = (0, 0)
                     continue
                 sent = _parse(entry_id)
                 if _wanted(fields, parts):
@@ -196,17 +210,23 @@ async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncItera
         the_hub.unsubscribe(queue)
 
 
-@router.get("/events", auth=None, response={200: None, 400: None}, summary=(
+@router.get("/events", auth=None, response={200: None, 400: None, 429: None}, summary=(
     "Server-Sent Events of committed stock and content changes (resume with Last-Event-ID)"),
-    openapi_extra={"responses": {"200": {"description": "text/event-stream: `id:` is the "
+    openapi_extra={"responses": {200: {"description": "text/event-stream: `id:` is the "
                    "stream id, `event:` is part, part_deleted, stock or reset, `data:` JSON",
                                       "content": {"text/event-stream": {"schema": {
-                                          "type": "string"}}}}}})
+                                          "type": "string"}}}},
+                                 429: {"description": "Too many connection attempts: see "
+                                       "Retry-After (docs/security.md)."}}})
 async def events(request: HttpRequest,
                  part: list[int] = PARTS,
                  last_event_id: str | None = Query(None, description=(
-                     "Resume after this id when the Last-Event-ID header cannot be sent."))):
-    resume = request.headers.get("Last-Event-ID") or last_event_id
+                     "Resume after this id when the Last-Event-ID header cannot be sent.")),
+                 last_event_id_header: str | None = Header(None, alias="Last-Event-ID",
+                                                           description=(
+                     "Resume after this stream id (EventSource sends it when it reconnects); "
+                     "an id the stream does not hold gives an `event: reset` first."))):
+    resume = last_event_id_header or last_event_id
     if resume and not _ID.fullmatch(resume):
         return HttpResponse('{"detail": "Last-Event-ID is not a stream id"}', status=400,
                             content_type="application/json")

@@ -62,6 +62,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # /api/: a JSON 413 for a body too big, rate limits per role (needs the user).
+    "sync.console.api_middleware.ApiGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into a 429 page.
@@ -280,6 +282,22 @@ LOGGING = {
         "config": {"level": LOG_LEVEL},
     },
 }
+
+# --------------------------------------------------------------------------- API guard
+
+# Rate limits per role on every API under /api/ (sync/console/ratelimit.py, docs/security.md),
+# counted in the cache Redis (REDIS_URL); "<n>/<second|minute|hour|day>" or "<n> per <k> minute".
+# When that Redis is unreachable, requests pass unlimited (fail open, DESIGN I1) and for
+# API_RATELIMIT_FAIL_OPEN_COOLDOWN seconds nobody waits on it again.
+API_RATELIMIT_ENABLED = env.bool("API_RATELIMIT_ENABLED", default=True)
+API_RATELIMIT_ANONYMOUS = env.str("API_RATELIMIT_ANONYMOUS", default="120/minute")  # per IP
+API_RATELIMIT_VIEWER = env.str("API_RATELIMIT_VIEWER", default="600/minute")  # per user
+API_RATELIMIT_OPERATOR = env.str("API_RATELIMIT_OPERATOR", default="1200/minute")  # per user
+API_RATELIMIT_EVENTS = env.str("API_RATELIMIT_EVENTS", default="30/minute")  # SSE connects
+API_RATELIMIT_FAIL_OPEN_COOLDOWN = env.float("API_RATELIMIT_FAIL_OPEN_COOLDOWN", default=5.0)
+# Request bodies (form fields and JSON, not file uploads) above this are refused: a JSON 413
+# under /api/ (sync/console/api_middleware.py). Django's own default, 2.5 MiB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 
 # --------------------------------------------------------------------------- ingestion
 

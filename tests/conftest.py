@@ -60,6 +60,14 @@ def _reset_clients() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _api_rate_limits_off(settings) -> None:
+    """The product limits every API (sync/console/ratelimit.py, on by default); most tests
+    send hundreds of requests from one client in seconds, so they run without the limits.
+    tests/security/test_ratelimit.py turns them on with small limits of its own."""
+    settings.API_RATELIMIT_ENABLED = False
+
+
+@pytest.fixture(autouse=True)
 def _empty_cache(request) -> Iterator[None]:
     """Every test starts with an empty cache Redis.
 

@@ -22,6 +22,7 @@ from django.views.csrf import csrf_failure as html_csrf_failure
 from django.views.decorators.cache import never_cache
 
 from sync.console import roles
+from sync.console.api_access import api_denial
 from sync.console.audit import record_staff_action
 from sync.console.dashboard import alert_data, dashboard_data, queue_data, run_data, sources_data
 from sync.console.masking import mask
@@ -52,7 +53,8 @@ def error(status: int, message: str, **extra: Any) -> JsonResponse:
 
 def endpoint(**checks: Callable[[Any], bool]) -> Callable[[View], View]:
     """The methods a view answers, each with the role check it needs (``GET=roles.can_view``);
-    405 for another method, 401 without a session, 403 without the role."""
+    405 for another method, 401 without a session, 403 for an account that is not staff or
+    lacks the role (``api_access``: the admin's rule, on every request)."""
 
     def decorate(view: View) -> View:
         @never_cache
@@ -63,10 +65,9 @@ def endpoint(**checks: Callable[[Any], bool]) -> Callable[[View], View]:
                 response = error(405, f"method {request.method} is not allowed here")
                 response["Allow"] = ", ".join(checks)
                 return response
-            if not request.user.is_authenticated:
-                return error(401, "authentication required: log in (session cookie)")
-            if not check(request.user):
-                return error(403, "permission denied: your console role does not allow this")
+            denial = api_denial(request.user, check)
+            if denial is not None:
+                return error(denial.status, denial.message)
             try:
                 return view(request, *args, **kwargs)
             except BadRequestError as e:
@@ -199,6 +200,15 @@ def config(request: HttpRequest) -> JsonResponse:
     if not changes:
         msg = "nothing to change: name at least one setting"
         raise BadRequestError(msg)
+    # The admin's field rules (roles.config_fields_changeable): a field the role sees masked
+    # is refused, not ignored, so the caller learns the change did not happen.
+    refused = sorted(set(changes) & set(roles.CONFIG_FIELDS)
+                     - set(roles.config_fields_changeable(request.user)))
+    if refused:
+        return error(403, "permission denied: your role may not change "
+                          f"{', '.join(refused)}",
+                     fields={name: ["your role may not change this setting"]
+                             for name in refused})
     try:
         updated = config_update(source=source, **changes)
     except ValidationError as e:

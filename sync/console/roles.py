@@ -31,7 +31,10 @@ ROLES: dict[str, tuple[str, ...]] = {
 
 
 def _active(user: Any) -> bool:
-    return bool(user is not None and user.is_authenticated and user.is_active)
+    # The admin's own rule (AdminSite.has_permission): a role counts only for an active staff
+    # account, in the admin and in every API alike (sync.console.api_access).
+    return bool(user is not None and user.is_authenticated and user.is_active
+                and user.is_staff)
 
 
 def can_view(user: Any) -> bool:
@@ -44,3 +47,25 @@ def can_operate(user: Any) -> bool:
 
 def can_view_pii(user: Any) -> bool:
     return _active(user) and user.has_perm(VIEW_PII)
+
+
+# sync_config: the settings an operator changes (admin form and PUT /api/sync/config alike)
+# and those among them that hold PII (alert recipients are e-mail addresses): a role that
+# sees those masked may not change them either, or it could redirect alert mail unseen.
+CONFIG_FIELDS: tuple[str, ...] = (
+    "enabled", "interval_seconds", "batch_size", "auto_recovery", "recipients",
+    "failure_threshold", "gap_threshold", "no_success_hours", "error_rate_threshold",
+    "permanent_failure_threshold", "long_run_minutes", "degradation_ratio",
+    "retry_queue_threshold", "oldest_intent_seconds", "dead_intent_threshold",
+    "retention_days")
+CONFIG_PII_FIELDS: tuple[str, ...] = ("recipients",)
+
+
+def config_fields_changeable(user: Any) -> tuple[str, ...]:
+    """The ``sync_config`` fields ``user`` may change: none without the operator role, the
+    PII ones only with the PII role too."""
+    if not can_operate(user):
+        return ()
+    if can_view_pii(user):
+        return CONFIG_FIELDS
+    return tuple(f for f in CONFIG_FIELDS if f not in CONFIG_PII_FIELDS)

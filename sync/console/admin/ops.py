@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from sync.console import roles
 from sync.console.admin.filters import DateRangeFilter
 from sync.console.admin.runs import RUN_TONES, run_link
 from sync.console.admin_base import ConsoleModelAdmin, badge
@@ -76,11 +77,7 @@ class SyncConfigForm(forms.ModelForm):
 
     class Meta:
         model = SyncConfig
-        fields = ("enabled", "interval_seconds", "batch_size", "auto_recovery", "recipients",
-                  "failure_threshold", "gap_threshold", "no_success_hours",
-                  "error_rate_threshold", "permanent_failure_threshold", "long_run_minutes",
-                  "degradation_ratio", "retry_queue_threshold", "oldest_intent_seconds",
-                  "dead_intent_threshold", "retention_days")
+        fields = roles.CONFIG_FIELDS  # the same field rules as PUT /api/sync/config
 
     def _post_clean(self) -> None:
         super()._post_clean()
@@ -102,7 +99,7 @@ class SyncConfigAdmin(ConsoleModelAdmin):
     list_filter = ("enabled",)
     search_fields = ("source",)
     ordering = ("source",)
-    pii_fields = ("recipients",)
+    pii_fields = roles.CONFIG_PII_FIELDS  # masked and read-only without the PII role
     pii_kinds = {"recipients": "emails"}
     fieldsets = (
         (None, {"fields": (("source", "version", "updated_at"), "enabled", "interval_seconds",
