@@ -19,8 +19,9 @@ from sync.console.admin.filters import (
     RunStatusFilter,
     RunTriggerFilter,
 )
+from sync.console.admin.run_page import phase_table, render, throughput_text
 from sync.console.admin_base import ConsoleModelAdmin, badge
-from sync.models import ErrorLog, RecordLog, SyncRun
+from sync.models import ErrorLog, RecordLog, SyncRun, SyncUpload
 from sync.redaction import redact
 
 RUN_TONES = {
@@ -90,14 +91,55 @@ class SyncRunAdmin(ConsoleModelAdmin):
                            ("dry_run", "batch_size"), ("phase", "cancel_requested"), "host",
                            "message")}),
         ("Timing", {"fields": (("created_at", "started_at", "finished_at"),
-                               ("duration_text", "throughput"), "phase_ms")}),
+                               ("duration_text", "throughput_text"), "phase_table")}),
         ("Rows", {"fields": (("rows_total", "rows_done"),
                              ("created", "updated", "unchanged", "failed", "gaps"),
-                             "errors_by_category", "logs")}),
-        ("Verification", {"fields": ("verification", "schema_report")}),
+                             "errors_table", "logs", "upload")}),
+        ("Verification", {"fields": ("verification_table", "schema_table")}),
         ("First errors", {"fields": ("error_table",)}),
     )
-    readonly_fields = ("status_badge", "duration_text", "logs", "error_table")
+    readonly_fields = ("status_badge", "duration_text", "logs", "error_table", "throughput_text",
+                       "phase_table", "errors_table", "verification_table", "schema_table",
+                       "upload")
+
+    # A run's stored results as tables (sync.console.admin.run_page), never raw JSON.
+    @admin.display(description="throughput")
+    def throughput_text(self, obj: SyncRun) -> str:
+        return throughput_text(obj.throughput)
+
+    @admin.display(description="phase timings")
+    def phase_table(self, obj: SyncRun) -> str:
+        return phase_table(obj.phase_ms or {})
+
+    @admin.display(description="errors by category")
+    def errors_table(self, obj: SyncRun) -> str:
+        return render(obj.errors_by_category or {})
+
+    @admin.display(description="verification")
+    def verification_table(self, obj: SyncRun) -> str:
+        if obj.dry_run:
+            return "Not verified: a dry run writes nothing to verify."
+        return render(obj.verification or {})
+
+    @admin.display(description="schema report")
+    def schema_table(self, obj: SyncRun) -> str:
+        return render(obj.schema_report or {})
+
+    @admin.display(description="uploaded file and rejected rows")
+    def upload(self, obj: SyncRun) -> str:
+        """The console upload the run read (if any), and its rejects file (operators)."""
+        found = SyncUpload.objects.filter(run_id=obj.pk).first() or SyncUpload.objects.filter(
+            preview_run_id=obj.pk).first()
+        parts = []
+        if found is not None:
+            parts.append(format_html('<a href="{}">upload {}</a> ({}, by {})',
+                                     reverse("admin:console_upload", args=[found.pk]),
+                                     found.pk, found.filename, found.uploaded_by))
+        if obj.failed:
+            parts.append(format_html('<a href="{}">rejected rows (CSV)</a> '
+                                     '<span class="quiet">(operators)</span>',
+                                     reverse("admin:console_run_rejects", args=[obj.pk])))
+        return format_html_join(" · ", "{}", ((p,) for p in parts)) if parts else "-"
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         term = search_term.strip()
