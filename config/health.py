@@ -1,7 +1,8 @@
 """``/health/`` (django-health-check) and ``/metrics`` (Prometheus).
 
-Health covers PostgreSQL, the cache Redis, the broker Redis and a Celery worker answering a
-ping. ``/metrics`` is for staff sessions or a scraper presenting ``METRICS_TOKEN``.
+Health covers PostgreSQL, the cache Redis (and whether it is warm), the broker Redis and a
+Celery worker answering a ping. ``/metrics`` is for staff sessions or a scraper presenting
+``METRICS_TOKEN``.
 
 ``/health/`` answers within about ``HEALTH_CHECK_TIMEOUT`` (0.8 s) whatever is down or hung:
 the checks run in parallel, each with that budget; a check that has not answered by then is
@@ -22,7 +23,7 @@ from health_check.base import HealthCheck, HealthCheckResult
 from health_check.checks import Database
 from health_check.contrib.celery import Ping
 from health_check.contrib.redis import Redis
-from health_check.exceptions import ServiceUnavailable
+from health_check.exceptions import ServiceUnavailable, ServiceWarning
 from health_check.views import HealthCheckView
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -68,8 +69,33 @@ class BrokerRedis(Redis):
 
 
 class CeleryWorker(Ping):
+    # Cut off at the budget (a first ping sets up its reply queue, a paused broker never
+    # answers): the words the check itself uses for no worker.
+    unanswered = "Celery workers unavailable: no answer"
+
     def __repr__(self) -> str:
         return "Celery worker"
+
+
+class CacheWarmth(HealthCheck):
+    """Is the cache Redis warm? After it lost its data (a restart, FLUSHALL) it says "cache
+    cold" / "cache warming, N%" until the automatic warm has finished (sync/cache/autowarm.py).
+    A cache Redis that does not answer is the "Cache Redis" check's to report."""
+
+    def __repr__(self) -> str:
+        return "Cache warmth"
+
+    def run(self) -> None:
+        from django.db import connections
+
+        from sync.cache import autowarm
+
+        try:
+            current = autowarm.state()
+        finally:
+            connections.close_all()  # this pool thread's own connection
+        if current.status in {autowarm.COLD, autowarm.WARMING}:
+            raise ServiceWarning(current.describe())
 
 
 class HealthView(HealthCheckView):
@@ -89,9 +115,10 @@ class HealthView(HealthCheckView):
             from sync.cache.connection import async_client
 
             yield SyncCacheRedis(client_factory=lambda: async_client(socket_timeout=_budget()))
+        yield CacheWarmth()
         yield BrokerRedis(client_factory=async_redis_factory(settings.CELERY_BROKER_URL))
         # The ping's own wait ends before the budget, so "no worker" is said as such.
-        yield CeleryWorker(app=app, timeout=timedelta(seconds=_budget() * 0.8), limit=1)
+        yield CeleryWorker(app=app, timeout=timedelta(seconds=_budget() / 2), limit=1)
 
     def get_executor(self):
         return nullcontext(_executor)
@@ -108,7 +135,8 @@ class _Bounded:
         try:
             return await asyncio.wait_for(self.check.get_result(executor), _budget())
         except TimeoutError:
-            error = ServiceUnavailable(f"no answer within {_budget():g} s")
+            unanswered = getattr(self.check, "unanswered", "no answer")
+            error = ServiceUnavailable(f"{unanswered} within {_budget():g} s")
             return HealthCheckResult(check=self.check, error=error, time_taken=_budget())
 
 

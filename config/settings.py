@@ -206,6 +206,13 @@ SYNC_WARM_BATCH = env.int("SYNC_WARM_BATCH", default=2000)
 # The catalog API's public reads: cache-first through the sync repository; False reads
 # PostgreSQL only (the benchmark's baseline, or an operator's switch).
 CATALOG_CACHE_READS = env.bool("CATALOG_CACHE_READS", default=True)
+# The automatic warm of a cache Redis that came back empty (sync/cache/autowarm.py): how
+# often a worker checks, its pace (rows/s, 0: unpaced), how long its lock outlives a worker
+# that died, and the least time between two starts while none finishes.
+SYNC_WARM_CHECK_INTERVAL = env.float("SYNC_WARM_CHECK_INTERVAL", default=5.0)
+SYNC_WARM_RATE = env.int("SYNC_WARM_RATE", default=20000)
+SYNC_WARM_LOCK = env.float("SYNC_WARM_LOCK", default=30.0)
+SYNC_WARM_RETRY = env.float("SYNC_WARM_RETRY", default=30.0)
 
 CELERY_BEAT_SCHEDULE = {
     "sync-replay": {"task": "sync.tasks.replay", "schedule": SYNC_REPLAY_INTERVAL},
@@ -214,6 +221,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --------------------------------------------------------------------------- mail, metrics
 
+    # A cold cache Redis starts warming by itself; a check no worker took is dropped.
+    "sync-warm-check": {"task": "sync.tasks.warm_check", "schedule": SYNC_WARM_CHECK_INTERVAL,
+                        "options": {"expires": SYNC_WARM_CHECK_INTERVAL}},
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="syncops@localhost")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from sync.cache import autowarm
 from sync.cache.replay import replay_pending
 from sync.cache.services import verify_models, warm_models
 
@@ -16,6 +17,17 @@ def replay() -> str:
 @shared_task(name="sync.tasks.warm")
 def warm(labels: list[str] | None = None) -> list[dict]:
     return [vars(p) for p in warm_models(labels)]
+
+
+@shared_task(name="sync.tasks.warm_check", ignore_result=True)
+def warm_check() -> str:
+    """Beat, every SYNC_WARM_CHECK_INTERVAL: a cold cache Redis starts warming by itself."""
+    return autowarm.ensure_warm(enqueue=warm_cold.delay).describe()
+
+
+@shared_task(name="sync.tasks.warm_cold", ignore_result=True)
+def warm_cold() -> str:
+    return autowarm.run_warm().describe()
 
 
 @shared_task(name="sync.tasks.verify")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-CHECKS = ("Database(alias='default')", "Cache Redis", "Broker Redis", "Celery worker")
+CHECKS = ("Database(alias='default')", "Cache Redis", "Cache warmth", "Broker Redis",
+          "Celery worker")
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 

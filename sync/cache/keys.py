@@ -30,3 +30,8 @@ def marker_key(tag: str = "") -> str:
 
 def pk_from_key(key: str, label: str) -> str:
     return key[len(settings.SYNC_KEY_PREFIX) + len(label) + 2:]
+
+
+def warm_key(part: str = "") -> str:
+    """The automatic warm's state hash, lock and start claim: one hash tag, one slot."""
+    return f"{settings.SYNC_KEY_PREFIX}:{{__warm__}}" + (f":{part}" if part else "")

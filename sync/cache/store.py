@@ -381,3 +381,20 @@ def advance_fence(epochs: dict[str, int]) -> None:
 
     calls = [(fence_key(), [label, epoch]) for label, epoch in epochs.items()]
     connection.run(lambda client: eval_many(client, "fence_advance", calls))
+
+
+def marker_tokens(*, create: bool) -> str:
+    """The data-loss markers of every primary as one string (what a warm is recorded for):
+    ``create`` sets a missing one (``lua/marker.lua``, as a writer does) and this process
+    remembers them as seen; without it a missing marker reads as ``-``."""
+
+    def operation(client: redis.Redis) -> str:
+        if create:
+            _fetch_markers(client)
+            return ",".join(f"{name}={_seen[name]}" for name in sorted(_seen))
+        tokens = {name: node.get(_marker(client, name))
+                  for name, node in connection.primaries(client).items()}
+        return ",".join(f"{name}={token.decode() if token else '-'}"
+                        for name, token in sorted(tokens.items()))
+
+    return connection.run(operation)

@@ -21,14 +21,17 @@ class WarmProgress:
     written: int
 
 
-def iter_rows(spec: SyncSpec, batch_size: int):
-    """Keyset pagination over a synced table: batches of (pk text, version, values)."""
+def iter_rows(spec: SyncSpec, batch_size: int, *, after: str | None = None):
+    """Keyset pagination over a synced table: batches of (pk text, version, values).
+
+    ``after``: start after this primary key (its text; a resumed warm)."""
     meta = spec.model._meta
     table, pk = connection.ops.quote_name(meta.db_table), connection.ops.quote_name(meta.pk.column)
+    pk_type = meta.pk.rel_db_type(connection)
     converters = converters_for(spec, "default")
-    last = None
+    last = after
     while True:
-        where = f"WHERE t.{pk} > %s " if last is not None else ""
+        where = f"WHERE t.{pk} > %s::{pk_type} " if last is not None else ""
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT t.{pk}, t.version, {select_columns(spec)} FROM {table} t "  # noqa: S608
@@ -53,6 +56,18 @@ def captured(batches: Iterator[list]) -> Iterator[tuple[list, store.Marks]]:
         yield batch, marks
 
 
+def write_batch(spec: SyncSpec, batch: list, marks: store.Marks) -> int:
+    """CAS-write one batch of ``iter_rows`` (one pipeline); how many rows were applied.
+    Redis data lost since ``marks`` were captured: the rows' intents again (``note_lost``)."""
+    states = [RowState(spec.label, pk, version, values) for pk, version, values in batch]
+    rows = [s.to_write(spec) for s in states]
+    applied = store.write_many(rows + [w for s in states for w in s.index_writes(spec)],
+                               marks=marks)
+    if marks.lost:
+        writer.note_lost(states)
+    return sum(applied[:len(rows)])
+
+
 def count_rows(spec: SyncSpec) -> int:
     return spec.model._base_manager.count()
 
@@ -62,13 +77,7 @@ def warm(spec: SyncSpec, *, batch_size: int | None = None,
     batch_size = batch_size or settings.SYNC_WARM_BATCH
     state = WarmProgress(spec.label, 0, count_rows(spec), 0)
     for batch, marks in captured(iter_rows(spec, batch_size)):
-        states = [RowState(spec.label, pk, version, values) for pk, version, values in batch]
-        rows = [s.to_write(spec) for s in states]
-        applied = store.write_many(rows + [w for s in states for w in s.index_writes(spec)],
-                                   marks=marks)
-        if marks.lost:
-            writer.note_lost(states)
-        state.written += sum(applied[:len(rows)])
+        state.written += write_batch(spec, batch, marks)
         state.done += len(batch)
         if progress:
             progress(state)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from sync.cache import autowarm
 from sync.cache.services import warm_models
 from sync.management.commands._progress import bar, engine_errors
 
@@ -16,8 +17,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("models", nargs="*", help="e.g. catalog.part (default: all synced)")
         parser.add_argument("--batch-size", type=int, default=None)
+        parser.add_argument(
+            "--cold", action="store_true",
+            help="run the automatic warm by hand (all models, resuming a stopped one, its "
+                 "progress on /health/ and the dashboard); what a worker does by itself")
 
-    def handle(self, *args, models, batch_size, verbosity, **options) -> None:
+    def handle(self, *args, models, batch_size, verbosity, cold, **options) -> None:
+        if cold:
+            self._cold(models, batch_size, verbosity)
+            return
         started = time.perf_counter()
 
         def progress(state) -> None:
@@ -34,3 +42,22 @@ class Command(BaseCommand):
             f"warmed {rows} rows of {len(results)} model(s) in {elapsed:.2f}s "
             f"({rows / elapsed if elapsed else 0:,.0f} rows/s); "
             f"{sum(r.written for r in results)} written, the rest already current")
+
+    def _cold(self, models: list[str], batch_size: int | None, verbosity: int) -> None:
+        if models:
+            msg = "--cold warms every synced model; name no model with it"
+            raise CommandError(msg)
+
+        def progress(state: autowarm.WarmState) -> None:
+            if verbosity >= 1:
+                self.stdout.write(f"\r{bar(state.done, state.total)}", ending="")
+
+        with engine_errors():
+            before = autowarm.state()
+            if before.running:
+                self.stdout.write(f"another warm is running: {before.describe()}")
+                return
+            after = autowarm.run_warm(batch_size=batch_size, progress=progress)
+        if verbosity >= 1:
+            self.stdout.write("")
+        self.stdout.write(f"was: {before.describe()}\nnow: {after.describe()}")

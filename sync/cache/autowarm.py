@@ -1,0 +1,193 @@
+"""The automatic warm: a cache Redis that came back empty refills itself (issue 17).
+
+The cache Redis has no persistence, so a restart or a FLUSHALL empties it; reads then fill
+one miss at a time and the cache stays mostly cold for as long as nobody runs ``sync_warm``.
+Here the data-loss markers (``store.Marks``) decide: a warm is recorded in Redis itself
+(``<prefix>:{__warm__}``, a hash: the markers it was made for, status, rows done of total,
+a keyset cursor per model), so the record goes when the data goes. Redis is **cold** when
+no record matches the markers it holds now (and PostgreSQL has rows to warm), **warming**
+while a warm for these markers is under way, **warm** once one finished.
+
+Where it runs: ``ensure_warm`` is cheap (three reads) and runs on a worker every
+``SYNC_WARM_CHECK_INTERVAL`` (beat's ``sync-warm-check``); when Redis is cold, or a warm was
+left half-done by a worker that died, it enqueues one ``sync.tasks.warm_cold`` — at most one
+start per ``SYNC_WARM_RETRY`` seconds (a claim key, lost with the data, so the first start
+after a loss is immediate). ``run_warm`` takes a lock (renewed with every batch, so a killed
+worker's lapses after ``SYNC_WARM_LOCK``), resumes from the recorded cursor, writes
+``SYNC_WARM_BATCH`` rows a pipeline at no more than ``SYNC_WARM_RATE`` rows/s, and records
+its progress after each batch. With no worker alive nothing warms: the web process never
+warms in a request (reads still fill their own misses); ``/health/`` and the dashboard say
+"cache cold" and ``manage.py sync_warm --cold`` runs the same warm by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from sync.cache import connection, store
+from sync.cache.declaration import synced_models
+from sync.cache.exceptions import CacheUnavailableError
+from sync.cache.keys import warm_key
+from sync.cache.warming import captured, count_rows, iter_rows, write_batch
+
+logger = logging.getLogger(__name__)
+
+COLD, WARMING, WARM, UNKNOWN = "cold", "warming", "warm", "unknown"
+
+
+@dataclass(frozen=True)
+class WarmState:
+    status: str
+    done: int = 0
+    total: int = 0
+    running: bool = False  # a warm holds the lock now
+    started_at: float | None = None
+    finished_at: float | None = None
+    detail: str = ""
+
+    @property
+    def percent(self) -> int:
+        if self.status == WARM:
+            return 100
+        # Rows added meanwhile may take done past total: never 100 before it is warm.
+        return min(99, self.done * 100 // self.total) if self.total else 0
+
+    def describe(self) -> str:
+        if self.status == WARM:
+            return "warm" if not self.total else f"warm ({self.total:,} rows warmed)"
+        if self.status == UNKNOWN:
+            return f"unknown: {self.detail}"
+        if self.status == COLD:
+            return ("cache cold, 0%: the cache Redis lost its data (or never had it) and no "
+                    "warm has started; a worker starts one by itself (sync.tasks.warm_check), "
+                    "or run manage.py sync_warm --cold")
+        where = ("under way" if self.running else
+                 "stopped (its worker died or no worker runs); it resumes when a worker "
+                 "takes it, or run manage.py sync_warm --cold")
+        return f"cache warming, {self.percent}% ({self.done:,} of {self.total:,} rows), {where}"
+
+
+def _read(client) -> tuple[dict[str, str], bool]:
+    recorded = {k.decode(): v.decode() for k, v in client.hgetall(warm_key()).items()}
+    return recorded, bool(client.exists(warm_key("lock")))
+
+
+def _has_rows() -> bool:
+    return any(spec.model._base_manager.exists() for spec in synced_models())
+
+
+def state() -> WarmState:
+    """Cold, warming or warm, from Redis' own record and markers (and PostgreSQL only when
+    there is no record: whether there is anything to warm)."""
+    try:
+        tokens = store.marker_tokens(create=False)
+        recorded, running = connection.run(_read)
+    except CacheUnavailableError:
+        return WarmState(UNKNOWN, detail="the cache Redis does not answer")
+    if recorded.get("token") != tokens:
+        return WarmState(COLD if _has_rows() else WARM, running=running)
+    finished = recorded.get("finished_at")
+    return WarmState(recorded["status"], int(recorded["done"]), int(recorded["total"]),
+                     running, float(recorded["started_at"]),
+                     float(finished) if finished else None)
+
+
+def ensure_warm(*, enqueue: Callable[[], object]) -> WarmState:
+    """Start the automatic warm when Redis is cold or a warm stopped half-way (see above)."""
+    current = state()
+    if current.status in {WARM, UNKNOWN} or current.running:
+        return current
+    retry_ms = int(settings.SYNC_WARM_RETRY * 1000)
+    if connection.run(lambda client: client.set(warm_key("start"), "1", nx=True, px=retry_ms)):
+        logger.warning("cache Redis %s: starting the automatic warm", current.describe())
+        enqueue()
+    return current
+
+
+def run_warm(*, batch_size: int | None = None,
+             progress: Callable[[WarmState], None] | None = None) -> WarmState:
+    """Warm every synced model for the markers Redis holds now, resuming a warm that stopped;
+    returns at once when another warm holds the lock."""
+    owner = secrets.token_hex(8)
+    lock_ms = int(settings.SYNC_WARM_LOCK * 1000)
+    if not connection.run(
+            lambda client: client.set(warm_key("lock"), owner, nx=True, px=lock_ms)):
+        return state()
+    try:
+        return _run(owner, lock_ms, batch_size or settings.SYNC_WARM_BATCH, progress)
+    finally:
+        with contextlib.suppress(CacheUnavailableError):
+            connection.run(lambda client: store.eval_keys(
+                client, "warm_unlock", [((warm_key("lock"),), [owner])]))
+
+
+def _run(owner: str, lock_ms: int, batch_size: int,
+         progress: Callable[[WarmState], None] | None) -> WarmState:
+    tokens = store.marker_tokens(create=True)
+    recorded, _running = connection.run(_read)
+    if recorded.get("token") != tokens:
+        recorded = {"token": tokens, "status": WARMING, "done": "0", "cursor": "{}",
+                    "total": str(sum(count_rows(spec) for spec in synced_models())),
+                    "started_at": repr(time.time())}
+        connection.run(lambda client: _start(client, recorded))
+        logger.info("automatic warm: %s rows to write", recorded["total"])
+    elif recorded["status"] == WARM:
+        return state()
+    else:
+        logger.info("automatic warm: resuming at %s of %s rows", recorded["done"],
+                    recorded["total"])
+    cursor: dict[str, str | bool] = json.loads(recorded["cursor"])
+    done, total, started = int(recorded["done"]), int(recorded["total"]), time.monotonic()
+    written = 0
+
+    def record(**fields: object) -> bool:
+        args = [owner, tokens, lock_ms]
+        for name, value in fields.items():
+            args += [name, value]
+        (ok,) = connection.run(lambda client: store.eval_keys(
+            client, "warm_progress", [((warm_key(), warm_key("lock")), args)]))
+        return bool(ok)
+
+    for spec in synced_models():
+        after = cursor.get(spec.label)
+        if after is True:
+            continue
+        for batch, marks in captured(iter_rows(spec, batch_size, after=after)):
+            write_batch(spec, batch, marks)
+            done, written, cursor[spec.label] = done + len(batch), written + len(batch), \
+                batch[-1][0]
+            if marks.lost or not record(done=done, cursor=json.dumps(cursor)):
+                logger.warning("automatic warm stopped: the cache Redis lost its data again "
+                               "(or another warm took over); the next check starts again")
+                return state()
+            if progress:
+                progress(WarmState(WARMING, done, total, running=True))
+            _pace(written, started)
+        cursor[spec.label] = True
+    record(status=WARM, done=done, cursor=json.dumps(cursor), finished_at=repr(time.time()))
+    logger.info("automatic warm finished: %s rows", done)
+    return state()
+
+
+def _start(client, recorded: dict[str, str]) -> None:
+    pipe = client.pipeline(transaction=not connection.is_cluster(client))
+    pipe.delete(warm_key())
+    pipe.hset(warm_key(), mapping=recorded)
+    pipe.execute()
+
+
+def _pace(written: int, started: float) -> None:
+    """No more than SYNC_WARM_RATE rows/s (0: as fast as PostgreSQL and Redis go)."""
+    rate = settings.SYNC_WARM_RATE
+    if rate > 0:
+        ahead = written / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
