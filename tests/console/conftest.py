@@ -290,6 +290,7 @@ def fill_parameter(name: str, model_admin: Any, objects: dict[str, Any]) -> list
         "object_id": lambda: part.pk,  # the view_on_site shortcut's object: a part
         "id": lambda: User.objects.order_by("pk").values_list("pk", flat=True)[0],  # password
         "run_id": lambda: objects["run"].pk,
+        "upload_id": lambda: _an_upload(objects).pk,
         "alert_id": lambda: objects["alert"].pk,
         "source": lambda: "buyers",
         "part_id": lambda: part.pk,
@@ -300,6 +301,18 @@ def fill_parameter(name: str, model_admin: Any, objects: dict[str, Any]) -> list
         msg = f"no real value for URL parameter <{name}>: add one to fill_parameter"
         raise UnfillableParameterError(msg)
     return [str(fixed[name]())]
+
+
+def _an_upload(objects: dict[str, Any]) -> Any:
+    """A console upload previewed by the world's run (its content purged: nothing to read)."""
+    from sync.models import SyncUpload
+
+    if "upload" not in objects:
+        objects["upload"] = SyncUpload.objects.create(
+            source="buyers", filename="buyers.csv", size=1, sha256="0" * 64,
+            token="00000000-0000-4000-8000-000000000015", key_id="k", content=b"",
+            uploaded_by="someone", preview_run_id=objects["run"].pk)
+    return objects["upload"]
 
 
 def _fill_piece(piece: str, model_admin: Any, objects: dict[str, Any]) -> list[str]:

@@ -38,7 +38,10 @@ OPERATOR_EDITABLE = {"sync.syncconfig"}
 # Third-party admins that refuse adds to everyone (django-axes: its rows are its own).
 NO_ADD = {"axes.accessattempt", "axes.accesslog", "axes.accessfailurelog"}
 # Console pages that change something: POST only, for operators.
-ACTION_WORDS = {"start", "cancel", "acknowledge", "retry", "discard", "resync", "verify"}
+ACTION_WORDS = {"start", "cancel", "acknowledge", "retry", "discard", "resync", "verify",
+                "upload", "confirm", "preview"}
+# Console downloads only operators may read (a run's rejected rows: sheet content).
+OPERATOR_DOWNLOADS = ("rejects.csv",)
 API_DOCUMENTS = {"/api/openapi.json", "/api/docs"}
 STREAMS = {"/api/events"}
 WRITE_METHODS = ("post", "put", "patch", "delete")
@@ -147,6 +150,8 @@ def admin_rules(route: Route, method: str) -> Matrix | None:
         return staff(OK) if app in CONSOLE_APPS else staff(NOT_FOUND, superuser=OK)
     if route.template.endswith("(?P<url>.*)$"):
         return staff(NOT_FOUND) if method == "get" else None
+    if path.startswith("/admin/console/") and path.endswith(OPERATOR_DOWNLOADS):
+        return operators(OK) if method == "get" else staff(NOT_ALLOWED)
     if path.startswith("/admin/console/"):  # the console's own pages (dashboard engineer)
         acting = path.rstrip("/").rsplit("/", 1)[-1] in ACTION_WORDS
         if method == "get":
