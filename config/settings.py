@@ -368,3 +368,17 @@ CELERY_BEAT_SCHEDULE["sync-archive-logs"] = {
 SYNC_HEARTBEAT_INTERVAL = env.float("SYNC_HEARTBEAT_INTERVAL", default=5.0)
 SYNC_WORKER_STALE_AFTER = env.float("SYNC_WORKER_STALE_AFTER", default=30.0)
 SYNC_WATCHDOG_INTERVAL = env.float("SYNC_WATCHDOG_INTERVAL", default=10.0)
+# The consistency sampler (sync/ops/sampler.py, a beat task): every SYNC_SAMPLER_INTERVAL
+# seconds it samples up to SYNC_SAMPLER_RECENT recent writes per synced model and
+# SYNC_SAMPLER_RANDOM random rows, keeps samples SYNC_SAMPLER_RETENTION seconds, and alerts
+# (consistency_slo) when the share consistent within 10 s over SYNC_SAMPLER_SLO_WINDOW seconds
+# (with at least SYNC_SAMPLER_MIN_SAMPLES samples) is below SYNC_CONSISTENCY_SLO.
+SYNC_SAMPLER_INTERVAL = env.float("SYNC_SAMPLER_INTERVAL", default=2.0)
+SYNC_SAMPLER_RECENT = env.int("SYNC_SAMPLER_RECENT", default=20)
+SYNC_SAMPLER_RANDOM = env.int("SYNC_SAMPLER_RANDOM", default=5)
+SYNC_SAMPLER_RETENTION = env.float("SYNC_SAMPLER_RETENTION", default=3600.0)
+SYNC_SAMPLER_SLO_WINDOW = env.float("SYNC_SAMPLER_SLO_WINDOW", default=300.0)
+SYNC_SAMPLER_MIN_SAMPLES = env.int("SYNC_SAMPLER_MIN_SAMPLES", default=20)
+SYNC_CONSISTENCY_SLO = env.float("SYNC_CONSISTENCY_SLO", default=0.9999)
+CELERY_BEAT_SCHEDULE["sync-consistency-sampler"] = {
+    "task": "sync.tasks.sample_consistency", "schedule": SYNC_SAMPLER_INTERVAL}

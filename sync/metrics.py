@@ -33,6 +33,7 @@ def refresh_gauges() -> None:
     RETRY_QUEUE_SIZE.labels("dead").set(figures["dead"])
     RETRY_QUEUE_OLDEST.set(figures["oldest_seconds"])
     refresh_ops_gauges()
+    refresh_consistency_gauges()
 
 
 # --------------------------------------------------------------------------- operations
@@ -67,3 +68,35 @@ def refresh_ops_gauges() -> None:
         "alert_type", "severity").annotate(n=Count("id")).order_by()
     for alert_type, severity, count in open_alerts:
         ALERTS_OPEN.labels(alert_type, severity).set(count)
+
+
+# --------------------------------------------------------------------------- consistency
+
+CONSISTENCY_WITHIN = Gauge(
+    "sync_consistency_within_ratio",
+    "Share of sampled writes consistent in Redis within the window (the sampler)", ["window"])
+CONSISTENCY_NINES = Gauge(
+    "sync_consistency_nines", "-log10 of the inconsistent share within the window "
+    "(absent when every sample agrees)", ["window"])
+CONSISTENCY_SAMPLES = Gauge(
+    "sync_consistency_samples", "Samples behind the figure of the window", ["window"])
+CONSISTENCY_UNREACHABLE = Gauge(
+    "sync_consistency_unreachable_samples",
+    "Samples whose last check could not read the cache Redis")
+
+
+def refresh_consistency_gauges() -> None:
+    """The sampler's figures over its SLO window (``sync.ops.sampler``, one query)."""
+    from sync.ops.sampler import consistency_figures
+
+    figures = consistency_figures()
+    for gauge in (CONSISTENCY_WITHIN, CONSISTENCY_NINES, CONSISTENCY_SAMPLES):
+        gauge.clear()  # a window without samples has no figure, not an old one
+    for seconds, window in figures.windows.items():
+        label = f"{seconds}s"
+        CONSISTENCY_SAMPLES.labels(label).set(window.samples)
+        if window.fraction is not None:
+            CONSISTENCY_WITHIN.labels(label).set(window.fraction)
+            if window.fraction < 1:
+                CONSISTENCY_NINES.labels(label).set(window.nines)
+    CONSISTENCY_UNREACHABLE.set(figures.unreachable)

@@ -64,3 +64,13 @@ def _check_after_ingest(sender=None, args=None, kwargs=None, **_extra) -> None:
     if sender is not None and sender.name == OPS_INGEST_TASK:
         source = (kwargs or {}).get("source") or (args or [None])[0]
         ops_check_service(source=source)
+
+
+# --------------------------------------------------------------------------- consistency
+
+from sync.ops.sampler import sampler_tick  # noqa: E402
+
+
+@shared_task(name="sync.tasks.sample_consistency", ignore_result=True, expires=10)
+def sample_consistency() -> str:
+    return str(sampler_tick())

@@ -141,9 +141,49 @@
       });
     }
 
+    /* The sampler's live consistency (figure, windows, per-minute trend) and the processes'
+     * heartbeats; both absent from an older server's answer. */
+    function liveConsistency(l) {
+      if (!l) { return; }
+      var figure = text("#live-consistency-figure", l.headline);
+      if (figure) { figure.className = "figure " + l.state; }
+      var ten = l.windows[1];
+      var line = ten.samples ? "within 10 s, live" + l.windows.map(function (w) {
+        return " · " + w.seconds + " s " + w.percent; }).join("") +
+        (ten.nines !== null ? " · " + ten.nines + " nines" : "") + " · " + ten.samples + " samples"
+        : "no samples in the last " + Math.round(l.over_seconds) + " s: is a worker running the sampler?";
+      if (l.unreachable) { line += " · " + l.unreachable + " not checkable: cache Redis unreachable"; }
+      text("#live-consistency-text", line);
+      var svg = $("#live-consistency-trend");
+      if (!svg) { return; }
+      svg.textContent = "";
+      l.bars.forEach(function (b) {
+        var rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+        [["class", b["class"]], ["x", b.x], ["y", b.y], ["width", 6], ["height", b.height]].forEach(
+          function (pair) { rect.setAttribute(pair[0], String(pair[1])); });
+        var title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+        title.textContent = b.title;
+        rect.appendChild(title);
+        svg.appendChild(rect);
+      });
+    }
+
+    function processes(list) {
+      var facts = $("#processes");
+      if (!facts || !list) { return; }
+      facts.textContent = "";
+      list.forEach(function (p) {
+        facts.appendChild(el("dt", {}, [p.kind + " " + p.node]));
+        facts.appendChild(el("dd", { "class": p.alive ? "good" : "bad" }, [
+          (p.alive ? "alive" : "silent") + " · " + p.restarts + " restart" + (p.restarts === 1 ? "" : "s")]));
+      });
+    }
+
     poll(root.dataset.url, Number(root.dataset.interval), function (data) {
       health(data.health);
       queue(data.queue);
+      liveConsistency(data.live_consistency);
+      processes(data.processes);
       sources(data.sources);
       alerts(data.alerts, data.open_alerts);
       live.classList.remove("stale");
@@ -205,6 +245,9 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    // The bars' widths come as data (the Content-Security-Policy allows no style attribute).
+    Array.prototype.forEach.call(document.querySelectorAll(".progress-bar[data-percent]"),
+      function (bar) { bar.style.width = bar.dataset.percent + "%"; });
     var root = document.getElementById("console-dashboard");
     if (root) { dashboard(root); }
     root = document.getElementById("console-sync");

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -115,6 +116,59 @@ def consistency_data() -> dict | None:
             "repaired": last.repaired, "models": sorted(last.by_model)}
 
 
+LIVE_TREND_MINUTES = 30
+LIVE_BAR_HEIGHT = 40  # px of a minute at 5 nines or more (the scale is nines, not percent)
+
+
+def _percent(fraction: float | None) -> str:
+    """99.991%, but 100% only when nothing at all is off; a dash without samples."""
+    if fraction is None:
+        return "\u2013"  # an en dash
+    return "100%" if fraction >= 1 else f"{min(fraction * 100, 99.999):.3f}%"
+
+
+def live_consistency_data() -> dict:
+    """The sampler's figures (sync.ops.sampler): consistent within 1 / 10 / 60 s of a write
+    over its window, and a per-minute trend of the 10 s figure drawn on a scale of nines."""
+    from sync.ops.sampler import consistency_figures, consistency_trend
+
+    figures = consistency_figures()
+    windows = [{"seconds": w.seconds, "samples": w.samples, "fraction": w.fraction,
+                "percent": _percent(w.fraction),
+                "nines": None if w.nines is None or math.isinf(w.nines) else round(w.nines, 2)}
+               for w in figures.windows.values()]
+    ten = figures.windows[10]
+    slo = settings.SYNC_CONSISTENCY_SLO
+    state = ("quiet" if ten.fraction is None else "good" if ten.fraction >= 1
+             else "warn" if ten.fraction >= slo and not figures.unreachable else "bad")
+    bars = []
+    for i, minute in enumerate(consistency_trend(minutes=LIVE_TREND_MINUTES)):
+        fraction = minute["fraction"]
+        if fraction is None:
+            continue
+        nines = 5.0 if fraction >= 1 else min(5.0, -math.log10(1 - fraction))
+        height = max(1, round(nines / 5 * LIVE_BAR_HEIGHT))
+        bars.append({"x": i * 8, "y": LIVE_BAR_HEIGHT - height, "height": height,
+                     "class": "trend-rows" if fraction >= slo else "trend-errors",
+                     "title": f"{minute['minute'][11:16]} UTC: {_percent(fraction)} within "
+                              f"10 s ({minute['samples']} samples)"})
+    return {"windows": windows, "headline": _percent(ten.fraction), "state": state,
+            "unreachable": figures.unreachable, "over_seconds": figures.over_seconds,
+            "slo": slo, "bars": bars, "bar_height": LIVE_BAR_HEIGHT}
+
+
+def processes_data() -> list[dict]:
+    """Workers, beat and web processes by their heartbeats: alive or silent, and restarts."""
+    from sync.models import ProcessHeartbeat
+
+    stale = timezone.now() - timedelta(seconds=settings.SYNC_WORKER_STALE_AFTER)
+    return [{"kind": p.kind, "node": p.node, "pid": p.pid, "restarts": p.restarts,
+             "alive": p.stopped_at is None and p.last_seen_at >= stale,
+             "started_at": iso(p.started_at), "last_seen_at": iso(p.last_seen_at)}
+            for p in ProcessHeartbeat.objects.exclude(kind=ProcessHeartbeat.Kind.WEB)
+            .order_by("kind", "node")]
+
+
 def _latest(runs) -> dict[str, SyncRun]:
     return {run.source: run for run in runs.order_by("source", "-created_at", "-pk")
             .distinct("source")}
@@ -192,6 +246,8 @@ def dashboard_data(*, health: bool = True) -> dict:
         "health": health_checks() if health else None,
         "queue": queue_data(),
         "consistency": consistency_data(),
+        "live_consistency": live_consistency_data(),
+        "processes": processes_data(),
         "sources": sources,
         "sources_error": sources_error,
         "alerts": alerts,

@@ -355,7 +355,8 @@ def test_dashboard_shape_and_live_queue_figures(client_for) -> None:
     viewer = client_for("viewer")
     data = viewer.get(API + "dashboard?health=0").json()
     assert set(data) == {"generated_at", "health", "queue", "consistency", "sources",
-                         "sources_error", "alerts", "open_alerts", "trend"}
+                         "sources_error", "alerts", "open_alerts", "trend",
+                         "live_consistency", "processes"}
     assert data["health"] is None
     assert data["queue"] == {"pending": 0, "dead": 0, "oldest_seconds": 0.0}
     assert [s["source"] for s in data["sources"]] == ["buyers", "sellers"]
