@@ -52,6 +52,18 @@ def run_manage(*args: str) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, check=True)
 
 
+def web_server_argv(host: str, port: int) -> list[str]:
+    """The ASGI server as the demo runs it.
+
+    NOTE: ``--no-proxy-headers``: by default uvicorn takes the client's address from the
+    ``X-Forwarded-For`` of any peer on 127.0.0.1, which anyone on the machine can write (and
+    rotate past the login lock-out). The address is the peer's; when proxies stand in front,
+    the project's own rule reads the header (``TRUSTED_PROXY_COUNT``, docs/security.md).
+    """
+    return [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", host,
+            "--port", str(port), "--timeout-graceful-shutdown", "3", "--no-proxy-headers"]
+
+
 def spawn(name: str, argv: list[str]) -> subprocess.Popen:
     # Each child leads its own process group: Ctrl-C reaches only us, and we can stop the
     # child together with anything it forked (the worker's pool processes).
@@ -254,9 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--schedule", str(services.directory / "celerybeat-schedule")],
             # NOTE: an ASGI server, not runserver: /api/events (Server-Sent Events) holds each
             # client open, and one uvicorn process holds thousands of them on its event loop.
-            "web server": [
-                PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", args.host,
-                "--port", str(args.port), "--timeout-graceful-shutdown", "3"],
+            "web server": web_server_argv(args.host, args.port),
         }, on_restart=lambda: _save_state(services, owned, children))
         for name in supervisor.argvs:
             supervisor.start(name)

@@ -66,6 +66,10 @@ MIDDLEWARE = [
     "sync.console.api_middleware.ApiGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Ends idle and too-old sessions before any view sees the user; records 401/403 answers
+    # on /api/ and /admin/ in the security log (sync/console/security.py).
+    "sync.console.security.SessionLifetimeMiddleware",
+    "sync.console.security.SecurityLogMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into a 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -247,6 +251,33 @@ HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=0.8)
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
 AXES_RESET_ON_SUCCESS = True
+# Locked: a username from one address. Not the address alone (a whole office behind one proxy
+# would be locked by one person's typos), not the username alone (anyone could lock anyone
+# out); a spray over many users or addresses raises the login_failures alert instead.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The client's address by the project's one rule (sync/access.py, docs/security.md).
+AXES_CLIENT_IP_CALLABLE = "sync.access.client_ip"
+# How many proxies of ours stand in front of the web server: X-Forwarded-For is believed for
+# exactly these hops. 0: the peer address (REMOTE_ADDR), the header is ignored. The ASGI
+# server must not rewrite the peer itself (uvicorn --no-proxy-headers, docs/security.md).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    _msg = f"TRUSTED_PROXY_COUNT={TRUSTED_PROXY_COUNT}: use 0 (no proxy) or the number of proxies"
+    raise ImproperlyConfigured(_msg)
+
+# Sessions (sync/console/security.py): in PostgreSQL with the user id indexed, so a password
+# change, a deactivation or a removed staff flag deletes all of the user's sessions at once.
+# A session ends after SESSION_IDLE_TIMEOUT seconds without a request and, whatever the
+# activity, SESSION_ABSOLUTE_LIFETIME seconds after the login.
+SESSION_ENGINE = "sync.console.session_store"
+SESSION_IDLE_TIMEOUT = env.int("SESSION_IDLE_TIMEOUT", default=30 * 60)
+SESSION_ABSOLUTE_LIFETIME = env.int("SESSION_ABSOLUTE_LIFETIME", default=12 * 3600)
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_LIFETIME  # neither cookie nor row outlives the session
+SESSION_COOKIE_HTTPONLY = True
+# The security log's alert (sync/ops/security_log.py): this many failed logins within this
+# many minutes, over all users and addresses.
+SECURITY_ALERT_LOGIN_FAILURES = env.int("SECURITY_ALERT_LOGIN_FAILURES", default=20)
+SECURITY_ALERT_WINDOW_MINUTES = env.float("SECURITY_ALERT_WINDOW_MINUTES", default=10.0)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

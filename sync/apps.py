@@ -10,3 +10,7 @@ class SyncConfig(AppConfig):
         from sync.cache import signals
 
         signals.connect()
+        # The security log's receivers (logins, user and group changes; issue 16).
+        from sync.console import security
+
+        security.connect()

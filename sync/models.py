@@ -190,6 +190,7 @@ class CacheVerification(models.Model):
 from sync.models_console import StaffAction  # noqa: E402
 from sync.models_ingest import ErrorLog, RecordLog, RecordRetry, SyncRun, SyncUpload  # noqa: E402
 from sync.models_ops import AlertMail, SyncAlert, SyncConfig, SyncHealthMetric, SyncMetric  # noqa: E402
+from sync.models_security import SecurityEvent, UserSession  # noqa: E402
 from sync.models_observe import ConsistencySample, ProcessHeartbeat  # noqa: E402
 
 __all__ = [
@@ -200,6 +201,7 @@ __all__ = [
     "ProcessHeartbeat",
     "RecordLog",
     "RecordRetry",
+    "SecurityEvent",
     "StaffAction",
     "SyncAlert",
     "SyncConfig",
@@ -210,4 +212,5 @@ __all__ = [
     "SyncRun",
     "SyncUpload",
     "SyncedModel",
+    "UserSession",
 ]

@@ -6,13 +6,11 @@ from typing import Any
 
 from django.http import HttpRequest
 
+# The one rule for the client's address (TRUSTED_PROXY_COUNT), re-exported for callers here.
+from sync.access import client_ip
 from sync.models import StaffAction
 
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The peer address. NOTE: ``X-Forwarded-For`` is not trusted here: behind a proxy, set
-    ``REMOTE_ADDR`` from it in the proxy layer, where it is known which hops are ours."""
-    return request.META.get("REMOTE_ADDR") or None
+__all__ = ["client_ip", "record_staff_action"]
 
 
 def record_staff_action(request: HttpRequest, *, action: str, target: str = "",

@@ -145,6 +145,7 @@ def make_console_rows(*, raw_free_text: bool = False) -> dict[str, object]:
         ErrorLog,
         RecordLog,
         RecordRetry,
+        SecurityEvent,
         StaffAction,
         SyncAlert,
         SyncConfig,
@@ -208,10 +209,14 @@ def make_console_rows(*, raw_free_text: bool = False) -> dict[str, object]:
     action = StaffAction.objects.create(username="someone", action="cache.resync",
                                         target="buyers.buyer", details={"rows": 1},
                                         ip="10.0.0.1")
+    security_event = SecurityEvent.objects.create(kind="denied", username="someone",
+                                                  ip="10.0.0.1", path="/api/sync/config",
+                                                  status_code=403, details={"method": "PUT"})
     return {"buyer": buyer, "seller": seller, "property": prop, "customer": customer,
             "order": order, "part": part, "run": run, "record": record, "error": error,
             "alert": alert, "retry": retry, "intent": intent, "config": config,
-            "metric": metric, "health": health, "action": action}
+            "metric": metric, "health": health, "action": action,
+            "security_event": security_event}
 
 
 def make_world(*, raw_free_text: bool = False) -> dict[str, object]:

@@ -12,7 +12,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections
 from django.utils import timezone
 
-from sync.models import ErrorLog, RecordLog, SyncRun
+from sync.models import ErrorLog, RecordLog, SecurityEvent, SyncRun
 from sync.ops.config import config_update
 from sync.ops.retention import (
     LOCK_KEY,
@@ -26,7 +26,8 @@ from tests.subprocesses import run_python
 
 
 def _expired(runs: int = 5, rows: int = 7) -> dict[str, list[dict]]:
-    """Runs, record logs and error logs from 100 days ago, plus fresh ones of each."""
+    """Runs, record logs, error logs and security events from 100 days ago, plus fresh ones
+    of each."""
     old = timezone.now() - timedelta(days=100)
     for n in range(runs):
         run = make_run(ago=timedelta(days=100, minutes=n), phase_ms={"fetch": n},
@@ -40,9 +41,13 @@ def _expired(runs: int = 5, rows: int = 7) -> dict[str, list[dict]]:
     RecordLog.objects.create(run_id=fresh.pk, row_number=2, action="created")
     ErrorLog.objects.create(run_id=fresh.pk, source="probe", category="schema", reason="x")
     make_run(status=SyncRun.Status.RUNNING, ago=timedelta(days=100))  # never archived
+    SecurityEvent.objects.bulk_create(
+        SecurityEvent(kind="login_failed", ip="192.0.2.7", created_at=old - timedelta(hours=n),
+                      details={"unknown_username": True}) for n in range(3))
+    SecurityEvent.objects.create(kind="login", username="fresh")
     cutoff = timezone.now() - timedelta(days=90)
     return {model._meta.db_table: _json(model.objects.filter(created_at__lt=cutoff))
-            for model in (RecordLog, ErrorLog, SyncRun)}
+            for model in (RecordLog, ErrorLog, SyncRun, SecurityEvent)}
 
 
 def _json(queryset) -> list[dict]:
@@ -60,14 +65,17 @@ def test_the_archive_round_trips_and_the_rows_are_gone(tmp_path) -> None:
     progress = []
     counts = archive_logs(directory=tmp_path, batch_size=4,
                           progress=lambda table, n: progress.append((table, n)))
-    assert counts == {"sync_record_logs": 35, "sync_error_logs": 5, "sync_audit_logs": 5}
+    assert counts == {"sync_record_logs": 35, "sync_error_logs": 5, "sync_audit_logs": 5,
+                      "sync_security_events": 3}
     for table, rows in expected.items():
         assert _archived(tmp_path, table) == rows
     assert len(archive_files(tmp_path, "sync_record_logs")) == 9  # batches of four
-    assert progress[-1] == ("sync_audit_logs", 5)
+    assert ("sync_audit_logs", 5) in progress
+    assert progress[-1] == ("sync_security_events", 3)
     assert RecordLog.objects.count() == 1
     assert ErrorLog.objects.count() == 1
     assert SyncRun.objects.count() == 2  # the fresh one and the one still running
+    assert list(SecurityEvent.objects.values_list("username", flat=True)) == ["fresh"]
     assert archive_logs(directory=tmp_path) == dict.fromkeys(expected, 0)  # idempotent
 
 

@@ -4,6 +4,6 @@
 register their own models in their ``admin.py`` on ``sync.console.admin_base``.
 """
 
-from sync.console.admin import ops, queues, runs
+from sync.console.admin import ops, queues, runs, security
 
-__all__ = ["ops", "queues", "runs"]
+__all__ = ["ops", "queues", "runs", "security"]
