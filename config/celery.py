@@ -11,11 +11,14 @@ import socket
 from celery import Celery
 from celery.signals import beat_init, worker_ready, worker_shutdown
 
+from config.request_id import connect_celery_signals
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("syncops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+connect_celery_signals()  # the request id travels with the tasks a request enqueues
 
 _heartbeats: list = []
 

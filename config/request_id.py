@@ -59,3 +59,36 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current.get()
         return True
+
+
+# --------------------------------------------------------------------------- Celery tasks
+# The request's id travels with every task it enqueues (a message header), and a task sets it
+# as its own while it runs, so a worker's log lines and what the task records carry the id of
+# the request that caused them; a task enqueued by a task inherits it. A task nobody's request
+# enqueued (beat) runs under "task-<task id>".
+
+TASK_HEADER = "syncops_request_id"
+
+
+def _carry(headers=None, **_extra) -> None:
+    request_id = current.get()
+    if headers is not None and request_id != "-":
+        headers.setdefault(TASK_HEADER, request_id)
+
+
+def _adopt(task_id=None, task=None, **_extra) -> None:
+    given = getattr(task.request, TASK_HEADER, None) if task is not None else None
+    current.set(given if isinstance(given, str) and _VALID.fullmatch(given)
+                else f"task-{task_id}")
+
+
+def _forget(**_extra) -> None:
+    current.set("-")
+
+
+def connect_celery_signals() -> None:
+    from celery.signals import before_task_publish, task_postrun, task_prerun
+
+    before_task_publish.connect(_carry, weak=False, dispatch_uid="syncops.request_id.carry")
+    task_prerun.connect(_adopt, weak=False, dispatch_uid="syncops.request_id.adopt")
+    task_postrun.connect(_forget, weak=False, dispatch_uid="syncops.request_id.forget")

@@ -1,0 +1,74 @@
+"""One correlation id from the web request into the Celery task it enqueues: a manual sync
+started with ``X-Request-ID`` runs on a real worker (through the real broker), and every log
+line the task writes carries the request's id; a task no request enqueued gets its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from config import request_id
+from tests.console.conftest import client_for, role_users  # noqa: F401 - fixtures
+from tests.console.sources import buyers_sheet, ensure_roles, sources_file
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+class Recorder(logging.Handler):
+    """Each record with the request id that was current when it was logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[str, str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.name, record.getMessage(), request_id.current.get()))
+
+
+@pytest.fixture
+def recorder(settings, tmp_path):
+    ensure_roles()
+    settings.SYNC_INGEST_SOURCES_FILE = str(sources_file(tmp_path))
+    buyers_sheet(tmp_path, 30, bad=3)
+    handler = Recorder()
+    logger = logging.getLogger("sync")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_a_requests_id_reaches_the_task_it_enqueues(client_for, celery_worker,  # noqa: F811
+                                                    recorder) -> None:
+    operator = client_for("operator")
+    response = operator.post("/api/sync/manual", json.dumps({"source": "buyers"}),
+                             content_type="application/json",
+                             HTTP_X_REQUEST_ID="corr-test-42")
+    assert response.status_code == 202
+    assert response["X-Request-ID"] == "corr-test-42"
+    progress = response.json()["progress_url"]
+    wait_until(lambda: operator.get(progress).json()["run"]["finished"], timeout=60,
+               what="the manual sync finished on the worker")
+
+    from_task = [(name, rid) for name, _msg, rid in recorder.lines
+                 if name.startswith("sync.ingest")]
+    assert from_task, "the ingestion task logged nothing"
+    assert {rid for _name, rid in from_task} == {"corr-test-42"}
+
+
+def test_a_task_no_request_enqueued_runs_under_its_own_id(celery_app, celery_worker,
+                                                          recorder) -> None:
+    token = request_id.current.set("-")  # outside any request (an earlier test made one)
+    try:
+        result = celery_app.send_task("sync.tasks.ops_check")
+    finally:
+        request_id.current.reset(token)
+    wait_until(lambda: any(name == "sync.ops.checks" for name, *_ in recorder.lines),
+               timeout=30, what="the ops check's log line")
+    (rid,) = {rid for name, _msg, rid in recorder.lines if name == "sync.ops.checks"}
+    assert rid == f"task-{result.id}"
