@@ -50,7 +50,7 @@ def replay_pending(*, batch_size: int | None = None, max_batches: int | None = N
         result.claimed += len(claimed)
         marks = store.capture()  # before the rows are read: see store.Marks
         states = _states(claimed)
-        if write_states(states, marks=marks):
+        if write_states(states, marks=marks, source=store.REPLAY):
             result.written += len(states)
         else:
             result.failed += len(states)

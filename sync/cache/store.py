@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import random
 import secrets
+import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -260,8 +261,12 @@ def ttl_ms(seconds: float, jitter: float) -> int:
     return int(seconds * 1000 * (1 + random.random() * jitter))  # noqa: S311
 
 
+# Who wrote a key last, per kind (``cas_write.lua``'s field w<kind>): sync/cache/inspect.py.
+WRITE_THROUGH, REPLAY, WARM, REPAIR = "w", "r", "m", "v"
+
+
 def write_many(writes: list[CacheWrite], *, replace_equal: bool = False,
-               wait: bool = False, marks: Marks | None = None) -> list[bool]:
+               wait: bool = False, marks: Marks | None = None, source: str = "") -> list[bool]:
     """CAS-write every row in one round trip; True where the write was applied.
 
     ``replace_equal`` also overwrites entries at the same version (repair of corruption).
@@ -273,8 +278,9 @@ def write_many(writes: list[CacheWrite], *, replace_equal: bool = False,
     if not writes:
         return []
     equal = "1" if replace_equal else "0"
+    now_ms = int(time.time() * 1000) if source else 0
     calls = [(w.key, [w.version, w.payload, w.key_id, "1" if w.tombstone else "0", w.ttl_ms,
-                      equal]) for w in writes]
+                      equal, source, now_ms]) for w in writes]
     return [bool(r) for r in connection.run(
         lambda client: eval_many(client, "cas_write", calls, wait=wait, marks=marks),
         bulk=len(calls) > BULK_CALLS)]

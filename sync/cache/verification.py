@@ -86,7 +86,7 @@ def verify(spec: SyncSpec, *, repair: bool = False, batch_size: int | None = Non
                 report.consistent += 1
         if repair and to_repair:
             store.write_many([w for state in to_repair for w in state.to_writes(spec)],
-                             replace_equal=True, marks=marks)
+                             replace_equal=True, marks=marks, source=store.REPAIR)
             if marks.lost:
                 writer.note_lost(to_repair)
             report.repaired += len(to_repair)

@@ -62,7 +62,7 @@ def write_batch(spec: SyncSpec, batch: list, marks: store.Marks) -> int:
     states = [RowState(spec.label, pk, version, values) for pk, version, values in batch]
     rows = [s.to_write(spec) for s in states]
     applied = store.write_many(rows + [w for s in states for w in s.index_writes(spec)],
-                               marks=marks)
+                               marks=marks, source=store.WARM)
     if marks.lost:
         writer.note_lost(states)
     return sum(applied[:len(rows)])

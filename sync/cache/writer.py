@@ -255,21 +255,23 @@ def note_lost(states: list[outbox.RowState], using: str = "default") -> None:
 
 def write_states(states: list[outbox.RowState], using: str = "default", *,
                  defer_settle: bool = False, defer_any: bool = False,
-                 defer_to: list | None = None, marks: store.Marks | None = None) -> bool:
+                 defer_to: list | None = None, marks: store.Marks | None = None,
+                 source: str = store.WRITE_THROUGH) -> bool:
     """Write these states to Redis and settle their intents. True when Redis took them.
 
     ``defer_settle``: a single-row write's intent is deleted later, with others
     (``defer_any``: however many rows; ``defer_to``: collected in that list instead of this
     connection's); intents that had failed before are deleted at once. ``marks``: captured
     before the states were read; when Redis lost its data since, the intents are left for
-    replay with the fence closed (``note_lost``), and nothing is settled.
+    replay with the fence closed (``note_lost``), and nothing is settled. ``source``: who
+    writes, recorded on each key that takes the write (``store.write_many``).
     """
     if not states:
         return True
     try:
         writes = [w for state in states for w in state.to_writes(spec_for(state.label))]
         # wait: with SYNC_REDIS_WAIT_REPLICAS, done means on the replicas too (docs/scaling.md)
-        store.write_many(writes, wait=True, marks=marks)
+        store.write_many(writes, wait=True, marks=marks, source=source)
         if marks is not None and marks.lost:
             note_lost(states, using=using)
             return True
