@@ -32,6 +32,8 @@ RECENT_ALERTS = 8
 FINISHED = (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL, SyncRun.Status.FAILED,
             SyncRun.Status.CANCELLED)
 HEALTH_NAMES = {"Database(alias='default')": "PostgreSQL", "Cache Redis": "Cache Redis",
+                # "cache cold / warming, N%" after a data loss (sync/cache/autowarm.py)
+                "Cache warmth": "Cache warmth",
                 "Broker Redis": "Broker Redis", "Celery worker": "Celery worker"}
 
 _TREND = """
@@ -89,7 +91,7 @@ def alert_data(alert: SyncAlert) -> dict:
 
 
 def health_checks() -> list[dict]:
-    """/health/'s four checks (PostgreSQL, cache Redis, broker Redis, a Celery worker)."""
+    """/health/'s checks (PostgreSQL, cache Redis and its warmth, broker Redis, a worker)."""
 
     async def gather() -> list:
         return await asyncio.gather(*(c.get_result() for c in HealthView().get_checks()))

@@ -172,3 +172,22 @@ def test_an_empty_database_is_warm_and_an_unreachable_cache_is_unknown(
     assert found.status == autowarm.UNKNOWN
     assert found.describe() == "unknown: the cache Redis does not answer"
     assert autowarm.ensure_warm(enqueue=pytest.fail) == found
+
+
+def test_the_dashboard_shows_the_warm_progress(client, parts, redis_raw) -> None:
+    from tests.console.conftest import make_staff_user
+
+    client.force_login(make_staff_user("viewer"),
+                       backend="django.contrib.auth.backends.ModelBackend")
+
+    def warmth_card() -> dict:
+        health = client.get("/api/sync/dashboard").json()["health"]
+        return next(check for check in health if check["name"] == "Cache warmth")
+
+    redis_raw.flushall()
+    assert warmth_card()["error"].startswith("Warning: cache cold, 0%")
+    seen: list[dict] = []
+    autowarm.run_warm(batch_size=40, progress=lambda s: s.done == 40 and seen.append(
+        warmth_card()))
+    assert seen[0]["error"] == ("Warning: cache warming, 33% (40 of 120 rows), under way")
+    assert warmth_card()["ok"]

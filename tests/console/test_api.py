@@ -377,8 +377,8 @@ def test_dashboard_shape_and_live_queue_figures(client_for) -> None:
 def test_dashboard_health_names_the_four_services(client_for, celery_worker) -> None:
     health = client_for("viewer").get(API + "dashboard").json()["health"]
     assert [(h["name"], h["ok"]) for h in health] == [
-        ("PostgreSQL", True), ("Cache Redis", True), ("Broker Redis", True),
-        ("Celery worker", True)]
+        ("PostgreSQL", True), ("Cache Redis", True), ("Cache warmth", True),
+        ("Broker Redis", True), ("Celery worker", True)]
 
 
 def test_acknowledge_an_alert(client_for, role_users) -> None:
