@@ -92,3 +92,10 @@ def connect_celery_signals() -> None:
     before_task_publish.connect(_carry, weak=False, dispatch_uid="syncops.request_id.carry")
     task_prerun.connect(_adopt, weak=False, dispatch_uid="syncops.request_id.adopt")
     task_postrun.connect(_forget, weak=False, dispatch_uid="syncops.request_id.forget")
+
+
+def correlation_id() -> str:
+    """The current request's (or task's) id, empty outside both: a model field default, so a
+    row records what caused it (``SyncRun.request_id``)."""
+    value = current.get()
+    return "" if value == "-" else value

@@ -14,6 +14,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Now
 
+from config.request_id import correlation_id
+
 
 class SyncRun(models.Model):
     class Status(models.TextChoices):
@@ -38,6 +40,9 @@ class SyncRun(models.Model):
     target = models.CharField(max_length=100, help_text="Model label, e.g. buyers.buyer.")
     location = models.TextField(blank=True, default="", help_text="File path or sheet id.")
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    request_id = models.CharField(
+        max_length=64, blank=True, default=correlation_id,
+        help_text="The request (or task) that created the run: the id in its log lines.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     dry_run = models.BooleanField(default=False)
     batch_size = models.PositiveIntegerField(default=100)

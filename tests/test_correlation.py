@@ -10,6 +10,7 @@ import logging
 import pytest
 
 from config import request_id
+from sync.models import SyncAlert, SyncRun
 from tests.console.conftest import client_for, role_users  # noqa: F401 - fixtures
 from tests.console.sources import buyers_sheet, ensure_roles, sources_file
 from tests.waiting import wait_until
@@ -55,6 +56,10 @@ def test_a_requests_id_reaches_the_task_it_enqueues(client_for, celery_worker,  
     wait_until(lambda: operator.get(progress).json()["run"]["finished"], timeout=60,
                what="the manual sync finished on the worker")
 
+    run = SyncRun.objects.get(pk=response.json()["run"]["id"])
+    assert run.request_id == "corr-test-42"  # the run the request created says which
+    # The run's gaps alert was raised by the task: it names the request too.
+    assert SyncAlert.objects.get(alert_type="gaps").context["request_id"] == "corr-test-42"
     from_task = [(name, rid) for name, _msg, rid in recorder.lines
                  if name.startswith("sync.ingest")]
     assert from_task, "the ingestion task logged nothing"

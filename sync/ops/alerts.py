@@ -18,6 +18,7 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.request_id import correlation_id
 from sync.models import SyncAlert
 from sync.ops.config import recipients_for
 from sync.redaction import RedactPiiFilter, redact
@@ -67,8 +68,11 @@ def raise_alert(alert_type: str, source: str, message: str, *,
                 occurrence: str = "") -> SyncAlert:
     """Record (or repeat) an alert, log it, and mail it after commit within the hourly limit."""
     message = redact(message)[:2000]
+    context = dict(context or {})
+    if request_id := correlation_id():  # the request or task that raised it (its log lines)
+        context.setdefault("request_id", request_id)
     params = {"type": alert_type, "source": source, "severity": severity, "message": message,
-              "context": json.dumps(_redact_tree(context or {}), default=str),
+              "context": json.dumps(_redact_tree(context), default=str),
               "occurrence": occurrence}
     with connection.cursor() as cursor:
         cursor.execute(_UPSERT, params)
