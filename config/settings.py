@@ -301,11 +301,20 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = True
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# "json": one JSON object per line (python-json-logger), what a log shipper wants; "plain": for
+# a terminal. Both carry the request id and go through redact_pii.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")
+if LOG_FORMAT not in {"json", "plain"}:
+    _msg = f"LOG_FORMAT={LOG_FORMAT!r}: use json or plain"
+    raise ImproperlyConfigured(_msg)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}},
     },
     # DESIGN I6: every record that leaves the process (ours, Django's, Celery's) is redacted.
     "filters": {
@@ -313,7 +322,7 @@ LOGGING = {
         "request_id": {"()": "config.request_id.RequestIdFilter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain",
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
                     "filters": ["redact_pii", "request_id"]},
     },
     "root": {"handlers": ["console"], "level": "WARNING"},

@@ -77,3 +77,26 @@ def test_a_task_no_request_enqueued_runs_under_its_own_id(celery_app, celery_wor
                timeout=30, what="the ops check's log line")
     (rid,) = {rid for name, _msg, rid in recorder.lines if name == "sync.ops.checks"}
     assert rid == f"task-{result.id}"
+
+
+def test_json_log_lines_carry_the_id_and_stay_redacted() -> None:
+    import subprocess
+    import sys
+
+    from config.env import ROOT
+    from tests.subprocesses import PRELUDE, child_env
+
+    code = PRELUDE + (
+        "import logging\n"
+        "from config import request_id\n"
+        "request_id.current.set('corr-json-7')\n"
+        "logging.getLogger('sync.probe').warning('mail %s failed', 'kemal.eriksen@example.com')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=child_env() | {"LOG_FORMAT": "json"},
+                          check=True)
+    (line,) = [json.loads(x) for x in done.stderr.splitlines() if "sync.probe" in x]
+    assert (line["logger"], line["level"], line["request_id"]) == (
+        "sync.probe", "WARNING", "corr-json-7")
+    assert "kemal.eriksen@example.com" not in line["message"]  # redact_pii, as ever (I6)
+    assert line["message"].startswith("mail ")
