@@ -5,6 +5,7 @@
   instead of that exception deep in a view (a traceback 500 from ninja, Django's HTML 400).
 * Rate limits per role (``sync.console.ratelimit``): a JSON ``429`` with ``Retry-After`` over
   the limit; the ``RateLimit-*`` headers on every counted answer.
+* An error page a framework made (ninja's text 405, Django's HTML 404) becomes a JSON error.
 
 Answers are in the API's own error envelope (``sync.console.api_errors``). It sits after
 ``AuthenticationMiddleware``: the limit depends on who is asking.
@@ -21,11 +22,11 @@ from sync.console import ratelimit
 from sync.console.api_errors import api_error, body_too_big_message, is_api
 
 
-def _declared_length(request: HttpRequest) -> int:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:  # Django reads an unparsable length as none, so do we
-        return 0
+def _declared_length(request: HttpRequest) -> int | None:
+    """The body's declared length; None when the header is no number (Django's own size
+    check would then raise a ValueError: a 500)."""
+    text = request.META.get("CONTENT_LENGTH") or "0"
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 class ApiGuardMiddleware:
@@ -36,7 +37,10 @@ class ApiGuardMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not is_api(request):
             return self.get_response(request)
-        if _declared_length(request) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        length = _declared_length(request)
+        if length is None:
+            return api_error(request, 400, "Content-Length is not a number of bytes")
+        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             return api_error(request, 413, body_too_big_message())
         verdict = ratelimit.count(request)
         if verdict is not None and not verdict.allowed:
@@ -45,7 +49,28 @@ class ApiGuardMiddleware:
                                  f"retry in {verdict.reset} s")
         else:
             response = self.get_response(request)
+        response = _as_json(request, response)
         if verdict is not None:
             for name, value in verdict.headers.items():
                 response[name] = value
         return response
+
+
+def _as_json(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """An error page the frameworks made (ninja's 405 text, Django's 404 and 400 pages) as a
+    JSON error in the API's envelope: a client parses one shape, and no HTML page (nor, under
+    DEBUG, a traceback) comes out of /api/."""
+    if (response.status_code < 400 or response.streaming
+            or response.get("Content-Type", "").startswith("application/json")):
+        return response
+    message = response.reason_phrase.lower()
+    if response.status_code == 405:
+        allowed = response.get("Allow", "none")
+        message = f"method {request.method} is not allowed here (allowed: {allowed})"
+    elif response.status_code == 404:
+        message = f"no such endpoint: {request.path}"
+    replaced = api_error(request, response.status_code, message)
+    for name in ("Allow", "Retry-After"):
+        if name in response:
+            replaced[name] = response[name]
+    return replaced

@@ -62,6 +62,19 @@ def test_a_3_mb_body_is_a_json_413_on_both_apis_and_changes_nothing(operator) ->
     assert Client().post("/api/parts", BIG, content_type="application/json").status_code == 413
 
 
+@pytest.mark.parametrize("length", ["nope", "-1", "1e3", "²"])
+def test_a_content_length_that_is_no_number_is_a_json_400(operator, length: str) -> None:
+    part = new_part(quantity=5)
+    response = operator.put(f"/api/staff/parts/{part.pk}/stock", b'{"quantity": 1}',
+                            content_type="application/json", HTTP_IF_MATCH='"1"',
+                            CONTENT_LENGTH=length)
+    assert "Content-Length" in _json_error(response, 400)
+    config = operator.put("/api/sync/config", b"{}", content_type="application/json",
+                          CONTENT_LENGTH=length)
+    _json_error(config, 400, key="error")
+    assert StockLevel.objects.get(pk=part.pk).quantity == 5
+
+
 @pytest.mark.parametrize("body", [
     {"quantity": True}, {"quantity": "5"}, {"quantity": 5.0}, {"quantity": 5, "reserved": False},
     {"quantity": 5, "version": True}, {"quantity": 5, "version": 2**70},
@@ -155,3 +168,28 @@ def test_the_openapi_document_names_headers_and_error_answers(client) -> None:
         assert {"Retry-After", "RateLimit-Limit"} <= set(write["responses"]["429"]["headers"])
         assert write["responses"]["429"]["content"], path  # one entry, with its body
     assert "Last-Event-ID" in headers(operation("/api/events", "get"))
+
+
+@pytest.mark.parametrize(("method", "url", "status", "key"), [
+    ("get", "/api/no-such-thing", 404, "detail"),
+    ("get", "/api/sync/no-such-thing", 404, "error"),
+    ("delete", "/api/parts", 405, "detail"),
+])
+def test_framework_error_pages_under_api_are_json(client, method, url, status, key) -> None:
+    response = getattr(client, method)(url)
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()[key]
+    if status == 405:
+        assert response["Allow"] == "GET" and "GET" in response.json()[key]
+
+
+def test_a_form_with_too_many_fields_is_a_json_400() -> None:
+    # NOTE: Django's CSRF check reads the form and raises TooManyFieldsSent: its HTML 400 page
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = "a" * 32  # past the cookie check, to the form's token
+    fields = "&".join(f"f{n}=1" for n in range(1_500))
+    response = client.post("/api/sync/manual", fields,
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad request"
