@@ -25,7 +25,7 @@ from health_check.contrib.celery import Ping
 from health_check.contrib.redis import Redis
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 from health_check.views import HealthCheckView
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from config.celery import app
 
@@ -153,8 +153,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if not authorised:
         return HttpResponse("metrics need a staff session or the metrics token\n",
                             status=403, content_type="text/plain")
-    from sync.metrics import refresh_gauges
+    from sync.metrics import render_metrics
 
-    refresh_gauges()
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
 

@@ -36,10 +36,10 @@ def test_warm_and_verify_tasks_on_a_worker(celery_worker, redis_raw) -> None:
 
 
 def test_metrics_show_queue_size_and_age() -> None:
-    from sync.metrics import RETRY_QUEUE_OLDEST, RETRY_QUEUE_SIZE, refresh_gauges
+    from sync.metrics import render_metrics
 
     part = make_part()
     Part.objects.filter(pk=part.pk).update(price=9)
-    refresh_gauges()
-    assert RETRY_QUEUE_SIZE.labels("pending")._value.get() == 1
-    assert RETRY_QUEUE_OLDEST._value.get() >= 0
+    text = render_metrics().decode()
+    assert 'sync_retry_queue_size{status="pending"} 1.0' in text
+    assert "\nsync_retry_queue_oldest_seconds " in text
