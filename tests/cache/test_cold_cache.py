@@ -160,6 +160,11 @@ def test_sync_warm_cold_runs_the_automatic_warm_by_hand(parts, redis_raw, settin
     assert f"now: warm ({ROWS:,} rows warmed)" in out.getvalue()
     assert keys_present(redis_raw, parts) == ROWS
     call_command("sync_warm", "--cold", verbosity=0, stdout=out)  # already warm: a no-op
+    redis_raw.flushall()
+    quiet = StringIO()
+    call_command("sync_warm", "--cold", verbosity=0, stdout=quiet)
+    assert "[" not in quiet.getvalue()  # no progress bar at verbosity 0
+    assert keys_present(redis_raw, parts) == ROWS
     with pytest.raises(CommandError, match="name no model"):
         call_command("sync_warm", "--cold", "catalog.part")
 
