@@ -224,10 +224,11 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --------------------------------------------------------------------------- mail, metrics
-
-    # A cold cache Redis starts warming by itself; a check no worker took is dropped.
+    # A cold cache Redis starts warming by itself; a check no worker took is dropped
+    # (django-celery-beat's scheduler knows the option as expire_seconds, whole seconds).
     "sync-warm-check": {"task": "sync.tasks.warm_check", "schedule": SYNC_WARM_CHECK_INTERVAL,
-                        "options": {"expires": SYNC_WARM_CHECK_INTERVAL}},
+                        "options": {"expire_seconds": max(1, round(SYNC_WARM_CHECK_INTERVAL))}},
+
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="syncops@localhost")
