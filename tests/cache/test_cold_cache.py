@@ -72,9 +72,17 @@ def test_a_cache_restarted_empty_warms_by_itself_and_health_says_so(
 
 
 def test_beat_checks_for_a_cold_cache_and_drops_checks_no_worker_took() -> None:
-    entry = settings.CELERY_BEAT_SCHEDULE["sync-warm-check"]
-    assert entry["task"] == warm_check.name
-    assert entry["options"]["expires"] == entry["schedule"] == settings.SYNC_WARM_CHECK_INTERVAL
+    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
+
+    from config.celery import app
+
+    DatabaseScheduler(app=app, lazy=True).update_from_dict(
+        {"sync-warm-check": settings.CELERY_BEAT_SCHEDULE["sync-warm-check"]})
+    entry = ModelEntry(PeriodicTask.objects.get(name="sync-warm-check"), app=app)
+    assert entry.task == warm_check.name
+    assert entry.schedule.run_every.total_seconds() == settings.SYNC_WARM_CHECK_INTERVAL
+    assert entry.options["expires"] == round(settings.SYNC_WARM_CHECK_INTERVAL)
 
 
 def test_one_warm_is_started_per_data_loss_and_no_more_often_than_the_retry(
