@@ -353,3 +353,29 @@ def test_a_preview_while_a_run_holds_the_source_says_so(client_for, tmp_path) ->
         other.close()
     with pytest.raises(UploadError):
         preview_upload(SyncUpload(source="buyers", filename="x.csv", content=b""))
+
+
+def test_preview_equals_the_run_with_duplicates_far_apart_and_small_batches(
+        client_for, tmp_path) -> None:
+    """A key on rows 3 and 40 lands in different batches (batch size 5): the preview, whose
+    batches are each rolled back, still judges it as the real run then does."""
+    from sync.ops.config import config_update
+
+    rows = list(buyer_rows(45, 0))
+    (tmp_path / "buyers.csv").write_bytes(sheet_bytes(rows[:20]))
+    run_ingest("buyers")
+    config_update(source="buyers", batch_size=5)
+    rows[38] = [*rows[1]]  # row 40 repeats row 3's key, with other values
+    rows[38][8] = "a different status"
+    client = client_for("operator")
+    upload(client, sheet_bytes(rows))
+    item = SyncUpload.objects.get()
+    preview = SyncRun.objects.get(pk=item.preview_run_id)
+    assert preview.batch_size == 5
+    client.post(reverse("admin:console_upload_confirm", args=[item.pk]))
+    item.refresh_from_db()
+    run = run_upload(upload_id=item.pk, run_id=item.run_id)
+    assert run.batch_size == 5
+    assert outcome(run) == outcome(preview)
+    assert errors_of(run.pk) == errors_of(preview.pk)
+    assert "duplicate_key" in {code for _row, _key, _cat, code, _col, _why in errors_of(run.pk)}
