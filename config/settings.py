@@ -189,15 +189,15 @@ SYNC_BULK_SOCKET_TIMEOUT = env.float("SYNC_BULK_SOCKET_TIMEOUT", default=5.0)
 SYNC_BREAKER_COOLDOWN = env.float("SYNC_BREAKER_COOLDOWN", default=1.0)
 # How often each process re-reads the outage fence (DESIGN I9), seconds.
 SYNC_FENCE_REFRESH = env.float("SYNC_FENCE_REFRESH", default=0.1)
+# The staleness bound (DESIGN I9): a key whose pending intent is older than this many seconds
+# is read from PostgreSQL until replay writes it, whether or not any worker runs.
+SYNC_STALENESS_BOUND = env.float("SYNC_STALENESS_BOUND", default=5.0)
 # Fill leases on a cache miss: how long one filler holds it, how long others wait for it.
 SYNC_LEASE_MS = env.int("SYNC_LEASE_MS", default=2000)
 SYNC_LEASE_WAIT = env.float("SYNC_LEASE_WAIT", default=0.05)
 # Replay of sync_retry_queue: batch, claim lease, backoff (base · 2^attempts, capped, jittered)
 # and the attempt after which an intent is dead (and alerted on).
 SYNC_REPLAY_BATCH = env.int("SYNC_REPLAY_BATCH", default=1000)
-# The staleness bound (DESIGN I9): a key whose pending intent is older than this many seconds
-# is read from PostgreSQL until replay writes it, whether or not any worker runs.
-SYNC_STALENESS_BOUND = env.float("SYNC_STALENESS_BOUND", default=5.0)
 SYNC_REPLAY_LEASE = env.float("SYNC_REPLAY_LEASE", default=30.0)
 SYNC_REPLAY_BACKOFF_BASE = env.float("SYNC_REPLAY_BACKOFF_BASE", default=1.0)
 SYNC_REPLAY_BACKOFF_CAP = env.float("SYNC_REPLAY_BACKOFF_CAP", default=300.0)
@@ -206,10 +206,6 @@ SYNC_REPLAY_INTERVAL = env.float("SYNC_REPLAY_INTERVAL", default=5.0)
 # Tombstones outlive the longest replay backoff many times over (a late write cannot resurrect).
 SYNC_TOMBSTONE_TTL = env.int("SYNC_TOMBSTONE_TTL", default=24 * 3600)
 SYNC_WARM_BATCH = env.int("SYNC_WARM_BATCH", default=2000)
-
-# The catalog API's public reads: cache-first through the sync repository; False reads
-# PostgreSQL only (the benchmark's baseline, or an operator's switch).
-CATALOG_CACHE_READS = env.bool("CATALOG_CACHE_READS", default=True)
 # The automatic warm of a cache Redis that came back empty (sync/cache/autowarm.py): how
 # often a worker checks, its pace (rows/s, 0: unpaced), how long its lock outlives a worker
 # that died, and the least time between two starts while none finishes.
@@ -218,16 +214,20 @@ SYNC_WARM_RATE = env.int("SYNC_WARM_RATE", default=20000)
 SYNC_WARM_LOCK = env.float("SYNC_WARM_LOCK", default=30.0)
 SYNC_WARM_RETRY = env.float("SYNC_WARM_RETRY", default=30.0)
 
+# The catalog API's public reads: cache-first through the sync repository; False reads
+# PostgreSQL only (the benchmark's baseline, or an operator's switch).
+CATALOG_CACHE_READS = env.bool("CATALOG_CACHE_READS", default=True)
+
 CELERY_BEAT_SCHEDULE = {
     "sync-replay": {"task": "sync.tasks.replay", "schedule": SYNC_REPLAY_INTERVAL},
     "sync-verify-hourly": {"task": "sync.tasks.verify", "schedule": 3600.0},
-}
-
-# --------------------------------------------------------------------------- mail, metrics
     # A cold cache Redis starts warming by itself; a check no worker took is dropped
     # (django-celery-beat's scheduler knows the option as expire_seconds, whole seconds).
     "sync-warm-check": {"task": "sync.tasks.warm_check", "schedule": SYNC_WARM_CHECK_INTERVAL,
                         "options": {"expire_seconds": max(1, round(SYNC_WARM_CHECK_INTERVAL))}},
+}
+
+# --------------------------------------------------------------------------- mail, metrics
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
@@ -235,14 +235,14 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="syncops@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 SYNC_ALERT_RECIPIENTS = env.list("SYNC_ALERT_RECIPIENTS", default=[])
 
+# /health/: each check's budget, seconds; the checks run in parallel, so this bounds the answer.
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=0.8)
 # /metrics: staff session, or "Authorization: Bearer <METRICS_TOKEN>" for a scraper.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --------------------------------------------------------------------------- the rest
 
 AUTH_PASSWORD_VALIDATORS = [
-# /health/: each check's budget, seconds; the checks run in parallel, so this bounds the answer.
-HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=0.8)
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
