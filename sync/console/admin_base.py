@@ -223,6 +223,30 @@ class SyncedModelAdmin(ConsoleModelAdmin):
             self.pii_fields = spec_for(model._meta.label_lower).pii_fields
         super().__init__(model, admin_site)
 
+    # "Why is this row stale?" on every change page: sync/cache/inspect.py, read-only text.
+    CACHE_STATE = "cache_state"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, self.CACHE_STATE] if obj is not None else fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        without = [(name, {**options, "fields": [f for f in options["fields"]
+                                                 if f != self.CACHE_STATE]})
+                   for name, options in fieldsets]
+        return [*without, ("Cache state — why is this row stale?",
+                           {"fields": [self.CACHE_STATE]})]
+
+    @admin.display(description="PostgreSQL, Redis, intents, fence, last writes and events")
+    def cache_state(self, obj: Model) -> str:
+        from sync.cache.inspect import row_state
+
+        return format_html('<pre class="sync-inspect">{}</pre>',
+                           "\n".join(row_state(type(obj), obj.pk).lines()))
+
     @admin.action(permissions=["operate"], description="Resync selected rows to the cache")
     def resync_to_cache(self, request: HttpRequest, queryset: QuerySet) -> None:
         label = self.model._meta.label_lower
@@ -269,30 +293,6 @@ class ConsoleInlineMixin(PiiMaskingMixin):
     extra = 0
     can_delete = False
     show_change_link = False
-
-    # "Why is this row stale?" on every change page: sync/cache/inspect.py, read-only text.
-    CACHE_STATE = "cache_state"
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
-        fields = list(super().get_readonly_fields(request, obj))
-        return [*fields, self.CACHE_STATE] if obj is not None else fields
-
-    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None):
-        fieldsets = super().get_fieldsets(request, obj)
-        if obj is None:
-            return fieldsets
-        without = [(name, {**options, "fields": [f for f in options["fields"]
-                                                 if f != self.CACHE_STATE]})
-                   for name, options in fieldsets]
-        return [*without, ("Cache state — why is this row stale?",
-                           {"fields": [self.CACHE_STATE]})]
-
-    @admin.display(description="PostgreSQL, Redis, intents, fence, last writes and events")
-    def cache_state(self, obj: Model) -> str:
-        from sync.cache.inspect import row_state
-
-        return format_html('<pre class="sync-inspect">{}</pre>',
-                           "\n".join(row_state(type(obj), obj.pk).lines()))
 
     def __init__(self, parent_model: type[Model], admin_site: admin.AdminSite) -> None:
         super().__init__(parent_model, admin_site)  # type: ignore[call-arg]
