@@ -423,3 +423,6 @@ SYNC_SAMPLER_MIN_SAMPLES = env.int("SYNC_SAMPLER_MIN_SAMPLES", default=20)
 SYNC_CONSISTENCY_SLO = env.float("SYNC_CONSISTENCY_SLO", default=0.9999)
 CELERY_BEAT_SCHEDULE["sync-consistency-sampler"] = {
     "task": "sync.tasks.sample_consistency", "schedule": SYNC_SAMPLER_INTERVAL}
+# OpenTelemetry traces (config/tracing.py): off unless this names an OTLP/HTTP endpoint.
+TRACING_OTLP_ENDPOINT = env.str("TRACING_OTLP_ENDPOINT", default="")
+TRACING_SERVICE_NAME = env.str("TRACING_SERVICE_NAME", default="syncops")
