@@ -9,7 +9,7 @@ import os
 import socket
 
 from celery import Celery
-from celery.signals import beat_init, worker_ready, worker_shutdown
+from celery.signals import beat_init, worker_process_init, worker_ready, worker_shutdown
 
 from config.request_id import connect_celery_signals
 
@@ -53,3 +53,12 @@ def _beat_init(**_extra) -> None:
                                  interval=settings.SYNC_HEARTBEAT_INTERVAL,
                                  also=watchdog_check).start())
     atexit.register(_worker_shutdown)
+
+
+@worker_process_init.connect(dispatch_uid="syncops.tracing")
+def _worker_process_init(**_extra) -> None:
+    """Tracing in each pool process (off unless ``TRACING_OTLP_ENDPOINT``): after the fork, so
+    the exporter's thread is the child's own."""
+    from config.tracing import configure_tracing
+
+    configure_tracing()
