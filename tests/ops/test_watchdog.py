@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -158,3 +159,41 @@ def test_a_heartbeat_thread_beats_until_stopped(transactional_db) -> None:
         beating.stop()
     row = ProcessHeartbeat.objects.get(node="beat@here")
     assert (row.pid, row.stopped_at is not None) == (os.getpid(), True)
+
+
+def _private_broker(url: str) -> str:
+    """The test broker on a database nobody consumes: what this beat sends stays there."""
+    if url.startswith("redis+socket://"):
+        return url.split("?", 1)[0] + "?virtual_host=13"
+    base = url.split("?", 1)[0].rstrip("/")
+    head, _, tail = base.rpartition("/")
+    return f"{head}/13" if tail.isdigit() and "//" in head else f"{base}/13"
+
+
+def test_beat_alone_raises_no_worker(transactional_db, settings, tmp_path) -> None:
+    """With every worker dead and no web process, beat still says so."""
+    import redis as redis_lib
+
+    broker = _private_broker(settings.CELERY_BROKER_URL)
+    env = child_env() | {"CELERY_BROKER_URL": broker, "SYNC_HEARTBEAT_INTERVAL": "0.5",
+                         "SYNC_WORKER_STALE_AFTER": "1"}
+    heartbeat_beat(kind="worker", node="dead@host", pid=999_998)  # beat once, long ago
+    ProcessHeartbeat.objects.filter(node="dead@host").update(
+        last_seen_at=ProcessHeartbeat.objects.get(node="dead@host").last_seen_at
+        - timedelta(minutes=5))
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING",
+         "--scheduler", "celery.beat:PersistentScheduler",
+         "--schedule", str(tmp_path / "beat-schedule")],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        alert = wait_until(lambda: SyncAlert.objects.filter(alert_type="no_worker").first(),
+                           timeout=60, interval=0.2, what="beat's no_worker alert")
+        assert alert.context["workers"] == ["dead@host"]
+        assert ProcessHeartbeat.objects.filter(kind="beat").exists()
+    finally:
+        beat.terminate()
+        beat.wait(timeout=20)
+        flushed = broker.replace("redis+socket://", "unix://").replace("virtual_host=", "db=")
+        redis_lib.Redis.from_url(flushed).flushdb()
+    assert ProcessHeartbeat.objects.get(kind="beat").stopped_at is not None  # a clean stop
