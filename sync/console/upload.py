@@ -47,7 +47,7 @@ from sync.console import roles
 from sync.console.audit import record_staff_action
 from sync.console.operations import START_LOCK_CLASS, UnknownSourceError, active_run, known_source
 from sync.console.rejects import csv_chunks, rejects_file
-from sync.ingest.exceptions import SourceConfigError, SyncAlreadyRunningError
+from sync.ingest.exceptions import IngestError, SourceConfigError, SyncAlreadyRunningError
 from sync.ingest.uploads import (
     PreviewOutdatedError,
     UploadError,
@@ -56,6 +56,7 @@ from sync.ingest.uploads import (
     start_upload_run,
     store_upload,
     too_big_message,
+    upload_columns,
 )
 from sync.models import ErrorLog, SyncRun, SyncUpload
 from sync.redaction import RedactPiiFilter, redact
@@ -200,13 +201,24 @@ def upload_page(request: HttpRequest, upload_id: int) -> HttpResponse:
         "errors_total": errors.count(),
         "duplicates": [_error_row(e) for e in duplicates[:ERRORS_SHOWN]],
         "duplicates_total": duplicates.count(),
-        "missing": schema.get("missing_headers", []),
-        "unmapped": schema.get("unmapped_headers", []),
+        **_columns(upload, schema),
         "confirmable": upload.status == SyncUpload.Status.PREVIEWED and preview is not None,
         "can_operate": roles.can_operate(request.user),
         "max_bytes": settings.SYNC_UPLOAD_MAX_BYTES,
     }
     return TemplateResponse(request, "admin/console/upload_preview.html", context)
+
+
+def _columns(upload: SyncUpload, schema: dict) -> dict:
+    """Missing and unmapped columns: the preview's schema report, or, when the pipeline
+    refused the file before making one, the stored file's header row."""
+    if "missing_headers" in schema:
+        return {"missing": schema["missing_headers"], "unmapped": schema["unmapped_headers"]}
+    try:
+        missing, unmapped = upload_columns(upload)
+    except IngestError:  # unreadable, or purged: the preview's message says why
+        missing, unmapped = [], []
+    return {"missing": missing, "unmapped": unmapped}
 
 
 def _error_row(error: ErrorLog) -> dict:

@@ -38,6 +38,7 @@ from sync.ingest.config import SourceConfig, get_source
 from sync.ingest.exceptions import IngestError, SourceConfigError, SyncAlreadyRunningError
 from sync.ingest.pipeline import run_ingest, start_run
 from sync.ingest.schema import column_limits
+from sync.ingest.sources import open_source
 from sync.models import SyncRun, SyncUpload
 from sync.redaction import RedactPiiFilter
 
@@ -127,6 +128,23 @@ def _described(run: SyncRun, upload: SyncUpload) -> None:
     """The run's location names the upload, not the temporary file it was read from."""
     run.location = f"upload {upload.pk}: {upload.filename}"
     SyncRun.objects.filter(pk=run.pk).update(location=run.location)
+
+
+def upload_columns(upload: SyncUpload) -> tuple[list[str], list[str]]:
+    """(missing, unmapped): the source's mapped headers the file lacks, and the file's headers
+    the source does not map (matched after trimming, ignoring case). For a preview the
+    pipeline refused before its schema report (a missing column refuses a run)."""
+    config = get_source(upload.source)
+
+    def normal(header: str) -> str:
+        return " ".join(header.split()).casefold()
+
+    with upload_file(upload) as path:
+        kind, location = config.resolve_location(path)
+        headers = open_source(kind, location, worksheet=config.worksheet).headers()
+    present, mapped = {normal(h) for h in headers}, {normal(h) for h in config.columns}
+    return ([h for h in config.columns if normal(h) not in present],
+            [h for h in headers if h.strip() and normal(h) not in mapped])
 
 
 # --------------------------------------------------------------------------- fingerprint

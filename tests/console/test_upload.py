@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -379,3 +380,32 @@ def test_preview_equals_the_run_with_duplicates_far_apart_and_small_batches(
     assert outcome(run) == outcome(preview)
     assert errors_of(run.pk) == errors_of(preview.pk)
     assert "duplicate_key" in {code for _row, _key, _cat, code, _col, _why in errors_of(run.pk)}
+
+
+def test_an_xlsx_upload_is_previewed_and_a_missing_column_is_shown(client_for) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    headers = [h for h in BUYER_HEADERS if h != "Notes"]
+    sheet.append(headers)
+    for row in buyer_rows(6, 0):
+        sheet.append([cell for h, cell in zip(BUYER_HEADERS, row, strict=True) if h != "Notes"])
+    data = io.BytesIO()
+    book.save(data)
+    client = client_for("operator")
+    response = upload(client, data.getvalue(), name="Buyers.XLSX")
+    item = SyncUpload.objects.get()
+    preview = SyncRun.objects.get(pk=item.preview_run_id)
+    page = client.get(response["Location"]).content.decode()
+    # Whatever the pipeline's rule for a missing column (refuse the run, or leave the field
+    # alone), the preview names the column and the confirmed run does what it showed.
+    assert re.search(r'id="pv-missing"><code>Notes</code>', page)
+    if item.status == "previewed":
+        client.post(reverse("admin:console_upload_confirm", args=[item.pk]))
+        item.refresh_from_db()
+        run = run_upload(upload_id=item.pk, run_id=item.run_id)
+        assert outcome(run) == outcome(preview)
+    else:
+        assert preview.status == "failed" and "Notes" in page
+        assert "confirm-upload" not in page
