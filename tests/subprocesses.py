@@ -35,6 +35,8 @@ def child_env() -> dict[str, str]:
         "SYNC_REDIS_URL": settings.SYNC_REDIS_URL,
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "COVERAGE_PROCESS_START": "",
+        # the API rate limits as this test has them (tests/conftest.py turns them off)
+        "API_RATELIMIT_ENABLED": str(settings.API_RATELIMIT_ENABLED),
     })
     return env
 

@@ -32,6 +32,7 @@ import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
+from django.utils.crypto import salted_hmac
 from limits import RateLimitItem, parse
 from limits.errors import StorageError
 from limits.storage import RedisStorage
@@ -129,18 +130,24 @@ class _FailOpen:
 fail_open = _FailOpen()
 
 
+def _ip(request: HttpRequest) -> str:
+    # NOTE: keyed, not the address itself: an IP address is personal data, and Redis holds no
+    # PII in a reversible form (DESIGN I5).
+    address = client_ip(request) or "unknown"
+    return "ip:" + salted_hmac(KEY_PREFIX, address, algorithm="sha256").hexdigest()[:32]
+
+
 def bucket(request: HttpRequest) -> tuple[str, str]:
     """(the limit's name, who is counted) for this request."""
     user = request.user
-    identity = (f"user:{user.pk}" if user.is_authenticated
-                else f"ip:{client_ip(request) or 'unknown'}")
+    identity = f"user:{user.pk}" if user.is_authenticated else _ip(request)
     if request.path == EVENTS_PATH:
         return "events", identity
     if roles.can_operate(user):
         return "operator", identity
     if roles.can_view(user):
         return "viewer", identity
-    return "anonymous", f"ip:{client_ip(request) or 'unknown'}"
+    return "anonymous", _ip(request)
 
 
 def count(request: HttpRequest) -> Verdict | None:

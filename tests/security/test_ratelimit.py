@@ -68,7 +68,7 @@ def test_the_limits_are_on_in_the_product() -> None:
     assert "sync.console.api_middleware.ApiGuardMiddleware" in product_settings.MIDDLEWARE
 
 
-def test_anonymous_callers_are_limited_per_ip() -> None:
+def test_anonymous_callers_are_limited_per_ip(redis_raw) -> None:
     part = new_part()
     client = _client(None)
     _exhaust(client, f"/api/parts/{part.pk}", 5)
@@ -76,6 +76,10 @@ def test_anonymous_callers_are_limited_per_ip() -> None:
     _assert_limited(client.get("/api/staff/parts/1"))  # one budget across the APIs
     # another address has its own budget
     assert _client(None, ip="192.0.2.11").get("/api/parts").status_code == 200
+    # counted in the cache Redis, under a keyed hash of the address, never the address
+    keys = [k.decode() for k in redis_raw.scan_iter("api-ratelimit:*")]
+    assert len(keys) == 2, keys
+    assert not [k for k in keys if "192.0.2." in k]
 
 
 def test_a_viewer_is_limited_per_user_not_per_address() -> None:
