@@ -1,5 +1,6 @@
 """Login throttling on the admin login (django-axes): AXES_FAILURE_LIMIT wrong passwords lock
-the username out, even with the right password, until the cool-off."""
+the username out at that address, even with the right password, until the cool-off (other
+users at the address, and forged X-Forwarded-For: tests/security/test_lockout.py)."""
 
 from __future__ import annotations
 
