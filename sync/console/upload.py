@@ -80,11 +80,11 @@ class CappedUpload(FileUploadHandler):
         super().__init__(request)
         self.limit = settings.SYNC_UPLOAD_MAX_BYTES
         self.too_big = False
+        self.received = 0  # over every file of the request: ten files hold no more than one
 
     def new_file(self, *args, **kwargs) -> None:
         super().new_file(*args, **kwargs)
         self.chunks: list[bytes] = []
-        self.received = 0
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         self.received += len(raw_data)

@@ -408,3 +408,14 @@ def test_an_xlsx_upload_is_previewed_and_a_missing_column_is_shown(client_for) -
     else:
         assert preview.status == "failed" and "Notes" in page
         assert "confirm-upload" not in page
+
+
+def test_the_limit_counts_every_file_of_the_request(client_for, settings) -> None:
+    data = sheet_bytes(list(buyer_rows(10, 0)))
+    settings.SYNC_UPLOAD_MAX_BYTES = len(data) + 10
+    response = client_for("operator").post(
+        reverse("admin:console_sync_upload", args=["buyers"]),
+        {"other": SimpleUploadedFile("a.csv", data), "sheet": SimpleUploadedFile("b.csv", data)})
+    messages = [str(m) for m in response.wsgi_request._messages]
+    assert any("over the upload limit" in m for m in messages), messages
+    assert not SyncUpload.objects.exists()
