@@ -18,6 +18,7 @@ without query strings; never what someone typed into a login form for an unknown
 from __future__ import annotations
 
 import contextvars
+import datetime
 import logging
 import time
 from typing import Any
@@ -169,7 +170,12 @@ def denial_record(request: HttpRequest, response: HttpResponse) -> None:
 # --------------------------------------------------------------------------- receivers
 
 def _logged_in(sender, request: HttpRequest, user: Any, **kwargs: Any) -> None:
-    request.session[STARTED] = request.session[SEEN] = time.time()
+    now = time.time()
+    request.session[STARTED] = request.session[SEEN] = now
+    # NOTE: a fixed moment, not an age: an age would move on with every save of the session
+    # (each activity stamp), and the row and the cookie would outlive the absolute limit.
+    request.session.set_expiry(datetime.datetime.fromtimestamp(
+        now + settings.SESSION_ABSOLUTE_LIFETIME, tz=datetime.UTC))
     security_event_record(kind=Kind.LOGIN, user=user, **_request_context(request))
 
 

@@ -86,6 +86,22 @@ def test_the_defaults_are_thirty_minutes_idle_and_twelve_hours_in_all(settings):
     assert settings.SESSION_COOKIE_AGE <= settings.SESSION_ABSOLUTE_LIFETIME
 
 
+def test_neither_the_row_nor_the_cookie_outlives_the_absolute_lifetime(settings):
+    """Activity writes the session again; its expiry must stay where the login put it."""
+    settings.SESSION_ABSOLUTE_LIFETIME = 3600
+    user = make_staff_user("viewer")
+    client = logged_in(user)
+    [row] = UserSession.objects.filter(user_id=user.pk)
+    assert abs(row.expire_date.timestamp() - (time.time() + 3600)) < 30
+    shift(client, started=1800, seen=900)  # half-way, and a stamp due
+    response = client.get(HOME)
+    assert response.status_code == 200
+    [again] = UserSession.objects.filter(user_id=user.pk)
+    assert client.session[SEEN] > time.time() - 30  # the stamp was written …
+    assert again.expire_date == row.expire_date  # … and the expiry did not move
+    assert response.cookies[settings.SESSION_COOKIE_NAME]["max-age"] <= 3600
+
+
 def test_a_session_without_stamps_starts_its_clock_at_the_next_request():
     """Sessions from before the limits (or stamps someone removed) are not immortal."""
     user = make_staff_user("viewer")
