@@ -185,7 +185,7 @@ def test_role_and_staff_flag_changes_are_recorded():
     assert not SecurityEvent.objects.filter(kind="password_changed").exists()
 
 
-def test_a_user_created_as_staff_is_recorded_with_the_admin_as_actor():
+def test_a_user_made_staff_in_the_admin_is_recorded_with_the_admin_as_actor():
     admin_user = make_staff_user("superuser", username="the-admin")
     client = Client()
     client.force_login(admin_user)
@@ -194,11 +194,12 @@ def test_a_user_created_as_staff_is_recorded_with_the_admin_as_actor():
         "password2": "a-new-password-8812", "usable_password": "true"})
     assert response.status_code == 302, response.content[:2000]
     fresh = User.objects.get(username="fresh-operator")
+    ensure_role_groups()
+    operators = Group.objects.get(name=roles.OPERATOR)
     response = client.post(f"/admin/auth/user/{fresh.pk}/change/", {
         "username": "fresh-operator", "is_active": "on", "is_staff": "on",
-        "groups": [Group.objects.get(name=roles.OPERATOR).pk] if ensure_role_groups() is None
-        else [], "last_login_0": "", "last_login_1": "", "date_joined_0": "2026-12-01",
-        "date_joined_1": "10:00:00"})
+        "groups": [operators.pk], "last_login_0": "", "last_login_1": "",
+        "date_joined_0": "2026-12-01", "date_joined_1": "10:00:00"})
     assert response.status_code == 302, response.content[:3000]
     rows = list(SecurityEvent.objects.filter(user=fresh).values_list("kind", "actor"))
     assert ("staff_granted", "the-admin") in rows
