@@ -127,7 +127,8 @@ def test_record_and_error_logs_by_key_run_and_filters(client_for, console_rows):
     assert count(records, {"q": " "}) == 1
     assert count(records, {"run_id": str(run.pk)}) == 1
     assert count(records, {"run_id": str(run.pk + 1)}) == 0
-    assert client.get(records, {"run_id": "x"}).status_code == 302  # Django's "?e=1"
+    bad = client.get(records, {"run_id": "x"})  # a 400 saying why (issue 16), not "?e=1"
+    assert bad.status_code == 400 and "a run id is a number" in bad.content.decode()
     assert count(records, {"run_source": "buyers"}) == 1
     assert count(records, {"run_source": "sellers"}) == 0
     assert count(records, {"run_trigger": "manual", "run_status": "partial"}) == 1
@@ -276,9 +277,10 @@ def test_date_ranges_on_date_fields_and_rubbish_dates(client_for, console_rows):
     assert client.get(buyers, inside).context["cl"].result_count == 1
     assert client.get(buyers, {"inquiry_date__gte": "2026-11-03"}).context[
         "cl"].result_count == 0
-    # Not a date: Django's "bad lookup" answer (back to the list with ?e=1), never a 500.
+    # Not a date: a 400 saying so (issue 16; Django went back to the list with ?e=1 and
+    # showed its "database error" page), never a 500.
     response = client.get(changelist(SyncRun), {"created_at__gte": "yesterday"})
-    assert response.status_code == 302 and response["Location"].endswith("?e=1")
+    assert response.status_code == 400 and "invalid format" in response.content.decode()
 
 
 def test_a_masked_field_is_shown_once_where_django_lists_the_fields(client_for, console_rows):

@@ -1,11 +1,16 @@
-"""Changelist filters of the console: a date range, and a run's source/trigger/status on the
-record and error logs (which carry the run's id, not a foreign key)."""
+"""Changelist filters of the console: a date range, and a run's id/source/trigger/status on the
+record and error logs (which carry the run's id, not a foreign key).
+
+A list applies only the parameters its declared filters take (``sync.console.lookups``), so
+every parameter a link of the console uses is one of these filters.
+"""
 
 from __future__ import annotations
 
 import datetime
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -82,3 +87,25 @@ class RunStatusFilter(_RunFieldFilter):
     title = "run status"
     parameter_name = "run_status"
     run_field = "status"
+
+MAX_RUN_ID = 2**63 - 1  # a bigint
+
+
+class RunIdFilter(admin.SimpleListFilter):
+    """``?run_id=42``, the link on a run's page: one run's rows (shown while it is chosen)."""
+
+    title = "run"
+    parameter_name = "run_id"
+
+    def lookups(self, request: HttpRequest, model_admin):
+        value = self.value()
+        return [(value, f"run {value}")] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet):
+        # NOTE: only called with a value: without one, lookups() offers nothing, and a filter
+        # without choices is not applied.
+        value = self.value()
+        if not value.isascii() or not value.isdigit() or int(value) > MAX_RUN_ID:
+            msg = f"a run id is a number up to {MAX_RUN_ID}, not {value[:40]!r}"
+            raise IncorrectLookupParameters(msg)
+        return queryset.filter(run_id=int(value))

@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 
 from sync.console.admin.filters import (
     DateRangeFilter,
+    RunIdFilter,
     RunSourceFilter,
     RunStatusFilter,
     RunTriggerFilter,
@@ -198,7 +199,7 @@ class RecordLogAdmin(RunLogAdmin):
     list_display = ("run", "row_number", "natural_key", "action_badge", "object_id",
                     "created_at")
     list_display_links = ("row_number",)
-    list_filter = (("created_at", DateRangeFilter), "action", RunSourceFilter,
+    list_filter = (("created_at", DateRangeFilter), "action", RunIdFilter, RunSourceFilter,
                    RunTriggerFilter, RunStatusFilter)
     search_fields = ("natural_key",)
 
@@ -213,7 +214,7 @@ class ErrorLogAdmin(RunLogAdmin):
                     "column", "length", "reason", "retryable", "created_at")
     list_display_links = ("row_number",)
     list_filter = (("created_at", DateRangeFilter), "category", "source",
-                   "retryable", RunTriggerFilter, RunStatusFilter)
+                   "retryable", RunIdFilter, RunTriggerFilter, RunStatusFilter)
     search_fields = ("natural_key",)
     redacted_fields = ("reason",)
 
