@@ -65,7 +65,9 @@ class RequestIdFilter(logging.Filter):
 # The request's id travels with every task it enqueues (a message header), and a task sets it
 # as its own while it runs, so a worker's log lines and what the task records carry the id of
 # the request that caused them; a task enqueued by a task inherits it. A task nobody's request
-# enqueued (beat) runs under "task-<task id>".
+# enqueued (beat) runs under "task-<task id>". NOTE: the id is not cleared when the task ends:
+# what its task_postrun hooks do (the ops check after an ingest) is still the task's doing; the
+# next task sets its own.
 
 TASK_HEADER = "syncops_request_id"
 
@@ -82,16 +84,11 @@ def _adopt(task_id=None, task=None, **_extra) -> None:
                 else f"task-{task_id}")
 
 
-def _forget(**_extra) -> None:
-    current.set("-")
-
-
 def connect_celery_signals() -> None:
-    from celery.signals import before_task_publish, task_postrun, task_prerun
+    from celery.signals import before_task_publish, task_prerun
 
     before_task_publish.connect(_carry, weak=False, dispatch_uid="syncops.request_id.carry")
     task_prerun.connect(_adopt, weak=False, dispatch_uid="syncops.request_id.adopt")
-    task_postrun.connect(_forget, weak=False, dispatch_uid="syncops.request_id.forget")
 
 
 def correlation_id() -> str:
