@@ -39,6 +39,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from kombu.exceptions import OperationalError
@@ -56,6 +57,7 @@ from sync.ingest.uploads import (
     start_upload_run,
     store_upload,
     too_big_message,
+    upload_bytes,
     upload_columns,
 )
 from sync.models import ErrorLog, SyncRun, SyncUpload
@@ -204,7 +206,7 @@ def upload_page(request: HttpRequest, upload_id: int) -> HttpResponse:
         **_columns(upload, schema),
         "confirmable": upload.status == SyncUpload.Status.PREVIEWED and preview is not None,
         "can_operate": roles.can_operate(request.user),
-        "max_bytes": settings.SYNC_UPLOAD_MAX_BYTES,
+        "can_download": roles.can_operate(request.user) and roles.can_view_pii(request.user),
     }
     return TemplateResponse(request, "admin/console/upload_preview.html", context)
 
@@ -278,6 +280,24 @@ def _enqueue(*, upload_id: int, run: SyncRun) -> None:
         SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PENDING).update(
             status=SyncRun.Status.FAILED, finished_at=timezone.now(),
             message=f"not started: the task queue (Celery broker) is unreachable: {e}"[:2000])
+
+
+@require_GET
+def upload_download(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """The uploaded file as it was uploaded, for audit: operators who are PII viewers."""
+    _require(roles.can_operate(request.user) and roles.can_view_pii(request.user))
+    upload = get_object_or_404(SyncUpload, pk=upload_id)
+    try:
+        data = upload_bytes(upload)
+    except UploadError as e:  # purged after its retention
+        raise Http404(str(e)) from e
+    record_staff_action(request, action="sync.upload.download", target=upload.source,
+                        details={"upload_id": upload.pk})
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Disposition"] = content_disposition_header(
+        True, f"upload-{upload.pk}-{upload.filename}")
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_GET

@@ -42,6 +42,8 @@ ACTION_WORDS = {"start", "cancel", "acknowledge", "retry", "discard", "resync", 
                 "upload", "confirm", "preview"}
 # Console downloads only operators may read (a run's rejected rows: sheet content).
 OPERATOR_DOWNLOADS = ("rejects.csv",)
+# ... and those only operators who are PII viewers may read (an uploaded sheet as it was).
+PII_OPERATOR_DOWNLOADS = ("/file",)
 API_DOCUMENTS = {"/api/openapi.json", "/api/docs"}
 STREAMS = {"/api/events"}
 WRITE_METHODS = ("post", "put", "patch", "delete")
@@ -152,6 +154,11 @@ def admin_rules(route: Route, method: str) -> Matrix | None:
         return staff(NOT_FOUND) if method == "get" else None
     if path.startswith("/admin/console/") and path.endswith(OPERATOR_DOWNLOADS):
         return operators(OK) if method == "get" else staff(NOT_ALLOWED)
+    if path.startswith("/admin/console/") and path.endswith(PII_OPERATOR_DOWNLOADS):
+        # Operators who are PII viewers (only the superuser here); the walk's upload was
+        # purged, so the superuser finds it gone.
+        return staff(FORBIDDEN, superuser=NOT_FOUND) if method == "get" else staff(
+            NOT_ALLOWED)
     if path.startswith("/admin/console/"):  # the console's own pages (dashboard engineer)
         acting = path.rstrip("/").rsplit("/", 1)[-1] in ACTION_WORDS
         if method == "get":

@@ -419,3 +419,23 @@ def test_the_limit_counts_every_file_of_the_request(client_for, settings) -> Non
     messages = [str(m) for m in response.wsgi_request._messages]
     assert any("over the upload limit" in m for m in messages), messages
     assert not SyncUpload.objects.exists()
+
+
+def test_the_uploaded_file_is_downloadable_only_by_operators_who_see_pii(client_for) -> None:
+    data = sheet_bytes(list(buyer_rows(3, 0)))
+    upload(client_for("operator"), data, name='we"ird name.csv')
+    item = SyncUpload.objects.get()
+    url = reverse("admin:console_upload_file", args=[item.pk])
+    for role in ("viewer", "operator", "pii_viewer"):
+        assert client_for(role).get(url).status_code == 403
+        page = client_for(role).get(reverse("admin:console_upload", args=[item.pk]))
+        assert 'id="upload-download"' not in page.content.decode()
+    superuser = client_for("superuser")
+    assert 'id="upload-download"' in superuser.get(
+        reverse("admin:console_upload", args=[item.pk])).content.decode()
+    response = superuser.get(url)
+    assert response.status_code == 200 and response.content == data
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert StaffAction.objects.filter(action="sync.upload.download").count() == 1
+    SyncUpload.objects.filter(pk=item.pk).update(content=b"", purged_at=timezone.now())
+    assert superuser.get(url).status_code == 404
