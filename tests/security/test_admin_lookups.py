@@ -21,7 +21,7 @@ from django.contrib.auth.models import User
 from django.contrib.messages.storage.cookie import CookieStorage
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, SuspiciousOperation
 from django.db.models import Model
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.test import Client, RequestFactory
 from django.urls import resolve, reverse
 
@@ -125,6 +125,8 @@ class Pages:
             return HttpResponse(status=400)  # as Django's handler answers it
         except PermissionDenied:
             return HttpResponse(status=403)
+        except Http404:
+            return HttpResponse(status=404)
 
 
 @pytest.fixture
@@ -327,3 +329,31 @@ def test_pii_bound_filters_dates_orderings_and_fields_are_dropped_without_the_pi
     assert cl.date_hierarchy == "created_at"
     assert {"name", str(F("phone")), str(Lower("city").desc())} <= {
         str(entry) for entry in cl.queryset.query.order_by}
+
+
+def test_autocomplete_never_answers_from_pii_the_role_may_not_see(clients):
+    """The admin's autocomplete searches the target's search fields (as the role gets them):
+    every relation of every admin model, asked with a stored PII value and with nothing."""
+    make_world()
+    problems = []
+    for model, _model_admin in ADMINS:
+        relations = [f for f in model._meta.get_fields()
+                     if f.is_relation and f.concrete and f.related_model in admin.site._registry]
+        for field in relations:
+            target = field.related_model
+            values = [stored_value(target, name)
+                      for name in sorted(pii_fields_of(target, admin.site))]
+            for role in ("viewer", "operator"):
+                for value in [v for v in values if v != "x"] + list(CANARY.values()):
+                    answers = []
+                    for term in (str(value), MISS):
+                        response = clients[role].get(reverse("admin:autocomplete"), {
+                            "app_label": model._meta.app_label,
+                            "model_name": model._meta.model_name,
+                            "field_name": field.name, "term": term})
+                        answers.append((response.status_code, response.content
+                                        if response.status_code == 200 else b""))
+                    if answers[0] != answers[1]:
+                        problems.append(f"{model._meta.label}.{field.name} {role} "
+                                        f"term={value!r}: {answers}")
+    assert not problems, "\n".join(problems)
