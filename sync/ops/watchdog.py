@@ -46,10 +46,10 @@ def watchdog_check() -> SyncAlert | None:
     """Raise ``no_worker`` when no worker is alive (once per outage: the occurrence is the
     last heartbeat seen, so later checks of the same outage are not repeats)."""
     stale_after = settings.SYNC_WORKER_STALE_AFTER
-    if workers_alive(stale_after=stale_after):
-        return None
     now = timezone.now()
     ProcessHeartbeat.objects.filter(last_seen_at__lt=now - FORGET_AFTER).delete()
+    if workers_alive(stale_after=stale_after):
+        return None
     workers = ProcessHeartbeat.objects.filter(kind=ProcessHeartbeat.Kind.WORKER)
     last_seen = workers.aggregate(last=Max("last_seen_at"))["last"]
     since = last_seen or datetime.fromtimestamp(_watching_since, tz=UTC)

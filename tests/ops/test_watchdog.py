@@ -117,7 +117,12 @@ def test_the_web_process_thread_raises_it_without_being_asked(transactional_db,
 def test_no_heartbeat_at_all_alerts_once_the_watchdog_has_waited(transactional_db,
                                                                  settings) -> None:
     settings.SYNC_WORKER_STALE_AFTER = 3600.0
+    heartbeat_beat(kind="web", node="retired:1", pid=1)
+    ProcessHeartbeat.objects.filter(node="retired:1").update(
+        last_seen_at=ProcessHeartbeat.objects.get(node="retired:1").last_seen_at
+        - timedelta(days=2))
     assert watchdog_check() is None  # this process started watching only just now
+    assert not ProcessHeartbeat.objects.exists()  # a process silent for a day is forgotten
     settings.SYNC_WORKER_STALE_AFTER = 0.0
     alert = watchdog_check()
     assert alert.alert_type == "no_worker"
