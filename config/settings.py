@@ -309,7 +309,8 @@ if PRODUCTION:
 # (``request.csp_nonce``), no inline style attribute, no plugins, no framing. The admin, the
 # console's script and the API docs (django-ninja's bundled Swagger UI, served from our static
 # files, no CDN) all run under it. CSP_REPORT_URI: where browsers report violations.
-CSP_REPORT_URI = env.str("CSP_REPORT_URI", default="")
+# NOTE: not a setting of that name: django-csp 4 takes CSP_* settings for its old format.
+_csp_report_uri = env.str("CSP_REPORT_URI", default="")
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -322,7 +323,7 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": [SELF],
         "form-action": [SELF],
         "frame-ancestors": [NONE],
-        **({"report-uri": [CSP_REPORT_URI]} if CSP_REPORT_URI else {}),
+        **({"report-uri": [_csp_report_uri]} if _csp_report_uri else {}),
     },
 }
 
