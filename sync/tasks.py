@@ -7,6 +7,7 @@ from celery import shared_task
 from sync.cache import autowarm
 from sync.cache.replay import replay_pending
 from sync.cache.services import verify_models, warm_models
+from sync.ops.security_log import sessions_clear_expired
 
 
 @shared_task(name="sync.tasks.replay", ignore_result=True)
@@ -54,6 +55,7 @@ def ops_check(source: str | None = None) -> str:
 def archive_logs() -> dict[str, int]:
     archived = archive_logs_service()
     archived["sync_uploads"] = purge_uploads()
+    sessions_clear_expired()  # expired sessions, daily too (docs/security.md)
     return archived
 
 

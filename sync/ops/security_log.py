@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
@@ -71,3 +72,9 @@ def login_failure_burst_check() -> SyncAlert | None:
         context={"failures": failures, "addresses": addresses,
                  "window_minutes": settings.SECURITY_ALERT_WINDOW_MINUTES},
         occurrence=f"login-failures:{bucket}")
+
+
+def sessions_clear_expired() -> None:
+    """Delete expired sessions (Django's ``clearsessions``, for whichever ``SESSION_ENGINE``);
+    the daily retention task calls it, so ``sync_sessions`` holds live sessions only."""
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()

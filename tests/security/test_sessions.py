@@ -189,3 +189,20 @@ def test_a_session_saved_by_async_code_is_indexed_by_its_user_too():
     store[SESSION_KEY] = str(user.pk)
     async_to_sync(store.asave)()
     assert sessions_of(user) == 1
+
+
+def test_the_daily_retention_task_deletes_expired_sessions(settings, tmp_path):
+    import datetime
+
+    from django.utils import timezone
+
+    from sync.tasks import archive_logs
+
+    settings.SYNC_ARCHIVE_DIR = str(tmp_path)
+    user = make_staff_user("viewer")
+    client = logged_in(user)
+    UserSession.objects.create(session_key="x" * 32, session_data="", user_id=user.pk,
+                               expire_date=timezone.now() - datetime.timedelta(seconds=1))
+    archive_logs()  # the task's body, here
+    assert UserSession.objects.filter(user_id=user.pk).count() == 1  # the live one
+    assert is_logged_in(client)
