@@ -34,6 +34,7 @@ from sync.redaction import redact
 EXTRA = ("row", "column", "reason")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
+UPLOAD_LOCATION = re.compile(r"upload (\d+): ")  # a run of a console upload (uploads.py)
 
 
 def csv_safe(value: str) -> str:
@@ -94,8 +95,8 @@ def shown_columns(config: SourceConfig, headers: list[str], *, pii: bool) -> lis
 @contextlib.contextmanager
 def _source_of(run: SyncRun, config: SourceConfig) -> Iterator[object | None]:
     """The source the run read (``None`` when it cannot be read any more)."""
-    upload = SyncUpload.objects.filter(run_id=run.pk).first() or SyncUpload.objects.filter(
-        preview_run_id=run.pk).first()
+    uploaded = UPLOAD_LOCATION.match(run.location)
+    upload = SyncUpload.objects.filter(pk=int(uploaded.group(1))).first() if uploaded else None
     if upload is not None:
         with contextlib.ExitStack() as stack:
             try:
@@ -115,7 +116,6 @@ def _source_of(run: SyncRun, config: SourceConfig) -> Iterator[object | None]:
 @dataclass
 class RejectsFile:
     filename: str
-    note: str  # what the file leaves out, for the page that offers it
     lines: Iterator[list[str]]
 
 
@@ -123,10 +123,8 @@ def rejects_file(run: SyncRun, *, pii: bool) -> RejectsFile:
     """The run's rejects file for a reader with (``pii``) or without the PII role."""
     config = get_source(run.source)
     rejected = rejected_rows(run)
-    suffix = "" if pii else "-without-pii"
-    note = "" if pii else ("Columns with personal data, and columns the source does not map, "
-                           "are left out: they need the PII viewer role.")
-    return RejectsFile(f"{run.source}-run-{run.pk}-rejects{suffix}.csv", note,
+    suffix = "" if pii else "-without-pii"  # personal and unmapped columns left out
+    return RejectsFile(f"{run.source}-run-{run.pk}-rejects{suffix}.csv",
                        _lines(run, config, rejected, pii=pii))
 
 

@@ -188,3 +188,18 @@ def test_a_run_without_rejects_gives_the_header_only(client_for, tmp_path) -> No
     assert run.failed == 0 and Buyer.objects.count() == 3
     _response, lines = rejects(client_for("operator"), run.pk)
     assert lines == [["row", "column", "reason"]]
+
+
+def test_an_earlier_preview_of_a_file_previewed_again_reads_the_same_file(client_for) -> None:
+    client = client_for("superuser")
+    headers, rows = bad_sheet()
+    upload(client, sheet_bytes(rows, headers))
+    item = SyncUpload.objects.get()
+    first = item.preview_run_id
+    client.post(reverse("admin:console_upload_repreview", args=[item.pk]))
+    item.refresh_from_db()
+    assert item.preview_run_id != first
+    _response, old = rejects(client, first)
+    _response, new = rejects(client, item.preview_run_id)
+    assert old == new and [line[-3] for line in old[1:]] == ["3", "5", "9"]
+    assert old[2][1] == CANARY_NAME
