@@ -17,6 +17,7 @@ from tests.test_foundation_demo import (
     Demo,
     _free_port,
     _get,
+    _log_in,
     _processes_mentioning,
     _server_pids,
     demo_profile,  # noqa: F401 - the fixture
@@ -60,7 +61,7 @@ def test_a_killed_worker_and_web_server_are_restarted_and_sigint_stops_all(
     services = Services(demo_profile)
     demo = Demo(demo_profile, _free_port(), tmp_path / "demo.log")
     try:
-        demo.wait_for(r"login: +admin / (\S+)", timeout=300)
+        password = demo.wait_for(r"login: +admin / (\S+)", timeout=300).group(1)
         assert _health(demo)["Celery worker"] == "OK"
         worker = _pid_of(demo, "celery worker")
         pool = _children_of(worker)
@@ -76,6 +77,10 @@ def test_a_killed_worker_and_web_server_are_restarted_and_sigint_stops_all(
         new_worker = _pid_of(demo, "celery worker")
         assert new_worker != worker and pid_alive(new_worker)
         assert demo.proc.poll() is None
+        # The console shows it: the worker's heartbeat row counts the restart.
+        wait_until(lambda: re.search(r"worker demo-\S+</dt><dd class=\"good\">alive · 1 restart<",
+                                     _log_in(demo.base, password)),
+                   timeout=60, interval=1, what="the restart on the dashboard")
         # The killed worker's pool went with it (no orphan holding its tasks).
         wait_until(lambda: not [pid for pid in pool if pid_alive(pid)], timeout=10,
                    what="the old pool processes gone")
