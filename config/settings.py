@@ -65,14 +65,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Right after the user is known: an idle or too-old session ends before anything (the rate
+    # limits per role, a view) sees its user; every 401/403 below, whoever answers it, goes to
+    # the security log (sync/console/security.py).
+    "sync.console.security.SessionLifetimeMiddleware",
+    "sync.console.security.SecurityLogMiddleware",
     # /api/: a JSON 413 for a body too big, rate limits per role (needs the user).
     "sync.console.api_middleware.ApiGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Ends idle and too-old sessions before any view sees the user; records 401/403 answers
-    # on /api/ and /admin/ in the security log (sync/console/security.py).
-    "sync.console.security.SessionLifetimeMiddleware",
-    "sync.console.security.SecurityLogMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into a 429 page.
     "axes.middleware.AxesMiddleware",
 ]
