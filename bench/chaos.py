@@ -97,6 +97,8 @@ class ChaosResult:
     stale_during: int = 0
     read_errors: int = 0
     longest_stale: float | None = None
+    stale_percentiles: tuple[float, float] | None = None  # p50, p99 of the stale reads' ages
+    sampler: dict[int, tuple[int, int]] = field(default_factory=dict)  # window: samples, ok
     longest_stale_cause: str = ""  # the model, and the faults around the commit it missed
     converge_s: float | None = None
     canaries_planted: int = 0
@@ -146,8 +148,16 @@ class ChaosResult:
             ("  longest staleness of a stale read",
              "-" if self.longest_stale is None else
              f"{self.longest_stale:.2f} s ({self.longest_stale_cause})", "", None),
+            ("  staleness of stale reads p50 / p99 / max",
+             "-" if self.stale_percentiles is None else
+             " / ".join(f"{v:.3f} s" for v in (*self.stale_percentiles, self.longest_stale)),
+             "", None),
             ("  reads failed (their PostgreSQL backend terminated)", f"{self.read_errors:,}",
              "", None),
+            *[(f"sampler: writes consistent in Redis within {seconds} s",
+               f"{ok:,} of {n:,}: " + nines(n - ok, n) if n else
+               "no samples (the window is longer than the run)", "", None)
+              for seconds, (n, ok) in sorted(self.sampler.items())],
             ("time to converge after the last fault",
              "NOT CONVERGED" if self.converge_s is None else f"{self.converge_s:.1f} s",
              f"≤ {c.converge_timeout:.0f} s", self.converge_s is not None),
@@ -159,6 +169,10 @@ class ChaosResult:
         ]
         rows += [(f"fault: {kind}", f"{faults[kind]} ({proven[kind]} proven)", "≥ 1",
                   None) for kind in FAULTS]
+        if c.worker_dead:
+            rows.append((f"fault: worker_dead ({c.worker_dead:g} s, once)",
+                         f"{faults['worker_dead']} ({proven['worker_dead']} proven)", "1",
+                         faults["worker_dead"] == proven["worker_dead"] == 1))
         width = [max(len(r[i]) for r in rows) for i in range(3)]
         rule = "-" * (sum(width) + 12)
         lines = [(f"chaos run {self.run}: seed {c.seed}, {c.writers} writers, {c.readers} "
@@ -284,6 +298,9 @@ def _reads(result: ChaosResult, workdir: Path, readers: int) -> None:
                 result.stale_during += bad
     timed = [event for event in stale_reads if event[1] is not None]
     if timed:
+        ages = sorted(event[1] for event in timed)
+        result.stale_percentiles = (ages[len(ages) // 2], ages[min(len(ages) - 1,
+                                                                  int(len(ages) * 0.99))])
         started, age, label = max(timed, key=lambda event: event[1])
         # The faults under way (within a second) when the version it missed was committed.
         committed = started - age
@@ -291,6 +308,20 @@ def _reads(result: ChaosResult, workdir: Path, readers: int) -> None:
                         if w.start - 1 <= committed <= w.end + 1})
         result.longest_stale = age
         result.longest_stale_cause = f"{label}, committed during {', '.join(kinds) or 'no fault'}"
+
+
+def _sample(say) -> None:
+    """One tick of the consistency sampler (sync/ops/sampler.py), here rather than on the
+    worker so it measures through every fault, the dead worker's included."""
+    from django.db import DatabaseError, connection
+
+    from sync.ops.sampler import sampler_tick
+
+    try:
+        sampler_tick()
+    except DatabaseError as error:  # a pg_terminate fault may hit this process's backend
+        say(f"sampler tick failed: {type(error).__name__}")
+        connection.close()
 
 
 def scan_for_canaries(result: ChaosResult, cache_url: str, logs: list[Path]) -> None:
@@ -380,7 +411,8 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
         start = time.monotonic()
         end, hard_end = start + config.duration, start + 3 * config.duration
         next_fault = start + rng.uniform(0.3, 1.0) * config.fault_gap
-        next_replay = next_check = start
+        next_replay = next_check = next_sample = start
+        worker_dead_at = start + config.duration / 3 if config.worker_dead else None
         schedule: list[str] = []
         while True:
             now = time.monotonic()
@@ -396,7 +428,18 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
                 fleet.send_replay()
                 next_replay = now + config.replay_interval
             fleet.revive()
-            if now >= next_fault:
+            if config.sampler_interval and now >= next_sample:
+                _sample(say)
+                next_sample = time.monotonic() + config.sampler_interval
+            if worker_dead_at is not None and now >= worker_dead_at:
+                worker_dead_at = None
+                say(f"fault worker_dead: the worker stays dead for {config.worker_dead:g} s")
+                window = injector.inject("worker_dead")
+                result.windows.append(window)
+                say(f"fault worker_dead for {window.end - window.start:.2f} s"
+                    f" ({'proven' if window.proven else 'NOT proven'})")
+                next_fault = time.monotonic() + rng.uniform(0.5, 1.5) * config.fault_gap
+            elif now >= next_fault:
                 if not schedule:  # every kind once per round, in a seeded random order
                     schedule = list(FAULTS)
                     rng.shuffle(schedule)
@@ -442,6 +485,11 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
     result.after = (sum(r.stale for r in final), sum(r.missing for r in final),
                     sum(r.extra for r in final))
     _reads(result, workdir, config.readers)
+    if config.sampler_interval:
+        from sync.ops.sampler import consistency_figures
+
+        figures = consistency_figures(over_seconds=result.elapsed + config.converge_timeout)
+        result.sampler = {s: (w.samples, w.consistent) for s, w in figures.windows.items()}
     scan_for_canaries(result, targets.cache.url,
                       [*workdir.glob("*.log"), targets.cache.logfile])
     return result
@@ -504,13 +552,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default="", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, default=ROOT / ".run" / PROFILE / "logs")
     parser.add_argument("--bulk-rows", type=int, default=40, help="rows per bulk update")
+    parser.add_argument("--worker-dead", type=float, default=30.0,
+                        help="seconds the worker stays dead once, a third in (0: never)")
+    parser.add_argument("--sampler-interval", type=float, default=2.0,
+                        help="seconds between consistency sampler ticks (0: no sampler)")
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args.child, args.index, args.seed, args.run, args.workdir,
                           args.bulk_rows)
     config = ChaosConfig(duration=args.duration, writers=args.writers, readers=args.readers,
                          min_writes=args.min_writes, fault_gap=args.fault_gap, rows=args.rows,
-                         bulk_rows=args.bulk_rows)
+                         bulk_rows=args.bulk_rows, worker_dead=args.worker_dead,
+                         sampler_interval=args.sampler_interval)
     if args.seed is not None:
         config.seed = args.seed
     from bench.harness import machine_lines

@@ -36,6 +36,10 @@ class ChaosConfig:
     rows: int = 300  # rows seeded per model
     bulk_rows: int = 40  # rows per bulk update
     child_env: dict[str, str] = field(default_factory=dict)  # extra settings for the children
+    # Seconds the worker stays dead once, a third into the run (0: never): nothing replays,
+    # so the staleness bound and the fence alone keep reads fresh (issue 17).
+    worker_dead: float = 0.0
+    sampler_interval: float = 0.0  # how often the consistency sampler ticks (0: never)
 
 
 @dataclass
@@ -206,6 +210,16 @@ class Injector:
             return bool(client.flushall())
         finally:
             client.close()
+
+    def worker_dead(self) -> bool:
+        """SIGKILL the worker and leave it dead for ``worker_dead`` seconds, then start it."""
+        worker = self.fleet.procs["worker"]
+        worker.kill()
+        self.fleet.wait_exit("worker", 10)
+        time.sleep(self.fleet.config.worker_dead)
+        dead_throughout = worker.poll() is not None
+        self.fleet.start_worker()
+        return self.fleet.worker_ready() and dead_throughout
 
     def worker_kill(self) -> bool:
         """SIGKILL the worker while its replay task runs: a lock on the queue table holds the
