@@ -187,6 +187,10 @@ def upload_repreview(request: HttpRequest, upload_id: int) -> HttpResponse:
 @require_GET
 def upload_page(request: HttpRequest, upload_id: int) -> HttpResponse:
     """The preview of an upload: what its confirmed run will do."""
+    # NOTE: imported here: sync.console.admin registers the admin classes with the site,
+    # which imports this module.
+    from sync.console.admin.run_page import render
+
     _require(roles.can_view(request.user))
     upload = get_object_or_404(SyncUpload, pk=upload_id)
     preview = SyncRun.objects.filter(pk=upload.preview_run_id).first()
@@ -204,6 +208,8 @@ def upload_page(request: HttpRequest, upload_id: int) -> HttpResponse:
         "duplicates": [_error_row(e) for e in duplicates[:ERRORS_SHOWN]],
         "duplicates_total": duplicates.count(),
         **_columns(upload, schema),
+        # How the pipeline read the file (encoding, delimiter, what it detected), when it says.
+        "file_format": render(schema["file"]) if schema.get("file") else None,
         "confirmable": upload.status == SyncUpload.Status.PREVIEWED and preview is not None,
         "can_operate": roles.can_operate(request.user),
         "can_download": roles.can_operate(request.user) and roles.can_view_pii(request.user),
