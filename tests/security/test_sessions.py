@@ -206,3 +206,21 @@ def test_the_daily_retention_task_deletes_expired_sessions(settings, tmp_path):
     archive_logs()  # the task's body, here
     assert UserSession.objects.filter(user_id=user.pk).count() == 1  # the live one
     assert is_logged_in(client)
+
+
+def test_an_expired_session_is_rate_limited_as_anonymous(settings):
+    """The session limits run before the per-role rate limits: an idle viewer's next request
+    spends the address's anonymous budget, not the viewer's."""
+    from sync.console import ratelimit
+
+    settings.API_RATELIMIT_ENABLED = True
+    settings.API_RATELIMIT_ANONYMOUS = "50/minute"
+    settings.API_RATELIMIT_VIEWER = "30/minute"
+    ratelimit.fail_open.__init__()
+    try:
+        client = logged_in(make_staff_user("viewer"))
+        assert client.get("/api/parts")["RateLimit-Limit"] == "30"
+        shift(client, seen=settings.SESSION_IDLE_TIMEOUT + 1)
+        assert client.get("/api/parts")["RateLimit-Limit"] == "50"
+    finally:
+        ratelimit.fail_open.__init__()
