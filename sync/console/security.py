@@ -119,8 +119,14 @@ def session_check(request: HttpRequest) -> None:
         session.flush()
         request.user = AnonymousUser()
         return
-    if now - seen >= _touch_interval():
+    if now - seen >= _touch_interval() and not _background_read(request):
         session[SEEN] = now
+
+
+def _background_read(request: HttpRequest) -> bool:
+    """A read of the JSON APIs: the console's own polling (dashboard, progress) and event
+    streams. NOTE: not activity: an unattended open dashboard must still go idle."""
+    return request.path.startswith("/api/") and request.method in ("GET", "HEAD")
 
 
 class SecurityLogMiddleware(_Middleware):

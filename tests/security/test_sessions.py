@@ -58,15 +58,23 @@ def test_a_session_idle_longer_than_the_timeout_is_logged_out(settings):
     shift(client, seen=599)
     assert is_logged_in(client)  # within the timeout: the request counts as activity …
     assert time.time() - client.session[SEEN] < 5  # … and moved the stamp
+    shift(client, seen=599)
+    # The console's polling (API reads) is no activity: an unattended dashboard goes idle.
+    assert client.get(API).status_code == 200
+    assert time.time() - client.session[SEEN] > 590
     shift(client, seen=601)
     assert not is_logged_in(client)
     assert sessions_of(user) == 0
     event = SecurityEvent.objects.get(kind="session_expired")
     assert (event.user, event.details, event.ip) == (user, {"reason": "idle"}, "127.0.0.1")
-    # The JSON API answers the same session as anonymous too.
+    # The JSON API answers the same session as anonymous too; an API write is activity.
     client = logged_in(user)
     shift(client, seen=601)
     assert client.get(API).status_code in (401, 403)
+    client = logged_in(user)
+    shift(client, seen=300)
+    client.post("/api/sync/manual", {"source": "buyers"}, content_type="application/json")
+    assert time.time() - client.session[SEEN] < 5
 
 
 def test_an_active_session_ends_at_its_absolute_lifetime(settings):
