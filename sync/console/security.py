@@ -159,12 +159,17 @@ def _is_denial(request: HttpRequest, response: HttpResponse) -> bool:
 
 def denial_record(request: HttpRequest, response: HttpResponse) -> None:
     user = getattr(request, "user", None)
+    user = user if user is not None and user.is_authenticated else None
+    if user is None and request.method in ("GET", "HEAD"):
+        # NOTE: a read by nobody logged in (a visitor, a console tab whose session ended and
+        # keeps polling) is no attempt at anything: recorded, it would bury the rest. Every
+        # refusal of a logged-in user, and every anonymous write, is kept.
+        return
     try:
         # A savepoint: a failed insert must not poison a transaction the caller still uses.
         with transaction.atomic():
             security_event_record(
-                kind=Kind.DENIED,
-                user=user if user is not None and user.is_authenticated else None,
+                kind=Kind.DENIED, user=user,
                 status_code=response.status_code, details={"method": request.method},
                 **_request_context(request))
     except DatabaseError:
