@@ -20,6 +20,7 @@ real pipeline, then run for real only while the preview still holds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -177,10 +178,9 @@ def fingerprint(config: SourceConfig, preview_run_id: int) -> str:
             f" LEFT JOIN {table} t ON t.{key} = k.natural_key{child_join}",
             [preview_run_id])
         rows_digest, keys = cursor.fetchone()
-    rules = {"target": config.label, "key": config.natural_key, "columns": config.columns,
-             "required": list(config.required), "pattern": config.key_pattern,
-             "child": config.child.model._meta.label_lower if config.child else "",
-             "options": config.options,
+    # Every setting of the source (mapping, rules, declared file format, whatever it grows),
+    # and the real column types.
+    rules = {"config": {f.name: getattr(config, f.name) for f in dataclasses.fields(config)},
              "types": {h: c.type_sql for h, c in column_limits(config).items()}}
     text = json.dumps([rules, rows_digest or "", keys], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

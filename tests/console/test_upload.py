@@ -439,3 +439,16 @@ def test_the_uploaded_file_is_downloadable_only_by_operators_who_see_pii(client_
     assert StaffAction.objects.filter(action="sync.upload.download").count() == 1
     SyncUpload.objects.filter(pk=item.pk).update(content=b"", purged_at=timezone.now())
     assert superuser.get(url).status_code == 404
+
+
+def test_any_change_to_the_source_outdates_the_preview(client_for, settings) -> None:
+    upload(client_for("operator"), sheet_bytes(list(buyer_rows(4, 0))))
+    item = SyncUpload.objects.get()
+    path = Path(settings.SYNC_INGEST_SOURCES_FILE)
+    # Not the mapping: a setting the run's behaviour depends on all the same.
+    path.write_text(path.read_text().replace('required = ["buyer_number", "name"]',
+                                             'required = ["buyer_number", "name"]\n'
+                                             "auto_recovery = false", 1))
+    client_for("operator").post(reverse("admin:console_upload_confirm", args=[item.pk]))
+    item.refresh_from_db()
+    assert item.status == "outdated"
