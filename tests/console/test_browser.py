@@ -185,8 +185,9 @@ def _console_flow(browser, live_server, sheets: Path) -> None:
     config_update(source="buyers", batch_size=50)
     page.goto(f"{live_server.url}/admin/console/sync/buyers/")
     page.click("#start-sync")
-    page.wait_for_function(
-        "Number(document.querySelector('#run-progress').getAttribute('aria-valuenow')) > 0")
+    # NOTE: a selector, not wait_for_function: Playwright polls a function with eval, which
+    # the Content-Security-Policy refuses (no 'unsafe-eval').
+    page.wait_for_selector('#run-progress:not([aria-valuenow="0"])')
     assert page.text_content("#run-status") == "running"
     page.click("#cancel-run")
     page.wait_for_selector("#run-status.status-cancelled")
