@@ -189,9 +189,9 @@ class CacheVerification(models.Model):
 # Django registers them with the sync app and callers import every sync model from one place.
 from sync.models_console import StaffAction  # noqa: E402
 from sync.models_ingest import ErrorLog, RecordLog, RecordRetry, SyncRun, SyncUpload  # noqa: E402
+from sync.models_observe import ConsistencySample, ProcessHeartbeat  # noqa: E402
 from sync.models_ops import AlertMail, SyncAlert, SyncConfig, SyncHealthMetric, SyncMetric  # noqa: E402
 from sync.models_security import SecurityEvent, UserSession  # noqa: E402
-from sync.models_observe import ConsistencySample, ProcessHeartbeat  # noqa: E402
 
 __all__ = [
     "AlertMail",
