@@ -32,7 +32,8 @@ from sync.cache.keys import cache_key, fence_key
 from sync.models import SyncIntent
 
 WRITERS = {store.WRITE_THROUGH: "write-through", store.REPLAY: "replay",
-           store.WARM: "warm", store.REPAIR: "verification repair"}
+           store.WARM: "warm", store.REPAIR: "verification repair",
+           store.RESYNC: "console resync"}
 STREAM_SCAN = 1000  # entries of the stream looked at, newest first
 
 

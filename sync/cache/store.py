@@ -262,7 +262,8 @@ def ttl_ms(seconds: float, jitter: float) -> int:
 
 
 # Who wrote a key last, per kind (``cas_write.lua``'s field w<kind>): sync/cache/inspect.py.
-WRITE_THROUGH, REPLAY, WARM, REPAIR = "w", "r", "m", "v"
+# RESYNC: an operator's "Resync" in the console (sync/console/services.py).
+WRITE_THROUGH, REPLAY, WARM, REPAIR, RESYNC = "w", "r", "m", "v", "c"
 
 
 def write_many(writes: list[CacheWrite], *, replace_equal: bool = False,

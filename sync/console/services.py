@@ -65,7 +65,7 @@ def cache_resync(*, model: type[Model], pks: Iterable[object]) -> ResyncResult:
         marks = store.capture()  # before the read: a data loss after it is noticed
         states = _current_states(model, chunk)
         applied = store.write_many([w for s in states for w in s.to_writes(spec)],
-                                   replace_equal=True, marks=marks)
+                                   replace_equal=True, marks=marks, source=store.RESYNC)
         if marks.lost:  # an older write may sit in an emptied key: replay writes the newest
             note_lost(states)
         result.rows += len(states)
@@ -158,7 +158,7 @@ def intents_retry(*, ids: Iterable[int]) -> IntentRetryResult:
                                               f"{label} is no longer a synced model")
             continue
         states.extend(outbox.row_states(spec, list(versions), versions))
-    if write_states(states, marks=marks):
+    if write_states(states, marks=marks, source=store.REPLAY):  # a replay by hand
         result.written += len(states)
     else:
         result.failed += len(states)

@@ -3,8 +3,8 @@
 -- ARGV[1] version, ARGV[2] payload, ARGV[3] key id, ARGV[4] tombstone "1"/"0", ARGV[5] TTL ms,
 -- ARGV[6] "1" to also replace an entry of the same version (verification's repair of a
 -- corrupted entry; the same version means the same row state in PostgreSQL), ARGV[7] who
--- writes (w write-through, r replay, m warm, v verification; empty: not recorded) and ARGV[8]
--- the writer's clock in ms: a write that lands records "<version>@<ms>" in field w<ARGV[7]>,
+-- writes (w write-through, r replay, m warm, v verification, c console resync; empty: not
+-- recorded) and ARGV[8] the writer's clock in ms: a write that lands records "<version>@<ms>" in field w<ARGV[7]>,
 -- what ``sync_inspect`` shows as the key's last write-through / replay (sync/cache/inspect.py).
 -- Returns 1 when written, 0 when the stored version is newer (or equal, without ARGV[6]).
 local current = redis.call('HGET', KEYS[1], 'v')
