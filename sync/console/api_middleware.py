@@ -5,6 +5,12 @@
   instead of that exception deep in a view (a traceback 500 from ninja, Django's HTML 400).
 * Rate limits per role (``sync.console.ratelimit``): a JSON ``429`` with ``Retry-After`` over
   the limit; the ``RateLimit-*`` headers on every counted answer.
+* The body is read here, once: a body sent chunked (no ``Content-Length``) that is too big
+  is a JSON ``413`` too, and a POST whose ``Content-Type`` says form data keeps its bytes for
+  the view (Django's CSRF check parses such a form and consumed the stream: the view's
+  ``request.body`` raised, a 500). Such a form is parsed here too, so a body that is no such
+  form (or one with too many fields) is a JSON ``400``, whoever would have parsed it next
+  (the CSRF check of django-ninja's API key auth turned it into a 500).
 * An error page a framework made (ninja's text 405, Django's HTML 404) becomes a JSON error.
 
 Answers are in the API's own error envelope (``sync.console.api_errors``). It sits after
@@ -16,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 
 from sync.console import ratelimit
 from sync.console.api_errors import api_error, body_too_big_message, is_api
@@ -42,6 +50,16 @@ class ApiGuardMiddleware:
             return api_error(request, 400, "Content-Length is not a number of bytes")
         if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             return api_error(request, 413, body_too_big_message())
+        try:
+            request.body  # noqa: B018 -- cached: the form parse and the view read this copy
+        except RequestDataTooBig:
+            return api_error(request, 413, body_too_big_message())
+        if request.method == "POST":
+            try:
+                request.POST  # noqa: B018 -- Django parses a form body only for a POST
+            except (MultiPartParserError, SuspiciousOperation) as e:
+                return api_error(request, 400, f"bad request: the body is not the form "
+                                 f"its Content-Type names ({e})")
         verdict = ratelimit.count(request)
         if verdict is not None and not verdict.allowed:
             response = api_error(request, 429, "too many requests: at most "

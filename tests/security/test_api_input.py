@@ -192,4 +192,4 @@ def test_a_form_with_too_many_fields_is_a_json_400() -> None:
     response = client.post("/api/sync/manual", fields,
                            content_type="application/x-www-form-urlencoded")
     assert response.status_code == 400
-    assert response.json()["error"] == "bad request"
+    assert response.json()["error"].startswith("bad request")
