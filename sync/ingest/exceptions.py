@@ -12,7 +12,27 @@ class SourceConfigError(IngestError):
 
 
 class SourceUnavailableError(IngestError):
-    """The sheet could not be read (file missing, network fault after every retry)."""
+    """The sheet could not be read for a while (a network fault after every retry).
+
+    ``category`` and ``code`` are what the run's error log records (``ErrorLog.Category``).
+    """
+
+    category = "network"
+    code = "unavailable"
+
+
+class SourceFileError(SourceUnavailableError):
+    """The file itself cannot be used as it is: missing, unreadable, undecodable, empty, not a
+    workbook, without the key column, with ambiguous headers. No retry helps; the file (or the
+    source's configuration) must change. ``line`` is the line of the file where it went wrong,
+    when there is one."""
+
+    category = "source"
+
+    def __init__(self, message: str, *, code: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.line = line
 
 
 class SyncAlreadyRunningError(IngestError):

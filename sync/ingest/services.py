@@ -12,7 +12,7 @@ from sync.ingest import retry
 from sync.ingest.config import get_source, load_sources
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.schema import SchemaReport, check_schema
-from sync.ingest.sources import open_source
+from sync.ingest.sources import source_for
 from sync.ingest.verification import MissingReport, find_missing
 from sync.models import RecordRetry, SyncRun
 
@@ -20,13 +20,13 @@ from sync.models import RecordRetry, SyncRun
 def source_schema_check(source: str, *, file: str | None = None) -> SchemaReport:
     config = get_source(source)
     kind, location = config.resolve_location(file)
-    return check_schema(config, open_source(kind, location, worksheet=config.worksheet))
+    return check_schema(config, source_for(config, kind, location))
 
 
 def source_find_missing(source: str, *, file: str | None = None) -> MissingReport:
     config = get_source(source)
     kind, location = config.resolve_location(file)
-    return find_missing(config, open_source(kind, location, worksheet=config.worksheet))
+    return find_missing(config, source_for(config, kind, location))
 
 
 def source_sync_missing(source: str, *, file: str | None = None,

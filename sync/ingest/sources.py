@@ -9,19 +9,25 @@ but keeps its number. Network faults of Google Sheets are retried with exponenti
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from django.conf import settings
 
-from sync.ingest.exceptions import SourceConfigError, SourceUnavailableError
+from sync.ingest.exceptions import SourceConfigError, SourceFileError, SourceUnavailableError
+
+if TYPE_CHECKING:
+    from sync.ingest.config import SourceConfig
 from sync.redaction import RedactPiiFilter
 
 logger = logging.getLogger(__name__)
@@ -37,6 +43,10 @@ class NetworkError(SourceUnavailableError):
 class Source(Protocol):
     kind: str
     location: str
+
+    def prescan(self) -> object: ...
+
+    def describe(self) -> dict: ...
 
     def headers(self) -> list[str]: ...
 
@@ -69,63 +79,321 @@ def _data_rows(rows: Iterator[list[str]], first: int = 2) -> Iterator[Row]:
             yield number, cells
 
 
+# NOTE: PostgreSQL's largest text value. csv's default field limit (131,072 characters)
+# refused a long notes cell and with it the whole file; the limit is raised once, when a CSV
+# is first read (not at import: other code may read the default).
+FIELD_LIMIT = (1 << 30) - 1
+DELIMITERS = (",", ";", "\t")  # in order of preference when the header does not decide
+CHUNK = 1 << 20
+UTF8 = "utf-8-sig"  # reads UTF-8 with or without a byte-order mark
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# NOTE: a run of three or more accented letters is how text of another single-byte code
+# page (Cyrillic, Greek …) looks when read as Windows-1252: no Western word has one.
+_NOT_WESTERN = re.compile("[\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff\u0152\u0153\u0160\u0161"
+                          "\u0178\u017d\u017e]{3,}")
+
+
+def normal_header(header: str) -> str:
+    """A header as it is matched: without surrounding whitespace (and BOM), case ignored."""
+    return header.replace("\ufeff", "").strip().casefold()
+
+
+def match_headers(headers: list[str], expected: tuple[str, ...], location: str) -> list[str]:
+    """The sheet's headers with each one that matches an expected header after trimming and
+    ignoring case spelled as expected; two sheet columns matching the same one is an error
+    (which of them would feed the field is a guess)."""
+    if not expected:
+        return headers
+    exact = set(expected)
+    wanted: dict[str, str] = {}
+    for name in expected:
+        wanted.setdefault(normal_header(name), name)
+    matched = list(headers)
+    seen: dict[str, int] = {}
+    for index, header in enumerate(headers):
+        name = header if header in exact else wanted.get(normal_header(header))
+        if name is None:
+            continue
+        if name in seen:
+            first = seen[name]
+            msg = (f"{location}: columns {column_letter(first + 1)} ({headers[first]!r}) and "
+                   f"{column_letter(index + 1)} ({header!r}) both read as {name!r}; "
+                   "rename or remove one of them")
+            raise SourceFileError(msg, code="ambiguous_header", line=1)
+        seen[name] = index
+        matched[index] = name
+    return matched
+
+
+def _codec(name: str) -> str:
+    """The codec's canonical name ("latin-1" -> "iso8859-1"); UTF-8 also strips a BOM."""
+    canonical = codecs.lookup(name).name
+    return "utf-8-sig" if canonical == "utf-8" else canonical
+
+
+@dataclass
+class FileText:
+    """How a CSV file is decoded and split, decided once by reading it whole (the pre-scan)."""
+
+    encoding: str
+    delimiter: str
+    warnings: list[str] = field(default_factory=list)
+    detected: list[str] = field(default_factory=list)  # "encoding", "delimiter"
+
+    def describe(self) -> dict:
+        return {"encoding": self.encoding, "delimiter": self.delimiter,
+                "detected": self.detected, "warnings": self.warnings}
+
+
 class CsvSource:
+    """A CSV file, streamed. The encoding is the declared one or detected (BOM, UTF-8,
+    then Windows-1252 when the text reads as such, said so in ``warnings``); the delimiter
+    is the declared one or the one that splits the header into the expected columns.
+    ``prescan`` decodes the whole file before a row is handed out: a file that cannot be
+    decoded fails whole, naming the line, and nothing of it is loaded (DESIGN I10)."""
+
     kind = "csv"
 
-    def __init__(self, location: str, *, encoding: str = "utf-8-sig", delimiter: str = ",",
+    def __init__(self, location: str, *, encoding: str | None = "utf-8-sig",
+                 delimiter: str | None = ",", expected_headers: tuple[str, ...] = (),
                  ) -> None:
         self.location = location
-        self.encoding = encoding
-        self.delimiter = delimiter
+        self.encoding = encoding  # None: detect
+        self.delimiter = delimiter  # None: sniff
+        self.expected = tuple(expected_headers)
+        self._text: FileText | None = None
+
+    def _binary(self):
+        try:
+            return Path(self.location).open("rb")
+        except OSError as e:
+            code = "missing" if isinstance(e, FileNotFoundError) else "unreadable"
+            msg = f"cannot open {self.location}: {e.strerror}"
+            raise SourceFileError(msg, code=code) from e
+
+    def prescan(self) -> FileText:
+        """Decide the encoding and delimiter, decoding the whole file once (cheap: C codecs
+        over 1 MiB chunks, no CSV parsing)."""
+        if self._text is None:
+            if csv.field_size_limit() < FIELD_LIMIT:
+                csv.field_size_limit(FIELD_LIMIT)
+            encoding, warnings, detected = self._encoding()
+            text = FileText(encoding, ",", warnings, detected)
+            text.delimiter = self._delimiter(text)
+            self._text = text
+        return self._text
+
+    def describe(self) -> dict:
+        return self.prescan().describe()
+
+    def _encoding(self) -> tuple[str, list[str], list[str]]:
+        with self._binary() as handle:
+            head = handle.read(4)
+        if not head:
+            msg = f"{self.location}: the file is empty (0 bytes)"
+            raise SourceFileError(msg, code="empty")
+        declared = _codec(self.encoding) if self.encoding else None
+        warnings: list[str] = []
+        bom = ("utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-16" if head[:2] in (
+            codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else None)
+        if bom:
+            if declared and declared != bom and not declared.startswith(bom[:6]):
+                warnings.append(f"the source declares {self.encoding} but the file starts "
+                                f"with a {bom.removesuffix('-sig').upper()} byte-order mark: "
+                                "read as that")
+            self._check_decodes(bom)
+            return bom, warnings, ([] if declared == bom else ["encoding"])
+        if declared and declared.startswith("utf-") and declared != UTF8:
+            self._check_decodes(declared)  # UTF-16/32 without a BOM: as declared
+            return declared, warnings, []
+        utf8 = self._scan(UTF8)
+        if utf8.error is None:
+            if declared is None:
+                return UTF8, warnings, ["encoding"]
+            if declared != UTF8 and not utf8.ascii:
+                # NOTE: text in a single-byte code page is almost never valid UTF-8 once it
+                # has accents; read as declared, a UTF-8 export would be stored as mojibake.
+                warnings.append(f"the source declares {self.encoding} but the file is UTF-8 "
+                                "text: read as UTF-8")
+                return UTF8, warnings, ["encoding"]
+            return declared, warnings, []
+        if declared and declared != UTF8:
+            self._check_decodes(declared)
+            return declared, warnings, []
+        if declared is None:
+            cp1252 = self._scan("cp1252", western=True)
+            if cp1252.error is None:
+                warnings.append(
+                    f"the file is not UTF-8 (line {self._line_of(utf8.error[0], 'cp1252')}); "
+                    "read as Windows-1252 (cp1252), detected: declare encoding = \"cp1252\" "
+                    "in the source if that is right")
+                return "cp1252", warnings, ["encoding"]
+        raise self._undecodable(UTF8, utf8.error)
+
+    def _check_decodes(self, encoding: str) -> None:
+        scan = self._scan(encoding)
+        if scan.error is not None:
+            raise self._undecodable(encoding, scan.error)
+
+    def _scan(self, encoding: str, *, western: bool = False) -> _Scan:
+        """Decode the whole file; the first undecodable byte's position, if any."""
+        decoder = codecs.getincrementaldecoder(encoding)("strict")
+        skip_ascii = _ascii_compatible(encoding)
+        offset = 0
+        ascii_only = True
+        tail = ""
+        with self._binary() as handle:
+            while True:
+                chunk = handle.read(CHUNK)
+                if skip_ascii and chunk and chunk.isascii() and not decoder.getstate()[0]:
+                    offset += len(chunk)  # NOTE: nothing to decode: checked at C speed
+                    continue
+                try:
+                    text = decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as e:
+                    # e.object is what the decoder held back from earlier chunks + this one.
+                    at = offset - (len(e.object) - len(chunk)) + e.start
+                    return _Scan((at, e.object[e.start:e.start + 1]), False)
+                ascii_only = ascii_only and chunk.isascii()
+                if western and not chunk.isascii():
+                    if _NOT_WESTERN.search(tail + text):
+                        return _Scan((offset, b""), False)
+                    tail = text[-2:]
+                if not chunk:
+                    return _Scan(None, ascii_only)
+                offset += len(chunk)
+
+    def _line_of(self, position: int, encoding: str) -> int:
+        """The line (1-based, as an editor numbers it) holding byte ``position``."""
+        with self._binary() as handle:
+            before = handle.read(position)
+        return len(_LINE_BREAK.findall(before.decode(encoding, errors="replace"))) + 1
+
+    def _undecodable(self, encoding: str, error: tuple[int, bytes]) -> SourceFileError:
+        position, byte = error
+        name = encoding.removesuffix("-sig").upper()
+        line = self._line_of(position, encoding)
+        what = f"byte 0x{byte.hex().upper()}" if byte else "a character"
+        hint = ("; if it was saved as plain CSV on Windows, declare encoding = \"cp1252\" in "
+                "the source" if name == "UTF-8" else "")
+        msg = (f"{self.location} is not {name} text: {what} at line {line} cannot be decoded; "
+               f"nothing of the file was loaded{hint}")
+        return SourceFileError(msg, code="encoding", line=line)
+
+    def _delimiter(self, text: FileText) -> str:
+        if self.delimiter:
+            return self.delimiter
+        with Path(self.location).open(newline="", encoding=text.encoding) as handle:
+            first = handle.readline()
+        wanted = {normal_header(h) for h in self.expected}
+        best, score = DELIMITERS[0], 0
+        for delimiter in DELIMITERS:
+            cells = next(csv.reader([first], delimiter=delimiter), [])
+            found = len({normal_header(c) for c in cells} & wanted)
+            if found > score:
+                best, score = delimiter, found
+        if best != DELIMITERS[0]:
+            text.detected.append("delimiter")
+        return best
 
     def _open(self):
+        text = self.prescan()
         try:
-            return Path(self.location).open(newline="", encoding=self.encoding)
-        except OSError as e:
+            return Path(self.location).open(newline="", encoding=text.encoding)
+        except OSError as e:  # pragma: no cover - it was readable a moment ago (prescan)
             msg = f"cannot open {self.location}: {e.strerror}"
-            raise SourceUnavailableError(msg) from e
+            raise SourceFileError(msg, code="unreadable") from e
 
     def headers(self) -> list[str]:
         with self._open() as handle:
             try:
-                return next(csv.reader(handle, delimiter=self.delimiter), [])
-            except UnicodeDecodeError as e:
-                msg = f"{self.location} is not {self.encoding} text: {e.reason}"
-                raise SourceUnavailableError(msg) from e
-            except csv.Error as e:  # e.g. a header cell longer than csv's field limit
+                raw = next(csv.reader(handle, delimiter=self.prescan().delimiter), [])
+            except (UnicodeDecodeError, csv.Error) as e:  # the file changed since the prescan
                 msg = f"{self.location} cannot be read: its header row: {e}"
-                raise SourceUnavailableError(msg) from e
+                raise SourceFileError(msg, code="unreadable", line=1) from e
+        return match_headers(raw, self.expected, self.location)
 
     def rows(self) -> Iterator[Row]:
         with self._open() as handle:
-            reader = csv.reader(handle, delimiter=self.delimiter)
+            reader = csv.reader(handle, delimiter=self.prescan().delimiter)
             try:
                 next(reader, None)
                 yield from _data_rows(reader)
-            except (UnicodeDecodeError, csv.Error) as e:
+            except (UnicodeDecodeError, csv.Error) as e:  # the file changed since the prescan
                 msg = f"{self.location} cannot be read past line {reader.line_num}: {e}"
-                raise SourceUnavailableError(msg) from e
+                raise SourceFileError(msg, code="unreadable", line=reader.line_num) from e
 
     def estimate_rows(self) -> int | None:
         lines = 0
-        with Path(self.location).open("rb") as handle:
-            while chunk := handle.read(1 << 20):
+        with self._binary() as handle:
+            while chunk := handle.read(CHUNK):
                 lines += chunk.count(b"\n")
         return max(lines - 1, 0)
 
 
+def _ascii_compatible(encoding: str) -> bool:
+    """ASCII bytes read as themselves (UTF-8, cp1252, Latin-1; not UTF-16 or EBCDIC)."""
+    ascii_bytes = bytes(range(128))
+    return ascii_bytes.decode(encoding, errors="replace") == ascii_bytes.decode("ascii")
+
+
+class _Scan(NamedTuple):
+    error: tuple[int, bytes] | None  # (byte position, the byte)
+    ascii: bool
+
+
+class FormulaRow(list):
+    """A row of cells in which some formulas have no value saved with the workbook
+    (``formulas``: their 0-based positions; their cells read ""). A workbook written by a
+    program that does not compute formulas (openpyxl itself, many exports) has none: the
+    value a person sees in Excel is not in the file, and an empty cell is not it."""
+
+    formulas: tuple[int, ...] = ()
+
+
+def _magic(location: str) -> bytes:
+    try:
+        with Path(location).open("rb") as handle:
+            return handle.read(8)
+    except OSError as e:
+        code = "missing" if isinstance(e, FileNotFoundError) else "unreadable"
+        msg = f"cannot open {location}: {e.strerror}"
+        raise SourceFileError(msg, code=code) from e
+
+
+def _not_a_workbook(location: str, head: bytes) -> str:
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        what = "it is an Excel 97-2003 .xls file; save it as .xlsx"
+    elif head.isascii() or head.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE)):
+        what = "it holds text (a CSV file renamed .xlsx?)"
+    else:
+        what = "it is not a zip archive, as every .xlsx workbook is"
+    return f"{location} is not an .xlsx workbook: {what}"
+
+
 class XlsxSource:
-    """openpyxl in read-only mode: rows stream from the zip, the workbook is never loaded."""
+    """openpyxl in read-only mode: rows stream from the zip, the workbook is never loaded.
+
+    Cells are read with the values saved with the workbook (``data_only``); a formula that
+    has none is marked (``FormulaRow``), never read as an empty cell."""
 
     kind = "xlsx"
 
-    def __init__(self, location: str, *, worksheet: str = "") -> None:
+    def __init__(self, location: str, *, worksheet: str = "",
+                 expected_headers: tuple[str, ...] = ()) -> None:
         self.location = location
         self.worksheet = worksheet
+        self.expected = tuple(expected_headers)
 
     def _sheet(self):
         import openpyxl
 
+        head = _magic(self.location)
+        if not head:
+            msg = f"{self.location}: the file is empty (0 bytes)"
+            raise SourceFileError(msg, code="empty")
+        if not head.startswith(b"PK"):
+            raise SourceFileError(_not_a_workbook(self.location, head), code="not_a_workbook")
         try:
             book = openpyxl.load_workbook(self.location, read_only=True, data_only=True)
         except Exception as e:
@@ -133,7 +401,7 @@ class XlsxSource:
             # they raise (BadZipFile, zlib.error, EOFError, ParseError, KeyError, TypeError…,
             # found by tests/fuzz/test_xlsx.py): all of them mean the same to the operator.
             msg = f"cannot open {self.location} as an .xlsx workbook: {_reason(e)}"
-            raise SourceUnavailableError(msg) from e
+            raise SourceFileError(msg, code="not_a_workbook") from e
         if self.worksheet and self.worksheet not in book.sheetnames:
             book.close()
             msg = (f"{self.location} has no worksheet {self.worksheet!r} "
@@ -141,34 +409,56 @@ class XlsxSource:
             raise SourceConfigError(msg)
         return book, book[self.worksheet] if self.worksheet else book.worksheets[0]
 
-    def _cells(self, sheet) -> Iterator[list[str]]:
-        # Read-only mode streams from the zip: damage past the first rows surfaces here.
-        values = sheet.iter_rows(values_only=True)
+    def prescan(self) -> None:
+        """Nothing ahead of ``headers``, which opens the workbook (and says so when the file is
+        not one). Damage past the first rows surfaces while reading them, and a run reads
+        every row once before its first batch (its key pre-scan, pipeline/run.py): a
+        second pass here would cost as much again (openpyxl, ~15% more for an XML check)."""
+
+    def describe(self) -> dict:
+        return {"worksheet": self.worksheet or "(the first)"}
+
+    def _cells(self, book, sheet) -> Iterator[tuple[int, list[str]]]:
+        """(row number, cells) of every row the sheet's XML holds, in order. Rows are not
+        cut at the sheet's declared dimensions (some writers declare A1:A1)."""
         number = 0
-        while True:
-            try:
-                row = next(values, None)
-            except Exception as e:
-                msg = (f"{self.location} cannot be read past row {number}: {_reason(e)}")
-                raise SourceUnavailableError(msg) from e
-            if row is None:
-                return
-            number += 1
-            yield [cell_text(v) for v in row]
+        try:
+            with sheet._get_source() as stream:
+                parser = _formula_parser()(
+                    stream, book.shared_strings, data_only=True, epoch=book.epoch,
+                    date_formats=book._date_formats,
+                    timedelta_formats=book._timedelta_formats)
+                last = 0
+                # NOTE: rows as wide as the sheet's declared columns, as openpyxl's own
+                # iter_rows gives them (a CSV export keeps its trailing empty cells too).
+                width = sheet.max_column if isinstance(sheet.max_column, int) else 0
+                for number, cells in parser.parse():
+                    if number <= last:
+                        # NOTE: openpyxl skips such a row without a word; it is damage.
+                        msg = f"row {number} follows row {last}: the sheet is damaged"
+                        raise ValueError(msg)
+                    last = number
+                    yield number, _values(cells, width)
+        except Exception as e:
+            # Read-only mode streams from the zip: damage past the first rows surfaces here.
+            msg = f"{self.location} cannot be read past row {number}: {_reason(e)}"
+            raise SourceFileError(msg, code="unreadable") from e
 
     def headers(self) -> list[str]:
         book, sheet = self._sheet()
         try:
-            return next(self._cells(sheet), [])
+            first = next(self._cells(book, sheet), None)
         finally:
             book.close()
+        raw = first[1] if first is not None and first[0] == 1 else []
+        return match_headers(raw, self.expected, self.location)
 
     def rows(self) -> Iterator[Row]:
         book, sheet = self._sheet()
         try:
-            cells = self._cells(sheet)
-            next(cells, None)
-            yield from _data_rows(cells)
+            for number, cells in self._cells(book, sheet):
+                if number > 1 and (any(cells) or type(cells) is FormulaRow):
+                    yield number, cells
         finally:
             book.close()
 
@@ -178,6 +468,49 @@ class XlsxSource:
             return max((sheet.max_row or 1) - 1, 0)
         finally:
             book.close()
+
+
+_UNCOMPUTED = object()
+_parser_class: list = []
+
+
+def _values(cells: list[dict], width: int) -> list[str]:
+    """A parsed row's cells as text, by column (a gap is an empty cell)."""
+    if not cells:
+        return [""] * width
+    values = [""] * max(width, *(cell["column"] for cell in cells))
+    formulas = []
+    for cell in cells:
+        value = cell["value"]
+        if value is _UNCOMPUTED:
+            formulas.append(cell["column"] - 1)
+        elif value is not None:
+            values[cell["column"] - 1] = cell_text(value)
+    if not formulas:
+        return values
+    marked = FormulaRow(values)
+    marked.formulas = tuple(formulas)
+    return marked
+
+
+def _formula_parser():
+    """openpyxl's sheet parser, telling a formula without a saved value from an empty cell
+    (in ``data_only`` mode both read as None). Built on first use: openpyxl loads late."""
+    if not _parser_class:
+        from openpyxl.worksheet._reader import FORMULA_TAG, VALUE_TAG, WorkSheetParser
+
+        class FormulaParser(WorkSheetParser):
+            def parse_cell(self, element):
+                cell = super().parse_cell(element)
+                if cell["value"] is None and element.find(FORMULA_TAG) is not None:
+                    # NOTE: t="str" with a <v> is a formula whose result is the empty string
+                    # (Excel writes <v></v>); no <v>, or an empty number, is no result saved.
+                    computed = element.get("t") == "str" and element.find(VALUE_TAG) is not None
+                    cell["value"] = "" if computed else _UNCOMPUTED
+                return cell
+
+        _parser_class.append(FormulaParser)
+    return _parser_class[0]
 
 
 def _reason(error: Exception) -> str:
@@ -230,9 +563,11 @@ class SheetsSource:
     kind = "sheets"
 
     def __init__(self, spreadsheet_id: str, *, worksheet: str = "",
+                 expected_headers: tuple[str, ...] = (),
                  on_retry: Callable[[int, Exception, float], None] | None = None) -> None:
         self.location = spreadsheet_id
         self.worksheet = worksheet
+        self.expected = tuple(expected_headers)
         self.on_retry = on_retry
         self._client = None
 
@@ -264,7 +599,7 @@ class SheetsSource:
                     raise NetworkError(msg) from e
                 msg = (f"Google Sheets refused {self.location}: "
                        f"HTTP {e.code} {e.error.get('status')}")
-                raise SourceUnavailableError(msg) from e
+                raise SourceFileError(msg, code="refused") from e
             except requests.RequestException as e:
                 msg = f"cannot reach Google Sheets: {type(e).__name__}"
                 raise NetworkError(msg) from e
@@ -273,9 +608,15 @@ class SheetsSource:
         return with_retries(get, what=f"reading rows {first}-{last} of {self.location}",
                             on_retry=self.on_retry)
 
+    def prescan(self) -> None:
+        """Nothing to do ahead: the sheet is read by the API, in chunks."""
+
+    def describe(self) -> dict:
+        return {"worksheet": self.worksheet or "(the first)"}
+
     def headers(self) -> list[str]:
         rows = self.fetch(1, 1)
-        return rows[0] if rows else []
+        return match_headers(rows[0] if rows else [], self.expected, self.location)
 
     def rows(self) -> Iterator[Row]:
         chunk = settings.SYNC_INGEST_SHEETS_CHUNK_ROWS
@@ -321,10 +662,24 @@ def sheets_client():
     return client
 
 
-def open_source(kind: str, location: str, *, worksheet: str = "",
+def open_source(kind: str, location: str, *, worksheet: str = "", encoding: str | None = None,
+                delimiter: str | None = None, expected_headers: tuple[str, ...] = (),
                 on_retry: Callable[[int, Exception, float], None] | None = None) -> Source:
+    """A source; ``expected_headers`` (the mapping's) are matched after trimming and ignoring
+    case, and pick the CSV delimiter when none is given; ``encoding`` None: detected."""
     if kind == "csv":
-        return CsvSource(location)
+        return CsvSource(location, encoding=encoding, delimiter=delimiter,
+                         expected_headers=expected_headers)
     if kind == "xlsx":
-        return XlsxSource(location, worksheet=worksheet)
-    return SheetsSource(location, worksheet=worksheet, on_retry=on_retry)
+        return XlsxSource(location, worksheet=worksheet, expected_headers=expected_headers)
+    return SheetsSource(location, worksheet=worksheet, expected_headers=expected_headers,
+                        on_retry=on_retry)
+
+
+def source_for(config: SourceConfig, kind: str, location: str,
+               on_retry: Callable[[int, Exception, float], None] | None = None) -> Source:
+    """The source a run (or a check) of ``config`` reads, with its declared file format."""
+    return open_source(kind, location, worksheet=config.worksheet,
+                       encoding=getattr(config, "encoding", "") or None,
+                       delimiter=getattr(config, "delimiter", "") or None,
+                       expected_headers=tuple(config.columns), on_retry=on_retry)

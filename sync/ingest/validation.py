@@ -21,6 +21,7 @@ from django.db import models
 from sync.ingest.config import SourceConfig
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.schema import Column
+from sync.ingest.sources import FormulaRow
 from sync.models import ErrorLog
 
 Category = ErrorLog.Category
@@ -177,7 +178,7 @@ class RowValidator:
         return raw.strip().replace("\x00", "\ufffd")
 
     def validate(self, row_number: int, cells: list[str]) -> tuple[ValidRow | None, list[Issue]]:
-        issues: list[Issue] = []
+        issues: list[Issue] = [] if type(cells) is not FormulaRow else self._formulas(cells)
         values: list[Any] = []
         append = values.append
         have = len(cells)
@@ -186,8 +187,9 @@ class RowValidator:
             if is_key:
                 raw = raw.strip()  # NOTE: the one normalisation: a key is matched, not shown
             if required and not raw.strip():
-                issues.append(Issue(Category.VALIDATION, "required", spec.header,
-                                    "is required but empty", 0))
+                if not issues_for(issues, spec.header):  # a formula's cell is not empty
+                    issues.append(Issue(Category.VALIDATION, "required", spec.header,
+                                        "is required but empty", 0))
                 append(None)
                 continue
             if plain and "\x00" not in raw:
@@ -209,6 +211,18 @@ class RowValidator:
         split = len(self.parent)
         return ValidRow(row_number, key, tuple(values[:split]),
                         tuple(values[split:]) if self.child else None), []
+
+
+    def _formulas(self, cells: FormulaRow) -> list[Issue]:
+        """A mapped cell holding a formula whose value the workbook did not save: reported,
+        never stored as the empty cell it reads as (DESIGN I10)."""
+        at = set(cells.formulas)
+        return [Issue(Category.VALIDATION, "formula", spec.header,
+                      "is a formula without a saved value (the file was written by a program "
+                      "that does not calculate formulas): open and save it in Excel or "
+                      "LibreOffice, or type the value")
+                for spec, position in zip(self.parent + self.child, self._positions,
+                                          strict=True) if position in at]
 
 
 def issues_for(issues: list[Issue], header: str) -> bool:

@@ -18,13 +18,18 @@ from sync.cache.writer import BackgroundWriter, restore_settled, settle
 from sync.ingest import retry
 from sync.ingest.alerts import raise_alert
 from sync.ingest.config import SourceConfig, get_source
-from sync.ingest.exceptions import IngestError, SourceUnavailableError, SyncAlreadyRunningError
+from sync.ingest.exceptions import (
+    IngestError,
+    SourceFileError,
+    SourceUnavailableError,
+    SyncAlreadyRunningError,
+)
 from sync.ingest.logs import LogBuffer
 from sync.ingest.pipeline.batches import BatchLoading, Cancelled, Counts
 from sync.ingest.pipeline.database import RunConnection
 from sync.ingest.pipeline.lock import SourceLock, holder_of
 from sync.ingest.schema import SchemaReport, column_limits, compare_headers, scan_rows
-from sync.ingest.sources import Source, open_source
+from sync.ingest.sources import Source, source_for
 from sync.ingest.validation import RowValidator, ValidRow
 from sync.ingest.verification import verify_run
 from sync.models import ErrorLog, SyncRun
@@ -138,9 +143,10 @@ class Ingestion(BatchLoading, RunConnection):
         status, message = SyncRun.Status.SUCCEEDED, ""
         verification: dict = {}
         try:
-            source = open_source(self.kind, self.location, worksheet=self.config.worksheet,
-                                 on_retry=self._network_retry)
+            source = source_for(self.config, self.kind, self.location,
+                                on_retry=self._network_retry)
             t = time.perf_counter()
+            source.prescan()  # a file that cannot be decoded whole fails here, nothing written
             headers = source.headers()
             self._time("fetch", t)
             validator = self._prepare(source, headers)
@@ -157,7 +163,7 @@ class Ingestion(BatchLoading, RunConnection):
             status, message = SyncRun.Status.FAILED, redact(str(e))[:2000]
             logger.error("%s: run %s failed: %s", self.config.name, self.run.pk, message)
             if isinstance(e, SourceUnavailableError):
-                self.counts.add_error(Category.NETWORK)
+                self._source_failed(e)
         # Every batch written through, and the last completed intents deleted (each batch
         # deletes those its predecessors completed).
         restore_settled(self.through.close())
@@ -188,14 +194,18 @@ class Ingestion(BatchLoading, RunConnection):
         if key_header in report.missing_headers:
             msg = (f"the sheet has no {key_header!r} column (the natural key); "
                    f"its columns are: {', '.join(headers) or 'none'}")
-            raise SourceUnavailableError(msg)
+            raise SourceFileError(msg, code="no_key_column")
         if report.limited:
             # NOTE: the real table limits some column: measure every row before loading, so
             # the run's audit names what will not fit before a single row is written.
             t_scan = time.perf_counter()
             scan_rows(report, headers, self._rows(source))
             self._time("fetch", t_scan)
-        self._update_run(schema_report=report.as_dict(),
+        # How the file was read (encoding, delimiter, what was detected): with the report.
+        file = source.describe()
+        for warning in file.get("warnings", ()):
+            logger.warning("%s: run %s: %s", self.config.name, self.run.pk, redact(warning))
+        self._update_run(schema_report={**report.as_dict(), "file": file},
                          rows_total=len(self.only_keys) if self.only_keys is not None else (
                              source.estimate_rows() or 0))
         self._time("schema", t)
@@ -204,6 +214,15 @@ class Ingestion(BatchLoading, RunConnection):
                            self.config.name, report.rows_with_misfits, report.by_column())
         return RowValidator(self.config, columns, headers)
 
+
+    def _source_failed(self, error: SourceUnavailableError) -> None:
+        """The sheet could not be read: one error row with the category (``source``: the
+        file itself, ``network``: a fault that outlasted the retries) and what went wrong."""
+        self.counts.add_error(error.category)
+        self._with_db(lambda: ErrorLog.objects.create(
+            run_id=self.run.pk, source=self.config.name, category=error.category,
+            code=error.code, retryable=error.category == Category.NETWORK,
+            reason=redact(str(error))[:2000]), locked=False)
 
     def _forget_vanished(self) -> None:
         vanished = sorted(self.only_keys - self.seen_only)
