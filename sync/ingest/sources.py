@@ -679,7 +679,10 @@ def open_source(kind: str, location: str, *, worksheet: str = "", encoding: str 
 def source_for(config: SourceConfig, kind: str, location: str,
                on_retry: Callable[[int, Exception, float], None] | None = None) -> Source:
     """The source a run (or a check) of ``config`` reads, with its declared file format."""
+    # NOTE: the declared format is in both the config's fields and its reader options.
+    declared = {**config.options, **{k: v for k in ("encoding", "delimiter")
+                                     if (v := getattr(config, k, ""))}}
     return open_source(kind, location, worksheet=config.worksheet,
-                       encoding=getattr(config, "encoding", "") or None,
-                       delimiter=getattr(config, "delimiter", "") or None,
+                       encoding=declared.get("encoding") or None,
+                       delimiter=declared.get("delimiter") or None,
                        expected_headers=tuple(config.columns), on_retry=on_retry)
