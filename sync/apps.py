@@ -8,6 +8,7 @@ class SyncConfig(AppConfig):
 
     def ready(self) -> None:
         from sync.cache import signals
+        from sync.ingest import checks  # noqa: F401 - registers the sources file check
 
         signals.connect()
         # The security log's receivers (logins, user and group changes; issue 16).

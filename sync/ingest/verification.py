@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from django.db import connection
 
 from sync.ingest.config import SourceConfig
+from sync.ingest.exceptions import SourceUnavailableError
 from sync.ingest.sources import Source
 from sync.ingest.validation import RowValidator, ValidRow
 
@@ -50,13 +51,14 @@ def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
             WITH k AS MATERIALIZED (
                 SELECT natural_key, count(*) AS n FROM sync_record_logs
                 WHERE run_id = %s AND natural_key <> '' GROUP BY natural_key)
-            SELECT count(*), (SELECT count(*) FROM {table}),
+            SELECT count(*), count(t.{key}), (SELECT count(*) FROM {table}),
                    array_agg(k.natural_key) FILTER (WHERE t.{key} IS NULL),
                    count(*) FILTER (WHERE k.n > 1){integrity}
             FROM k LEFT JOIN {table} t ON t.{key} = k.natural_key
             """,  # noqa: S608
             [run_id, *check_params])
-        sheet_count, database_count, gap_keys, repeated, *counts = cursor.fetchone()
+        sheet_count, database_count, table_count, gap_keys, repeated, *counts = (
+            cursor.fetchone())
         duplicates = {}
         if repeated:
             cursor.execute(
@@ -68,7 +70,8 @@ def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
     gap_keys = sorted(gap_keys or [])
     return {
         "sheet_count": sheet_count,
-        "database_count": database_count,
+        "database_count": database_count,  # the sheet's keys the database holds
+        "table_count": table_count,  # the whole table (other sources may feed it too)
         "gaps": len(gap_keys),
         "gap_keys": gap_keys[:LISTED],
         "unexplained_gaps": [k for k in gap_keys if k not in explained],
@@ -154,16 +157,36 @@ def compare_sample(config: SourceConfig, sample: list[ValidRow],
 
 @dataclass
 class MissingReport:
+    """What ``find_missing`` found, for one source: its sheet's keys against the database
+    (``table_rows`` is the whole table, which other sources may feed too)."""
+
     source: str
     sheet_rows: int = 0
     sheet_keys: int = 0
-    database_count: int = 0
+    rows_without_key: int = 0
+    in_database: int = 0  # the sheet's keys the database holds
+    table_rows: int = 0
     missing: list[tuple[str, int]] = field(default_factory=list)  # (key, row number)
+
+
+def _key_position(config: SourceConfig, source: Source, headers: list[str]) -> None:
+    """Refuse to count what cannot be seen: a sheet without the key column would report
+    "missing 0" (DESIGN I10)."""
+    key_header = config.key_column
+    if key_header in headers:
+        return
+    shown = ", ".join(repr(h[:40]) for h in headers[:20] if h.strip()) or "no header at all"
+    what = (f"its header row has no {key_header!r} column (it has {shown}; is it empty, or "
+            "another delimiter, encoding or worksheet?)")
+    msg = (f"{config.name}: cannot read the key column of {source.location}: {what}; "
+           "nothing was compared")
+    raise SourceUnavailableError(msg)
 
 
 def find_missing(config: SourceConfig, source: Source) -> MissingReport:
     """Read the sheet and list the keys the database lacks (seed 004 §13.1)."""
     headers = source.headers()
+    _key_position(config, source, headers)
     from sync.ingest.schema import column_limits
 
     validator = RowValidator(config, column_limits(config), headers)
@@ -175,7 +198,9 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
         report.sheet_rows += len(chunk)
         first_rows: dict[str, int] = {}
         for number, value in chunk:
-            if value and value not in seen:
+            if not value:
+                report.rows_without_key += 1
+            elif value not in seen:
                 first_rows.setdefault(value, number)
         seen.update(first_rows)
         with connection.cursor() as cursor:
@@ -183,9 +208,14 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
                 f"SELECT k FROM unnest(%s::text[]) AS k WHERE NOT EXISTS ("  # noqa: S608
                 f" SELECT 1 FROM {table} t WHERE t.{key} = k)", [list(first_rows)])
             report.missing += [(k, first_rows[k]) for (k,) in cursor.fetchall()]
+    if report.sheet_rows and not seen:
+        msg = (f"{config.name}: the {config.key_column!r} column of {source.location} is empty "
+               f"on all {report.sheet_rows} rows; nothing was compared")
+        raise SourceUnavailableError(msg)
     report.sheet_keys = len(seen)
+    report.in_database = report.sheet_keys - len(report.missing)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608
-        report.database_count = cursor.fetchone()[0]
+        report.table_rows = cursor.fetchone()[0]
     report.missing.sort(key=lambda item: item[1])
     return report

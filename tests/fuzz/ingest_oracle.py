@@ -29,7 +29,9 @@ def assert_run_accounts_for_every_row(path: str, head: list[str],
         # The whole file was refused (no key column, a field csv cannot read): one clear
         # message, and no row half-done.
         assert run.message and "Traceback" not in run.message, run.message
+        # A mapped column missing from the sheet refuses the run (issue 15): nothing blanked.
         assert "Buyer Number" not in head or _ambiguous(head) or any(
+            h not in head for h in get_source("buyers").columns) or any(
             len(c) > 100_000 for r in [head, *rows] for c in r), run.message
         return run
     assert run.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL), run.message

@@ -40,6 +40,13 @@ def add_source(settings, text: str) -> None:
     path.write_text(path.read_text() + "\n" + text)
 
 
+def set_source_key(settings, source: str, line: str) -> None:
+    """Add ``line`` (``key = value``) to the [sources.<source>] table of this test's file."""
+    path = Path(settings.SYNC_INGEST_SOURCES_FILE)
+    table = f"[sources.{source}]\n"
+    path.write_text(path.read_text().replace(table, table + line + "\n", 1))
+
+
 @pytest.fixture
 def buyers_sheet(tmp_path) -> Callable[..., Path]:
     def make(rows=None, *, count: int = 20, name: str = "buyers.csv",

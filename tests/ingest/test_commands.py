@@ -51,14 +51,16 @@ def test_find_missing_missing_health_and_schema_check(buyers_sheet) -> None:
     buyers_sheet(count=12)
     out = StringIO()
     call_command("sync_find_missing", "buyers", stdout=out)
-    assert "sheet 12 keys (12 rows), database 0 rows, missing 12" in out.getvalue()
+    assert "sheet 12 keys (12 rows), 0 of them in the database, missing 12" in out.getvalue()
     assert "B-00001\trow 2" in out.getvalue()
     out = StringIO()
     call_command("sync_missing", "buyers", stdout=out)
-    assert "12 row(s) missing" in out.getvalue()
+    assert "missing 12" in out.getvalue()
     out = StringIO()
     call_command("sync_missing", "buyers", stdout=out)
-    assert out.getvalue().strip() == "buyers: 0 row(s) missing from the database"
+    assert out.getvalue().strip() == (
+        "buyers: sheet 12 keys (12 rows), 12 of them in the database, missing 0 "
+        "(the table holds 12 rows from every source)")
     out = StringIO()
     call_command("sync_health", stdout=out)
     assert "buyers: last run" in out.getvalue()
@@ -102,7 +104,7 @@ def test_configuration_errors_say_what_to_fix(settings, tmp_path) -> None:
         load_sources()
     cases = {
         'target = "buyers.buyer"': "missing 'natural_key'",
-        'target = "x.y"\nnatural_key = "a"\ncolumns = {}': "unknown target model",
+        'target = "x.y"\nnatural_key = "a"\ncolumns = { A = "a" }': "unknown target model",
         'target = "buyers.buyer"\nnatural_key = "buyer_number"\ncolumns = { A = "nope" }':
             "has no field nope",
         'target = "buyers.buyer"\nnatural_key = "buyer_number"\ncolumns = { A = "name" }':

@@ -67,7 +67,7 @@ def test_failing_row_beside_invalid_and_duplicate_rows(buyers_sheet, settings) -
     run_ingest("buyers")
     rows[0][8] = "changed"
     rows[1][1] = ""  # invalid
-    rows.append(list(rows[2]))  # duplicate key
+    rows.append(list(rows[2]))  # duplicate key: neither of its two rows is stored
     buyers_sheet(rows)
     holder = other_connection()
     holder.set_autocommit(False)
@@ -78,7 +78,7 @@ def test_failing_row_beside_invalid_and_duplicate_rows(buyers_sheet, settings) -
     finally:
         holder.rollback()
         holder.close()
-    assert (run.failed, run.unchanged, run.rows_done) == (2, 2, 5)
+    assert (run.failed, run.unchanged, run.rows_done) == (4, 1, 5)
     assert set(ErrorLog.objects.filter(run_id=run.pk).values_list("category", flat=True)) == {
         "database", "validation", "conflict"}
     assert RecordRetry.objects.get().natural_key == "B-00001"

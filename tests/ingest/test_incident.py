@@ -92,7 +92,7 @@ def test_the_incident_is_reported_before_loading_and_recovered_by_the_runbook(in
     assert source_schema_check("buyers").ok
     out = StringIO()
     call_command("sync_missing", "buyers", stdout=out)
-    assert "356 row(s) missing" in out.getvalue()
+    assert "3784 of them in the database, missing 356" in out.getvalue()
     assert Buyer.objects.count() == 4140
     assert_stored_exactly(rows, set(long_rows))
     missing_run = SyncRun.objects.get(trigger="missing")

@@ -58,11 +58,11 @@ def test_bad_rows_are_reported_with_row_and_column_and_never_stop_the_others(
     rows[4][7] = "1.005"  # row 6: would be rounded by numeric(14,2)
     rows[5][7] = "1e20"  # row 7: out of range
     rows[6][11] = "nul \x00 inside"  # row 8: PostgreSQL text cannot hold NUL
-    rows.append(list(rows[7]))  # row 10 repeats row 9's key: the later row wins
+    rows.append(list(rows[7]))  # row 10 repeats row 9's key: neither row is stored
     rows[8][8] = "the later one"
     buyers_sheet(rows)
     run = run_ingest("buyers")
-    assert (run.status, run.created, run.failed) == ("partial", 1, 7)
+    assert (run.status, run.created, run.failed) == ("partial", 0, 9)
     found = set(ErrorLog.objects.filter(run_id=run.pk).values_list(
         "row_number", "category", "code", "column"))
     assert found == {
@@ -74,13 +74,14 @@ def test_bad_rows_are_reported_with_row_and_column_and_never_stop_the_others(
         (7, "schema", "out_of_range", "Budget"),
         (8, "validation", "nul", "Notes"),
         (9, "conflict", "duplicate_key", "Buyer Number"),
+        (10, "conflict", "duplicate_key", "Buyer Number"),
     }
-    assert Buyer.objects.get().status == "the later one"
+    assert not Buyer.objects.exists()
     pii = ErrorLog.objects.get(run_id=run.pk, row_number=2)
     assert pii.natural_key == "not-a-key"
-    assert run.errors_by_category == {"validation": 5, "schema": 2, "conflict": 1}
-    assert RecordLog.objects.filter(run_id=run.pk, action="superseded").count() == 1
-    assert run.verification["gaps"] == 7  # every failed row is a gap, each with its reason
+    assert run.errors_by_category == {"validation": 5, "schema": 2, "conflict": 2}
+    assert RecordLog.objects.filter(run_id=run.pk, action="failed").count() == 9
+    assert run.verification["gaps"] == 8  # every failed key is a gap, each with its reason
     assert run.verification["unexplained_gaps"] == []
 
 

@@ -21,6 +21,7 @@ from sync.cache.outbox import settle_cte
 from sync.cache.writer import restore_settled, take_settled, write_on_commit
 from sync.ingest import retry
 from sync.ingest.pipeline.database import categorize, sqlstate
+from sync.ingest.pipeline.keys import SheetKeys
 from sync.ingest.pipeline.readahead import ReadAhead, in_turn
 from sync.ingest.sources import Source
 from sync.ingest.upsert import BatchWriter, Progress
@@ -55,6 +56,13 @@ class Checked(NamedTuple):
     encoded: str | None  # the valid rows as the batch statement's parameter
 
 
+def _other_rows(rows: list[int], row_number: int) -> str:
+    others = [n for n in rows if n != row_number]
+    shown = ", ".join(map(str, others[:20])) + (f" and {len(others) - 20} more" if len(
+        others) > 20 else "")
+    return f"row{'s' if len(others) > 1 else ''} {shown}"
+
+
 class Cancelled(Exception):  # noqa: N818 - control flow inside a run
     pass
 
@@ -82,7 +90,8 @@ class BatchLoading:
         writer = BatchWriter(self.config, validator)
         self.queued = retry.has_entries(self.config.name)
         only = only_keys if only_keys is not None else self.only_keys
-        rows: Iterable = self._rows(source)
+        read = SheetKeys()  # this read's checksum, against the pre-scan's (keys.py)
+        rows: Iterable = self._folded(self._rows(source), validator, read)
         if only is not None:
             rows = self._narrow(rows, validator, only)
         batch_size = self.run.batch_size
@@ -103,6 +112,26 @@ class BatchLoading:
                     self.progress(self.run)
                 if self.run.cancel_requested:
                     raise Cancelled
+        if not read.same_read(self.sheet_keys):
+            self._sheet_changed()
+
+    def _folded(self, rows: Iterable, validator: RowValidator, read: SheetKeys) -> Iterator:
+        for row in rows:
+            read.fold(row[0], validator.key_of(row[1]))
+            yield row
+
+    def _sheet_changed(self) -> None:
+        """The sheet read for loading is not the one the pre-scan read: a duplicate key the
+        pre-scan did not see may have been stored. Said loudly; the run ends ``partial``."""
+        reason = ("the sheet changed while the run read it (rows added, removed or edited "
+                  "after its pre-scan): a key repeated since then may not have been caught; "
+                  "run the sync again")
+        logger.warning("%s: run %s: %s", self.config.name, self.run.pk, reason)
+        self.counts.add_error(Category.CONFLICT)
+        self.sheet_changed = True
+        self._with_db(lambda: ErrorLog.objects.create(
+            run_id=self.run.pk, source=self.config.name, category=Category.CONFLICT,
+            code="sheet_changed", reason=reason))
 
     def _narrow(self, rows: Iterable, validator: RowValidator, only: set[str]) -> Iterator:
         for row_number, cells in rows:
@@ -121,8 +150,16 @@ class BatchLoading:
         valid: dict[str, ValidRow] = {}
         failed: list[tuple[int, str, list[Issue]]] = []
         superseded: list[tuple[int, str, int]] = []
+        duplicates = self.sheet_keys.duplicates
         for row_number, cells in batch:
             row, issues = validator.validate(row_number, cells)
+            if duplicates and (rows := duplicates.get(validator.key_of(cells))):
+                # The duplicate rule (keys.py): none of the rows holding the key is stored.
+                issues = [*issues, Issue(
+                    Category.CONFLICT, "duplicate_key", validator.key_header,
+                    f"is also on {_other_rows(rows, row_number)}: none of these "
+                    f"{len(rows)} rows is stored (keep the key on one row)")]
+                row = None
             if row is None:
                 failed.append((row_number, self._safe_key(validator, cells), issues))
                 continue

@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -27,6 +28,7 @@ from sync.ingest.exceptions import (
 from sync.ingest.logs import LogBuffer
 from sync.ingest.pipeline.batches import BatchLoading, Cancelled, Counts
 from sync.ingest.pipeline.database import RunConnection
+from sync.ingest.pipeline.keys import SheetKeys, read_keys
 from sync.ingest.pipeline.lock import SourceLock, holder_of
 from sync.ingest.schema import SchemaReport, column_limits, compare_headers, scan_rows
 from sync.ingest.sources import Source, source_for
@@ -127,6 +129,8 @@ class Ingestion(BatchLoading, RunConnection):
         self.sample: list[ValidRow] = []
         self.seen_only: set[str] = set()
         self.failed_keys: set[str] = set()
+        self.sheet_keys = SheetKeys()  # the pre-scan's: duplicate keys, checksum (keys.py)
+        self.sheet_changed = False
         self._settling: list = []  # completed intents the current batch deletes
         self.through = BackgroundWriter()  # Redis writes overlap the next batch (I4 kept)
         self.auto_recovery = config_for(config.name).auto_recovery
@@ -170,7 +174,7 @@ class Ingestion(BatchLoading, RunConnection):
         with contextlib.suppress(DatabaseError):
             settle()
         if status == SyncRun.Status.SUCCEEDED and (self.counts.failed or verification.get(
-                "gaps")):
+                "gaps") or self.sheet_changed):
             status = SyncRun.Status.PARTIAL
         elapsed = time.perf_counter() - started
         summary = (f"{self.counts.done} rows: {self.counts.created} created, "
@@ -195,12 +199,14 @@ class Ingestion(BatchLoading, RunConnection):
             msg = (f"the sheet has no {key_header!r} column (the natural key); "
                    f"its columns are: {', '.join(headers) or 'none'}")
             raise SourceFileError(msg, code="no_key_column")
-        if report.limited:
-            # NOTE: the real table limits some column: measure every row before loading, so
-            # the run's audit names what will not fit before a single row is written.
-            t_scan = time.perf_counter()
-            scan_rows(report, headers, self._rows(source))
-            self._time("fetch", t_scan)
+        self._missing_columns(report.missing_headers, headers)
+        validator = RowValidator(self.config, columns, headers)
+        self._time("schema", t)
+        # The whole sheet is read once before the first batch: its duplicate keys (keys.py)
+        # and, when the real table limits some column, every value measured, so the run's
+        # audit names what will not fit before a single row is written.
+        t_scan = time.perf_counter()
+        self._with_db(lambda: self._prescan(source, validator, report, headers))
         # How the file was read (encoding, delimiter, what was detected): with the report.
         file = source.describe()
         for warning in file.get("warnings", ()):
@@ -208,11 +214,50 @@ class Ingestion(BatchLoading, RunConnection):
         self._update_run(schema_report={**report.as_dict(), "file": file},
                          rows_total=len(self.only_keys) if self.only_keys is not None else (
                              source.estimate_rows() or 0))
-        self._time("schema", t)
+        self._time("scan", t_scan)
         if report.misfit_count:
             logger.warning("%s: %d row(s) have values that do not fit their column: %s",
                            self.config.name, report.rows_with_misfits, report.by_column())
-        return RowValidator(self.config, columns, headers)
+        return validator
+
+    def _prescan(self, source: Source, validator: RowValidator, report: SchemaReport,
+                 headers: list[str]) -> None:
+        # NOTE: from the start on a retry (a lost connection loses the temporary table).
+        report.rows_scanned = report.misfit_count = report.rows_with_misfits = 0
+        report.misfits.clear()
+        self.sheet_keys = SheetKeys()
+        rows = read_keys(source.rows(), validator.key_of, self.sheet_keys)
+        if report.limited:
+            scan_rows(report, headers, rows)
+        else:
+            for _row in rows:
+                pass
+
+    def _missing_columns(self, missing: list[str], headers: list[str]) -> None:
+        """A mapped column the sheet lacks: the run is refused (nothing written), unless the
+        source declares the column optional; then its field is left out of the run: kept as
+        it is on existing rows, the database default on new ones. Never a blank the sheet
+        did not hold (DESIGN I10; docs/ingestion.md, "The missing column rule")."""
+        refused = [h for h in missing if h not in self.config.optional_columns]
+        if refused:
+            fields = ", ".join(f"{h!r} (-> {self.config.columns[h]})" for h in refused)
+            msg = (f"the sheet has no column {fields}; nothing was written: a missing column "
+                   "would blank that field on every row. Add the column to the sheet, or "
+                   f"declare it in optional_columns of source {self.config.name!r} to leave "
+                   f"the field as it is. The sheet's columns: {', '.join(headers) or 'none'}")
+            self._with_db(lambda: ErrorLog.objects.bulk_create([ErrorLog(
+                run_id=self.run.pk, source=self.config.name, category=Category.SOURCE,
+                code="missing_column", column=header, reason=redact(
+                    f"{header} is mapped to {self.config.columns[header]} but not in the "
+                    "sheet; the run was refused")) for header in refused]))
+            for _header in refused:
+                self.counts.add_error(Category.SOURCE)
+            raise IngestError(msg)
+        if missing:
+            logger.warning("%s: run %s: optional column(s) %s not in the sheet: left as they "
+                           "are", self.config.name, self.run.pk, ", ".join(missing))
+            self.config = replace(self.config, columns={
+                h: f for h, f in self.config.columns.items() if h not in missing})
 
 
     def _source_failed(self, error: SourceUnavailableError) -> None:
@@ -248,7 +293,7 @@ class Ingestion(BatchLoading, RunConnection):
             result["recovery"] = {"attempted": len(unexplained),
                                   "recovered": len(unexplained) - len(again["unexplained_gaps"])}
             result.update({k: again[k] for k in ("gaps", "gap_keys", "unexplained_gaps",
-                                                 "database_count")})
+                                                 "database_count", "table_count")})
             if again["unexplained_gaps"]:
                 raise_alert("recovery_failed", self.config.name,
                             f"{len(again['unexplained_gaps'])} missing row(s) could not be "

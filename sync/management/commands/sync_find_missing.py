@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from sync.ingest.services import source_find_missing
+from sync.ingest.verification import MissingReport
 from sync.management.commands._progress import engine_errors
 
 
@@ -21,6 +22,14 @@ class Command(BaseCommand):
         if verbosity >= 1:
             for key, row in report.missing:
                 self.stdout.write(f"{key}\trow {row}")
-        self.stdout.write(f"{source}: sheet {report.sheet_keys} keys ({report.sheet_rows} rows), "
-                          f"database {report.database_count} rows, "
-                          f"missing {len(report.missing)}")
+        self.stdout.write(summary(report))
+
+
+def summary(report: MissingReport) -> str:
+    """Counts of this source's sheet only: the table may be fed by other sources too."""
+    unkeyed = (f", {report.rows_without_key} row(s) without a key"
+               if report.rows_without_key else "")
+    return (f"{report.source}: sheet {report.sheet_keys} keys ({report.sheet_rows} rows"
+            f"{unkeyed}), {report.in_database} of them in the database, "
+            f"missing {len(report.missing)} (the table holds {report.table_rows} rows "
+            "from every source)")

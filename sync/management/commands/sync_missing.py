@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.ingest.services import source_sync_missing
 from sync.management.commands._progress import engine_errors
+from sync.management.commands.sync_find_missing import summary
 from sync.management.commands.sync_ingest import describe
 
 
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args, source, file, verbosity, **options) -> None:
         with engine_errors():
             report, run = source_sync_missing(source, file=file)
-        self.stdout.write(f"{source}: {len(report.missing)} row(s) missing from the database")
+        self.stdout.write(summary(report))
         if run is None:
             return
         self.stdout.write(describe(run))
