@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='syncintent',
             name='request_id',
-            field=models.CharField(blank=True, db_default=sync.models.StatementRequestId(), editable=False, help_text='The request or task whose write opened the intent: the id in its log lines.', max_length=64, null=True),
+            field=models.CharField(blank=True, db_default=sync.models.StatementRequestId(), editable=False, help_text='The request or task whose write opened the intent: the id in its log lines.', max_length=64),
         ),
     ]
