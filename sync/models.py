@@ -83,6 +83,14 @@ class SyncedModel(models.Model):
         triggers = SYNC_TRIGGERS
 
 
+class StatementRequestId(models.Func):
+    """The request or task id the writing transaction carries (sync/cache/correlation.py): the
+    default of ``SyncIntent.request_id``, which the triggers set. Empty outside both."""
+
+    template = "COALESCE(current_setting('syncops.request_id', true), '')"
+    output_field = models.CharField()
+
+
 class SyncIntent(models.Model):
     """One pending "make Redis match PostgreSQL for (model, pk)" (the outbox, DESIGN I3)."""
 
@@ -109,6 +117,10 @@ class SyncIntent(models.Model):
     last_error = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+    # NOTE: a coalesced intent keeps the id of the write that opened it.
+    request_id = models.CharField(
+        max_length=64, blank=True, editable=False, db_default=StatementRequestId(),
+        help_text="The request or task whose write opened the intent: the id in its log lines.")
 
     class Meta:
         db_table = "sync_retry_queue"

@@ -8,9 +8,14 @@ import json
 import logging
 
 import pytest
+from celery import shared_task
+from django.test import Client
 
+from catalog.models import StockLevel
 from config import request_id
-from sync.models import SyncAlert, SyncRun
+from sync.console import roles
+from sync.models import SyncAlert, SyncIntent, SyncRun
+from tests.catalog.conftest import new_part, user_with
 from tests.console.conftest import client_for, role_users  # noqa: F401 - fixtures
 from tests.console.sources import buyers_sheet, ensure_roles, sources_file
 from tests.waiting import wait_until
@@ -100,3 +105,50 @@ def test_json_log_lines_carry_the_id_and_stay_redacted() -> None:
         "sync.probe", "WARNING", "corr-json-7")
     assert "kemal.eriksen@example.com" not in line["message"]  # redact_pii, as ever (I6)
     assert line["message"].startswith("mail ")
+
+
+# --------------------------------------------------------------------------- the outbox intent
+# An intent is written by a PostgreSQL trigger; it records the id the writing statement carries
+# (sync/cache/correlation.py), so the retry queue and sync_inspect lead to the request's logs.
+
+
+@shared_task(name="tests.correlation.set_stock")
+def set_stock(part_id: int, quantity: int) -> None:
+    # QuerySet.update: no write-through, the intent stays for replay (none runs in the test).
+    StockLevel.objects.filter(part_id=part_id).update(quantity=quantity)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_staff_stock_updates_intent_carries_the_requests_id(redis_control) -> None:
+    part = new_part()
+    client = Client()
+    client.force_login(user_with(roles.OPERATOR, "corr-operator"))
+    version = StockLevel.objects.get(part=part).version
+    redis_control.stop()  # the write-through fails: the intent stays, for replay
+    response = client.put(f"/api/staff/parts/{part.pk}/stock", {"quantity": 3},
+                          content_type="application/json",
+                          headers={"if-match": str(version), "x-request-id": "corr-stock-9"})
+    assert response.status_code == 200, response.content
+    intent = SyncIntent.objects.get(model="catalog.stocklevel", object_pk=str(part.pk))
+    assert intent.request_id == "corr-stock-9"
+    # A write outside any request or task (a shell, raw SQL) says nothing rather than a guess.
+    token = request_id.current.set("-")
+    try:
+        other = new_part()
+    finally:
+        request_id.current.reset(token)
+    assert SyncIntent.objects.get(model="catalog.part", object_pk=str(other.pk)).request_id == ""
+
+
+def test_an_intent_written_by_a_task_carries_the_tasks_id(celery_app, celery_worker) -> None:
+    part = new_part()
+    SyncIntent.objects.all().delete()
+    token = request_id.current.set("-")  # beat's kind of task: no request enqueued it
+    try:
+        result = celery_app.send_task("tests.correlation.set_stock", args=[part.pk, 11])
+    finally:
+        request_id.current.reset(token)
+    wait_until(lambda: StockLevel.objects.filter(part=part, quantity=11).exists(), timeout=30,
+               what="the task's stock update")
+    intent = SyncIntent.objects.get(model="catalog.stocklevel", object_pk=str(part.pk))
+    assert intent.request_id == f"task-{result.id}"

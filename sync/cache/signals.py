@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_delete, post_migrate, post_save
 
-from sync.cache import ignore_check
+from sync.cache import correlation, ignore_check
 from sync.cache.declaration import is_synced
 from sync.cache.writer import mark_changed
 
@@ -21,3 +22,5 @@ def connect() -> None:
     post_delete.connect(_changed, dispatch_uid="sync-changed-delete")
     # Not a row change: the triggers' ignore check is re-installed after every migrate.
     post_migrate.connect(ignore_check.after_migrate, dispatch_uid="sync-ignore-check")
+    # Writes carry the request's (or task's) id for the outbox intent they make.
+    connection_created.connect(correlation.install, dispatch_uid="sync-correlation")
