@@ -5,9 +5,11 @@ number), in the sheet's own columns and order, plus ``row`` (its number in the s
 ``column`` and ``reason`` (each of its errors, joined by `` | ``), so a person can fix the
 lines and upload the file again (the three extra columns are ignored as unmapped).
 
-The cells come from the file the run read: the stored upload for a console upload (exactly
-the bytes it read), else the source's file or sheet as it is now; a line whose key no longer
-matches the one the run logged says so instead of showing another row's cells.
+The cells come from the file the run read, read as a run reads it (``source_for``: declared
+or detected encoding and delimiter, headers matched trimmed and ignoring case): the stored
+upload for a console upload (exactly the bytes it read), else the source's file or sheet as it
+is now; a line whose key no longer matches the one the run logged says so instead of showing
+another row's cells.
 
 Who sees what: operators download it; columns that map to a PII field, and columns the
 source does not map (their content is unknown), are only in the file of a PII viewer
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from sync.cache.declaration import spec_for
 from sync.ingest.config import SourceConfig, get_source
 from sync.ingest.exceptions import IngestError
-from sync.ingest.sources import open_source
+from sync.ingest.sources import source_for
 from sync.ingest.uploads import upload_file
 from sync.models import ErrorLog, SyncRun, SyncUpload
 from sync.redaction import redact
@@ -103,14 +105,13 @@ def _source_of(run: SyncRun, config: SourceConfig) -> Iterator[object | None]:
                 path = stack.enter_context(upload_file(upload))
             except IngestError:  # purged after its retention
                 path = None
-            yield open_source(*config.resolve_location(path), worksheet=config.worksheet) if (
-                path) else None
+            yield source_for(config, *config.resolve_location(path)) if path else None
         return
     try:
         kind, location = config.resolve_location(run.location or None)
     except IngestError:
         kind, location = config.kind, run.location
-    yield open_source(kind, location, worksheet=config.worksheet)
+    yield source_for(config, kind, location)
 
 
 @dataclass

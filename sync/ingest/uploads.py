@@ -39,7 +39,7 @@ from sync.ingest.config import SourceConfig, get_source
 from sync.ingest.exceptions import IngestError, SourceConfigError, SyncAlreadyRunningError
 from sync.ingest.pipeline import run_ingest, start_run
 from sync.ingest.schema import column_limits
-from sync.ingest.sources import open_source
+from sync.ingest.sources import source_for
 from sync.models import SyncRun, SyncUpload
 from sync.redaction import RedactPiiFilter
 
@@ -142,7 +142,7 @@ def upload_columns(upload: SyncUpload) -> tuple[list[str], list[str]]:
 
     with upload_file(upload) as path:
         kind, location = config.resolve_location(path)
-        headers = open_source(kind, location, worksheet=config.worksheet).headers()
+        headers = source_for(config, kind, location).headers()
     present, mapped = {normal(h) for h in headers}, {normal(h) for h in config.columns}
     return ([h for h in config.columns if normal(h) not in present],
             [h for h in headers if h.strip() and normal(h) not in mapped])

@@ -203,3 +203,24 @@ def test_an_earlier_preview_of_a_file_previewed_again_reads_the_same_file(client
     _response, new = rejects(client, item.preview_run_id)
     assert old == new and [line[-3] for line in old[1:]] == ["3", "5", "9"]
     assert old[2][1] == CANARY_NAME
+
+
+def test_rejects_read_an_office_export_as_the_run_did(client_for, settings) -> None:
+    """Windows-1252, semicolons, a header with stray spaces and another case: the rejects
+    file holds the row's cells, as the run read them."""
+    rows = [[cell.encode("cp1252", "replace").decode("cp1252") for cell in row]
+            for row in buyer_rows(5, 0)]  # what Windows-1252 can hold
+    rows[1][10] = "2024-13-45"
+    rows[1][5] = "Café Straße"
+    out = io.StringIO()
+    csv.writer(out, delimiter=";").writerows([[" buyer NUMBER ", *BUYER_HEADERS[1:]], *rows])
+    client = client_for("superuser")
+    upload(client, out.getvalue().encode("cp1252"))
+    item = SyncUpload.objects.get()
+    page = client.get(reverse("admin:console_upload", args=[item.pk])).content.decode()
+    assert 'id="pv-format"' in page and "delimiter" in page  # how the file was read
+    _response, lines = rejects(client, item.preview_run_id)
+    assert lines[0][0].strip().casefold() == "buyer number"
+    assert lines[1][0] == rows[1][0] and lines[1][5] == "Café Straße"
+    assert lines[1][-3:-1] == ["3", "Inquiry Date"]
+    assert "changed since the run" not in lines[1][-1]
