@@ -381,6 +381,21 @@ def test_a_formula_with_a_saved_value_loads_the_value(settings, tmp_path) -> Non
     assert stored() == {"B-00001": ("Ann", "", "2"), "B-00002": ("Bo", "", "")}
 
 
+@pytest.mark.django_db(transaction=True)  # autocommit, as a run in production
+def test_a_workbook_damaged_past_its_first_rows_writes_nothing(settings, tmp_path) -> None:
+    office(settings)
+    whole = _workbook(tmp_path / "whole.xlsx",
+                      [[f"B-{n:05d}", f"name {n}", None, None] for n in range(1, 600)])
+    path = tmp_path / "office.xlsx"
+    with zipfile.ZipFile(whole) as src, zipfile.ZipFile(path, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, data[:len(data) * 2 // 3] if "worksheets/sheet1" in
+                         item.filename else data)
+    run = run_ingest("office", file=str(path), batch_size=50)
+    assert_refused(run, "unreadable", "cannot be read past row")
+
+
 def test_xlsx_rows_out_of_order_are_damage_not_skipped(tmp_path) -> None:
     plain = _workbook(tmp_path / "plain.xlsx", [["B-00001", "a", None, None],
                                                 ["B-00002", "b", None, None]])
