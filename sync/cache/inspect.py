@@ -107,8 +107,9 @@ class RowInspection:
         """What explains (or will repair) a difference, for an operator."""
         reasons = [
             f"intent {intent.status} for version {intent.version} since "
-            f"{intent.created_at:%Y-%m-%d %H:%M:%S} UTC, {intent.attempts} attempt(s), "
+            f"{intent.created_at:%Y-%m-%dT%H:%M:%SZ}, {intent.attempts} attempt(s), "
             f"next {intent.next_attempt_at:%H:%M:%S}"
+            + (f", written by {intent.request_id}" if intent.request_id else "")
             + (f", outage epoch {intent.epoch}" if intent.epoch is not None else "")
             + (f"; last error: {intent.last_error}" if intent.last_error else "")
             for intent in self.intents]
@@ -119,6 +120,8 @@ class RowInspection:
             reasons.append("reads of this key go to PostgreSQL now (fence or staleness bound)")
         return reasons
 
+    # NOTE: times in ISO 8601 with its T: "2026-12-06 23:55:13" is redacted as a phone number
+    # on the admin page (sync.redaction), which made every time there unreadable.
     def lines(self) -> list[str]:
         """The whole inspection as text (the command prints it, the admin shows it)."""
         out = [f"{self.label} pk={self.pk}  key {self.key}", f"verdict: {self.verdict}"]
@@ -128,7 +131,7 @@ class RowInspection:
         else:
             out.append(f"PostgreSQL: version {self.pg_version}"
                        + ("" if self.pg_live else " (soft-deleted)")
-                       + (f", written {self.pg_updated_at:%Y-%m-%d %H:%M:%S.%f} UTC"
+                       + (f", written {self.pg_updated_at:%Y-%m-%dT%H:%M:%S.%fZ}"
                           if self.pg_updated_at else ""))
         if self.redis_error:
             out.append(f"Redis: cannot be read: {self.redis_error}")
@@ -150,7 +153,7 @@ class RowInspection:
                    f"this key (staleness bound {f.staleness_bound:g} s)")
         out.append(f"pending intents: {len(self.intents)}")
         if self.writes:
-            out += [f"last {w.kind}: version {w.version} at {w.at:%Y-%m-%d %H:%M:%S.%f} UTC"
+            out += [f"last {w.kind}: version {w.version} at {w.at:%Y-%m-%dT%H:%M:%S.%fZ}"
                     for w in self.writes]
         else:
             out.append("last writes: none recorded on the key")

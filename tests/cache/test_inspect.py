@@ -206,3 +206,21 @@ def test_a_console_resync_and_a_replay_by_hand_are_named_by_sync_inspect(redis_r
     kinds = {w.kind: w.version for w in row_state(Part, part.pk).writes}
     assert kinds["replay"] == part.version
     assert kinds["console resync"] < part.version  # the earlier write, still recorded
+
+
+def test_the_admin_page_shows_times_and_who_wrote_a_pending_intent_unredacted(client) -> None:
+    """The page redacts its text (PII); a time such as "2026-12-06 23:55:13" read as a phone
+    number there, so every time on the page was "[phone]". Times are ISO 8601; the pending
+    intent names the request whose write opened it."""
+    part = make_part(price=Decimal("1.00"))
+    settle()
+    with db.cursor() as cursor:  # behind the engine's back; no request: no id
+        cursor.execute("UPDATE catalog_parts SET price = 2 WHERE id = %s", [part.pk])
+    SyncIntent.objects.filter(model=LABEL, object_pk=str(part.pk)).update(request_id="req-77")
+    client.force_login(make_staff_user("viewer"),
+                       backend="django.contrib.auth.backends.ModelBackend")
+    body = client.get(f"/admin/catalog/part/{part.pk}/change/").content.decode()
+    assert "[phone]" not in body
+    intent = SyncIntent.objects.get(model=LABEL, object_pk=str(part.pk))
+    assert f"since {intent.created_at:%Y-%m-%dT%H:%M:%SZ}" in body
+    assert ", written by req-77" in body
