@@ -39,8 +39,6 @@ class ConsoleAdminSite(admin.AdminSite):
                  name="console_upload_repreview"),
             path("console/uploads/<int:upload_id>/file", view(upload.upload_download),
                  name="console_upload_file"),
-            path("console/uploads/<int:upload_id>/file", view(upload.upload_download),
-                 name="console_upload_file"),
             path("console/runs/<int:run_id>/rejects.csv", view(upload.run_rejects),
                  name="console_run_rejects"),
             path("console/alerts/<int:alert_id>/acknowledge/", view(views.alert_acknowledge),
