@@ -105,6 +105,13 @@ TEMPLATES = [
 # --------------------------------------------------------------------------- services
 
 DATABASES = {"default": env.db("DATABASE_URL")}
+# NOTE: django-environ leaves a socket directory given as ?host= in OPTIONS; the application
+# connects through it, but dbshell (psql) reads HOST only and reached another server's default
+# socket (/var/run/postgresql) instead of the embedded one. HOST says it too (OPTIONS keeps
+# it: scripts that build a URL from the settings read it there).
+if (_host := DATABASES["default"].get("OPTIONS", {}).get("host", "")) and \
+        not DATABASES["default"]["HOST"]:
+    DATABASES["default"]["HOST"] = _host
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Behind PgBouncer (docs/scaling.md): DATABASE_POOLING=transaction turns off what a server
