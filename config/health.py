@@ -80,7 +80,8 @@ class CeleryWorker(Ping):
 class CacheWarmth(HealthCheck):
     """Is the cache Redis warm? After it lost its data (a restart, FLUSHALL) it says "cache
     cold" / "cache warming, N%" until the automatic warm has finished (sync/cache/autowarm.py).
-    A cache Redis that does not answer is the "Cache Redis" check's to report."""
+    A cache Redis that does not answer is the "Cache Redis" check's to report; this one says
+    its warmth is unknown."""
 
     def __repr__(self) -> str:
         return "Cache warmth"
@@ -94,7 +95,9 @@ class CacheWarmth(HealthCheck):
             current = autowarm.state()
         finally:
             connections.close_all()  # this pool thread's own connection
-        if current.status in {autowarm.COLD, autowarm.WARMING}:
+        # NOTE: unknown (the cache Redis does not answer) is said, not "OK": the warmth of a
+        # cache nobody can read is not known, and the dashboard must not show it green.
+        if current.status in {autowarm.COLD, autowarm.WARMING, autowarm.UNKNOWN}:
             raise ServiceWarning(current.describe())
 
 

@@ -187,6 +187,13 @@ def test_an_empty_database_is_warm_and_an_unreachable_cache_is_unknown(
     assert autowarm.ensure_warm(enqueue=pytest.fail) == found
 
 
+def test_health_says_the_warmth_of_an_unreachable_cache_is_unknown(client, redis_control) -> None:
+    redis_control.kill()
+    status, said = warmth(client)
+    assert status == 500
+    assert said == "Warning: unknown: the cache Redis does not answer"  # not a green "OK"
+
+
 def test_the_dashboard_shows_the_warm_progress(client, parts, redis_raw) -> None:
     from tests.console.conftest import make_staff_user
 
