@@ -75,7 +75,11 @@ class SyncedModel(models.Model):
 
     version = DatabaseAssignedBigIntegerField(
         help_text="Assigned by PostgreSQL from sync_version_seq on every write.")
+    # NOTE: indexed for the consistency sampler's "written in the last tick" (sync/ops/
+    # sampler.py): without it each tick scanned every synced table (30-40 ms per 100k rows,
+    # every 2 s); with it 0.03 ms. It costs HOT updates (~7 us more per update, measured).
     updated_at_ns = DatabaseAssignedBigIntegerField(
+        db_index=True,
         help_text="Database clock at the last write, nanoseconds since the epoch.")
 
     class Meta:

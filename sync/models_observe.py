@@ -67,8 +67,9 @@ class ConsistencySample(models.Model):
                                     name="sync_sample_write_uniq"),
         ]
         indexes = [
-            # The figures over a window and the trend (by written_at), and retention.
             models.Index(fields=["written_at"], name="sync_sample_written_idx"),
+            # The figures over a window, the trend and retention (by when sampled).
+            models.Index(fields=["sampled_at"], name="sync_sample_sampled_idx"),
             # The re-check of recent writes not yet found consistent.
             models.Index(fields=["written_at"], name="sync_sample_open_idx",
                          condition=models.Q(consistent_at__isnull=True, kind="recent")),

@@ -166,8 +166,10 @@ def sampler_tick() -> TickResult:
                                                             unreachable=not reachable)
         ConsistencySample.objects.filter(pk__in=ok).update(consistent_at=Now())
         result.consistent = len(ok)
+    # NOTE: by when sampled: a random row written over SYNC_SAMPLER_RETENTION ago was deleted
+    # by the very tick that drew it, and the figures lost every random sample an hour on.
     ConsistencySample.objects.filter(
-        written_at__lt=Now() - timedelta(seconds=settings.SYNC_SAMPLER_RETENTION)).delete()
+        sampled_at__lt=Now() - timedelta(seconds=settings.SYNC_SAMPLER_RETENTION)).delete()
     result.alert = check_slo()
     logger.debug("consistency sampler: %s", result)
     return result
@@ -206,13 +208,16 @@ def consistency_figures(*, over_seconds: float | None = None) -> Figures:
 
 
 def consistency_trend(*, minutes: int = 30, window: int = 10) -> list[dict]:
-    """Per minute (oldest first): the share of that minute's samples consistent within
-    ``window`` seconds, and how many samples it rests on."""
+    """Per minute (oldest first): the share of the samples taken that minute consistent
+    within ``window`` seconds, and how many samples it rests on."""
+    # NOTE: by when a sample was taken, not when its row was written: a random row written
+    # days ago is this minute's evidence (by write time every random sample of the demo fell
+    # in the minute its data was loaded, and the trend stood still).
     sql = f"""
-        SELECT date_trunc('minute', written_at) AS minute,
+        SELECT date_trunc('minute', sampled_at) AS minute,
                {_WINDOW.format(x=int(window))}
         FROM sync_consistency_samples
-        WHERE written_at >= date_trunc('minute', now()) - make_interval(mins => %s)
+        WHERE sampled_at >= date_trunc('minute', now()) - make_interval(mins => %s)
         GROUP BY 1 ORDER BY 1
     """  # noqa: S608 - window is an int we format; the rest are parameters
     with connection.cursor() as cursor:
