@@ -136,7 +136,8 @@ def test_demo_serves_the_console_stops_cleanly_and_keeps_its_data(
         status, health = _get(f"{demo.base}/health/?format=json")
         assert status == 200
         assert json.loads(health) == dict.fromkeys(
-            ["Database(alias='default')", "Cache Redis", "Broker Redis", "Celery worker"], "OK")
+            ["Database(alias='default')", "Cache Redis", "Broker Redis", "Celery worker",
+                 "Cache warmth"], "OK")
         assert "Operations dashboard" in _log_in(demo.base, password)
 
         pids = demo.child_pids() + _server_pids(services)
