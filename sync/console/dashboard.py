@@ -211,7 +211,8 @@ def sources_data() -> tuple[list[dict], str]:
     names, error = source_names()
     stats = run_statistics()
     active = _latest(SyncRun.objects.filter(status__in=SyncRun.ACTIVE))
-    last = _latest(SyncRun.objects.filter(status__in=FINISHED))
+    # NOTE: an upload's preview is a dry run: it is not the source's last sync.
+    last = _latest(SyncRun.objects.filter(status__in=FINISHED, dry_run=False))
     gaps = _latest(SyncRun.objects.filter(status__in=FINISHED, dry_run=False,
                                           gaps__isnull=False))
     trend = trends()

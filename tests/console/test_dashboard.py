@@ -95,6 +95,13 @@ def test_rates_gaps_and_the_trend_chart(client_for) -> None:
     assert "50%" in html  # 7 d
 
 
+def test_a_preview_is_not_the_last_sync(db) -> None:
+    make_run("buyers", ago=timedelta(hours=2), rows_total=10, rows_done=10, created=10)
+    make_run("buyers", status=SyncRun.Status.FAILED, ago=timedelta(minutes=5), dry_run=True)
+    (buyers, _sellers) = dashboard_data(health=False)["sources"]
+    assert (buyers["last_run"]["status"], buyers["last_run"]["dry_run"]) == ("succeeded", False)
+
+
 def test_a_bucket_of_runs_that_never_started_has_no_duration() -> None:
     empty = {"runs": 0, "seconds": None, "rows": 0, "errors": 0, "failed_runs": 0}
     buckets = [empty, {"runs": 2, "seconds": None, "rows": 0, "errors": 3, "failed_runs": 2}]
