@@ -7,7 +7,8 @@ process and every server it started itself.
 
 It supervises its children: one that exits (a crash, an out-of-memory kill, a SIGKILL) is
 started again after an exponential backoff (1 s, 2 s, 4 s … capped at 30 s; back to 1 s once a
-child has run for a minute), and each restart is a line in the output. Only SIGINT/SIGTERM
+child has run for a minute), and each restart is a line in the output. An embedded Redis it
+uses that dies is started again (empty; the cache warms itself). Only SIGINT/SIGTERM
 stops the demo. Production runs the same children under systemd with the same policy
 (``deploy/systemd/``, docs/operations.md).
 
@@ -31,7 +32,7 @@ import urllib.request
 from http import HTTPStatus
 from pathlib import Path
 
-from config.devservices import ROOT, Services, pid_alive, wait_until
+from config.devservices import ROOT, DevServiceError, Services, pid_alive, wait_until
 
 PYTHON = sys.executable
 CHILD_STOP_DEADLINE_S = 15
@@ -121,6 +122,31 @@ class Supervisor:
                 say(f"restarted {name} (restart {self.restarts[name]})")
                 if self.on_restart:
                     self.on_restart()
+
+
+SERVER_RETRY_S = 5.0
+
+
+def restart_dead_servers(servers: dict, used: set[str], due: dict[str, float]) -> None:
+    """An embedded Redis the demo uses that died (a SIGKILL, the OOM killer) is started
+    again, empty (also one that was up before the demo: a dead server holds nobody's data),
+    as a restarted cache is meant to come back (DESIGN I9): the engine notices the data loss
+    and warms it by itself. A paused one is alive and left alone (it still holds
+    its data); PostgreSQL is not restarted behind the operator's back."""
+    now = time.monotonic()
+    for name in ("cache", "broker"):
+        server = servers[name]
+        if name not in used or due.get(name, 0.0) > now or server.pid() is not None:
+            continue
+        say(f"embedded {name} Redis died; starting it again (empty)")
+        try:
+            server.start()
+        except DevServiceError as error:
+            say(f"could not start the {name} Redis again ({error}); retrying in "
+                f"{SERVER_RETRY_S:g}s")
+            due[name] = now + SERVER_RETRY_S
+            continue
+        say(f"restarted embedded {name} Redis (pid {server.pid()})")
 
 
 def stop_children(children: dict[str, subprocess.Popen]) -> None:
@@ -282,8 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"catalog API:   {base}/api/parts  (docs: {base}/api/docs, events: {base}/api/events)")
         say("press Ctrl-C to stop everything this demo started; a child that dies is "
             "restarted")
+        server_due: dict[str, float] = {}
         while not stopping:
             supervisor.tick()
+            restart_dead_servers(servers, wanted, server_due)
             time.sleep(0.2)
         return 0
     finally:

@@ -92,6 +92,17 @@ def test_a_killed_worker_and_web_server_are_restarted_and_sigint_stops_all(
                    interval=0.5, ignoring=(OSError,), what="the restarted web server")
         assert demo.proc.poll() is None
 
+        # The cache Redis SIGKILLed: the demo starts it again (empty) and it warms itself.
+        cache = services.cache.pid()
+        os.kill(cache, signal.SIGKILL)
+        demo.wait_for(r"restarted embedded cache Redis \(pid \d+\)", timeout=60)
+        assert services.cache.pid() not in (None, cache)
+        wait_until(lambda: {k: v for k, v in _health(demo).items()
+                            if k in ("Cache Redis", "Cache warmth")}
+                   == {"Cache Redis": "OK", "Cache warmth": "OK"},
+                   timeout=120, interval=1, ignoring=(OSError,),
+                   what="the restarted cache Redis answering and warm again")
+
         pids = [_pid_of(demo, "celery worker"), _pid_of(demo, "celery beat"),
                 _pid_of(demo, "web server"), *_server_pids(services)]
         assert demo.interrupt() == 0
