@@ -38,9 +38,11 @@ from sync.ingest import tasks as ingest_tasks  # noqa: E402, F401  (registers th
 
 # --------------------------------------------------------------------------- operations
 OPS_INGEST_TASK = "sync.ingest.tasks.ingest"
+OPS_UPLOAD_TASK = "sync.ingest.tasks.ingest_upload"  # a confirmed console upload
 
 from celery.signals import task_postrun  # noqa: E402
 
+from sync.models import SyncRun  # noqa: E402
 from sync.ops.checks import ops_check as ops_check_service  # noqa: E402
 from sync.ops.retention import archive_logs as archive_logs_service  # noqa: E402
 from sync.ops.retention import purge_uploads  # noqa: E402
@@ -63,9 +65,15 @@ def archive_logs() -> dict[str, int]:
 def _check_after_ingest(sender=None, args=None, kwargs=None, **_extra) -> None:
     """After every ingest task, the rules of its source (a worker-side hook: the pipeline
     stays as it is, and a run started by a command is seen by the next periodic check)."""
-    if sender is not None and sender.name == OPS_INGEST_TASK:
+    name = getattr(sender, "name", None)
+    if name == OPS_INGEST_TASK:
         source = (kwargs or {}).get("source") or (args or [None])[0]
         ops_check_service(source=source)
+    elif name == OPS_UPLOAD_TASK:
+        run_id = (kwargs or {}).get("run_id")
+        source = SyncRun.objects.filter(pk=run_id).values_list("source", flat=True).first()
+        if source is not None:
+            ops_check_service(source=source)
 
 
 # --------------------------------------------------------------------------- consistency

@@ -35,3 +35,13 @@ def test_an_ingest_task_is_followed_by_its_source_check(celery_worker, tmp_path,
     ingest.delay(source="sellers", file=str(sheet))  # … or a keyword
     wait_until(lambda: SyncHealthMetric.objects.filter(source="sellers").exists(), 30)
     assert SyncHealthMetric.objects.filter(source="buyers").count() == 1
+
+
+def test_a_confirmed_upload_task_is_followed_by_its_source_check(celery_worker) -> None:
+    from sync.ingest.tasks import ingest_upload
+
+    # Cancelled while it waited: the task returns at once, and its source is still checked.
+    run = make_run("buyers", status=SyncRun.Status.CANCELLED)
+    ingest_upload.delay(upload_id=0, run_id=run.pk)
+    wait_until(lambda: SyncHealthMetric.objects.filter(source="buyers").exists(), 30)
+    ingest_upload.delay(upload_id=0, run_id=run.pk + 1000)  # no such run: nothing to check
