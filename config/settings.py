@@ -370,6 +370,11 @@ LOGGING = {
         "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "uvicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Django's own loggers: its DEFAULT_LOGGING gives "django" a handler of its own
+        # (printing "Not Found: <path>" and tracebacks unredacted under DEBUG; mailing them
+        # to ADMINS otherwise) and "django.server" another: none, they reach the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
     },
 }
 

@@ -114,7 +114,8 @@ def test_the_web_servers_access_log_carries_no_pii():
     canaries = {"email": f"canary.{tag}@pii.example", "name": f"Canarywright{tag}",
                 "phone": f"+1 555 {int(tag[:6], 16) % 10**7:07d}"}
     port = _free_port()
-    server = subprocess.Popen(web_server_argv("127.0.0.1", port), cwd=ROOT, env=child_env(),
+    server = subprocess.Popen(web_server_argv("127.0.0.1", port), cwd=ROOT,
+                              env={**child_env(), "DEBUG": "true"},  # as the demo runs
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -127,6 +128,10 @@ def test_the_web_servers_access_log_carries_no_pii():
             f"/admin/sellers/seller/?q={quote_plus(canaries['phone'])}",
             f"/admin/customers/customer/{quote(canaries['email'], safe='')}/change/",
             f"/admin/sync/syncintent/{TASK_ID}/change/",
+            # A 404 is logged by Django's own "django" logger: through the same handler too
+            # (Django's default one printed "Not Found: <path>" unredacted under DEBUG).
+            f"/api/no-such-thing/{quote(canaries['email'], safe='')}",
+            f"/no-such-page/{quote(canaries['email'], safe='')}/",
         ]
         for path in paths:
             assert _get(base + path) in (200, 302, 404)
