@@ -54,8 +54,12 @@ def watchdog_check() -> SyncAlert | None:
     last_seen = workers.aggregate(last=Max("last_seen_at"))["last"]
     since = last_seen or datetime.fromtimestamp(_watching_since, tz=UTC)
     silent = (now - since).total_seconds()
-    if silent < stale_after:
-        return None  # no worker has ever beaten, and this watchdog started only just now
+    # NOTE: a watchdog that has only just started gives the workers stale_after to report,
+    # whatever the last heartbeat says: when a demo (or a host) starts again, the previous
+    # run's workers beat last a while ago and the new ones are still booting — it raised
+    # no_worker at every start. With every worker dead it still alerts within a minute.
+    if silent < stale_after or now.timestamp() - _watching_since < stale_after:
+        return None
     nodes = sorted(workers.values_list("node", flat=True))
     message = (f"no Celery worker has reported for {silent:.0f} s: nothing consumes the "
                "queues (replay, ops checks, ingestion, the consistency sampler)")

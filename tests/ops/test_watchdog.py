@@ -202,3 +202,24 @@ def test_beat_alone_raises_no_worker(transactional_db, settings, tmp_path) -> No
         flushed = broker.replace("redis+socket://", "unix://").replace("virtual_host=", "db=")
         redis_lib.Redis.from_url(flushed).flushdb()
     assert ProcessHeartbeat.objects.get(kind="beat").stopped_at is not None  # a clean stop
+
+
+def test_a_watchdog_just_started_waits_for_workers_still_booting(transactional_db, settings,
+                                                                 monkeypatch) -> None:
+    """A demo started again: the last worker heartbeat is the previous run's (40 s old) and the
+    new worker is still booting. No no_worker yet; once the watchdog has waited, it alerts."""
+    import time
+
+    from sync.ops import watchdog
+
+    settings.SYNC_WORKER_STALE_AFTER = 30.0
+    heartbeat_beat(kind="worker", node="previous-run@host", pid=1)
+    ProcessHeartbeat.objects.filter(node="previous-run@host").update(
+        last_seen_at=ProcessHeartbeat.objects.get(node="previous-run@host").last_seen_at
+        - timedelta(seconds=40))
+    monkeypatch.setattr(watchdog, "_watching_since", time.time())
+    assert watchdog_check() is None
+    monkeypatch.setattr(watchdog, "_watching_since", time.time() - 31)
+    alert = watchdog_check()
+    assert alert.alert_type == "no_worker"
+    assert alert.context["workers"] == ["previous-run@host"]
