@@ -81,10 +81,23 @@ def _text(spec: FieldSpec, value: str) -> str:
     return value
 
 
+# NOTE: a comma is read only as a thousands separator in its places ("1,234,567.5"): dropped
+# anywhere, a decimal comma ("6001,50", as LibreOffice and European Excel write) was stored
+# as 600150.
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+
+
 def _decimal(spec: FieldSpec, value: str) -> Decimal | None:
-    cleaned = value.strip().replace(",", "").replace("_", "")
+    cleaned = value.strip().replace("_", "")
     if not cleaned:
         return None
+    if "," in cleaned:
+        if not _GROUPED.fullmatch(cleaned):
+            raise _Invalid(Issue(Category.VALIDATION, "not_a_number", spec.header,
+                                 "is not a number: a comma is read only between groups of "
+                                 "three digits (1,234.50); a decimal comma (1234,50) is not "
+                                 "read", len(value)))
+        cleaned = cleaned.replace(",", "")
     try:
         number = Decimal(cleaned)
     except (InvalidOperation, ValueError):
