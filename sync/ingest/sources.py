@@ -315,12 +315,17 @@ class CsvSource:
 
     def rows(self) -> Iterator[Row]:
         with self._open() as handle:
-            reader = csv.reader(handle, delimiter=self.prescan().delimiter)
+            # NOTE: strict: a quoted cell still open at the end of the file (a file cut off
+            # mid-row) is an error, not a cell read as cut.
+            reader = csv.reader(handle, delimiter=self.prescan().delimiter, strict=True)
             try:
-                next(reader, None)
-                yield from _data_rows(reader)
+                header = next(reader, [])
+                yield from _data_rows(_aligned(reader, header))
             except (UnicodeDecodeError, csv.Error) as e:  # the file changed since the prescan
                 msg = f"{self.location} cannot be read past line {reader.line_num}: {e}"
+                if "unexpected end of data" in str(e):
+                    msg += (" (a quoted cell is not closed: the file was cut short?); nothing "
+                            "of the file was loaded")
                 raise SourceFileError(msg, code="unreadable", line=reader.line_num) from e
 
     def estimate_rows(self) -> int | None:
@@ -340,6 +345,24 @@ def _ascii_compatible(encoding: str) -> bool:
 class _Scan(NamedTuple):
     error: tuple[int, bytes] | None  # (byte position, the byte)
     ascii: bool
+
+
+class RaggedRow(list):
+    """A CSV line whose cells do not line up with the header: fewer than its named columns
+    (a file cut short, a line break outside quotes) or text past its last column (a delimiter
+    in an unquoted value). Read as it was, it would store blanks or shifted values; validation
+    reports it instead (``width``: the header's columns)."""
+
+    width: int = 0
+
+
+def _aligned(rows: Iterator[list[str]], header: list[str]) -> Iterator[list[str]]:
+    named = max((i + 1 for i, cell in enumerate(header) if cell.strip()), default=0)
+    for cells in rows:
+        if (0 < len(cells) < named and any(cells)) or any(c.strip() for c in cells[named:]):
+            cells = RaggedRow(cells)
+            cells.width = named
+        yield cells
 
 
 class FormulaRow(list):

@@ -21,7 +21,7 @@ from django.db import models
 from sync.ingest.config import SourceConfig
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.schema import Column
-from sync.ingest.sources import FormulaRow
+from sync.ingest.sources import FormulaRow, RaggedRow
 from sync.models import ErrorLog
 
 Category = ErrorLog.Category
@@ -191,6 +191,8 @@ class RowValidator:
         return raw.strip().replace("\x00", "\ufffd")
 
     def validate(self, row_number: int, cells: list[str]) -> tuple[ValidRow | None, list[Issue]]:
+        if type(cells) is RaggedRow:
+            return None, [self._ragged(cells)]
         issues: list[Issue] = [] if type(cells) is not FormulaRow else self._formulas(cells)
         values: list[Any] = []
         append = values.append
@@ -225,6 +227,25 @@ class RowValidator:
         return ValidRow(row_number, key, tuple(values[:split]),
                         tuple(values[split:]) if self.child else None), []
 
+
+    def _ragged(self, cells: RaggedRow) -> Issue:
+        """A CSV line with fewer cells than the header, or cells past its last column: its
+        cells do not line up with the columns, so none of them is stored (DESIGN I10)."""
+        have = len(cells)
+        missing = [spec.header for spec, position in zip(self.parent + self.child,
+                                                         self._positions, strict=True)
+                   if position is not None and position >= have]
+        if have < cells.width:
+            return Issue(Category.VALIDATION, "ragged_row", (missing or [self.key_header])[0],
+                         f"is missing: the line ends after {have} of the header's "
+                         f"{cells.width} cells"
+                         f"{' (no ' + ', '.join(missing) + ')' if missing else ''}: cut "
+                         "short, or a line break outside quotes? Nothing of the row is stored")
+        return Issue(Category.VALIDATION, "ragged_row", self.key_header,
+                     f"is not read: the line has {have} cells, past the header's "
+                     f"{cells.width} columns "
+                     "(a delimiter inside an unquoted value?): its cells do not line up with "
+                     "the columns. Nothing of the row is stored")
 
     def _formulas(self, cells: FormulaRow) -> list[Issue]:
         """A mapped cell holding a formula whose value the workbook did not save: reported,

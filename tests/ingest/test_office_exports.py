@@ -3,6 +3,8 @@ is stored as the file holds it, or its row is reported with row, column and reas
 
 from __future__ import annotations
 
+import csv
+import io
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,3 +41,42 @@ def test_a_decimal_comma_is_reported_never_read_as_a_thousands_separator(
                             (6, "validation", "not_a_number", "Budget")}
     stored = dict(Buyer.objects.values_list("buyer_number", "budget"))
     assert stored == {rows[2][0]: Decimal("1234.50"), rows[3][0]: Decimal("1000")}
+
+
+def _csv(rows: list[list[str]], headers: list[str] = BUYER_HEADERS) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([headers, *rows])
+    return out.getvalue()
+
+
+def test_a_line_cut_short_or_split_is_reported_never_stored_with_blanks(
+        buyers_sheet, tmp_path: Path) -> None:
+    rows = list(buyer_rows(6, 0))
+    buyers_sheet(rows)
+    assert run_ingest("buyers").created == 6
+    before = {b.buyer_number: (b.status, b.notes, b.inquiry_date, b.version)
+              for b in Buyer.objects.all()}
+    path = tmp_path / "buyers.csv"
+    text = _csv([*rows[:2], rows[2][:8], rows[3][1:], rows[4]],
+                headers=[*BUYER_HEADERS, ""])  # Excel: a trailing empty header cell
+    # An unquoted comma in a name shifts the line by one cell (into the empty header's).
+    extra = _csv([[*rows[5][:2], "Jr.", *rows[5][2:]]]).split("\r\n", 1)[1]
+    path.write_text(text + extra, encoding="utf-8")
+    run = run_ingest("buyers")
+    assert (run.status, run.unchanged, run.failed) == ("partial", 3, 3)
+    assert {(row, code) for row, _cat, code, _col in _errors(run)} == {
+        (4, "ragged_row"), (5, "ragged_row"), (7, "ragged_row")}
+    after = {b.buyer_number: (b.status, b.notes, b.inquiry_date, b.version)
+             for b in Buyer.objects.all()}
+    assert after == before  # not one field blanked or shifted
+
+    # The last line of a file cut off mid-row, inside a quoted cell: the file is not whole.
+    path.write_text(_csv(rows[:5]) + _csv([rows[5][:11]]).split("\r\n")[1] + ',"'
+                    + rows[5][11][:3],
+                    encoding="utf-8")
+    run = run_ingest("buyers")
+    assert run.status == "failed"
+    assert "line 7" in run.message and "quoted" in run.message
+    assert ErrorLog.objects.get(run_id=run.pk).category == "source"
+    assert {b.buyer_number: (b.status, b.notes, b.inquiry_date, b.version)
+            for b in Buyer.objects.all()} == before
