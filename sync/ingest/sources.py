@@ -206,6 +206,14 @@ class CsvSource:
         if declared and declared.startswith("utf-") and declared != UTF8:
             self._check_decodes(declared)  # UTF-16/32 without a BOM: as declared
             return declared, warnings, []
+        if declared is None and b"\x00" in head:
+            # NOTE: NUL bytes are valid UTF-8: read as that, UTF-16 without a byte-order mark
+            # was a header of letters and NULs that no column matched.
+            msg = (f"{self.location} looks like UTF-16 text without a byte-order mark (NUL "
+                   "bytes between its letters): declare encoding = \"utf-16-le\" (or "
+                   "\"utf-16-be\") in the source, or export it as CSV UTF-8; nothing of the "
+                   "file was loaded")
+            raise SourceFileError(msg, code="encoding", line=1)
         utf8 = self._scan(UTF8)
         if utf8.error is None:
             if declared is None:

@@ -14,6 +14,7 @@ from bench.data import BUYER_HEADERS, buyer_rows
 from buyers.models import Buyer
 from sync.ingest.pipeline import run_ingest
 from sync.models import ErrorLog
+from tests.ingest.conftest import set_source_key
 
 pytestmark = pytest.mark.django_db
 
@@ -80,3 +81,21 @@ def test_a_line_cut_short_or_split_is_reported_never_stored_with_blanks(
     assert ErrorLog.objects.get(run_id=run.pk).category == "source"
     assert {b.buyer_number: (b.status, b.notes, b.inquiry_date, b.version)
             for b in Buyer.objects.all()} == before
+
+
+def test_utf16_without_a_byte_order_mark_is_refused_saying_so(buyers_sheet, settings,
+                                                             tmp_path: Path) -> None:
+    rows = list(buyer_rows(4, 0))
+    path = tmp_path / "buyers.csv"  # a "Unicode text" export whose BOM a tool dropped
+    path.write_bytes(_csv(rows).replace(",", "\t").encode("utf-16-le"))
+    run = run_ingest("buyers")
+    assert run.status == "failed"
+    assert "UTF-16 text without a byte-order mark" in run.message
+    assert 'declare encoding = "utf-16-le"' in run.message
+    assert list(ErrorLog.objects.filter(run_id=run.pk).values_list("category", "code")) == [
+        ("source", "encoding")]
+    assert not Buyer.objects.exists()
+    set_source_key(settings, "buyers", 'encoding = "utf-16-le"')
+    run = run_ingest("buyers")
+    assert (run.status, run.created) == ("succeeded", 4)
+    assert Buyer.objects.get(buyer_number=rows[0][0]).name == rows[0][1]
