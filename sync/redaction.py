@@ -5,7 +5,7 @@ access lines) and to error text stored in tables: e-mail addresses, phone number
 digit runs and IBANs are replaced by a marker; so are the values of a URL's query string (an
 admin search for a person's name has no pattern to match), and URL-encoded text is decoded
 before it is matched (``%40``, ``%2B1+555…``). UUIDs (Celery task ids) and IPv4 addresses stay
-whole: their digit runs are not phone numbers.
+whole, and so do dates and times: their digit runs are not phone numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ _PATTERNS = [
 # Kept whole: set aside before the patterns run, put back after.
 _KEPT = re.compile(
     r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
-    r"|\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b(?!\.\d)")
+    r"|\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b(?!\.\d)"
+    # Dates and times (ISO 8601 and the log's own "2026-12-06 23:55:13,104"): a date followed
+    # by an hour read as a phone number, and every time on a page or in a log became [phone].
+    r"|\b\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
+    r"(?:Z|[+-]\d{2}:?\d{2})?)?(?![\d-])")
 _KEPT_MARK = "\x00kept{}\x00"  # a NUL cannot come from the text: replaced below first
 # A path or URL with a query string: its values go, its parameter names stay.
 _QUERY = re.compile(r"(?P<path>(?:\b[a-z][a-z0-9+.-]*://[^\s/?#\"']*)?/[^\s?#\"']*)"

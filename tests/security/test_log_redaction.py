@@ -61,6 +61,15 @@ def test_uuids_and_addresses_stay_whole():
     assert redact(f"{TASK_ID} called +1 555 0199 4242") == f"{TASK_ID} called [phone]"
 
 
+def test_dates_and_times_stay_whole():
+    for text in ("run 7 finished 2026-12-06 23:55:13,104", "at 2026-12-06T23:55:13Z",
+                 "2026-12-06T23:55:13.123456+01:00 done", "due 2026-12-06 14:00",
+                 "on 2026-12-06 only"):
+        assert redact(text) == text
+    assert redact("2026-12-06 23:55 called +44 20 7946 0958") == (
+        "2026-12-06 23:55 called [phone]")
+
+
 def test_the_filter_keeps_a_formatters_arguments():
     """uvicorn's access formatter unpacks ``record.args``: each argument is redacted in
     place, so the formatter still works and prints no PII."""
