@@ -459,6 +459,7 @@ class XlsxSource:
                     stream, book.shared_strings, data_only=True, epoch=book.epoch,
                     date_formats=book._date_formats,
                     timedelta_formats=book._timedelta_formats)
+                parser.zero_padded = _zero_padded(book)
                 last = 0
                 # NOTE: rows as wide as the sheet's declared columns, as openpyxl's own
                 # iter_rows gives them (a CSV export keeps its trailing empty cells too).
@@ -524,6 +525,19 @@ def _values(cells: list[dict], width: int) -> list[str]:
     return marked
 
 
+def _zero_padded(book) -> dict[int, int]:
+    """Cell styles whose number format is only zeros ("00000": codes, zip codes), with the
+    digits it shows."""
+    formats = list(book._number_formats)
+    padded = {}
+    for style_id, style in enumerate(book._cell_styles):
+        number = style.numFmtId - 164  # custom formats; no built-in one pads
+        if 0 <= number < len(formats) and len(formats[number]) > 1 and (
+                set(formats[number]) == {"0"}):
+            padded[style_id] = len(formats[number])
+    return padded
+
+
 def _formula_parser():
     """openpyxl's sheet parser, telling a formula without a saved value from an empty cell
     (in ``data_only`` mode both read as None). Built on first use: openpyxl loads late."""
@@ -531,8 +545,15 @@ def _formula_parser():
         from openpyxl.worksheet._reader import FORMULA_TAG, VALUE_TAG, WorkSheetParser
 
         class FormulaParser(WorkSheetParser):
+            zero_padded: dict[int, int] = {}  # set for each sheet: style id -> digits shown
+
             def parse_cell(self, element):
                 cell = super().parse_cell(element)
+                pad = self.zero_padded.get(cell["style_id"])
+                if pad and type(cell["value"]) is int and cell["value"] >= 0:
+                    # NOTE: a number formatted "00000" shows (and exports) as 00123: read
+                    # as 123, a code with leading zeros was stored without them.
+                    cell["value"] = str(cell["value"]).zfill(pad)
                 if cell["value"] is None and element.find(FORMULA_TAG) is not None:
                     # NOTE: t="str" with a <v> is a formula whose result is the empty string
                     # (Excel writes <v></v>); no <v>, or an empty number, is no result saved.

@@ -99,3 +99,24 @@ def test_utf16_without_a_byte_order_mark_is_refused_saying_so(buyers_sheet, sett
     run = run_ingest("buyers")
     assert (run.status, run.created) == ("succeeded", 4)
     assert Buyer.objects.get(buyer_number=rows[0][0]).name == rows[0][1]
+
+
+def test_a_number_formatted_with_leading_zeros_keeps_them(settings, tmp_path: Path) -> None:
+    """Excel's "00000" format (codes, zip codes): the cell holds 123 and shows 00123."""
+    import openpyxl
+
+    rows = list(buyer_rows(2, 0))
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(BUYER_HEADERS)
+    for row in rows:
+        sheet.append(row)
+    phone = BUYER_HEADERS.index("Phone") + 1
+    sheet.cell(2, phone, 123).number_format = "00000"
+    sheet.cell(3, phone, 4567).number_format = "0"  # a plain number format: as it is
+    path = tmp_path / "buyers.xlsx"
+    book.save(path)
+    run = run_ingest("buyers", file=str(path))
+    assert (run.status, run.created) == ("succeeded", 2)
+    stored = dict(Buyer.objects.values_list("buyer_number", "phone"))
+    assert stored == {rows[0][0]: "00123", rows[1][0]: "4567"}
