@@ -19,7 +19,9 @@ _PATTERNS = [
     (re.compile(r"(Failing row contains) \(.*?\)(?=\.?\s*$|\.\s|\n)", re.M), r"\1 ([row])"),
     (re.compile(r"(Key \([^)]*\))=\(.*?\)( already exists| is (?:still )?(?:not present|"
                 r"referenced))"), r"\1=([value])\2"),
-    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
+    # NOTE: starts only where a run of name characters starts: from every position inside a
+    # long run the scan to its end made a 100k-character cell quadratic (minutes).
+    (re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
     (re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"), "[iban]"),
     (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[card]"),
     (re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d\b"), "[phone]"),
@@ -60,17 +62,33 @@ def _patterns(text: str) -> str:
     return text
 
 
+# A line longer than this is cut (at a space, so no value is cut in half and left
+# unrecognisable) before the patterns run: each pattern may try every position of a line.
+LINE_LIMIT = 4000
+
+
+def _bounded(text: str) -> str:
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if len(line) > LINE_LIMIT:
+            cut = line.rfind(" ", 0, LINE_LIMIT + 1)
+            lines[index] = f"{line[:max(cut, 0)]} [{len(line) - max(cut, 0):,} characters cut]"
+    return "\n".join(lines)
+
+
 def redact(text: str, values: tuple[str, ...] | list[str] = ()) -> str:
     """``text`` without PII: known patterns, query values, and any of ``values`` (e.g. a
-    row's PII fields)."""
+    row's PII fields). A line longer than ``LINE_LIMIT`` characters is cut."""
     # NOTE: redacted text is stored (run messages, error reasons): a NUL from a sheet's cell
     # or header would make PostgreSQL refuse the row that reports the problem.
     text = text.replace("\x00", "\ufffd")
+    if len(text) > LINE_LIMIT:
+        text = _bounded(text)
     for value in sorted((v for v in values if v and len(v) > 1), key=len, reverse=True):
         text = text.replace(value, "[pii]")
     text = _QUERY.sub(_query_names, text)
     if _PERCENT.search(text):
-        decoded = unquote_plus(text).replace("\x00", "\ufffd")
+        decoded = _bounded(unquote_plus(text).replace("\x00", "\ufffd"))
         for value in (v for v in values if v and len(v) > 1):
             decoded = decoded.replace(value, "[pii]")
         if _patterns(decoded) != decoded or decoded.count("[pii]") > text.count("[pii]"):

@@ -161,3 +161,18 @@ def test_the_web_servers_access_log_carries_no_pii():
              canaries["phone"][-8:], tag}
     found = sorted(form for form in forms if form.lower() in output.lower())
     assert not found, f"PII in the web server's output: {found}\n{output}"
+
+
+def test_a_huge_line_is_cut_at_a_space_and_redacted_in_linear_time():
+    """A fuzzed header of 100k characters reached ``redact`` through a run's message: every
+    pattern tried every position of it (minutes). Over LINE_LIMIT a line is cut at a space."""
+    from sync.redaction import LINE_LIMIT
+
+    text = "its columns are: " + "y" * 100_000 + " kemal@example.com"
+    assert redact(text) == f"its columns are: [{100_000 + 19:,} characters cut]"
+    long_line = ("see a.b@example.com " * 400).strip()  # 7,999 characters, spaces between
+    out = redact(f"first line\n{long_line}\nlast +44 20 7946 0958")
+    first, middle, last = out.split("\n")
+    assert (first, last) == ("first line", "last [phone]")
+    assert middle.startswith("see [email] see [email]") and "@" not in middle
+    assert middle.endswith("characters cut]") and len(middle) < LINE_LIMIT
