@@ -125,6 +125,15 @@ def match_headers(headers: list[str], expected: tuple[str, ...], location: str) 
     return matched
 
 
+
+def _looks_utf16(head: bytes) -> bool:
+    """UTF-16 text without a byte-order mark: ASCII letters leave a NUL in every other byte.
+    A stray NUL in a UTF-8 file is not that (it is reported with its row)."""
+    sample = head[:4096]
+    half = len(sample) // 2
+    nuls = max(sample[0::2].count(0), sample[1::2].count(0))
+    return half >= 2 and nuls >= half * 0.3
+
 def _codec(name: str) -> str:
     """The codec's canonical name ("latin-1" -> "iso8859-1"); UTF-8 also strips a BOM."""
     canonical = codecs.lookup(name).name
@@ -188,7 +197,7 @@ class CsvSource:
 
     def _encoding(self) -> tuple[str, list[str], list[str]]:
         with self._binary() as handle:
-            head = handle.read(4)
+            head = handle.read(4096)  # the byte-order mark, and enough to tell UTF-16 by NULs
         if not head:
             msg = f"{self.location}: the file is empty (0 bytes)"
             raise SourceFileError(msg, code="empty")
@@ -206,7 +215,7 @@ class CsvSource:
         if declared and declared.startswith("utf-") and declared != UTF8:
             self._check_decodes(declared)  # UTF-16/32 without a BOM: as declared
             return declared, warnings, []
-        if declared is None and b"\x00" in head:
+        if declared is None and _looks_utf16(head):
             # NOTE: NUL bytes are valid UTF-8: read as that, UTF-16 without a byte-order mark
             # was a header of letters and NULs that no column matched.
             msg = (f"{self.location} looks like UTF-16 text without a byte-order mark (NUL "

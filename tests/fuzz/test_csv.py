@@ -70,7 +70,10 @@ def test_nul_in_a_key_or_a_header_is_reported_not_a_crash(tmp_path) -> None:
     """Found by the fuzzer: a NUL reached the stored error text (PostgreSQL refuses it) and
     the run died without a status; now the row, or the file, is reported."""
     path = tmp_path / "buyers.csv"
-    path.write_text("Buyer Number,Name\nB-0\x0001,a\nB-00002,b\n")
+    # Every mapped column is there: a missing one refuses the run before any row is read.
+    header = ("Buyer Number,Name,Email,Phone,Address,Desired Area,Property Type,Budget,Status,"
+              "Inquiry Source,Inquiry Date,Notes")
+    path.write_text(f"{header}\nB-0\x0001,a{',' * 10}\nB-00002,b{',' * 10}\n")
     run = run_ingest("buyers", file=str(path))
     assert (run.status, run.created, run.failed) == (SyncRun.Status.PARTIAL, 1, 1)
     error = ErrorLog.objects.get(run_id=run.pk)
