@@ -51,7 +51,7 @@ def test_xlsx_worksheet_by_name_and_errors(tmp_path) -> None:
         "Buyer Number")
     bad = tmp_path / "bad.xlsx"
     bad.write_text("not a zip")
-    with pytest.raises(SourceUnavailableError, match="is not an .xlsx workbook: it holds text"):
+    with pytest.raises(SourceUnavailableError, match=r"is not an \.xlsx workbook: it holds text"):
         XlsxSource(str(bad)).headers()
     with pytest.raises(SourceUnavailableError, match="cannot open"):
         CsvSource(str(tmp_path / "missing.csv")).headers()
