@@ -59,6 +59,14 @@ def _reset_clients() -> None:
     reset_clients()
 
 
+@pytest.fixture
+def browser(monkeypatch) -> Iterator[object]:
+    """Headless Chromium (tests/browser.py)."""
+    from tests.browser import launched_browser
+
+    yield from launched_browser(monkeypatch)
+
+
 @pytest.fixture(autouse=True)
 def _no_correlation_id() -> Iterator[None]:
     """Each test starts outside any request or task: the id a test client's request set is not

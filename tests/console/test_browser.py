@@ -34,35 +34,9 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "artifacts"
 DEMO_ROWS, BAD_ROWS = 4140, 5  # the demo's buyers sheet, five rows with a date that is not one
 WAIT = 60_000  # milliseconds the browser waits for a condition
-
-
-@pytest.fixture
-def browser(monkeypatch) -> Iterator[object]:
-    if not CHROMIUM.exists():
-        reason = (f"{CHROMIUM} is missing: `./dev test` installs Debian's chromium with "
-                  "apt-get when it runs as root; install it to run the browser tests")
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and no browser: {reason}")
-        pytest.skip(reason)
-    # NOTE: Playwright's sync API runs an event loop in this thread; the test's own ORM
-    # calls between browser steps are plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                              args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

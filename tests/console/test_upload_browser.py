@@ -20,7 +20,7 @@ from buyers.models import Buyer
 from sync.models import SyncRun, SyncUpload
 from tests.console.conftest import PASSWORD, make_staff_user
 from tests.console.sources import ensure_roles
-from tests.console.test_browser import WAIT, _shot, browser, sheets, worker  # noqa: F401
+from tests.console.test_browser import WAIT, _shot, sheets, worker  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -46,7 +46,7 @@ def test_upload_preview_confirm_and_download_rejects(
         connections.close_all()  # see test_browser.py: Playwright's greenlets' connections
 
 
-def _flow(browser, live_server, sheet: Path) -> None:  # noqa: F811 - not the fixture
+def _flow(browser, live_server, sheet: Path) -> None:
     ensure_roles()
     make_staff_user("operator")
     page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)

@@ -12,10 +12,6 @@ merely sent.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from django.db import connections
 from django.utils import timezone
@@ -26,10 +22,6 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 WAIT = 30_000  # milliseconds the browser waits for a condition
 # Collects what the page's policy refused (init scripts run outside the page's CSP).
 WATCH = """
@@ -39,26 +31,6 @@ document.addEventListener("securitypolicyviolation", function (e) {
                               " at " + e.sourceFile + ":" + e.lineNumber);
 });
 """
-
-
-@pytest.fixture
-def browser(monkeypatch) -> Iterator[object]:
-    if not CHROMIUM.exists():
-        reason = (f"{CHROMIUM} is missing: `./dev test` installs Debian's chromium with "
-                  "apt-get when it runs as root; install it to run the browser tests")
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and no browser: {reason}")
-        pytest.skip(reason)
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                              args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 class Watched:
