@@ -24,7 +24,9 @@ def assert_run_accounts_for_every_row(path: str, head: list[str],
                                       rows: list[list[str]]) -> SyncRun:
     Buyer.objects.all().delete()
     run = run_ingest("buyers", file=path)  # raises nothing: every outcome is in the run
-    data = {n: r for n, r in enumerate(rows, start=2) if any(r)}
+    # A row whose only content is a formula without a saved value is data: it is reported
+    # (validation/formula), never skipped as empty (FormulaRow, sync/ingest/sources.py).
+    data = {n: r for n, r in enumerate(rows, start=2) if any(r) or getattr(r, "formulas", ())}
     if run.status == SyncRun.Status.FAILED:
         # The whole file was refused (no key column, a field csv cannot read): one clear
         # message, and no row half-done.
