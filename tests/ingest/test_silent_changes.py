@@ -181,9 +181,9 @@ def test_duplicates_of_a_new_key_are_gaps_with_their_reason(buyers_sheet) -> Non
     assert run.errors_by_category == {"conflict": 2, "validation": 1}
 
 
-class _EditedAfterFirstRead(list):
-    """A Google Sheet someone edits while a run reads it: the second read of its data rows
-    (the load, after the pre-scan) sees ``then``."""
+class _CountedReads(list):
+    """A Google Sheet that counts the requests for its data rows, and answers them with
+    ``then`` from the second on (someone typing in it while a run reads it)."""
 
     def __init__(self, first: list, then: list) -> None:
         super().__init__(first)
@@ -198,13 +198,13 @@ class _EditedAfterFirstRead(list):
         return super().__getitem__(index)
 
 
-def test_a_sheet_edited_during_the_run_is_said_loudly(settings, sheets_server) -> None:
-    add_source(settings, SHEET_SOURCE)
-    head = ["Buyer Number", "Name", "Status", "Budget", "Notes"]
-    rows = [[r[0], r[1], r[8], r[7], r[11]] for r in buyer_rows(6, 0)]
-    edited = [*rows, [rows[1][0], "typed in meanwhile", "", "", ""]]
-    sheets_server.sheets["sheet-1"] = _EditedAfterFirstRead([head, *rows], [head, *edited])
-    run = run_ingest("buyers_sheet")
+def test_a_file_edited_during_the_run_is_said_loudly(buyers_sheet) -> None:
+    rows = list(buyer_rows(6, 0))
+    path = buyers_sheet(rows)
+    edited = [*rows, [rows[1][0], "typed in meanwhile", *rows[1][2:]]]
+    # After the pre-scan read the file, before the load reads it again.
+    run = run_ingest("buyers", before_load=lambda: buyers_sheet(edited))
+    assert path.read_text().count(rows[1][0]) == 2
     assert run.status == "partial"
     changed = ErrorLog.objects.get(run_id=run.pk, code="sheet_changed")
     assert changed.category == "conflict"
@@ -213,7 +213,23 @@ def test_a_sheet_edited_during_the_run_is_said_loudly(settings, sheets_server) -
     superseded = ErrorLog.objects.get(run_id=run.pk, code="duplicate_key")
     assert superseded.row_number == 3
     assert "row 8" in superseded.reason
-    assert run.errors_by_category == {"conflict": 2}
+
+
+def test_a_google_sheet_is_read_once_per_run(settings, sheets_server) -> None:
+    """Its rows are kept from the pre-scan for the load (pipeline/spool.py): one request per
+    chunk of rows, and the rows loaded are the rows whose keys were checked, whatever is typed in
+    the sheet meanwhile."""
+    add_source(settings, SHEET_SOURCE)
+    head = ["Buyer Number", "Name", "Status", "Budget", "Notes"]
+    rows = [[r[0], r[1], r[8], r[7], r[11]] for r in buyer_rows(6, 0)]
+    edited = [*rows, [rows[1][0], "typed in meanwhile", "", "", ""]]
+    sheet = sheets_server.sheets["sheet-1"] = _CountedReads([head, *rows], [head, *edited])
+    run = run_ingest("buyers_sheet")
+    assert run.status == "succeeded", run.message
+    assert sheet.reads == 1  # the pre-scan's request; the load read the spool
+    assert run.created == 6
+    assert not ErrorLog.objects.filter(run_id=run.pk).exists()
+    assert Buyer.objects.get(buyer_number=rows[1][0]).name == rows[1][1]
 
 
 # --------------------------------------------------------------------------- missing rows

@@ -30,6 +30,7 @@ from sync.ingest.pipeline.batches import BatchLoading, Cancelled, Counts
 from sync.ingest.pipeline.database import RunConnection
 from sync.ingest.pipeline.keys import SheetKeys, read_keys
 from sync.ingest.pipeline.lock import SourceLock, holder_of
+from sync.ingest.pipeline.spool import SpooledSource
 from sync.ingest.schema import SchemaReport, column_limits, compare_headers, scan_rows
 from sync.ingest.sources import Source, source_for
 from sync.ingest.validation import RowValidator, ValidRow
@@ -40,6 +41,10 @@ from sync.redaction import RedactPiiFilter, redact
 
 logger = logging.getLogger(__name__)
 logger.addFilter(RedactPiiFilter())
+
+# Sources read once per run (pipeline/spool.py): a workbook's XML parse, a Google Sheet's
+# requests, cost the most of a run; a CSV file is cheaper to read again than to spool.
+SPOOLED_KINDS = frozenset({"xlsx", "sheets"})
 
 Category = ErrorLog.Category
 
@@ -146,9 +151,12 @@ class Ingestion(BatchLoading, RunConnection):
                          phase="fetch", host=f"{socket.gethostname()}:{os.getpid()}")
         status, message = SyncRun.Status.SUCCEEDED, ""
         verification: dict = {}
+        spooled: SpooledSource | None = None
         try:
             source = source_for(self.config, self.kind, self.location,
                                 on_retry=self._network_retry)
+            if source.kind in SPOOLED_KINDS:
+                source = spooled = SpooledSource(source)
             t = time.perf_counter()
             source.prescan()  # a file that cannot be decoded whole fails here, nothing written
             headers = source.headers()
@@ -171,6 +179,8 @@ class Ingestion(BatchLoading, RunConnection):
         # Every batch written through, and the last completed intents deleted (each batch
         # deletes those its predecessors completed).
         restore_settled(self.through.close())
+        if spooled is not None:
+            spooled.close()
         with contextlib.suppress(DatabaseError):
             settle()
         if status == SyncRun.Status.SUCCEEDED and (self.counts.failed or verification.get(
@@ -226,7 +236,9 @@ class Ingestion(BatchLoading, RunConnection):
         report.rows_scanned = report.misfit_count = report.rows_with_misfits = 0
         report.misfits.clear()
         self.sheet_keys = SheetKeys()
-        rows = read_keys(source.rows(), validator.key_of, self.sheet_keys)
+        rows = source.spool(source.rows()) if isinstance(source, SpooledSource) else (
+            source.rows())
+        rows = read_keys(rows, validator.key_of, self.sheet_keys)
         if report.limited:
             scan_rows(report, headers, rows)
         else:
