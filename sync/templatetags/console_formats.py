@@ -1,0 +1,31 @@
+"""Template filters for the console's formats (sync/console/formats.py):
+``{% load console_formats %}`` then ``|num``, ``|duration``, ``|duration_ms``, ``|when``,
+``|rate:"rows"``, ``|percent``; ``{% time_zone %}`` names the zone once per page."""
+
+from __future__ import annotations
+
+from django import template
+
+from sync.console import formats
+
+register = template.Library()
+
+register.filter("num", formats.number)
+register.filter("duration", formats.duration)
+register.filter("when", formats.when)
+register.filter("percent", formats.percent)
+
+
+@register.filter("duration_ms")
+def duration_ms(seconds: float | None) -> str:
+    return formats.duration(seconds, milliseconds=True)
+
+
+@register.filter("rate")
+def rate(per_second: float | None, unit: str = "rows") -> str:
+    return formats.rate(per_second, unit)
+
+
+@register.simple_tag
+def time_zone() -> str:
+    return formats.time_zone_name()
