@@ -9,6 +9,7 @@ from pathlib import Path
 from bench.data import incident_buyers
 from sync.ingest.config import get_source
 from sync.ingest.pipeline import run_ingest
+from sync.models import SyncRun
 
 
 def load(*, count: int) -> str:
@@ -16,6 +17,6 @@ def load(*, count: int) -> str:
     if not Path(location).is_file():
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         incident_buyers(location)
-    run = run_ingest("buyers", trigger="schedule")
+    run = run_ingest("buyers", trigger=SyncRun.Trigger.DEMO)
     return (f"run {run.pk} ({run.status}): {run.created} created, {run.updated} updated, "
             f"{run.unchanged} unchanged, {run.failed} failed")

@@ -30,11 +30,12 @@ class SyncRun(models.Model):
     ACTIVE = (Status.PENDING, Status.RUNNING)
 
     class Trigger(models.TextChoices):
-        MANUAL = "manual"
-        SCHEDULE = "schedule"
-        MISSING = "missing"  # sync_missing: only the gaps
-        RETRY = "retry"  # the record retry queue
-        API = "api"
+        MANUAL = "manual", "Manual"
+        SCHEDULE = "schedule", "Schedule"
+        MISSING = "missing", "Missing rows"  # sync_missing: only the gaps
+        RETRY = "retry", "Retry"  # the record retry queue
+        API = "api", "API"
+        DEMO = "demo", "Demo data"  # ./dev demo loading its own sheets
 
     source = models.CharField(max_length=100)
     target = models.CharField(max_length=100, help_text="Model label, e.g. buyers.buyer.")
@@ -175,7 +176,7 @@ class ErrorLog(models.Model):
 class RecordRetry(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
-        PERMANENTLY_FAILED = "permanently_failed"
+        PERMANENTLY_FAILED = "permanently_failed", "Permanently failed"
 
     source = models.CharField(max_length=100)
     natural_key = models.TextField()

@@ -26,20 +26,21 @@ def _range(low: float, high: float) -> list:
 
 class SyncAlert(models.Model):
     class Type(models.TextChoices):
-        CONSECUTIVE_FAILURES = "consecutive_failures"
-        GAPS = "gaps"
-        RECOVERY_FAILED = "recovery_failed"
-        NO_SUCCESS = "no_success"
-        ERROR_RATE = "error_rate"
-        PERMANENT_FAILURES = "permanent_failures"
-        LONG_RUN = "long_run"
-        DEGRADATION = "degradation"
-        RETRY_QUEUE_SIZE = "retry_queue_size"
-        RETRY_QUEUE_AGE = "retry_queue_age"
-        DEAD_INTENTS = "dead_intents"
-        LOGIN_FAILURES = "login_failures"  # a burst of failed logins (sync.ops.security_log)
-        NO_WORKER = "no_worker"  # the watchdog (sync/ops/watchdog.py)
-        CONSISTENCY_SLO = "consistency_slo"  # the sampler (sync/ops/sampler.py)
+        CONSECUTIVE_FAILURES = "consecutive_failures", "Consecutive failures"
+        GAPS = "gaps", "Gaps"
+        RECOVERY_FAILED = "recovery_failed", "Recovery failed"
+        NO_SUCCESS = "no_success", "No success"
+        ERROR_RATE = "error_rate", "Error rate"
+        PERMANENT_FAILURES = "permanent_failures", "Permanent failures"
+        LONG_RUN = "long_run", "Long run"
+        DEGRADATION = "degradation", "Degradation"
+        RETRY_QUEUE_SIZE = "retry_queue_size", "Retry queue size"
+        RETRY_QUEUE_AGE = "retry_queue_age", "Retry queue age"
+        DEAD_INTENTS = "dead_intents", "Dead intents"
+        # a burst of failed logins (sync.ops.security_log)
+        LOGIN_FAILURES = "login_failures", "Login failures"
+        NO_WORKER = "no_worker", "No worker"  # the watchdog (sync/ops/watchdog.py)
+        CONSISTENCY_SLO = "consistency_slo", "Consistency SLO"  # the sampler (sync/ops/sampler.py)
 
     class Severity(models.TextChoices):
         INFO = "info"
