@@ -50,6 +50,9 @@ class SourceConfig:
     encoding: str = ""  # "": the reader's default (sync/ingest/sources.py)
     delimiter: str = ""  # "": the reader's default
     options: dict = field(default_factory=dict)  # the reader's settings (encoding, delimiter)
+    # What a whole-sheet run does with the database rows its sheet no longer has: "flag"
+    # (keep and report them) or "soft_delete" (sync/ingest/left_sheet.py).
+    left_sheet: str = "flag"
 
     @property
     def label(self) -> str:
@@ -121,6 +124,7 @@ KEYS = {
     "auto_recovery": "true or false",
     "encoding": "a Python codec name such as 'utf-8' or 'cp1252'",
     "delimiter": "one character",
+    "left_sheet": '"flag" (keep and report the rows the sheet no longer has) or "soft_delete"',
 }
 CHILD_KEYS = ("target", "parent_field", "prefix")
 
@@ -266,9 +270,39 @@ def _parse(name: str, raw: dict) -> SourceConfig:
         optional_columns=_strings(raw, "optional_columns", where), encoding=encoding,
         delimiter=delimiter,
         options={k: raw[k] for k in ("encoding", "delimiter") if k in raw},
+        left_sheet=_left_sheet(raw, model, where),
     )
     _check_optional(config, where)
     return config
+
+
+def _left_sheet(raw: dict, model: type[models.Model], where: str) -> str:
+    """``left_sheet``: soft_delete only for a target the engine can soft-delete."""
+    from sync.ingest.left_sheet import OPTIONS, SOFT_DELETE, soft_delete_field
+
+    value = raw.get("left_sheet", OPTIONS[0])
+    if value not in OPTIONS:
+        raise _bad(where, "left_sheet", value)
+    if value == SOFT_DELETE and soft_delete_field(model) is None:
+        msg = (f'{where}: left_sheet = "soft_delete" is not valid: '
+               f"{model._meta.label_lower} has no soft delete (its @synced declaration names "
+               'no soft_delete field); use "flag" to keep and report the rows the sheet no '
+               "longer has")
+        raise SourceConfigError(msg)
+    return value
+
+
+def _check_shared(path: Path, sources: dict[str, SourceConfig]) -> None:
+    """soft_delete on a target other sources feed too would delete their rows: refused."""
+    from sync.ingest.left_sheet import SOFT_DELETE
+
+    for name, config in sources.items():
+        others = sorted(n for n, o in sources.items() if o.label == config.label and n != name)
+        if config.left_sheet == SOFT_DELETE and others:
+            msg = (f"source {name!r} ({path}): left_sheet = \"soft_delete\" is not valid: "
+                   f"{config.label} is fed by {', '.join(map(repr, others))} too, and a row "
+                   'cannot be told to be this source\'s; use "flag"')
+            raise SourceConfigError(msg)
 
 
 def load_sources() -> dict[str, SourceConfig]:
@@ -289,7 +323,9 @@ def load_sources() -> dict[str, SourceConfig]:
     if not isinstance(sources, dict):
         msg = f"{path}: sources must be tables ([sources.<name>])"
         raise SourceConfigError(msg)
-    return {name: _parse(name, raw) for name, raw in sources.items()}
+    parsed = {name: _parse(name, raw) for name, raw in sources.items()}
+    _check_shared(path, parsed)
+    return parsed
 
 
 def get_source(name: str) -> SourceConfig:

@@ -6,8 +6,12 @@ whether the run logged why), keys the sheet holds twice, integrity (required fie
 key format, the child row of every parent) and a sample of rows compared field by field. It
 reports keys, field names and counts, never values (DESIGN I6).
 
+A whole-sheet run also reports the rows of the database its sheet no longer has, and does
+what the source's ``left_sheet`` option says with them (``left_sheet.py``).
+
 ``find_missing`` re-reads the sheet on its own, in chunks (memory stays flat), for the
-``sync_find_missing`` / ``sync_missing`` commands.
+``sync_find_missing`` / ``sync_missing`` commands: the keys the database lacks, and the rows
+the sheet no longer has.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
+from sync.ingest import left_sheet
 from sync.ingest.config import SourceConfig
 from sync.ingest.exceptions import SourceUnavailableError
 from sync.ingest.sources import Source
@@ -25,6 +30,7 @@ from sync.ingest.validation import RowValidator, ValidRow
 
 LISTED = 100  # keys listed per category in a result (all are counted)
 CHUNK = 5000
+SHEET_KEYS = "sync_find_missing_keys"  # a temporary table: find_missing's sheet keys
 
 
 def _q(name: str) -> str:
@@ -37,7 +43,11 @@ def _target(config: SourceConfig) -> tuple[str, str, str]:
 
 
 def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
-               validator: RowValidator, *, explained: set[str]) -> dict:
+               validator: RowValidator, *, explained: set[str],
+               whole_sheet: bool | None = None) -> dict:
+    """The run's sheet against the database. ``whole_sheet``: the run read its whole sheet
+    for real (None: told from the run's row), so the rows its sheet no longer has are
+    reported (``left_sheet``), and flagged or soft-deleted as the source says."""
     table, key, _pk = _target(config)
     checks, check_params = _integrity_checks(config)
     integrity = "".join(f", count(*) FILTER (WHERE t.{key} IS NOT NULL AND ({condition}))"
@@ -68,6 +78,9 @@ def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
                 [run_id, LISTED])
             duplicates = dict(cursor.fetchall())
     gap_keys = sorted(gap_keys or [])
+    if whole_sheet is None:
+        whole_sheet = left_sheet.whole_sheet_run(run_id)
+    left = {"left_sheet": left_sheet.after_run(config, run_id)} if whole_sheet else {}
     return {
         "sheet_count": sheet_count,
         "database_count": database_count,  # the sheet's keys the database holds
@@ -78,6 +91,7 @@ def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
         "duplicates": duplicates,
         "integrity": {name: n for name, n in zip(checks, counts, strict=True) if n},
         "sample": compare_sample(config, sample, validator),
+        **left,
     }
 
 
@@ -167,6 +181,8 @@ class MissingReport:
     in_database: int = 0  # the sheet's keys the database holds
     table_rows: int = 0
     missing: list[tuple[str, int]] = field(default_factory=list)  # (key, row number)
+    # The rows of the database this sheet no longer has (left_sheet.py): every key.
+    left: left_sheet.Found = field(default_factory=left_sheet.Found)
 
 
 def _key_position(config: SourceConfig, source: Source, headers: list[str]) -> None:
@@ -193,6 +209,11 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
     table, key, _pk = _target(config)
     report = MissingReport(config.name)
     seen: set[str] = set()
+    with connection.cursor() as cursor:
+        # The sheet's keys, for the rows it no longer has (dropped at the end).
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {SHEET_KEYS}"
+                       " (natural_key text PRIMARY KEY)")
+        cursor.execute(f"TRUNCATE {SHEET_KEYS}")
     keyed: Iterable = ((number, validator.key_of(cells)) for number, cells in source.rows())
     while chunk := list(itertools.islice(keyed, CHUNK)):
         report.sheet_rows += len(chunk)
@@ -208,6 +229,9 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
                 f"SELECT k FROM unnest(%s::text[]) AS k WHERE NOT EXISTS ("  # noqa: S608
                 f" SELECT 1 FROM {table} t WHERE t.{key} = k)", [list(first_rows)])
             report.missing += [(k, first_rows[k]) for (k,) in cursor.fetchall()]
+            with cursor.copy(f"COPY {SHEET_KEYS} (natural_key) FROM STDIN") as copy:
+                for value in first_rows:
+                    copy.write_row((value,))
     if report.sheet_rows and not seen:
         msg = (f"{config.name}: the {config.key_column!r} column of {source.location} is empty "
                f"on all {report.sheet_rows} rows; nothing was compared")
@@ -217,5 +241,9 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608
         report.table_rows = cursor.fetchone()[0]
+        cursor.execute(f"ANALYZE {SHEET_KEYS}")
+    report.left = left_sheet.in_table(config, SHEET_KEYS)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {SHEET_KEYS}")
     report.missing.sort(key=lambda item: item[1])
     return report

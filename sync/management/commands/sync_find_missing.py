@@ -1,4 +1,5 @@
-"""List the keys of the sheet that the database lacks (seed 004 §13.1)."""
+"""List the keys of the sheet that the database lacks (seed 004 §13.1), and the rows of the
+database that the sheet no longer has."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from django.core.management.base import BaseCommand
 from sync.ingest.services import source_find_missing
 from sync.ingest.verification import MissingReport
 from sync.management.commands._progress import engine_errors
+
+SHOWN = 10  # keys of the rows that left the sheet named in the summary line
 
 
 class Command(BaseCommand):
@@ -22,7 +25,26 @@ class Command(BaseCommand):
         if verbosity >= 1:
             for key, row in report.missing:
                 self.stdout.write(f"{key}\trow {row}")
+            left = left_summary(report)
+            if left:
+                for key in report.left.keys:
+                    self.stdout.write(f"{key}\tnot in the sheet")
+                self.stdout.write(left)
         self.stdout.write(summary(report))
+
+
+def left_summary(report: MissingReport) -> str:
+    """The rows of the database the sheet no longer has (docs/ingestion.md, "Rows that left
+    the sheet"), or "" when there are none."""
+    if report.left.unchecked:
+        return f"{report.source}: rows that left the sheet not checked: {report.left.unchecked}"
+    if not report.left.count:
+        return ""
+    keys = ", ".join(report.left.keys[:SHOWN])
+    more = f" and {report.left.count - SHOWN} more" if report.left.count > SHOWN else ""
+    return (f"{report.source}: left the sheet {report.left.count} ({keys}{more}): row(s) in "
+            "the database that the sheet no longer has (kept or soft-deleted by each run as "
+            "the source's left_sheet option says)")
 
 
 def summary(report: MissingReport) -> str:

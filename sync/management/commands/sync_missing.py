@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.ingest.services import source_sync_missing
 from sync.management.commands._progress import engine_errors
-from sync.management.commands.sync_find_missing import summary
+from sync.management.commands.sync_find_missing import left_summary, summary
 from sync.management.commands.sync_ingest import describe
 
 
@@ -20,6 +20,9 @@ class Command(BaseCommand):
     def handle(self, *args, source, file, verbosity, **options) -> None:
         with engine_errors():
             report, run = source_sync_missing(source, file=file)
+        left = left_summary(report)
+        if left and verbosity >= 1:  # not synced: only the sheet's rows are
+            self.stdout.write(left)
         self.stdout.write(summary(report))
         if run is None:
             return
