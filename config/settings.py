@@ -295,6 +295,10 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The console's one format (sync/console/formats.py) for Django's own rendering too:
+# 2026-12-06 20:54:21 and 4,140 (form inputs are not localized: no commas in them).
+FORMAT_MODULE_PATH = ["config.formats"]
+USE_THOUSAND_SEPARATOR = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(ROOT / ".run" / "static"))

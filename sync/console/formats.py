@@ -8,7 +8,11 @@ in sync/templatetags/console_formats.py.
   ``2 min 05 s``, ``1 h 02 min``;
 * rates: ``9,109 rows/s``; percentages: ``99.2%``, ``100%``;
 * times: ``2026-12-06 20:54:21`` in the console's time zone (``settings.TIME_ZONE``), which
-  a page shows once (``time_zone_name``), never beside each value.
+  a page shows once (``time_zone_name``, in the header), never beside each value; an age is a
+  duration (``2 min 05 s ago``).
+
+Django's own rendering (admin lists, read-only fields) agrees through ``config/formats/en``
+(``FORMAT_MODULE_PATH``) and ``USE_THOUSAND_SEPARATOR``.
 """
 
 from __future__ import annotations
@@ -35,17 +39,21 @@ def duration(seconds: float | None, *, milliseconds: bool = False) -> str:
     if seconds is None or not math.isfinite(seconds):
         return EMPTY
     negative, seconds = seconds < 0, abs(seconds)
-    if milliseconds and seconds < 1:
+    # NOTE: each band takes the value as it will be shown, so 9.96 s is "10 s" (not "10.0 s")
+    # and 59.6 s "1 min 00 s" (not "60 s").
+    if milliseconds and round(seconds * 1000) < 1000:
         text = f"{seconds * 1000:.0f} ms"
-    elif seconds < 10:
-        text = f"{seconds:.2g} s" if seconds < 1 else f"{seconds:.1f} s"
-    elif seconds < 60:
+    elif seconds < 1 and float(f"{seconds:.2g}") < 1:
+        text = f"{seconds:.2g} s" if seconds else "0 s"
+    elif round(seconds, 1) < 10:
+        text = f"{seconds:.1f} s"
+    elif round(seconds) < 60:
         text = f"{seconds:.0f} s"
-    elif seconds < 3600:
+    elif round(seconds) < 3600:
         minutes, rest = divmod(round(seconds), 60)
         text = f"{minutes} min {rest:02d} s"
     else:
-        hours, rest = divmod(round(seconds) // 60, 60)
+        hours, rest = divmod(round(seconds / 60), 60)
         text = f"{hours:,} h {rest:02d} min"
     return f"-{text}" if negative else text
 
@@ -57,23 +65,38 @@ def rate(per_second: float | None, unit: str = "rows") -> str:
     return f"{number(per_second)} {unit}/s"
 
 
-def percent(fraction: float | None) -> str:
-    """A fraction (0..1) as ``99.2%``; exactly 1 as ``100%``, never rounded up to it."""
+def percent(fraction: float | None, decimals: int = 1) -> str:
+    """A fraction (0..1) as ``99.2%``; exactly 1 as ``100%``, never rounded up to it.
+    ``decimals``: 3 where the nines matter (``99.991%``, cache consistency)."""
     if fraction is None or not math.isfinite(fraction):
         return EMPTY
     value = fraction * 100
     if value >= 100:
         return "100%" if value == 100 else f"{value:,.0f}%"
-    return f"{math.floor(value * 10) / 10:.1f}%"
+    scale = 10 ** decimals
+    return f"{math.floor(value * scale) / scale:.{decimals}f}%"
 
 
-def when(value: dt.datetime | None) -> str:
-    """``2026-12-06 20:54:21`` in the console's time zone."""
-    if value is None:
+def when(value: dt.datetime | str | None) -> str:
+    """``2026-12-06 20:54:21`` in the console's time zone (an ISO string is read first)."""
+    if not value:
         return EMPTY
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
     if timezone.is_aware(value):
         value = timezone.localtime(value)
     return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(value: dt.datetime | str | None, *, now: dt.datetime | None = None) -> str:
+    """How long ago, as a duration: ``12 s ago``, ``2 min 05 s ago``, ``3 h 10 min ago``."""
+    if not value:
+        return EMPTY
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    seconds = max(0.0, ((now or timezone.now()) - value).total_seconds())
+    # NOTE: whole seconds: "0.45 s ago" is noise on a page that refreshes every 5 s.
+    return f"{duration(float(round(seconds)) if seconds >= 1 else 0.0)} ago"
 
 
 def time_zone_name() -> str:

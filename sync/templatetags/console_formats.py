@@ -1,6 +1,7 @@
 """Template filters for the console's formats (sync/console/formats.py):
 ``{% load console_formats %}`` then ``|num``, ``|duration``, ``|duration_ms``, ``|when``,
-``|rate:"rows"``, ``|percent``; ``{% time_zone %}`` names the zone once per page."""
+``|ago``, ``|rate:"rows"``, ``|percent`` (``|percent:3`` where the nines matter);
+``{% time_zone %}`` names the zone once per page (templates/admin/base_site.html does)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ register = template.Library()
 register.filter("num", formats.number)
 register.filter("duration", formats.duration)
 register.filter("when", formats.when)
-register.filter("percent", formats.percent)
+register.filter("ago", formats.ago)
+
+
+@register.filter("percent")
+def percent(fraction: float | None, decimals: int = 1) -> str:
+    return formats.percent(fraction, int(decimals))
 
 
 @register.filter("duration_ms")

@@ -1,7 +1,9 @@
-"""A run's stored results as tables for its admin page (issue 15): phase timings with their
-share of the run, the verification and the schema report (any shape they hold: nested
-tables for mappings, one table for a list of records, long lists cut with a count), and the
-throughput as a rounded rate. Every value is escaped; no raw JSON reaches the page.
+"""A run's stored results for its admin page (issues 15, 18): phase timings as a bar (inline
+SVG, no script, no chart library) with a table of each phase's time and share, the
+verification and the schema report as tables (any shape they hold: nested tables for
+mappings, one table for a list of records, long lists cut with a count), and every number in
+the console's one format (sync.console.formats). Every value is escaped; no raw JSON reaches
+the page.
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from typing import Any
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from sync.console import formats
+
 LISTED = 50  # items of a list shown; the rest are counted
-# The pipeline's phases in the order a run goes through them.
-PHASES = ("fetch", "schema", "validate", "update", "write_through", "verify")
+# The pipeline's phases in the order a run goes through them (sync/ingest/pipeline): the
+# sheet read, its header checked against the table, the pre-scan of every row (duplicate
+# keys, values too long), then per batch validation, the upsert and the cache write-through,
+# and the verification at the end.
+PHASES = ("fetch", "schema", "scan", "validate", "update", "write_through", "verify")
+BAR_WIDTH = 1000  # the bar's own units (it stretches to its box)
 
 
 def label(name: object) -> str:
@@ -21,30 +29,25 @@ def label(name: object) -> str:
 
 
 def throughput_text(rows_per_second: float | None) -> str:
-    """9,109 rows/s (below 10, one decimal)."""
-    if rows_per_second is None:
-        return "-"
-    if rows_per_second < 10:
-        return f"{rows_per_second:.1f} rows/s"
-    return f"{round(rows_per_second):,} rows/s"
+    """``9,109 rows/s`` (below 10, one decimal)."""
+    return formats.rate(rows_per_second, "rows")
 
 
 def _scalar(value: Any) -> str:
     if value is None:
-        return "-"
+        return formats.EMPTY
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.1f}"
+    if isinstance(value, int | float):
+        return formats.number(value)
     return str(value)
 
 
 def _more(total: int) -> SafeString:
     if total <= LISTED:
         return mark_safe("")
-    return format_html(' <span class="quiet">… and {} more</span>', f"{total - LISTED:,}")
+    return format_html(' <span class="quiet">… and {} more</span>',
+                       formats.number(total - LISTED))
 
 
 def render(value: Any) -> SafeString:
@@ -73,20 +76,52 @@ def render(value: Any) -> SafeString:
     return format_html("{}", _scalar(value))
 
 
+def _ordered(phase_ms: dict[str, float]) -> list[str]:
+    return [p for p in PHASES if p in phase_ms] + sorted(set(phase_ms) - set(PHASES))
+
+
+def _tone(phase: str) -> str:
+    return f"phase-{phase}" if phase in PHASES else "phase-other"
+
+
+def phase_time(ms: float) -> str:
+    """A phase's time: ``45 ms`` below a second, else the console's duration (``15 s``)."""
+    return formats.duration(ms / 1000, milliseconds=True)
+
+
+def phase_bar(phase_ms: dict[str, float]) -> SafeString:
+    """One horizontal bar, a segment per phase in the run's order, as wide as its share;
+    hover a segment for its phase, time and share."""
+    total = sum(phase_ms.values())
+    if not total:
+        return mark_safe("")
+    segments, x = [], 0.0
+    for phase in _ordered(phase_ms):
+        width = BAR_WIDTH * phase_ms[phase] / total
+        title = (f"{label(phase)}: {phase_time(phase_ms[phase])} "
+                 f"({formats.percent(phase_ms[phase] / total)})")
+        segments.append((round(x, 2), round(max(width, 0.0), 2), _tone(phase), title))
+        x += width
+    rects = format_html_join(
+        "", '<rect x="{}" y="0" width="{}" height="20" class="{}"><title>{}</title></rect>',
+        segments)
+    return format_html('<svg class="phase-bar" viewBox="0 0 {} 20" preserveAspectRatio="none" '
+                       'role="img" aria-label="phase timings">{}</svg>', BAR_WIDTH, rects)
+
+
 def phase_table(phase_ms: dict[str, float]) -> SafeString:
-    """Each phase's time and share of the phases' total, in the order a run goes."""
+    """The bar, then each phase's time and share of the phases' total, in the run's order."""
     if not phase_ms:
         return format_html('<span class="quiet">{}</span>', "not recorded")
-    ordered = [p for p in PHASES if p in phase_ms] + sorted(set(phase_ms) - set(PHASES))
     total = sum(phase_ms.values()) or 1.0
     rows = format_html_join(
-        "", '<tr><th>{}</th><td class="num">{}</td><td class="num">{}</td></tr>',
-        ((label(p), _ms(phase_ms[p]), f"{phase_ms[p] / total:.0%}") for p in ordered))
+        "", '<tr><th><i class="swatch {}"></i>{}</th><td class="num">{}</td>'
+        '<td class="num">{}</td></tr>',
+        ((_tone(p), label(p), phase_time(phase_ms[p]), formats.percent(phase_ms[p] / total))
+         for p in _ordered(phase_ms)))
     return format_html(
-        '<table class="run-facts"><thead><tr><th>phase</th><th>time</th><th>share</th></tr>'
-        '</thead><tbody>{}<tr><th>total</th><td class="num">{}</td><td></td></tr></tbody>'
-        "</table>", rows, _ms(sum(phase_ms.values())))
-
-
-def _ms(value: float) -> str:
-    return f"{value:,.0f} ms" if value < 10_000 else f"{value / 1000:,.1f} s"
+        '<div class="phase-timings">{}<table class="run-facts phases"><thead><tr><th>phase</th>'
+        '<th class="num">time</th><th class="num">share</th></tr></thead><tbody>{}'
+        '<tr class="total"><th>total</th><td class="num">{}</td><td class="num">{}</td></tr>'
+        "</tbody></table></div>", phase_bar(phase_ms), rows,
+        phase_time(sum(phase_ms.values())), formats.percent(1.0))

@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from sync.console import formats
 from sync.console.admin.filters import (
     DateRangeFilter,
     RunIdFilter,
@@ -77,8 +78,11 @@ class RunLogAdmin(ConsoleModelAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ConsoleModelAdmin):
-    list_display = ("id", "source", "trigger", "status_badge", "created_at", "duration_text",
-                    "progress", "created", "updated", "unchanged", "failed", "gaps")
+    # NOTE: eight columns that fit 1280 px beside the admin's two sidebars: the row counts
+    # are one "outcome" cell (only the non-zero ones), numbers and times never wrap, and the
+    # trigger is a filter (and on the run's page), not a column.
+    list_display = ("id", "source", "status_badge", "created_text", "duration_text",
+                    "progress", "outcome", "gaps_text")
     list_display_links = ("id", "source")
     list_filter = (("created_at", DateRangeFilter), "status", "source", "trigger", "dry_run")
     search_fields = ("source",)
@@ -87,21 +91,26 @@ class SyncRunAdmin(ConsoleModelAdmin):
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     redacted_fields = ("message",)
+    # NOTE: "run-grid" lays a fieldset's rows out in two aligned columns (console.css): one
+    # field per row here, never Django's multi-field rows, whose second label floats right.
     fieldsets = (
-        (None, {"fields": ("source", "target", "location", ("trigger", "status_badge"),
-                           ("dry_run", "batch_size"), ("phase", "cancel_requested"), "host",
-                           "message")}),
-        ("Timing", {"fields": (("created_at", "started_at", "finished_at"),
-                               ("duration_text", "throughput_text"), "phase_table")}),
-        ("Rows", {"fields": (("rows_total", "rows_done"),
-                             ("created", "updated", "unchanged", "failed", "gaps"),
-                             "errors_table", "logs", "upload")}),
+        (None, {"classes": ("run-grid",),
+                "fields": ("source", "target", "trigger", "state", "dry_run", "batch_size",
+                           "host", "request_id", "location", "message")}),
+        ("Timing", {"classes": ("run-grid",),
+                    "fields": ("created_at", "started_at", "finished_at", "duration_text",
+                               "throughput_text", "phase_table")}),
+        ("Rows", {"classes": ("run-grid",),
+                  "fields": ("progress", "counts", "errors_table", "logs", "upload")}),
         ("Verification", {"fields": ("verification_table", "schema_table")}),
         ("First errors", {"fields": ("error_table",)}),
     )
-    readonly_fields = ("status_badge", "duration_text", "logs", "error_table", "throughput_text",
-                       "phase_table", "errors_table", "verification_table", "schema_table",
-                       "upload")
+    readonly_fields = ("state", "status_badge", "duration_text", "logs", "error_table",
+                       "throughput_text", "phase_table", "errors_table", "verification_table",
+                       "schema_table", "upload", "progress", "counts")
+
+    class Media:
+        css = {"all": ("console/console.css",)}
 
     # A run's stored results as tables (sync.console.admin.run_page), never raw JSON.
     @admin.display(description="throughput")
@@ -152,16 +161,67 @@ class SyncRunAdmin(ConsoleModelAdmin):
     def status_badge(self, obj: SyncRun) -> str:
         return badge(obj.get_status_display(), RUN_TONES.get(obj.status, "muted"))
 
+    @admin.display(description="status")
+    def state(self, obj: SyncRun) -> str:
+        """The status pill, then (beside it, not in a field of its own) what an active run is
+        doing and whether a cancel was asked for."""
+        notes = []
+        if obj.status in SyncRun.ACTIVE and obj.phase:
+            notes.append(f"phase {obj.phase}")
+        if obj.cancel_requested:
+            notes.append("cancel requested" if obj.status in SyncRun.ACTIVE
+                         else "cancel was requested")
+        return format_html('{} <span class="quiet">{}</span>', self.status_badge(obj),
+                           " · ".join(notes))
+
+    @admin.display(description="created", ordering="created_at")
+    def created_text(self, obj: SyncRun) -> str:
+        return format_html('<span class="nowrap">{}</span>', formats.when(obj.created_at))
+
     @admin.display(description="duration")
     def duration_text(self, obj: SyncRun) -> str:
-        seconds = obj.duration
-        if seconds is None:
-            return "-"
-        return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+        return format_html('<span class="nowrap">{}</span>', formats.duration(obj.duration))
 
-    @admin.display(description="rows")
+    @admin.display(description="rows", ordering="rows_total")
     def progress(self, obj: SyncRun) -> str:
-        return f"{obj.rows_done:,} / {obj.rows_total:,}"
+        """``4,140`` when every row was read, else ``2,000 of 4,140``."""
+        if obj.rows_done == obj.rows_total:
+            text = formats.number(obj.rows_total)
+        else:
+            text = f"{formats.number(obj.rows_done)} of {formats.number(obj.rows_total)}"
+        return format_html('<span class="nowrap">{}</span>', text)
+
+    @admin.display(description="outcome")
+    def outcome(self, obj: SyncRun) -> str:
+        """The non-zero counts: ``4,135 new · 5 failed`` (failed in red)."""
+        parts = [format_html('<span class="nowrap">{} {}</span>', formats.number(n), name)
+                 for n, name in ((obj.created, "new"), (obj.updated, "updated"),
+                                 (obj.unchanged, "unchanged")) if n]
+        if obj.failed:
+            parts.append(format_html('<span class="nowrap console-bad">{} failed</span>',
+                                     formats.number(obj.failed)))
+        if not parts:
+            return format_html('<span class="quiet">{}</span>', "no rows")
+        return format_html_join(" · ", "{}", ((p,) for p in parts))
+
+    @admin.display(description="gaps", ordering="gaps")
+    def gaps_text(self, obj: SyncRun) -> str:
+        if obj.gaps is None:
+            return formats.EMPTY
+        if obj.gaps:
+            return format_html('<span class="console-bad">{}</span>', formats.number(obj.gaps))
+        return "0"
+
+    @admin.display(description="counts")
+    def counts(self, obj: SyncRun) -> str:
+        tiles = [("created", obj.created, False), ("updated", obj.updated, False),
+                 ("unchanged", obj.unchanged, False), ("failed", obj.failed, bool(obj.failed)),
+                 ("gaps", obj.gaps, bool(obj.gaps))]
+        body = format_html_join(
+            "", '<div class="{}"><dt>{}</dt><dd>{}</dd></div>',
+            (("failed" if bad else "", name, formats.number(value)) for name, value, bad
+             in tiles))
+        return format_html('<dl class="counts run-counts">{}</dl>', body)
 
     @admin.display(description="logs")
     def logs(self, obj: SyncRun) -> str:
@@ -173,25 +233,32 @@ class SyncRunAdmin(ConsoleModelAdmin):
 
     @admin.display(description="errors")
     def error_table(self, obj: SyncRun) -> str:
-        errors = ErrorLog.objects.filter(run_id=obj.pk).order_by("row_number", "id")[
-            :ERRORS_SHOWN]
+        errors = list(ErrorLog.objects.filter(run_id=obj.pk).order_by("row_number", "id")[
+            :ERRORS_SHOWN])
         if not errors:
             return "No errors."
+        # The length / limit column only when some error is a value too long for its column.
+        limits = any(e.column_limit for e in errors)
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((e.row_number or "-", e.natural_key, e.get_category_display(), e.column or "-",
-              _length(e), redact(e.reason)) for e in errors))
-        return format_html(
-            '<table><thead><tr><th>row</th><th>key</th><th>category</th><th>column</th>'
-            "<th>length / limit</th><th>reason</th></tr></thead><tbody>{}</tbody></table>",
-            rows)
+            "", "<tr>{}</tr>",
+            ((format_html_join("", "<td>{}</td>", ((cell,) for cell in (
+                formats.number(e.row_number) if e.row_number else formats.EMPTY,
+                e.natural_key, e.get_category_display(), e.column or formats.EMPTY,
+                *((_length(e),) if limits else ()), redact(e.reason)))),)
+             for e in errors))
+        head = format_html_join("", "<th>{}</th>", ((h,) for h in (
+            "row", "key", "category", "column", *(("length / limit",) if limits else ()),
+            "reason")))
+        return format_html('<table class="run-facts run-errors"><thead><tr>{}</tr></thead>'
+                           "<tbody>{}</tbody></table>", head, rows)
 
 
 def _length(error: ErrorLog) -> str:
-    if error.value_length is None:
-        return "-"
-    return f"{error.value_length} / {error.column_limit}" if error.column_limit else str(
-        error.value_length)
+    """``61 / 50`` for a value too long for its column; nothing for other errors (a bad
+    date's length says nothing)."""
+    if error.value_length is None or not error.column_limit:
+        return formats.EMPTY
+    return f"{formats.number(error.value_length)} / {formats.number(error.column_limit)}"
 
 
 @admin.register(RecordLog)
