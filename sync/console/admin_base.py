@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,6 +44,31 @@ def badge(label: object, tone: str = "muted") -> str:
     """A coloured pill for a status (``format_html``: the label is escaped)."""
     return format_html('<span class="console-badge tone-{}">{}</span>',
                        tone if tone in TONES else "muted", label)
+
+
+BRIEF_CHARS = 90  # a free text in a list: cut at a word, the whole text on hover
+
+
+def readable(value: object) -> str:
+    """A stored text or JSON value as a sentence, never as JSON: ``rows: 1; written: 1``."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {readable(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(readable(item) for item in value)
+    return str(value)
+
+
+def brief(text: str, limit: int = BRIEF_CHARS) -> str:
+    """``text`` on one line, cut at a word near ``limit`` characters with ``…``; the whole text
+    is the ``title`` (a tooltip) of what is shown."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text or "-"
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return format_html('<span class="console-brief" title="{}">{}…</span>', text,
+                       cut.rstrip(",;:"))
 
 
 def pii_kind(field_name: str) -> str:
@@ -84,6 +108,22 @@ class PiiMaskingMixin:
             setattr(self, f"{name}_masked", self._masked_display(model, name))
         for name in self.redacted_fields:
             setattr(self, f"{name}_redacted", self._redacted_display(model, name))
+            # In lists: one line of it, cut, redacted or (PII role) as stored.
+            setattr(self, f"{name}_brief", self._brief_display(model, name, redacted=True))
+            setattr(self, f"{name}_brief_raw", self._brief_display(model, name,
+                                                                   redacted=False))
+
+    @staticmethod
+    def _brief_display(model: type[Model], name: str, *, redacted: bool
+                       ) -> Callable[[Model], str]:
+        def display(obj: Model) -> str:
+            text = readable(getattr(obj, name))
+            if redacted and not getattr(obj, "_console_masked", False):
+                text = redact(text)
+            return brief(text)
+
+        display.short_description = model._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+        return display
 
     def _masked_display(self, model: type[Model], name: str) -> Callable[[Model], str]:
         kind = self.pii_kinds.get(name) or pii_kind(name)
@@ -102,9 +142,7 @@ class PiiMaskingMixin:
             value = getattr(obj, name)
             if getattr(obj, "_console_masked", False):
                 return value
-            if not isinstance(value, str):
-                value = json.dumps(value, default=str, sort_keys=True)
-            return redact(value)
+            return redact(readable(value))
 
         display.short_description = model._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
         return display
@@ -129,7 +167,10 @@ class PiiMaskingMixin:
             f"{n}_redacted" for n in self.redacted_fields]
 
     def get_fieldsets(self, request: HttpRequest, obj: Model | None = None):
-        fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
+        return self.swap_fieldsets(request, super().get_fieldsets(request, obj))  # type: ignore[misc]
+
+    def swap_fieldsets(self, request: HttpRequest, fieldsets: Iterable[Any]) -> list[Any]:
+        """``fieldsets`` with PII fields masked and free text redacted for this user."""
         seen: set[str] = set()
 
         def once(names: list[str]) -> list[str]:
@@ -157,7 +198,10 @@ class PiiMaskingMixin:
         return readonly + [n for n in self._hidden_names(request) if n not in readonly]
 
     def get_list_display(self, request: HttpRequest):
-        return self._swap(request, super().get_list_display(request))  # type: ignore[misc]
+        names = list(super().get_list_display(request))  # type: ignore[misc]
+        suffix = "_brief_raw" if _show_pii(request) else "_brief"
+        return self._swap(request, [f"{name}{suffix}" if name in self.redacted_fields
+                                    else name for name in names])
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
         """For a user who may only look: the object with its PII masked and its free text

@@ -27,6 +27,26 @@ ENGINE_INTERVAL = 60  # the ops check runs every minute unless configured otherw
 ENGINE_TASK = ("sync-ops-check", "sync.tasks.ops_check")
 INGEST_TASK = "sync.ingest.tasks.ingest"
 
+# Which settings of a row mean something: the engine's row holds the cache's retry-queue
+# thresholds (sync/ops/rules.py evaluate_engine), the ops check's schedule and the log
+# retention (sync/ops/retention.py); a source's row its ingest schedule, batches and the
+# alert thresholds about its runs (evaluate_source). A row's other columns are never read.
+COMMON_FIELDS = ("enabled", "interval_seconds", "recipients")
+ENGINE_FIELDS = (*COMMON_FIELDS, "retry_queue_threshold", "oldest_intent_seconds",
+                 "dead_intent_threshold", "retention_days")
+SOURCE_FIELDS = (*COMMON_FIELDS, "batch_size", "auto_recovery", "failure_threshold",
+                 "gap_threshold", "no_success_hours", "error_rate_threshold",
+                 "permanent_failure_threshold", "long_run_minutes", "degradation_ratio")
+
+
+def is_engine(source: str) -> bool:
+    return source == SyncConfig.ENGINE
+
+
+def config_fields(source: str) -> tuple[str, ...]:
+    """The settings that apply to this row: the engine's, or a source's."""
+    return ENGINE_FIELDS if is_engine(source) else SOURCE_FIELDS
+
 
 def task_name(source: str) -> str:
     return ENGINE_TASK[0] if source == SyncConfig.ENGINE else f"sync-ingest-{source}"
@@ -86,12 +106,31 @@ def config_update(*, source: str, **changes: object) -> SyncConfig:
         config = SyncConfig.objects.select_for_update().get(source=source)
         for name, value in changes.items():
             setattr(config, name, value)
-        config_validate(config)
+        _validate_change(config, changes)
         config.version += 1
         config.save()
         schedule_apply(config)
     logger.info("sync_config %s now version %s: %s", source, config.version, sorted(changes))
     return config
+
+
+def _validate_change(config: SyncConfig, changes: dict) -> None:
+    """``config_validate``, and a setting that does not apply to this row (an engine
+    threshold on a source, a source's on the engine) is refused naming the field: it would be
+    stored and never read."""
+    errors: dict[str, list[str]] = {}
+    try:
+        config_validate(config)
+    except ValidationError as e:
+        errors = {name: list(messages) for name, messages in e.message_dict.items()}
+    applies = config_fields(config.source)
+    for name in changes:
+        if name not in applies:
+            where = "a source's setting, not the engine's" if is_engine(config.source) else (
+                "the engine's setting (every source at once): change it on the engine row")
+            errors.setdefault(name, []).append(where)
+    if errors:
+        raise ValidationError(errors)
 
 
 def recipient_list(text: str) -> list[str]:

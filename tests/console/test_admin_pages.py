@@ -171,7 +171,7 @@ def test_badges_and_durations_read_well(client_for, console_rows):
         finished_at=console_rows["run"].started_at + datetime.timedelta(
             minutes=5))
     page = client_for("viewer").get(changelist(SyncRun)).content.decode()
-    assert "console-badge" in page and "5.0 min" in page and long_run.source in page
+    assert "console-badge" in page and "5 min 00 s" in page and long_run.source in page
     for model in ("syncalert", "syncintent", "recordretry", "syncmetric", "synchealthmetric",
                   "staffaction", "syncconfig"):
         response = client_for("viewer").get(reverse(f"admin:sync_{model}_changelist"))
@@ -239,6 +239,47 @@ def test_a_viewer_sees_the_configuration_read_only_with_recipients_masked(client
     assert "recipients" not in form.fields and "interval_seconds" in form.fields
 
 
+ENGINE_ONLY = ("retry_queue_threshold", "oldest_intent_seconds", "dead_intent_threshold",
+               "retention_days")
+SOURCE_ONLY = ("batch_size", "auto_recovery", "failure_threshold", "gap_threshold",
+               "no_success_hours", "error_rate_threshold", "permanent_failure_threshold",
+               "long_run_minutes", "degradation_ratio")
+
+
+def test_a_source_page_shows_the_source_settings_and_the_engine_page_the_engine_ones(
+        client_for):
+    from django.core.exceptions import ValidationError
+
+    from sync.ops.config import config_for, config_update
+
+    client = client_for("operator")
+    source = client.get(change(config_for("buyers")))
+    form = source.context["adminform"].form
+    page = source.content.decode()
+    assert not set(ENGINE_ONLY) & set(form.fields), "engine settings on a source's page"
+    assert set(SOURCE_ONLY) <= set(form.fields)
+    assert "Cache retry queue" not in page and "they are on the engine row" in page
+    engine = client.get(change(config_for("engine")))
+    form = engine.context["adminform"].form
+    assert set(ENGINE_ONLY) <= set(form.fields) and not set(SOURCE_ONLY) & set(form.fields)
+    assert "Cache retry queue alerts" in engine.content.decode()
+
+    # The list says which is which, the engine first; numbers and times in the console's form.
+    listing = client.get(reverse("admin:sync_syncconfig_changelist"))
+    names = [row.source for row in listing.context["cl"].result_list]
+    assert names == ["engine", "buyers"]
+    text = listing.content.decode()
+    assert "every source: cache retry queue, retention" in text and "5 min 00 s" in text
+
+    # A setting posted to the wrong row is refused, naming it (the API goes through this too).
+    with pytest.raises(ValidationError) as refused:
+        config_update(source="buyers", retry_queue_threshold=5)
+    assert "engine" in " ".join(refused.value.message_dict["retry_queue_threshold"])
+    with pytest.raises(ValidationError) as refused:
+        config_update(source="engine", batch_size=5)
+    assert list(refused.value.message_dict) == ["batch_size"]
+
+
 def test_queue_states_alert_states_and_empty_figures_read_well(client_for, console_rows):
     from sync.models import RecordRetry, SyncAlert, SyncHealthMetric, SyncIntent
 
@@ -258,7 +299,9 @@ def test_queue_states_alert_states_and_empty_figures_read_well(client_for, conso
 
     assert ">dead<" in page("syncintent")
     assert ">permanently failed<" in page("recordretry")
-    assert ">12<" in page("errorlog", {"category__exact": "network"})
+    # A length says something only beside its column's limit (a bad date's length does not).
+    assert '<td class="field-length">-</td>' in page("errorlog", {"category__exact": "network"})
+    assert "300 / 254" in page("errorlog", {"category__exact": "schema"})
     assert client.get(reverse("admin:sync_errorlog_changelist"), {"category__exact": "unknown"}
                       ).context["cl"].result_list[0].reason == "odd"
     assert "<td class=\"field-length\">-</td>" in page("errorlog", {"category__exact": "unknown"})

@@ -6,16 +6,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Case, QuerySet, Value, When
 from django.http import HttpRequest
 
-from sync.console import roles
+from sync.console import formats, roles
 from sync.console.admin.filters import DateRangeFilter
 from sync.console.admin.runs import RUN_TONES, run_link
 from sync.console.admin_base import ConsoleModelAdmin, badge
 from sync.models import StaffAction, SyncAlert, SyncConfig, SyncHealthMetric, SyncMetric
 from sync.ops.alerts import alert_acknowledge
-from sync.ops.config import config_update, config_validate
+from sync.ops.config import config_update, config_validate, is_engine
 
 SEVERITY_TONES = {SyncAlert.Severity.INFO: "info", SyncAlert.Severity.WARNING: "warn",
                   SyncAlert.Severity.CRITICAL: "bad"}
@@ -89,28 +89,77 @@ class SyncConfigForm(forms.ModelForm):
 
 @admin.register(SyncConfig)
 class SyncConfigAdmin(ConsoleModelAdmin):
-    """Operators edit; each save goes through ``config_update`` (version bump, beat entry)."""
+    """Operators edit; each save goes through ``config_update`` (version bump, beat entry).
+
+    The engine's row and a source's row hold different settings (``sync.ops.config``): each
+    page shows only those that apply to its row, the engine first in the list.
+    """
 
     form = SyncConfigForm
     operator_can_change = True
-    list_display = ("source", "enabled", "interval_seconds", "batch_size", "auto_recovery",
-                    "failure_threshold", "error_rate_threshold", "retention_days", "version",
-                    "updated_at")
+    list_display = ("name", "applies_to", "enabled", "schedule", "batch", "version_number",
+                    "updated")
+    list_display_links = ("name",)
     list_filter = ("enabled",)
     search_fields = ("source",)
-    ordering = ("source",)
     pii_fields = roles.CONFIG_PII_FIELDS  # masked and read-only without the PII role
     pii_kinds = {"recipients": "emails"}
-    fieldsets = (
+    ENGINE_FIELDSETS = (
         (None, {"fields": (("source", "version", "updated_at"), "enabled", "interval_seconds",
-                           "batch_size", "auto_recovery", "recipients")}),
-        ("Alert thresholds", {"fields": (
-            "failure_threshold", "gap_threshold", "no_success_hours", "error_rate_threshold",
-            "permanent_failure_threshold", "long_run_minutes", "degradation_ratio",
+                           "recipients"),
+                "description": "The engine: the checks of the cache's retry queue and the log "
+                               "retention, for every source at once. Each source's schedule, "
+                               "batches and alert thresholds are on its own row."}),
+        ("Cache retry queue alerts", {"fields": (
             "retry_queue_threshold", "oldest_intent_seconds", "dead_intent_threshold")}),
         ("Retention", {"fields": ("retention_days",)}),
     )
+    SOURCE_FIELDSETS = (
+        (None, {"fields": (("source", "version", "updated_at"), "enabled", "interval_seconds",
+                           "batch_size", "auto_recovery", "recipients"),
+                "description": "One source's sync. The cache's retry-queue thresholds and the "
+                               "log retention apply to every source: they are on the engine "
+                               "row."}),
+        ("Alert thresholds", {"fields": (
+            "failure_threshold", "gap_threshold", "no_success_hours", "error_rate_threshold",
+            "permanent_failure_threshold", "long_run_minutes", "degradation_ratio")}),
+    )
     readonly_fields = ("source", "version", "updated_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        engine_first = Case(When(source=SyncConfig.ENGINE, then=Value(0)), default=Value(1))
+        return super().get_queryset(request).order_by(engine_first, "source")
+
+    def get_fieldsets(self, request: HttpRequest, obj: SyncConfig | None = None):
+        engine = obj is not None and is_engine(obj.source)
+        return self.swap_fieldsets(
+            request, self.ENGINE_FIELDSETS if engine else self.SOURCE_FIELDSETS)
+
+    @admin.display(description="configuration", ordering="source")
+    def name(self, obj: SyncConfig) -> str:
+        return obj.source
+
+    @admin.display(description="applies to")
+    def applies_to(self, obj: SyncConfig) -> str:
+        if is_engine(obj.source):
+            return "every source: cache retry queue, retention"
+        return "this source: schedule, batches, alerts"
+
+    @admin.display(description="every", ordering="interval_seconds")
+    def schedule(self, obj: SyncConfig) -> str:
+        return formats.duration(obj.interval_seconds)
+
+    @admin.display(description="batch size", ordering="batch_size")
+    def batch(self, obj: SyncConfig) -> str:
+        return formats.EMPTY if is_engine(obj.source) else formats.number(obj.batch_size)
+
+    @admin.display(description="version", ordering="version")
+    def version_number(self, obj: SyncConfig) -> str:
+        return formats.number(obj.version)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj: SyncConfig) -> str:
+        return formats.when(obj.updated_at)
 
     def save_model(self, request: HttpRequest, obj: SyncConfig, form: forms.ModelForm,
                    change: bool) -> None:
