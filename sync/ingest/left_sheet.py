@@ -16,7 +16,9 @@ option says:
   bumps its version and enqueues the intent, Redis gets the tombstone on commit; I3, I4),
   with an error row ``source/left_sheet`` saying so. A soft-deleted row whose key the sheet
   has again is restored by the run that stores it (or finds it unchanged). Only for a target
-  with soft delete, fed by this source alone (``config.py`` refuses the rest).
+  with soft delete, fed by this source alone (``config.py`` refuses the rest). A run with
+  failed rows soft-deletes nothing (a failed row's key may be misread: a line cut short, a
+  shifted cell); it flags instead, saying so (``soft_delete_held``).
 
 Which rows are a source's: no target table records the source of a row. A target fed by
 one source (every target the project ships) is that source's whole table, the rule the
@@ -156,26 +158,35 @@ def after_run(config, run_id: int) -> dict:
         return {"action": "not checked", "reason": unchecked}
     sql, params = _left_sql(config, "sync_record_logs s WHERE s.run_id = %s", [run_id], others)
     result: dict = {}
-    if config.left_sheet == SOFT_DELETE:
+    option = config.left_sheet
+    if option == SOFT_DELETE:
+        failed = RecordLog.objects.filter(run_id=run_id, action=RecordLog.Action.FAILED).count()
         with transaction.atomic():
             restored = _restore(config, run_id)
-            keys = _soft_delete(config, run_id, sql, params)
-        found = Found(len(keys), keys[:LISTED])
+            if failed:
+                # A row that failed may be one whose key was misread (a line cut short, a
+                # shifted cell): its database row is not gone. Kept until a clean run.
+                option = FLAG
+                result["soft_delete_held"] = (
+                    f"{failed} row(s) of the sheet failed, and a failed row's key may be "
+                    "misread: the rows are kept and flagged until a run without failed rows")
+            else:
+                keys = _soft_delete(config, run_id, sql, params)
+                found = Found(len(keys), keys[:LISTED])
         if restored:
             result["restored"] = {"count": len(restored), "keys": restored[:LISTED]}
             logger.warning("%s: run %s: %d soft-deleted row(s) are in the sheet again: "
                            "restored", config.name, run_id, len(restored))
-    else:
+    if option == FLAG:
         found = _summarize(sql, params, LISTED)
         if found.count:
             result["newly_flagged"] = _flag(config, run_id, sql, params)
-    result = {"count": found.count, "action": DONE[config.left_sheet], "keys": found.keys,
-              **result}
+    result = {"count": found.count, "action": DONE[option], "keys": found.keys, **result}
     if found.count > LISTED:
         result["keys_not_listed"] = found.count - LISTED
     if found.count:
         logger.warning("%s: run %s: %d row(s) in the database are no longer in the sheet (%s): "
-                       "%s%s", config.name, run_id, found.count, DONE[config.left_sheet],
+                       "%s%s", config.name, run_id, found.count, DONE[option],
                        ", ".join(found.keys[:10]), " …" if found.count > 10 else "")
     return result
 

@@ -217,6 +217,15 @@ def test_soft_delete_tombstones_a_row_that_left_the_sheet(settings, redis_raw) -
     config = get_source("parts")
     kept, gone = _part("P-1"), _part("P-2")
     assert repository.get(Part, gone.pk) is not None
+    # A run with a failed row (its key may be misread: a line cut short) deletes nothing.
+    held = _sheet_run("parts", [("P-1", "unchanged"), ("Part P-2", "failed")])
+    result = left_sheet.after_run(config, held.pk)
+    assert (result["count"], result["action"], result["keys"]) == (1, "flagged", ["P-2"])
+    assert "1 row(s) of the sheet failed" in result["soft_delete_held"]
+    gone.refresh_from_db()
+    assert gone.deleted_at is None
+    assert _flags(held) == ["P-2"]
+
     run = _sheet_run("parts", [("P-1", "unchanged")])
     result = left_sheet.after_run(config, run.pk)
     assert result == {"count": 1, "action": "soft_deleted", "keys": ["P-2"]}
