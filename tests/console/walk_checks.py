@@ -145,13 +145,24 @@ DURATION_FORMS = [
      "seconds spelled out (use '12 s')"),
     (re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:s|ms)\b"), "a unit without its space ('0.45 s')"),
     (re.compile(r"(?<![\w.])\d+\.\d+\s?ms\b"), "milliseconds with decimals"),
-    (re.compile(r"(?<![\w.:])\d+\.\d{3,}(?!\d)"), "a number with 3+ decimals (unrounded)"),
     (re.compile(r"(?<![\w.])\d+m\s?\d+s\b|(?<![\w.])\d+\.\d+\s?min\b"),
      "another duration form ('2 min 05 s')"),
+    (re.compile(r"(?<![\w.,])[1-9][\d,]*\d\.\d+\s?s\b"),
+     "a duration of 10 s or more with decimals ('12 s')"),
     (re.compile(r"\d\s%"), "a space before %"),
-    (re.compile(r"(?<![\w.])\d+\.\d{2,}%"), "a percentage with 2+ decimals"),
+    (re.compile(r"(?<![\w.])\d+\.(?:\d{2}|\d{4,})%"), "a percentage with 2 or 4+ decimals"),
 ]
 YEAR = range(1990, 2100)
+# A decimal of three or more places is unrounded, unless it is a duration of two significant
+# digits below 0.1 s (``0.045 s``) or a consistency figure's nines (``99.991%``).
+DECIMALS = re.compile(r"(?<![\w.:,])(\d[\d,]*)\.(\d{3,})(?!\d)(\s?s\b|%)?")
+
+
+def _unrounded(match: re.Match) -> bool:
+    whole, places, unit = match.groups()
+    if unit and unit.strip() == "s" and whole == "0" and len(places.lstrip("0")) <= 2:
+        return False
+    return not (unit == "%" and len(places) == 3)
 
 
 def formats(m: Measure) -> list[str]:
@@ -167,6 +178,10 @@ def formats(m: Measure) -> list[str]:
                         or KEY_WORD.search(text[:match.start()])):
                     continue
                 bare.append(_around(text, match))
+        for match in DECIMALS.finditer(text):
+            if _unrounded(match):
+                wrong.setdefault("an unrounded number (3+ decimals)", []).append(
+                    _around(text, match))
         for pattern, what in TIME_FORMS + DURATION_FORMS:
             for match in pattern.finditer(text):
                 wrong.setdefault(what, []).append(_around(text, match))
