@@ -25,6 +25,7 @@ from sync.ingest.config import get_source, load_sources
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.services import source_find_missing
+from sync.ingest.verification import verify_run
 from sync.models import ErrorLog, RecordLog, SyncRun
 from tests import engine_fixtures
 from tests.ingest.conftest import add_source, set_source_key
@@ -108,6 +109,11 @@ def test_a_dry_run_and_a_run_of_some_keys_report_nothing(buyers_sheet) -> None:
     assert not ErrorLog.objects.filter(code="left_sheet").exists()
     assert "buyers: left the sheet 3 (B-00008, B-00009, B-00010)" in out.getvalue()
     assert Buyer.objects.count() == 10
+    # The pipeline may say so itself (a run of some keys, whatever its trigger).
+    whole = run_ingest("buyers")
+    assert whole.verification["left_sheet"]["count"] == 3
+    assert "left_sheet" not in verify_run(get_source("buyers"), whole.pk, [], None,
+                                          explained=set(), whole_sheet=False)
 
 
 @pytest.mark.django_db
