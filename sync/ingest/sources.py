@@ -12,6 +12,8 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime
+import hashlib
+import io
 import logging
 import random
 import re
@@ -171,6 +173,7 @@ class CsvSource:
         self.delimiter = delimiter  # None: sniff
         self.expected = tuple(expected_headers)
         self._text: FileText | None = None
+        self.read_digest: bytes | None = None  # of the last whole read of ``rows``
 
     def _binary(self):
         try:
@@ -331,19 +334,30 @@ class CsvSource:
         return match_headers(raw, self.expected, self.location)
 
     def rows(self) -> Iterator[Row]:
-        with self._open() as handle:
+        """The data rows; once they are read to the end, ``read_digest`` is the digest of
+        the bytes that read took them from (pipeline/keys.py compares two reads)."""
+        text = self.prescan()
+        try:
+            raw = Path(self.location).open("rb", buffering=0)  # noqa: SIM115 - closed below
+        except OSError as e:  # pragma: no cover - it was readable a moment ago (prescan)
+            msg = f"cannot open {self.location}: {e.strerror}"
+            raise SourceFileError(msg, code="unreadable") from e
+        digesting = _Digesting(raw)
+        with io.TextIOWrapper(io.BufferedReader(digesting, CHUNK), encoding=text.encoding,
+                              newline="") as handle:
             # NOTE: strict: a quoted cell still open at the end of the file (a file cut off
             # mid-row) is an error, not a cell read as cut.
-            reader = csv.reader(handle, delimiter=self.prescan().delimiter, strict=True)
+            reader = csv.reader(handle, delimiter=text.delimiter, strict=True)
             try:
                 header = next(reader, [])
-                yield from _data_rows(_aligned(reader, header))
+                yield from _data_rows_aligned(reader, header)
             except (UnicodeDecodeError, csv.Error) as e:  # the file changed since the prescan
                 msg = f"{self.location} cannot be read past line {reader.line_num}: {e}"
                 if "unexpected end of data" in str(e):
                     msg += (" (a quoted cell is not closed: the file was cut short?); nothing "
                             "of the file was loaded")
                 raise SourceFileError(msg, code="unreadable", line=reader.line_num) from e
+            self.read_digest = digesting.digest()
 
     def estimate_rows(self) -> int | None:
         lines = 0
@@ -373,13 +387,46 @@ class RaggedRow(list):
     width: int = 0
 
 
-def _aligned(rows: Iterator[list[str]], header: list[str]) -> Iterator[list[str]]:
+def _data_rows_aligned(rows: Iterator[list[str]], header: list[str]) -> Iterator[Row]:
+    """``_data_rows`` of a CSV file's lines, each that does not line up with the header a
+    ``RaggedRow``."""
     named = max((i + 1 for i, cell in enumerate(header) if cell.strip()), default=0)
-    for cells in rows:
-        if (0 < len(cells) < named and any(cells)) or any(c.strip() for c in cells[named:]):
+    for number, cells in enumerate(rows, start=2):
+        # NOTE: the usual line has the header's width: nothing more to look at.
+        if len(cells) != named and (
+                (0 < len(cells) < named and any(cells))
+                or any(c.strip() for c in cells[named:])):
             cells = RaggedRow(cells)
             cells.width = named
-        yield cells
+        if any(cells):
+            yield number, cells
+
+
+class _Digesting(io.RawIOBase):
+    """A file's bytes as they are read, folded into a digest (two reads of a file that
+    changed in between differ)."""
+
+    def __init__(self, raw) -> None:
+        self._raw = raw
+        self._hash = hashlib.blake2b(digest_size=16)
+        self._size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int | None:
+        read = self._raw.readinto(buffer)
+        if read:
+            self._hash.update(memoryview(buffer)[:read])
+            self._size += read
+        return read
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+    def digest(self) -> bytes:
+        return self._hash.digest() + self._size.to_bytes(8, "little")
 
 
 class FormulaRow(list):

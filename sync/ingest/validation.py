@@ -175,6 +175,7 @@ class RowValidator:
         self.key_index = next(i for i, s in enumerate(self.parent)
                               if s.field.name == config.natural_key)
         self.key_header = self.parent[self.key_index].header
+        self.key_position = self._positions[self.key_index]  # None: the sheet lacks it
         self._key_pattern = re.compile(config.key_pattern) if config.key_pattern else None
         key_spec = self.parent[self.key_index]
         # Per column: where, how, and whether it is plain text (no limit: only NUL can fail).
@@ -185,7 +186,7 @@ class RowValidator:
         ]
 
     def key_of(self, cells: list[str]) -> str:
-        position = self._positions[self.key_index]
+        position = self.key_position
         raw = cells[position] if position is not None and position < len(cells) else ""
         # NOTE: a key with a NUL fails validation; shown so, it can still be logged.
         return raw.strip().replace("\x00", "\ufffd")

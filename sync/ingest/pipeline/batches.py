@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,7 @@ from sync.ingest import retry
 from sync.ingest.pipeline.database import categorize, sqlstate
 from sync.ingest.pipeline.keys import SheetKeys
 from sync.ingest.pipeline.readahead import ReadAhead, in_turn
+from sync.ingest.pipeline.spool import SpooledSource
 from sync.ingest.sources import Source
 from sync.ingest.upsert import BatchWriter, Progress
 from sync.ingest.validation import Issue, RowValidator, ValidRow
@@ -90,8 +92,13 @@ class BatchLoading:
         writer = BatchWriter(self.config, validator)
         self.queued = retry.has_entries(self.config.name)
         only = only_keys if only_keys is not None else self.only_keys
-        read = SheetKeys()  # this read's checksum, against the pre-scan's (keys.py)
-        rows: Iterable = self._folded(self._rows(source), validator, read)
+        # This read against the pre-scan's (keys.py): a spooled source's load reads the
+        # pre-scan's rows; a CSV file's reads are compared by digest; others by checksum.
+        read = SheetKeys()
+        digest = hasattr(source, "read_digest")
+        rows: Iterable = self._rows(source)
+        if not digest and not isinstance(source, SpooledSource):
+            rows = self._folded(rows, validator, read)
         if only is not None:
             rows = self._narrow(rows, validator, only)
         batch_size = self.run.batch_size
@@ -112,7 +119,9 @@ class BatchLoading:
                     self.progress(self.run)
                 if self.run.cancel_requested:
                     raise Cancelled
-        if not read.same_read(self.sheet_keys):
+        if digest:
+            read.checksum = source.read_digest
+        if not isinstance(source, SpooledSource) and not read.same_read(self.sheet_keys):
             self._sheet_changed()
 
     def _folded(self, rows: Iterable, validator: RowValidator, read: SheetKeys) -> Iterator:
@@ -339,13 +348,37 @@ class BatchLoading:
         return key[:200]
 
     def _sample(self, rows: Iterable[ValidRow]) -> None:
-        """A uniform sample of valid rows (reservoir) for verification's field comparison."""
+        """A uniform sample of valid rows (a reservoir) for verification's field comparison.
+
+        Once the reservoir is full, the gap to the next row that enters it is drawn at once
+        (Li's "Algorithm L"), so the run's own thread draws a few random numbers per
+        reservoir slot over the run, not one per row."""
         size = settings.SYNC_INGEST_SAMPLE_SIZE
-        for row in rows:
-            self._seen = getattr(self, "_seen", 0) + 1
-            if len(self.sample) < size:
-                self.sample.append(row)
-            else:
-                slot = random.randrange(self._seen)  # noqa: S311 - sampling, not secrets
-                if slot < size:
-                    self.sample[slot] = row
+        rows = list(rows)
+        seen = getattr(self, "_seen", 0)  # rows offered before this batch
+        self._seen = seen + len(rows)
+        index = 0
+        while len(self.sample) < size and index < len(rows):
+            self.sample.append(rows[index])
+            index += 1
+        if not size or len(self.sample) < size:
+            return
+        if getattr(self, "_weight", None) is None:  # the reservoir just filled
+            self._weight = _draw(size)
+            self._next = seen + index - 1 + _gap(self._weight)
+        while self._next < self._seen:
+            # NOTE: random, not secrets: a sample to compare, not anything to guess.
+            self.sample[random.randrange(size)] = rows[self._next - seen]  # noqa: S311
+            self._weight *= _draw(size)
+            self._next += _gap(self._weight)
+
+
+def _draw(size: int) -> float:
+    return math.exp(math.log(1.0 - random.random()) / size)  # noqa: S311 - sampling
+
+
+def _gap(weight: float) -> int:
+    """How many rows further the next one enters the reservoir (at least 1)."""
+    if weight >= 1.0:  # pragma: no cover - only if every draw rounded to 1
+        return 1
+    return math.floor(math.log(1.0 - random.random()) / math.log1p(-weight)) + 1  # noqa: S311

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
@@ -221,9 +222,11 @@ class Ingestion(BatchLoading, RunConnection):
         file = source.describe()
         for warning in file.get("warnings", ()):
             logger.warning("%s: run %s: %s", self.config.name, self.run.pk, redact(warning))
+        # NOTE: the pre-scan counted the rows: no estimate (a file read or a workbook opened
+        # again for it).
         self._update_run(schema_report={**report.as_dict(), "file": file},
                          rows_total=len(self.only_keys) if self.only_keys is not None else (
-                             source.estimate_rows() or 0))
+                             self.sheet_keys.total))
         self._time("scan", t_scan)
         if report.misfit_count:
             logger.warning("%s: %d row(s) have values that do not fit their column: %s",
@@ -236,14 +239,19 @@ class Ingestion(BatchLoading, RunConnection):
         report.rows_scanned = report.misfit_count = report.rows_with_misfits = 0
         report.misfits.clear()
         self.sheet_keys = SheetKeys()
-        rows = source.spool(source.rows()) if isinstance(source, SpooledSource) else (
-            source.rows())
-        rows = read_keys(rows, validator.key_of, self.sheet_keys)
+        spooled = isinstance(source, SpooledSource)
+        rows = source.spool(source.rows()) if spooled else source.rows()
+        # The load's read is compared with this one (keys.py): a spooled source's load reads
+        # these very rows, a CSV file's reads are compared by their bytes' digest; any other
+        # source's by the checksum of its (row, key) pairs.
+        fold = not spooled and not hasattr(source, "read_digest")
+        rows = read_keys(rows, validator.key_position, self.sheet_keys, fold=fold)
         if report.limited:
             scan_rows(report, headers, rows)
         else:
-            for _row in rows:
-                pass
+            deque(rows, maxlen=0)
+        if hasattr(source, "read_digest"):
+            self.sheet_keys.checksum = source.read_digest
 
     def _missing_columns(self, missing: list[str], headers: list[str]) -> None:
         """A mapped column the sheet lacks: the run is refused (nothing written), unless the
