@@ -7,6 +7,8 @@
 (function () {
   "use strict";
 
+  var F = window.ConsoleFormats;  // static/console/formats.js: the server's formats
+
   function $(selector, root) { return (root || document).querySelector(selector); }
 
   function text(selector, value, root) {
@@ -24,20 +26,7 @@
     return node;
   }
 
-  function ago(iso) {
-    if (!iso) { return ""; }
-    var seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
-    return duration(seconds) + " ago";
-  }
-
-  function duration(seconds) {
-    if (seconds < 60) { return Math.round(seconds) + " s"; }
-    if (seconds < 3600) { return Math.round(seconds / 60) + " min"; }
-    if (seconds < 86400) { return (seconds / 3600).toFixed(1) + " h"; }
-    return (seconds / 86400).toFixed(1) + " d";
-  }
-
-  function rate(value) { return value === null || value === undefined ? "–" : Math.round(value * 100) + "%"; }
+  function num(value) { return F.number(value === undefined ? null : value); }
 
   function poll(url, interval, onData, onError) {
     var timer = null;
@@ -55,6 +44,20 @@
     return function stop() { clearTimeout(timer); };
   }
 
+  /* A run's row counts as the server renders them: only the non-zero ones, each unbroken. */
+  function outcome(cell, run) {
+    if (!cell) { return; }
+    cell.textContent = "";
+    var parts = [["created", "new"], ["updated", "updated"], ["unchanged", "unchanged"], ["failed", "failed"]]
+      .filter(function (pair) { return run[pair[0]]; });
+    parts.forEach(function (pair) {
+      cell.appendChild(el("span", { "class": pair[0] === "failed" ? "part bad" : "part" },
+        [F.number(run[pair[0]]) + " " + pair[1]]));
+      cell.appendChild(document.createTextNode(" "));
+    });
+    if (!parts.length) { cell.appendChild(el("span", { "class": "quiet" }, ["no rows"])); }
+  }
+
   /* ------------------------------------------------------------------ dashboard */
 
   function dashboard(root) {
@@ -68,16 +71,16 @@
         if (!item) { return; }
         $(".dot", item).className = "dot " + (check.ok ? "dot-ok" : "dot-bad");
         var detail = $(".detail", item);
-        detail.textContent = check.ok ? "OK · " + Math.round(check.ms) + " ms" : check.error;
+        detail.textContent = check.ok ? "OK · " + F.duration(check.ms / 1000, true) : check.error;
         detail.title = detail.textContent;
         detail.className = "detail " + (check.ok ? "quiet" : "bad");
       });
     }
 
     function queue(q) {
-      text("#queue-pending", q.pending.toLocaleString());
-      text("#queue-oldest", q.pending ? duration(q.oldest_seconds) : "none");
-      var dead = text("#queue-dead", q.dead.toLocaleString());
+      text("#queue-pending", F.number(q.pending));
+      text("#queue-oldest", q.pending ? F.duration(q.oldest_seconds) : "none");
+      var dead = text("#queue-dead", F.number(q.dead));
       dead.className = q.dead ? "bad" : "";
     }
 
@@ -93,19 +96,16 @@
         if (s.last_run) {
           last.appendChild(pill(s.last_run.status));
           last.appendChild(document.createTextNode(" "));
-          last.appendChild(el("span", { "class": "quiet" }, [ago(s.last_run.finished_at)]));
+          last.appendChild(el("span", { "class": "quiet" }, [F.ago(s.last_run.finished_at)]));
         } else if (!s.active_run) { last.appendChild(el("span", { "class": "quiet" }, ["never"])); }
         var r = s.last_run;
         var rowsCell = $('[data-field="rows"]', row);
         rowsCell.textContent = "";
-        if (r) {
-          rowsCell.appendChild(document.createTextNode(r.created + " new · " + r.updated + " upd · " + r.unchanged + " same · "));
-          rowsCell.appendChild(el("span", { "class": r.failed ? "bad" : "" }, [r.failed + " failed"]));
-        }
-        text('[data-field="rate24"]', rate(s.success_rate_24h), row);
-        text('[data-field="rate7"]', rate(s.success_rate_7d), row);
+        if (r) { outcome(rowsCell, r); }
+        text('[data-field="rate24"]', F.percent(s.success_rate_24h), row);
+        text('[data-field="rate7"]', F.percent(s.success_rate_7d), row);
         var gaps = $('[data-field="gaps"] span', row);
-        gaps.textContent = s.gaps === null ? "–" : s.gaps;
+        gaps.textContent = F.number(s.gaps);
         gaps.className = s.gaps ? "bad" : "";
       });
     }
@@ -113,7 +113,7 @@
     var shownAlerts = null;
 
     function alerts(list, open) {
-      var count = text("#alerts-open", open);
+      var count = text("#alerts-open", F.number(open));
       count.className = "figure " + (open ? "bad" : "good");
       // Rebuilt only when the alerts changed: a button under the pointer stays put.
       var signature = JSON.stringify(list.map(function (a) { return [a.id, a.count, a.last_seen_at]; }));
@@ -137,22 +137,28 @@
           el("td", {}, [el("span", { "class": "pill sev-" + a.severity }, [a.severity])]),
           el("td", {}, [a.type]), el("td", {}, [a.source]),
           el("td", { "class": "message" }, [a.message]),
-          el("td", { "class": "num" }, ["×" + a.count]), el("td", {}, [ago(a.last_seen_at)]), action]));
+          el("td", { "class": "num" }, ["×" + F.number(a.count)]),
+          el("td", { "class": "nowrap" }, [F.ago(a.last_seen_at)]), action]));
       });
     }
 
     /* The sampler's live consistency (figure, windows, per-minute trend) and the processes'
      * heartbeats; both absent from an older server's answer. */
+    /* The figure big only while it is current; else "unknown" or "stale" big, with why,
+     * and the last figure in the small print (sync/console/dashboard.py). */
     function liveConsistency(l) {
       if (!l) { return; }
-      var figure = text("#live-consistency-figure", l.headline);
-      if (figure) { figure.className = "figure " + l.state; }
+      var current = !l.freshness || l.freshness === "current";
+      var figure = text("#live-consistency-figure", current ? l.headline : l.freshness);
+      if (figure) { figure.className = "figure " + (current ? l.state : l.freshness); }
+      var note = text("#live-consistency-note", current ? "" : l.freshness_note);
+      if (note) { note.hidden = current; note.className = "freshness-note " + (current ? "" : l.freshness); }
       var ten = l.windows[1];
-      var line = ten.samples ? "within 10 s, live" + l.windows.map(function (w) {
+      var line = ten.samples ? (current ? "" : "last figure " + l.headline + " · ") + "within 10 s, live" + l.windows.map(function (w) {
         return " · " + w.seconds + " s " + w.percent; }).join("") +
-        (ten.nines !== null ? " · " + ten.nines + " nines" : "") + " · " + ten.samples + " samples"
-        : "no samples in the last " + Math.round(l.over_seconds) + " s: is a worker running the sampler?";
-      if (l.unreachable) { line += " · " + l.unreachable + " not checkable: cache Redis unreachable"; }
+        (ten.nines !== null ? " · " + ten.nines + " nines" : "") + " · " + F.number(ten.samples) + " samples"
+        : "no samples in the last " + F.duration(l.over_seconds) + ": is a worker running the sampler?";
+      if (l.unreachable) { line += " · " + F.number(l.unreachable) + " not checkable: cache Redis unreachable"; }
       text("#live-consistency-text", line);
       var svg = $("#live-consistency-trend");
       if (!svg) { return; }
@@ -175,7 +181,7 @@
       list.forEach(function (p) {
         facts.appendChild(el("dt", {}, [p.kind + " " + p.node]));
         facts.appendChild(el("dd", { "class": p.alive ? "good" : "bad" }, [
-          (p.alive ? "alive" : "silent") + " · " + p.restarts + " restart" + (p.restarts === 1 ? "" : "s")]));
+          (p.alive ? "alive" : "silent") + " · " + F.number(p.restarts) + " restart" + (p.restarts === 1 ? "" : "s")]));
       });
     }
 
@@ -187,7 +193,11 @@
       sources(data.sources);
       alerts(data.alerts, data.open_alerts);
       live.classList.remove("stale");
-      text("#live-time", "updated " + new Date(data.generated_at).toLocaleTimeString());
+      text("#live-time", "updated " + F.when(data.generated_at));
+      if (data.consistency) {
+        text("#consistency-age", F.ago(data.consistency.checked_at) +
+          (data.consistency.repaired ? ", " + F.number(data.consistency.repaired) + " repaired" : ""));
+      }
     }, function (error) {
       live.classList.add("stale");
       text("#live-time", String(error.message || error));
@@ -196,11 +206,42 @@
 
   /* ------------------------------------------------------------------ sync page */
 
+  var MESSAGE_LEVELS = { pending: "info", running: "info", succeeded: "success", partial: "warning",
+    failed: "error", refused: "error", cancelled: "warning" };
+
+  /* A run's state in a sentence, for the message that announced it ("queued…"). */
+  function runSentence(run) {
+    var head = "Run " + run.id + " of " + run.source + ": ";
+    if (run.status === "pending") { return head + "queued, waiting for a worker."; }
+    if (!run.finished) {
+      return head + (run.cancel_requested ? "cancelling" : "running") + (run.phase ? ", phase " + run.phase : "") +
+        ", " + run.percent + "% (" + F.number(run.rows_done) + " of " + F.number(run.rows_total) + " rows).";
+    }
+    var counts = [["created", "new"], ["updated", "updated"], ["unchanged", "unchanged"], ["failed", "failed"]]
+      .filter(function (pair) { return run[pair[0]]; })
+      .map(function (pair) { return F.number(run[pair[0]]) + " " + pair[1]; });
+    return head + run.status + (counts.length ? ", " + counts.join(" · ") : "") +
+      (run.duration_seconds === null ? "" : ", in " + F.duration(run.duration_seconds)) + ". ";
+  }
+
+  /* The messages about this run (tagged "run-<id>" by the views) say what it is doing now. */
+  function runMessages(root, run) {
+    Array.prototype.forEach.call(document.querySelectorAll(".messagelist li.run-" + run.id), function (item) {
+      item.textContent = runSentence(run);
+      if (run.finished && root.dataset.runUrl) {
+        item.appendChild(el("a", { href: root.dataset.runUrl.replace(/\/0\/change\/$/, "/" + run.id + "/change/") },
+          ["Open the run's page"]));
+      }
+      item.className = "console-run-message run-" + run.id + " " + (MESSAGE_LEVELS[run.status] || "info");
+    });
+  }
+
   function syncPage(root) {
-    if (!root.dataset.run || root.dataset.finished === "1") { return; }
+    if (!root.dataset.run) { return; }
     var url = root.dataset.progressUrl.replace(/0$/, root.dataset.run);
 
     function show(run) {
+      runMessages(root, run);
       var status = $("#run-status");
       status.textContent = run.status + (run.cancel_requested && !run.finished ? " (cancelling)" : "");
       status.className = "pill status-" + run.status;
@@ -210,26 +251,26 @@
       fill.style.width = run.percent + "%";
       fill.className = "progress-bar status-" + run.status;
       text("#run-percent", run.percent + "%");
-      text("#run-rows", run.rows_done.toLocaleString() + " / " + run.rows_total.toLocaleString());
+      text("#run-rows", F.number(run.rows_done) + " / " + F.number(run.rows_total));
       text("#run-phase", run.phase || "–");
-      text("#run-duration", run.duration_seconds === null ? "" : run.duration_seconds + " s");
+      text("#run-duration", run.duration_seconds === null ? "" : F.duration(run.duration_seconds));
       var row = $("#run-row");
       if (row) {
-        ["rows_done", "created", "updated", "unchanged", "failed"].forEach(function (name) {
-          text('[data-col="' + name + '"]', run[name], row);
-        });
-        text('[data-col="gaps"]', run.gaps === null ? "–" : run.gaps, row);
-        text('[data-col="duration_seconds"]', run.duration_seconds === null ? "" : run.duration_seconds + " s", row);
+        text('[data-col="rows_done"]', F.number(run.rows_done), row);
+        var gapsCell = text('[data-col="gaps"]', num(run.gaps), row);
+        if (gapsCell) { gapsCell.className = run.gaps ? "bad" : ""; }
+        outcome($('[data-col="outcome"]', row), run);
+        text('[data-col="duration_seconds"]', run.duration_seconds === null ? "" : F.duration(run.duration_seconds), row);
         var pillCell = text('[data-col="status"]', run.status, row);
         pillCell.className = "pill status-" + run.status;
       }
       if (!run.finished) { return true; }
       ["created", "updated", "unchanged", "failed"].forEach(function (name) {
-        text("#sum-" + name, run[name].toLocaleString());
+        text("#sum-" + name, F.number(run[name]));
       });
       $("#sum-failed-box").className = run.failed ? "failed" : "";
-      text("#sum-duration", run.duration_seconds === null ? "–" : run.duration_seconds + " s");
-      text("#sum-gaps", run.gaps === null ? "–" : run.gaps);
+      text("#sum-duration", run.duration_seconds === null ? "–" : F.duration(run.duration_seconds));
+      text("#sum-gaps", num(run.gaps));
       text("#sum-message", run.message);
       $("#run-summary").hidden = false;
       var cancel = $("#cancel-form");
@@ -240,6 +281,8 @@
       return false;
     }
 
+    // NOTE: a run that had finished when the page was rendered is fetched once too: the
+    // "queued" message of a run that took a second must not outlive it.
     poll(url, Number(root.dataset.interval), function (data) { return show(data.run); },
       function (error) { text("#run-phase", String(error.message || error)); });
   }

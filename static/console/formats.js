@@ -88,7 +88,8 @@
   function ago(iso) {
     if (!iso) { return EMPTY; }
     var seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
-    return duration(seconds >= 1 ? Math.round(seconds) : 0) + " ago";
+    if (Math.round(seconds) < 10) { return Math.round(seconds) + " s ago"; }
+    return duration(seconds) + " ago";
   }
 
   window.ConsoleFormats = { number: number, duration: duration, rate: rate, percent: percent,

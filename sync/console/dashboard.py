@@ -19,6 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from config.health import HealthView
+from sync.console import formats
 from sync.ingest.config import load_sources
 from sync.ingest.exceptions import SourceConfigError
 from sync.metrics import queue_figures
@@ -65,6 +66,7 @@ def run_data(run: SyncRun) -> dict:
     end = run.finished_at or timezone.now()
     return {
         "id": run.pk, "source": run.source, "target": run.target, "trigger": run.trigger,
+        "trigger_label": run.get_trigger_display(),
         "status": run.status, "phase": run.phase, "finished": finished,
         "dry_run": run.dry_run, "cancel_requested": run.cancel_requested,
         "rows_done": run.rows_done, "rows_total": run.rows_total, "percent": percent,
@@ -120,18 +122,50 @@ def consistency_data() -> dict | None:
 
 LIVE_TREND_MINUTES = 30
 LIVE_BAR_HEIGHT = 40  # px of a minute at 5 nines or more (the scale is nines, not percent)
+STALE_AFTER_TICKS = 10  # sampler intervals without a sample before the figure is stale
+STALE_AFTER_MIN = 30.0  # seconds, whatever the interval
 
 
 def _percent(fraction: float | None) -> str:
     """99.991%, but 100% only when nothing at all is off; a dash without samples."""
     if fraction is None:
         return "\u2013"  # an en dash
-    return "100%" if fraction >= 1 else f"{min(fraction * 100, 99.999):.3f}%"
+    return formats.percent(min(fraction, 1.0), 3)
 
 
-def live_consistency_data() -> dict:
+def cache_redis_error(health: list[dict] | None = None) -> str:
+    """Why the cache Redis cannot be read now ("" when it answers): the health check's
+    error when the checks ran, else one PING behind the engine's breaker (bounded by
+    REDIS_SOCKET_TIMEOUT)."""
+    from sync.cache import connection
+    from sync.cache.exceptions import CacheUnavailableError
+
+    for check in health or ():
+        if check["name"] == "Cache Redis":
+            return "" if check["ok"] else check["error"] or "unreachable"
+    try:
+        connection.run(lambda client: client.ping())
+    except CacheUnavailableError as e:
+        return str(e)
+    return ""
+
+
+def _stale_after() -> float:
+    return max(STALE_AFTER_MIN, STALE_AFTER_TICKS * settings.SYNC_SAMPLER_INTERVAL)
+
+
+def live_consistency_data(*, redis_error: str | None = None) -> dict:
     """The sampler's figures (sync.ops.sampler): consistent within 1 / 10 / 60 s of a write
-    over its window, and a per-minute trend of the 10 s figure drawn on a scale of nines."""
+    over its window, and a per-minute trend of the 10 s figure drawn on a scale of nines.
+
+    The figure is shown big only while it is current (``freshness``): with the cache Redis
+    unreachable (now, or at the sampler's last check) it is "unknown", and when the newest
+    sample is older than a few sampler intervals (no worker, no beat) it is "stale", each with
+    the reason in ``freshness_note``; the last figure is then small print, never a big green
+    100%."""
+    from django.db.models import Max
+
+    from sync.models import ConsistencySample
     from sync.ops.sampler import consistency_figures, consistency_trend
 
     figures = consistency_figures()
@@ -143,6 +177,22 @@ def live_consistency_data() -> dict:
     slo = settings.SYNC_CONSISTENCY_SLO
     state = ("quiet" if ten.fraction is None else "good" if ten.fraction >= 1
              else "warn" if ten.fraction >= slo and not figures.unreachable else "bad")
+    # NOTE: "headline" and "state" stay the last figure (the JSON API's meaning); whether
+    # it is current is "freshness", which the card puts first.
+    freshness, note = "current", ""
+    newest = ConsistencySample.objects.aggregate(at=Max("checked_at"))["at"]
+    last = (ConsistencySample.objects.filter(checked_at=newest).values_list(
+        "unreachable", flat=True).first() if newest else None)
+    if redis_error is None:
+        redis_error = cache_redis_error()
+    age = (timezone.now() - newest).total_seconds() if newest else None
+    if redis_error or last:
+        freshness = "unknown"
+        note = ("cache Redis unreachable" if redis_error
+                else "cache Redis unreachable at the sampler's last check")
+    elif age is not None and age > _stale_after():
+        freshness = "stale"
+        note = f"last sample {formats.ago(newest)}: is a worker running the sampler?"
     bars = []
     for i, minute in enumerate(consistency_trend(minutes=LIVE_TREND_MINUTES)):
         fraction = minute["fraction"]
@@ -152,9 +202,12 @@ def live_consistency_data() -> dict:
         height = max(1, round(nines / 5 * LIVE_BAR_HEIGHT))
         bars.append({"x": i * 8, "y": LIVE_BAR_HEIGHT - height, "height": height,
                      "class": "trend-rows" if fraction >= slo else "trend-errors",
-                     "title": f"{minute['minute'][11:16]} UTC: {_percent(fraction)} within "
-                              f"10 s ({minute['samples']} samples)"})
+                     "title": f"{formats.when(minute['minute'])[:16]}: {_percent(fraction)} "
+                              f"within 10 s ({formats.number(minute['samples'])} samples)"})
     return {"windows": windows, "headline": _percent(ten.fraction), "state": state,
+            "freshness": freshness, "freshness_note": note,
+            "last_sample_at": iso(newest), "last_sample_age": formats.ago(newest)
+            if newest else None,
             "unreachable": figures.unreachable, "over_seconds": figures.over_seconds,
             "slo": slo, "bars": bars, "bar_height": LIVE_BAR_HEIGHT}
 
@@ -244,12 +297,14 @@ def dashboard_data(*, health: bool = True) -> dict:
     renders at once and fetches them)."""
     sources, sources_error = sources_data()
     alerts, open_count = alerts_data()
+    checks = health_checks() if health else None
     return {
         "generated_at": iso(timezone.now()),
-        "health": health_checks() if health else None,
+        "health": checks,
         "queue": queue_data(),
         "consistency": consistency_data(),
-        "live_consistency": live_consistency_data(),
+        "live_consistency": live_consistency_data(
+            redis_error=cache_redis_error(checks) if checks else None),
         "processes": processes_data(),
         "sources": sources,
         "sources_error": sources_error,

@@ -89,14 +89,17 @@ def when(value: dt.datetime | str | None) -> str:
 
 
 def ago(value: dt.datetime | str | None, *, now: dt.datetime | None = None) -> str:
-    """How long ago, as a duration: ``12 s ago``, ``2 min 05 s ago``, ``3 h 10 min ago``."""
+    """How long ago, as a duration in whole seconds: ``3 s ago``, ``2 min 05 s ago``,
+    ``3 h 10 min ago``."""
     if not value:
         return EMPTY
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
     seconds = max(0.0, ((now or timezone.now()) - value).total_seconds())
     # NOTE: whole seconds: "0.45 s ago" is noise on a page that refreshes every 5 s.
-    return f"{duration(float(round(seconds)) if seconds >= 1 else 0.0)} ago"
+    if round(seconds) < 10:
+        return f"{round(seconds)} s ago"
+    return f"{duration(seconds)} ago"
 
 
 def time_zone_name() -> str:

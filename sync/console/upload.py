@@ -48,6 +48,7 @@ from sync.console import roles
 from sync.console.audit import record_staff_action
 from sync.console.operations import START_LOCK_CLASS, UnknownSourceError, active_run, known_source
 from sync.console.rejects import csv_chunks, rejects_file
+from sync.console.views import run_message_tag
 from sync.ingest.exceptions import IngestError, SourceConfigError, SyncAlreadyRunningError
 from sync.ingest.uploads import (
     PreviewOutdatedError,
@@ -272,7 +273,8 @@ def upload_confirm(request: HttpRequest, upload_id: int) -> HttpResponse:
                                      "preview_run_id": upload.preview_run_id})
         transaction.on_commit(partial(_enqueue, upload_id=upload.pk, run=run))
     messages.success(request, f"Run {run.pk} of {upload.source} queued with upload "
-                              f"{upload.pk}: a worker starts it shortly.")
+                              f"{upload.pk}: a worker starts it shortly.",
+                     extra_tags=run_message_tag(run.pk))
     return HttpResponseRedirect(_sync_url(upload.source, run.pk))
 
 

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from sync.console import roles
+from sync.console import formats, roles
 from sync.console.charts import trend_svg
 from sync.console.dashboard import (
     HEALTH_NAMES,
@@ -62,8 +62,8 @@ def _page_run(run: dict | None) -> dict | None:
 
 
 def percent(fraction: float) -> str:
-    """99.991 %, but 100 % only when nothing at all is off."""
-    return "100%" if fraction >= 1 else f"{min(fraction * 100, 99.999):.3f}%"
+    """99.991%, but 100% only when nothing at all is off (three decimals: the nines)."""
+    return formats.percent(min(fraction, 1.0), 3)
 
 
 def dashboard_context(request: HttpRequest) -> dict:
@@ -128,9 +128,16 @@ def sync_start(request: HttpRequest, source: str) -> HttpResponse:
     if run.status == SyncRun.Status.FAILED:  # it could not be queued
         messages.error(request, f"Run {run.pk} of {source}: {run.message}")
     else:
+        # NOTE: tagged with its run: the page's script replaces it with the run's state as
+        # it changes (static/console/console.js), so it never says "queued" of a finished run.
         messages.success(request, f"Run {run.pk} of {source} queued: a worker starts it "
-                                  "shortly.")
+                                  "shortly.", extra_tags=run_message_tag(run.pk))
     return HttpResponseRedirect(_sync_url(source, run.pk))
+
+
+def run_message_tag(run_id: int) -> str:
+    """The class of a message about a run, which the sync page keeps up to date."""
+    return f"console-run-message run-{run_id}"
 
 
 @require_POST
@@ -143,7 +150,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
         messages.warning(request, str(e))
     else:
         messages.success(request, f"Run {run_id}: cancel requested; it stops after its "
-                                  "current batch.")
+                                  "current batch.", extra_tags=run_message_tag(run_id))
     return HttpResponseRedirect(_sync_url(run.source, run_id))
 
 

@@ -78,11 +78,11 @@ class RunLogAdmin(ConsoleModelAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ConsoleModelAdmin):
-    # NOTE: eight columns that fit 1280 px beside the admin's two sidebars: the row counts
-    # are one "outcome" cell (only the non-zero ones), numbers and times never wrap, and the
-    # trigger is a filter (and on the run's page), not a column.
+    # NOTE: seven columns that fit 1280 px beside the admin's two sidebars: the row counts
+    # and the gaps are one "outcome" cell (only the non-zero ones), numbers and times never
+    # wrap, and the trigger is a filter (and on the run's page), not a column.
     list_display = ("id", "source", "status_badge", "created_text", "duration_text",
-                    "progress", "outcome", "gaps_text")
+                    "progress", "outcome")
     list_display_links = ("id", "source")
     list_filter = (("created_at", DateRangeFilter), "status", "source", "trigger", "dry_run")
     search_fields = ("source",)
@@ -193,24 +193,17 @@ class SyncRunAdmin(ConsoleModelAdmin):
 
     @admin.display(description="outcome")
     def outcome(self, obj: SyncRun) -> str:
-        """The non-zero counts: ``4,135 new · 5 failed`` (failed in red)."""
+        """The non-zero counts: ``4,135 new · 5 failed · 5 gaps`` (the last two in red)."""
         parts = [format_html('<span class="nowrap">{} {}</span>', formats.number(n), name)
                  for n, name in ((obj.created, "new"), (obj.updated, "updated"),
                                  (obj.unchanged, "unchanged")) if n]
-        if obj.failed:
-            parts.append(format_html('<span class="nowrap console-bad">{} failed</span>',
-                                     formats.number(obj.failed)))
+        for n, name in ((obj.failed, "failed"), (obj.gaps, "gaps" if obj.gaps != 1 else "gap")):
+            if n:
+                parts.append(format_html('<span class="nowrap console-bad">{} {}</span>',
+                                         formats.number(n), name))
         if not parts:
             return format_html('<span class="quiet">{}</span>', "no rows")
         return format_html_join(" · ", "{}", ((p,) for p in parts))
-
-    @admin.display(description="gaps", ordering="gaps")
-    def gaps_text(self, obj: SyncRun) -> str:
-        if obj.gaps is None:
-            return formats.EMPTY
-        if obj.gaps:
-            return format_html('<span class="console-bad">{}</span>', formats.number(obj.gaps))
-        return "0"
 
     @admin.display(description="counts")
     def counts(self, obj: SyncRun) -> str:
