@@ -27,8 +27,9 @@ no source's sheet has, this run's sheet and the latest whole-sheet run of each o
 when another source has no such run (its sheet is unknown), the check is not made, and the
 result says why, rather than flag rows that may be that source's.
 
-Dry runs and runs of some keys only (``sync_missing``, the record retry queue) report
-nothing: they did not read the whole sheet.
+Runs of some keys only (``sync_missing``, the record retry queue) report nothing: they did
+not read the whole sheet. A dry run (an upload's preview) changes no row: it reports what its
+real run would do, with the same error rows (the preview's errors are the confirmed run's).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ FLAG = "flag"
 SOFT_DELETE = "soft_delete"
 OPTIONS = (FLAG, SOFT_DELETE)
 DONE = {FLAG: "flagged", SOFT_DELETE: "soft_deleted"}  # what happened to them, in the result
+WOULD = {FLAG: "would be flagged", SOFT_DELETE: "would be soft-deleted"}  # … in a dry run
 CODE = "left_sheet"
 LISTED = 50  # keys kept in a run's verification (all are counted)
 # Runs that read only some keys of their sheet: the rest of the table did not leave it.
@@ -71,9 +73,9 @@ def soft_delete_field(model) -> str | None:
 
 
 def whole_sheet_run(run_id: int) -> bool:
-    """A run that read its whole sheet for real: not a dry run, not a run of some keys."""
-    return SyncRun.objects.filter(pk=run_id, dry_run=False).exclude(
-        trigger__in=SOME_KEYS).exists()
+    """A run that read its whole sheet: not a run of some keys (a dry run changes nothing
+    here either: ``after_run``)."""
+    return SyncRun.objects.filter(pk=run_id).exclude(trigger__in=SOME_KEYS).exists()
 
 
 def _q(name: str) -> str:
@@ -150,84 +152,83 @@ def in_table(config, table: str) -> Found:
 
 def after_run(config, run_id: int) -> dict:
     """What a whole-sheet run reports (and does) about the rows its sheet no longer has:
-    the ``left_sheet`` entry of its verification. Idempotent: verification may run twice."""
+    the ``left_sheet`` entry of its verification. Idempotent: verification may run twice.
+    A dry run (an upload's preview) writes the error rows the real run would write, and
+    changes no row."""
     others, unchecked = _other_runs(config, exclude=run_id)
     if unchecked:
         logger.warning("%s: run %s: rows that left the sheet not checked: %s", config.name,
                        run_id, unchecked)
         return {"action": "not checked", "reason": unchecked}
+    dry = SyncRun.objects.filter(pk=run_id, dry_run=True).exists()
     sql, params = _left_sql(config, "sync_record_logs s WHERE s.run_id = %s", [run_id], others)
     result: dict = {}
     option = config.left_sheet
-    if option == SOFT_DELETE:
-        failed = RecordLog.objects.filter(run_id=run_id, action=RecordLog.Action.FAILED).count()
-        with transaction.atomic():
-            restored = _restore(config, run_id)
-            if failed:
-                # A row that failed may be one whose key was misread (a line cut short, a
-                # shifted cell): its database row is not gone. Kept until a clean run.
-                option = FLAG
-                result["soft_delete_held"] = (
-                    f"{failed} row(s) of the sheet failed, and a failed row's key may be "
-                    "misread: the rows are kept and flagged until a run without failed rows")
-            else:
-                keys = _soft_delete(config, run_id, sql, params)
-                found = Found(len(keys), keys[:LISTED])
-        if restored:
-            result["restored"] = {"count": len(restored), "keys": restored[:LISTED]}
-            logger.warning("%s: run %s: %d soft-deleted row(s) are in the sheet again: "
-                           "restored", config.name, run_id, len(restored))
-    if option == FLAG:
+    failed = option == SOFT_DELETE and RecordLog.objects.filter(
+        run_id=run_id, action=RecordLog.Action.FAILED).count()
+    if failed:
+        # A row that failed may be one whose key was misread (a line cut short, a shifted
+        # cell): its database row is not gone. Kept and flagged until a clean run.
+        option = FLAG
+        result["soft_delete_held"] = (
+            f"{failed} row(s) of the sheet failed, and a failed row's key may be misread: "
+            "the rows are kept and flagged until a run without failed rows")
+    with transaction.atomic():
+        restored = _restore(config, run_id, dry=dry) if config.left_sheet == SOFT_DELETE else []
         found = _summarize(sql, params, LISTED)
         if found.count:
-            result["newly_flagged"] = _flag(config, run_id, sql, params)
-    result = {"count": found.count, "action": DONE[option], "keys": found.keys, **result}
+            logged = _log(config, run_id, sql, params, option)
+            if option == FLAG:
+                result["newly_flagged"] = logged
+            elif not dry:
+                _soft_delete(config, sql, params)
+    if restored:
+        result["restored"] = {"count": len(restored), "keys": restored[:LISTED]}
+        logger.warning("%s: run %s: %d soft-deleted row(s) are in the sheet again: %s",
+                       config.name, run_id, len(restored),
+                       "would be restored" if dry else "restored")
+    action = WOULD[option] if dry else DONE[option]
+    result = {"count": found.count, "action": action, "keys": found.keys, **result}
     if found.count > LISTED:
         result["keys_not_listed"] = found.count - LISTED
     if found.count:
         logger.warning("%s: run %s: %d row(s) in the database are no longer in the sheet (%s): "
-                       "%s%s", config.name, run_id, found.count, DONE[option],
+                       "%s%s", config.name, run_id, found.count, action,
                        ", ".join(found.keys[:10]), " …" if found.count > 10 else "")
     return result
 
 
-def _flag(config, run_id: int, sql: str, params: list) -> int:
-    """One ``source/left_sheet`` error row per key no earlier run of the source flagged (within
-    the logs' retention); how many were new."""
+def _log(config, run_id: int, sql: str, params: list, option: str) -> int:
+    """A ``source/left_sheet`` error row per key, once per run; with ``flag``, only for keys
+    no earlier real run of the source flagged (within the logs' retention). How many."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH l AS ({sql}), ins AS ("  # noqa: S608
             " INSERT INTO sync_error_logs (run_id, source, category, code, natural_key,"
             ' "column", reason, retryable)'
             " SELECT %s, %s, %s, %s, l.key, '', %s, false FROM l WHERE NOT EXISTS ("
-            "  SELECT 1 FROM sync_error_logs e WHERE e.source = %s AND e.code = %s"
-            "  AND e.natural_key = l.key) RETURNING 1)"
+            "  SELECT 1 FROM sync_error_logs e JOIN sync_audit_logs r ON r.id = e.run_id"
+            "  WHERE e.source = %s AND e.code = %s AND e.natural_key = l.key"
+            "  AND (e.run_id = %s OR (%s AND NOT r.dry_run))) RETURNING 1)"
             " SELECT count(*) FROM ins",
-            [*params, run_id, config.name, ErrorLog.Category.SOURCE, CODE, REASONS[FLAG],
-             config.name, CODE])
+            [*params, run_id, config.name, ErrorLog.Category.SOURCE, CODE, REASONS[option],
+             config.name, CODE, run_id, option == FLAG])
         return cursor.fetchone()[0]
 
 
-def _soft_delete(config, run_id: int, sql: str, params: list) -> list[str]:
-    """Soft-delete the rows through the engine (new versions and intents in this transaction,
-    the tombstones written through on commit), each with its error row; their keys."""
+def _soft_delete(config, sql: str, params: list) -> None:
+    """Soft-delete the rows through the engine: new versions and cache intents in this
+    transaction (the trigger), the tombstones written through on commit."""
     with connection.cursor() as cursor:
-        cursor.execute(f"{sql} ORDER BY key FOR UPDATE OF t", params)
-        rows = cursor.fetchall()
-    if not rows:
-        return []
-    deleted = soft_delete_field(config.model)
-    update_synced(config.model._base_manager.filter(pk__in=[pk for pk, _key in rows]),
-                  **{deleted: Now()})
-    ErrorLog.objects.bulk_create(
-        ErrorLog(run_id=run_id, source=config.name, category=ErrorLog.Category.SOURCE,
-                 code=CODE, natural_key=key, reason=REASONS[SOFT_DELETE]) for _pk, key in rows)
-    return [key for _pk, key in rows]
+        cursor.execute(f"{sql} FOR UPDATE OF t", params)
+        pks = [pk for pk, _key in cursor.fetchall()]
+    update_synced(config.model._base_manager.filter(pk__in=pks),
+                  **{soft_delete_field(config.model): Now()})
 
 
-def _restore(config, run_id: int) -> list[str]:
+def _restore(config, run_id: int, *, dry: bool) -> list[str]:
     """Soft-deleted rows this run stored (or found unchanged) again: live again, through the
-    engine; their keys."""
+    engine (not in a dry run); their keys."""
     meta = config.model._meta
     key = _q(meta.get_field(config.natural_key).column)
     deleted = soft_delete_field(config.model)
@@ -239,7 +240,7 @@ def _restore(config, run_id: int) -> list[str]:
             f" t.{key} AND s.action = ANY(%s)) ORDER BY t.{key} FOR UPDATE OF t",
             [run_id, list(STORED)])
         rows = cursor.fetchall()
-    if rows:
+    if rows and not dry:
         update_synced(config.model._base_manager.filter(pk__in=[pk for pk, _key in rows]),
                       **{deleted: None})
     return [key for _pk, key in rows]
@@ -251,5 +252,6 @@ def message(verification: dict) -> str:
     left = verification.get("left_sheet") or {}
     if not left.get("count"):
         return ""
-    what = "kept and flagged" if left["action"] == DONE[FLAG] else "soft-deleted"
+    what = {DONE[FLAG]: "kept and flagged", WOULD[FLAG]: "would be kept and flagged"}.get(
+        left["action"], left["action"].replace("_", "-"))
     return f"; {left['count']} row(s) left the sheet: {what}"

@@ -96,9 +96,18 @@ def test_a_dry_run_and_a_run_of_some_keys_report_nothing(buyers_sheet) -> None:
     Buyer.objects.filter(buyer_number__in=["B-00001", "B-00002"]).delete()  # two gaps
     buyers_sheet(rows[:7])  # B-00008..10 left the sheet
 
+    versions = dict(Buyer.objects.values_list("buyer_number", "version"))
     dry = run_ingest("buyers", dry_run=True)
-    assert "left_sheet" not in dry.verification
-    assert not ErrorLog.objects.filter(code="left_sheet").exists()
+    assert dry.verification.get("left_sheet", {}).get("action") in (None, "would be flagged")
+    # A preview reports what its real run would do, with the same error rows; no row changes.
+    result = left_sheet.after_run(get_source("buyers"), dry.pk)
+    assert result == {"count": 3, "action": "would be flagged", "newly_flagged": 3,
+                      "keys": ["B-00008", "B-00009", "B-00010"]}
+    assert left_sheet.message({"left_sheet": result}) == (
+        "; 3 row(s) left the sheet: would be kept and flagged")
+    assert _flags(dry) == ["B-00008", "B-00009", "B-00010"]
+    assert dict(Buyer.objects.values_list("buyer_number", "version")) == versions
+    ErrorLog.objects.filter(run_id=dry.pk).delete()
 
     out = StringIO()
     call_command("sync_missing", "buyers", stdout=out)
@@ -112,6 +121,7 @@ def test_a_dry_run_and_a_run_of_some_keys_report_nothing(buyers_sheet) -> None:
     # The pipeline may say so itself (a run of some keys, whatever its trigger).
     whole = run_ingest("buyers")
     assert whole.verification["left_sheet"]["count"] == 3
+    assert whole.verification["left_sheet"]["newly_flagged"] == 3  # a preview flags nothing
     assert "left_sheet" not in verify_run(get_source("buyers"), whole.pk, [], None,
                                           explained=set(), whole_sheet=False)
 
@@ -206,9 +216,10 @@ def _part(sku: str) -> Part:
                                 reserved=0)
 
 
-def _sheet_run(source: str, keys: list[tuple[str, str]]) -> SyncRun:
+def _sheet_run(source: str, keys: list[tuple[str, str]], *, dry_run: bool = False) -> SyncRun:
     """A finished whole-sheet run whose sheet held ``keys`` ((key, action) pairs)."""
-    run = SyncRun.objects.create(source=source, target="catalog.part", status="succeeded")
+    run = SyncRun.objects.create(source=source, target="catalog.part", status="succeeded",
+                                 dry_run=dry_run)
     RecordLog.objects.bulk_create(RecordLog(run_id=run.pk, row_number=n, natural_key=key,
                                             action=action)
                                   for n, (key, action) in enumerate(keys, start=2))
@@ -223,6 +234,14 @@ def test_soft_delete_tombstones_a_row_that_left_the_sheet(settings, redis_raw) -
     config = get_source("parts")
     kept, gone = _part("P-1"), _part("P-2")
     assert repository.get(Part, gone.pk) is not None
+    preview = _sheet_run("parts", [("P-1", "unchanged")], dry_run=True)
+    assert left_sheet.after_run(config, preview.pk) == {
+        "count": 1, "action": "would be soft-deleted", "keys": ["P-2"]}
+    assert _flags(preview) == ["P-2"]  # the error row the real run writes
+    assert left_sheet.message({"left_sheet": {"count": 1, "action": "would be soft-deleted"}}) == (
+        "; 1 row(s) left the sheet: would be soft-deleted")
+    gone.refresh_from_db()
+    assert gone.deleted_at is None and repository.get(Part, gone.pk) is not None
     # A run with a failed row (its key may be misread: a line cut short) deletes nothing.
     held = _sheet_run("parts", [("P-1", "unchanged"), ("Part P-2", "failed")])
     result = left_sheet.after_run(config, held.pk)
@@ -246,6 +265,13 @@ def test_soft_delete_tombstones_a_row_that_left_the_sheet(settings, redis_raw) -
     assert "soft-deleted" in error.reason
     assert left_sheet.message({"left_sheet": result}) == "; 1 row(s) left the sheet: soft-deleted"
     assert left_sheet.after_run(config, run.pk)["count"] == 0  # verification twice: idempotent
+
+    # A preview of its return: would be restored, is not.
+    preview = _sheet_run("parts", [("P-1", "unchanged"), ("P-2", "unchanged")], dry_run=True)
+    result = left_sheet.after_run(config, preview.pk)
+    assert result["restored"] == {"count": 1, "keys": ["P-2"]}
+    gone.refresh_from_db()
+    assert gone.deleted_at is not None
 
     # Back in the sheet and stored again: restored, live in Redis.
     back = _sheet_run("parts", [("P-1", "unchanged"), ("P-2", "unchanged")])
