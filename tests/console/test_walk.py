@@ -91,6 +91,15 @@ def world(settings, tmp_path) -> dict[str, object]:
     second = run_ingest("buyers", trigger=SyncRun.Trigger.SCHEDULE)
     write(tmp_path / "sellers.csv", SELLER_HEADERS, list(seller_rows(60)))
     run_ingest("sellers", trigger=SyncRun.Trigger.SCHEDULE)
+    # An operator's upload of an edited sheet, previewed (a dry run) and not yet confirmed.
+    from sync.ingest.uploads import preview_upload, store_upload
+
+    rows[5][BUYER_HEADERS.index("Status")] = "on hold"
+    rows[6][date] = "next week"
+    sheet = write(tmp_path / "upload.csv", BUYER_HEADERS, rows)
+    upload = store_upload(source="buyers", name="buyers-edited.csv", data=sheet.read_bytes(),
+                          username="operator-user")
+    preview_upload(upload)
 
     catalog_demo.load(count=20)
     customers_demo.load(count=10)
@@ -128,7 +137,7 @@ def world(settings, tmp_path) -> dict[str, object]:
                                   updated_at=now)
     StaffAction.objects.create(username="operator-user", action="sync.start",
                                target="buyers", details={"run": second.pk}, ip="127.0.0.1")
-    return {"first": first, "second": second}
+    return {"first": first, "second": second, "upload": upload}
 
 
 def _history() -> None:
@@ -161,7 +170,8 @@ def console_pages(world: dict[str, object]) -> list[tuple[str, str]]:
              ("sync-buyers", reverse("admin:console_sync", args=["buyers"])),
              ("sync-buyers-run", reverse("admin:console_sync", args=["buyers"])
               + f"?run={world['second'].pk}"),
-             ("run", reverse("admin:sync_syncrun_change", args=[run.pk]))]
+             ("run", reverse("admin:sync_syncrun_change", args=[run.pk])),
+             ("upload-preview", reverse("admin:console_upload", args=[world["upload"].pk]))]
     for model, model_admin in sorted(admin.site._registry.items(),
                                      key=lambda item: item[0]._meta.label_lower):
         if not isinstance(model_admin, ConsoleModelAdmin):
@@ -236,6 +246,11 @@ class Walk:
             found.append(f"answered {response.status if response else 'nothing'}")
         if name == "dashboard":
             self._settle_dashboard(found)
+        return found + self.check(name)
+
+    def check(self, name: str) -> list[str]:
+        """The checks on the page as it is now, and its screenshot."""
+        found = []
         measure = walk_checks.Measure(**self.page.evaluate(walk_checks.MEASURE_JS))
         found += self._icon(measure.icon)
         found += walk_checks.overflow(measure)
@@ -244,6 +259,19 @@ class Walk:
         self.page.screenshot(path=str(self.folder / f"{name}.png"), full_page=True)
         found += list(dict.fromkeys(self.events))
         return found
+
+    def start_sync(self, source: str) -> list[str]:
+        """An operator starts a sync from its page and waits for the summary: the page then
+        says what happened, not that the run is queued (issue 18, stale state)."""
+        self.visit(f"sync-{source}-before-start", reverse("admin:console_sync", args=[source]))
+        self.events.clear()
+        with self.page.expect_navigation():
+            self.page.click("#start-sync")
+        self.page.wait_for_selector("#run-summary", state="visible", timeout=60_000)
+        found = [f"after the run finished the page still says: {text!r}"
+                 for text in self.page.locator(".messagelist li").all_inner_texts()
+                 if "queued" in text or "starts it shortly" in text]
+        return found + self.check(f"sync-{source}-after-run")
 
     def _settle_dashboard(self, found: list[str]) -> None:
         """The dashboard's first refresh brings the service checks: wait for it."""
@@ -289,6 +317,9 @@ def test_every_console_page_is_finished_at_both_sizes_for_both_roles(
                 for name, path in pages:
                     report.extend(f"{walk.label} {name} ({path}): {finding}"
                                   for finding in walk.visit(name, path))
+                if role == "operator" and size[0] == 1280:
+                    report.extend(f"{walk.label} manual sync of buyers: {finding}"
+                                  for finding in walk.start_sync("buyers"))
                 if role == "operator" and size[0] == 1280 and os.environ.get(
                         "WALK_UPDATE_DOCS") == "1":
                     shutil.copy(walk.folder / "dashboard.png", DOCS / "console-dashboard.png")
