@@ -43,8 +43,6 @@ from tests.console import walk_checks
 from tests.console.conftest import PASSWORD, make_staff_user
 from tests.console.sources import ensure_roles, sources_file
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
 ARTIFACTS = ROOT / "artifacts" / "console"
 DOCS = ROOT / "docs"
 ROLES = ("viewer", "operator")
@@ -301,6 +299,8 @@ def walk_browser(browser) -> Iterator[object]:
     connections.close_all()
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_every_console_page_is_finished_at_both_sizes_for_both_roles(
         walk_browser, live_server, world, celery_worker) -> None:
     pages = console_pages(world)
@@ -332,3 +332,34 @@ def test_every_console_page_is_finished_at_both_sizes_for_both_roles(
         + "\n".join(report) + "\n")
     assert not report, (f"{len(report)} findings on the console's pages "
                         f"(artifacts/console/walk-report.txt):\n" + "\n".join(report))
+
+
+def _texts(*texts: str, column: str = "", href: str = "") -> walk_checks.Measure:
+    return walk_checks.Measure(vw=1280, scrollWidth=1280, contentScroll=900, contentClient=900,
+                               content="div#content", wide=[], clipped=[],
+                               texts=[{"text": t, "href": href, "column": column}
+                                      for t in texts], body="\n".join(texts))
+
+
+@pytest.mark.parametrize("text", [
+    "4140 rows", "throughput 9109.058663715743", "Dec. 6, 2026, 8:55 p.m.", "8:55:14 PM",
+    "took 0.454 s", "2026-12-06T20:54:21Z", "2026-12-06 20:54", "updated 20:54:21",
+    "3 seconds", "12.0 s", "99.2 %", "0:00:03.450000", "2026-12-06 20:54:21.123456+00:00",
+    '{"gaps": 4}', "{'fetch': 0.1}", "2.4s", "sheet 4139 vs database 4140"])
+def test_the_checks_flag_what_the_issue_saw(text: str) -> None:
+    measure = _texts(text)
+    assert walk_checks.formats(measure) + walk_checks.raw_json(measure), text
+
+
+@pytest.mark.parametrize(("text", "column", "href"), [
+    ("B-000123", "", ""), ("PRT-00001", "", ""), ("CA90001", "", ""), ("4,140 rows", "", ""),
+    ("2026-12-06 20:54:21", "", ""), ("0.45 s", "", ""), ("0.045 s", "", ""), ("2.3 s", "", ""),
+    ("12 s", "", ""), ("2 min 05 s", "", ""), ("1 h 02 min", "", ""), ("45 ms", "", ""),
+    ("9,109 rows/s", "", ""), ("99.2%", "", ""), ("99.991%", "", ""), ("run 1234", "", ""),
+    ("1234", "field-id", ""), ("1352", "field-row Row", ""), ("1234", "", "/admin/x/1234/"),
+    ("version 1473", "", ""), ("2026", "", ""), ("10.0.0.1", "", ""), ("46.21", "", ""),
+    ("2026-12-06", "", "")])
+def test_the_checks_leave_keys_ids_and_the_console_formats_alone(text: str, column: str,
+                                                                 href: str) -> None:
+    measure = _texts(text, column=column, href=href)
+    assert walk_checks.formats(measure) + walk_checks.raw_json(measure) == []

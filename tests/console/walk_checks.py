@@ -135,7 +135,7 @@ TIME_FORMS = [
     (re.compile(r"\b(?:midnight|noon)\b"), "Django's midnight/noon"),
     (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}"), "an ISO time with T"),
     (re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?!:\d{2})"), "a time without seconds"),
-    (re.compile(r"\d{2}:\d{2}:\d{2}(?:\.\d+|\s?[+-]\d{2}:?\d{2})"),
+    (re.compile(r"\d:\d{2}:\d{2}(?:\.\d+|\s?[+-]\d{2}:?\d{2})"),
      "a time with fractions or an offset"),
     (re.compile(r"(?<!\d{4}-\d{2}-\d{2} )(?<![\d:])\d{1,2}:\d{2}:\d{2}(?![\d.])"),
      "a clock time (or H:MM:SS duration) without its date"),
