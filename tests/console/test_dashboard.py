@@ -3,6 +3,8 @@ figures (trend chart, rates, gaps, consistency), and the buttons' POST endpoints
 
 from __future__ import annotations
 
+import html as html_module
+import re
 from datetime import timedelta
 
 import pytest
@@ -12,14 +14,21 @@ from django.utils import timezone
 
 from sync.cache.services import verify_models
 from sync.console.charts import trend_svg
-from sync.console.dashboard import TREND_BUCKETS, dashboard_data, run_data
+from sync.console.dashboard import TREND_BUCKETS, cache_redis_error, dashboard_data, run_data
 from sync.console.views import percent
 from sync.ingest.pipeline import start_run
-from sync.models import CacheVerification, StaffAction, SyncAlert, SyncRun
+from sync.models import (
+    CacheVerification,
+    ConsistencySample,
+    StaffAction,
+    SyncAlert,
+    SyncRun,
+)
 from sync.ops.alerts import raise_alert
 from tests.console.sources import buyers_sheet, ensure_roles, sources_file
 from tests.factories import make_part
 from tests.ops.conftest import make_run
+from tests.waiting import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +101,7 @@ def test_rates_gaps_and_the_trend_chart(client_for) -> None:
     assert "failed rows (max 4)" in chart
     html = client_for("viewer").get("/admin/").content.decode()
     assert "pending 0%" in html
-    assert "50%" in html  # 7 d
+    assert "50.0%" in html  # 7 d, in the console's one percentage format
 
 
 def test_a_preview_is_not_the_last_sync(db) -> None:
@@ -126,6 +135,68 @@ def test_the_consistency_figure_of_the_last_verification(client_for,
     html = client_for("viewer").get("/admin/").content.decode()
     assert "50.000%" in html
     assert "1 of 2 rows consistent · 0.3 nines" in html
+
+
+def _samples(*, checked_ago: timedelta, unreachable: bool = False, count: int = 20) -> None:
+    """``count`` random samples, all consistent unless Redis was unreachable, last checked
+    ``checked_ago``."""
+    checked = timezone.now() - checked_ago
+    ConsistencySample.objects.bulk_create(
+        ConsistencySample(model="catalog.part", object_pk=str(i), version=i, kind="random",
+                          written_at=checked - timedelta(hours=1), sampled_at=checked,
+                          checked_at=checked, unreachable=unreachable,
+                          consistent_at=None if unreachable else checked)
+        for i in range(count))
+
+
+def _card(html: str) -> str:
+    """The consistency card's big figure and the line under it, as a person reads them."""
+    figure = re.search(r'id="live-consistency-figure"[^>]*>([^<]*)<', html).group(1)
+    note = re.search(r'id="live-consistency-note"[^>]*>([^<]*)<', html).group(1)
+    return html_module.unescape(f"{figure.strip()} | {note.strip()}")
+
+
+def test_the_consistency_card_shows_its_figure_while_it_is_current(client_for) -> None:
+    _samples(checked_ago=timedelta(seconds=1))
+    live = dashboard_data(health=False)["live_consistency"]
+    assert (live["freshness"], live["headline"]) == ("current", "100%")
+    assert _card(client_for("viewer").get("/admin/").content.decode()) == "100% | "
+
+
+def test_the_consistency_card_says_stale_when_the_sampler_stopped(client_for) -> None:
+    # Every sample consistent, the newest three minutes old: no worker runs the sampler.
+    _samples(checked_ago=timedelta(minutes=3))
+    html = client_for("viewer").get("/admin/").content.decode()
+    assert _card(html).startswith("stale | last sample 3 min 0")
+    assert "is a worker running the sampler?" in _card(html)
+    assert "last figure 100%" in html  # small print, not the big green figure
+    live = dashboard_data(health=False)["live_consistency"]
+    assert (live["freshness"], live["headline"]) == ("stale", "100%")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_consistency_card_says_unknown_while_the_cache_redis_is_down(
+        client_for, redis_control) -> None:
+    # The sampler's last tick found every row consistent a second ago; then Redis dies.
+    _samples(checked_ago=timedelta(seconds=1))
+    client = client_for("viewer")
+    assert _card(client.get("/admin/").content.decode()) == "100% | "
+    redis_control.kill()
+    try:
+        html = client.get("/admin/").content.decode()
+        api = client.get("/api/sync/dashboard").json()["live_consistency"]
+    finally:
+        redis_control.start()
+    # Back: the engine's breaker lets a PING through again after its cool-off.
+    wait_until(lambda: cache_redis_error() == "", timeout=30, what="the cache Redis back")
+    assert _card(html) == "unknown | cache Redis unreachable"
+    assert 'class="figure unknown"' in html and ">100%<" not in html
+    assert (api["freshness"], api["freshness_note"]) == ("unknown",
+                                                         "cache Redis unreachable")
+    # The sampler's own record says so too, once Redis is back and until its next tick.
+    ConsistencySample.objects.update(unreachable=True, consistent_at=None)
+    assert _card(client.get("/admin/").content.decode()) == (
+        "unknown | cache Redis unreachable at the sampler's last check")
 
 
 def test_percent_shows_100_only_when_nothing_is_off() -> None:
@@ -198,6 +269,10 @@ def test_start_and_the_refused_second_start_from_the_page(client_for, role_users
     assert started["Location"] == f"/admin/console/sync/buyers/?run={run.pk}"
     assert message(started) == (f"Run {run.pk} of buyers queued: a worker starts it "
                                     "shortly.")
+    # Tagged with its run, so the page's script replaces it with the run's state as it
+    # changes (a "queued" message must not outlive the run).
+    page = operator.get(started["Location"]).content.decode()
+    assert f'class="console-run-message run-{run.pk} success"' in page
     assert run.trigger == "manual"
     again = operator.post("/admin/console/sync/buyers/start/")
     assert again["Location"] == f"/admin/console/sync/buyers/?run={run.pk}"
@@ -217,6 +292,7 @@ def test_cancel_from_the_page(client_for) -> None:
     cancelled = operator.post(url)
     assert cancelled["Location"] == f"/admin/console/sync/buyers/?run={run.pk}"
     assert "cancel requested" in message(cancelled)
+    assert f"run-{run.pk}" in [m.extra_tags for m in get_messages(cancelled.wsgi_request)][-1]
     assert SyncRun.objects.get(pk=run.pk).status == "cancelled"
     assert message(operator.post(url)) == (f"run {run.pk} is not active (it is "
                                                "cancelled)")
