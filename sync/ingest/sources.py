@@ -10,6 +10,7 @@ but keeps its number. Network faults of Google Sheets are retried with exponenti
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime
 import hashlib
@@ -336,6 +337,19 @@ class CsvSource:
     def rows(self) -> Iterator[Row]:
         """The data rows; once they are read to the end, ``read_digest`` is the digest of
         the bytes that read took them from (pipeline/keys.py compares two reads)."""
+        with self._reading() as (reader, header):
+            yield from _data_rows_aligned(reader, header)
+
+    def read_lines(self, consume: Callable[[Iterator[list[str]]], T]) -> T:
+        """``consume(lines)``: the cells of every line after the header, as the csv module
+        reads them (line ``n`` of ``lines`` is the sheet's row ``n + 2``; an empty line is
+        ``[]``, a ragged line is not marked), for a pass that needs less than ``rows`` (the
+        pre-scan's keys: no generator per row). Sets ``read_digest`` like ``rows``."""
+        with self._reading() as (reader, _header):
+            return consume(reader)
+
+    @contextlib.contextmanager
+    def _reading(self):
         text = self.prescan()
         try:
             raw = Path(self.location).open("rb", buffering=0)  # noqa: SIM115 - closed below
@@ -350,7 +364,7 @@ class CsvSource:
             reader = csv.reader(handle, delimiter=text.delimiter, strict=True)
             try:
                 header = next(reader, [])
-                yield from _data_rows_aligned(reader, header)
+                yield reader, header
             except (UnicodeDecodeError, csv.Error) as e:  # the file changed since the prescan
                 msg = f"{self.location} cannot be read past line {reader.line_num}: {e}"
                 if "unexpected end of data" in str(e):

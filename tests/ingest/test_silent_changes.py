@@ -20,7 +20,7 @@ from sync.ingest.config import get_source
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.pipeline import keys, run_ingest
 from sync.models import ErrorLog, RecordLog
-from tests.ingest.conftest import add_source, set_source_key
+from tests.ingest.conftest import add_source, alter_columns, set_source_key
 from tests.ingest.test_sources import SHEET_SOURCE
 
 pytestmark = pytest.mark.django_db
@@ -174,6 +174,31 @@ def test_a_key_on_rows_far_apart_stores_none_of_them(buyers_sheet, batch_size, i
     assert verification["gaps"] == 0
 
 
+@pytest.mark.parametrize("in_memory", [100_000, 1])
+@pytest.mark.parametrize("sheet", ["xlsx", "measured csv"])
+def test_duplicates_far_apart_in_a_workbook_or_a_measured_csv(
+        buyers_sheet, sheet, in_memory, monkeypatch) -> None:
+    """The pre-scan's other read (rows passed on: spooled, or measured for the schema check)
+    finds the same duplicates, in memory or in the temporary table."""
+    monkeypatch.setattr(keys, "IN_MEMORY", in_memory)
+    rows = list(buyer_rows(40, 0))
+    rows.append([rows[2][0], *rows[30][1:]])  # row 4's key again on row 42
+    if sheet == "xlsx":
+        path = buyers_sheet(rows, name="buyers.xlsx")
+    else:
+        alter_columns("buyers", ["name"], "varchar(200)")  # a limited column: measured
+        path = buyers_sheet(rows)
+    run = run_ingest("buyers", file=str(path), batch_size=10)
+    assert (run.status, run.created, run.failed) == ("partial", 39, 2)
+    reasons = dict(ErrorLog.objects.filter(run_id=run.pk, code="duplicate_key").values_list(
+        "row_number", "reason"))
+    assert set(reasons) == {4, 42}
+    assert "is also on row 42: none of these 2 rows is stored" in reasons[4]
+    assert run.rows_total == 41
+    if sheet != "xlsx":
+        assert run.schema_report["rows_scanned"] == 41
+
+
 def test_duplicates_of_a_new_key_are_gaps_with_their_reason(buyers_sheet) -> None:
     rows = list(buyer_rows(5, 0))
     rows.append(list(rows[0]))
@@ -219,6 +244,20 @@ def test_a_file_edited_during_the_run_is_said_loudly(buyers_sheet) -> None:
     superseded = ErrorLog.objects.get(run_id=run.pk, code="duplicate_key")
     assert superseded.row_number == 3
     assert "row 8" in superseded.reason
+
+
+def test_a_csv_file_edited_anywhere_during_the_run_is_said(buyers_sheet) -> None:
+    """A CSV file's two reads are compared by their bytes: an edit of any cell counts (the
+    load read values the pre-scan did not see), an untouched file does not."""
+    rows = list(buyer_rows(6, 0))
+    buyers_sheet(rows)
+    run = run_ingest("buyers", before_load=lambda: buyers_sheet(rows))  # the same bytes
+    assert (run.status, run.created) == ("succeeded", 6)
+    edited = [list(row) for row in rows]
+    edited[3][1] = "typed in meanwhile"
+    run = run_ingest("buyers", before_load=lambda: buyers_sheet(edited))
+    assert run.status == "partial"
+    assert ErrorLog.objects.filter(run_id=run.pk, code="sheet_changed").count() == 1
 
 
 def test_a_google_sheet_is_read_once_per_run(settings, sheets_server) -> None:

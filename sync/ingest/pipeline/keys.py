@@ -57,9 +57,9 @@ def read_keys(rows: Iterable[Row], position: int | None, keys: SheetKeys, *,
     """``rows``, passed on unchanged; their repeated keys go into ``keys.duplicates`` when
     ``rows`` is exhausted (and each ``(row, key)`` into ``keys``' checksum when ``fold``).
     A key is read as ``RowValidator.key_of`` reads it."""
-    first: dict[str, int] = {}  # key -> its first row, up to IN_MEMORY keys
-    again: dict[str, list[int]] = {}  # key -> its later rows
-    spilled: Spill | None = None
+    index = _Index()
+    first, again = index.first, index.again
+    spill: Spill | None = None
     checksum, count, total = 0, 0, 0
     for total, row in enumerate(rows, 1):  # noqa: B007 - the count, after the loop
         number, cells = row
@@ -70,19 +70,66 @@ def read_keys(rows: Iterable[Row], position: int | None, keys: SheetKeys, *,
             checksum ^= hash((number, key))
             count += 1
         if key:  # NOTE: an empty key fails validation (required) on its own
-            if spilled is not None:
-                spilled.add(number, key)
+            if spill is not None:
+                spill.add(number, key)
             elif first.setdefault(key, number) != number:
                 again.setdefault(key, []).append(number)
             elif len(first) > IN_MEMORY:
-                spilled = Spill(first, again)
-                first, again = {}, {}
+                spill = index.spill()
         yield row
     keys.checksum, keys.rows, keys.total = checksum, count, total
-    if spilled is not None:
-        keys.duplicates = spilled.duplicates()
-    else:
-        keys.duplicates = {key: [first[key], *later] for key, later in again.items()}
+    keys.duplicates = index.duplicates()
+
+
+def read_key_lines(lines: Iterable[list[str]], position: int | None, keys: SheetKeys) -> None:
+    """``read_keys`` (without the checksum) of a CSV file's lines (``CsvSource.read_lines``),
+    in one loop: the pre-scan of a CSV file costs little more than the csv module's parse."""
+    index = _Index()
+    first, again = index.first, index.again
+    spill: Spill | None = None
+    total = 0
+    if position is None:  # pragma: no cover - a sheet without its key column is refused
+        position = 1 << 30
+    for number, cells in enumerate(lines, 2):
+        # NOTE: the same reading of the key as read_keys (the same loop, without a
+        # generator per row); an empty line is no row, and its empty key no key.
+        key = cells[position].strip() if position < len(cells) else ""
+        if not key:
+            total += any(cells)
+            continue
+        total += 1
+        if "\x00" in key:
+            key = key.replace("\x00", "\ufffd")
+        if spill is not None:
+            spill.add(number, key)
+        elif first.setdefault(key, number) != number:
+            again.setdefault(key, []).append(number)
+        elif len(first) > IN_MEMORY:
+            spill = index.spill()
+    keys.total = total
+    keys.duplicates = index.duplicates()
+
+
+class _Index:
+    """The keys of one read: in memory (key -> first row, and the later rows of a repeated
+    key) up to ``IN_MEMORY`` keys; then in the temporary table (``spill``)."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, int] = {}
+        self.again: dict[str, list[int]] = {}
+        self._spill: Spill | None = None
+
+    def spill(self) -> Spill:
+        self._spill = Spill(self.first, self.again)
+        self.first.clear()  # NOTE: the caller's names for them now stay empty
+        self.again.clear()
+        return self._spill
+
+    def duplicates(self) -> dict[str, list[int]]:
+        if self._spill is not None:
+            return self._spill.duplicates()
+        first = self.first
+        return {key: [first[key], *later] for key, later in self.again.items()}
 
 
 class Spill:

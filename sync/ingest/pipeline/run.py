@@ -29,7 +29,7 @@ from sync.ingest.exceptions import (
 from sync.ingest.logs import LogBuffer
 from sync.ingest.pipeline.batches import BatchLoading, Cancelled, Counts
 from sync.ingest.pipeline.database import RunConnection
-from sync.ingest.pipeline.keys import SheetKeys, read_keys
+from sync.ingest.pipeline.keys import SheetKeys, read_key_lines, read_keys
 from sync.ingest.pipeline.lock import SourceLock, holder_of
 from sync.ingest.pipeline.spool import SpooledSource
 from sync.ingest.schema import SchemaReport, column_limits, compare_headers, scan_rows
@@ -239,13 +239,19 @@ class Ingestion(BatchLoading, RunConnection):
         report.rows_scanned = report.misfit_count = report.rows_with_misfits = 0
         report.misfits.clear()
         self.sheet_keys = SheetKeys()
+        position = validator.key_position
+        if hasattr(source, "read_lines") and not report.limited:
+            # A CSV file: its keys in one loop over its lines (most of the cost is the parse).
+            source.read_lines(lambda lines: read_key_lines(lines, position, self.sheet_keys))
+            self.sheet_keys.checksum = source.read_digest
+            return
         spooled = isinstance(source, SpooledSource)
         rows = source.spool(source.rows()) if spooled else source.rows()
         # The load's read is compared with this one (keys.py): a spooled source's load reads
         # these very rows, a CSV file's reads are compared by their bytes' digest; any other
         # source's by the checksum of its (row, key) pairs.
         fold = not spooled and not hasattr(source, "read_digest")
-        rows = read_keys(rows, validator.key_position, self.sheet_keys, fold=fold)
+        rows = read_keys(rows, position, self.sheet_keys, fold=fold)
         if report.limited:
             scan_rows(report, headers, rows)
         else:
