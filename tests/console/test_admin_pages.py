@@ -28,7 +28,7 @@ def test_a_viewer_sees_buyers_masked_and_a_pii_viewer_unmasked(client_for, conso
         masked = client_for("viewer").get(url).content.decode()
         assert "B-90001" in masked
         assert "z***@p***.example" in masked
-        assert "***42" in masked
+        assert "***42" in masked or url == changelist(type(buyer))  # the phone: on its page
         assert CANARY["email"] not in masked and CANARY["name"] not in masked
         for role in ("pii_viewer", "superuser"):
             clear = client_for(role).get(url).content.decode()

@@ -8,13 +8,15 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
-from sync.console import services
+from sync.console import formats, services
 from sync.console.admin.filters import DateRangeFilter
 from sync.console.admin.runs import run_link
-from sync.console.admin_base import ConsoleModelAdmin, badge
+from sync.console.admin_base import ConsoleModelAdmin, badge, brief, readable
 from sync.ingest.exceptions import SyncAlreadyRunningError
 from sync.models import RecordRetry, SyncIntent
+from sync.redaction import redact
 
 
 def confirm_discard(model_admin: ConsoleModelAdmin, request: HttpRequest, queryset: QuerySet,
@@ -40,9 +42,10 @@ def confirm_discard(model_admin: ConsoleModelAdmin, request: HttpRequest, querys
 
 @admin.register(SyncIntent)
 class SyncIntentAdmin(ConsoleModelAdmin):
-    list_display = ("model", "object_pk", "op", "status_badge", "attempts", "next_attempt_at",
-                    "created_at", "fenced", "last_error")
-    list_display_links = ("object_pk",)
+    # NOTE: six columns fit 1280 px beside both sidebars: the model, key and operation are
+    # one cell, the fence a pill beside the status, the error cut (whole text on hover).
+    list_display = ("intent", "status_badge", "attempts", "next_attempt_at", "last_error")
+    list_display_links = ("intent",)
     list_filter = ("status", "model", "op", ("created_at", DateRangeFilter))
     search_fields = ("=object_pk",)
     search_help_text = "A primary key (exact)."
@@ -50,16 +53,23 @@ class SyncIntentAdmin(ConsoleModelAdmin):
     redacted_fields = ("last_error",)
     actions = ("retry_now", "discard")
 
+    @admin.display(description="intent", ordering="model")
+    def intent(self, obj: SyncIntent) -> str:
+        return format_html('{} {}<span class="console-sub">{}</span>', obj.model,
+                           obj.object_pk, obj.get_op_display())
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: SyncIntent) -> str:
         if obj.status == SyncIntent.Status.DEAD:
-            return badge("dead", "bad")
-        return badge("retrying", "warn") if obj.attempts else badge("pending", "info")
-
-    @admin.display(description="fence", boolean=True)
-    def fenced(self, obj: SyncIntent) -> bool:
-        """True: this intent failed during an outage and keeps its model's reads off Redis."""
-        return obj.epoch is not None
+            state = badge("dead", "bad")
+        else:
+            state = badge("retrying", "warn") if obj.attempts else badge("pending", "info")
+        if obj.epoch is None:
+            return state
+        # This intent failed during an outage and keeps its model's reads off Redis.
+        return format_html('{} <span title="{}">{}</span>', state,
+                           "failed during an outage: its model's reads skip Redis until it "
+                           "is written", badge("fence", "warn"))
 
     @admin.action(permissions=["operate"], description="Retry selected intents now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -88,9 +98,11 @@ class SyncIntentAdmin(ConsoleModelAdmin):
 
 @admin.register(RecordRetry)
 class RecordRetryAdmin(ConsoleModelAdmin):
-    list_display = ("source", "natural_key", "row_number", "category", "status_badge",
-                    "attempts", "next_retry_at", "last_run", "last_error")
-    list_display_links = ("natural_key",)
+    # NOTE: fits 1280 px beside both sidebars: the source under the key, the category pill
+    # before the cut error text (whole text on hover).
+    list_display = ("record", "status_badge", "attempts", "next_retry_at", "last_run",
+                    "problem")
+    list_display_links = ("record",)
     list_filter = ("status", "source", "category", ("created_at", DateRangeFilter))
     search_fields = ("=natural_key",)
     search_help_text = "A buyer or seller number (exact)."
@@ -98,15 +110,28 @@ class RecordRetryAdmin(ConsoleModelAdmin):
     redacted_fields = ("last_error",)
     actions = ("retry_now", "discard")
 
+    @admin.display(description="record", ordering="natural_key")
+    def record(self, obj: RecordRetry) -> str:
+        row = f"{obj.source}, row {formats.number(obj.row_number)}" if obj.row_number else (
+            obj.source)
+        return format_html('{}<span class="console-sub">{}</span>', obj.natural_key, row)
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: RecordRetry) -> str:
         if obj.status == RecordRetry.Status.PERMANENTLY_FAILED:
             return badge("permanently failed", "bad")
         return badge("pending", "warn")
 
+    @admin.display(description="problem", ordering="category")
+    def problem(self, obj: RecordRetry) -> str:
+        # NOTE: redacted for every role: a stored error is redacted already, this is a second
+        # net (the detail page shows it whole, redacted for roles without PII).
+        return format_html("{} {}", badge(obj.get_category_display(), "muted"),
+                           brief(redact(readable(obj.last_error)), 70))
+
     @admin.display(description="last run", ordering="last_run_id")
     def last_run(self, obj: RecordRetry) -> str:
-        return run_link(obj.last_run_id) if obj.last_run_id else "-"
+        return run_link(obj.last_run_id) if obj.last_run_id else formats.EMPTY
 
     @admin.action(permissions=["operate"], description="Retry selected rows now (re-read "
                                                       "from the sheet)")
