@@ -136,7 +136,7 @@
         body.appendChild(el("tr", { "data-alert": String(a.id) }, [
           el("td", {}, [el("span", { "class": "pill sev-" + a.severity }, [a.severity])]),
           el("td", {}, [a.type]), el("td", {}, [a.source]),
-          el("td", { "class": "message" }, [a.message]),
+          el("td", { "class": "message" }, [F.countsInText(a.message)]),
           el("td", { "class": "num" }, ["×" + F.number(a.count)]),
           el("td", { "class": "nowrap" }, [F.ago(a.last_seen_at)]), action]));
       });
@@ -271,7 +271,7 @@
       $("#sum-failed-box").className = run.failed ? "failed" : "";
       text("#sum-duration", run.duration_seconds === null ? "–" : F.duration(run.duration_seconds));
       text("#sum-gaps", num(run.gaps));
-      text("#sum-message", run.message);
+      text("#sum-message", F.countsInText(run.message));
       $("#run-summary").hidden = false;
       var cancel = $("#cancel-form");
       if (cancel) { cancel.hidden = true; }

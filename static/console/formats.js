@@ -92,6 +92,15 @@
     return duration(seconds) + " ago";
   }
 
+  /* The counts in a stored message, grouped (sync/console/formats.py counts_in_text). */
+  var COUNT_IN_TEXT = /(^|[^\w.,:\/#-])(\d{4,})(?= (?:rows?|created|updated|unchanged|failed|flagged|new|gaps?|keys?|samples?|intents?|errors?|of|vs)\b)/g;
+
+  function countsInText(text) {
+    return String(text || "").replace(COUNT_IN_TEXT, function (match, before, digits) {
+      return before + grouped(Number(digits));
+    });
+  }
+
   window.ConsoleFormats = { number: number, duration: duration, rate: rate, percent: percent,
-    when: when, ago: ago, timeZone: timeZone, EMPTY: EMPTY };
+    when: when, ago: ago, countsInText: countsInText, timeZone: timeZone, EMPTY: EMPTY };
 })();

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 
 from django.utils import timezone
 
@@ -86,6 +87,27 @@ def when(value: dt.datetime | str | None) -> str:
     if timezone.is_aware(value):
         value = timezone.localtime(value)
     return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+# A count in a stored sentence ("1349 rows: 0 created, 1341 unchanged"): a number of four
+# digits or more standing alone and followed by what it counts. Not a key (B-01350), a date,
+# a time, a year, nor a row position ("row 1350" names a row: positions, like ids, keep
+# their digits bare).
+_COUNT_IN_TEXT = re.compile(
+    r"(?<![\w.,:/#-])(\d{4,})(?= (?:rows?|created|updated|unchanged|failed|flagged|new|gaps?|"
+    r"keys?|samples?|intents?|errors?|of|vs)\b)")
+
+
+def counts_in_text(text: str) -> str:
+    """The counts in a stored message grouped like every other number on the page:
+    ``1349 rows: 1341 unchanged`` reads ``1,349 rows: 1,341 unchanged``."""
+    return _COUNT_IN_TEXT.sub(lambda m: f"{int(m.group(1)):,}", text or "")
+
+
+def position(value: int | None) -> str:
+    """A row number (a position in a sheet, like an id): its digits, no separator, as the
+    sheet and the error messages write it (``row 1350``)."""
+    return EMPTY if value is None else str(value)
 
 
 def ago(value: dt.datetime | str | None, *, now: dt.datetime | None = None) -> str:

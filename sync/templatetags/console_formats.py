@@ -1,6 +1,7 @@
 """Template filters for the console's formats (sync/console/formats.py):
 ``{% load console_formats %}`` then ``|num``, ``|duration``, ``|duration_ms``, ``|when``,
-``|ago``, ``|rate:"rows"``, ``|percent`` (``|percent:3`` where the nines matter);
+``|ago``, ``|rate:"rows"``, ``|percent`` (``|percent:3`` where the nines matter), ``|counts``
+(the counts in a stored message), ``|position`` (a row number: no separator);
 ``{% time_zone %}`` names the zone once per page (templates/admin/base_site.html does)."""
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ register.filter("num", formats.number)
 register.filter("duration", formats.duration)
 register.filter("when", formats.when)
 register.filter("ago", formats.ago)
+register.filter("counts", formats.counts_in_text)
+register.filter("position", formats.position)
 
 
 @register.filter("percent")

@@ -22,6 +22,9 @@ LISTED = 50  # items of a list shown; the rest are counted
 # and the verification at the end.
 PHASES = ("fetch", "schema", "scan", "validate", "update", "write_through", "verify")
 BAR_WIDTH = 1000  # the bar's own units (it stretches to its box)
+# Keys whose numbers are row positions in the sheet, not counts: their digits stay bare, as
+# the sheet and the error messages write them ("also on row 1350").
+POSITION_KEYS = frozenset({"row", "rows_of", "row_number", "row_numbers", "duplicates"})
 
 
 def label(name: object) -> str:
@@ -33,11 +36,13 @@ def throughput_text(rows_per_second: float | None) -> str:
     return formats.rate(rows_per_second, "rows")
 
 
-def _scalar(value: Any) -> str:
+def _scalar(value: Any, *, positions: bool = False) -> str:
     if value is None:
         return formats.EMPTY
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if positions and isinstance(value, int):
+        return formats.position(value)
     if isinstance(value, int | float):
         return formats.number(value)
     return str(value)
@@ -50,14 +55,16 @@ def _more(total: int) -> SafeString:
                        formats.number(total - LISTED))
 
 
-def render(value: Any) -> SafeString:
+def render(value: Any, *, positions: bool = False) -> SafeString:
     """``value`` as HTML: a mapping as a two-column table, a list of mappings as a table with
-    their keys as columns, any other list as a comma-separated line."""
+    their keys as columns, any other list as a comma-separated line. Numbers under a key of
+    ``POSITION_KEYS`` (``positions``) are row numbers: no separator."""
     if isinstance(value, dict):
         if not value:
             return format_html('<span class="quiet">{}</span>', "none")
         rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>",
-                                ((label(k), render(v)) for k, v in value.items()))
+                                ((label(k), render(v, positions=positions or k in POSITION_KEYS))
+                                 for k, v in value.items()))
         return format_html('<table class="run-facts"><tbody>{}</tbody></table>', rows)
     if isinstance(value, list | tuple):
         if not value:
@@ -67,13 +74,16 @@ def render(value: Any) -> SafeString:
             head = format_html_join("", "<th>{}</th>", ((label(c),) for c in columns))
             body = format_html_join(
                 "", "<tr>{}</tr>",
-                ((format_html_join("", "<td>{}</td>", ((render(item.get(c)),) for c in columns)),)
+                ((format_html_join("", "<td>{}</td>", (
+                    (render(item.get(c), positions=positions or c in POSITION_KEYS),)
+                    for c in columns)),)
                  for item in value[:LISTED]))
             return format_html('<table class="run-facts"><thead><tr>{}</tr></thead>'
                                "<tbody>{}</tbody></table>{}", head, body, _more(len(value)))
-        items = format_html_join(", ", "{}", ((render(item),) for item in value[:LISTED]))
+        items = format_html_join(", ", "{}", ((render(item, positions=positions),)
+                                              for item in value[:LISTED]))
         return format_html("{}{}", items, _more(len(value)))
-    return format_html("{}", _scalar(value))
+    return format_html("{}", _scalar(value, positions=positions))
 
 
 def _ordered(phase_ms: dict[str, float]) -> list[str]:

@@ -81,9 +81,9 @@ class SyncRunAdmin(ConsoleModelAdmin):
     # NOTE: seven columns that fit 1280 px beside the admin's two sidebars: the row counts
     # and the gaps are one "outcome" cell (only the non-zero ones), numbers and times never
     # wrap, and the trigger is a filter (and on the run's page), not a column.
-    list_display = ("id", "source", "status_badge", "created_text", "duration_text",
+    list_display = ("run_number", "source", "status_badge", "created_text", "duration_text",
                     "progress", "outcome")
-    list_display_links = ("id", "source")
+    list_display_links = ("run_number", "source")
     list_filter = (("created_at", DateRangeFilter), "status", "source", "trigger", "dry_run")
     search_fields = ("source",)
     search_help_text = ("A buyer or seller number (exact) finds every run that touched it; "
@@ -96,7 +96,7 @@ class SyncRunAdmin(ConsoleModelAdmin):
     fieldsets = (
         (None, {"classes": ("run-grid",),
                 "fields": ("source", "target", "trigger", "state", "dry_run", "batch_size",
-                           "host", "request_id", "location", "message")}),
+                           "host", "request_id", "location", "message_text")}),
         ("Timing", {"classes": ("run-grid",),
                     "fields": ("created_at", "started_at", "finished_at", "duration_text",
                                "throughput_text", "phase_table")}),
@@ -107,7 +107,7 @@ class SyncRunAdmin(ConsoleModelAdmin):
     )
     readonly_fields = ("state", "status_badge", "duration_text", "logs", "error_table",
                        "throughput_text", "phase_table", "errors_table", "verification_table",
-                       "schema_table", "upload", "progress", "counts")
+                       "schema_table", "upload", "progress", "counts", "message_text")
 
     class Media:
         css = {"all": ("console/console.css",)}
@@ -157,6 +157,17 @@ class SyncRunAdmin(ConsoleModelAdmin):
             return queryset, False
         return queryset.filter(_runs_touching(term)), False
 
+    @admin.display(description="id", ordering="id")
+    def run_number(self, obj: SyncRun) -> str:
+        """An id, like a row number, keeps its digits bare (``run 1234`` everywhere)."""
+        return str(obj.pk)
+
+    @admin.display(description="message")
+    def message_text(self, obj: SyncRun) -> str:
+        """The run's message (redacted again, as every console page shows it) with its counts
+        grouped like every other number on the page."""
+        return formats.counts_in_text(self.message_redacted(obj))
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: SyncRun) -> str:
         return badge(obj.get_status_display(), RUN_TONES.get(obj.status, "muted"))
@@ -202,7 +213,10 @@ class SyncRunAdmin(ConsoleModelAdmin):
                 parts.append(format_html('<span class="nowrap console-bad">{} {}</span>',
                                          formats.number(n), name))
         if not parts:
-            return format_html('<span class="quiet">{}</span>', "no rows")
+            parts.append(format_html('<span class="quiet">{}</span>', "no rows"))
+        if obj.dry_run:  # an upload's preview: nothing was written
+            parts.insert(0, format_html('<span class="console-badge tone-info">{}</span>',
+                                        "dry run"))
         return format_html_join(" · ", "{}", ((p,) for p in parts))
 
     @admin.display(description="counts")
@@ -235,8 +249,9 @@ class SyncRunAdmin(ConsoleModelAdmin):
         rows = format_html_join(
             "", "<tr>{}</tr>",
             ((format_html_join("", "<td>{}</td>", ((cell,) for cell in (
-                formats.number(e.row_number) if e.row_number else formats.EMPTY,
-                e.natural_key, e.get_category_display(), e.column or formats.EMPTY,
+                formats.position(e.row_number),
+                format_html('<span class="nowrap">{}</span>', e.natural_key),
+                e.get_category_display(), e.column or formats.EMPTY,
                 *((_length(e),) if limits else ()), redact(e.reason)))),)
              for e in errors))
         head = format_html_join("", "<th>{}</th>", ((h,) for h in (
@@ -254,11 +269,17 @@ def _length(error: ErrorLog) -> str:
     return f"{formats.number(error.value_length)} / {formats.number(error.column_limit)}"
 
 
+class RowNumberMixin:
+    @admin.display(description="row", ordering="row_number")
+    def row(self, obj) -> str:
+        """A row number is a position in the sheet: no separator (``row 1350``)."""
+        return formats.position(obj.row_number)
+
+
 @admin.register(RecordLog)
-class RecordLogAdmin(RunLogAdmin):
-    list_display = ("run", "row_number", "natural_key", "action_badge", "object_id",
-                    "created_at")
-    list_display_links = ("row_number",)
+class RecordLogAdmin(RowNumberMixin, RunLogAdmin):
+    list_display = ("run", "row", "natural_key", "action_badge", "object_id", "created_at")
+    list_display_links = ("row",)
     list_filter = (("created_at", DateRangeFilter), "action", RunIdFilter, RunSourceFilter,
                    RunTriggerFilter, RunStatusFilter)
     search_fields = ("natural_key",)
@@ -269,10 +290,13 @@ class RecordLogAdmin(RunLogAdmin):
 
 
 @admin.register(ErrorLog)
-class ErrorLogAdmin(RunLogAdmin):
-    list_display = ("run", "source", "row_number", "natural_key", "category_badge", "code",
-                    "column", "length", "reason", "retryable", "created_at")
-    list_display_links = ("row_number",)
+class ErrorLogAdmin(RowNumberMixin, RunLogAdmin):
+    # NOTE: fits 1280 px beside both sidebars: the source and "retryable" are filters (and
+    # the run link names the run), the code is the category badge's tooltip; the reason is
+    # one line, cut, whole on hover (admin_base's <name>_brief).
+    list_display = ("run", "row", "natural_key", "category_badge", "column", "length",
+                    "reason", "created_at")
+    list_display_links = ("row",)
     list_filter = (("created_at", DateRangeFilter), "category", "source",
                    "retryable", RunIdFilter, RunTriggerFilter, RunStatusFilter)
     search_fields = ("natural_key",)
@@ -281,7 +305,8 @@ class ErrorLogAdmin(RunLogAdmin):
     @admin.display(description="category", ordering="category")
     def category_badge(self, obj: ErrorLog) -> str:
         tone = "warn" if obj.category in ErrorLog.RETRYABLE else "bad"
-        return badge(obj.get_category_display(), tone)
+        return format_html('<span title="{}">{}</span>', obj.code or "",
+                           badge(obj.get_category_display(), tone))
 
     @admin.display(description="length / limit")
     def length(self, obj: ErrorLog) -> str:
