@@ -1,12 +1,28 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
+from django.views.decorators.http import require_safe
 from django.views.generic import RedirectView
 
 from catalog.api import api as catalog_api
+from config.env import ROOT
 from config.health import health_view, metrics_view
+
+# The console's icon (static/favicon.svg; admin pages link it): browsers that ask for
+# /favicon.ico on their own get it too, instead of a 404 on every page.
+FAVICON = (ROOT / "static" / "favicon.svg").read_bytes()
+
+
+@require_safe
+def favicon_view(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(FAVICON, content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("favicon.ico", favicon_view, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/sync/", include("sync.console.api_urls")),
     path("health/", health_view, name="health"),

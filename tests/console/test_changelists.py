@@ -156,3 +156,11 @@ def test_long_texts_are_cut_with_the_whole_text_on_hover(browser, live_server) -
         assert shown.endswith("…") and len(shown) < len(LONG_REASON)
     finally:
         connections.close_all()
+
+
+@pytest.mark.django_db
+def test_the_favicon_is_served_instead_of_a_404(client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/svg+xml"
+    assert response.content.startswith(b"<svg") and b"<title>syncops</title>" in response.content
