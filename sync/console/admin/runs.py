@@ -292,10 +292,11 @@ class RecordLogAdmin(RowNumberMixin, RunLogAdmin):
 @admin.register(ErrorLog)
 class ErrorLogAdmin(RowNumberMixin, RunLogAdmin):
     # NOTE: fits 1280 px beside both sidebars: the source and "retryable" are filters (and
-    # the run link names the run), the code is the category badge's tooltip; the reason is
-    # one line, cut, whole on hover (admin_base's <name>_brief).
-    list_display = ("run", "row", "natural_key", "category_badge", "column", "length",
-                    "reason", "created_at")
+    # the run link names the run), the code is the category badge's tooltip, a value's
+    # length / limit goes with its column; the reason is one line, cut, whole on hover
+    # (admin_base's <name>_brief).
+    list_display = ("run", "row", "natural_key", "category_badge", "column_text", "reason",
+                    "created_at")
     list_display_links = ("row",)
     list_filter = (("created_at", DateRangeFilter), "category", "source",
                    "retryable", RunIdFilter, RunTriggerFilter, RunStatusFilter)
@@ -311,3 +312,12 @@ class ErrorLogAdmin(RowNumberMixin, RunLogAdmin):
     @admin.display(description="length / limit")
     def length(self, obj: ErrorLog) -> str:
         return _length(obj)
+
+    @admin.display(description="column", ordering="column")
+    def column_text(self, obj: ErrorLog) -> str:
+        """The column, and for a value too long for it its length / limit: ``Email 61 / 50``."""
+        if not obj.column_limit or obj.value_length is None:
+            return obj.column or formats.EMPTY
+        return format_html('{} <span class="console-sub">{} chars, limit {}</span>',
+                           obj.column or formats.EMPTY, formats.number(obj.value_length),
+                           formats.number(obj.column_limit))
