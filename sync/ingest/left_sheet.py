@@ -114,13 +114,19 @@ def _other_runs(config, *, exclude: int | None = None) -> tuple[list[int], str]:
     return runs, ""
 
 
-def _left_sql(config, sheet: str, sheet_params: list, other_runs: list[int]) -> tuple[str, list]:
-    """``SELECT id, key`` of the live target rows that neither this sheet (``sheet``: a
-    ``FROM … WHERE`` over rows ``s`` with a ``natural_key``) nor the other sources' runs have."""
+def _left_sql(config, *, run_id: int | None = None, keys: list[str] | None = None,
+              other_runs: list[int]) -> tuple[str, list]:
+    """``SELECT id, key`` of the live target rows that neither this sheet (the keys of the run
+    ``run_id``'s record logs, or ``keys``) nor the other sources' runs have."""
     meta = config.model._meta
     key = _q(meta.get_field(config.natural_key).column)
-    where = [f"NOT EXISTS (SELECT 1 FROM {sheet} AND s.natural_key = t.{key})"]  # noqa: S608
-    params = list(sheet_params)
+    if run_id is not None:
+        where = [("NOT EXISTS (SELECT 1 FROM sync_record_logs s"  # noqa: S608
+                  f" WHERE s.run_id = %s AND s.natural_key = t.{key})")]
+        params: list = [run_id]
+    else:
+        # Hashed by PostgreSQL (15+) for a long array: one pass, no temporary table.
+        where, params = [f"t.{key} <> ALL(%s::text[])"], [keys]
     if other_runs:
         where.append("NOT EXISTS (SELECT 1 FROM sync_record_logs o"  # noqa: S608
                      f" WHERE o.run_id = ANY(%s) AND o.natural_key = t.{key})")
@@ -140,13 +146,13 @@ def _summarize(sql: str, params: list, limit: int | None) -> Found:
     return Found(count, list(keys))
 
 
-def in_table(config, table: str) -> Found:
-    """The rows of the target that the sheet whose keys are in the temporary table ``table``
-    (a ``natural_key`` column) does not have, every key listed (``sync_find_missing``)."""
+def in_sheet(config, keys: list[str]) -> Found:
+    """The rows of the target that a sheet holding ``keys`` does not have, every key listed
+    (``sync_find_missing``)."""
     others, unchecked = _other_runs(config)
     if unchecked:
         return Found(unchecked=unchecked)
-    sql, params = _left_sql(config, f"{table} s WHERE true", [], others)
+    sql, params = _left_sql(config, keys=keys, other_runs=others)
     return _summarize(sql, params, None)
 
 
@@ -161,7 +167,7 @@ def after_run(config, run_id: int) -> dict:
                        run_id, unchecked)
         return {"action": "not checked", "reason": unchecked}
     dry = SyncRun.objects.filter(pk=run_id, dry_run=True).exists()
-    sql, params = _left_sql(config, "sync_record_logs s WHERE s.run_id = %s", [run_id], others)
+    sql, params = _left_sql(config, run_id=run_id, other_runs=others)
     result: dict = {}
     option = config.left_sheet
     failed = option == SOFT_DELETE and RecordLog.objects.filter(

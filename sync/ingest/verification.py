@@ -30,7 +30,6 @@ from sync.ingest.validation import RowValidator, ValidRow
 
 LISTED = 100  # keys listed per category in a result (all are counted)
 CHUNK = 5000
-SHEET_KEYS = "sync_find_missing_keys"  # a temporary table: find_missing's sheet keys
 
 
 def _q(name: str) -> str:
@@ -209,11 +208,6 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
     table, key, _pk = _target(config)
     report = MissingReport(config.name)
     seen: set[str] = set()
-    with connection.cursor() as cursor:
-        # The sheet's keys, for the rows it no longer has (dropped at the end).
-        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {SHEET_KEYS}"
-                       " (natural_key text PRIMARY KEY)")
-        cursor.execute(f"TRUNCATE {SHEET_KEYS}")
     keyed: Iterable = ((number, validator.key_of(cells)) for number, cells in source.rows())
     while chunk := list(itertools.islice(keyed, CHUNK)):
         report.sheet_rows += len(chunk)
@@ -229,9 +223,6 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
                 f"SELECT k FROM unnest(%s::text[]) AS k WHERE NOT EXISTS ("  # noqa: S608
                 f" SELECT 1 FROM {table} t WHERE t.{key} = k)", [list(first_rows)])
             report.missing += [(k, first_rows[k]) for (k,) in cursor.fetchall()]
-            with cursor.copy(f"COPY {SHEET_KEYS} (natural_key) FROM STDIN") as copy:
-                for value in first_rows:
-                    copy.write_row((value,))
     if report.sheet_rows and not seen:
         msg = (f"{config.name}: the {config.key_column!r} column of {source.location} is empty "
                f"on all {report.sheet_rows} rows; nothing was compared")
@@ -241,9 +232,6 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608
         report.table_rows = cursor.fetchone()[0]
-        cursor.execute(f"ANALYZE {SHEET_KEYS}")
-    report.left = left_sheet.in_table(config, SHEET_KEYS)
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE {SHEET_KEYS}")
+    report.left = left_sheet.in_sheet(config, list(seen))
     report.missing.sort(key=lambda item: item[1])
     return report
