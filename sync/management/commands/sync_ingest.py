@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.ingest.exceptions import IngestError, SyncAlreadyRunningError
 from sync.ingest.pipeline import request_cancel, run_ingest
-from sync.management.commands._progress import bar
+from sync.management.commands._progress import ProgressLine, bar
 from sync.models import SyncRun
 
 
@@ -35,21 +35,20 @@ class Command(BaseCommand):
             self.stdout.write(f"run {cancel}: cancel requested; it stops after its batch")
             return
 
+        line = ProgressLine(self.stdout, enabled=verbosity >= 1)
+
         def progress(run: SyncRun) -> None:
-            if verbosity >= 1:
-                self.stdout.write(f"\r{source:12} {bar(run.rows_done, run.rows_total)}",
-                                  ending="")
+            line.show(f"{source:12} {bar(run.rows_done, run.rows_total)}")
 
         try:
-            run = run_ingest(source, file=file, dry_run=dry_run, batch_size=batch_size,
-                             progress=progress)
+            with line:
+                run = run_ingest(source, file=file, dry_run=dry_run, batch_size=batch_size,
+                                 progress=progress)
         except SyncAlreadyRunningError as e:
             raise CommandError(str(e)) from e
         except IngestError as e:
             msg = f"{e}. Check {source!r} in SYNC_INGEST_SOURCES_FILE."
             raise CommandError(msg) from e
-        if verbosity >= 1:
-            self.stdout.write("")
         self.stdout.write(describe(run))
         if run.status == SyncRun.Status.FAILED:
             msg = f"run {run.pk} failed: {run.message}"

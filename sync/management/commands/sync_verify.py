@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.cache.declaration import synced_models
 from sync.cache.services import verify_models
-from sync.management.commands._progress import bar, engine_errors
+from sync.management.commands._progress import ProgressLine, bar, engine_errors
 
 
 class Command(BaseCommand):
@@ -26,15 +26,14 @@ class Command(BaseCommand):
                 self.stdout.write(f"{spec.label}  tier {int(spec.tier)}  ttl {spec.ttl}s")
             return
 
-        def progress(report, total) -> None:
-            if verbosity >= 2:
-                self.stdout.write(f"\r{report.label:24} {bar(report.rows, total)}", ending="")
+        line = ProgressLine(self.stdout, enabled=verbosity >= 2)
 
-        with engine_errors():
+        def progress(report, total) -> None:
+            line.show(f"{report.label:24} {bar(report.rows, total)}")
+
+        with engine_errors(), line:
             reports = verify_models(models or None, repair=repair, batch_size=batch_size,
                                     progress=progress)
-        if verbosity >= 2:
-            self.stdout.write("")
         for report in reports:
             self.stdout.write(str(report))
             if verbosity >= 1:

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.cache import autowarm
 from sync.cache.services import warm_models
-from sync.management.commands._progress import bar, engine_errors
+from sync.management.commands._progress import ProgressLine, bar, engine_errors
 
 
 class Command(BaseCommand):
@@ -28,14 +28,13 @@ class Command(BaseCommand):
             return
         started = time.perf_counter()
 
-        def progress(state) -> None:
-            if verbosity >= 1:
-                self.stdout.write(f"\r{state.label:24} {bar(state.done, state.total)}", ending="")
+        line = ProgressLine(self.stdout, enabled=verbosity >= 1)
 
-        with engine_errors():
+        def progress(state) -> None:
+            line.show(f"{state.label:24} {bar(state.done, state.total)}")
+
+        with engine_errors(), line:
             results = warm_models(models or None, batch_size=batch_size, progress=progress)
-        if verbosity >= 1:
-            self.stdout.write("")
         elapsed = time.perf_counter() - started
         rows = sum(r.done for r in results)
         self.stdout.write(
@@ -48,16 +47,16 @@ class Command(BaseCommand):
             msg = "--cold warms every synced model; name no model with it"
             raise CommandError(msg)
 
+        line = ProgressLine(self.stdout, enabled=verbosity >= 1)
+
         def progress(state: autowarm.WarmState) -> None:
-            if verbosity >= 1:
-                self.stdout.write(f"\r{bar(state.done, state.total)}", ending="")
+            line.show(bar(state.done, state.total))
 
         with engine_errors():
             before = autowarm.state()
             if before.running:
                 self.stdout.write(f"another warm is running: {before.describe()}")
                 return
-            after = autowarm.run_warm(batch_size=batch_size, progress=progress)
-        if verbosity >= 1:
-            self.stdout.write("")
+            with line:
+                after = autowarm.run_warm(batch_size=batch_size, progress=progress)
         self.stdout.write(f"was: {before.describe()}\nnow: {after.describe()}")
