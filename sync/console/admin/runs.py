@@ -315,9 +315,9 @@ class ErrorLogAdmin(RowNumberMixin, RunLogAdmin):
 
     @admin.display(description="column", ordering="column")
     def column_text(self, obj: ErrorLog) -> str:
-        """The column, and for a value too long for it its length / limit: ``Email 61 / 50``."""
+        """The column, and under it for a value too long for it its length / limit
+        (``61 / 50``, as on the run's page)."""
         if not obj.column_limit or obj.value_length is None:
             return obj.column or formats.EMPTY
-        return format_html('{} <span class="console-sub">{} chars, limit {}</span>',
-                           obj.column or formats.EMPTY, formats.number(obj.value_length),
-                           formats.number(obj.column_limit))
+        return format_html('{} <span class="console-sub" title="length / limit">{}</span>',
+                           obj.column or formats.EMPTY, _length(obj))
