@@ -12,10 +12,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
+
+from sync.console import formats
+
+
+def _when(value: object) -> str:
+    """A time as the console writes it (a row not yet read back holds its database default)."""
+    return formats.when(value) if isinstance(value, datetime) else str(value)
+
 
 MIN_INTERVAL = 60  # seconds: a shorter schedule would overlap its own runs
 
@@ -96,7 +106,7 @@ class AlertMail(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.alert_type} [{self.source}] mailed {self.last_sent_at}"
+        return f"{self.alert_type} [{self.source}] mailed {_when(self.last_sent_at)}"
 
 
 class SyncConfig(models.Model):
@@ -175,7 +185,7 @@ class SyncMetric(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"run {self.run_id} {self.source} {self.duration_seconds:.1f}s"
+        return f"run {self.run_id} {self.source} {formats.duration(self.duration_seconds)}"
 
 
 class SyncHealthMetric(models.Model):
@@ -198,4 +208,4 @@ class SyncHealthMetric(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"health {self.source} {self.checked_at}"
+        return f"health {self.source} {_when(self.checked_at)}"

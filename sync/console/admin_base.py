@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,7 +24,8 @@ from django.db import models
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from sync.cache.declaration import spec_for
 from sync.cache.exceptions import CacheUnavailableError
@@ -70,6 +73,52 @@ def brief(text: str, limit: int = BRIEF_CHARS) -> str:
     cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
     return format_html('<span class="console-brief" title="{}">{}…</span>', text,
                        cut.rstrip(",;:"))
+
+
+ISO_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
+
+
+def _console_time(match: re.Match) -> str:
+    """An ISO time in a text (``2026-12-07T02:16:57.88Z``) as the console writes times."""
+    try:
+        value = dt.datetime.fromisoformat(match.group(0).replace("Z", "+00:00"))
+    except ValueError:
+        return match.group(0)
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, dt.UTC)
+    return formats.when(value)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bool) or value is None:
+        return formats.EMPTY if value is None else ("yes" if value else "no")
+    if isinstance(value, int | float):
+        return formats.number(value)
+    return readable(value) or formats.EMPTY
+
+
+def json_table(value: object) -> str:
+    """A stored JSON value as a small table: ``{field: [before, after]}`` (a change log) as
+    field | before | after, a list of objects (an order's items) with a column per key, an
+    object as name | value; anything else as text."""
+    if value in (None, {}, []):
+        return formats.EMPTY
+    table = '<table class="console-json"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>'
+    head = "<th>{}</th>"
+    if isinstance(value, dict):
+        pairs = all(isinstance(v, list) and len(v) == 2 for v in value.values())
+        heads = ("field", "before", "after") if pairs else ("name", "value")
+        rows = [(key, *(item if pairs else (item,))) for key, item in value.items()]
+    elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        heads = tuple(dict.fromkeys(key for item in value for key in item))
+        rows = [tuple(item.get(key) for key in heads) for item in value]
+    else:
+        return readable(value)
+    return format_html(
+        table, format_html_join("", head, ((h,) for h in heads)),
+        format_html_join("", "<tr>{}</tr>", (
+            (format_html_join("", "<td>{}</td>", ((_cell(c),) for c in row)),)
+            for row in rows)))
 
 
 def pii_kind(field_name: str) -> str:
@@ -283,6 +332,7 @@ class ConsoleModelAdmin(PiiMaskingMixin, GuardedLookupsMixin, admin.ModelAdmin):
         super().__init__(model, admin_site)
         self._install_masks(model)
         self._install_formats(model)
+        self._install_tables(model)
 
     # ------------------------------------------------------------------ list formats
     # A list column that is a model's time or whole-number field is shown in the console's one
@@ -328,6 +378,69 @@ class ConsoleModelAdmin(PiiMaskingMixin, GuardedLookupsMixin, admin.ModelAdmin):
         display.short_description = field.verbose_name  # type: ignore[attr-defined]
         display.admin_order_field = field.name  # type: ignore[attr-defined]
         return display
+
+    # ------------------------------------------------------------------ JSON as tables
+    # A JSON field a person only reads (a change log's changes, a snapshot, an order's items,
+    # an event's details) is a table on its page, never JSON text.
+    TABLE_SUFFIX = "_table"
+
+    def _install_tables(self, model: type[Model]) -> None:
+        self._json_fields: set[str] = set()
+        for field in model._meta.concrete_fields:
+            if isinstance(field, models.JSONField) and field.name not in self.pii_fields:
+                setattr(self, f"{field.name}{self.TABLE_SUFFIX}", self._table_display(field))
+                self._json_fields.add(field.name)
+
+    @staticmethod
+    def _table_display(field: models.Field) -> Callable[[Model], str]:
+        def display(obj: Model) -> str:
+            return json_table(getattr(obj, field.name))
+
+        display.short_description = field.verbose_name  # type: ignore[attr-defined]
+        return display
+
+    def _table_names(self, request: HttpRequest, obj: Model | None) -> set[str]:
+        """The JSON fields shown as tables on this page: those nobody edits here."""
+        if obj is None or not self._json_fields:
+            return set()
+        if not self.has_change_permission(request, obj):
+            return set(self._json_fields)
+        return self._json_fields & set(super().get_readonly_fields(request, obj))
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None):
+        fieldsets = super().get_fieldsets(request, obj)
+        tables = self._table_names(request, obj)
+        if not tables:
+            return fieldsets
+
+        seen: set[str] = set()
+
+        def swap(name: str) -> str | None:
+            name = f"{name}{self.TABLE_SUFFIX}" if name in tables else name
+            # NOTE: without declared fieldsets Django lists the form's fields and then the
+            # read-only ones: a swapped field would come twice.
+            if name in seen:
+                return None
+            seen.add(name)
+            return name
+
+        swapped = []
+        for title, options in fieldsets:
+            fields = []
+            for entry in options["fields"]:
+                if isinstance(entry, list | tuple):
+                    row = tuple(n for n in map(swap, entry) if n)
+                    if row:
+                        fields.append(row)
+                elif (name := swap(entry)) is not None:
+                    fields.append(name)
+            swapped.append((title, {**options, "fields": fields}))
+        return swapped
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return readonly + [f"{name}{self.TABLE_SUFFIX}"
+                           for name in sorted(self._table_names(request, obj))]
 
     def _formatted_name(self, name: object) -> object:
         if isinstance(name, str) and name in self._formatted:
@@ -402,8 +515,8 @@ class SyncedModelAdmin(ConsoleModelAdmin):
 
         # NOTE: an intent's last error is stored redacted; redacted again for the page, as
         # every free text of the console is (a bug upstream must not put PII on a page).
-        return format_html('<pre class="sync-inspect">{}</pre>',
-                           redact("\n".join(row_state(type(obj), obj.pk).lines())))
+        text = redact("\n".join(row_state(type(obj), obj.pk).lines()))
+        return format_html('<pre class="sync-inspect">{}</pre>', ISO_TIME.sub(_console_time, text))
 
     @admin.action(permissions=["operate"], description="Resync selected rows to the cache")
     def resync_to_cache(self, request: HttpRequest, queryset: QuerySet) -> None:

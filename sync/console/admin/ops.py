@@ -195,6 +195,9 @@ class SyncMetricAdmin(ConsoleModelAdmin):
     search_fields = ("source",)
     ordering = ("-finished_at",)
     date_hierarchy = "finished_at"
+    fields = ("run", "source", "status_badge", "finished_at", "duration", "rate",
+              ("rows_total", "failed"), "phase_ms", "errors_by_category")
+    readonly_fields = ("run", "status_badge", "duration", "rate")
 
     @admin.display(description="run", ordering="run_id")
     def run(self, obj: SyncMetric) -> str:
@@ -222,6 +225,10 @@ class SyncHealthMetricAdmin(ConsoleModelAdmin):
     search_fields = ("source",)
     ordering = ("-checked_at",)
     date_hierarchy = "checked_at"
+    fields = ("source", "checked_at", "in_sheet", "in_database", "gaps_badge", "errors",
+              "success", "retries", "failed_for_good")
+    readonly_fields = ("in_sheet", "in_database", "gaps_badge", "errors", "success", "retries",
+                       "failed_for_good")
 
     @admin.display(description="gaps", ordering="gaps")
     def gaps_badge(self, obj: SyncHealthMetric) -> str:
