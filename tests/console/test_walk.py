@@ -276,7 +276,7 @@ class Walk:
         try:
             self.page.wait_for_selector('[data-check="PostgreSQL"] .dot:not(.dot-wait)',
                                         timeout=WAIT)
-        except Exception:  # noqa: BLE001 (Playwright's TimeoutError: reported as a finding)
+        except Exception:  # noqa: BLE001 (Playwright's TimeoutError: a finding)
             found.append("the service checks never arrived (the first refresh failed)")
 
     def _icon(self, href: str | None) -> list[str]:
@@ -345,7 +345,8 @@ def _texts(*texts: str, column: str = "", href: str = "") -> walk_checks.Measure
     "4140 rows", "throughput 9109.058663715743", "Dec. 6, 2026, 8:55 p.m.", "8:55:14 PM",
     "took 0.454 s", "2026-12-06T20:54:21Z", "2026-12-06 20:54", "updated 20:54:21",
     "3 seconds", "12.0 s", "99.2 %", "0:00:03.450000", "2026-12-06 20:54:21.123456+00:00",
-    '{"gaps": 4}', "{'fetch': 0.1}", "2.4s", "sheet 4139 vs database 4140"])
+    '{"gaps": 4}', "{'fetch': 0.1}", "2.4s", "sheet 4139 vs database 4140", "1352 rows",
+    "B-00201: 202, 1352"])
 def test_the_checks_flag_what_the_issue_saw(text: str) -> None:
     measure = _texts(text)
     assert walk_checks.formats(measure) + walk_checks.raw_json(measure), text
@@ -358,7 +359,7 @@ def test_the_checks_flag_what_the_issue_saw(text: str) -> None:
     ("9,109 rows/s", "", ""), ("99.2%", "", ""), ("99.991%", "", ""), ("run 1234", "", ""),
     ("1234", "field-id", ""), ("1352", "field-row Row", ""), ("1234", "", "/admin/x/1234/"),
     ("version 1473", "", ""), ("2026", "", ""), ("10.0.0.1", "", ""), ("46.21", "", ""),
-    ("2026-12-06", "", "")])
+    ("2026-12-06", "", ""), ("B-00201: rows 202, 1352", "", "")])
 def test_the_checks_leave_keys_ids_and_the_console_formats_alone(text: str, column: str,
                                                                  href: str) -> None:
     measure = _texts(text, column=column, href=href)

@@ -80,7 +80,7 @@ MEASURE_JS = r"""
 @dataclass
 class Measure:
     vw: int
-    scrollWidth: int  # noqa: N815 (the browser's name)
+    scrollWidth: int  # noqa: N815 (the browser's names)
     contentScroll: int  # noqa: N815
     contentClient: int  # noqa: N815
     content: str
@@ -123,8 +123,9 @@ KEY_COLUMN = re.compile(r"\bfield-(?:id|pk|object_pk|object_id|natural_key|key|s
                         r"|\w+_id|ip|path)\b|(?:^|\s)(?:ID|#|Row|Key|Line|Run|Version)$",
                         re.IGNORECASE)
 # Words that make the number after them an identifier: "run 1234", "row 1352", "version 1473".
-KEY_WORD = re.compile(r"(?:\b(?:version|run|row|line|id|pk|intent|alert|pid|port)|#)\s*$",
-                      re.IGNORECASE)
+# ("rows 202, 1352": a list of sheet rows; "1352 rows" is a count and is flagged.)
+KEY_WORD = re.compile(r"(?:\b(?:version|run|rows?|lines?|id|pk|intent|alert|pid|port)|#)"
+                      r"(?:\s+\d+,)*\s*$", re.IGNORECASE)
 
 TIME_FORMS = [
     (re.compile(r"\b(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.? \d{1,2}\b"
