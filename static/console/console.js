@@ -210,9 +210,8 @@
     failed: "error", refused: "error", cancelled: "warning" };
 
   /* A run's state in a sentence, for the message that announced it ("queued…"). */
-  function runSentence(run) {
-    var head = "Run " + run.id + " of " + run.source + ": ";
-    if (run.status === "pending") { return head + "queued, waiting for a worker."; }
+  function runSentence(run, upload) {
+    var head = "Run " + run.id + " of " + run.source + (upload ? " (upload " + upload + ")" : "") + ": ";
     if (!run.finished) {
       return head + (run.cancel_requested ? "cancelling" : "running") + (run.phase ? ", phase " + run.phase : "") +
         ", " + run.percent + "% (" + F.number(run.rows_done) + " of " + F.number(run.rows_total) + " rows).";
@@ -226,13 +225,16 @@
 
   /* The messages about this run (tagged "run-<id>" by the views) say what it is doing now. */
   function runMessages(root, run) {
+    if (run.status === "pending") { return; }  // "queued: a worker starts it shortly" is true
     Array.prototype.forEach.call(document.querySelectorAll(".messagelist li.run-" + run.id), function (item) {
-      item.textContent = runSentence(run);
+      var upload = /(?:^| )upload-(\d+)(?: |$)/.exec(item.className);
+      item.textContent = runSentence(run, upload ? upload[1] : null);
       if (run.finished && root.dataset.runUrl) {
         item.appendChild(el("a", { href: root.dataset.runUrl.replace(/\/0\/change\/$/, "/" + run.id + "/change/") },
           ["Open the run's page"]));
       }
-      item.className = "console-run-message run-" + run.id + " " + (MESSAGE_LEVELS[run.status] || "info");
+      item.className = "console-run-message run-" + run.id + (upload ? " upload-" + upload[1] : "") +
+        " " + (MESSAGE_LEVELS[run.status] || "info");
     });
   }
 

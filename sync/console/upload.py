@@ -274,7 +274,7 @@ def upload_confirm(request: HttpRequest, upload_id: int) -> HttpResponse:
         transaction.on_commit(partial(_enqueue, upload_id=upload.pk, run=run))
     messages.success(request, f"Run {run.pk} of {upload.source} queued with upload "
                               f"{upload.pk}: a worker starts it shortly.",
-                     extra_tags=run_message_tag(run.pk))
+                     extra_tags=run_message_tag(run.pk, upload_id=upload.pk))
     return HttpResponseRedirect(_sync_url(upload.source, run.pk))
 
 

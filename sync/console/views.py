@@ -135,9 +135,11 @@ def sync_start(request: HttpRequest, source: str) -> HttpResponse:
     return HttpResponseRedirect(_sync_url(source, run.pk))
 
 
-def run_message_tag(run_id: int) -> str:
-    """The class of a message about a run, which the sync page keeps up to date."""
-    return f"console-run-message run-{run_id}"
+def run_message_tag(run_id: int, *, upload_id: int | None = None) -> str:
+    """The classes of a message about a run, which the sync page keeps up to date (naming
+    the upload the run reads, if any)."""
+    upload = f" upload-{upload_id}" if upload_id else ""
+    return f"console-run-message run-{run_id}{upload}"
 
 
 @require_POST
