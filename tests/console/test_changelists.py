@@ -11,6 +11,7 @@ events, buyers, sellers, properties, customers, orders and parts. Screenshots go
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 from django.db import connections
@@ -150,7 +151,7 @@ def test_long_texts_are_cut_with_the_whole_text_on_hover(browser, live_server) -
         demo_like_rows()
         page = _login(browser, live_server)
         page.goto(live_server.url + reverse("admin:sync_errorlog_changelist"))
-        cell = page.locator("#result_list td.field-reason_brief span[title]").first
+        cell = page.locator('#result_list td[class*="reason_brief"] span[title]').first
         assert cell.get_attribute("title") == LONG_REASON
         shown = cell.inner_text()
         assert shown.endswith("…") and len(shown) < len(LONG_REASON)
@@ -164,3 +165,46 @@ def test_the_favicon_is_served_instead_of_a_404(client) -> None:
     assert response.status_code == 200
     assert response["Content-Type"] == "image/svg+xml"
     assert response.content.startswith(b"<svg") and b"<title>syncops</title>" in response.content
+
+
+RAW_JSON = re.compile(r"""\{\s*["'][^"'\n]{1,60}["']\s*:|\[\s*\{\s*["']""")
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+def test_read_only_pages_fit_and_show_no_json(browser, live_server) -> None:
+    """A change log's changes, a snapshot, an order's items, an event's details: tables or
+    sentences, never JSON; times in the console's form; nothing wider than the window."""
+    from catalog.models import CatalogChange, PartContentVersion
+    from sync.models import SecurityEvent, StaffAction, SyncHealthMetric, SyncMetric
+    from sync.ops.config import config_for
+
+    try:
+        objects = demo_like_rows()
+        CatalogChange.objects.update(changes={"name": ["Canary bolt", "Canary bolt M6"],
+                                              "price": ["1.00", "1.25"]})
+        pages = [config_for("engine"), config_for("buyers"), CatalogChange.objects.first(),
+                 PartContentVersion.objects.first(), objects["order"], objects["part"],
+                 SyncHealthMetric.objects.first(), SyncMetric.objects.first(),
+                 StaffAction.objects.first(), SecurityEvent.objects.last(), objects["alert"]]
+        page = _login(browser, live_server)
+        misfits = {}
+        for obj in pages:
+            meta = obj._meta
+            name = f"{meta.app_label}-{meta.model_name}-{obj.pk}-change"
+            page.goto(live_server.url + reverse(
+                f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk]))
+            page.wait_for_selector("#content-main")
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+            fit = page.evaluate(FIT)
+            # What the page says, not what a form's inputs hold (a superuser edits an order)
+            # nor the hint under such an input.
+            text = page.evaluate("""() => { const main = document.querySelector('#content-main')
+                .cloneNode(true); main.querySelectorAll('textarea, input, select, .help')
+                .forEach(e => e.remove()); document.body.appendChild(main);
+                const text = main.innerText; main.remove(); return text; }""")
+            found = [*RAW_JSON.findall(text), *ISO_TIME.findall(text)]
+            if fit["content"] > fit["client"] or fit["page"] > fit["window"] or found:
+                misfits[name] = {**fit, "found": found[:3]}
+        assert not misfits, "\n".join(f"{label}: {fit}" for label, fit in misfits.items())
+    finally:
+        connections.close_all()

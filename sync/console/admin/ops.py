@@ -119,7 +119,7 @@ class SyncConfigAdmin(ConsoleModelAdmin):
     pii_fields = roles.CONFIG_PII_FIELDS  # masked and read-only without the PII role
     pii_kinds = {"recipients": "emails"}
     ENGINE_FIELDSETS = (
-        (None, {"fields": (("source", "version", "updated_at"), "enabled", "interval_seconds",
+        (None, {"fields": ("source", "version", "updated_at", "enabled", "interval_seconds",
                            "recipients"),
                 "description": "The engine: the checks of the cache's retry queue and the log "
                                "retention, for every source at once. Each source's schedule, "
@@ -129,7 +129,7 @@ class SyncConfigAdmin(ConsoleModelAdmin):
         ("Retention", {"fields": ("retention_days",)}),
     )
     SOURCE_FIELDSETS = (
-        (None, {"fields": (("source", "version", "updated_at"), "enabled", "interval_seconds",
+        (None, {"fields": ("source", "version", "updated_at", "enabled", "interval_seconds",
                            "batch_size", "auto_recovery", "recipients"),
                 "description": "One source's sync. The cache's retry-queue thresholds and the "
                                "log retention apply to every source: they are on the engine "
@@ -139,6 +139,27 @@ class SyncConfigAdmin(ConsoleModelAdmin):
             "permanent_failure_threshold", "long_run_minutes", "degradation_ratio")}),
     )
     readonly_fields = ("source", "version", "updated_at")
+
+    def __init__(self, model: type[SyncConfig], admin_site: admin.AdminSite) -> None:
+        super().__init__(model, admin_site)
+        masked = self.recipients_masked
+
+        def recipients(obj: SyncConfig) -> str:
+            # Masked for a role without PII; an empty list says where alerts go instead.
+            return masked(obj) or "none set: alerts go to SYNC_ALERT_RECIPIENTS"
+
+        recipients.short_description = masked.short_description
+        self.recipients_masked = recipients
+
+    def get_form(self, request: HttpRequest, obj: SyncConfig | None = None, change: bool = False,
+                 **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "interval_seconds" in form.base_fields:  # what the schedule runs, on this row
+            form.base_fields["interval_seconds"].help_text = (
+                "Seconds between two ops checks (alerts, health checks)."
+                if obj is not None and is_engine(obj.source)
+                else "Seconds between two scheduled syncs of this source.")
+        return form
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         engine_first = Case(When(source=SyncConfig.ENGINE, then=Value(0)), default=Value(1))
