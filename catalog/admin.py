@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from catalog.models import CatalogChange, Part, PartContentVersion, StockLevel
 from sync.console import formats
 from sync.console.admin.filters import DateRangeFilter
-from sync.console.admin_base import ConsoleModelAdmin, SyncedModelAdmin
+from sync.console.admin_base import ConsoleModelAdmin, SyncedModelAdmin, badge
 
 
 def _stock_level(part: Part) -> StockLevel | None:
@@ -44,8 +44,10 @@ class RowVersionColumn:
 
 @admin.register(Part)
 class PartAdmin(SyncedModelAdmin):
+    # NOTE: fits 1280 px beside both sidebars with the action column: active / inactive /
+    # deleted is one pill.
     list_display = ("sku", "name", "price", "stock_quantity", "stock_available", "in_stock",
-                    "is_active", "deleted_at", "content_version")
+                    "state", "content_version")
     list_select_related = ("stock_level",)
     # Soft-deleted parts stay here (the public API and Redis no longer have them).
     list_filter = ("is_active", ("deleted_at", admin.EmptyFieldListFilter),
@@ -62,6 +64,13 @@ class PartAdmin(SyncedModelAdmin):
         latest = PartContentVersion.objects.filter(part=OuterRef("pk")).order_by(
             "-number").values("number")[:1]
         return super().get_queryset(request).annotate(content_number=Subquery(latest))
+
+    @admin.display(description="state", ordering="deleted_at")
+    def state(self, part: Part) -> str:
+        if part.deleted_at is not None:
+            return format_html('<span title="deleted {}">{}</span>', formats.when(part.deleted_at),
+                               badge("deleted", "bad"))
+        return badge("active", "ok") if part.is_active else badge("inactive", "muted")
 
     @admin.display(description="content version", ordering="content_number")
     def content_version(self, part: Part) -> str:
