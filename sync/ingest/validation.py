@@ -217,8 +217,8 @@ class RowValidator:
                 issues.append(e.issue)
                 append(None)
         key = values[self.key_index] or ""
-        if self._key_pattern and key and not issues_for(issues, self.key_header) and (
-                not self._key_pattern.fullmatch(key)):
+        if self._key_pattern and key and (not issues or not issues_for(
+                issues, self.key_header)) and not self._key_pattern.fullmatch(key):
             issues.append(Issue(Category.VALIDATION, "pattern", self.key_header,
                                 f"does not match the pattern {self._key_pattern.pattern}",
                                 len(key)))

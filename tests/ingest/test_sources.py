@@ -150,3 +150,59 @@ def test_sheets_without_an_api_key_are_refused_clearly(settings, sheets_server) 
     assert run.status == "failed"
     assert "HTTP 403 PERMISSION_DENIED" in run.message
     assert "key=" not in "".join(sheets_server.requests)
+
+
+@pytest.mark.django_db
+def test_a_runs_deferred_decoding_check_finds_what_the_check_ahead_found(tmp_path) -> None:
+    """A run checks a CSV file's UTF-8 with its key pre-scan's read (prescan(deferred=True),
+    read_lines): the same encoding error, the same detected code page, the same rows."""
+    from sync.ingest.pipeline.keys import SheetKeys, read_key_lines
+
+    def keys_of(source: CsvSource) -> SheetKeys:
+        found = SheetKeys()
+        source.read_lines(lambda lines: read_key_lines(lines, 0, found))
+        return found
+
+    path = tmp_path / "office.csv"
+    # Past the first chunk a header read decodes (8 KiB): found by the pre-scan's read.
+    filler = b"".join(b"B-%05d,name\n" % n for n in range(3, 2000))
+    path.write_bytes(b"Buyer Number,Name\nB-00001,a\n" + filler + b"B-02000,b\x81c\n")
+    source = CsvSource(str(path), encoding=None, delimiter=None,
+                       expected_headers=("Buyer Number", "Name"))
+    assert source.prescan(deferred=True).encoding == "utf-8-sig"  # not read yet
+    assert source.headers() == ["Buyer Number", "Name"]
+    with pytest.raises(SourceUnavailableError,
+                       match="byte 0x81 at line 2000 cannot be decoded"):
+        keys_of(source)
+    path.write_bytes(b"Buyer Number,Name\nB-00001,a\n" + filler
+                     + "B-02000,Zoé\nB-00001,y\n".encode("cp1252"))
+    source = CsvSource(str(path), encoding=None, delimiter=None,
+                       expected_headers=("Buyer Number", "Name"))
+    source.prescan(deferred=True)
+    assert source.headers() == ["Buyer Number", "Name"]
+    found = keys_of(source)
+    assert source.describe()["encoding"] == "cp1252"  # detected, and said so
+    assert "read as Windows-1252" in source.describe()["warnings"][0]
+    assert (found.duplicates, found.total) == ({"B-00001": [2, 2001]}, 2000)
+    assert list(source.rows())[-2:] == [(2000, ["B-02000", "Zoé"]), (2001, ["B-00001", "y"])]
+    path.write_bytes("Buyer Number,Name\nB-00001,Zoé\n".encode())  # UTF-8: nothing to settle
+    source = CsvSource(str(path), encoding=None, delimiter=None,
+                       expected_headers=("Buyer Number", "Name"))
+    source.prescan(deferred=True)
+    assert keys_of(source).total == 1
+    assert source.describe()["encoding"] == "utf-8-sig" and not source.describe()["warnings"]
+
+
+@pytest.mark.django_db
+def test_an_undecodable_file_missing_a_column_says_it_cannot_be_decoded(
+        buyers_sheet, tmp_path) -> None:
+    """The run's deferred decoding check is done before a header problem is reported: the
+    file's encoding error, as when the whole file was decoded before its header was read."""
+    path = tmp_path / "buyers.csv"
+    lines = ",".join(BUYER_HEADERS[:-1]).encode() + b"\n" + b"B-00001,n\x81me\n"
+    path.write_bytes(lines)
+    run = run_ingest("buyers", file=str(path))
+    assert run.status == "failed"
+    assert set(ErrorLog.objects.filter(run_id=run.pk).values_list("category", "code")) == {
+        ("source", "encoding")}
+    assert "byte 0x81 at line 2" in run.message

@@ -159,7 +159,12 @@ class Ingestion(BatchLoading, RunConnection):
             if source.kind in SPOOLED_KINDS:
                 source = spooled = SpooledSource(source)
             t = time.perf_counter()
-            source.prescan()  # a file that cannot be decoded whole fails here, nothing written
+            # A file that cannot be decoded whole fails here, nothing written (a CSV file's
+            # UTF-8 is checked by its key pre-scan's read instead: sources.py, prescan).
+            if hasattr(source, "read_lines"):
+                source.prescan(deferred=True)
+            else:
+                source.prescan()
             headers = source.headers()
             self._time("fetch", t)
             validator = self._prepare(source, headers)
@@ -206,6 +211,10 @@ class Ingestion(BatchLoading, RunConnection):
         report = SchemaReport(self.config.name, list(columns.values()))
         compare_headers(self.config, headers, report)
         key_header = self.config.key_column
+        if report.missing_headers and hasattr(source, "settle"):
+            # NOTE: a file that cannot be decoded says so first, as when it was decoded
+            # whole before its header was read (a deferred check: sources.py, prescan).
+            source.settle()
         if key_header in report.missing_headers:
             msg = (f"the sheet has no {key_header!r} column (the natural key); "
                    f"its columns are: {', '.join(headers) or 'none'}")
