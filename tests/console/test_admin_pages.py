@@ -348,3 +348,10 @@ def test_fieldsets_drop_a_row_left_empty_by_the_swap(viewer):
     request.user = viewer
     fieldsets = Twice(Buyer, django_admin.site).get_fieldsets(request)
     assert fieldsets[0][1]["fields"] == ["email_masked", ("buyer_number",)]
+
+
+def test_the_trigger_filter_names_its_choices_as_people_write_them(client_for, console_rows):
+    page = client_for("viewer").get(reverse("admin:sync_recordlog_changelist")).content.decode()
+    for label in ("API", "Demo data", "Missing rows", "Schedule"):
+        assert f">{label}</a>" in page, label
+    assert ">Api</a>" not in page
