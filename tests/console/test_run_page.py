@@ -96,7 +96,7 @@ def test_the_run_page_reads_at_a_glance(client_for) -> None:
     # "length / limit"; the verification's row numbers read the same way.
     assert "1350 B-01350 Validation Inquiry Date Inquiry Date is not a date" in text
     assert "length / limit" not in text
-    assert "B-00201 202, 1352" in text
+    assert "B-00201 rows 202, 1352" in text
 
 
 @pytest.mark.django_db

@@ -62,7 +62,7 @@ def test_the_run_page_shows_tables_not_json(client_for) -> None:
     assert "15 s" in text and "120 ms" in text and "98.6%" in text
     # Verification and schema report: labelled rows and nested tables.
     for fragment in ("sheet count", "4,140", "database count", "gap keys", "B-00049",
-                     "… and 10 more", "duplicates", "B-00007", "8, 4000", "empty name",
+                     "… and 10 more", "duplicates", "B-00007", "rows 8, 4000", "empty name",
                      "mismatches", "status", "recovered", "limited columns",
                      "character varying(50)", "missing headers", "Notes", "unmapped headers",
                      "Remarks", "validation"):

@@ -82,6 +82,9 @@ def render(value: Any, *, positions: bool = False) -> SafeString:
                                "<tbody>{}</tbody></table>{}", head, body, _more(len(value)))
         items = format_html_join(", ", "{}", ((render(item, positions=positions),)
                                               for item in value[:LISTED]))
+        if positions and all(isinstance(item, int) for item in value):
+            # Sheet rows, said as such: "rows 202, 1352" (not counts to group).
+            return format_html("rows {}{}", items, _more(len(value)))
         return format_html("{}{}", items, _more(len(value)))
     return format_html("{}", _scalar(value, positions=positions))
 
