@@ -102,11 +102,11 @@ class SyncRunAdmin(ConsoleModelAdmin):
                                "throughput_text", "phase_table")}),
         ("Rows", {"classes": ("run-grid",),
                   "fields": ("progress", "counts", "errors_table", "logs", "upload")}),
-        ("Verification", {"fields": ("verification_table", "schema_table")}),
+        ("Verification", {"fields": ("verification_report", "schema_table")}),
         ("First errors", {"fields": ("error_table",)}),
     )
     readonly_fields = ("state", "status_badge", "duration_text", "logs", "error_table",
-                       "throughput_text", "phase_table", "errors_table", "verification_table",
+                       "throughput_text", "phase_table", "errors_table", "verification_report",
                        "schema_table", "upload", "progress", "counts", "message_text")
 
     class Media:
@@ -126,7 +126,7 @@ class SyncRunAdmin(ConsoleModelAdmin):
         return render(obj.errors_by_category or {})
 
     @admin.display(description="verification")
-    def verification_table(self, obj: SyncRun) -> str:
+    def verification_report(self, obj: SyncRun) -> str:
         if obj.dry_run:
             return "Not verified: a dry run writes nothing to verify."
         return render(obj.verification or {})
