@@ -154,7 +154,7 @@
       var note = text("#live-consistency-note", current ? "" : l.freshness_note);
       if (note) { note.hidden = current; note.className = "freshness-note " + (current ? "" : l.freshness); }
       var ten = l.windows[1];
-      var line = ten.samples ? (current ? "" : "last figure " + l.headline + " · ") + "within 10 s, live" + l.windows.map(function (w) {
+      var line = ten.samples ? (current ? "" : "last figure " + l.headline + " · ") + "within 10 s" + (current ? ", live" : "") + l.windows.map(function (w) {
         return " · " + w.seconds + " s " + w.percent; }).join("") +
         (ten.nines !== null ? " · " + ten.nines + " nines" : "") + " · " + F.number(ten.samples) + " samples"
         : "no samples in the last " + F.duration(l.over_seconds) + ": is a worker running the sampler?";
