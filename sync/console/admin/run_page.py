@@ -27,8 +27,13 @@ BAR_WIDTH = 1000  # the bar's own units (it stretches to its box)
 POSITION_KEYS = frozenset({"row", "rows_of", "row_number", "row_numbers", "duplicates"})
 
 
+# Keys whose bare name misleads (the file's "detected": which of its settings were guessed
+# rather than declared in the sources file).
+LABELS = {"detected": "detected (not declared)"}
+
+
 def label(name: object) -> str:
-    return str(name).replace("_", " ")
+    return LABELS.get(str(name), str(name).replace("_", " "))
 
 
 def throughput_text(rows_per_second: float | None) -> str:
