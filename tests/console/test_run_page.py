@@ -44,7 +44,9 @@ def make_run(**values) -> SyncRun:
               "throughput": 9109.058663715743, "phase_ms": PHASE_MS,
               "errors_by_category": {"validation": 5},
               "verification": {"sheet_count": 4140, "database_count": 4135, "gaps": 5,
-                               "duplicates": {"B-00201": [202, 1352]}},
+                               "duplicates": {"B-00201": [202, 1352]},
+                               "left_sheet": {"count": 2, "action": "flagged",
+                                              "keys": ["B-00601", "B-00701"]}},
               "schema_report": {"rows": [{"row": 1350, "column": "Email", "length": 61,
                                           "limit": 50}]},
               "message": "4140 rows: 4135 created, 0 updated, 0 unchanged, 5 failed",
@@ -97,6 +99,8 @@ def test_the_run_page_reads_at_a_glance(client_for) -> None:
     assert "1350 B-01350 Validation Inquiry Date Inquiry Date is not a date" in text
     assert "length / limit" not in text
     assert "B-00201 rows 202, 1352" in text
+    assert "keys in the sheet 4,140 of them in the database 4,135" in text
+    assert "Left the sheet: 2 rows: B-00601, B-00701 (flagged)" in text
 
 
 @pytest.mark.django_db

@@ -61,9 +61,10 @@ def test_the_run_page_shows_tables_not_json(client_for) -> None:
     assert phases == ["fetch", "update", "verify", "other", "total"]
     assert "15 s" in text and "120 ms" in text and "98.6%" in text
     # Verification and schema report: labelled rows and nested tables.
-    for fragment in ("sheet count", "4,140", "database count", "gap keys", "B-00049",
+    for fragment in ("keys in the sheet", "4,140", "of them in the database", "gap keys",
+                     "B-00049",
                      "… and 10 more", "duplicates", "B-00007", "rows 8, 4000", "empty name",
-                     "mismatches", "status", "recovered", "limited columns",
+                     "mismatches", "status", "recovered", "length-limited columns",
                      "character varying(50)", "missing headers", "Notes", "unmapped headers",
                      "Remarks", "validation"):
         assert fragment in text, fragment

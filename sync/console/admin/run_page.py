@@ -27,9 +27,20 @@ BAR_WIDTH = 1000  # the bar's own units (it stretches to its box)
 POSITION_KEYS = frozenset({"row", "rows_of", "row_number", "row_numbers", "duplicates"})
 
 
-# Keys whose bare name misleads (the file's "detected": which of its settings were guessed
-# rather than declared in the sources file).
-LABELS = {"detected": "detected (not declared)"}
+# The stored reports' keys as a person reads them (a key not here: its name, spaced).
+LABELS = {
+    # verification (sync/ingest/verification.py)
+    "sheet_count": "keys in the sheet", "database_count": "of them in the database",
+    "table_count": "rows in the table", "gaps": "gaps (sheet keys not in the database)",
+    "unexplained_gaps": "gaps no error row explains", "integrity": "integrity problems",
+    "sample": "sample compared with the sheet", "left_sheet": "left the sheet",
+    "keys_not_listed": "more keys, not listed",
+    # schema report (sync/ingest/schema.py)
+    "limited_columns": "length-limited columns", "rows_scanned": "rows measured",
+    "rows_with_misfits": "rows with a value too long", "misfits": "values too long",
+    "by_column": "values too long, by column", "rows": "values too long (first 100)",
+    "file": "file read as", "detected": "detected (not declared)",
+}
 
 
 def label(name: object) -> str:
@@ -100,6 +111,26 @@ def _ordered(phase_ms: dict[str, float]) -> list[str]:
 
 def _tone(phase: str) -> str:
     return f"phase-{phase}" if phase in PHASES else "phase-other"
+
+
+def left_sheet_text(verification: dict) -> SafeString:
+    """The database rows a whole-sheet run no longer found in its sheet, in a line:
+    ``2 rows: B-00601, B-00701 (flagged)``; nothing to say when none left."""
+    left = verification.get("left_sheet")
+    if not isinstance(left, dict):
+        return format_html('<span class="quiet">{}</span>', "not checked (not a whole-sheet run)")
+    count = left.get("count")
+    if not count:
+        if left.get("action") == "not checked":
+            return format_html('<span class="quiet">not checked: {}</span>',
+                               left.get("reason", ""))
+        return format_html('<span class="quiet">{}</span>', "none")
+    keys = ", ".join(str(k) for k in left.get("keys") or [])
+    more = left.get("keys_not_listed")
+    return format_html('<span class="console-bad">{} row{}:</span> {}{} ({})',
+                       formats.number(count), "" if count == 1 else "s", keys,
+                       f" and {formats.number(more)} more" if more else "",
+                       left.get("action", ""))
 
 
 def phase_time(ms: float) -> str:

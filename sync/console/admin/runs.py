@@ -21,7 +21,12 @@ from sync.console.admin.filters import (
     RunStatusFilter,
     RunTriggerFilter,
 )
-from sync.console.admin.run_page import phase_table, render, throughput_text
+from sync.console.admin.run_page import (
+    left_sheet_text,
+    phase_table,
+    render,
+    throughput_text,
+)
 from sync.console.admin_base import ConsoleModelAdmin, badge
 from sync.models import ErrorLog, RecordLog, SyncRun, SyncUpload
 from sync.redaction import redact
@@ -101,13 +106,15 @@ class SyncRunAdmin(ConsoleModelAdmin):
                     "fields": ("created_at", "started_at", "finished_at", "duration_text",
                                "throughput_text", "phase_table")}),
         ("Rows", {"classes": ("run-grid",),
-                  "fields": ("progress", "counts", "errors_table", "logs", "upload")}),
+                  "fields": ("progress", "counts", "left_sheet", "errors_table", "logs",
+                             "upload")}),
         ("Verification", {"fields": ("verification_report", "schema_table")}),
         ("First errors", {"fields": ("error_table",)}),
     )
     readonly_fields = ("state", "status_badge", "duration_text", "logs", "error_table",
                        "throughput_text", "phase_table", "errors_table", "verification_report",
-                       "schema_table", "upload", "progress", "counts", "message_text")
+                       "schema_table", "upload", "progress", "counts", "message_text",
+                       "left_sheet")
 
     class Media:
         css = {"all": ("console/console.css",)}
@@ -130,6 +137,11 @@ class SyncRunAdmin(ConsoleModelAdmin):
         if obj.dry_run:
             return "Not verified: a dry run writes nothing to verify."
         return render(obj.verification or {})
+
+    @admin.display(description="left the sheet")
+    def left_sheet(self, obj: SyncRun) -> str:
+        """Rows in the database the sheet no longer has (count, keys, what was done)."""
+        return left_sheet_text(obj.verification or {})
 
     @admin.display(description="schema report")
     def schema_table(self, obj: SyncRun) -> str:
