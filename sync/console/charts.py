@@ -10,19 +10,24 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from sync.console import formats
+
 WIDTH, BAND, GAP = 336, 18, 5
 BANDS = (("rows", "rows", "trend-rows"), ("seconds", "duration", "trend-secs"),
          ("errors", "failed rows", "trend-errors"))
 
 
 def _tooltip(bucket: dict, start: datetime, hours: int) -> str:
+    """A bar's hover text, in the console's formats (the page names the time zone)."""
     end = start + timedelta(hours=hours)
-    when = f"{start:%a %d %b %H:%M} to {end:%H:%M} UTC"
-    seconds = (f"{bucket['seconds']:.1f} s mean" if bucket["seconds"] is not None
+    when = f"{formats.when(start)} to {formats.when(end)}"
+    seconds = (f"{formats.duration(bucket['seconds'])} mean" if bucket["seconds"] is not None
                else "duration unknown")
-    failed_runs = f", {bucket['failed_runs']} failed run(s)" if bucket["failed_runs"] else ""
-    return (f"{when}: {bucket['runs']} run(s), {bucket['rows']:,} rows, {seconds}, "
-            f"{bucket['errors']:,} failed rows{failed_runs}")
+    failed_runs = (f", {formats.number(bucket['failed_runs'])} failed run(s)"
+                   if bucket["failed_runs"] else "")
+    return (f"{when}: {formats.number(bucket['runs'])} run(s), "
+            f"{formats.number(bucket['rows'])} rows, {seconds}, "
+            f"{formats.number(bucket['errors'])} failed rows{failed_runs}")
 
 
 def trend_svg(buckets: list[dict], *, hours: int, now: datetime | None = None) -> SafeString:
@@ -48,7 +53,7 @@ def trend_svg(buckets: list[dict], *, hours: int, now: datetime | None = None) -
                 bars.append((round(i * step + 0.5, 1), round(top + BAND - h, 1),
                              round(max(step - 1, 1.5), 1), round(h, 1), css,
                              _tooltip(bucket, first + timedelta(hours=hours * i), hours)))
-    labels = ", ".join(f"{label} (max {max((b[f] or 0) for b in buckets):,.0f})"
+    labels = ", ".join(f"{label} (max {formats.number(max((b[f] or 0) for b in buckets))})"
                        for f, label, _css in BANDS)
     body = format_html_join(
         "", '<rect x="{}" y="{}" width="{}" height="{}" class="{}"><title>{}</title></rect>',

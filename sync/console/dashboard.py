@@ -202,7 +202,7 @@ def live_consistency_data(*, redis_error: str | None = None) -> dict:
         height = max(1, round(nines / 5 * LIVE_BAR_HEIGHT))
         bars.append({"x": i * 8, "y": LIVE_BAR_HEIGHT - height, "height": height,
                      "class": "trend-rows" if fraction >= slo else "trend-errors",
-                     "title": f"{formats.when(minute['minute'])[:16]}: {_percent(fraction)} "
+                     "title": f"{formats.when(minute['minute'])}: {_percent(fraction)} "
                               f"within 10 s ({formats.number(minute['samples'])} samples)"})
     return {"windows": windows, "headline": _percent(ten.fraction), "state": state,
             "freshness": freshness, "freshness_note": note,
