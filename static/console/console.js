@@ -254,7 +254,7 @@
       fill.className = "progress-bar status-" + run.status;
       text("#run-percent", run.percent + "%");
       text("#run-rows", F.number(run.rows_done) + " / " + F.number(run.rows_total));
-      text("#run-phase", run.phase || "–");
+      text("#run-phase", run.phase || (run.finished ? "finished" : "–"));
       text("#run-duration", run.duration_seconds === null ? "" : F.duration(run.duration_seconds));
       var row = $("#run-row");
       if (row) {
