@@ -25,7 +25,7 @@ class BuyerAdmin(SyncedModelAdmin):
         (None, {"fields": ("buyer_number", "status", "name", "email", "phone", "address")}),
         ("Inquiry", {"fields": ("desired_area", "property_type", "budget", "inquiry_source",
                                 "inquiry_date", "notes")}),
-        ("Sync", {"fields": (("created_at", "synced_at", "db_updated_at"),
-                             ("version", "updated_at_ns"))}),
+        ("Sync", {"fields": ("created_at", "synced_at", "db_updated_at", "row_version",
+                             "last_write")}),
     )
-    readonly_fields = ("created_at", "synced_at", "db_updated_at", "version", "updated_at_ns")
+    readonly_fields = ("created_at", "synced_at", "db_updated_at", "row_version", "last_write")

@@ -28,10 +28,8 @@ def _stock_level(part: Part) -> StockLevel | None:
 
 # NOTE: a part's ``version`` is the engine's write counter (one sequence for every synced row,
 # DESIGN I2): 50 says "written after 49", not "edited 50 times". Lists show the content
-# version (1, 2, … per part: what the staff API's versions and rollback number), the page both.
-ROW_VERSION_HELP = ("The engine's write counter: one sequence shared by every synced row, so it "
-                    "orders writes (the cache keeps the highest) and counts nothing. The "
-                    "content version counts this part's content edits.")
+# version (1, 2, … per part: what the staff API's versions and rollback number), the page both
+# (SyncedModelAdmin.row_version says what the row version is).
 
 
 class RowVersionColumn:
@@ -54,11 +52,11 @@ class PartAdmin(SyncedModelAdmin):
                    ("created_at", DateRangeFilter))
     search_fields = ("sku", "name")
     ordering = ("sku",)
-    fields = ("sku", "name", "price", ("stock_quantity", "stock_available", "in_stock"),
-              "is_active", "deleted_at", ("created_at", "content_version"),
-              ("row_version", "updated_at_ns"))
+    fields = ("sku", "name", "price", "stock_quantity", "stock_available", "in_stock",
+              "is_active", "deleted_at", "created_at", "content_version",
+              "row_version", "last_write")
     readonly_fields = ("stock_quantity", "stock_available", "in_stock", "created_at",
-                       "content_version", "row_version", "updated_at_ns")
+                       "content_version", "row_version", "last_write")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         latest = PartContentVersion.objects.filter(part=OuterRef("pk")).order_by(
@@ -76,11 +74,6 @@ class PartAdmin(SyncedModelAdmin):
     def content_version(self, part: Part) -> str:
         number = getattr(part, "content_number", None)
         return f"v{number}" if number else formats.EMPTY
-
-    @admin.display(description="row version")
-    def row_version(self, part: Part) -> str:
-        return format_html('{}<div class="help">{}</div>', formats.number(part.version),
-                           ROW_VERSION_HELP)
 
     @admin.display(description="quantity", ordering="stock_level__quantity")
     def stock_quantity(self, part: Part) -> int | None:

@@ -26,9 +26,9 @@ class CustomerAdmin(SyncedModelAdmin):
     fieldsets = (
         (None, {"fields": ("customer_number", "status", "name", "email", "phone")}),
         ("Address", {"fields": ("street", "city", "postal_code", "country")}),
-        ("Sync", {"fields": ("created_at", ("version", "updated_at_ns"))}),
+        ("Sync", {"fields": ("created_at", "row_version", "last_write")}),
     )
-    readonly_fields = ("created_at", "version", "updated_at_ns")
+    readonly_fields = ("created_at", "row_version", "last_write")
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Customer) -> str:
@@ -51,9 +51,9 @@ class OrderAdmin(SyncedModelAdmin):
     ordering = ("-placed_at",)
     date_hierarchy = "placed_at"
     raw_id_fields = ("customer",)
-    fields = ("order_number", "customer", ("status", "placed_at"), ("total", "currency"),
-              "items", "shipping_address", ("version", "updated_at_ns"))
-    readonly_fields = ("version", "updated_at_ns")
+    fields = ("order_number", "customer", "status", "placed_at", "total", "currency",
+              "items", "shipping_address", "row_version", "last_write")
+    readonly_fields = ("row_version", "last_write")
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Order) -> str:

@@ -13,9 +13,9 @@ from sync.console.admin_base import ConsoleInlineMixin, SyncedModelAdmin
 class PropertyInline(ConsoleInlineMixin, admin.StackedInline):
     model = Property
     pii_fields = PROPERTY_PII_FIELDS
-    fields = (("property_type", "asking_price"), ("land_area", "building_area"), "address",
-              ("synced_at", "version"))
-    readonly_fields = ("synced_at", "version")
+    fields = ("property_type", "asking_price", "land_area", "building_area", "address",
+              "synced_at")
+    readonly_fields = ("synced_at",)
 
 
 @admin.register(Seller)
@@ -30,10 +30,10 @@ class SellerAdmin(SyncedModelAdmin):
     fieldsets = (
         (None, {"fields": ("seller_number", "status", "contract_date", "name", "email",
                            "phone", "address", "notes")}),
-        ("Sync", {"fields": (("created_at", "synced_at", "db_updated_at"),
-                             ("version", "updated_at_ns"))}),
+        ("Sync", {"fields": ("created_at", "synced_at", "db_updated_at", "row_version",
+                             "last_write")}),
     )
-    readonly_fields = ("created_at", "synced_at", "db_updated_at", "version", "updated_at_ns")
+    readonly_fields = ("created_at", "synced_at", "db_updated_at", "row_version", "last_write")
 
 
 @admin.register(Property)
@@ -45,7 +45,6 @@ class PropertyAdmin(SyncedModelAdmin):
     search_fields = ("seller__seller_number", "address")
     search_help_text = "A seller number (with the PII role also an address)."
     ordering = ("seller__seller_number",)
-    fields = ("seller", "property_type", "address", ("asking_price", "land_area",
-                                                      "building_area"),
-              ("created_at", "synced_at", "db_updated_at"), ("version", "updated_at_ns"))
-    readonly_fields = ("created_at", "synced_at", "db_updated_at", "version", "updated_at_ns")
+    fields = ("seller", "property_type", "address", "asking_price", "land_area", "building_area",
+              "created_at", "synced_at", "db_updated_at", "row_version", "last_write")
+    readonly_fields = ("created_at", "synced_at", "db_updated_at", "row_version", "last_write")

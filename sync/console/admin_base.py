@@ -495,6 +495,24 @@ class SyncedModelAdmin(ConsoleModelAdmin):
     # "Why is this row stale?" on every change page: sync/cache/inspect.py, read-only text.
     CACHE_STATE = "cache_state"
 
+    # A synced row's ``version`` is the engine's write counter (DESIGN I2), not a count of its
+    # edits; ``updated_at_ns`` the database clock of its last write. Pages say so.
+    ROW_VERSION_HELP = ("The engine's write counter: one sequence shared by every synced row, "
+                        "so it orders writes (the cache keeps the highest) and counts nothing.")
+
+    @admin.display(description="row version")
+    def row_version(self, obj: Model) -> str:
+        return format_html('{}<div class="help">{}</div>', formats.number(obj.version),
+                           self.ROW_VERSION_HELP)
+
+    @admin.display(description="last write")
+    def last_write(self, obj: Model) -> str:
+        if not obj.updated_at_ns:
+            return formats.EMPTY
+        at = dt.datetime.fromtimestamp(obj.updated_at_ns / 1e9, tz=dt.UTC)
+        return format_html('{}<div class="help">{}</div>', formats.when(at),
+                           "The database's clock when the row was last written.")
+
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, self.CACHE_STATE] if obj is not None else fields

@@ -47,9 +47,9 @@ class SyncAlertAdmin(ConsoleModelAdmin):
     ordering = ("-last_seen_at",)
     date_hierarchy = "last_seen_at"
     redacted_fields = ("message", "context")
-    fields = (("alert_type", "severity_badge", "source"), "message", "context", "occurrence",
-              ("count", "first_seen_at", "last_seen_at", "last_emailed_at"),
-              ("acknowledged_by", "acknowledged_at"))
+    fields = ("alert_type", "severity_badge", "source", "message", "context", "occurrence",
+              "count", "first_seen_at", "last_seen_at", "last_emailed_at", "acknowledged_by",
+              "acknowledged_at")
     readonly_fields = ("severity_badge",)
     actions = ("acknowledge",)
 
@@ -217,7 +217,7 @@ class SyncMetricAdmin(ConsoleModelAdmin):
     ordering = ("-finished_at",)
     date_hierarchy = "finished_at"
     fields = ("run", "source", "status_badge", "finished_at", "duration", "rate",
-              ("rows_total", "failed"), "phase_ms", "errors_by_category")
+              "rows_total", "failed", "phase_ms", "errors_by_category")
     readonly_fields = ("run", "status_badge", "duration", "rate")
 
     @admin.display(description="run", ordering="run_id")

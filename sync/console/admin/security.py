@@ -30,8 +30,9 @@ class SecurityEventAdmin(ConsoleModelAdmin):
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
     redacted_fields = ("details",)
-    fields = (("created_at", "kind"), ("user", "username", "actor"), ("ip", "request_id"),
-              ("path", "status_code"), "details")
+    # One field a row: labels and values line up.
+    fields = ("created_at", "kind", "user", "username", "actor", "ip", "request_id", "path",
+              "status_code", "details")
 
     @admin.display(description="who", ordering="username")
     def who(self, obj: SecurityEvent) -> str:
