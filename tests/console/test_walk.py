@@ -18,7 +18,8 @@ request or error answer (a missing favicon included); one number, time and durat
 Findings are collected over the whole walk and reported together, page by page.
 
 Screenshots: ``artifacts/console/<role>-<width>/<page>.png`` (git-ignored). With
-``WALK_UPDATE_DOCS=1`` the operator's dashboard and run page at 1280 px are also written to
+``WALK_UPDATE_DOCS=1`` the operator's dashboard and the page of the run that two buyers left
+(failed rows, a duplicate key) at 1280 px are also written to
 ``docs/console-dashboard.png`` and ``docs/console-run.png`` (the README's pictures).
 """
 
@@ -238,6 +239,10 @@ class Walk:
     def visit(self, name: str, path: str) -> list[str]:
         """Open one page; the findings on it (empty: it passes)."""
         self.events.clear()
+        if name == "dashboard":
+            from sync.ops.sampler import sampler_tick
+
+            sampler_tick()  # what a worker's beat does every few seconds: a live figure
         response = self.page.goto(self.base_url + path, wait_until="load")
         found = []
         if response is None or response.status != 200:
@@ -323,7 +328,8 @@ def test_every_console_page_is_finished_at_both_sizes_for_both_roles(
                 if role == "operator" and size[0] == 1280 and os.environ.get(
                         "WALK_UPDATE_DOCS") == "1":
                     shutil.copy(walk.folder / "dashboard.png", DOCS / "console-dashboard.png")
-                    shutil.copy(walk.folder / "run.png", DOCS / "console-run.png")
+                    shutil.copy(walk.folder / "sync.syncrun-change-rows-left.png",
+                                DOCS / "console-run.png")
             finally:
                 walk.close()
     elapsed = time.monotonic() - started
