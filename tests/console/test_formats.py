@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import subprocess
 
@@ -95,3 +96,24 @@ def test_the_browser_s_live_values_follow_the_same_rules() -> None:
         "durations": list(DURATIONS.values()), "numbers": list(NUMBERS.values()),
         "percents": list(PERCENTS.values()), "ms": "45 ms", "rate": "9,109 rows/s",
         "when": "2026-12-06 20:54:21", "counts": formats.counts_in_text(message)}
+
+
+@pytest.mark.django_db
+def test_thousands_separators_stay_out_of_form_inputs_and_links(client_for, settings,
+                                                                 tmp_path) -> None:
+    """USE_THOUSAND_SEPARATOR groups what a page shows, never what a form sends back or a
+    link carries: a batch size of 2500 is typed and saved as 2500."""
+    from django.urls import reverse
+
+    from sync.models import SyncConfig
+    from sync.ops.config import config_for, config_update
+    from tests.console.sources import sources_file
+
+    settings.SYNC_INGEST_SOURCES_FILE = str(sources_file(tmp_path))
+    config_for("buyers")
+    config_update(source="buyers", batch_size=2500)
+    config = SyncConfig.objects.get(source="buyers")
+    page = client_for("superuser").get(
+        reverse("admin:sync_syncconfig_change", args=[config.pk])).content.decode()
+    assert 'name="batch_size" value="2500"' in page
+    assert not re.search(r'<input[^>]*value="\d{1,3},\d{3}', page)
