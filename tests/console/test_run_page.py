@@ -104,6 +104,21 @@ def test_the_run_page_reads_at_a_glance(client_for) -> None:
 
 
 @pytest.mark.django_db
+def test_a_schema_report_without_limited_columns_shows_no_empty_measurements(client_for
+                                                                            ) -> None:
+    run = make_run(schema_report={"limited_columns": {}, "missing_headers": [],
+                                  "unmapped_headers": ["Remarks"], "rows_scanned": 0,
+                                  "rows_with_misfits": 0, "misfits": 0, "by_column": {},
+                                  "rows": [], "file": {"encoding": "utf-8-sig",
+                                                       "detected": ["encoding"]}})
+    text = text_of(client_for("viewer").get(
+        reverse("admin:sync_syncrun_change", args=[run.pk])).content.decode())
+    assert "length-limited columns none" in text and "unmapped headers Remarks" in text
+    assert "detected (not declared) encoding" in text
+    assert "rows measured" not in text and "values too long" not in text
+
+
+@pytest.mark.django_db
 def test_the_runs_list_in_one_line_per_run(client_for) -> None:
     make_run()
     make_run(status="running", finished_at=None, rows_done=2000, created=2000, failed=0,

@@ -43,6 +43,8 @@ ACTION_TONES = {
     RecordLog.Action.SUPERSEDED: "warn",
 }
 ERRORS_SHOWN = 20  # on a run's page; the rest are one link away
+# The schema report's measurements of values against length-limited columns.
+MEASURED = ("rows_scanned", "rows_with_misfits", "misfits", "by_column", "rows")
 
 
 def run_link(run_id: int) -> str:
@@ -145,7 +147,12 @@ class SyncRunAdmin(ConsoleModelAdmin):
 
     @admin.display(description="schema report")
     def schema_table(self, obj: SyncRun) -> str:
-        return render(obj.schema_report or {})
+        report = dict(obj.schema_report or {})
+        if "limited_columns" in report and not report["limited_columns"]:
+            # Nothing is measured without a length-limited column: its zeros say nothing.
+            for key in MEASURED:
+                report.pop(key, None)
+        return render(report)
 
     @admin.display(description="uploaded file and rejected rows")
     def upload(self, obj: SyncRun) -> str:
