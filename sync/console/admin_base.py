@@ -366,7 +366,9 @@ class ConsoleModelAdmin(PiiMaskingMixin, GuardedLookupsMixin, admin.ModelAdmin):
                 return formats.EMPTY
             return format_html('<span class="console-when">{}</span>', formats.when(value))
 
-        display.short_description = field.verbose_name  # type: ignore[attr-defined]
+        # "last seen", not "last seen at": a narrow header on one or two lines.
+        name = str(field.verbose_name)
+        display.short_description = name.removesuffix(" at") or name  # type: ignore[attr-defined]
         display.admin_order_field = field.name  # type: ignore[attr-defined]
         return display
 

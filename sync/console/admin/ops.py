@@ -27,7 +27,7 @@ class AcknowledgedFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin) -> list:
-        return [("open", "open"), ("acknowledged", "acknowledged")]
+        return [("open", "Open"), ("acknowledged", "Acknowledged")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() in ("open", "acknowledged"):
