@@ -13,13 +13,16 @@ at most a few examples each); an empty list is a pass. The checks read *visible*
   ``Dec. 6, 2026``, ``8:55 p.m.``, ``8:55:14 PM``, ISO ``T``, offsets, fractions of a second,
   a clock time without its date); durations ``0.45 s`` / ``12 s`` / ``2 min 05 s`` /
   ``1 h 02 min`` / ``45 ms`` (no ``0.454 s``, ``3 seconds``, ``0:00:03``, ``2m 5s``); no float
-  of three or more decimals; percentages without a space; the time zone named once per page.
+  of three or more decimals; percentages without a space; a page with times names the time
+  zone, once.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+from django.conf import settings
 
 EXAMPLES = 4  # examples quoted per finding
 
@@ -154,6 +157,7 @@ DURATION_FORMS = [
     (re.compile(r"(?<![\w.])\d+\.(?:\d{2}|\d{4,})%"), "a percentage with 2 or 4+ decimals"),
 ]
 YEAR = range(1990, 2100)
+TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 # A decimal of three or more places is unrounded, unless it is a duration of two significant
 # digits below 0.1 s (``0.045 s``) or a consistency figure's nines (``99.991%``).
 DECIMALS = re.compile(r"(?<![\w.:,])(\d[\d,]*)\.(\d{3,})(?!\d)(\s?s\b|%)?")
@@ -190,9 +194,12 @@ def formats(m: Measure) -> list[str]:
     if bare:
         found.append(f"numbers without thousands separators: {_unique(bare)}")
     found += [f"{what}: {_unique(examples)}" for what, examples in wrong.items()]
-    zones = len(re.findall(r"\bUTC\b", m.body))
+    zone = settings.TIME_ZONE
+    zones = len(re.findall(rf"(?<!\w){re.escape(zone)}(?!\w)", m.body))
     if zones > 1:
         found.append(f"the time zone is named {zones} times (once per page, in the header)")
+    elif zones == 0 and TIME.search(m.body):
+        found.append(f"times without the time zone named on the page ({zone})")
     return found
 
 
