@@ -22,6 +22,7 @@ loudly (``conflict/sheet_changed``) instead of trusted.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 
 from django.db import connection
@@ -81,12 +82,15 @@ def read_keys(rows: Iterable[Row], position: int | None, keys: SheetKeys, *,
     keys.duplicates = index.duplicates()
 
 
-def read_key_lines(lines: Iterable[list[str]], position: int | None, keys: SheetKeys) -> None:
+def read_key_lines(lines: Iterable[list[str]], position: int | None, keys: SheetKeys, *,
+                   spill: bool = True) -> None:
     """``read_keys`` (without the checksum) of a CSV file's lines (``CsvSource.read_lines``),
-    in one loop: the pre-scan of a CSV file costs little more than the csv module's parse."""
+    in one loop: the pre-scan of a CSV file costs little more than the csv module's parse.
+    ``spill=False``: more than ``IN_MEMORY`` keys raise ``TooManyKeys`` (off the run's
+    thread, the temporary table, on the run's connection, is out of reach)."""
     index = _Index()
     first, again = index.first, index.again
-    spill: Spill | None = None
+    spill_allowed, spill = spill, None
     total = 0
     if position is None:  # pragma: no cover - a sheet without its key column is refused
         position = 1 << 30
@@ -105,9 +109,50 @@ def read_key_lines(lines: Iterable[list[str]], position: int | None, keys: Sheet
         elif first.setdefault(key, number) != number:
             again.setdefault(key, []).append(number)
         elif len(first) > IN_MEMORY:
+            if not spill_allowed:
+                raise TooManyKeys
             spill = index.spill()
     keys.total = total
     keys.duplicates = index.duplicates()
+
+
+class TooManyKeys(Exception):  # noqa: N818 - control flow: read them on the run's thread
+    pass
+
+
+class KeysAhead:
+    """A CSV file's key pre-scan (``read_key_lines``) on a thread of its own, started as soon
+    as its header is read: it runs while the run's thread waits for its next round trips
+    (its state, the real columns' types), which otherwise leave the CPU idle. It never
+    touches the database: past ``IN_MEMORY`` keys it stops, and the run reads the keys
+    itself (``result`` is then None). ``result`` raises what the read raised."""
+
+    def __init__(self, source, position: int) -> None:
+        self.position = position
+        self.keys = SheetKeys()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, args=(source,),
+                                        name="sync-key-prescan", daemon=True)
+        self._thread.start()
+
+    def _read(self, source) -> None:
+        try:
+            source.read_lines(lambda lines: read_key_lines(
+                lines, self.position, self.keys, spill=False))
+            self.keys.checksum = source.read_digest
+        except BaseException as e:  # noqa: BLE001 - raised on the run's thread (result)
+            self._error = e
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> SheetKeys | None:
+        self._thread.join()
+        if isinstance(self._error, TooManyKeys):
+            return None
+        if self._error is not None:
+            raise self._error
+        return self.keys
 
 
 class _Index:

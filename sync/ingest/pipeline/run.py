@@ -29,7 +29,7 @@ from sync.ingest.exceptions import (
 from sync.ingest.logs import LogBuffer
 from sync.ingest.pipeline.batches import BatchLoading, Cancelled, Counts
 from sync.ingest.pipeline.database import RunConnection
-from sync.ingest.pipeline.keys import SheetKeys, read_key_lines, read_keys
+from sync.ingest.pipeline.keys import KeysAhead, SheetKeys, read_key_lines, read_keys
 from sync.ingest.pipeline.lock import SourceLock, holder_of
 from sync.ingest.pipeline.spool import SpooledSource
 from sync.ingest.schema import SchemaReport, column_limits, compare_headers, scan_rows
@@ -167,7 +167,12 @@ class Ingestion(BatchLoading, RunConnection):
                 source.prescan()
             headers = source.headers()
             self._time("fetch", t)
-            validator = self._prepare(source, headers)
+            ahead = self._keys_ahead(source, headers)
+            try:
+                validator = self._prepare(source, headers, ahead)
+            finally:
+                if ahead is not None:
+                    ahead.wait()  # never left reading the file
             if self.before_load is not None:
                 self._with_db(self.before_load)
             self._load(source, validator)
@@ -204,7 +209,16 @@ class Ingestion(BatchLoading, RunConnection):
             gaps=verification.get("gaps"))
         logger.info("%s: run %s %s: %s", self.config.name, self.run.pk, status, summary)
 
-    def _prepare(self, source: Source, headers: list[str]) -> RowValidator:
+    def _keys_ahead(self, source: Source, headers: list[str]) -> KeysAhead | None:
+        """A CSV file's key pre-scan, started on its own thread while this one prepares the
+        run (keys.py, KeysAhead)."""
+        position = {h: i for i, h in enumerate(headers)}.get(self.config.key_column)
+        if not hasattr(source, "read_lines") or position is None:
+            return None
+        return KeysAhead(source, position)
+
+    def _prepare(self, source: Source, headers: list[str],
+                 ahead: KeysAhead | None = None) -> RowValidator:
         t = time.perf_counter()
         self._update_run(phase="schema")
         columns = self._with_db(lambda: column_limits(self.config))
@@ -214,6 +228,8 @@ class Ingestion(BatchLoading, RunConnection):
         if report.missing_headers and hasattr(source, "settle"):
             # NOTE: a file that cannot be decoded says so first, as when it was decoded
             # whole before its header was read (a deferred check: sources.py, prescan).
+            if ahead is not None:
+                ahead.result()  # the file is the pre-scan's until it is read; its error
             source.settle()
         if key_header in report.missing_headers:
             msg = (f"the sheet has no {key_header!r} column (the natural key); "
@@ -226,7 +242,7 @@ class Ingestion(BatchLoading, RunConnection):
         # and, when the real table limits some column, every value measured, so the run's
         # audit names what will not fit before a single row is written.
         t_scan = time.perf_counter()
-        self._with_db(lambda: self._prescan(source, validator, report, headers))
+        self._with_db(lambda: self._prescan(source, validator, report, headers, ahead))
         # How the file was read (encoding, delimiter, what was detected): with the report.
         file = source.describe()
         for warning in file.get("warnings", ()):
@@ -243,12 +259,18 @@ class Ingestion(BatchLoading, RunConnection):
         return validator
 
     def _prescan(self, source: Source, validator: RowValidator, report: SchemaReport,
-                 headers: list[str]) -> None:
+                 headers: list[str], ahead: KeysAhead | None = None) -> None:
         # NOTE: from the start on a retry (a lost connection loses the temporary table).
         report.rows_scanned = report.misfit_count = report.rows_with_misfits = 0
         report.misfits.clear()
         self.sheet_keys = SheetKeys()
         position = validator.key_position
+        keys = ahead.result() if ahead is not None else None  # raises what its read raised
+        if keys is not None and ahead.position == position:
+            self.sheet_keys = keys
+            if report.limited:
+                scan_rows(report, headers, source.rows())
+            return
         if hasattr(source, "read_lines") and not report.limited:
             # A CSV file: its keys in one loop over its lines (most of the cost is the parse).
             source.read_lines(lambda lines: read_key_lines(lines, position, self.sheet_keys))
