@@ -10,7 +10,9 @@ kept in a dict (key -> first row: ~13 MB for 100,000 keys, a fraction of a milli
 thousand rows); a sheet with more spills them, and every later ``(row, key)``, into a
 temporary table on the run's own connection, ``COPY``ed in chunks, where one ``GROUP BY``
 finds the repeated keys: memory stays flat for any size (a million keys in a dict would be
-~130 MB). Only the repeated keys, with their rows, are kept.
+~130 MB). Only the repeated keys, with their rows, are kept. A CSV file's keys are read in
+one loop over its lines (``read_key_lines``), on a thread of its own while the run prepares
+(``KeysAhead``); that read also checks the whole file's UTF-8 (sources.py, ``prescan``).
 
 The sheet is read again to load it, unless the source kept the pre-scan's rows
 (pipeline/spool.py: the load reads those very rows). A sheet edited in between could then
