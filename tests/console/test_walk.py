@@ -352,7 +352,8 @@ def _texts(*texts: str, column: str = "", href: str = "") -> walk_checks.Measure
     "took 0.454 s", "2026-12-06T20:54:21Z", "2026-12-06 20:54", "updated 20:54:21",
     "3 seconds", "12.0 s", "99.2 %", "0:00:03.450000", "2026-12-06 20:54:21.123456+00:00",
     '{"gaps": 4}', "{'fetch': 0.1}", "2.4s", "sheet 4139 vs database 4140", "1352 rows",
-    "B-00201: 202, 1352", "2026-12-06 20:54:21", "UTC 2026-12-06 20:54:21 UTC"])
+    "B-00201: 202, 1352", "2026-12-06 20:54:21", "UTC 2026-12-06 20:54:21 UTC",
+    "expires in 23,641 s", "no samples in the last 300 s"])
 def test_the_checks_flag_what_the_issue_saw(text: str) -> None:
     measure = _texts(text)
     assert walk_checks.formats(measure) + walk_checks.raw_json(measure), text
@@ -361,7 +362,7 @@ def test_the_checks_flag_what_the_issue_saw(text: str) -> None:
 @pytest.mark.parametrize(("text", "column", "href"), [
     ("B-000123", "", ""), ("PRT-00001", "", ""), ("CA90001", "", ""), ("4,140 rows", "", ""),
     ("2026-12-06 20:54:21 (Times in UTC)", "", ""), ("0.45 s", "", ""), ("0.045 s", "", ""),
-    ("2.3 s", "", ""),
+    ("2.3 s", "", ""), ("60 s 100%", "", ""), ("2 min 05 s ago", "", ""),
     ("12 s", "", ""), ("2 min 05 s", "", ""), ("1 h 02 min", "", ""), ("45 ms", "", ""),
     ("9,109 rows/s", "", ""), ("99.2%", "", ""), ("99.991%", "", ""), ("run 1234", "", ""),
     ("1234", "field-id", ""), ("1352", "field-row Row", ""), ("1234", "", "/admin/x/1234/"),

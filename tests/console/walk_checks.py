@@ -157,6 +157,7 @@ DURATION_FORMS = [
     (re.compile(r"(?<![\w.])\d+\.(?:\d{2}|\d{4,})%"), "a percentage with 2 or 4+ decimals"),
 ]
 YEAR = range(1990, 2100)
+SECONDS = re.compile(r"(?<![\w.,:])(\d[\d,]*(?:\.\d+)?)\s?s\b")
 TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 # A decimal of three or more places is unrounded, unless it is a duration of two significant
 # digits below 0.1 s (``0.045 s``) or a consistency figure's nines (``99.991%``).
@@ -183,6 +184,10 @@ def formats(m: Measure) -> list[str]:
                         or KEY_WORD.search(text[:match.start()])):
                     continue
                 bare.append(_around(text, match))
+        for match in SECONDS.finditer(text):
+            if float(match.group(1).replace(",", "")) > 60:
+                wrong.setdefault("a duration over a minute in seconds ('2 min 05 s')",
+                                 []).append(_around(text, match))
         for match in DECIMALS.finditer(text):
             if _unrounded(match):
                 wrong.setdefault("an unrounded number (3+ decimals)", []).append(
