@@ -154,11 +154,20 @@
       var note = text("#live-consistency-note", current ? "" : l.freshness_note);
       if (note) { note.hidden = current; note.className = "freshness-note " + (current ? "" : l.freshness); }
       var ten = l.windows[1];
-      var line = ten.samples ? (current ? "" : "last figure " + l.headline + " · ") + "within 10 s" + (current ? ", live" : "") + l.windows.map(function (w) {
-        return " · " + w.seconds + " s " + w.percent; }).join("") +
-        (ten.nines !== null ? " · " + ten.nines + " nines" : "") + " · " + F.number(ten.samples) + " samples"
+      var line = ten.samples ? (current ? "" : "last figure " + l.headline + " · ") +
+        "sampled writes consistent in Redis" + (current ? ", live" : "") + " · " + F.number(ten.samples) + " samples" +
+        (ten.nines !== null ? " · " + ten.nines + " nines" : "")
         : "no samples in the last " + F.duration(l.over_seconds) + ": is a worker running the sampler?";
       if (l.unreachable) { line += " · " + F.number(l.unreachable) + " not checkable: cache Redis unreachable"; }
+      var windows = $("#live-consistency-windows");
+      if (windows) {
+        windows.textContent = "";
+        windows.hidden = !ten.samples;
+        l.windows.forEach(function (w) {
+          windows.appendChild(el("span", { "class": "quiet" }, ["within " + w.seconds + " s"]));
+          windows.appendChild(el("span", {}, [w.percent]));
+        });
+      }
       text("#live-consistency-text", line);
       var svg = $("#live-consistency-trend");
       if (!svg) { return; }
