@@ -89,6 +89,32 @@ def _console_time(match: re.Match) -> str:
     return formats.when(value)
 
 
+STREAM_ID = re.compile(r"\b\d{13}-\d+\b")  # a Redis stream entry id: milliseconds-counter
+STREAM_MARK = "streamentryid"
+SECONDS = re.compile(r"\b(\d[\d,]*) s\b")
+
+
+def _long_seconds(match: re.Match) -> str:
+    """``23,744 s`` as ``6 h 35 min``; under a minute as it was."""
+    seconds = int(match.group(1).replace(",", ""))
+    return formats.duration(seconds) if seconds >= 60 else match.group(0)
+VERSION = re.compile(r"\b(version|versions?) (\d{4,})\b")
+
+
+def inspector_text(lines: Iterable[str]) -> str:
+    """The cache inspector's lines for a page: redacted, in the console's formats (times,
+    durations over a minute, versions with separators). A change event's stream id is a clock
+    and a counter, not PII: kept out of the redaction, which read it as a card number."""
+    text = "\n".join(lines)
+    ids = STREAM_ID.findall(text)
+    text = redact(STREAM_ID.sub(STREAM_MARK, text))
+    for stream_id in ids:
+        text = text.replace(STREAM_MARK, stream_id, 1)
+    text = ISO_TIME.sub(_console_time, text)
+    text = SECONDS.sub(_long_seconds, text)
+    return VERSION.sub(lambda m: f"{m.group(1)} {formats.number(int(m.group(2)))}", text)
+
+
 def _cell(value: object) -> str:
     if isinstance(value, bool) or value is None:
         return formats.EMPTY if value is None else ("yes" if value else "no")
@@ -504,7 +530,7 @@ class SyncedModelAdmin(ConsoleModelAdmin):
 
     @admin.display(description="row version")
     def row_version(self, obj: Model) -> str:
-        return format_html('{}<div class="help">{}</div>', formats.number(obj.version),
+        return format_html('{}<span class="console-sub">{}</span>', formats.number(obj.version),
                            self.ROW_VERSION_HELP)
 
     @admin.display(description="last write")
@@ -512,7 +538,7 @@ class SyncedModelAdmin(ConsoleModelAdmin):
         if not obj.updated_at_ns:
             return formats.EMPTY
         at = dt.datetime.fromtimestamp(obj.updated_at_ns / 1e9, tz=dt.UTC)
-        return format_html('{}<div class="help">{}</div>', formats.when(at),
+        return format_html('{}<span class="console-sub">{}</span>', formats.when(at),
                            "The database's clock when the row was last written.")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
@@ -535,8 +561,8 @@ class SyncedModelAdmin(ConsoleModelAdmin):
 
         # NOTE: an intent's last error is stored redacted; redacted again for the page, as
         # every free text of the console is (a bug upstream must not put PII on a page).
-        text = redact("\n".join(row_state(type(obj), obj.pk).lines()))
-        return format_html('<pre class="sync-inspect">{}</pre>', ISO_TIME.sub(_console_time, text))
+        return format_html('<pre class="sync-inspect">{}</pre>', inspector_text(
+            row_state(type(obj), obj.pk).lines()))
 
     @admin.action(permissions=["operate"], description="Resync selected rows to the cache")
     def resync_to_cache(self, request: HttpRequest, queryset: QuerySet) -> None:
