@@ -58,10 +58,15 @@ def readable(value: object) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, dict):
-        return "; ".join(f"{key}: {readable(item)}" for key, item in value.items())
+        return "; ".join(f"{_words(key)}: {readable(item)}" for key, item in value.items())
     if isinstance(value, list | tuple):
         return ", ".join(readable(item) for item in value)
     return str(value)
+
+
+def _words(key: object) -> str:
+    """A stored key as words: ``batch_size`` reads ``batch size``."""
+    return str(key).replace("_", " ")
 
 
 def brief(text: str, limit: int = BRIEF_CHARS) -> str:
@@ -134,10 +139,11 @@ def json_table(value: object) -> str:
     if isinstance(value, dict):
         pairs = all(isinstance(v, list) and len(v) == 2 for v in value.values())
         heads = ("field", "before", "after") if pairs else ("name", "value")
-        rows = [(key, *(item if pairs else (item,))) for key, item in value.items()]
+        rows = [(_words(key), *(item if pairs else (item,))) for key, item in value.items()]
     elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
-        heads = tuple(dict.fromkeys(key for item in value for key in item))
-        rows = [tuple(item.get(key) for key in heads) for item in value]
+        keys = tuple(dict.fromkeys(key for item in value for key in item))
+        heads = tuple(_words(key) for key in keys)
+        rows = [tuple(item.get(key) for key in keys) for item in value]
     else:
         return readable(value)
     return format_html(
