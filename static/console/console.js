@@ -135,7 +135,7 @@
         }
         body.appendChild(el("tr", { "data-alert": String(a.id) }, [
           el("td", {}, [el("span", { "class": "pill sev-" + a.severity }, [a.severity])]),
-          el("td", {}, [a.type]), el("td", {}, [a.source]),
+          el("td", { "class": "nowrap" }, [a.type_label || a.type]), el("td", {}, [a.source]),
           el("td", { "class": "message" }, [F.countsInText(a.message)]),
           el("td", { "class": "num" }, ["×" + F.number(a.count)]),
           el("td", { "class": "nowrap" }, [F.ago(a.last_seen_at)]), action]));

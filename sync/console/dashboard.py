@@ -83,7 +83,8 @@ def run_data(run: SyncRun) -> dict:
 
 def alert_data(alert: SyncAlert) -> dict:
     return {
-        "id": alert.pk, "type": alert.alert_type, "severity": alert.severity,
+        "id": alert.pk, "type": alert.alert_type, "type_label": alert.get_alert_type_display(),
+        "severity": alert.severity,
         "source": alert.source, "message": alert.message, "count": alert.count,
         "first_seen_at": iso(alert.first_seen_at), "last_seen_at": iso(alert.last_seen_at),
         "acknowledged_at": iso(alert.acknowledged_at),
