@@ -118,9 +118,6 @@ class SyncRunAdmin(ConsoleModelAdmin):
                        "schema_table", "upload", "progress", "counts", "message_text",
                        "left_sheet")
 
-    class Media:
-        css = {"all": ("console/console.css",)}
-
     # A run's stored results as tables (sync.console.admin.run_page), never raw JSON.
     @admin.display(description="throughput")
     def throughput_text(self, obj: SyncRun) -> str:
