@@ -172,6 +172,8 @@
       var svg = $("#live-consistency-trend");
       if (!svg) { return; }
       svg.textContent = "";
+      // NOTE: hidden as an attribute (the Content-Security-Policy allows no style attribute).
+      if (l.bars.length) { svg.removeAttribute("hidden"); } else { svg.setAttribute("hidden", ""); }
       l.bars.forEach(function (b) {
         var rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
         [["class", b["class"]], ["x", b.x], ["y", b.y], ["width", 6], ["height", b.height]].forEach(
