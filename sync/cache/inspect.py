@@ -108,7 +108,7 @@ class RowInspection:
         reasons = [
             f"intent {intent.status} for version {intent.version} since "
             f"{intent.created_at:%Y-%m-%dT%H:%M:%SZ}, {intent.attempts} attempt(s), "
-            f"next {intent.next_attempt_at:%H:%M:%S}"
+            f"next {intent.next_attempt_at:%Y-%m-%dT%H:%M:%SZ}"
             + (f", written by {intent.request_id}" if intent.request_id else "")
             + (f", outage epoch {intent.epoch}" if intent.epoch is not None else "")
             + (f"; last error: {intent.last_error}" if intent.last_error else "")

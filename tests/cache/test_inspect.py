@@ -16,6 +16,7 @@ from sync.cache.inspect import row_state
 from sync.cache.keys import cache_key
 from sync.cache.replay import replay_pending
 from sync.cache.writer import settle
+from sync.console import formats
 from sync.models import SyncIntent
 from tests.console.conftest import make_staff_user
 from tests.factories import make_part
@@ -222,5 +223,5 @@ def test_the_admin_page_shows_times_and_who_wrote_a_pending_intent_unredacted(cl
     body = client.get(f"/admin/catalog/part/{part.pk}/change/").content.decode()
     assert "[phone]" not in body
     intent = SyncIntent.objects.get(model=LABEL, object_pk=str(part.pk))
-    assert f"since {intent.created_at:%Y-%m-%dT%H:%M:%SZ}" in body
+    assert f"since {formats.when(intent.created_at)}" in body
     assert ", written by req-77" in body

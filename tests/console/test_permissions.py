@@ -191,6 +191,8 @@ def rules(route: Route, method: str) -> Matrix | None:
     path = route.path
     if path == "/":
         return each(REDIRECT) if method == "get" else None
+    if path == "/favicon.ico":
+        return each(OK) if method == "get" else None
     if path == "/health/":
         return each(PUBLIC) if method == "get" else None
     if path == "/metrics":

@@ -110,5 +110,5 @@ def test_every_operations_row_reads_well() -> None:
              str(SyncHealthMetric.objects.get(source="probe"))]
     assert texts[0] == "gaps [probe] x1"
     assert texts[2] == "config probe v1"
-    assert texts[3] == f"run {run.pk} probe 60.0s"
+    assert texts[3] == f"run {run.pk} probe 1 min 00 s"
     assert all(texts)
