@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -212,6 +213,7 @@ class Walk:
         self.page.on("requestfailed", self._failed)
         self.page.on("response", self._response)
         self.icons: dict[str, int] = {}
+        self.separated = 0  # numbers with thousands separators seen: the format check saw some
         self.folder = ARTIFACTS / self.label
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
@@ -255,6 +257,9 @@ class Walk:
         """The checks on the page as it is now, and its screenshot."""
         found = []
         measure = walk_checks.Measure(**self.page.evaluate(walk_checks.MEASURE_JS))
+        if not measure.texts:
+            found.append("no visible text measured: the checks would pass blind")
+        self.separated += len(re.findall(r"\b\d{1,3}(?:,\d{3})+\b", measure.body))
         found += self._icon(measure.icon)
         found += walk_checks.overflow(measure)
         found += walk_checks.raw_json(measure)
@@ -322,6 +327,8 @@ def test_every_console_page_is_finished_at_both_sizes_for_both_roles(
                 for name, path in pages:
                     report.extend(f"{walk.label} {name} ({path}): {finding}"
                                   for finding in walk.visit(name, path))
+                assert walk.separated > len(pages), (
+                    f"{walk.label}: only {walk.separated} numbers of four digits or more seen")
                 if role == "operator" and size[0] == 1280:
                     report.extend(f"{walk.label} manual sync of buyers: {finding}"
                                   for finding in walk.start_sync("buyers"))
