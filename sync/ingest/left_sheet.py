@@ -156,11 +156,13 @@ def in_sheet(config, keys: list[str]) -> Found:
     return _summarize(sql, params, None)
 
 
-def after_run(config, run_id: int) -> dict:
+def after_run(config, run_id: int, *, every_row_named: bool = False) -> dict:
     """What a whole-sheet run reports (and does) about the rows its sheet no longer has:
     the ``left_sheet`` entry of its verification. Idempotent: verification may run twice.
     A dry run (an upload's preview) writes the error rows the real run would write, and
-    changes no row."""
+    changes no row. ``every_row_named``: the sheet's keys name as many target rows as the
+    table holds (the verification's counts), so no row left it when no other source feeds
+    the target: the search is skipped (about 12 ms per 10,000 rows)."""
     others, unchecked = _other_runs(config, exclude=run_id)
     if unchecked:
         logger.warning("%s: run %s: rows that left the sheet not checked: %s", config.name,
@@ -181,7 +183,8 @@ def after_run(config, run_id: int) -> dict:
             "the rows are kept and flagged until a run without failed rows")
     with transaction.atomic():
         restored = _restore(config, run_id, dry=dry) if config.left_sheet == SOFT_DELETE else []
-        found = _summarize(sql, params, LISTED)
+        found = Found() if every_row_named and not others else _summarize(
+            sql, params, LISTED)
         if found.count:
             logged = _log(config, run_id, sql, params, option)
             if option == FLAG:

@@ -79,7 +79,8 @@ def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
     gap_keys = sorted(gap_keys or [])
     if whole_sheet is None:
         whole_sheet = left_sheet.whole_sheet_run(run_id)
-    left = {"left_sheet": left_sheet.after_run(config, run_id)} if whole_sheet else {}
+    left = {"left_sheet": left_sheet.after_run(
+        config, run_id, every_row_named=database_count == table_count)} if whole_sheet else {}
     return {
         "sheet_count": sheet_count,
         "database_count": database_count,  # the sheet's keys the database holds

@@ -122,7 +122,8 @@ def test_dry_run_reports_what_would_change_and_writes_nothing(buyers_sheet) -> N
     assert (run.status, run.created, run.dry_run) == ("succeeded", 12, True)
     assert Buyer.objects.count() == 0
     assert not SyncIntent.objects.exists()
-    assert run.verification == {}
+    assert run.verification == {"left_sheet": {"action": "would be flagged", "count": 0,
+                                               "keys": []}}
 
 
 def test_xlsx_file_loads_like_the_csv(buyers_sheet) -> None:

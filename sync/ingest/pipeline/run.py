@@ -17,7 +17,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from sync.cache.writer import BackgroundWriter, restore_settled, settle
-from sync.ingest import retry
+from sync.ingest import left_sheet, retry
 from sync.ingest.alerts import raise_alert
 from sync.ingest.config import SourceConfig, get_source
 from sync.ingest.exceptions import (
@@ -180,6 +180,11 @@ class Ingestion(BatchLoading, RunConnection):
                 self._forget_vanished()
             if not self.run.dry_run:
                 verification = self._verify(source, validator)
+            elif self.only_keys is None:
+                # A preview says what its real run would do with the rows the sheet no
+                # longer has, with the same error rows (left_sheet.py).
+                verification = {"left_sheet": self._with_db(
+                    lambda: left_sheet.after_run(self.config, self.run.pk))}
         except Cancelled:
             status, message = SyncRun.Status.CANCELLED, "cancelled between batches"
         except (IngestError, DatabaseError) as e:
@@ -203,7 +208,8 @@ class Ingestion(BatchLoading, RunConnection):
                    f"{self.counts.failed} failed")
         self._update_run(
             status=status, phase="", finished_at=timezone.now(),
-            message=message or summary, throughput=self.counts.done / elapsed if elapsed else None,
+            message=message or summary + left_sheet.message(verification),
+            throughput=self.counts.done / elapsed if elapsed else None,
             phase_ms={k: round(v, 1) for k, v in self.phase_ms.items()},
             errors_by_category=self.counts.errors, verification=verification,
             gaps=verification.get("gaps"))
@@ -335,8 +341,10 @@ class Ingestion(BatchLoading, RunConnection):
     def _verify(self, source: Source, validator: RowValidator) -> dict:
         self._update_run(phase="verify")
         t = time.perf_counter()
+        whole_sheet = self.only_keys is None
         result = self._with_db(lambda: verify_run(self.config, self.run.pk, self.sample,
-                                                  validator, explained=self.failed_keys))
+                                                  validator, explained=self.failed_keys,
+                                                  whole_sheet=whole_sheet))
         unexplained = result["unexplained_gaps"]
         if unexplained and self.auto_recovery:
             logger.warning("%s: %d row(s) missing without an error; re-syncing them",
@@ -346,7 +354,8 @@ class Ingestion(BatchLoading, RunConnection):
             t = time.perf_counter()
             self._update_run(phase="verify")
             again = self._with_db(lambda: verify_run(self.config, self.run.pk, self.sample,
-                                                     validator, explained=self.failed_keys))
+                                                     validator, explained=self.failed_keys,
+                                                     whole_sheet=whole_sheet))
             result["recovery"] = {"attempted": len(unexplained),
                                   "recovered": len(unexplained) - len(again["unexplained_gaps"])}
             result.update({k: again[k] for k in ("gaps", "gap_keys", "unexplained_gaps",
