@@ -122,9 +122,11 @@ def _console_flow(browser, live_server, sheets: Path) -> None:
     page.wait_for_selector("#console-sync")
     page.click("#start-sync")
     page.wait_for_selector("#run-progress")
-    assert "queued" in page.text_content(".messagelist")
+    assert "Run " in page.text_content(".messagelist")  # queued, or already its state
     page.wait_for_selector('#run-progress[aria-valuenow="100"]')
     page.wait_for_selector("#run-summary", state="visible")
+    page.wait_for_selector(".messagelist li.console-run-message.warning")
+    assert ": partial" in page.text_content(".messagelist")  # no longer "queued"
     assert page.text_content("#run-status") == "partial"
     assert page.text_content("#sum-created") == f"{DEMO_ROWS - BAD_ROWS:,}"
     assert page.text_content("#sum-failed") == str(BAD_ROWS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -75,12 +76,16 @@ def _flow(browser, live_server, sheet: Path) -> None:
     # Confirm: the run is queued, the worker runs it, the summary shows the preview's counts.
     page.click("#confirm-upload")
     page.wait_for_selector("#run-progress")
-    assert "queued with upload" in page.text_content(".messagelist")
+    item = SyncUpload.objects.get()
+    # The "queued" message follows its run: replaced by the run's outcome when it ends.
+    assert re.search(rf"queued with upload {item.pk}|\(upload {item.pk}\)",
+                     page.text_content(".messagelist"))
     page.wait_for_selector("#run-summary", state="visible")
+    page.wait_for_selector(".messagelist li.console-run-message.warning")
+    assert f"(upload {item.pk}): partial" in page.text_content(".messagelist")
     assert page.text_content("#run-status") == "partial"
     assert page.text_content("#sum-created") == str(good)
     assert page.text_content("#sum-failed") == str(len(BAD))
-    item = SyncUpload.objects.get()
     run = SyncRun.objects.get(pk=item.run_id)
     preview = SyncRun.objects.get(pk=item.preview_run_id)
     assert (run.created, run.updated, run.unchanged, run.failed) == (
