@@ -18,19 +18,19 @@ from django.db.models.functions import Now
 
 class SecurityEvent(models.Model):
     class Kind(models.TextChoices):
-        LOGIN = "login"
-        LOGIN_FAILED = "login_failed"
-        LOCKOUT = "lockout"
-        LOGOUT = "logout"
-        SESSION_EXPIRED = "session_expired"
-        DENIED = "denied"
-        PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an event name, not a secret
-        DEACTIVATED = "deactivated"
-        ACTIVATED = "activated"
-        STAFF_GRANTED = "staff_granted"
-        STAFF_REVOKED = "staff_revoked"
-        ROLE_ADDED = "role_added"
-        ROLE_REMOVED = "role_removed"
+        LOGIN = "login", "Login"
+        LOGIN_FAILED = "login_failed", "Login failed"
+        LOCKOUT = "lockout", "Lockout"
+        LOGOUT = "logout", "Logout"
+        SESSION_EXPIRED = "session_expired", "Session expired"
+        DENIED = "denied", "Denied"
+        PASSWORD_CHANGED = "password_changed", "Password changed"  # noqa: S105 - a name
+        DEACTIVATED = "deactivated", "Deactivated"
+        ACTIVATED = "activated", "Activated"
+        STAFF_GRANTED = "staff_granted", "Staff granted"
+        STAFF_REVOKED = "staff_revoked", "Staff revoked"
+        ROLE_ADDED = "role_added", "Role added"
+        ROLE_REMOVED = "role_removed", "Role removed"
 
     created_at = models.DateTimeField(db_default=Now())
     kind = models.CharField(max_length=30, choices=Kind.choices)
