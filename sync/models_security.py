@@ -24,7 +24,7 @@ class SecurityEvent(models.Model):
         LOGOUT = "logout", "Logout"
         SESSION_EXPIRED = "session_expired", "Session expired"
         DENIED = "denied", "Denied"
-        PASSWORD_CHANGED = "password_changed", "Password changed"  # noqa: S105 - a name
+        PASSWORD_CHANGED = "password_changed", "Password changed"
         DEACTIVATED = "deactivated", "Deactivated"
         ACTIVATED = "activated", "Activated"
         STAFF_GRANTED = "staff_granted", "Staff granted"

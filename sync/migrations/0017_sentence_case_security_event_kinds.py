@@ -4,15 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sync', '0016_relabel_triggers_and_alert_types'),
+        ("sync", "0016_relabel_triggers_and_alert_types"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='securityevent',
-            name='kind',
-            field=models.CharField(choices=[('login', 'Login'), ('login_failed', 'Login failed'), ('lockout', 'Lockout'), ('logout', 'Logout'), ('session_expired', 'Session expired'), ('denied', 'Denied'), ('password_changed', 'Password changed'), ('deactivated', 'Deactivated'), ('activated', 'Activated'), ('staff_granted', 'Staff granted'), ('staff_revoked', 'Staff revoked'), ('role_added', 'Role added'), ('role_removed', 'Role removed')], max_length=30),
+            model_name="securityevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("login", "Login"),
+                    ("login_failed", "Login failed"),
+                    ("lockout", "Lockout"),
+                    ("logout", "Logout"),
+                    ("session_expired", "Session expired"),
+                    ("denied", "Denied"),
+                    ("password_changed", "Password changed"),
+                    ("deactivated", "Deactivated"),
+                    ("activated", "Activated"),
+                    ("staff_granted", "Staff granted"),
+                    ("staff_revoked", "Staff revoked"),
+                    ("role_added", "Role added"),
+                    ("role_removed", "Role removed"),
+                ],
+                max_length=30,
+            ),
         ),
     ]

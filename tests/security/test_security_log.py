@@ -220,7 +220,7 @@ def test_the_console_page_is_read_only_for_viewers_and_closed_to_others():
     client.force_login(viewer)
     page = client.get("/admin/sync/securityevent/")
     assert page.status_code == 200
-    assert "Login Failed" in page.content.decode()
+    assert "Login failed" in page.content.decode()
     event = SecurityEvent.objects.filter(kind="login_failed").get()
     assert client.get(f"/admin/sync/securityevent/{event.pk}/change/").status_code == 200
     assert client.get("/admin/sync/securityevent/add/").status_code == 403
