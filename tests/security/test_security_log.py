@@ -256,7 +256,7 @@ def test_a_burst_of_failed_logins_raises_one_alert_and_one_mail(
     assert "login_failures" in mailoutbox[0].subject
     viewer = Client()
     viewer.force_login(make_staff_user("viewer"))
-    assert "login_failures" in viewer.get("/admin/").content.decode()  # the dashboard
+    assert "Login failures" in viewer.get("/admin/").content.decode()  # the dashboard
 
 
 def test_a_login_failure_from_another_backend_with_no_username_is_recorded_without_one():
