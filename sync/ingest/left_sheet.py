@@ -72,12 +72,6 @@ def soft_delete_field(model) -> str | None:
     return spec_for(label).soft_delete if is_synced(label) else None
 
 
-def whole_sheet_run(run_id: int) -> bool:
-    """A run that read its whole sheet: not a run of some keys (a dry run changes nothing
-    here either: ``after_run``)."""
-    return SyncRun.objects.filter(pk=run_id).exclude(trigger__in=SOME_KEYS).exists()
-
-
 def _q(name: str) -> str:
     return connection.ops.quote_name(name)
 

@@ -43,10 +43,10 @@ def _target(config: SourceConfig) -> tuple[str, str, str]:
 
 def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
                validator: RowValidator, *, explained: set[str],
-               whole_sheet: bool | None = None) -> dict:
+               whole_sheet: bool) -> dict:
     """The run's sheet against the database. ``whole_sheet``: the run read its whole sheet
-    for real (None: told from the run's row), so the rows its sheet no longer has are
-    reported (``left_sheet``), and flagged or soft-deleted as the source says."""
+    (not some keys of it), so the rows its sheet no longer has are reported
+    (``left_sheet``), and flagged or soft-deleted as the source says."""
     table, key, _pk = _target(config)
     checks, check_params = _integrity_checks(config)
     integrity = "".join(f", count(*) FILTER (WHERE t.{key} IS NOT NULL AND ({condition}))"
@@ -77,8 +77,6 @@ def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
                 [run_id, LISTED])
             duplicates = dict(cursor.fetchall())
     gap_keys = sorted(gap_keys or [])
-    if whole_sheet is None:
-        whole_sheet = left_sheet.whole_sheet_run(run_id)
     left = {"left_sheet": left_sheet.after_run(
         config, run_id, every_row_named=database_count == table_count)} if whole_sheet else {}
     return {

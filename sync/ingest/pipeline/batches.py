@@ -80,12 +80,10 @@ class BatchLoading:
         self.queued = retry.has_entries(self.config.name)
         only = only_keys if only_keys is not None else self.only_keys
         # This read against the pre-scan's (keys.py): a spooled source's load reads the
-        # pre-scan's rows; a CSV file's reads are compared by digest; others by checksum.
+        # pre-scan's rows; a CSV file's reads are compared by digest.
         read = SheetKeys()
         digest = hasattr(source, "read_digest")
         rows: Iterable = source.rows()
-        if not digest and not isinstance(source, SpooledSource):
-            rows = self._folded(rows, validator, read)
         if only is not None:
             rows = self._narrow(rows, validator, only)
         batch_size = self.run.batch_size
@@ -119,11 +117,6 @@ class BatchLoading:
             read.checksum = source.read_digest
         if not isinstance(source, SpooledSource) and not read.same_read(self.sheet_keys):
             self._sheet_changed()
-
-    def _folded(self, rows: Iterable, validator: RowValidator, read: SheetKeys) -> Iterator:
-        for row in rows:
-            read.fold(row[0], validator.key_of(row[1]))
-            yield row
 
     def _sheet_changed(self) -> None:
         """The sheet read for loading is not the one the pre-scan read: a duplicate key the

@@ -46,32 +46,22 @@ class SheetKeys:
         self.rows = 0  # counted with the checksum
         self.total = 0  # the rows read (a pre-scan's: the run's rows_total)
 
-    def fold(self, row_number: int, key: str) -> None:
-        """Count one row of a read into the checksum (order-independent, cheap)."""
-        self.checksum ^= hash((row_number, key))
-        self.rows += 1
-
     def same_read(self, other: SheetKeys) -> bool:
         return (self.checksum, self.rows) == (other.checksum, other.rows)
 
 
-def read_keys(rows: Iterable[Row], position: int | None, keys: SheetKeys, *,
-              fold: bool = True) -> Iterator[Row]:
+def read_keys(rows: Iterable[Row], position: int | None, keys: SheetKeys) -> Iterator[Row]:
     """``rows``, passed on unchanged; their repeated keys go into ``keys.duplicates`` when
-    ``rows`` is exhausted (and each ``(row, key)`` into ``keys``' checksum when ``fold``).
-    A key is read as ``RowValidator.key_of`` reads it."""
+    ``rows`` is exhausted. A key is read as ``RowValidator.key_of`` reads it."""
     index = _Index()
     first, again = index.first, index.again
     spill: Spill | None = None
-    checksum, count, total = 0, 0, 0
+    total = 0
     for total, row in enumerate(rows, 1):  # noqa: B007 - the count, after the loop
         number, cells = row
         key = cells[position].strip() if position is not None and position < len(cells) else ""
         if "\x00" in key:  # NOTE: as key_of shows it (a key with a NUL fails validation)
             key = key.replace("\x00", "\ufffd")
-        if fold:
-            checksum ^= hash((number, key))
-            count += 1
         if key:  # NOTE: an empty key fails validation (required) on its own
             if spill is not None:
                 spill.add(number, key)
@@ -80,7 +70,7 @@ def read_keys(rows: Iterable[Row], position: int | None, keys: SheetKeys, *,
             elif len(first) > IN_MEMORY:
                 spill = index.spill()
         yield row
-    keys.checksum, keys.rows, keys.total = checksum, count, total
+    keys.total = total
     keys.duplicates = index.duplicates()
 
 

@@ -43,10 +43,6 @@ from sync.redaction import RedactPiiFilter, redact
 logger = logging.getLogger(__name__)
 logger.addFilter(RedactPiiFilter())
 
-# Sources read once per run (pipeline/spool.py): a workbook's XML parse, a Google Sheet's
-# requests, cost the most of a run; a CSV file is cheaper to read again than to spool.
-SPOOLED_KINDS = frozenset({"xlsx", "sheets"})
-
 Category = ErrorLog.Category
 
 
@@ -156,7 +152,10 @@ class Ingestion(BatchLoading, RunConnection):
         try:
             source = source_for(self.config, self.kind, self.location,
                                 on_retry=self._network_retry)
-            if source.kind in SPOOLED_KINDS:
+            # Read once (pipeline/spool.py): a workbook's XML parse, a Google Sheet's requests
+            # cost the most of a run. A CSV file is cheaper to read again than to spool; its
+            # two reads are compared by their bytes' digest (keys.py).
+            if not hasattr(source, "read_digest"):
                 source = spooled = SpooledSource(source)
             t = time.perf_counter()
             # A file that cannot be decoded whole fails here, nothing written (a CSV file's
@@ -282,13 +281,11 @@ class Ingestion(BatchLoading, RunConnection):
             source.read_lines(lambda lines: read_key_lines(lines, position, self.sheet_keys))
             self.sheet_keys.checksum = source.read_digest
             return
+        # The load's read is compared with this one (keys.py): a spooled source's load reads
+        # these very rows, a CSV file's reads are compared by their bytes' digest.
         spooled = isinstance(source, SpooledSource)
         rows = source.spool(source.rows()) if spooled else source.rows()
-        # The load's read is compared with this one (keys.py): a spooled source's load reads
-        # these very rows, a CSV file's reads are compared by their bytes' digest; any other
-        # source's by the checksum of its (row, key) pairs.
-        fold = not spooled and not hasattr(source, "read_digest")
-        rows = read_keys(rows, position, self.sheet_keys, fold=fold)
+        rows = read_keys(rows, position, self.sheet_keys)
         if report.limited:
             scan_rows(report, headers, rows)
         else:

@@ -83,6 +83,3 @@ class SpooledSource:
 
     def headers(self) -> list[str]:
         return self.source.headers()
-
-    def estimate_rows(self) -> int | None:
-        return self.source.estimate_rows()
