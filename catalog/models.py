@@ -135,7 +135,7 @@ class CatalogChange(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                              on_delete=models.SET_NULL, related_name="+")
     username = models.CharField(max_length=150, blank=True, default="")
-    ip = models.GenericIPAddressField(null=True, blank=True)
+    ip = models.GenericIPAddressField("IP address", null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -148,4 +148,4 @@ class CatalogChange(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.action} of part {self.part_id} by {self.username or '-'}"
+        return f"{self.action} of part {self.part_id} by {self.username or 'the system'}"

@@ -103,8 +103,8 @@ class SyncIntent(models.Model):
         DEAD = "dead"
 
     class Op(models.TextChoices):
-        UPSERT = "u", "upsert"
-        DELETE = "d", "delete"
+        UPSERT = "u", "Upsert"
+        DELETE = "d", "Delete"
 
     model = models.CharField(max_length=100)
     object_pk = models.TextField()
