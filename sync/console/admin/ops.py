@@ -3,6 +3,9 @@ schedule with it), run and health metrics, and the audit list of staff actions."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -33,6 +36,16 @@ class AcknowledgedFilter(admin.SimpleListFilter):
         if self.value() in ("open", "acknowledged"):
             return queryset.filter(acknowledged_at__isnull=self.value() == "open")
         return queryset
+
+
+def formatted(field: str, description: str, shown: Callable[[Any], str] = formats.number):
+    """A list column of ``field`` in the console's format (sortable by the field)."""
+
+    @admin.display(description=description, ordering=field)
+    def column(self, obj) -> str:
+        return shown(getattr(obj, field))
+
+    return column
 
 
 @admin.register(SyncAlert)
@@ -257,29 +270,12 @@ class SyncHealthMetricAdmin(ConsoleModelAdmin):
             return formats.EMPTY
         return badge(formats.number(obj.gaps), "ok" if obj.gaps == 0 else "bad")
 
-    @admin.display(description="in sheet", ordering="sheet_count")
-    def in_sheet(self, obj: SyncHealthMetric) -> str:
-        return formats.number(obj.sheet_count)
-
-    @admin.display(description="in database", ordering="database_count")
-    def in_database(self, obj: SyncHealthMetric) -> str:
-        return formats.number(obj.database_count)
-
-    @admin.display(description="retries", ordering="retry_pending")
-    def retries(self, obj: SyncHealthMetric) -> str:
-        return formats.number(obj.retry_pending)
-
-    @admin.display(description="failed for good", ordering="retry_permanent")
-    def failed_for_good(self, obj: SyncHealthMetric) -> str:
-        return formats.number(obj.retry_permanent)
-
-    @admin.display(description="error rate", ordering="error_rate")
-    def errors(self, obj: SyncHealthMetric) -> str:
-        return formats.percent(obj.error_rate)
-
-    @admin.display(description="success 24 h", ordering="success_rate_24h")
-    def success(self, obj: SyncHealthMetric) -> str:
-        return formats.percent(obj.success_rate_24h)
+    in_sheet = formatted("sheet_count", "in sheet")
+    in_database = formatted("database_count", "in database")
+    retries = formatted("retry_pending", "retries")
+    failed_for_good = formatted("retry_permanent", "failed for good")
+    errors = formatted("error_rate", "error rate", formats.percent)
+    success = formatted("success_rate_24h", "success 24 h", formats.percent)
 
 
 @admin.register(StaffAction)
