@@ -350,6 +350,24 @@ def test_fieldsets_drop_a_row_left_empty_by_the_swap(viewer):
     assert fieldsets[0][1]["fields"] == ["email_masked", ("buyer_number",)]
 
 
+def test_a_json_field_read_as_a_table_is_shown_once_in_a_fieldset_row(viewer, console_rows):
+    """A fieldset row naming a JSON field shows its table instead; a row left with nothing
+    new after the swap is dropped, not shown as an empty line."""
+    from django.contrib import admin as django_admin
+    from django.test import RequestFactory
+
+    from sync.console.admin_base import ConsoleModelAdmin
+
+    class Rows(ConsoleModelAdmin):
+        fieldsets = ((None, {"fields": (("source", "verification"), ("verification_table",),
+                                        "phase_ms")}),)
+
+    request = RequestFactory().get("/")
+    request.user = viewer
+    fieldsets = Rows(SyncRun, django_admin.site).get_fieldsets(request, console_rows["run"])
+    assert fieldsets[0][1]["fields"] == [("source", "verification_table"), "phase_ms_table"]
+
+
 def test_the_trigger_filter_names_its_choices_as_people_write_them(client_for, console_rows):
     page = client_for("viewer").get(reverse("admin:sync_recordlog_changelist")).content.decode()
     for label in ("API", "Demo data", "Missing rows", "Schedule"):

@@ -41,8 +41,12 @@ def test_times_and_ages_in_the_console_time_zone(settings) -> None:
     assert formats.when(moment) == "2026-12-06 20:54:21"
     assert formats.when(moment.isoformat()) == "2026-12-06 20:54:21"
     assert formats.when(None) == "-"
+    # A time without a zone is taken as already in the console's.
+    assert formats.when("2026-12-06T20:54:21") == "2026-12-06 20:54:21"
     now = moment + dt.timedelta(minutes=2, seconds=5)
     assert formats.ago(moment, now=now) == "2 min 05 s ago"
+    assert formats.ago(moment.isoformat(), now=now) == "2 min 05 s ago"  # a JSON payload's
+    assert formats.ago(None) == formats.ago("") == "-"
     assert formats.ago(moment, now=moment + dt.timedelta(seconds=3.4)) == "3 s ago"
     with timezone.override("Europe/Istanbul"):
         assert formats.when(moment) == "2026-12-06 23:54:21"
@@ -62,12 +66,26 @@ def test_counts_in_a_stored_message_and_row_positions() -> None:
 def test_the_template_filters_and_django_s_own_formats() -> None:
     moment = dt.datetime(2026, 12, 6, 20, 54, 21, tzinfo=dt.UTC)
     page = Template(
-        "{% load console_formats %}{{ n|num }} {{ s|duration }} {{ r|rate:'rows' }} "
-        "{{ f|percent }} {{ t|when }} {% time_zone %} | {{ n }} {{ t }} {{ t|date }}"
+        "{% load console_formats %}{{ n|num }} {{ s|duration }} {{ s|duration_ms }} "
+        "{{ r|rate:'rows' }} {{ f|percent }} {{ t|when }} {% time_zone %} | {{ n }} {{ t }} "
+        "{{ t|date }}"
     ).render(Context({"n": 4140, "s": 0.454, "r": 9109.06, "f": 0.992, "t": moment}))
     # Django's own rendering (admin lists, read-only fields) agrees: config/formats/en.
-    assert page == ("4,140 0.45 s 9,109 rows/s 99.2% 2026-12-06 20:54:21 UTC | "
+    assert page == ("4,140 0.45 s 454 ms 9,109 rows/s 99.2% 2026-12-06 20:54:21 UTC | "
                     "4,140 2026-12-06 20:54:21 2026-12-06")
+
+
+def test_times_in_the_cache_inspector_s_text() -> None:
+    """The inspector's lines (its own times, and texts it quotes, such as Redis's error)
+    show times as the console does; a date-like text that is no date stays as it was."""
+    from sync.console.admin_base import inspector_text
+
+    text = inspector_text(["last write: version 7 at 2026-12-07T02:16:57.880000Z",
+                           "Redis: cannot be read: since 2026-12-07T02:16:57",
+                           "why: key stamped 2026-13-45T99:00:00"])
+    assert text == ("last write: version 7 at 2026-12-07 02:16:57\n"
+                    "Redis: cannot be read: since 2026-12-07 02:16:57\n"
+                    "why: key stamped 2026-13-45T99:00:00")
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

@@ -196,3 +196,45 @@ def test_in_a_browser_at_1280(browser, live_server, settings, tmp_path) -> None:
         page.close()
     finally:
         connections.close_all()
+
+
+@pytest.mark.django_db
+def test_a_running_run_says_its_phase_and_a_too_long_value_its_length_only(client_for
+                                                                          ) -> None:
+    """While a run runs its page says what it is doing beside the status; the errors table
+    gets a length / limit column once a value is too long, and a bad date's cell there is
+    empty (its length says nothing)."""
+    run = make_run(status="running", phase="update", finished_at=None, cancel_requested=True)
+    for row, column, length, limit, reason in (
+            (17, "Email", 61, 50, "Email is longer than its column (61 > 50)"),
+            (18, "Inquiry Date", 10, None, "Inquiry Date is not a date (YYYY-MM-DD)")):
+        ErrorLog.objects.create(run_id=run.pk, source="buyers", category="validation",
+                                row_number=row, natural_key=f"B-000{row}", column=column,
+                                value_length=length, column_limit=limit, reason=reason)
+    source = client_for("viewer").get(
+        reverse("admin:sync_syncrun_change", args=[run.pk])).content.decode()
+    state = text_of(re.search(r'<div class="form-row field-state">.*?</div>\s*</div>', source,
+                              re.DOTALL).group(0))
+    assert "Running" in state and "phase update" in state and "cancel requested" in state
+    errors = text_of(re.search(r'<table class="run-facts run-errors">.*?</table>', source,
+                               re.DOTALL).group(0))
+    assert "column length / limit reason" in errors
+    assert "17 B-00017 Validation Email 61 / 50 Email is longer" in errors
+    assert "18 B-00018 Validation Inquiry Date - Inquiry Date is not a date" in errors
+
+
+@pytest.mark.django_db
+def test_a_run_too_quick_to_time_and_one_whose_left_rows_were_not_checked(client_for) -> None:
+    """Phases under 0.1 ms each are stored as 0: the table lists them, with no empty bar; a
+    whole-sheet run that could not look for rows that left its sheet says why."""
+    reason = ("source 'buyers_b' feeds buyers.buyer too and has no whole-sheet run "
+              "that finished")
+    run = make_run(phase_ms={"fetch": 0.0, "schema": 0.0},
+                   verification={"sheet_count": 0, "database_count": 0, "gaps": 0,
+                                 "left_sheet": {"action": "not checked", "reason": reason}})
+    source = client_for("viewer").get(
+        reverse("admin:sync_syncrun_change", args=[run.pk])).content.decode()
+    text = text_of(source)
+    assert "phase-bar" not in source
+    assert re.search(r"fetch 0 ms 0\.0% schema 0 ms 0\.0% total 0 ms 100%", text), text
+    assert f"Left the sheet: not checked: {reason}" in text

@@ -325,10 +325,6 @@ class ErrorLogAdmin(RowNumberMixin, RunLogAdmin):
         return format_html('<span title="{}">{}</span>', obj.code or "",
                            badge(obj.get_category_display(), tone))
 
-    @admin.display(description="length / limit")
-    def length(self, obj: ErrorLog) -> str:
-        return _length(obj)
-
     @admin.display(description="column", ordering="column")
     def column_text(self, obj: ErrorLog) -> str:
         """The column, and under it for a value too long for it its length / limit
