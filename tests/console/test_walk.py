@@ -69,6 +69,7 @@ def world(settings, tmp_path) -> dict[str, object]:
     from sync.ops.sampler import sampler_tick
 
     settings.SYNC_INGEST_SOURCES_FILE = str(sources_file(tmp_path))
+    _high_ids()
     ensure_roles()
     make_staff_user("viewer")
     make_staff_user("operator")
@@ -140,6 +141,20 @@ def world(settings, tmp_path) -> dict[str, object]:
     return {"first": first, "second": second, "upload": upload}
 
 
+def _high_ids() -> None:
+    """Every table's ids start at 100,000, as in a database that has lived: an id must read
+    as an id (no separator) wherever a page shows one, not pass only on a fresh database."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for sequence in connection.introspection.sequence_list():
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)",
+                           [sequence["table"], sequence["column"] or "id"])
+            (name,) = cursor.fetchone()
+            if name:
+                cursor.execute("SELECT setval(%s, GREATEST(100000, nextval(%s)))", [name, name])
+
+
 def _history() -> None:
     """A week of earlier scheduled runs, so trends and rates have something to show."""
     from sync.models import SyncRun
@@ -196,6 +211,19 @@ def console_pages(world: dict[str, object]) -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------- the walk
+
+
+def _id_words() -> re.Pattern:
+    """A number after a model's name ("part 2307", "catalog.stocklevel 2307") is its id."""
+    words = set(walk_checks.ID_WORDS)
+    for model in admin.site._registry:
+        opts = model._meta
+        words |= {opts.model_name, str(opts.verbose_name), opts.label_lower}
+    return walk_checks.key_word(words)
+
+
+ID_WORDS = _id_words()
+
 
 
 class Walk:
@@ -263,7 +291,7 @@ class Walk:
         found += self._icon(measure.icon)
         found += walk_checks.overflow(measure)
         found += walk_checks.raw_json(measure)
-        found += walk_checks.formats(measure)
+        found += walk_checks.formats(measure, ID_WORDS)
         self.page.screenshot(path=str(self.folder / f"{name}.png"), full_page=True)
         found += list(dict.fromkeys(self.events))
         return found
@@ -374,7 +402,8 @@ def test_the_checks_flag_what_the_issue_saw(text: str) -> None:
     ("9,109 rows/s", "", ""), ("99.2%", "", ""), ("99.991%", "", ""), ("run 1234", "", ""),
     ("1234", "field-id", ""), ("1352", "field-row Row", ""), ("1234", "", "/admin/x/1234/"),
     ("version 1473", "", ""), ("2026", "", ""), ("10.0.0.1", "", ""), ("46.21", "", ""),
-    ("2026-12-06", "", ""), ("B-00201: rows 202, 1352", "", "")])
+    ("2026-12-06", "", ""), ("B-00201: rows 202, 1352", "", ""), ("run: 100032", "", ""),
+    ("pk=17394", "", ""), ("run id: 100032", "", "")])
 def test_the_checks_leave_keys_ids_and_the_console_formats_alone(text: str, column: str,
                                                                  href: str) -> None:
     measure = _texts(text, column=column, href=href)

@@ -120,15 +120,24 @@ def raw_json(m: Measure) -> list[str]:
 
 # An integer of four or more digits standing alone: not part of a key (B-00123, PRT-00001,
 # CA90001), a date, a time, an address, a version tag (v1234), a URL or a decimal's tail.
-BARE_NUMBER = re.compile(r"(?<![\w.,:/#+\-\u2212*])(\d{4,})(?:\.\d+)?(?![\w:/\-*]|[.,]\d)")
+BARE_NUMBER = re.compile(r"(?<![\w.,:/#+=\-\u2212*])(\d{4,})(?:\.\d+)?(?![\w:/\-*]|[.,]\d)")
 # Columns whose values are identifiers, not figures.
 KEY_COLUMN = re.compile(r"\bfield-(?:id|pk|object_pk|object_id|natural_key|key|sku|\w+_number"
                         r"|\w+_id|ip|path)\b|(?:^|\s)(?:ID|#|Row|Key|Line|Run|Version)$",
                         re.IGNORECASE)
 # Words that make the number after them an identifier: "run 1234", "row 1352", "version 1473".
 # ("rows 202, 1352": a list of sheet rows; "1352 rows" is a count and is flagged.)
-KEY_WORD = re.compile(r"(?:\b(?:version|run|rows?|lines?|id|pk|intent|alert|pid|port)|#)"
-                      r"(?:\s+\d+,)*\s*$", re.IGNORECASE)
+ID_WORDS = {"version", "run", "row", "rows", "line", "lines", "id", "pk", "intent", "alert",
+            "pid", "port", "upload", "config"}
+
+
+def key_word(words: set[str]) -> re.Pattern:
+    """Numbers right after these words (a model's name, ``catalog.part``, ``run``) are ids."""
+    names = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?:\b(?:{names})|#):?(?:\s+\d+,)*\s*$", re.IGNORECASE)
+
+
+KEY_WORD = key_word(ID_WORDS)
 
 TIME_FORMS = [
     (re.compile(r"\b(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.? \d{1,2}\b"
@@ -171,7 +180,7 @@ def _unrounded(match: re.Match) -> bool:
     return not (unit == "%" and len(places) == 3)
 
 
-def formats(m: Measure) -> list[str]:
+def formats(m: Measure, key_words: re.Pattern = KEY_WORD) -> list[str]:
     bare: list[str] = []
     wrong: dict[str, list[str]] = {}
     for node in m.texts:
@@ -181,7 +190,7 @@ def formats(m: Measure) -> list[str]:
             for match in BARE_NUMBER.finditer(text):
                 number = match.group(1)
                 if (number in link_numbers or (len(number) == 4 and int(number) in YEAR)
-                        or KEY_WORD.search(text[:match.start()])):
+                        or key_words.search(text[:match.start()])):
                     continue
                 bare.append(_around(text, match))
         for match in SECONDS.finditer(text):
