@@ -208,6 +208,8 @@ def upload_page(request: HttpRequest, upload_id: int) -> HttpResponse:
         "errors_total": errors.count(),
         "duplicates": [_error_row(e) for e in duplicates[:ERRORS_SHOWN]],
         "duplicates_total": duplicates.count(),
+        # The rows in the database this file no longer has, and what the run would do.
+        "left_sheet": ((preview.verification or {}).get("left_sheet") or {}) if preview else {},
         **_columns(upload, schema),
         # How the pipeline read the file (encoding, delimiter, what it detected), when it says.
         "file_format": render(schema["file"]) if schema.get("file") else None,

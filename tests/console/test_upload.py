@@ -106,6 +106,10 @@ def test_preview_shows_what_the_confirmed_run_then_does(client_for, tmp_path) ->
                    'id="pv-failed">4<', "Inquiry Date", "is not a date", "Budget",
                    "Confirm: run it for real"):
         assert figure in page
+    # B-00012's key is misspelt in the file: its stored row is one the file no longer has.
+    assert 'id="pv-left">1<' in page
+    assert ("1 row in the database is not in this file and would be flagged: B-00012."
+            in page)
 
     response = client.post(reverse("admin:console_upload_confirm", args=[item.pk]))
     item.refresh_from_db()
