@@ -202,13 +202,8 @@ class SyncConfigAdmin(ConsoleModelAdmin):
     def batch(self, obj: SyncConfig) -> str:
         return formats.EMPTY if is_engine(obj.source) else formats.number(obj.batch_size)
 
-    @admin.display(description="version", ordering="version")
-    def version_number(self, obj: SyncConfig) -> str:
-        return formats.number(obj.version)
-
-    @admin.display(description="updated", ordering="updated_at")
-    def updated(self, obj: SyncConfig) -> str:
-        return formats.when(obj.updated_at)
+    version_number = formatted("version", "version")
+    updated = formatted("updated_at", "updated", formats.when)
 
     def save_model(self, request: HttpRequest, obj: SyncConfig, form: forms.ModelForm,
                    change: bool) -> None:
