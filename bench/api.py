@@ -74,17 +74,39 @@ class Server:
 
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, DATABASE_URL=_database_url(), REDIS_URL=settings.SYNC_REDIS_URL,
-                   SYNC_REDIS_URL=settings.SYNC_REDIS_URL, DEBUG="false",
-                   CATALOG_CACHE_READS="true" if cache_reads else "false",
-                   DB_CONN_MAX_AGE="600",
-                   # one client address sends it all: the per-IP limit would answer 429s
-                   API_RATELIMIT_ENABLED="false")
+        env = dict(
+            os.environ,
+            DATABASE_URL=_database_url(),
+            REDIS_URL=settings.SYNC_REDIS_URL,
+            SYNC_REDIS_URL=settings.SYNC_REDIS_URL,
+            DEBUG="false",
+            CATALOG_CACHE_READS="true" if cache_reads else "false",
+            DB_CONN_MAX_AGE="600",
+            # one client address sends it all: the per-IP limit would answer 429s
+            API_RATELIMIT_ENABLED="false",
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log", "--log-level", "warning",
-             "--timeout-graceful-shutdown", "1", "--backlog", "8192"],
-            cwd=ROOT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--timeout-graceful-shutdown",
+                "1",
+                "--backlog",
+                "8192",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -123,13 +145,23 @@ def create_parts(count: int) -> list[int]:
     from sync.cache.bulk import bulk_create_synced
 
     with transaction.atomic():
-        parts = bulk_create_synced(Part, [
-            Part(sku=f"{PREFIX}{n:06d}", name=f"Bench part {n}", price=n % 500 + 1,
-                 description="<p>Benchmark part.</p>", specifications={"n": n},
-                 images=[f"https://images.example.com/bench/{n}.jpg"])
-            for n in range(count)])
-        bulk_create_synced(StockLevel, [StockLevel(part=p, quantity=100, reserved=1)
-                                        for p in parts])
+        parts = bulk_create_synced(
+            Part,
+            [
+                Part(
+                    sku=f"{PREFIX}{n:06d}",
+                    name=f"Bench part {n}",
+                    price=n % 500 + 1,
+                    description="<p>Benchmark part.</p>",
+                    specifications={"n": n},
+                    images=[f"https://images.example.com/bench/{n}.jpg"],
+                )
+                for n in range(count)
+            ],
+        )
+        bulk_create_synced(
+            StockLevel, [StockLevel(part=p, quantity=100, reserved=1) for p in parts]
+        )
     return [p.pk for p in parts]
 
 
@@ -146,17 +178,34 @@ def remove_parts() -> int:
 # --------------------------------------------------------------------------- HTTP load
 
 
-def wrk_round(base: str, paths: list[str], *, seconds: int, connections: int,
-              directory: Path) -> tuple[float, float, float]:
+def wrk_round(
+    base: str, paths: list[str], *, seconds: int, connections: int, directory: Path
+) -> tuple[float, float, float]:
     """Requests/s, p50 and p99 latency in ms, from one wrk run."""
     script = directory / "paths.lua"
     script.write_text(
         "local paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
         "math.randomseed(7)\n"
-        "request = function() return wrk.format(nil, paths[math.random(#paths)]) end\n")
+        "request = function() return wrk.format(nil, paths[math.random(#paths)]) end\n"
+    )
     out = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency",
-         "-s", str(script), base], capture_output=True, text=True, check=True).stdout
+        [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            base,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         msg = f"wrk saw errors:\n{out}"
         raise RuntimeError(msg)
@@ -169,8 +218,9 @@ def wrk_round(base: str, paths: list[str], *, seconds: int, connections: int,
     return rps, percentile("50"), percentile("99")
 
 
-def python_round(base: str, paths: list[str], *, seconds: int, connections: int,
-                 directory: Path) -> tuple[float, float, float]:
+def python_round(
+    base: str, paths: list[str], *, seconds: int, connections: int, directory: Path
+) -> tuple[float, float, float]:
     """The same with an asyncio loader (when wrk is not installed): it shares the CPUs with
     the server, so its absolute figures are lower than wrk's; the ratio is what counts."""
     import httpx
@@ -181,6 +231,7 @@ def python_round(base: str, paths: list[str], *, seconds: int, connections: int,
         stop = time.perf_counter() + seconds
         limits = httpx.Limits(max_connections=connections)
         async with httpx.AsyncClient(base_url=base, limits=limits) as client:
+
             async def worker() -> None:
                 while time.perf_counter() < stop:
                     start = time.perf_counter()
@@ -204,15 +255,26 @@ def bench_http(table: Table, ids: list[int], args: argparse.Namespace) -> None:
     try:
         with tempfile.TemporaryDirectory() as directory:
             for server in servers.values():  # warm: connections, prepared paths, cache fills
-                loader(server.base, paths, seconds=1, connections=args.connections,
-                       directory=Path(directory))
+                loader(
+                    server.base,
+                    paths,
+                    seconds=1,
+                    connections=args.connections,
+                    directory=Path(directory),
+                )
             for i in range(args.rounds):
                 order = list(servers) if i % 2 == 0 else list(reversed(servers))
                 for key in order:
                     log(f"round {i + 1}/{args.rounds}: {key}")
-                    results[key].append(loader(servers[key].base, paths, seconds=args.seconds,
-                                               connections=args.connections,
-                                               directory=Path(directory)))
+                    results[key].append(
+                        loader(
+                            servers[key].base,
+                            paths,
+                            seconds=args.seconds,
+                            connections=args.connections,
+                            directory=Path(directory),
+                        )
+                    )
     finally:
         for server in servers.values():
             server.stop()
@@ -221,15 +283,29 @@ def bench_http(table: Table, ids: list[int], args: argparse.Namespace) -> None:
         return statistics.median(r[index] for r in results[key])
 
     cache_rps, db_rps = median("cache", 0), median("postgresql", 0)
-    table.section(f"GET /api/parts/{{id}}: one uvicorn worker each, {name}, "
-                  f"{args.connections} connections, {args.rounds} x {args.seconds} s rounds "
-                  f"alternating, {len(ids):,} parts")
-    table.add(Row("cache hit (repository.get x2)", f"{cache_rps:,.0f} req/s",
-                  f"PostgreSQL only {db_rps:,.0f} req/s", f"{cache_rps / db_rps:.2f}x"))
+    table.section(
+        f"GET /api/parts/{{id}}: one uvicorn worker each, {name}, "
+        f"{args.connections} connections, {args.rounds} x {args.seconds} s rounds "
+        f"alternating, {len(ids):,} parts"
+    )
+    table.add(
+        Row(
+            "cache hit (repository.get x2)",
+            f"{cache_rps:,.0f} req/s",
+            f"PostgreSQL only {db_rps:,.0f} req/s",
+            f"{cache_rps / db_rps:.2f}x",
+        )
+    )
     for index, label in ((1, "p50"), (2, "p99")):
         cache_ms, db_ms = median("cache", index), median("postgresql", index)
-        table.add(Row(f"latency {label}, cache hit", f"{cache_ms:.2f} ms",
-                      f"PostgreSQL only {db_ms:.2f} ms", f"{cache_ms / db_ms:.2f}x"))
+        table.add(
+            Row(
+                f"latency {label}, cache hit",
+                f"{cache_ms:.2f} ms",
+                f"PostgreSQL only {db_ms:.2f} ms",
+                f"{cache_ms / db_ms:.2f}x",
+            )
+        )
 
 
 def bench_in_process(table: Table, ids: list[int], args: argparse.Namespace) -> None:
@@ -252,27 +328,48 @@ def bench_in_process(table: Table, ids: list[int], args: argparse.Namespace) -> 
         settings.CATALOG_CACHE_READS = False
         client.get(paths[i % len(paths)])
 
-    found = interleaved({"cache": cached, "postgresql": database}, n=args.in_process,
-                        warmup=200)
-    table.section(f"GET /api/parts/{{id}} in this process (Django test client), "
-                  f"{args.in_process:,} of each, interleaved")
-    table.add(ratio_row("cache hit", found["cache"].wall_us, "PostgreSQL only",
-                        found["postgresql"].wall_us, cpu=found["cache"].cpu_us,
-                        baseline_cpu=found["postgresql"].cpu_us))
+    found = interleaved({"cache": cached, "postgresql": database}, n=args.in_process, warmup=200)
+    table.section(
+        f"GET /api/parts/{{id}} in this process (Django test client), "
+        f"{args.in_process:,} of each, interleaved"
+    )
+    table.add(
+        ratio_row(
+            "cache hit",
+            found["cache"].wall_us,
+            "PostgreSQL only",
+            found["postgresql"].wall_us,
+            cpu=found["cache"].cpu_us,
+            baseline_cpu=found["postgresql"].cpu_us,
+        )
+    )
     settings.CATALOG_CACHE_READS = True
-    table.add(Row("= requests/s one thread", f"{1e6 / found['cache'].wall_us:,.0f} req/s",
-                  f"PostgreSQL only {1e6 / found['postgresql'].wall_us:,.0f} req/s",
-                  f"{found['postgresql'].wall_us / found['cache'].wall_us:.2f}x"))
+    table.add(
+        Row(
+            "= requests/s one thread",
+            f"{1e6 / found['cache'].wall_us:,.0f} req/s",
+            f"PostgreSQL only {1e6 / found['postgresql'].wall_us:,.0f} req/s",
+            f"{found['postgresql'].wall_us / found['cache'].wall_us:.2f}x",
+        )
+    )
 
 
 # --------------------------------------------------------------------------- SSE
 
 
-async def _sse_client(port: int, part: int, ready: asyncio.Event, counter: list[int],
-                      arrivals: dict[int, list[float]], total: int) -> None:
+async def _sse_client(
+    port: int,
+    part: int,
+    ready: asyncio.Event,
+    counter: list[int],
+    arrivals: dict[int, list[float]],
+    total: int,
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /api/events?part={part} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 "Accept: text/event-stream\r\n\r\n".encode())
+    writer.write(
+        f"GET /api/events?part={part} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
     await writer.drain()
     try:
         while line := await reader.readline():
@@ -304,9 +401,12 @@ def bench_sse(table: Table, ids: list[int], args: argparse.Namespace) -> None:
         async def run() -> tuple[float, float, dict[int, list[float]], dict[int, float]]:
             ready, counter, arrivals = asyncio.Event(), [0], {}
             started = time.perf_counter()
-            tasks = [asyncio.create_task(_sse_client(server.port, part, ready, counter,
-                                                     arrivals, clients))
-                     for _ in range(clients)]
+            tasks = [
+                asyncio.create_task(
+                    _sse_client(server.port, part, ready, counter, arrivals, clients)
+                )
+                for _ in range(clients)
+            ]
             await asyncio.wait_for(ready.wait(), timeout=120)
             connect_s = time.perf_counter() - started
             held_mb = server.rss_mb()
@@ -315,12 +415,17 @@ def bench_sse(table: Table, ids: list[int], args: argparse.Namespace) -> None:
                 stock = await asyncio.to_thread(StockLevel.objects.get, pk=part)
                 quantity = 1_000 + n
                 sent[quantity] = time.perf_counter()
-                await asyncio.to_thread(services.stock_update, part_id=part,
-                                        expected_version=stock.version, quantity=quantity,
-                                        reserved=0)
+                await asyncio.to_thread(
+                    services.stock_update,
+                    part_id=part,
+                    expected_version=stock.version,
+                    quantity=quantity,
+                    reserved=0,
+                )
                 deadline = time.perf_counter() + 30
                 while len(arrivals.get(quantity, ())) < clients and (
-                        time.perf_counter() < deadline):
+                    time.perf_counter() < deadline
+                ):
                     await asyncio.sleep(0.005)
             for task in tasks:
                 task.cancel()
@@ -330,21 +435,31 @@ def bench_sse(table: Table, ids: list[int], args: argparse.Namespace) -> None:
         connect_s, held_mb, arrivals, sent = asyncio.run(run())
     finally:
         server.stop()
-    latencies = [(t - sent[q]) * 1000 for q, times in arrivals.items() if q in sent
-                 for t in times]
+    latencies = [(t - sent[q]) * 1000 for q, times in arrivals.items() if q in sent for t in times]
     delivered = len(latencies) / (clients * len(sent))
     cuts = statistics.quantiles(latencies, n=100)
-    table.section(f"GET /api/events: one uvicorn process, {clients:,} idle clients, "
-                  f"{len(sent)} stock updates fanned out to all")
-    table.add(Row("clients held", f"{clients:,}", f"connected in {connect_s:.1f} s",
-                  f"{delivered:.1%} delivered"))
-    table.add(Row("server memory", f"{held_mb:,.0f} MB",
-                  f"idle {idle_mb:,.0f} MB", f"{(held_mb - idle_mb) * 1024 / clients:.1f} "
-                  "KB/client"))
-    table.add(Row("fan-out latency p50", f"{cuts[49]:.1f} ms",
-                  "update start -> client has it"))
-    table.add(Row("fan-out latency p99", f"{cuts[98]:.1f} ms",
-                  "update start -> client has it"))
+    table.section(
+        f"GET /api/events: one uvicorn process, {clients:,} idle clients, "
+        f"{len(sent)} stock updates fanned out to all"
+    )
+    table.add(
+        Row(
+            "clients held",
+            f"{clients:,}",
+            f"connected in {connect_s:.1f} s",
+            f"{delivered:.1%} delivered",
+        )
+    )
+    table.add(
+        Row(
+            "server memory",
+            f"{held_mb:,.0f} MB",
+            f"idle {idle_mb:,.0f} MB",
+            f"{(held_mb - idle_mb) * 1024 / clients:.1f} KB/client",
+        )
+    )
+    table.add(Row("fan-out latency p50", f"{cuts[49]:.1f} ms", "update start -> client has it"))
+    table.add(Row("fan-out latency p99", f"{cuts[98]:.1f} ms", "update start -> client has it"))
 
 
 # --------------------------------------------------------------------------- main
@@ -356,14 +471,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--in-process", type=int, default=3_000,
-                        help="requests of each kind through the test client")
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        default=3_000,
+        help="requests of each kind through the test client",
+    )
     parser.add_argument("--sse-clients", type=int, default=2_000)
     parser.add_argument("--sse-events", type=int, default=20)
-    parser.add_argument("--python-loader", action="store_true",
-                        help="use the asyncio loader even when wrk is installed")
-    parser.add_argument("--quick", action="store_true",
-                        help="1 round of 2 s, 200 SSE clients, 5 events, 300 in-process")
+    parser.add_argument(
+        "--python-loader",
+        action="store_true",
+        help="use the asyncio loader even when wrk is installed",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 round of 2 s, 200 SSE clients, 5 events, 300 in-process",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.sse_clients, args.sse_events = 1, 2, 200, 5
@@ -376,8 +501,10 @@ def main(argv: list[str] | None = None) -> int:
         if leftover := remove_parts():
             log(f"removed {leftover:,} rows left by an earlier run")
         ids = create_parts(args.parts)
-        table = Table("syncops catalog API benchmark (bench/api.py; ./dev bench api)\n"
-                      + "\n".join(machine_lines()))
+        table = Table(
+            "syncops catalog API benchmark (bench/api.py; ./dev bench api)\n"
+            + "\n".join(machine_lines())
+        )
         try:
             bench_in_process(table, ids, args)
             bench_http(table, ids, args)

@@ -75,22 +75,41 @@ REPLAY_GOAL, WARM_GOAL = 20_000, 50_000
 def hit_count() -> float:
     from prometheus_client import REGISTRY
 
-    return REGISTRY.get_sample_value(
-        "sync_cache_reads_total", {"model": LABEL, "outcome": "hit"}) or 0.0
+    return (
+        REGISTRY.get_sample_value("sync_cache_reads_total", {"model": LABEL, "outcome": "hit"})
+        or 0.0
+    )
 
 
-def _row(measurement: str, found: Samples, baseline_name: str, baseline: Samples, *,
-         goal: float | None = None, unit: str = "µs") -> Row:
+def _row(
+    measurement: str,
+    found: Samples,
+    baseline_name: str,
+    baseline: Samples,
+    *,
+    goal: float | None = None,
+    unit: str = "µs",
+) -> Row:
     scale = 1000 if unit == "ms" else 1
-    return ratio_row(measurement, found.wall_us / scale, baseline_name, baseline.wall_us / scale,
-                     goal=goal, unit=unit, cpu=found.cpu_us / scale,
-                     baseline_cpu=baseline.cpu_us / scale)
+    return ratio_row(
+        measurement,
+        found.wall_us / scale,
+        baseline_name,
+        baseline.wall_us / scale,
+        goal=goal,
+        unit=unit,
+        cpu=found.cpu_us / scale,
+        baseline_cpu=baseline.cpu_us / scale,
+    )
 
 
 def _base(measurement: str, found: Samples, unit: str = "µs") -> Row:
     scale = 1000 if unit == "ms" else 1
-    return Row(measurement, f"{found.wall_us / scale:,.1f} {unit}",
-               cpu=f"{found.cpu_us / scale:,.1f} {unit}")
+    return Row(
+        measurement,
+        f"{found.wall_us / scale:,.1f} {unit}",
+        cpu=f"{found.cpu_us / scale:,.1f} {unit}",
+    )
 
 
 def bench_reads(table: Table, pools: Pools, sizes: Sizes) -> None:
@@ -118,50 +137,91 @@ def bench_reads(table: Table, pools: Pools, sizes: Sizes) -> None:
     hit_share = (hit_count() - hits) / (sizes.reads + sizes.read_warmup)
     log(f"reads: {sizes.reads:,} x 2, repository.get and the ORM, interleaved …")
     against_db = interleaved(database_ops, n=sizes.reads, warmup=sizes.read_warmup)
-    table.section(f"cache-hit read, µs per call: median of {sizes.reads:,} interleaved, "
-                  f"{count:,} rows; repository hits {hit_share:.1%}")
+    table.section(
+        f"cache-hit read, µs per call: median of {sizes.reads:,} interleaved, "
+        f"{count:,} rows; repository hits {hit_share:.1%}"
+    )
     table.add(_base("raw HGETALL of the key (redis-py, the engine's client)", found["hgetall"]))
-    table.add(_row("repository.get(Part, pk), cache hit", found["repository"],
-                   "HGETALL", found["hgetall"], goal=READ_GOAL))
-    table.add(_row("  diagnostic: store.read_row alone (HMGET, breaker)", found["store.read_row"],
-                   "HGETALL", found["hgetall"]))
-    table.section(f"the same hit against PostgreSQL: a second loop, {sizes.reads:,} of each, "
-                  "interleaved")
+    table.add(
+        _row(
+            "repository.get(Part, pk), cache hit",
+            found["repository"],
+            "HGETALL",
+            found["hgetall"],
+            goal=READ_GOAL,
+        )
+    )
+    table.add(
+        _row(
+            "  diagnostic: store.read_row alone (HMGET, breaker)",
+            found["store.read_row"],
+            "HGETALL",
+            found["hgetall"],
+        )
+    )
+    table.section(
+        f"the same hit against PostgreSQL: a second loop, {sizes.reads:,} of each, interleaved"
+    )
     table.add(_base("Part.objects.get(pk=…) on PostgreSQL", against_db["orm"]))
-    table.add(_row("repository.get(Part, pk), cache hit", against_db["repository"],
-                   "ORM get", against_db["orm"]))
+    table.add(
+        _row(
+            "repository.get(Part, pk), cache hit",
+            against_db["repository"],
+            "ORM get",
+            against_db["orm"],
+        )
+    )
 
 
 def bench_cacheops(table: Table, pools: Pools, sizes: Sizes) -> None:
     """django-cacheops in its own process (it patches every queryset and hooks every save)."""
-    args = {"pks": [part.pk for part in pools.read], "n": sizes.reads,
-            "warmup": sizes.read_warmup}
+    args = {"pks": [part.pk for part in pools.read], "n": sizes.reads, "warmup": sizes.read_warmup}
     log(f"cacheops: {sizes.reads:,} x 3 operations in a process of its own …")
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "cacheops_read.py"), json.dumps(args)],
-        capture_output=True, text=True, check=False, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
     )
     if result.returncode != 0:
         table.section("django-cacheops: FAILED to run (its stderr follows the table)")
         table.notes.append("cacheops stderr:\n" + result.stderr[-3000:])
         return
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    found = {name: Samples(wall=[int(us * 1000)], cpu=[int(cpu * 1000)])
-             for name, (us, cpu) in report["medians_us"].items()}
+    found = {
+        name: Samples(wall=[int(us * 1000)], cpu=[int(cpu * 1000)])
+        for name, (us, cpu) in report["medians_us"].items()
+    }
     queries = report["cacheops_queries_on_rereading_all_rows"]
-    table.section(f"the same read through django-cacheops {report['cacheops']} on Django "
-                  f"{report['django']}, same Redis, own process: median of {report['n']:,}; "
-                  f"{queries} queries re-reading all rows")
+    table.section(
+        f"the same read through django-cacheops {report['cacheops']} on Django "
+        f"{report['django']}, same Redis, own process: median of {report['n']:,}; "
+        f"{queries} queries re-reading all rows"
+    )
     table.add(_base("raw HGETALL of the key (in that process)", found["hgetall"]))
-    table.add(_row("repository.get(Part, pk), cache hit (in that process)",
-                   found["repository"], "HGETALL", found["hgetall"]))
-    hit = _row("cacheops Part.objects.get(pk=…), cache hit", found["cacheops"],
-               "HGETALL", found["hgetall"])
+    table.add(
+        _row(
+            "repository.get(Part, pk), cache hit (in that process)",
+            found["repository"],
+            "HGETALL",
+            found["hgetall"],
+        )
+    )
+    hit = _row(
+        "cacheops Part.objects.get(pk=…), cache hit", found["cacheops"], "HGETALL", found["hgetall"]
+    )
     if queries:
         hit.verdict = "NOT cached: it queried PostgreSQL"
     table.add(hit)
-    table.add(_row("repository.get(Part, pk), cache hit (in that process)",
-                   found["repository"], "cacheops", found["cacheops"]))
+    table.add(
+        _row(
+            "repository.get(Part, pk), cache hit (in that process)",
+            found["repository"],
+            "cacheops",
+            found["cacheops"],
+        )
+    )
 
 
 def _statements(operation) -> list[str]:
@@ -183,16 +243,32 @@ def bench_saves(table: Table, pools: Pools, sizes: Sizes) -> None:
     found = interleaved(ops, n=sizes.saves, warmup=sizes.save_warmup)
     statements = {name: _statements(op) for name, op in ops.items()}
     drain_intents()
-    table.section(f"single-row save in transaction.atomic(), µs per transaction: median of "
-                  f"{sizes.saves:,} interleaved, {sizes.save_rows} rows each")
+    table.section(
+        f"single-row save in transaction.atomic(), µs per transaction: median of "
+        f"{sizes.saves:,} interleaved, {sizes.save_rows} rows each"
+    )
     table.add(_base("plain ORM save, twin table (same columns, no trigger)", found["plain"]))
-    table.add(_row("synced Part save, incl. on-commit write-through", found["synced"],
-                   "plain", found["plain"], goal=SAVE_GOAL))
-    table.add(_row("  diagnostic: synced save, triggers only (no write-through)",
-                   found["triggers only"], "plain", found["plain"]))
+    table.add(
+        _row(
+            "synced Part save, incl. on-commit write-through",
+            found["synced"],
+            "plain",
+            found["plain"],
+            goal=SAVE_GOAL,
+        )
+    )
+    table.add(
+        _row(
+            "  diagnostic: synced save, triggers only (no write-through)",
+            found["triggers only"],
+            "plain",
+            found["plain"],
+        )
+    )
     table.notes.append(
         "statements of one single-row transaction: "
-        + "; ".join(f"{name}: {' '.join(sql)}" for name, sql in statements.items()))
+        + "; ".join(f"{name}: {' '.join(sql)}" for name, sql in statements.items())
+    )
 
 
 def bench_batches(table: Table, pools: Pools, sizes: Sizes) -> None:
@@ -204,13 +280,30 @@ def bench_batches(table: Table, pools: Pools, sizes: Sizes) -> None:
     log(f"{sizes.batch_size}-row transactions: {sizes.batches:,} x {len(ops)}, interleaved …")
     found = interleaved(ops, n=sizes.batches, warmup=sizes.batch_warmup)
     drain_intents()
-    table.section(f"{sizes.batch_size} saves in one transaction.atomic(), ms per transaction: "
-                  f"median of {sizes.batches:,} interleaved")
+    table.section(
+        f"{sizes.batch_size} saves in one transaction.atomic(), ms per transaction: "
+        f"median of {sizes.batches:,} interleaved"
+    )
     table.add(_base("plain ORM saves, twin table", found["plain"], unit="ms"))
-    table.add(_row(f"synced Part saves, incl. write-through of {sizes.batch_size} keys",
-                   found["synced"], "plain", found["plain"], goal=BATCH_GOAL, unit="ms"))
-    table.add(_row("  diagnostic: synced saves, triggers only (no write-through)",
-                   found["triggers only"], "plain", found["plain"], unit="ms"))
+    table.add(
+        _row(
+            f"synced Part saves, incl. write-through of {sizes.batch_size} keys",
+            found["synced"],
+            "plain",
+            found["plain"],
+            goal=BATCH_GOAL,
+            unit="ms",
+        )
+    )
+    table.add(
+        _row(
+            "  diagnostic: synced saves, triggers only (no write-through)",
+            found["triggers only"],
+            "plain",
+            found["plain"],
+            unit="ms",
+        )
+    )
 
 
 def bench_replay(table: Table, sizes: Sizes) -> None:
@@ -232,13 +325,25 @@ def bench_replay(table: Table, sizes: Sizes) -> None:
         if result.failed or pending_intents():
             table.notes.append(f"replay run {run + 1}: {result} — queue not empty afterwards")
     middle = sorted(range(len(rates)), key=rates.__getitem__)[len(rates) // 2]
-    table.section(f"replay of {sizes.outage:,} pending intents (replay_pending, batches of "
-                  f"{claimed // max(batches, 1):,}), median of {sizes.runs} runs, in order: "
-                  + ", ".join(f"{rate:,.0f}" for rate in rates) + " intents/s")
-    table.add(throughput_row("replay throughput until the queue is empty", rates[middle],
-                             "intents", REPLAY_GOAL, cpu_share=shares[middle]))
-    table.notes.append(f"creating the {sizes.outage:,} outage rows (bulk_create with both "
-                       f"triggers) took {create_seconds:.1f} s")
+    table.section(
+        f"replay of {sizes.outage:,} pending intents (replay_pending, batches of "
+        f"{claimed // max(batches, 1):,}), median of {sizes.runs} runs, in order: "
+        + ", ".join(f"{rate:,.0f}" for rate in rates)
+        + " intents/s"
+    )
+    table.add(
+        throughput_row(
+            "replay throughput until the queue is empty",
+            rates[middle],
+            "intents",
+            REPLAY_GOAL,
+            cpu_share=shares[middle],
+        )
+    )
+    table.notes.append(
+        f"creating the {sizes.outage:,} outage rows (bulk_create with both "
+        f"triggers) took {create_seconds:.1f} s"
+    )
 
 
 def bench_warm(table: Table, sizes: Sizes, env: Environment) -> None:
@@ -254,10 +359,19 @@ def bench_warm(table: Table, sizes: Sizes, env: Environment) -> None:
         rates.append(rows / seconds)
         shares.append(cpu / seconds)
     middle = sorted(range(len(rates)), key=rates.__getitem__)[len(rates) // 2]
-    table.section(f"warm {LABEL} after {how}: {rows:,} rows, median of {sizes.runs} runs, in "
-                  "order: " + ", ".join(f"{rate:,.0f}" for rate in rates) + " rows/s")
-    table.add(throughput_row("warm throughput (sync_warm's service)", rates[middle], "rows",
-                             WARM_GOAL, cpu_share=shares[middle]))
+    table.section(
+        f"warm {LABEL} after {how}: {rows:,} rows, median of {sizes.runs} runs, in "
+        "order: " + ", ".join(f"{rate:,.0f}" for rate in rates) + " rows/s"
+    )
+    table.add(
+        throughput_row(
+            "warm throughput (sync_warm's service)",
+            rates[middle],
+            "rows",
+            WARM_GOAL,
+            cpu_share=shares[middle],
+        )
+    )
     log("verifying Redis against PostgreSQL …")
     table.notes.append(f"after the run, sync_verify: {verify_models([LABEL])[0]}")
 
@@ -267,10 +381,12 @@ def bench_warm(table: Table, sizes: Sizes, env: Environment) -> None:
 
 def code_version() -> str:
     """The commit measured, and whether the engine's files differ from it."""
+
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                                  text=True, check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return ""
 
@@ -278,8 +394,9 @@ def code_version() -> str:
     if not commit:
         return "code: not a git checkout"
     dirty = git("status", "--porcelain", "--", "sync", "catalog", "config")
-    return f"code: {commit[:72]}" + (" + UNCOMMITTED changes in sync/catalog/config"
-                                     if dirty else "")
+    return f"code: {commit[:72]}" + (
+        " + UNCOMMITTED changes in sync/catalog/config" if dirty else ""
+    )
 
 
 def header(env: Environment) -> list[str]:
@@ -288,19 +405,27 @@ def header(env: Environment) -> list[str]:
     from sync.cache import connection as redis_connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('server_version'), current_setting('fsync'),"
-                       " current_setting('synchronous_commit')")
+        cursor.execute(
+            "SELECT current_setting('server_version'), current_setting('fsync'),"
+            " current_setting('synchronous_commit')"
+        )
         pg_version, fsync, sync_commit = cursor.fetchone()
     info = redis_connection.client().info("server")
-    where = {name: "embedded, .run/bench" if name in env.embedded else "from the environment"
-             for name in ("database", "cache")}
+    where = {
+        name: "embedded, .run/bench" if name in env.embedded else "from the environment"
+        for name in ("database", "cache")
+    }
     return [
         *machine_lines(),
         code_version(),
-        (f"Django {version('django')}, psycopg {version('psycopg')}, "
-         f"redis-py {version('redis')} + hiredis {version('hiredis')}"),
-        (f"PostgreSQL {pg_version} ({where['database']}; fsync {fsync}, "
-         f"synchronous_commit {sync_commit})"),
+        (
+            f"Django {version('django')}, psycopg {version('psycopg')}, "
+            f"redis-py {version('redis')} + hiredis {version('hiredis')}"
+        ),
+        (
+            f"PostgreSQL {pg_version} ({where['database']}; fsync {fsync}, "
+            f"synchronous_commit {sync_commit})"
+        ),
         f"Redis {info['redis_version']} ({where['cache']})",
     ]
 
@@ -336,13 +461,25 @@ def profile_section(section: str, pools: Pools, sizes: Sizes, env: Environment) 
         return None
 
     targets = {
-        "read": (nothing, lambda: [repository.get(Part, pks[i % len(pks)])
-                                   for i in range(sizes.reads)], sizes.reads, "read"),
+        "read": (
+            nothing,
+            lambda: [repository.get(Part, pks[i % len(pks)]) for i in range(sizes.reads)],
+            sizes.reads,
+            "read",
+        ),
         "save": (nothing, lambda: [save(i) for i in range(sizes.saves)], sizes.saves, "save"),
-        "batch": (nothing, lambda: [save_batch(i) for i in range(sizes.batches)],
-                  sizes.batches, "transaction"),
-        "replay": (pending_outage, lambda: replay_pending(include_not_due=True),
-                   sizes.outage, "intent"),
+        "batch": (
+            nothing,
+            lambda: [save_batch(i) for i in range(sizes.batches)],
+            sizes.batches,
+            "transaction",
+        ),
+        "replay": (
+            pending_outage,
+            lambda: replay_pending(include_not_due=True),
+            sizes.outage,
+            "intent",
+        ),
         "warm": (cold_cache, lambda: warm_models([LABEL]), sizes.outage, "row"),
     }
     prepare, target, operations, unit = targets[section]
@@ -357,7 +494,7 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 
     sizes = Sizes.quick() if args.quick else Sizes()
     call_command("migrate", verbosity=0)
-    if (leftover := remove_rows()):
+    if leftover := remove_rows():
         log(f"removed {leftover:,} rows left by an earlier, interrupted run")
     create_plain_table()
     try:
@@ -365,8 +502,12 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         if args.profile:
             profile_section(args.profile, pools, sizes, env)
             return 0
-        table = Table("syncops cache benchmark (bench/cache.py; ./dev bench cache"
-                      + (" --quick" if args.quick else "") + ")\n" + "\n".join(header(env)))
+        table = Table(
+            "syncops cache benchmark (bench/cache.py; ./dev bench cache"
+            + (" --quick" if args.quick else "")
+            + ")\n"
+            + "\n".join(header(env))
+        )
         try:
             bench_reads(table, pools, sizes)
             bench_cacheops(table, pools, sizes)
@@ -387,8 +528,11 @@ def run(args: argparse.Namespace, env: Environment) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the work")
-    parser.add_argument("--profile", choices=SECTIONS,
-                        help="where one engine path spends its time, instead of the table")
+    parser.add_argument(
+        "--profile",
+        choices=SECTIONS,
+        help="where one engine path spends its time, instead of the table",
+    )
     args = parser.parse_args(argv)
     env = setup_django()
     try:

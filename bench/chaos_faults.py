@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FAULTS = ("redis_pause", "redis_restart", "flushall", "worker_kill", "writer_kill",
-          "pg_terminate")
+FAULTS = ("redis_pause", "redis_restart", "flushall", "worker_kill", "writer_kill", "pg_terminate")
 
 
 @dataclass
@@ -70,9 +69,13 @@ def child_env() -> dict[str, str]:
     else:
         port = f":{conf['PORT']}" if conf["PORT"] else ""
         database = f"postgres://{user}{password}@{conf['HOST']}{port}/{conf['NAME']}"
-    return {"DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": database,
-            "REDIS_URL": settings.SYNC_REDIS_URL, "SYNC_REDIS_URL": settings.SYNC_REDIS_URL,
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL}
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": database,
+        "REDIS_URL": settings.SYNC_REDIS_URL,
+        "SYNC_REDIS_URL": settings.SYNC_REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+    }
 
 
 class Fleet:
@@ -89,27 +92,70 @@ class Fleet:
         env = dict(os.environ)
         env.update(self.targets.env)
         env.update(self.config.child_env)
-        env.update({"PGAPPNAME": f"chaos-{self.run}-{name}", "PYTHONUNBUFFERED": "1",
-                    "COVERAGE_PROCESS_START": ""})
+        env.update(
+            {
+                "PGAPPNAME": f"chaos-{self.run}-{name}",
+                "PYTHONUNBUFFERED": "1",
+                "COVERAGE_PROCESS_START": "",
+            }
+        )
         with (self.targets.workdir / f"{name}.log").open("ab") as out:
-            self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out,
-                                                stderr=subprocess.STDOUT,
-                                                start_new_session=True)
+            self.procs[name] = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.starts[name] += 1
 
     def start_child(self, role: str, index: int) -> None:
         name = f"{role}{index}"
         seed = self.config.seed * 1000 + index * 50 + self.starts[name]
-        self._spawn(name, [sys.executable, str(ROOT / "bench" / "chaos.py"), "--child", role,
-                           "--index", str(index), "--seed", str(seed), "--run", self.run,
-                           "--workdir", str(self.targets.workdir),
-                           "--bulk-rows", str(self.config.bulk_rows)])
+        self._spawn(
+            name,
+            [
+                sys.executable,
+                str(ROOT / "bench" / "chaos.py"),
+                "--child",
+                role,
+                "--index",
+                str(index),
+                "--seed",
+                str(seed),
+                "--run",
+                self.run,
+                "--workdir",
+                str(self.targets.workdir),
+                "--bulk-rows",
+                str(self.config.bulk_rows),
+            ],
+        )
 
     def start_worker(self) -> None:
-        self._spawn("worker", [sys.executable, "-m", "celery", "-A", "config", "worker",
-                               "--pool", "solo", "-Q", self.queue, "-n", f"{self.queue}@%h",
-                               "-l", "info", "--without-gossip", "--without-mingle",
-                               "--without-heartbeat"])
+        self._spawn(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "solo",
+                "-Q",
+                self.queue,
+                "-n",
+                f"{self.queue}@%h",
+                "-l",
+                "info",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+        )
 
     def send_replay(self) -> None:
         from sync.tasks import replay
@@ -137,7 +183,7 @@ class Fleet:
                 tail = (self.targets.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
                 self.crashes.append(f"{name} exited with {proc.returncode}: {tail}")
                 role = name.rstrip("0123456789")
-                self.start_child(role, int(name[len(role):]))
+                self.start_child(role, int(name[len(role) :]))
 
     def wait_exit(self, name: str, timeout: float) -> int | None:
         try:
@@ -239,9 +285,11 @@ class Injector:
                 while time.monotonic() < deadline and not mid_replay:
                     # NOTE: a transaction sees one snapshot of pg_stat_activity: clear it.
                     cursor.execute("SELECT pg_stat_clear_snapshot()")
-                    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE"
-                                   " application_name = %s AND wait_event_type = 'Lock'",
-                                   [f"chaos-{self.fleet.run}-worker"])
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE"
+                        " application_name = %s AND wait_event_type = 'Lock'",
+                        [f"chaos-{self.fleet.run}-worker"],
+                    )
                     mid_replay = cursor.fetchone()[0] > 0
                     time.sleep(0.005)
                 self.fleet.procs["worker"].kill()
@@ -266,7 +314,9 @@ class Injector:
         from django.db import connection
 
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
-                           " FROM pg_stat_activity WHERE application_name LIKE %s",
-                           [f"chaos-{self.fleet.run}-%"])
+            cursor.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+                " FROM pg_stat_activity WHERE application_name LIKE %s",
+                [f"chaos-{self.fleet.run}-%"],
+            )
             return cursor.fetchone()[0] > 0

@@ -20,8 +20,13 @@ import signal
 import time
 from pathlib import Path
 
-LABELS = ("catalog.part", "catalog.stocklevel", "customers.customer", "customers.order",
-          "buyers.buyer")
+LABELS = (
+    "catalog.part",
+    "catalog.stocklevel",
+    "customers.customer",
+    "customers.order",
+    "buyers.buyer",
+)
 LEDGER = "chaos_ledger"
 
 
@@ -30,9 +35,13 @@ LEDGER = "chaos_ledger"
 
 def canary(run: str, n: int) -> dict[str, str]:
     token = f"cnry{run}x{n}"
-    return {"name": f"Ada {token}", "email": f"{token}@example.com",
-            "phone": f"+1 (555) {run_digits(run)}-{n:04d}", "street": f"{n} {token} Street",
-            "city": f"{token}ville"}
+    return {
+        "name": f"Ada {token}",
+        "email": f"{token}@example.com",
+        "phone": f"+1 (555) {run_digits(run)}-{n:04d}",
+        "street": f"{n} {token} Street",
+        "city": f"{token}ville",
+    }
 
 
 def run_digits(run: str) -> str:
@@ -41,10 +50,22 @@ def run_digits(run: str) -> str:
 
 class Writer:
     WEIGHTS = {
-        "part_update": 14, "part_toggle": 4, "part_create": 3, "part_bulk": 8, "stock_update": 10,
-        "stock_bulk": 6, "customer_create": 5, "customer_update": 7, "customer_delete": 2,
-        "order_create": 6, "order_update": 8, "order_delete": 2, "buyer_create": 4,
-        "buyer_update": 6, "buyer_delete": 2, "buyer_bulk": 5,
+        "part_update": 14,
+        "part_toggle": 4,
+        "part_create": 3,
+        "part_bulk": 8,
+        "stock_update": 10,
+        "stock_bulk": 6,
+        "customer_create": 5,
+        "customer_update": 7,
+        "customer_delete": 2,
+        "order_create": 6,
+        "order_update": 8,
+        "order_delete": 2,
+        "buyer_create": 4,
+        "buyer_update": 6,
+        "buyer_delete": 2,
+        "buyer_bulk": 5,
     }
 
     def __init__(self, index: int, seed: int, run: str, bulk_rows: int) -> None:
@@ -61,8 +82,10 @@ class Writer:
             from catalog.models import Part, StockLevel
             from customers.models import Customer, Order
 
-            self.pools = {m.__name__: list(m._base_manager.values_list("pk", flat=True))
-                          for m in (Part, StockLevel, Customer, Order, Buyer)}
+            self.pools = {
+                m.__name__: list(m._base_manager.values_list("pk", flat=True))
+                for m in (Part, StockLevel, Customer, Order, Buyer)
+            }
             self.loaded_at = time.monotonic()
         return self.pools[model.__name__] or [0]
 
@@ -88,9 +111,11 @@ class Writer:
                     rows = getattr(self, op)()
                     if rows:
                         with connection.cursor() as cursor:
-                            cursor.execute(f"INSERT INTO {LEDGER} (writer, op, rows, killed)"  # noqa: S608
-                                           " VALUES (%s, %s, %s, %s)",
-                                           [self.index, op, rows, kill])
+                            cursor.execute(
+                                f"INSERT INTO {LEDGER} (writer, op, rows, killed)"  # noqa: S608
+                                " VALUES (%s, %s, %s, %s)",
+                                [self.index, op, rows, kill],
+                            )
                     elif kill:
                         transaction.set_rollback(True)
             # A deadlock victim, a row another writer deleted, a terminated backend: the
@@ -130,8 +155,9 @@ class Writer:
 
         model = self._models()["Part"]
         pks = self.rng.sample(self._pool(model), min(self.bulk_rows, len(self._pool(model))))
-        return update_synced(model._base_manager.filter(pk__in=pks),
-                             price=self.rng.randrange(1, 100_000) / 100)
+        return update_synced(
+            model._base_manager.filter(pk__in=pks), price=self.rng.randrange(1, 100_000) / 100
+        )
 
     def stock_update(self) -> int:
         stock = self._pick(self._models()["StockLevel"])
@@ -151,8 +177,9 @@ class Writer:
 
     def customer_create(self) -> int:
         number, n = self._new()
-        self._models()["Customer"].objects.create(customer_number=f"chaos:C{number}", country="DE",
-                                                  **canary(self.run, n))
+        self._models()["Customer"].objects.create(
+            customer_number=f"chaos:C{number}", country="DE", **canary(self.run, n)
+        )
         return 1
 
     def customer_update(self) -> int:
@@ -174,14 +201,21 @@ class Writer:
 
         m = self._models()
         number, n = self._new()
-        customer = m["Customer"]._base_manager.filter(
-            pk__in=self.rng.sample(self._pool(m["Customer"]), 3)).first()
+        customer = (
+            m["Customer"]
+            ._base_manager.filter(pk__in=self.rng.sample(self._pool(m["Customer"]), 3))
+            .first()
+        )
         if customer is None:
             return 0
-        m["Order"].objects.create(order_number=f"chaos:O{number}", customer=customer,
-                                  items=[{"sku": "x", "qty": 1}], total=n % 1000,
-                                  shipping_address=f"{n} cnry{self.run}x{n} Road",
-                                  placed_at=timezone.now())
+        m["Order"].objects.create(
+            order_number=f"chaos:O{number}",
+            customer=customer,
+            items=[{"sku": "x", "qty": 1}],
+            total=n % 1000,
+            shipping_address=f"{n} cnry{self.run}x{n} Road",
+            placed_at=timezone.now(),
+        )
         return 1
 
     def order_update(self) -> int:
@@ -201,10 +235,18 @@ class Writer:
         pii = canary(self.run, n)
         now = timezone.now()
         self._models()["Buyer"].objects.create(
-            buyer_number=f"chaos:B{number}", name=pii["name"], email=pii["email"],
-            phone=pii["phone"], address=pii["street"], notes=pii["city"],
-            status="active", budget=n % 900_000, created_at=now, synced_at=now,
-            db_updated_at=now)
+            buyer_number=f"chaos:B{number}",
+            name=pii["name"],
+            email=pii["email"],
+            phone=pii["phone"],
+            address=pii["street"],
+            notes=pii["city"],
+            status="active",
+            budget=n % 900_000,
+            created_at=now,
+            synced_at=now,
+            db_updated_at=now,
+        )
         return 1
 
     def buyer_update(self) -> int:
@@ -225,8 +267,10 @@ class Writer:
 
         model = self._models()["Buyer"]
         pks = self.rng.sample(self._pool(model), min(self.bulk_rows, len(self._pool(model))))
-        return update_synced(model._base_manager.filter(pk__in=pks),
-                             status=self.rng.choice(["active", "paused", "closed"]))
+        return update_synced(
+            model._base_manager.filter(pk__in=pks),
+            status=self.rng.choice(["active", "paused", "closed"]),
+        )
 
     @staticmethod
     def _models() -> dict[str, type]:
@@ -266,8 +310,11 @@ class Reader:
         meta = model._meta
         deleted = "deleted_at IS NOT NULL" if meta.label_lower == "catalog.part" else "false"
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {deleted}, version, updated_at_ns FROM {meta.db_table}"  # noqa: S608
-                           f" WHERE {meta.pk.column} = %s", [pk])
+            cursor.execute(
+                f"SELECT {deleted}, version, updated_at_ns FROM {meta.db_table}"  # noqa: S608
+                f" WHERE {meta.pk.column} = %s",
+                [pk],
+            )
             row = cursor.fetchone()
         return None if row is None else (not row[0], row[1], row[2])
 
@@ -280,8 +327,10 @@ class Reader:
             if time.monotonic() - self.loaded_at > 2:
                 from django.db.models import Max, Min
 
-                self.ranges = {m: tuple(m._base_manager.aggregate(lo=Min("pk"), hi=Max("pk"))
-                                        .values()) for m in self.models}
+                self.ranges = {
+                    m: tuple(m._base_manager.aggregate(lo=Min("pk"), hi=Max("pk")).values())
+                    for m in self.models
+                }
                 self.loaded_at = time.monotonic()
             model = self.rng.choice(self.models)
             lo, hi = self.ranges[model]
@@ -316,16 +365,18 @@ class Reader:
         with path.with_suffix(".times").open("wb") as out:
             self.times.tofile(out)
         path.with_suffix(".stale").write_bytes(bytes(self.stale))
-        path.with_suffix(".json").write_text(json.dumps({"errors": self.errors,
-                                                         "stale": self.stale_reads}))
+        path.with_suffix(".json").write_text(
+            json.dumps({"errors": self.errors, "stale": self.stale_reads})
+        )
 
 
 def child_main(role: str, index: int, seed: int, run: str, workdir: Path, bulk_rows: int) -> int:
     import django
 
     django.setup()
-    worker = (Writer(index, seed, run, bulk_rows) if role == "writer"
-              else Reader(index, seed, workdir))
+    worker = (
+        Writer(index, seed, run, bulk_rows) if role == "writer" else Reader(index, seed, workdir)
+    )
 
     def stop(_signum, _frame) -> None:
         worker.stopping = True

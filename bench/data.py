@@ -18,29 +18,111 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-BUYER_HEADERS = ["Buyer Number", "Name", "Email", "Phone", "Address", "Desired Area",
-                 "Property Type", "Budget", "Status", "Inquiry Source", "Inquiry Date", "Notes"]
-SELLER_HEADERS = ["Seller Number", "Name", "Email", "Phone", "Address", "Status",
-                  "Contract Date", "Notes", "Property Type", "Property Address", "Land Area",
-                  "Building Area", "Asking Price"]
+BUYER_HEADERS = [
+    "Buyer Number",
+    "Name",
+    "Email",
+    "Phone",
+    "Address",
+    "Desired Area",
+    "Property Type",
+    "Budget",
+    "Status",
+    "Inquiry Source",
+    "Inquiry Date",
+    "Notes",
+]
+SELLER_HEADERS = [
+    "Seller Number",
+    "Name",
+    "Email",
+    "Phone",
+    "Address",
+    "Status",
+    "Contract Date",
+    "Notes",
+    "Property Type",
+    "Property Address",
+    "Land Area",
+    "Building Area",
+    "Asking Price",
+]
 INCIDENT_ROWS, INCIDENT_LONG, LIMIT = 4140, 356, 50
 # Columns whose values ran long in the incident (free text, addresses, long e-mails).
 LONG_COLUMNS = ["Address", "Desired Area", "Notes", "Inquiry Source", "Email", "Name"]
 
-FAMILY = ["Sato", "Suzuki", "Takahashi", "Tanaka", "Watanabe", "Ito", "Yamamoto", "Nakamura",
-          "Kobayashi", "Kato", "Yoshida", "Yamada", "Sasaki", "Matsumoto", "Inoue", "Kimura"]
-GIVEN = ["Haruto", "Yui", "Sota", "Hina", "Ren", "Aoi", "Minato", "Mei", "Yuto", "Sakura",
-         "Kaito", "Rin", "Hiroshi", "Akiko", "Kenji", "Naomi"]
-AREAS = ["Shibuya", "Meguro", "Setagaya", "Nakano", "Suginami", "Kichijoji", "Chofu",
-         "Fuchu", "Tachikawa", "Machida", "Kawasaki", "Yokohama Aoba", "大田区", "世田谷区"]
+FAMILY = [
+    "Sato",
+    "Suzuki",
+    "Takahashi",
+    "Tanaka",
+    "Watanabe",
+    "Ito",
+    "Yamamoto",
+    "Nakamura",
+    "Kobayashi",
+    "Kato",
+    "Yoshida",
+    "Yamada",
+    "Sasaki",
+    "Matsumoto",
+    "Inoue",
+    "Kimura",
+]
+GIVEN = [
+    "Haruto",
+    "Yui",
+    "Sota",
+    "Hina",
+    "Ren",
+    "Aoi",
+    "Minato",
+    "Mei",
+    "Yuto",
+    "Sakura",
+    "Kaito",
+    "Rin",
+    "Hiroshi",
+    "Akiko",
+    "Kenji",
+    "Naomi",
+]
+AREAS = [
+    "Shibuya",
+    "Meguro",
+    "Setagaya",
+    "Nakano",
+    "Suginami",
+    "Kichijoji",
+    "Chofu",
+    "Fuchu",
+    "Tachikawa",
+    "Machida",
+    "Kawasaki",
+    "Yokohama Aoba",
+    "大田区",
+    "世田谷区",
+]
 TYPES = ["house", "apartment", "land", "condo", "townhouse"]
 STATUSES = ["new", "contacted", "viewing", "negotiating", "closed", "on hold"]
 CHANNELS = ["website", "walk-in", "referral", "portal", "phone", "flyer"]
-NOTES = ["prefers south-facing", "needs parking", "near station", "school district",
-         "pet friendly", "", "", "call after 6pm", "quiet street", "renovation ok"]
-LONG_TEXT = ("within a fifteen minute walk of a station on the Tokyu Toyoko line, ideally "
-             "near a park and an elementary school, south-facing, with parking for two cars, "
-             "駅徒歩十五分以内、南向き、駐車場二台分、小学校と公園の近く")
+NOTES = [
+    "prefers south-facing",
+    "needs parking",
+    "near station",
+    "school district",
+    "pet friendly",
+    "",
+    "",
+    "call after 6pm",
+    "quiet street",
+    "renovation ok",
+]
+LONG_TEXT = (
+    "within a fifteen minute walk of a station on the Tokyu Toyoko line, ideally "
+    "near a park and an elementary school, south-facing, with parking for two cars, "
+    "駅徒歩十五分以内、南向き、駐車場二台分、小学校と公園の近く"
+)
 
 
 def _fit(text: str) -> str:
@@ -70,15 +152,19 @@ def _long_value(rng: random.Random, header: str, row: list[str]) -> str:
     length = rng.randrange(LIMIT + 1, 161)
     if header == "Email":
         local = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz.") for _ in range(length))
-        return (local.strip(".") + "x")[:length - len("@example.co.jp")] + "@example.co.jp"
+        return (local.strip(".") + "x")[: length - len("@example.co.jp")] + "@example.co.jp"
     if header == "Name":
         return (row[1] + " " + " ".join(rng.choice(GIVEN) for _ in range(40)))[:length]
     start = rng.randrange(0, 40)
     return (LONG_TEXT[start:] + " " + LONG_TEXT)[:length]
 
 
-def buyer_rows(count: int = INCIDENT_ROWS, long: int = INCIDENT_LONG, *, seed: int = 4140,
-               ) -> Iterator[list[str]]:
+def buyer_rows(
+    count: int = INCIDENT_ROWS,
+    long: int = INCIDENT_LONG,
+    *,
+    seed: int = 4140,
+) -> Iterator[list[str]]:
     """``count`` buyers; ``long`` of them (spread at random) carry one value over 50 chars."""
     rng = random.Random(seed)
     long_at = set(random.Random(seed + 1).sample(range(count), long)) if long else set()
@@ -149,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kind", choices=["buyers", "sellers"])
     parser.add_argument("path", help="a .csv or .xlsx file to write")
     parser.add_argument("--rows", type=int, default=INCIDENT_ROWS)
-    parser.add_argument("--long", type=int, default=INCIDENT_LONG,
-                        help="buyers carrying a value over 50 characters")
+    parser.add_argument(
+        "--long", type=int, default=INCIDENT_LONG, help="buyers carrying a value over 50 characters"
+    )
     args = parser.parse_args(argv)
     if args.kind == "buyers":
         write(args.path, BUYER_HEADERS, buyer_rows(args.rows, min(args.long, args.rows)))

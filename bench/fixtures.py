@@ -33,8 +33,16 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(reads=2_000, read_warmup=200, saves=500, save_warmup=50, batches=30,
-                   batch_warmup=3, outage=10_000, runs=1)
+        return cls(
+            reads=2_000,
+            read_warmup=200,
+            saves=500,
+            save_warmup=50,
+            batches=30,
+            batch_warmup=3,
+            outage=10_000,
+            runs=1,
+        )
 
 
 def log(message: str) -> None:
@@ -66,8 +74,9 @@ def plain_model():
             app_label = "bench"
             db_table = PLAIN_TABLE
             constraints = [
-                models.CheckConstraint(condition=models.Q(price__gte=0),
-                                       name="bench_plain_price_non_negative"),
+                models.CheckConstraint(
+                    condition=models.Q(price__gte=0), name="bench_plain_price_non_negative"
+                ),
             ]
 
         def __str__(self) -> str:
@@ -101,8 +110,15 @@ def create_plain_table() -> None:
 
 
 def new_parts(model, prefix: str, count: int) -> list:
-    return [model(sku=f"{SKU}{prefix}:{i:06d}", name=f"Bench part {prefix} {i}",
-                  price=Decimal("12.50"), is_active=True) for i in range(count)]
+    return [
+        model(
+            sku=f"{SKU}{prefix}:{i:06d}",
+            name=f"Bench part {prefix} {i}",
+            price=Decimal("12.50"),
+            is_active=True,
+        )
+        for i in range(count)
+    ]
 
 
 @dataclass
@@ -131,7 +147,8 @@ def make_pools(sizes: Sizes) -> Pools:
             plain=plain.objects.bulk_create(new_parts(plain, "save", sizes.save_rows)),
             synced_batch=bulk_create_synced(Part, new_parts(Part, "batch", sizes.batch_size)),
             triggers_only_batch=proxy.objects.bulk_create(
-                new_parts(proxy, "trigbatch", sizes.batch_size)),
+                new_parts(proxy, "trigbatch", sizes.batch_size)
+            ),
             plain_batch=plain.objects.bulk_create(new_parts(plain, "batch", sizes.batch_size)),
         )
     drain_intents()  # the proxies' rows left intents: start from an empty queue
@@ -172,8 +189,9 @@ def admin_client():
     import redis
     from django.conf import settings
 
-    return redis.Redis.from_url(settings.SYNC_REDIS_URL, socket_timeout=60,
-                                socket_connect_timeout=60)
+    return redis.Redis.from_url(
+        settings.SYNC_REDIS_URL, socket_timeout=60, socket_connect_timeout=60
+    )
 
 
 def remove_rows() -> int:
@@ -183,16 +201,18 @@ def remove_rows() -> int:
     from sync.cache.keys import cache_key
 
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("DELETE FROM catalog_parts WHERE sku LIKE %s RETURNING id::text",
-                       [f"{SKU}%"])
+        cursor.execute(
+            "DELETE FROM catalog_parts WHERE sku LIKE %s RETURNING id::text", [f"{SKU}%"]
+        )
         pks = [pk for (pk,) in cursor.fetchall()]
         # The delete trigger has just queued a tombstone intent per row: not ours to keep.
-        cursor.execute("DELETE FROM sync_retry_queue WHERE model = %s AND object_pk = ANY(%s)",
-                       [LABEL, pks])
+        cursor.execute(
+            "DELETE FROM sync_retry_queue WHERE model = %s AND object_pk = ANY(%s)", [LABEL, pks]
+        )
         cursor.execute(f"DROP TABLE IF EXISTS {PLAIN_TABLE}")
     client = admin_client()
     for start in range(0, len(pks), 5_000):
-        client.unlink(*[cache_key(LABEL, pk) for pk in pks[start:start + 5_000]])
+        client.unlink(*[cache_key(LABEL, pk) for pk in pks[start : start + 5_000]])
     return len(pks)
 
 
@@ -206,7 +226,7 @@ def clear_cache(*, own_server: bool) -> str:
         return "FLUSHDB"
     keys = list(client.scan_iter(match=model_pattern(LABEL), count=5_000))
     for start in range(0, len(keys), 5_000):
-        client.unlink(*keys[start:start + 5_000])
+        client.unlink(*keys[start : start + 5_000])
     return f"UNLINK of the model's {len(keys):,} keys (REDIS_URL is not the bench's own)"
 
 

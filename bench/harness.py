@@ -48,16 +48,18 @@ def setup_django(settings_module: str = "config.settings") -> Environment:
     os.environ.setdefault("DEBUG", "false")
     # The benchmarks never send a task: no broker server is started for them.
     os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-    env = Environment(embedded=[
-        name for name, variable in (("database", "DATABASE_URL"), ("cache", "REDIS_URL"))
-        if not os.environ.get(variable)
-    ])
+    env = Environment(
+        embedded=[
+            name
+            for name, variable in (("database", "DATABASE_URL"), ("cache", "REDIS_URL"))
+            if not os.environ.get(variable)
+        ]
+    )
     if env.embedded:
         from config.devservices import Services
 
         services = Services(PROFILE)
-        running = {"database": services.postgres.is_running(),
-                   "cache": services.cache.is_running()}
+        running = {"database": services.postgres.is_running(), "cache": services.cache.is_running()}
         env.started = [name for name in env.embedded if not running[name]]
 
     import django
@@ -85,8 +87,9 @@ class Samples:
         return statistics.median(self.cpu) / 1000
 
 
-def interleaved(ops: dict[str, Callable[[int], object]], *, n: int, warmup: int
-                ) -> dict[str, Samples]:
+def interleaved(
+    ops: dict[str, Callable[[int], object]], *, n: int, warmup: int
+) -> dict[str, Samples]:
     """Run the operations in rotation, ``n`` times each, after ``warmup`` rounds.
 
     Interleaving makes the compared operations share every drift of the machine (another
@@ -147,8 +150,9 @@ class Table:
         self.rows.append(row)
 
     def render(self) -> str:
-        header = Row("measurement", "median", "compared with", "ratio", "goal", "",
-                     "CPU of this process")
+        header = Row(
+            "measurement", "median", "compared with", "ratio", "goal", "", "CPU of this process"
+        )
         body = [row for row in self.rows if isinstance(row, Row)]
         columns = ["measurement", "value", "baseline", "ratio", "goal", "verdict", "cpu"]
         widths = {c: max(len(getattr(r, c)) for r in [header, *body]) for c in columns}
@@ -164,34 +168,57 @@ class Table:
         return "\n".join(out)
 
 
-def ratio_row(measurement: str, value: float, baseline_name: str, baseline: float, *,
-              goal: float | None = None, unit: str = "µs", cpu: float | None = None,
-              baseline_cpu: float | None = None) -> Row:
+def ratio_row(
+    measurement: str,
+    value: float,
+    baseline_name: str,
+    baseline: float,
+    *,
+    goal: float | None = None,
+    unit: str = "µs",
+    cpu: float | None = None,
+    baseline_cpu: float | None = None,
+) -> Row:
     """A latency row: ``value / baseline`` against a ≤ goal (lower is better)."""
     ratio = value / baseline
     verdict = "" if goal is None else ("met" if ratio <= goal else "MISSED")
-    row = Row(measurement, f"{value:,.1f} {unit}", f"{baseline_name} {baseline:,.1f} {unit}",
-              f"{ratio:.2f}x", f"≤ {goal:.1f}x" if goal is not None else "", verdict)
+    row = Row(
+        measurement,
+        f"{value:,.1f} {unit}",
+        f"{baseline_name} {baseline:,.1f} {unit}",
+        f"{ratio:.2f}x",
+        f"≤ {goal:.1f}x" if goal is not None else "",
+        verdict,
+    )
     if cpu is not None:
         row.cpu = f"{cpu:,.1f} {unit}" + (f" ({cpu / baseline_cpu:.2f}x)" if baseline_cpu else "")
     return row
 
 
-def throughput_row(measurement: str, per_second: float, unit: str, goal: float, *,
-                   cpu_share: float | None = None) -> Row:
+def throughput_row(
+    measurement: str, per_second: float, unit: str, goal: float, *, cpu_share: float | None = None
+) -> Row:
     """A throughput row: ``value / goal`` against ≥ 1 (higher is better)."""
-    row = Row(measurement, f"{per_second:,.0f} {unit}/s", f"goal {goal:,.0f} {unit}/s",
-              f"{per_second / goal:.2f}x goal", f"≥ {goal:,.0f}/s",
-              "met" if per_second >= goal else "MISSED")
+    row = Row(
+        measurement,
+        f"{per_second:,.0f} {unit}/s",
+        f"goal {goal:,.0f} {unit}/s",
+        f"{per_second / goal:.2f}x goal",
+        f"≥ {goal:,.0f}/s",
+        "met" if per_second >= goal else "MISSED",
+    )
     if cpu_share is not None:
-        row.cpu = (f"{1e6 / per_second * cpu_share:,.1f} µs/{unit.rstrip('s')} "
-                   f"({cpu_share:.0%} of wall)")
+        row.cpu = (
+            f"{1e6 / per_second * cpu_share:,.1f} µs/{unit.rstrip('s')} ({cpu_share:.0%} of wall)"
+        )
     return row
 
 
 def machine_lines() -> list[str]:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
-        (f"python {platform.python_version()} ({platform.python_implementation()}), "
-         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, load avg {load}"),
+        (
+            f"python {platform.python_version()} ({platform.python_implementation()}), "
+            f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, load avg {load}"
+        ),
     ]

@@ -56,8 +56,10 @@ def _copy(path: Path) -> float:
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS bench_copy ({columns})")
         cursor.execute("TRUNCATE bench_copy")
         start = time.perf_counter()
-        with path.open("rb") as handle, cursor.copy(
-                "COPY bench_copy FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+        with (
+            path.open("rb") as handle,
+            cursor.copy("COPY bench_copy FROM STDIN WITH (FORMAT csv, HEADER true)") as copy,
+        ):
             while data := handle.read(1 << 20):
                 copy.write(data)
         return time.perf_counter() - start
@@ -73,8 +75,20 @@ def _import_export(path: Path, rows: int) -> float | None:
 
     from buyers.models import Buyer
 
-    names = ["buyer_number", "name", "email", "phone", "address", "desired_area",
-             "property_type", "budget", "status", "inquiry_source", "inquiry_date", "notes"]
+    names = [
+        "buyer_number",
+        "name",
+        "email",
+        "phone",
+        "address",
+        "desired_area",
+        "property_type",
+        "budget",
+        "status",
+        "inquiry_source",
+        "inquiry_date",
+        "notes",
+    ]
 
     class BuyerResource(resources.ModelResource):
         class Meta:
@@ -90,7 +104,7 @@ def _import_export(path: Path, rows: int) -> float | None:
 
     for header, name in zip(BUYER_HEADERS, names, strict=True):
         BuyerResource.fields[name] = fields.Field(attribute=name, column_name=header)
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[:rows + 1]
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[: rows + 1]
     dataset = tablib.Dataset().load("".join(lines), format="csv")
     start = time.perf_counter()
     result = BuyerResource().import_data(dataset, raise_errors=False)
@@ -117,8 +131,9 @@ def _rss(path: Path) -> float:
         "import json; print(json.dumps({'rss': hwm / 1024,"
         " 'seconds': seconds, 'status': run.status, 'rows': run.rows_done}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -144,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             table.section(f"{n:,} new rows from a CSV, end to end")
             _reset()
             seconds, run = _ingest(csv_path, batch)
-            table.add(throughput_row(f"pipeline, batch {run.batch_size}", n / seconds, "rows",
-                                     20_000))
+            table.add(
+                throughput_row(f"pipeline, batch {run.batch_size}", n / seconds, "rows", 20_000)
+            )
             phases = ", ".join(f"{k} {v / 1000:.2f}s" for k, v in run.phase_ms.items())
             table.notes.append(f"new rows, batch {run.batch_size}: {seconds:.2f}s ({phases})")
             _reset()
@@ -154,26 +170,41 @@ def main(argv: list[str] | None = None) -> int:
             phases = ", ".join(f"{k} {v / 1000:.2f}s" for k, v in run_1k.phase_ms.items())
             table.notes.append(f"new rows, batch 1000: {seconds_1k:.2f}s ({phases})")
             copy_seconds = _copy(csv_path)
-            table.add(Row("PostgreSQL COPY into a staging table", f"{n / copy_seconds:,.0f} rows/s",
-                          f"pipeline {n / seconds:,.0f} rows/s",
-                          f"pipeline at {copy_seconds / seconds:.2f}x COPY"))
+            table.add(
+                Row(
+                    "PostgreSQL COPY into a staging table",
+                    f"{n / copy_seconds:,.0f} rows/s",
+                    f"pipeline {n / seconds:,.0f} rows/s",
+                    f"pipeline at {copy_seconds / seconds:.2f}x COPY",
+                )
+            )
             _reset()
             ie_rows = 10_000 // scale
             ie_seconds = _import_export(csv_path, ie_rows)
             if ie_seconds is None:
                 table.add(Row("django-import-export", "not installed (./dev bench installs it)"))
             else:
-                table.add(Row(f"django-import-export ({ie_rows:,} rows)",
-                              f"{ie_rows / ie_seconds:,.0f} rows/s",
-                              f"pipeline {n / seconds:,.0f} rows/s",
-                              f"pipeline {ie_seconds / ie_rows * n / seconds:.1f}x faster"))
+                table.add(
+                    Row(
+                        f"django-import-export ({ie_rows:,} rows)",
+                        f"{ie_rows / ie_seconds:,.0f} rows/s",
+                        f"pipeline {n / seconds:,.0f} rows/s",
+                        f"pipeline {ie_seconds / ie_rows * n / seconds:.1f}x faster",
+                    )
+                )
 
             table.section(f"the same {n:,} rows again, unchanged")
             _reset()
             _ingest(csv_path, batch)
             seconds, run = _ingest(csv_path, batch)
-            table.add(throughput_row(f"re-ingest, batch {run.batch_size}, {run.unchanged:,} "
-                                     "unchanged", n / seconds, "rows", 50_000))
+            table.add(
+                throughput_row(
+                    f"re-ingest, batch {run.batch_size}, {run.unchanged:,} unchanged",
+                    n / seconds,
+                    "rows",
+                    50_000,
+                )
+            )
             seconds, run = _ingest(csv_path, 1000)
             table.add(throughput_row("re-ingest, batch 1000", n / seconds, "rows", 50_000))
 
@@ -181,26 +212,44 @@ def main(argv: list[str] | None = None) -> int:
             _reset()
             incident = incident_buyers(folder / "incident.csv")
             seconds, run = _ingest(incident, batch)
-            table.add(Row("4,140-row incident sheet, end to end", f"{seconds:.3f} s",
-                          f"{run.created} created, {run.failed} failed", "",
-                          "< 0.5 s", "met" if seconds < 0.5 else "MISSED"))
+            table.add(
+                Row(
+                    "4,140-row incident sheet, end to end",
+                    f"{seconds:.3f} s",
+                    f"{run.created} created, {run.failed} failed",
+                    "",
+                    "< 0.5 s",
+                    "met" if seconds < 0.5 else "MISSED",
+                )
+            )
             xlsx_path = write_xlsx(folder / "buyers.xlsx", BUYER_HEADERS, buyer_rows(n, 0))
             _reset()
             seconds, run = _ingest(xlsx_path, batch)
-            table.add(Row(f"{n:,}-row XLSX, new rows", f"{n / seconds:,.0f} rows/s",
-                          "beside the CSV above"))
+            table.add(
+                Row(
+                    f"{n:,}-row XLSX, new rows",
+                    f"{n / seconds:,.0f} rows/s",
+                    "beside the CSV above",
+                )
+            )
 
             table.section("peak RSS of one run (a process each)")
-            sizes = [10_000 // scale, 100_000 // scale] + ([] if args.skip_1m else [
-                1_000_000 // scale])
+            sizes = [10_000 // scale, 100_000 // scale] + (
+                [] if args.skip_1m else [1_000_000 // scale]
+            )
             for size in sizes:
                 path = write_csv(folder / f"rss{size}.csv", BUYER_HEADERS, buyer_rows(size, 0))
                 found = _rss(path)
-                table.add(Row(f"{size:,} rows", f"{found['rss']:.0f} MB",
-                              f"{size / found['seconds']:,.0f} rows/s", "",
-                              "< 150 MB" if size >= 1_000_000 else "flat",
-                              ("met" if found["rss"] < 150 else "MISSED")
-                              if size >= 1_000_000 else ""))
+                table.add(
+                    Row(
+                        f"{size:,} rows",
+                        f"{found['rss']:.0f} MB",
+                        f"{size / found['seconds']:,.0f} rows/s",
+                        "",
+                        "< 150 MB" if size >= 1_000_000 else "flat",
+                        ("met" if found["rss"] < 150 else "MISSED") if size >= 1_000_000 else "",
+                    )
+                )
                 path.unlink()
             _reset()
     finally:

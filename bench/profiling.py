@@ -80,18 +80,28 @@ class Breakdown:
             redis_connection.run = original_run
 
     def render(self, wall_ns: int, operations: int, unit: str) -> str:
-        lines = [(f"{'component':44} {'calls':>9} {'total ms':>10} {'share':>6} "
-                  f"{'µs/call':>9} {'µs/' + unit:>9}")]
+        lines = [
+            (
+                f"{'component':44} {'calls':>9} {'total ms':>10} {'share':>6} "
+                f"{'µs/call':>9} {'µs/' + unit:>9}"
+            )
+        ]
         measured = 0
         for name, (count, ns) in sorted(self.calls.items(), key=lambda item: -item[1][1]):
             measured += ns
-            lines.append(f"{name:44} {count:9,} {ns / 1e6:10,.1f} {ns / wall_ns:6.1%} "
-                         f"{ns / count / 1e3:9,.1f} {ns / operations / 1e3:9,.1f}")
+            lines.append(
+                f"{name:44} {count:9,} {ns / 1e6:10,.1f} {ns / wall_ns:6.1%} "
+                f"{ns / count / 1e3:9,.1f} {ns / operations / 1e3:9,.1f}"
+            )
         rest = wall_ns - measured
-        lines.append(f"{'Python in this process (the rest)':44} {'':9} {rest / 1e6:10,.1f} "
-                     f"{rest / wall_ns:6.1%} {'':9} {rest / operations / 1e3:9,.1f}")
-        lines.append(f"{'wall':44} {'':9} {wall_ns / 1e6:10,.1f} {1:6.0%} {'':9} "
-                     f"{wall_ns / operations / 1e3:9,.1f}")
+        lines.append(
+            f"{'Python in this process (the rest)':44} {'':9} {rest / 1e6:10,.1f} "
+            f"{rest / wall_ns:6.1%} {'':9} {rest / operations / 1e3:9,.1f}"
+        )
+        lines.append(
+            f"{'wall':44} {'':9} {wall_ns / 1e6:10,.1f} {1:6.0%} {'':9} "
+            f"{wall_ns / operations / 1e3:9,.1f}"
+        )
         return "\n".join(lines)
 
 
@@ -100,25 +110,35 @@ def redis_command_stats() -> dict[str, tuple[int, int]]:
     from sync.cache import connection as redis_connection
 
     stats = redis_connection.client().info("commandstats")
-    return {name.removeprefix("cmdstat_"): (found["calls"], found["usec"])
-            for name, found in stats.items()}
+    return {
+        name.removeprefix("cmdstat_"): (found["calls"], found["usec"])
+        for name, found in stats.items()
+    }
 
 
-def render_server_time(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
-                       wall_ns: int, operations: int, unit: str) -> str:
+def render_server_time(
+    before: dict[str, tuple[int, int]],
+    after: dict[str, tuple[int, int]],
+    wall_ns: int,
+    operations: int,
+    unit: str,
+) -> str:
     lines = []
     for command, (calls, usec) in sorted(after.items(), key=lambda item: -item[1][1]):
         calls -= before.get(command, (0, 0))[0]
         usec -= before.get(command, (0, 0))[1]
         if calls > 0:
-            lines.append(f"{'Redis server: ' + command.upper():44} {calls:9,} "
-                         f"{usec / 1e3:10,.1f} {usec * 1e3 / wall_ns:6.1%} "
-                         f"{usec / calls:9,.1f} {usec / operations:9,.1f}")
+            lines.append(
+                f"{'Redis server: ' + command.upper():44} {calls:9,} "
+                f"{usec / 1e3:10,.1f} {usec * 1e3 / wall_ns:6.1%} "
+                f"{usec / calls:9,.1f} {usec / operations:9,.1f}"
+            )
     return "\n".join(lines)
 
 
-def profile(name: str, prepare: Callable[[], None], target: Callable[[], object],
-            operations: int, unit: str) -> None:
+def profile(
+    name: str, prepare: Callable[[], None], target: Callable[[], object], operations: int, unit: str
+) -> None:
     """Print the breakdown and the cProfile of ``target`` (``prepare`` runs before each pass)."""
     breakdown = Breakdown()
     prepare()

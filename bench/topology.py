@@ -73,8 +73,10 @@ def main() -> None:
                 "sentinel, no WAIT": (sentinel.url, 0),
                 "sentinel, WAIT 1": (sentinel.url, 1),
             }
-            print(f"redis-server: {binary}; {args.rounds} rounds x {args.calls} calls "
-                  "per operation and topology, interleaved")
+            print(
+                f"redis-server: {binary}; {args.rounds} rounds x {args.calls} calls "
+                "per operation and topology, interleaved"
+            )
             results = _measure(settings, connection, store, setups, args.rounds, args.calls)
         finally:
             connection.reset_clients()
@@ -90,9 +92,16 @@ def _operations(store):
     def write(count: int):
         def run(i: int) -> None:
             v = next(version)
-            store.write_many([store.CacheWrite(keys[(i * count + j) % len(keys)], v,
-                                               b"x" * 200, "", False, 600_000)
-                              for j in range(count)], wait=True)
+            store.write_many(
+                [
+                    store.CacheWrite(
+                        keys[(i * count + j) % len(keys)], v, b"x" * 200, "", False, 600_000
+                    )
+                    for j in range(count)
+                ],
+                wait=True,
+            )
+
         return run
 
     return {
@@ -100,7 +109,8 @@ def _operations(store):
         "write-through, 100 rows": write(100),
         "cache hit, 1 row (HMGET)": lambda i: store.read_row(keys[i % len(keys)]),
         "cache hit, 100 rows": lambda i: store.read_rows(
-            [keys[(i * 100 + j) % len(keys)] for j in range(100)]),
+            [keys[(i * 100 + j) % len(keys)] for j in range(100)]
+        ),
     }
 
 
@@ -120,7 +130,8 @@ def _measure(settings, connection, store, setups, rounds: int, calls: int):
                 for i in range(calls):
                     run(i)
                 samples.setdefault((operation, name), []).append(
-                    (time.perf_counter() - started) / calls * 1e6)
+                    (time.perf_counter() - started) / calls * 1e6
+                )
     if connection.breaker.state != connection.breaker.CLOSED:  # pragma: no cover - a fault
         sys.exit("a Redis failed during the run: the figures would be wrong")
     return {key: statistics.median(values) for key, values in samples.items()}
@@ -134,8 +145,10 @@ def _print(results, names: list[str]) -> None:
     print("-" * len(header))
     for operation in operations:
         base = results[(operation, names[0])]
-        cells = [f"{results[(operation, n)]:8.0f} µs ({results[(operation, n)] / base:4.2f}x)"
-                 for n in names]
+        cells = [
+            f"{results[(operation, n)]:8.0f} µs ({results[(operation, n)] / base:4.2f}x)"
+            for n in names
+        ]
         print(f"{operation:<{width}} | " + " | ".join(f"{c:>24}" for c in cells))
     print("µs: median per call; (x): ratio to the standalone server")
 

@@ -15,9 +15,20 @@ from sync.models import SyncedModel
 PII_FIELDS = ("name", "email", "phone", "address", "notes")
 
 
-@synced(tier=Tier.PUBLIC, ttl=6 * 3600, pii_fields=PII_FIELDS,
-        fields=("buyer_number", "status", "property_type", "budget", "inquiry_date",
-                "created_at", "db_updated_at"))
+@synced(
+    tier=Tier.PUBLIC,
+    ttl=6 * 3600,
+    pii_fields=PII_FIELDS,
+    fields=(
+        "buyer_number",
+        "status",
+        "property_type",
+        "budget",
+        "inquiry_date",
+        "created_at",
+        "db_updated_at",
+    ),
+)
 class Buyer(SyncedModel):
     buyer_number = models.TextField(help_text="Natural key from the sheet.")
     name = models.TextField(blank=True, default="", db_default="")

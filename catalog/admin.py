@@ -44,30 +44,65 @@ class RowVersionColumn:
 class PartAdmin(SyncedModelAdmin):
     # NOTE: fits 1280 px beside both sidebars with the action column: active / inactive /
     # deleted is one pill.
-    list_display = ("sku", "name", "price", "stock_quantity", "stock_available", "in_stock",
-                    "state", "content_version")
+    list_display = (
+        "sku",
+        "name",
+        "price",
+        "stock_quantity",
+        "stock_available",
+        "in_stock",
+        "state",
+        "content_version",
+    )
     list_select_related = ("stock_level",)
     # Soft-deleted parts stay here (the public API and Redis no longer have them).
-    list_filter = ("is_active", ("deleted_at", admin.EmptyFieldListFilter),
-                   ("created_at", DateRangeFilter))
+    list_filter = (
+        "is_active",
+        ("deleted_at", admin.EmptyFieldListFilter),
+        ("created_at", DateRangeFilter),
+    )
     search_fields = ("sku", "name")
     ordering = ("sku",)
-    fields = ("sku", "name", "price", "stock_quantity", "stock_available", "in_stock",
-              "is_active", "deleted_at", "created_at", "content_version",
-              "row_version", "last_write")
-    readonly_fields = ("stock_quantity", "stock_available", "in_stock", "created_at",
-                       "content_version", "row_version", "last_write")
+    fields = (
+        "sku",
+        "name",
+        "price",
+        "stock_quantity",
+        "stock_available",
+        "in_stock",
+        "is_active",
+        "deleted_at",
+        "created_at",
+        "content_version",
+        "row_version",
+        "last_write",
+    )
+    readonly_fields = (
+        "stock_quantity",
+        "stock_available",
+        "in_stock",
+        "created_at",
+        "content_version",
+        "row_version",
+        "last_write",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        latest = PartContentVersion.objects.filter(part=OuterRef("pk")).order_by(
-            "-number").values("number")[:1]
+        latest = (
+            PartContentVersion.objects.filter(part=OuterRef("pk"))
+            .order_by("-number")
+            .values("number")[:1]
+        )
         return super().get_queryset(request).annotate(content_number=Subquery(latest))
 
     @admin.display(description="state", ordering="deleted_at")
     def state(self, part: Part) -> str:
         if part.deleted_at is not None:
-            return format_html('<span title="deleted {}">{}</span>', formats.when(part.deleted_at),
-                               badge("deleted", "bad"))
+            return format_html(
+                '<span title="deleted {}">{}</span>',
+                formats.when(part.deleted_at),
+                badge("deleted", "bad"),
+            )
         return badge("active", "ok") if part.is_active else badge("inactive", "muted")
 
     @admin.display(description="content version", ordering="content_number")
@@ -93,8 +128,7 @@ class PartAdmin(SyncedModelAdmin):
 
 @admin.register(StockLevel)
 class StockLevelAdmin(RowVersionColumn, SyncedModelAdmin):
-    list_display = ("part", "quantity", "reserved", "last_updated_by", "updated_at",
-                    "row_version")
+    list_display = ("part", "quantity", "reserved", "last_updated_by", "updated_at", "row_version")
     list_select_related = ("part", "last_updated_by")
     search_fields = ("part__sku",)
     ordering = ("part__sku",)
@@ -115,4 +149,3 @@ class CatalogChangeAdmin(RowVersionColumn, ConsoleModelAdmin):
     list_filter = ("action", ("created_at", DateRangeFilter))
     list_select_related = ("part",)
     search_fields = ("part__sku", "username", "request_id")
-

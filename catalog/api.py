@@ -52,7 +52,7 @@ api = NinjaAPI(
     version="1.0",
     urls_namespace="catalog-api",
     description="Public, cache-first part reads; staff writes with optimistic locking; "
-                "Server-Sent Events of committed changes. See docs/api.md.",
+    "Server-Sent Events of committed changes. See docs/api.md.",
 )
 public = Router(tags=["public"])
 
@@ -72,29 +72,45 @@ def _suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     """A bug is a JSON 500 without a traceback (ninja shows one under DEBUG); the log has it,
     and Django's signal lets error reporting (and the test client) see it."""
-    logger.error("catalog API: unexpected %s on %s %s", type(exc).__name__, request.method,
-                 request.path, exc_info=exc)
+    logger.error(
+        "catalog API: unexpected %s on %s %s",
+        type(exc).__name__,
+        request.method,
+        request.path,
+        exc_info=exc,
+    )
     got_request_exception.send(sender=None, request=request)
-    return _json(500, {"detail": "internal error: the server log has it under this "
-                                 "request's id"})
+    return _json(500, {"detail": "internal error: the server log has it under this request's id"})
 
 
 staff = Router(tags=["staff"])
 
 CACHE_CONTROL = "no-cache"  # keep, but revalidate with the ETag every time
 PART_ID = Path(..., ge=1, le=2**62)
-IF_NONE_MATCH = Header(None, alias="If-None-Match", description=(
-    "An ETag from an earlier answer: 304 without a body while it still matches."))
-IF_MATCH = Header(None, alias="If-Match", description=(
-    "The version you last read, as its ETag (\"<version>\"); or send \"version\" in the "
-    "body. Without either: 428; someone changed the row since: 409."))
+IF_NONE_MATCH = Header(
+    None,
+    alias="If-None-Match",
+    description=("An ETag from an earlier answer: 304 without a body while it still matches."),
+)
+IF_MATCH = Header(
+    None,
+    alias="If-Match",
+    description=(
+        'The version you last read, as its ETag ("<version>"); or send "version" in the '
+        "body. Without either: 428; someone changed the row since: 409."
+    ),
+)
 _HEADER = {"schema": {"type": "string"}}
-_RATE_HEADERS = {name: {**_HEADER, "description": text} for name, text in (
-    ("Retry-After", "Seconds until the window starts again."),
-    ("RateLimit-Limit", "Requests allowed per window for your role."),
-    ("RateLimit-Remaining", "Requests left in this window."),
-    ("RateLimit-Reset", "Seconds until the window starts again."),
-    ("RateLimit-Policy", "<limit>;w=<window seconds>"))}
+_RATE_HEADERS = {
+    name: {**_HEADER, "description": text}
+    for name, text in (
+        ("Retry-After", "Seconds until the window starts again."),
+        ("RateLimit-Limit", "Requests allowed per window for your role."),
+        ("RateLimit-Remaining", "Requests left in this window."),
+        ("RateLimit-Reset", "Seconds until the window starts again."),
+        ("RateLimit-Policy", "<limit>;w=<window seconds>"),
+    )
+}
 
 
 def _doc(etag: str | None) -> dict:
@@ -129,8 +145,11 @@ class _Role(SessionAuth):
             return request.user
         if denial.status == 401:
             return None
-        message = (denial.message if denial is not api_access.NO_ROLE
-                   else f"the {self.role} role is required")
+        message = (
+            denial.message
+            if denial is not api_access.NO_ROLE
+            else f"the {self.role} role is required"
+        )
         raise AuthorizationError(message=message)
 
 
@@ -139,8 +158,9 @@ OPERATOR = _Role(can_operate, "Console operator")
 
 
 def _json(status: int, body: object, **headers: str) -> HttpResponse:
-    response = HttpResponse(json.dumps(body, cls=DjangoJSONEncoder), status=status,
-                            content_type="application/json")
+    response = HttpResponse(
+        json.dumps(body, cls=DjangoJSONEncoder), status=status, content_type="application/json"
+    )
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
@@ -162,33 +182,52 @@ def _conditional(request: HttpRequest, body: dict, tag: str) -> HttpResponse:
 # --------------------------------------------------------------------------- public
 
 
-@public.get("/parts", response={200: PartPageOut, 304: None, 422: ValidationErrorOut,
-                                 **ANY_ERRORS}, auth=None,
-            summary="List parts (paginated, filter by stock, search name/sku)",
-            openapi_extra=_doc("Changes when any listed part or its stock changes."))
-def list_parts(request: HttpRequest,
-               limit: int = Query(20, ge=1, le=100),
-               offset: int = Query(0, ge=0, le=1_000_000),
-               in_stock: bool | None = Query(None, description="Only parts with available stock "
-                                             "(true) or without (false)."),
-               q: str | None = Query(None, max_length=100, pattern=r"^[^\x00]*$",
-                                     description="Case-insensitive search in name and sku."),
-               if_none_match: str | None = IF_NONE_MATCH):
-    count, items = selectors.public_page(limit=limit, offset=offset, in_stock=in_stock,
-                                         q=(q or "").strip() or None)
-    tag = selectors.etag(count, limit, offset, *(v for item in items
-                                          for v in (item["id"], item["version"],
-                                                    item["stock"]["version"])))
-    return _conditional(request, {"count": count, "limit": limit, "offset": offset,
-                                  "items": items}, tag)
+@public.get(
+    "/parts",
+    response={200: PartPageOut, 304: None, 422: ValidationErrorOut, **ANY_ERRORS},
+    auth=None,
+    summary="List parts (paginated, filter by stock, search name/sku)",
+    openapi_extra=_doc("Changes when any listed part or its stock changes."),
+)
+def list_parts(
+    request: HttpRequest,
+    limit: int = Query(20, ge=1, le=100),
+    offset: int = Query(0, ge=0, le=1_000_000),
+    in_stock: bool | None = Query(
+        None, description="Only parts with available stock (true) or without (false)."
+    ),
+    q: str | None = Query(
+        None,
+        max_length=100,
+        pattern=r"^[^\x00]*$",
+        description="Case-insensitive search in name and sku.",
+    ),
+    if_none_match: str | None = IF_NONE_MATCH,
+):
+    count, items = selectors.public_page(
+        limit=limit, offset=offset, in_stock=in_stock, q=(q or "").strip() or None
+    )
+    tag = selectors.etag(
+        count,
+        limit,
+        offset,
+        *(v for item in items for v in (item["id"], item["version"], item["stock"]["version"])),
+    )
+    return _conditional(
+        request, {"count": count, "limit": limit, "offset": offset, "items": items}, tag
+    )
 
 
-@public.get("/parts/{part_id}", response={200: PartOut, 304: None, 404: ErrorOut,
-                                          422: ValidationErrorOut, **ANY_ERRORS}, auth=None,
-            summary="One part with its stock (cache-first; ETag / If-None-Match)",
-            openapi_extra=_doc("The part's and its stock's versions."))
-def get_part(request: HttpRequest, part_id: int = PART_ID,
-             if_none_match: str | None = IF_NONE_MATCH):
+@public.get(
+    "/parts/{part_id}",
+    response={200: PartOut, 304: None, 404: ErrorOut, 422: ValidationErrorOut, **ANY_ERRORS},
+    auth=None,
+    summary="One part with its stock (cache-first; ETag / If-None-Match)",
+    openapi_extra=_doc("The part's and its stock's versions."),
+)
+def get_part(
+    request: HttpRequest, part_id: int = PART_ID, if_none_match: str | None = IF_NONE_MATCH
+):
     body = selectors.public_part(part_id)
     if body is None:
         return _json(404, {"detail": "no such part"})
@@ -207,7 +246,7 @@ def _expected_version(request: HttpRequest, body_version: int | None) -> int:
         return int(given)
     if body_version is not None:
         return body_version
-    raise HttpError(428, "send the version you last read: If-Match or \"version\" in the body")
+    raise HttpError(428, 'send the version you last read: If-Match or "version" in the body')
 
 
 def _staff_part(part_id: int) -> Part:
@@ -219,10 +258,16 @@ def _staff_part(part_id: int) -> Part:
 
 def _staff_body(part: Part) -> dict:
     body = selectors.part_dict(part, getattr(part, "stock_level", None))
-    number = (PartContentVersion.objects.filter(part=part).order_by("-number")
-              .values_list("number", flat=True).first())
-    body.update(deleted_at=part.deleted_at.isoformat() if part.deleted_at else None,
-                content_version=number or 0)
+    number = (
+        PartContentVersion.objects.filter(part=part)
+        .order_by("-number")
+        .values_list("number", flat=True)
+        .first()
+    )
+    body.update(
+        deleted_at=part.deleted_at.isoformat() if part.deleted_at else None,
+        content_version=number or 0,
+    )
     return body
 
 
@@ -245,103 +290,193 @@ def _run(write, part_id: int, tag_of: str = "part") -> HttpResponse:
     return _written(part_id, tag_of)
 
 
-READ_ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ValidationErrorOut,
-               **ANY_ERRORS}
+READ_ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ValidationErrorOut, **ANY_ERRORS}
 WRITE_RESPONSES = {200: StaffPartOut, **READ_ERRORS, 409: ConflictOut, 428: ErrorOut}
 WRITE_DOC = _doc("The new version (the stock's for a stock write): send it as If-Match next.")
 
 
-@staff.get("/parts/{part_id}", response={200: StaffPartOut, **READ_ERRORS}, auth=VIEWER,
-           summary="A part as staff see it (soft-deleted too), with both versions",
-           openapi_extra=_doc("The part's version: If-Match for a content write."))
+@staff.get(
+    "/parts/{part_id}",
+    response={200: StaffPartOut, **READ_ERRORS},
+    auth=VIEWER,
+    summary="A part as staff see it (soft-deleted too), with both versions",
+    openapi_extra=_doc("The part's version: If-Match for a content write."),
+)
 def staff_get_part(request: HttpRequest, part_id: int = PART_ID):
     part = _staff_part(part_id)
     return _json(200, _staff_body(part), ETag=selectors.etag(part.version))
 
 
-@staff.put("/parts/{part_id}/stock", response=WRITE_RESPONSES, auth=OPERATOR,
-           summary="Set stock (quantity, reserved) if the stock version still matches",
-           openapi_extra=WRITE_DOC)
-def staff_put_stock(request: HttpRequest, payload: StockIn, part_id: int = PART_ID,
-                    if_match: str | None = IF_MATCH):
+@staff.put(
+    "/parts/{part_id}/stock",
+    response=WRITE_RESPONSES,
+    auth=OPERATOR,
+    summary="Set stock (quantity, reserved) if the stock version still matches",
+    openapi_extra=WRITE_DOC,
+)
+def staff_put_stock(
+    request: HttpRequest, payload: StockIn, part_id: int = PART_ID, if_match: str | None = IF_MATCH
+):
     expected = _expected_version(request, payload.version)
     actor = services.Actor.from_request(request)
-    return _run(lambda: services.stock_update(
-        part_id=part_id, expected_version=expected, quantity=payload.quantity,
-        reserved=payload.reserved, actor=actor), part_id, tag_of="stock")
+    return _run(
+        lambda: services.stock_update(
+            part_id=part_id,
+            expected_version=expected,
+            quantity=payload.quantity,
+            reserved=payload.reserved,
+            actor=actor,
+        ),
+        part_id,
+        tag_of="stock",
+    )
 
 
-@staff.patch("/parts/{part_id}/content", response=WRITE_RESPONSES, auth=OPERATOR,
-             summary="Change content fields; creates a content version",
-             openapi_extra=WRITE_DOC)
-def staff_patch_content(request: HttpRequest, payload: ContentIn, part_id: int = PART_ID,
-                        if_match: str | None = IF_MATCH):
+@staff.patch(
+    "/parts/{part_id}/content",
+    response=WRITE_RESPONSES,
+    auth=OPERATOR,
+    summary="Change content fields; creates a content version",
+    openapi_extra=WRITE_DOC,
+)
+def staff_patch_content(
+    request: HttpRequest,
+    payload: ContentIn,
+    part_id: int = PART_ID,
+    if_match: str | None = IF_MATCH,
+):
     expected = _expected_version(request, payload.version)
     actor = services.Actor.from_request(request)
-    return _run(lambda: services.part_update_content(
-        part_id=part_id, expected_version=expected, content=payload.content(), actor=actor),
-        part_id)
+    return _run(
+        lambda: services.part_update_content(
+            part_id=part_id, expected_version=expected, content=payload.content(), actor=actor
+        ),
+        part_id,
+    )
 
 
-@staff.post("/parts/{part_id}/rollback/{number}", response=WRITE_RESPONSES, auth=OPERATOR,
-            summary="Make content version <number> current again (as a new version)",
-            openapi_extra=WRITE_DOC)
-def staff_rollback(request: HttpRequest, number: int = Path(..., ge=1, le=2**31),
-                   part_id: int = PART_ID, payload: VersionIn | None = None,
-                   if_match: str | None = IF_MATCH):
+@staff.post(
+    "/parts/{part_id}/rollback/{number}",
+    response=WRITE_RESPONSES,
+    auth=OPERATOR,
+    summary="Make content version <number> current again (as a new version)",
+    openapi_extra=WRITE_DOC,
+)
+def staff_rollback(
+    request: HttpRequest,
+    number: int = Path(..., ge=1, le=2**31),
+    part_id: int = PART_ID,
+    payload: VersionIn | None = None,
+    if_match: str | None = IF_MATCH,
+):
     expected = _expected_version(request, payload.version if payload else None)
     actor = services.Actor.from_request(request)
-    return _run(lambda: services.part_rollback(
-        part_id=part_id, number=number, expected_version=expected, actor=actor), part_id)
+    return _run(
+        lambda: services.part_rollback(
+            part_id=part_id, number=number, expected_version=expected, actor=actor
+        ),
+        part_id,
+    )
 
 
-@staff.delete("/parts/{part_id}", response=WRITE_RESPONSES, auth=OPERATOR,
-              summary="Soft-delete a part (gone publicly and from Redis; kept for staff)",
-              openapi_extra=WRITE_DOC)
-def staff_delete(request: HttpRequest, part_id: int = PART_ID, payload: VersionIn | None = None,
-                 if_match: str | None = IF_MATCH):
+@staff.delete(
+    "/parts/{part_id}",
+    response=WRITE_RESPONSES,
+    auth=OPERATOR,
+    summary="Soft-delete a part (gone publicly and from Redis; kept for staff)",
+    openapi_extra=WRITE_DOC,
+)
+def staff_delete(
+    request: HttpRequest,
+    part_id: int = PART_ID,
+    payload: VersionIn | None = None,
+    if_match: str | None = IF_MATCH,
+):
     expected = _expected_version(request, payload.version if payload else None)
     actor = services.Actor.from_request(request)
-    return _run(lambda: services.part_soft_delete(
-        part_id=part_id, expected_version=expected, actor=actor), part_id)
+    return _run(
+        lambda: services.part_soft_delete(part_id=part_id, expected_version=expected, actor=actor),
+        part_id,
+    )
 
 
-@staff.post("/parts/{part_id}/restore", response=WRITE_RESPONSES, auth=OPERATOR,
-            summary="Undo a soft delete", openapi_extra=WRITE_DOC)
-def staff_restore(request: HttpRequest, part_id: int = PART_ID,
-                  payload: VersionIn | None = None, if_match: str | None = IF_MATCH):
+@staff.post(
+    "/parts/{part_id}/restore",
+    response=WRITE_RESPONSES,
+    auth=OPERATOR,
+    summary="Undo a soft delete",
+    openapi_extra=WRITE_DOC,
+)
+def staff_restore(
+    request: HttpRequest,
+    part_id: int = PART_ID,
+    payload: VersionIn | None = None,
+    if_match: str | None = IF_MATCH,
+):
     expected = _expected_version(request, payload.version if payload else None)
     actor = services.Actor.from_request(request)
-    return _run(lambda: services.part_restore(
-        part_id=part_id, expected_version=expected, actor=actor), part_id)
+    return _run(
+        lambda: services.part_restore(part_id=part_id, expected_version=expected, actor=actor),
+        part_id,
+    )
 
 
-@staff.get("/parts/{part_id}/versions",
-           response={200: list[ContentVersionOut], **READ_ERRORS},
-           auth=VIEWER, summary="Content versions of a part (rollback targets), newest first",
-           openapi_extra=_doc(None))
+@staff.get(
+    "/parts/{part_id}/versions",
+    response={200: list[ContentVersionOut], **READ_ERRORS},
+    auth=VIEWER,
+    summary="Content versions of a part (rollback targets), newest first",
+    openapi_extra=_doc(None),
+)
 def staff_versions(request: HttpRequest, part_id: int = PART_ID):
     part = _staff_part(part_id)
-    rows = PartContentVersion.objects.filter(part=part).select_related("created_by") \
+    rows = (
+        PartContentVersion.objects.filter(part=part)
+        .select_related("created_by")
         .order_by("-number")[:200]
-    return _json(200, [{"number": v.number, "part_version": v.part_version,
-                        "rolled_back_from": v.rolled_back_from,
-                        "created_by": v.created_by.get_username() if v.created_by else None,
-                        "created_at": v.created_at.isoformat(), "snapshot": v.snapshot}
-                       for v in rows])
+    )
+    return _json(
+        200,
+        [
+            {
+                "number": v.number,
+                "part_version": v.part_version,
+                "rolled_back_from": v.rolled_back_from,
+                "created_by": v.created_by.get_username() if v.created_by else None,
+                "created_at": v.created_at.isoformat(),
+                "snapshot": v.snapshot,
+            }
+            for v in rows
+        ],
+    )
 
 
-@staff.get("/parts/{part_id}/changes",
-           response={200: list[ChangeOut], **READ_ERRORS},
-           auth=VIEWER, summary="The change log of a part (old/new values, who, IP, request id)",
-           openapi_extra=_doc(None))
+@staff.get(
+    "/parts/{part_id}/changes",
+    response={200: list[ChangeOut], **READ_ERRORS},
+    auth=VIEWER,
+    summary="The change log of a part (old/new values, who, IP, request id)",
+    openapi_extra=_doc(None),
+)
 def staff_changes(request: HttpRequest, part_id: int = PART_ID):
     part = _staff_part(part_id)
     rows = CatalogChange.objects.filter(part=part).order_by("-id")[:200]
-    return _json(200, [{"id": c.id, "action": c.action, "changes": c.changes,
-                        "version": c.version, "username": c.username, "ip": c.ip,
-                        "request_id": c.request_id, "created_at": c.created_at.isoformat()}
-                       for c in rows])
+    return _json(
+        200,
+        [
+            {
+                "id": c.id,
+                "action": c.action,
+                "changes": c.changes,
+                "version": c.version,
+                "username": c.username,
+                "ip": c.ip,
+                "request_id": c.request_id,
+                "created_at": c.created_at.isoformat(),
+            }
+            for c in rows
+        ],
+    )
 
 
 api.add_router("/", public)

@@ -16,9 +16,25 @@ from catalog.models import Part, PartContentVersion, StockLevel
 from sync.cache.bulk import bulk_create_synced
 
 PARTS_PER_COUNT = 10
-KINDS = ["bolt", "nut", "washer", "bearing", "gasket", "spring", "valve", "hose clamp",
-         "fuse", "relay", "sensor", "filter", "belt", "pulley", "bushing", "seal"]
-SIZES = ["M4", "M5", "M6", "M8", "M10", "M12", "1/4\"", "3/8\"", "1/2\"", "10 mm", "25 mm"]
+KINDS = [
+    "bolt",
+    "nut",
+    "washer",
+    "bearing",
+    "gasket",
+    "spring",
+    "valve",
+    "hose clamp",
+    "fuse",
+    "relay",
+    "sensor",
+    "filter",
+    "belt",
+    "pulley",
+    "bushing",
+    "seal",
+]
+SIZES = ["M4", "M5", "M6", "M8", "M10", "M12", '1/4"', '3/8"', '1/2"', "10 mm", "25 mm"]
 MATERIALS = ["steel", "stainless steel", "brass", "nylon", "EPDM", "aluminium"]
 FINISHES = ["zinc plated", "plain", "black oxide", "anodised"]
 
@@ -27,9 +43,12 @@ def _content(rng: random.Random, n: int, size: str, kind: str) -> dict:
     material = rng.choice(MATERIALS)
     return {
         "description": f"<p>{size} {kind} in {material}, {rng.choice(FINISHES)}.</p>",
-        "specifications": {"size": size, "material": material,
-                           "weight_g": round(rng.uniform(0.5, 900), 1),
-                           "rohs": rng.random() < 0.8},
+        "specifications": {
+            "size": size,
+            "material": material,
+            "weight_g": round(rng.uniform(0.5, 900), 1),
+            "rohs": rng.random() < 0.8,
+        },
         "images": [f"https://images.example.com/parts/{n:05d}.jpg"],
     }
 
@@ -42,20 +61,39 @@ def load(*, count: int) -> str:
         size, kind = rng.choice(SIZES), rng.choice(KINDS)
         price = Decimal(rng.randrange(20, 50_000)) / 100
         rng.randrange(0, 500)  # the retired Part.stock's draw: every part's content stays as it was
-        parts.append(Part(sku=f"PRT-{n:05d}", name=f"{size} {kind}", price=price,
-                          **_content(rng, n, size, kind)))
+        parts.append(
+            Part(
+                sku=f"PRT-{n:05d}",
+                name=f"{size} {kind}",
+                price=price,
+                **_content(rng, n, size, kind),
+            )
+        )
     before = Part.objects.count()
     with transaction.atomic():
         # Upsert on the natural key, leaving existing rows' content and stock alone (staff may
         # have changed them in the demo); new rows are written through to Redis on commit.
-        bulk_create_synced(Part, parts, update_conflicts=True, unique_fields=["sku"],
-                           update_fields=["name", "price"])
+        bulk_create_synced(
+            Part,
+            parts,
+            update_conflicts=True,
+            unique_fields=["sku"],
+            update_fields=["name", "price"],
+        )
         ids = dict(Part.objects.filter(sku__in=[p.sku for p in parts]).values_list("sku", "pk"))
         stock_rng = random.Random(7)
-        bulk_create_synced(StockLevel, [
-            StockLevel(part_id=ids[p.sku], quantity=(q := stock_rng.randrange(0, 500)),
-                       reserved=stock_rng.randrange(0, q + 1) // 4)
-            for p in parts], ignore_conflicts=True)
+        bulk_create_synced(
+            StockLevel,
+            [
+                StockLevel(
+                    part_id=ids[p.sku],
+                    quantity=(q := stock_rng.randrange(0, 500)),
+                    reserved=stock_rng.randrange(0, q + 1) // 4,
+                )
+                for p in parts
+            ],
+            ignore_conflicts=True,
+        )
         _content_versions(parts, ids)
     return f"{Part.objects.count()} parts ({Part.objects.count() - before} new)"
 
@@ -63,23 +101,35 @@ def load(*, count: int) -> str:
 def _content_versions(parts: list[Part], ids: dict[str, int]) -> None:
     """v1 for every part without versions; every fourth part also has an earlier draft, so
     the demo has something to roll back to."""
-    have = set(PartContentVersion.objects.filter(part_id__in=ids.values())
-               .values_list("part_id", flat=True))
+    have = set(
+        PartContentVersion.objects.filter(part_id__in=ids.values()).values_list(
+            "part_id", flat=True
+        )
+    )
     versions = dict(Part.objects.filter(pk__in=ids.values()).values_list("pk", "version"))
     rows = []
     for n, part in enumerate(parts):
         pk = ids[part.sku]
         if pk in have:
             continue
-        current = {"name": part.name, "description": part.description,
-                   "specifications": part.specifications, "images": part.images}
+        current = {
+            "name": part.name,
+            "description": part.description,
+            "specifications": part.specifications,
+            "images": part.images,
+        }
         if n % 4 == 0:
             draft = {**current, "description": f"<p>Draft: {part.name}.</p>"}
-            rows.append(PartContentVersion(part_id=pk, number=1, snapshot=draft,
-                                           part_version=0))
-            rows.append(PartContentVersion(part_id=pk, number=2, snapshot=current,
-                                           part_version=versions[pk]))
+            rows.append(PartContentVersion(part_id=pk, number=1, snapshot=draft, part_version=0))
+            rows.append(
+                PartContentVersion(
+                    part_id=pk, number=2, snapshot=current, part_version=versions[pk]
+                )
+            )
         else:
-            rows.append(PartContentVersion(part_id=pk, number=1, snapshot=current,
-                                           part_version=versions[pk]))
+            rows.append(
+                PartContentVersion(
+                    part_id=pk, number=1, snapshot=current, part_version=versions[pk]
+                )
+            )
     PartContentVersion.objects.bulk_create(rows, ignore_conflicts=True)

@@ -22,27 +22,49 @@ PUBLIC_PART_FIELDS = ("sku", "name", "price", "description", "specifications", "
 
 def _event(kind: str, state: RowState, data: dict) -> dict[str, str]:
     # encode_values: the cache's own JSON (Decimal and dates as strings)
-    return {"type": kind, "part": state.pk, "version": str(state.version),
-            "data": encode_values([data]).decode()[1:-1]}
+    return {
+        "type": kind,
+        "part": state.pk,
+        "version": str(state.version),
+        "data": encode_values([data]).decode()[1:-1],
+    }
 
 
 def part_event(spec: SyncSpec, state: RowState) -> dict[str, str]:
     if state.values is None or not spec.is_live(state.values):
         return _event("part_deleted", state, {"id": int(state.pk)})
     values = dict(zip(spec.fields, state.values, strict=True))
-    return _event("part", state, {"id": int(state.pk),
-                                  **{name: values[name] for name in PUBLIC_PART_FIELDS}})
+    return _event(
+        "part", state, {"id": int(state.pk), **{name: values[name] for name in PUBLIC_PART_FIELDS}}
+    )
 
 
 def stock_event(spec: SyncSpec, state: RowState) -> dict[str, str]:
     if state.values is None:
-        return _event("stock", state, {"id": int(state.pk), "quantity": 0, "reserved": 0,
-                                       "available_stock": 0, "is_in_stock": False})
+        return _event(
+            "stock",
+            state,
+            {
+                "id": int(state.pk),
+                "quantity": 0,
+                "reserved": 0,
+                "available_stock": 0,
+                "is_in_stock": False,
+            },
+        )
     values = dict(zip(spec.fields, state.values, strict=True))
     available = values["quantity"] - values["reserved"]
-    return _event("stock", state, {"id": int(state.pk), "quantity": values["quantity"],
-                                   "reserved": values["reserved"],
-                                   "available_stock": available, "is_in_stock": available > 0})
+    return _event(
+        "stock",
+        state,
+        {
+            "id": int(state.pk),
+            "quantity": values["quantity"],
+            "reserved": values["reserved"],
+            "available_stock": available,
+            "is_in_stock": available > 0,
+        },
+    )
 
 
 def decode(fields: dict[bytes, bytes]) -> dict:

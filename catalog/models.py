@@ -23,34 +23,52 @@ CONTENT_FIELDS = ("name", "description", "specifications", "images")
 
 
 # A part's stock lives only in ``StockLevel`` (the old ``Part.stock`` column was a stale duplicate).
-@synced(tier=Tier.PUBLIC, fields=("sku", "name", "price", "is_active", "description",
-                                  "specifications", "images", "deleted_at"),
-        ttl=6 * 3600, soft_delete="deleted_at")
+@synced(
+    tier=Tier.PUBLIC,
+    fields=(
+        "sku",
+        "name",
+        "price",
+        "is_active",
+        "description",
+        "specifications",
+        "images",
+        "deleted_at",
+    ),
+    ttl=6 * 3600,
+    soft_delete="deleted_at",
+)
 class Part(SyncedModel):
     sku = models.CharField(max_length=64, unique=True)
     name = models.TextField()
     price = models.DecimalField(max_digits=12, decimal_places=2)
     is_active = models.BooleanField(default=True)
-    description = models.TextField(blank=True, default="", db_default="",
-                                   help_text="Sanitised HTML (a small tag whitelist).")
-    specifications = models.JSONField(blank=True, default=dict,
-                                      help_text="Flat object: name -> text, number or boolean.")
-    images = models.JSONField(blank=True, default=list,
-                              help_text="List of http(s) image URLs.")
-    deleted_at = models.DateTimeField(null=True, blank=True,
-                                      help_text="Soft delete: gone from the public API and Redis.")
+    description = models.TextField(
+        blank=True, default="", db_default="", help_text="Sanitised HTML (a small tag whitelist)."
+    )
+    specifications = models.JSONField(
+        blank=True, default=dict, help_text="Flat object: name -> text, number or boolean."
+    )
+    images = models.JSONField(blank=True, default=list, help_text="List of http(s) image URLs.")
+    deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="Soft delete: gone from the public API and Redis."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta(SyncedModel.Meta):
         db_table = "catalog_parts"
         constraints = [
-            models.CheckConstraint(condition=models.Q(price__gte=0),
-                                   name="part_price_non_negative"),
+            models.CheckConstraint(
+                condition=models.Q(price__gte=0), name="part_price_non_negative"
+            ),
         ]
         indexes = [
             # The public list: live parts in sku order (pagination by offset over it).
-            models.Index(fields=["sku"], name="part_live_sku_idx",
-                         condition=models.Q(deleted_at__isnull=True)),
+            models.Index(
+                fields=["sku"],
+                name="part_live_sku_idx",
+                condition=models.Q(deleted_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -62,23 +80,29 @@ class Part(SyncedModel):
 
 @synced(tier=Tier.PUBLIC, fields=("quantity", "reserved"), ttl=6 * 3600)
 class StockLevel(SyncedModel):
-    part = models.OneToOneField(Part, on_delete=models.CASCADE, primary_key=True,
-                                related_name="stock_level")
+    part = models.OneToOneField(
+        Part, on_delete=models.CASCADE, primary_key=True, related_name="stock_level"
+    )
     quantity = models.IntegerField(default=0)
     reserved = models.IntegerField(default=0)
-    last_updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                        on_delete=models.SET_NULL, related_name="+")
+    last_updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta(SyncedModel.Meta):
         db_table = "catalog_stock_levels"
         constraints = [
-            models.CheckConstraint(condition=models.Q(quantity__gte=0),
-                                   name="stock_quantity_non_negative"),
-            models.CheckConstraint(condition=models.Q(reserved__gte=0),
-                                   name="stock_reserved_non_negative"),
-            models.CheckConstraint(condition=models.Q(reserved__lte=models.F("quantity")),
-                                   name="stock_reserved_within_quantity"),
+            models.CheckConstraint(
+                condition=models.Q(quantity__gte=0), name="stock_quantity_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reserved__gte=0), name="stock_reserved_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reserved__lte=models.F("quantity")),
+                name="stock_reserved_within_quantity",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -102,8 +126,9 @@ class PartContentVersion(models.Model):
     snapshot = models.JSONField()
     part_version = models.BigIntegerField(help_text="The part's row version this snapshot is.")
     rolled_back_from = models.PositiveIntegerField(null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -132,8 +157,9 @@ class CatalogChange(models.Model):
     action = models.CharField(max_length=10, choices=Action.choices)
     changes = models.JSONField(help_text="{field: [old, new]} of every field that changed.")
     version = models.BigIntegerField(help_text="The changed row's new version.")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                             on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     username = models.CharField(max_length=150, blank=True, default="")
     ip = models.GenericIPAddressField("IP address", null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True, default="")

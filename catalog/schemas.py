@@ -45,8 +45,11 @@ def text_storable(text: str) -> bool:
 
 def _storable(value: object) -> object:
     """Every string in ``value`` (nested lists and dicts, keys too) is storable text."""
-    items = value.items() if isinstance(value, dict) else (
-        enumerate(value) if isinstance(value, list) else None)
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else (enumerate(value) if isinstance(value, list) else None)
+    )
     if items is not None:
         for key, item in items:
             _storable(key)
@@ -74,7 +77,7 @@ class ErrorOut(Schema):
 
 class FieldErrorOut(Schema):
     type: str
-    loc: list[str | int] = Field(description="Where: e.g. [\"body\", \"payload\", \"reserved\"].")
+    loc: list[str | int] = Field(description='Where: e.g. ["body", "payload", "reserved"].')
     msg: str
 
 
@@ -174,8 +177,9 @@ class ContentIn(Schema):
     @model_validator(mode="after")
     def _changes_something(self) -> ContentIn:
         if not self.content():
-            msg = ("nothing to change: send at least one of name, description, "
-                   "specifications, images")
+            msg = (
+                "nothing to change: send at least one of name, description, specifications, images"
+            )
             raise ValueError(msg)
         return self
 
@@ -213,8 +217,12 @@ class ContentIn(Schema):
             return None
         for url in value:
             parts = urlsplit(url)
-            if (parts.scheme not in {"http", "https"} or not parts.netloc or len(url) > 2000
-                    or any(c.isspace() or c in "<>\"'" for c in url)):
+            if (
+                parts.scheme not in {"http", "https"}
+                or not parts.netloc
+                or len(url) > 2000
+                or any(c.isspace() or c in "<>\"'" for c in url)
+            ):
                 msg = f"not an http(s) image URL: {url[:100]!r}"
                 raise ValueError(msg)
         return value

@@ -15,19 +15,36 @@ from sync.cache import repository
 
 def stock_dict(stock: StockLevel | None) -> dict:
     if stock is None:  # a part from before stock levels: nothing to sell
-        return {"quantity": 0, "reserved": 0, "available_stock": 0, "is_in_stock": False,
-                "version": 0}
+        return {
+            "quantity": 0,
+            "reserved": 0,
+            "available_stock": 0,
+            "is_in_stock": False,
+            "version": 0,
+        }
     available = stock.quantity - stock.reserved
-    return {"quantity": stock.quantity, "reserved": stock.reserved,
-            "available_stock": available, "is_in_stock": available > 0,
-            "version": stock.version}
+    return {
+        "quantity": stock.quantity,
+        "reserved": stock.reserved,
+        "available_stock": available,
+        "is_in_stock": available > 0,
+        "version": stock.version,
+    }
 
 
 def part_dict(part: Part, stock: StockLevel | None) -> dict:
-    return {"id": part.pk, "sku": part.sku, "name": part.name, "price": str(part.price),
-            "description": part.description, "specifications": part.specifications,
-            "images": part.images, "is_active": part.is_active, "version": part.version,
-            "stock": stock_dict(stock)}
+    return {
+        "id": part.pk,
+        "sku": part.sku,
+        "name": part.name,
+        "price": str(part.price),
+        "description": part.description,
+        "specifications": part.specifications,
+        "images": part.images,
+        "is_active": part.is_active,
+        "version": part.version,
+        "stock": stock_dict(stock),
+    }
 
 
 def etag(*versions: int) -> str:
@@ -41,15 +58,19 @@ def public_part(part_id: int) -> dict | None:
         if part is None:
             return None
         return part_dict(part, repository.get(StockLevel, part_id))
-    part = (Part.objects.select_related("stock_level")
-            .filter(pk=part_id, deleted_at__isnull=True).first())
+    part = (
+        Part.objects.select_related("stock_level")
+        .filter(pk=part_id, deleted_at__isnull=True)
+        .first()
+    )
     if part is None:
         return None
     return part_dict(part, getattr(part, "stock_level", None))
 
 
-def public_page(*, limit: int, offset: int, in_stock: bool | None, q: str | None
-                ) -> tuple[int, list[dict]]:
+def public_page(
+    *, limit: int, offset: int, in_stock: bool | None, q: str | None
+) -> tuple[int, list[dict]]:
     """One page of live parts in sku order: ids from PostgreSQL (filters, search, order),
     the rows themselves cache-first (two pipelined Redis reads for the whole page)."""
     rows = Part.objects.filter(deleted_at__isnull=True)
@@ -59,11 +80,12 @@ def public_page(*, limit: int, offset: int, in_stock: bool | None, q: str | None
         available = Q(stock_level__quantity__gt=F("stock_level__reserved"))
         rows = rows.filter(available) if in_stock else rows.exclude(available)
     count = rows.count()
-    ids = list(rows.order_by("sku").values_list("pk", flat=True)[offset:offset + limit])
+    ids = list(rows.order_by("sku").values_list("pk", flat=True)[offset : offset + limit])
     if not settings.CATALOG_CACHE_READS:
         parts = {p.pk: p for p in Part.objects.select_related("stock_level").filter(pk__in=ids)}
-        return count, [part_dict(parts[i], getattr(parts[i], "stock_level", None))
-                       for i in ids if i in parts]
+        return count, [
+            part_dict(parts[i], getattr(parts[i], "stock_level", None)) for i in ids if i in parts
+        ]
     parts = repository.get_many(Part, ids)
     stocks = repository.get_many(StockLevel, ids)
     return count, [part_dict(parts[i], stocks.get(i)) for i in ids if i in parts]

@@ -61,8 +61,9 @@ def _client(*, blocking: bool = False) -> aredis.Redis:
     timeout = settings.SYNC_BULK_SOCKET_TIMEOUT
     if blocking:
         return connection.async_client(socket_timeout=None)
-    return connection.async_client(socket_timeout=timeout, max_connections=REPLAY_CONNECTIONS,
-                                   pool_timeout=timeout * 4)
+    return connection.async_client(
+        socket_timeout=timeout, max_connections=REPLAY_CONNECTIONS, pool_timeout=timeout * 4
+    )
 
 
 class Hub:
@@ -96,8 +97,9 @@ class Hub:
         try:
             while self.subscribers:
                 try:
-                    reply = await client.xread({self.key: self.position}, block=BLOCK_MS,
-                                               count=REPLAY_BATCH)
+                    reply = await client.xread(
+                        {self.key: self.position}, block=BLOCK_MS, count=REPLAY_BATCH
+                    )
                 except (aredis.ConnectionError, aredis.TimeoutError) as e:
                     logger.warning("event stream unreadable (%s); retrying", type(e).__name__)
                     await asyncio.sleep(1)
@@ -131,8 +133,12 @@ def hub() -> Hub:
 
 def _frame(entry_id: bytes, fields: dict[bytes, bytes]) -> str:
     event = {k.decode(): v.decode() for k, v in fields.items()}
-    data = {"type": event["type"], "part": int(event["part"]), "version": int(event["version"]),
-            "data": json.loads(event["data"])}
+    data = {
+        "type": event["type"],
+        "part": int(event["part"]),
+        "version": int(event["version"]),
+        "data": json.loads(event["data"]),
+    }
     return f"id: {entry_id.decode()}\nevent: {event['type']}\ndata: {json.dumps(data)}\n\n"
 
 
@@ -140,8 +146,7 @@ def _wanted(fields: dict[bytes, bytes], parts: set[str]) -> bool:
     return not parts or fields[b"part"].decode() in parts
 
 
-async def _replay(client: aredis.Redis, key: str, after: str
-                  ) -> AsyncIterator[tuple[bytes, dict]]:
+async def _replay(client: aredis.Redis, key: str, after: str) -> AsyncIterator[tuple[bytes, dict]]:
     """Entries after ``after`` up to now, in order; a ``reset`` marker first when history is
     missing (``after`` older than the stream's first entry) or ``after`` is not in it at all
     (newer than its last entry: nothing to replay)."""
@@ -210,29 +215,51 @@ async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncItera
         the_hub.unsubscribe(queue)
 
 
-@router.get("/events", auth=None, response={200: None, 400: None, 429: None}, summary=(
-    "Server-Sent Events of committed stock and content changes (resume with Last-Event-ID)"),
-    openapi_extra={"responses": {200: {"description": "text/event-stream: `id:` is the "
-                   "stream id, `event:` is part, part_deleted, stock or reset, `data:` JSON",
-                                      "content": {"text/event-stream": {"schema": {
-                                          "type": "string"}}}},
-                                 429: {"description": "Too many connection attempts: see "
-                                       "Retry-After (docs/security.md)."}}})
-async def events(request: HttpRequest,
-                 part: list[int] = PARTS,
-                 last_event_id: str | None = Query(None, description=(
-                     "Resume after this id when the Last-Event-ID header cannot be sent.")),
-                 last_event_id_header: str | None = Header(None, alias="Last-Event-ID",
-                                                           description=(
-                     "Resume after this stream id (EventSource sends it when it reconnects); "
-                     "an id the stream does not hold gives an `event: reset` first."))):
+@router.get(
+    "/events",
+    auth=None,
+    response={200: None, 400: None, 429: None},
+    summary=(
+        "Server-Sent Events of committed stock and content changes (resume with Last-Event-ID)"
+    ),
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "text/event-stream: `id:` is the "
+                "stream id, `event:` is part, part_deleted, stock or reset, `data:` JSON",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            429: {
+                "description": "Too many connection attempts: see Retry-After (docs/security.md)."
+            },
+        }
+    },
+)
+async def events(
+    request: HttpRequest,
+    part: list[int] = PARTS,
+    last_event_id: str | None = Query(
+        None, description=("Resume after this id when the Last-Event-ID header cannot be sent.")
+    ),
+    last_event_id_header: str | None = Header(
+        None,
+        alias="Last-Event-ID",
+        description=(
+            "Resume after this stream id (EventSource sends it when it reconnects); "
+            "an id the stream does not hold gives an `event: reset` first."
+        ),
+    ),
+):
     resume = last_event_id_header or last_event_id
     if resume and not _ID.fullmatch(resume):
-        return HttpResponse('{"detail": "Last-Event-ID is not a stream id"}', status=400,
-                            content_type="application/json")
+        return HttpResponse(
+            '{"detail": "Last-Event-ID is not a stream id"}',
+            status=400,
+            content_type="application/json",
+        )
     response = StreamingHttpResponse(
-        event_stream({str(p) for p in part or ()}, resume), content_type="text/event-stream")
+        event_stream({str(p) for p in part or ()}, resume), content_type="text/event-stream"
+    )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     return response
-

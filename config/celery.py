@@ -29,8 +29,11 @@ def _worker_ready(sender=None, **_extra) -> None:
 
     from sync.ops.heartbeat import Heartbeat
 
-    _heartbeats.append(Heartbeat(kind="worker", node=sender.hostname,
-                                 interval=settings.SYNC_HEARTBEAT_INTERVAL).start())
+    _heartbeats.append(
+        Heartbeat(
+            kind="worker", node=sender.hostname, interval=settings.SYNC_HEARTBEAT_INTERVAL
+        ).start()
+    )
 
 
 @worker_shutdown.connect(dispatch_uid="syncops.worker_heartbeat_stop")
@@ -49,9 +52,14 @@ def _beat_init(**_extra) -> None:
     from sync.ops.heartbeat import Heartbeat
     from sync.ops.watchdog import watchdog_check
 
-    _heartbeats.append(Heartbeat(kind="beat", node=f"beat@{socket.gethostname()}",
-                                 interval=settings.SYNC_HEARTBEAT_INTERVAL,
-                                 also=watchdog_check).start())
+    _heartbeats.append(
+        Heartbeat(
+            kind="beat",
+            node=f"beat@{socket.gethostname()}",
+            interval=settings.SYNC_HEARTBEAT_INTERVAL,
+            also=watchdog_check,
+        ).start()
+    )
     atexit.register(_worker_shutdown)
 
 

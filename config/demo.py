@@ -61,8 +61,19 @@ def web_server_argv(host: str, port: int) -> list[str]:
     rotate past the login lock-out). The address is the peer's; when proxies stand in front,
     the project's own rule reads the header (``TRUSTED_PROXY_COUNT``, docs/security.md).
     """
-    return [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", host,
-            "--port", str(port), "--timeout-graceful-shutdown", "3", "--no-proxy-headers"]
+    return [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "config.asgi:application",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--timeout-graceful-shutdown",
+        "3",
+        "--no-proxy-headers",
+    ]
 
 
 def spawn(name: str, argv: list[str]) -> subprocess.Popen:
@@ -83,8 +94,9 @@ def describe_exit(returncode: int) -> str:
 class Supervisor:
     """Keeps each child running: one that exits is started again after a backoff."""
 
-    def __init__(self, children: dict[str, subprocess.Popen],
-                 argvs: dict[str, list[str]], on_restart=None) -> None:
+    def __init__(
+        self, children: dict[str, subprocess.Popen], argvs: dict[str, list[str]], on_restart=None
+    ) -> None:
         self.children = children
         self.argvs = argvs
         self.on_restart = on_restart  # called after a restart (the demo saves its state)
@@ -112,8 +124,10 @@ class Supervisor:
             delay = min(RESTART_CAP_S, RESTART_BASE_S * 2 ** self._in_a_row[name])
             self._in_a_row[name] += 1
             self._due[name] = now + delay
-            say(f"{name} (pid {proc.pid}) {describe_exit(proc.returncode)}; "
-                f"restarting it in {delay:g}s")
+            say(
+                f"{name} (pid {proc.pid}) {describe_exit(proc.returncode)}; "
+                f"restarting it in {delay:g}s"
+            )
         for name, due in list(self._due.items()):
             if now >= due:
                 del self._due[name]
@@ -142,8 +156,9 @@ def restart_dead_servers(servers: dict, used: set[str], due: dict[str, float]) -
         try:
             server.start()
         except DevServiceError as error:
-            say(f"could not start the {name} Redis again ({error}); retrying in "
-                f"{SERVER_RETRY_S:g}s")
+            say(
+                f"could not start the {name} Redis again ({error}); retrying in {SERVER_RETRY_S:g}s"
+            )
             due[name] = now + SERVER_RETRY_S
             continue
         say(f"restarted embedded {name} Redis (pid {server.pid()})")
@@ -204,10 +219,12 @@ def _state_file(services: Services) -> Path:
     return services.directory / "demo.json"
 
 
-def _save_state(services: Services, owned: set[str],
-                children: dict[str, subprocess.Popen]) -> None:
-    state = {"pid": os.getpid(), "owned": sorted(owned),
-             "children": {name: proc.pid for name, proc in children.items()}}
+def _save_state(services: Services, owned: set[str], children: dict[str, subprocess.Popen]) -> None:
+    state = {
+        "pid": os.getpid(),
+        "owned": sorted(owned),
+        "children": {name: proc.pid for name, proc in children.items()},
+    }
     _state_file(services).write_text(json.dumps(state))
 
 
@@ -247,10 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8000")))
-    parser.add_argument("--profile", default="dev",
-                        help="embedded servers' directory under .run/ (default: dev)")
-    parser.add_argument("--setup-only", action="store_true",
-                        help="start servers, migrate and load data, then stop again")
+    parser.add_argument(
+        "--profile", default="dev", help="embedded servers' directory under .run/ (default: dev)"
+    )
+    parser.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="start servers, migrate and load data, then stop again",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -273,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         _save_state(services, owned, children)
-        os.environ.update(services.start(**{name: name in wanted for name in SERVICE_URLS},
-                                         log=say))
+        os.environ.update(
+            services.start(**{name: name in wanted for name in SERVICE_URLS}, log=say)
+        )
         password = secrets.token_urlsafe(12)
         os.environ["DEMO_ADMIN_PASSWORD"] = password
         for step in (("migrate", "--noinput", "-v", "0"), ("demo_setup",)):
@@ -283,17 +305,41 @@ def main(argv: list[str] | None = None) -> int:
             run_manage(*step)
         if args.setup_only or stopping:
             return 0
-        supervisor = Supervisor(children, {
-            "celery worker": [
-                PYTHON, "-m", "celery", "-A", "config", "worker", "-l", "info",
-                "--concurrency", "2", "-n", f"demo-{args.profile}@%h"],
-            "celery beat": [
-                PYTHON, "-m", "celery", "-A", "config", "beat", "-l", "info",
-                "--schedule", str(services.directory / "celerybeat-schedule")],
-            # NOTE: an ASGI server, not runserver: /api/events (Server-Sent Events) holds each
-            # client open, and one uvicorn process holds thousands of them on its event loop.
-            "web server": web_server_argv(args.host, args.port),
-        }, on_restart=lambda: _save_state(services, owned, children))
+        supervisor = Supervisor(
+            children,
+            {
+                "celery worker": [
+                    PYTHON,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "-l",
+                    "info",
+                    "--concurrency",
+                    "2",
+                    "-n",
+                    f"demo-{args.profile}@%h",
+                ],
+                "celery beat": [
+                    PYTHON,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "beat",
+                    "-l",
+                    "info",
+                    "--schedule",
+                    str(services.directory / "celerybeat-schedule"),
+                ],
+                # NOTE: an ASGI server, not runserver: /api/events (Server-Sent Events) holds each
+                # client open, and one uvicorn process holds thousands of them on its event loop.
+                "web server": web_server_argv(args.host, args.port),
+            },
+            on_restart=lambda: _save_state(services, owned, children),
+        )
         for name in supervisor.argvs:
             supervisor.start(name)
         _save_state(services, owned, children)
@@ -306,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"health:        {base}/health/")
         say(f"metrics:       {base}/metrics (staff session)")
         say(f"catalog API:   {base}/api/parts  (docs: {base}/api/docs, events: {base}/api/events)")
-        say("press Ctrl-C to stop everything this demo started; a child that dies is "
-            "restarted")
+        say("press Ctrl-C to stop everything this demo started; a child that dies is restarted")
         server_due: dict[str, float] = {}
         while not stopping:
             supervisor.tick()
@@ -323,8 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         if kept := sorted(wanted - owned):
             # NOTE: they were running before the demo started (another command or session
             # uses them), so they are not the demo's to stop.
-            say(f"left running (they were up before the demo): {', '.join(kept)}; "
-                "stop them with ./dev services stop")
+            say(
+                f"left running (they were up before the demo): {', '.join(kept)}; "
+                "stop them with ./dev services stop"
+            )
         _state_file(services).unlink(missing_ok=True)
         say("all stopped")
 

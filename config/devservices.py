@@ -182,8 +182,10 @@ class RedisServer:
         if (live := self.pid()) is not None:
             self._refuse_unanswering(live)
         elif self.pidfile.exists() or self.socket_path.exists():
-            self._say(f"redis-server {self.name}: its process is gone (killed, or the machine "
-                      "restarted); clearing its pid file and socket and starting it again")
+            self._say(
+                f"redis-server {self.name}: its process is gone (killed, or the machine "
+                "restarted); clearing its pid file and socket and starting it again"
+            )
         self.pidfile.unlink(missing_ok=True)
         self.socket_path.unlink(missing_ok=True)
         self._write_config()
@@ -216,12 +218,17 @@ class RedisServer:
         state = _pid_state(pid)
         if state != "T" and wait_until(self.ping, timeout=self.ANSWER_DEADLINE_S):
             return
-        found = ("is paused (stopped by a signal, process state T)" if state == "T" else
-                 f"does not answer on its socket within {self.ANSWER_DEADLINE_S:g} s")
-        msg = (f"redis-server {self.name} (pid {pid}, {self.socket_path}) {found}. It still "
-               "holds its data, so it was left as it is and no new server was started in its "
-               f"place. Resume it (kill -CONT {pid}) and run the command again, or stop it "
-               "(./dev services stop) to start an empty one.")
+        found = (
+            "is paused (stopped by a signal, process state T)"
+            if state == "T"
+            else f"does not answer on its socket within {self.ANSWER_DEADLINE_S:g} s"
+        )
+        msg = (
+            f"redis-server {self.name} (pid {pid}, {self.socket_path}) {found}. It still "
+            "holds its data, so it was left as it is and no new server was started in its "
+            f"place. Resume it (kill -CONT {pid}) and run the command again, or stop it "
+            "(./dev services stop) to start an empty one."
+        )
         raise DevServiceError(msg)
 
     def _terminate(self, pid: int) -> None:
@@ -367,9 +374,22 @@ class PostgresServer:
         pgs = self._module()
         binary = pgs.utils.POSTGRES_VERSIONS[pgs.TARGET_POSTGRES_VERSION] / "psql"
         result = subprocess.run(
-            [str(binary), "-h", str(self.socket_dir), "-U", "postgres", "-d", "postgres",
-             "-v", "ON_ERROR_STOP=1", "-c", sql],
-            capture_output=True, text=True, check=False,
+            [
+                str(binary),
+                "-h",
+                str(self.socket_dir),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             msg = f"psql failed: {result.stderr}"
@@ -415,8 +435,9 @@ class Services:
         self.cache = RedisServer(self.directory, "cache")
         self.broker = RedisServer(self.directory, "broker")
 
-    def start(self, *, database: bool = True, cache: bool = True, broker: bool = True,
-              log=None) -> dict[str, str]:
+    def start(
+        self, *, database: bool = True, cache: bool = True, broker: bool = True, log=None
+    ) -> dict[str, str]:
         """Start (or reuse) what is needed; return the environment variables that point at it."""
         env: dict[str, str] = {}
         for wanted, name, server in (
@@ -431,8 +452,7 @@ class Services:
                 server.log = log
             started = server.start()
             if log:
-                state = ("initialised and started" if fresh
-                         else "started" if started else "reusing")
+                state = "initialised and started" if fresh else "started" if started else "reusing"
                 log(f"{state} embedded {name} ({self.profile})")
         if database:
             env["DATABASE_URL"] = self.postgres.url()

@@ -36,10 +36,12 @@ def async_redis_factory(url: str):
 
     if url.startswith("redis+socket://"):
         path = url.removeprefix("redis+socket://").split("?", 1)[0]
-        return lambda: AsyncRedis(unix_socket_path=path, socket_timeout=_budget(),
-                                  socket_connect_timeout=_budget())
-    return lambda: AsyncRedis.from_url(url, socket_timeout=_budget(),
-                                       socket_connect_timeout=_budget())
+        return lambda: AsyncRedis(
+            unix_socket_path=path, socket_timeout=_budget(), socket_connect_timeout=_budget()
+        )
+    return lambda: AsyncRedis.from_url(
+        url, socket_timeout=_budget(), socket_connect_timeout=_budget()
+    )
 
 
 def _budget() -> float:
@@ -154,9 +156,11 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         bool(token) and hmac.compare_digest(presented.encode(), token.encode())
     )
     if not authorised:
-        return HttpResponse("metrics need a staff session or the metrics token\n",
-                            status=403, content_type="text/plain")
+        return HttpResponse(
+            "metrics need a staff session or the metrics token\n",
+            status=403,
+            content_type="text/plain",
+        )
     from sync.metrics import render_metrics
 
     return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
-

@@ -80,8 +80,7 @@ def _carry(headers=None, **_extra) -> None:
 
 def _adopt(task_id=None, task=None, **_extra) -> None:
     given = getattr(task.request, TASK_HEADER, None) if task is not None else None
-    current.set(given if isinstance(given, str) and _VALID.fullmatch(given)
-                else f"task-{task_id}")
+    current.set(given if isinstance(given, str) and _VALID.fullmatch(given) else f"task-{task_id}")
 
 
 def connect_celery_signals() -> None:

@@ -109,8 +109,9 @@ DATABASES = {"default": env.db("DATABASE_URL")}
 # connects through it, but dbshell (psql) reads HOST only and reached another server's default
 # socket (/var/run/postgresql) instead of the embedded one. HOST says it too (OPTIONS keeps
 # it: scripts that build a URL from the settings read it there).
-if (_host := DATABASES["default"].get("OPTIONS", {}).get("host", "")) and \
-        not DATABASES["default"]["HOST"]:
+if (_host := DATABASES["default"].get("OPTIONS", {}).get("host", "")) and not DATABASES["default"][
+    "HOST"
+]:
     DATABASES["default"]["HOST"] = _host
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -172,27 +173,34 @@ SYNC_REDIS_WAIT_REPLICAS = env.int("SYNC_REDIS_WAIT_REPLICAS", default=0)
 SYNC_REDIS_WAIT_TIMEOUT_MS = env.int("SYNC_REDIS_WAIT_TIMEOUT_MS", default=100)
 if SYNC_REDIS_WAIT_REPLICAS and SYNC_REDIS_WAIT_TIMEOUT_MS >= REDIS_SOCKET_TIMEOUT * 1000:
     # A WAIT longer than the socket timeout would end as a timeout that opens the breaker.
-    msg = (f"SYNC_REDIS_WAIT_TIMEOUT_MS ({SYNC_REDIS_WAIT_TIMEOUT_MS}) must be shorter than "
-           f"REDIS_SOCKET_TIMEOUT ({REDIS_SOCKET_TIMEOUT} s)")
+    msg = (
+        f"SYNC_REDIS_WAIT_TIMEOUT_MS ({SYNC_REDIS_WAIT_TIMEOUT_MS}) must be shorter than "
+        f"REDIS_SOCKET_TIMEOUT ({REDIS_SOCKET_TIMEOUT} s)"
+    )
     raise ImproperlyConfigured(msg)
 SYNC_KEY_PREFIX = env.str("SYNC_KEY_PREFIX", default="syncops")
 # Tier 2/3 keys (sync/cache/keyring.py): "id:base64key[,id:base64key…]" of 32-byte AES keys
 # (the first encrypts, all decrypt) and a base64 HMAC key for blind indexes. Required in
 # production; development generates its own once per run directory. Validated here, so a
 # malformed key stops the process at startup.
-_dev_keys = {} if PRODUCTION or (env.str("SYNC_ENCRYPTION_KEYS", default="")
-                                 and env.str("SYNC_HMAC_KEY", default="")) else (
-    development_keys(ROOT / ".run" / env.str("SYNCOPS_SERVICES_PROFILE", default="dev")))
+_dev_keys = (
+    {}
+    if PRODUCTION
+    or (env.str("SYNC_ENCRYPTION_KEYS", default="") and env.str("SYNC_HMAC_KEY", default=""))
+    else (development_keys(ROOT / ".run" / env.str("SYNCOPS_SERVICES_PROFILE", default="dev")))
+)
 SYNC_ENCRYPTION_KEYS = env.str("SYNC_ENCRYPTION_KEYS", default="") or _dev_keys.get(
-    "SYNC_ENCRYPTION_KEYS", "")
+    "SYNC_ENCRYPTION_KEYS", ""
+)
 SYNC_HMAC_KEY = env.str("SYNC_HMAC_KEY", default="") or _dev_keys.get("SYNC_HMAC_KEY", "")
 parse_keyring(SYNC_ENCRYPTION_KEYS, SYNC_HMAC_KEY)
 # Phone numbers without a country prefix are normalised with this one (blind indexes).
 SYNC_PHONE_DEFAULT_COUNTRY_CODE = env.str("SYNC_PHONE_DEFAULT_COUNTRY_CODE", default="1")
 # The write-through's statements are server-side prepared (planned once per connection); turn
 # off behind a PgBouncer in transaction-pooling mode, which cannot keep prepared statements.
-SYNC_PREPARED_STATEMENTS = env.bool("SYNC_PREPARED_STATEMENTS",
-                                    default=DATABASE_POOLING != "transaction")
+SYNC_PREPARED_STATEMENTS = env.bool(
+    "SYNC_PREPARED_STATEMENTS", default=DATABASE_POOLING != "transaction"
+)
 # Big pipelines (warming, verification, replay batches, rotation) wait this long for replies.
 SYNC_BULK_SOCKET_TIMEOUT = env.float("SYNC_BULK_SOCKET_TIMEOUT", default=5.0)
 # Degraded mode: after a Redis timeout/connection error the breaker sends callers straight to
@@ -234,8 +242,11 @@ CELERY_BEAT_SCHEDULE = {
     "sync-verify-hourly": {"task": "sync.tasks.verify", "schedule": 3600.0},
     # A cold cache Redis starts warming by itself; a check no worker took is dropped
     # (django-celery-beat's scheduler knows the option as expire_seconds, whole seconds).
-    "sync-warm-check": {"task": "sync.tasks.warm_check", "schedule": SYNC_WARM_CHECK_INTERVAL,
-                        "options": {"expire_seconds": max(1, round(SYNC_WARM_CHECK_INTERVAL))}},
+    "sync-warm-check": {
+        "task": "sync.tasks.warm_check",
+        "schedule": SYNC_WARM_CHECK_INTERVAL,
+        "options": {"expire_seconds": max(1, round(SYNC_WARM_CHECK_INTERVAL))},
+    },
 }
 
 # --------------------------------------------------------------------------- mail, metrics
@@ -351,9 +362,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
-                 "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
-                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
     # DESIGN I6: every record that leaves the process (ours, Django's, Celery's) is redacted.
     "filters": {
@@ -361,8 +374,11 @@ LOGGING = {
         "request_id": {"()": "config.request_id.RequestIdFilter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
-                    "filters": ["redact_pii", "request_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_pii", "request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
@@ -401,8 +417,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_6
 # --------------------------------------------------------------------------- ingestion
 
 # Spreadsheet sources (column mapping, target, key pattern): a TOML file, re-read per run.
-SYNC_INGEST_SOURCES_FILE = env.str("SYNC_INGEST_SOURCES_FILE",
-                                   default=str(ROOT / "config" / "ingest_sources.toml"))
+SYNC_INGEST_SOURCES_FILE = env.str(
+    "SYNC_INGEST_SOURCES_FILE", default=str(ROOT / "config" / "ingest_sources.toml")
+)
 # Defaults for what a source leaves out: rows per batch (one transaction, one cancel check),
 # re-sync of gaps found by verification.
 SYNC_INGEST_BATCH_SIZE = env.int("SYNC_INGEST_BATCH_SIZE", default=100)
@@ -425,14 +442,17 @@ SYNC_INGEST_SAMPLE_SIZE = env.int("SYNC_INGEST_SAMPLE_SIZE", default=20)
 SYNC_INGEST_GAP_ALERT_THRESHOLD = env.int("SYNC_INGEST_GAP_ALERT_THRESHOLD", default=0)
 # Google Sheets (the `sheets` extra): API endpoint, rows per request, timeout, and either a
 # service-account JSON file or an API key (public sheets).
-SYNC_INGEST_SHEETS_API_URL = env.str("SYNC_INGEST_SHEETS_API_URL",
-                                     default="https://sheets.googleapis.com/v4/spreadsheets")
+SYNC_INGEST_SHEETS_API_URL = env.str(
+    "SYNC_INGEST_SHEETS_API_URL", default="https://sheets.googleapis.com/v4/spreadsheets"
+)
 SYNC_INGEST_SHEETS_CHUNK_ROWS = env.int("SYNC_INGEST_SHEETS_CHUNK_ROWS", default=5000)
 SYNC_INGEST_SHEETS_TIMEOUT = env.float("SYNC_INGEST_SHEETS_TIMEOUT", default=30.0)
 SYNC_INGEST_SHEETS_CREDENTIALS = env.str("SYNC_INGEST_SHEETS_CREDENTIALS", default="")
 SYNC_INGEST_SHEETS_API_KEY = env.str("SYNC_INGEST_SHEETS_API_KEY", default="")
 CELERY_BEAT_SCHEDULE["sync-retry-records"] = {
-    "task": "sync.ingest.tasks.retry_records", "schedule": SYNC_INGEST_RETRY_INTERVAL}
+    "task": "sync.ingest.tasks.retry_records",
+    "schedule": SYNC_INGEST_RETRY_INTERVAL,
+}
 
 # --------------------------------------------------------------------------- operations
 
@@ -447,7 +467,9 @@ SYNC_ARCHIVE_BATCH = env.int("SYNC_ARCHIVE_BATCH", default=5000)
 SYNC_UPLOAD_MAX_BYTES = env.int("SYNC_UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
 SYNC_UPLOAD_RETENTION_DAYS = env.int("SYNC_UPLOAD_RETENTION_DAYS", default=30)
 CELERY_BEAT_SCHEDULE["sync-archive-logs"] = {
-    "task": "sync.tasks.archive_logs", "schedule": 24 * 3600.0}
+    "task": "sync.tasks.archive_logs",
+    "schedule": 24 * 3600.0,
+}
 
 # --------------------------------------------------------------------------- self-watching
 
@@ -470,7 +492,9 @@ SYNC_SAMPLER_SLO_WINDOW = env.float("SYNC_SAMPLER_SLO_WINDOW", default=300.0)
 SYNC_SAMPLER_MIN_SAMPLES = env.int("SYNC_SAMPLER_MIN_SAMPLES", default=20)
 SYNC_CONSISTENCY_SLO = env.float("SYNC_CONSISTENCY_SLO", default=0.9999)
 CELERY_BEAT_SCHEDULE["sync-consistency-sampler"] = {
-    "task": "sync.tasks.sample_consistency", "schedule": SYNC_SAMPLER_INTERVAL}
+    "task": "sync.tasks.sample_consistency",
+    "schedule": SYNC_SAMPLER_INTERVAL,
+}
 # OpenTelemetry traces (config/tracing.py): off unless this names an OTLP/HTTP endpoint.
 TRACING_OTLP_ENDPOINT = env.str("TRACING_OTLP_ENDPOINT", default="")
 TRACING_SERVICE_NAME = env.str("TRACING_SERVICE_NAME", default="syncops")

@@ -32,22 +32,30 @@ def configure_tracing(*, exporter=None):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create(
-        {"service.name": settings.TRACING_SERVICE_NAME}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": settings.TRACING_SERVICE_NAME})
+    )
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    for instrumentor in (DjangoInstrumentor(), CeleryInstrumentor(), PsycopgInstrumentor(),
-                         RedisInstrumentor(), SyncopsInstrumentor()):
+    for instrumentor in (
+        DjangoInstrumentor(),
+        CeleryInstrumentor(),
+        PsycopgInstrumentor(),
+        RedisInstrumentor(),
+        SyncopsInstrumentor(),
+    ):
         # NOTE: the provider is handed to each instrumentor rather than set globally: the
         # global one can be set once per process, and a test sets its own.
         instrumentor.instrument(tracer_provider=provider)
         _instrumentors.append(instrumentor)
-    logger.info("tracing: spans of Django, Celery, psycopg and redis-py go to %s",
-                endpoint or type(exporter).__name__)
+    logger.info(
+        "tracing: spans of Django, Celery, psycopg and redis-py go to %s",
+        endpoint or type(exporter).__name__,
+    )
     return provider
 
 
@@ -78,8 +86,7 @@ class SyncopsInstrumentor:
             return wrapper
 
         for module, attribute, name in self.TARGETS:
-            wrapt.wrap_function_wrapper(importlib.import_module(module), attribute,
-                                        traced(name))
+            wrapt.wrap_function_wrapper(importlib.import_module(module), attribute, traced(name))
 
     def uninstrument(self) -> None:
         import importlib

@@ -9,8 +9,12 @@ from customers.models import Customer, Order
 from sync.console.admin.filters import DateRangeFilter
 from sync.console.admin_base import SyncedModelAdmin, badge
 
-ORDER_TONES = {Order.Status.PLACED: "info", Order.Status.PAID: "ok",
-               Order.Status.SHIPPED: "muted", Order.Status.CANCELLED: "bad"}
+ORDER_TONES = {
+    Order.Status.PLACED: "info",
+    Order.Status.PAID: "ok",
+    Order.Status.SHIPPED: "muted",
+    Order.Status.CANCELLED: "bad",
+}
 
 
 @admin.register(Customer)
@@ -32,8 +36,9 @@ class CustomerAdmin(SyncedModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Customer) -> str:
-        return badge(obj.get_status_display(),
-                     "ok" if obj.status == Customer.Status.ACTIVE else "bad")
+        return badge(
+            obj.get_status_display(), "ok" if obj.status == Customer.Status.ACTIVE else "bad"
+        )
 
 
 @admin.register(Order)
@@ -42,8 +47,7 @@ class OrderAdmin(SyncedModelAdmin):
     # NOTE: not declared PII for the cache (the whole payload is encrypted, Tier 2), but an
     # address is personal data on a page.
     pii_fields = ("shipping_address",)
-    list_display = ("order_number", "customer", "total", "currency", "status_badge",
-                    "placed_at")
+    list_display = ("order_number", "customer", "total", "currency", "status_badge", "placed_at")
     list_select_related = ("customer",)
     list_filter = ("status", "currency", ("placed_at", DateRangeFilter))
     search_fields = ("order_number", "customer__customer_number")
@@ -51,8 +55,18 @@ class OrderAdmin(SyncedModelAdmin):
     ordering = ("-placed_at",)
     date_hierarchy = "placed_at"
     raw_id_fields = ("customer",)
-    fields = ("order_number", "customer", "status", "placed_at", "total", "currency",
-              "items", "shipping_address", "row_version", "last_write")
+    fields = (
+        "order_number",
+        "customer",
+        "status",
+        "placed_at",
+        "total",
+        "currency",
+        "items",
+        "shipping_address",
+        "row_version",
+        "last_write",
+    )
     readonly_fields = ("row_version", "last_write")
 
     @admin.display(description="status", ordering="status")

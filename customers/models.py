@@ -11,8 +11,12 @@ from sync.models import SyncedModel
 CUSTOMER_PII = ("name", "email", "phone", "street", "city", "postal_code")
 
 
-@synced(tier=Tier.PII, fields=("customer_number", "status", "country"),
-        pii_fields=CUSTOMER_PII, ttl=3600)
+@synced(
+    tier=Tier.PII,
+    fields=("customer_number", "status", "country"),
+    pii_fields=CUSTOMER_PII,
+    ttl=3600,
+)
 class Customer(SyncedModel):
     class Status(models.TextChoices):
         ACTIVE = "active"
@@ -39,8 +43,20 @@ class Customer(SyncedModel):
         return self.customer_number
 
 
-@synced(tier=Tier.SENSITIVE, fields=("order_number", "customer", "items", "total", "currency",
-                                     "status", "shipping_address", "placed_at"), ttl=3600)
+@synced(
+    tier=Tier.SENSITIVE,
+    fields=(
+        "order_number",
+        "customer",
+        "items",
+        "total",
+        "currency",
+        "status",
+        "shipping_address",
+        "placed_at",
+    ),
+    ttl=3600,
+)
 class Order(SyncedModel):
     class Status(models.TextChoices):
         PLACED = "placed"
@@ -60,8 +76,9 @@ class Order(SyncedModel):
     class Meta(SyncedModel.Meta):
         db_table = "orders"
         constraints = [
-            models.CheckConstraint(condition=models.Q(total__gte=0),
-                                   name="order_total_non_negative"),
+            models.CheckConstraint(
+                condition=models.Q(total__gte=0), name="order_total_non_negative"
+            ),
         ]
 
     def __str__(self) -> str:

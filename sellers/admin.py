@@ -13,8 +13,7 @@ from sync.console.admin_base import ConsoleInlineMixin, SyncedModelAdmin
 class PropertyInline(ConsoleInlineMixin, admin.StackedInline):
     model = Property
     pii_fields = PROPERTY_PII_FIELDS
-    fields = ("property_type", "asking_price", "land_area", "building_area", "address",
-              "synced_at")
+    fields = ("property_type", "asking_price", "land_area", "building_area", "address", "synced_at")
     readonly_fields = ("synced_at",)
 
 
@@ -28,23 +27,56 @@ class SellerAdmin(SyncedModelAdmin):
     date_hierarchy = "synced_at"
     inlines = (PropertyInline,)
     fieldsets = (
-        (None, {"fields": ("seller_number", "status", "contract_date", "name", "email",
-                           "phone", "address", "notes")}),
-        ("Sync", {"fields": ("created_at", "synced_at", "db_updated_at", "row_version",
-                             "last_write")}),
+        (
+            None,
+            {
+                "fields": (
+                    "seller_number",
+                    "status",
+                    "contract_date",
+                    "name",
+                    "email",
+                    "phone",
+                    "address",
+                    "notes",
+                )
+            },
+        ),
+        (
+            "Sync",
+            {"fields": ("created_at", "synced_at", "db_updated_at", "row_version", "last_write")},
+        ),
     )
     readonly_fields = ("created_at", "synced_at", "db_updated_at", "row_version", "last_write")
 
 
 @admin.register(Property)
 class PropertyAdmin(SyncedModelAdmin):
-    list_display = ("seller", "property_type", "address", "asking_price", "land_area",
-                    "building_area", "synced_at")
+    list_display = (
+        "seller",
+        "property_type",
+        "address",
+        "asking_price",
+        "land_area",
+        "building_area",
+        "synced_at",
+    )
     list_select_related = ("seller",)
     list_filter = ("property_type", ("synced_at", DateRangeFilter))
     search_fields = ("seller__seller_number", "address")
     search_help_text = "A seller number (with the PII role also an address)."
     ordering = ("seller__seller_number",)
-    fields = ("seller", "property_type", "address", "asking_price", "land_area", "building_area",
-              "created_at", "synced_at", "db_updated_at", "row_version", "last_write")
+    fields = (
+        "seller",
+        "property_type",
+        "address",
+        "asking_price",
+        "land_area",
+        "building_area",
+        "created_at",
+        "synced_at",
+        "db_updated_at",
+        "row_version",
+        "last_write",
+    )
     readonly_fields = ("created_at", "synced_at", "db_updated_at", "row_version", "last_write")

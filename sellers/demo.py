@@ -18,5 +18,7 @@ def load(*, count: int) -> str:
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         write(location, SELLER_HEADERS, seller_rows(count))
     run = run_ingest("sellers", trigger=SyncRun.Trigger.DEMO)
-    return (f"run {run.pk} ({run.status}): {run.created} created, {run.updated} updated, "
-            f"{run.unchanged} unchanged, {run.failed} failed")
+    return (
+        f"run {run.pk} ({run.status}): {run.created} created, {run.updated} updated, "
+        f"{run.unchanged} unchanged, {run.failed} failed"
+    )

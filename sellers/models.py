@@ -16,8 +16,12 @@ SELLER_PII_FIELDS = ("name", "email", "phone", "address", "notes")
 PROPERTY_PII_FIELDS = ("address",)
 
 
-@synced(tier=Tier.PUBLIC, ttl=6 * 3600, pii_fields=SELLER_PII_FIELDS,
-        fields=("seller_number", "status", "contract_date", "created_at", "db_updated_at"))
+@synced(
+    tier=Tier.PUBLIC,
+    ttl=6 * 3600,
+    pii_fields=SELLER_PII_FIELDS,
+    fields=("seller_number", "status", "contract_date", "created_at", "db_updated_at"),
+)
 class Seller(SyncedModel):
     seller_number = models.TextField(help_text="Natural key from the sheet, e.g. AA12345.")
     name = models.TextField(blank=True, default="", db_default="")
@@ -41,9 +45,19 @@ class Seller(SyncedModel):
         return self.seller_number
 
 
-@synced(tier=Tier.PUBLIC, ttl=6 * 3600, pii_fields=PROPERTY_PII_FIELDS,
-        fields=("seller", "property_type", "land_area", "building_area", "asking_price",
-                "db_updated_at"))
+@synced(
+    tier=Tier.PUBLIC,
+    ttl=6 * 3600,
+    pii_fields=PROPERTY_PII_FIELDS,
+    fields=(
+        "seller",
+        "property_type",
+        "land_area",
+        "building_area",
+        "asking_price",
+        "db_updated_at",
+    ),
+)
 class Property(SyncedModel):
     seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="properties")
     property_type = models.TextField(blank=True, default="", db_default="")

@@ -46,12 +46,18 @@ def client_ip(request: HttpRequest) -> str | None:
     chain = [entry for entry in (e.strip() for e in forwarded.split(",")) if entry]
     chain.append(peer or "")
     if len(chain) <= trusted:
-        logger.warning("X-Forwarded-For has %s hop(s), fewer than the %s trusted proxies: "
-                       "using the peer address", len(chain) - 1, trusted)
+        logger.warning(
+            "X-Forwarded-For has %s hop(s), fewer than the %s trusted proxies: "
+            "using the peer address",
+            len(chain) - 1,
+            trusted,
+        )
         return peer
     found = _address(chain[-(trusted + 1)])
     if found is None:
-        logger.warning("X-Forwarded-For entry written by a trusted proxy is not an IP "
-                       "address: using the peer address")
+        logger.warning(
+            "X-Forwarded-For entry written by a trusted proxy is not an IP "
+            "address: using the peer address"
+        )
         return peer
     return found

@@ -18,8 +18,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_lat
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-CACHE_READS = Counter("sync_cache_reads", "Repository reads by outcome",
-                      ["model", "outcome"])
+CACHE_READS = Counter("sync_cache_reads", "Repository reads by outcome", ["model", "outcome"])
 
 
 def queue_figures() -> dict[str, float]:
@@ -44,8 +43,9 @@ def queue_metrics() -> list[GaugeMetricFamily]:
     size = _gauge("sync_retry_queue_size", "Intents in sync_retry_queue", ["status"])
     size.add_metric(["pending"], figures["pending"])
     size.add_metric(["dead"], figures["dead"])
-    oldest = _gauge("sync_retry_queue_oldest_seconds",
-                    "Age of the oldest pending intent in sync_retry_queue")
+    oldest = _gauge(
+        "sync_retry_queue_oldest_seconds", "Age of the oldest pending intent in sync_retry_queue"
+    )
     oldest.add_metric([], figures["oldest_seconds"])
     return [size, oldest]
 
@@ -55,10 +55,16 @@ def ops_metrics() -> list[GaugeMetricFamily]:
     from sync.models import SyncAlert
     from sync.ops.stats import run_statistics
 
-    duration = _gauge("sync_run_duration_seconds",
-                      "Duration of finished runs over the last 7 days", ["source", "stat"])
-    throughput = _gauge("sync_run_throughput_rows_per_second",
-                        "Mean throughput of finished runs over the last 7 days", ["source"])
+    duration = _gauge(
+        "sync_run_duration_seconds",
+        "Duration of finished runs over the last 7 days",
+        ["source", "stat"],
+    )
+    throughput = _gauge(
+        "sync_run_throughput_rows_per_second",
+        "Mean throughput of finished runs over the last 7 days",
+        ["source"],
+    )
     success = _gauge("sync_run_success_rate", "Succeeded / finished runs", ["source", "window"])
     alerts = _gauge("sync_alerts_open", "Unacknowledged alerts", ["type", "severity"])
     for source, stats in run_statistics().items():
@@ -71,8 +77,12 @@ def ops_metrics() -> list[GaugeMetricFamily]:
         for window, rate in (("24h", stats.success_rate_24h), ("7d", stats.success_rate_7d)):
             if rate is not None:
                 success.add_metric([source, window], rate)
-    open_alerts = SyncAlert.objects.filter(acknowledged_at__isnull=True).values_list(
-        "alert_type", "severity").annotate(n=Count("id")).order_by()
+    open_alerts = (
+        SyncAlert.objects.filter(acknowledged_at__isnull=True)
+        .values_list("alert_type", "severity")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
     for alert_type, severity, count in open_alerts:
         alerts.add_metric([alert_type, severity], count)
     return [duration, throughput, success, alerts]
@@ -84,15 +94,23 @@ def consistency_metrics() -> list[GaugeMetricFamily]:
     from sync.ops.sampler import consistency_figures
 
     figures = consistency_figures()
-    within = _gauge("sync_consistency_within_ratio",
-                    "Share of sampled writes consistent in Redis within the window "
-                    "(the sampler)", ["window"])
-    nines = _gauge("sync_consistency_nines", "-log10 of the inconsistent share within the "
-                   "window (absent when every sample agrees)", ["window"])
-    samples = _gauge("sync_consistency_samples", "Samples behind the figure of the window",
-                     ["window"])
-    unreachable = _gauge("sync_consistency_unreachable_samples",
-                         "Samples whose last check could not read the cache Redis")
+    within = _gauge(
+        "sync_consistency_within_ratio",
+        "Share of sampled writes consistent in Redis within the window (the sampler)",
+        ["window"],
+    )
+    nines = _gauge(
+        "sync_consistency_nines",
+        "-log10 of the inconsistent share within the window (absent when every sample agrees)",
+        ["window"],
+    )
+    samples = _gauge(
+        "sync_consistency_samples", "Samples behind the figure of the window", ["window"]
+    )
+    unreachable = _gauge(
+        "sync_consistency_unreachable_samples",
+        "Samples whose last check could not read the cache Redis",
+    )
     for seconds, window in figures.windows.items():
         label = f"{seconds}s"
         samples.add_metric([label], window.samples)

@@ -45,8 +45,9 @@ SYNC_TRIGGERS = [
         operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
         func=pgtrigger.Func(
             "IF TG_OP = 'DELETE' THEN"
-            + _ENQUEUE.format(row="OLD", version=f"nextval('{VERSION_SEQUENCE}')", op="d",
-                              grace=REPLAY_GRACE)
+            + _ENQUEUE.format(
+                row="OLD", version=f"nextval('{VERSION_SEQUENCE}')", op="d", grace=REPLAY_GRACE
+            )
             + " RETURN OLD; END IF;"
             + _ENQUEUE.format(row="NEW", version="NEW.version", op="u", grace=REPLAY_GRACE)
             + " RETURN NEW;"
@@ -74,13 +75,14 @@ class SyncedModel(models.Model):
     """
 
     version = DatabaseAssignedBigIntegerField(
-        help_text="Assigned by PostgreSQL from sync_version_seq on every write.")
+        help_text="Assigned by PostgreSQL from sync_version_seq on every write."
+    )
     # NOTE: indexed for the consistency sampler's "written in the last tick" (sync/ops/
     # sampler.py): without it each tick scanned every synced table (30-40 ms per 100k rows,
     # every 2 s); with it 0.03 ms. It costs HOT updates (~7 us more per update, measured).
     updated_at_ns = DatabaseAssignedBigIntegerField(
-        db_index=True,
-        help_text="Database clock at the last write, nanoseconds since the epoch.")
+        db_index=True, help_text="Database clock at the last write, nanoseconds since the epoch."
+    )
 
     class Meta:
         abstract = True
@@ -114,25 +116,33 @@ class SyncIntent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()
     claimed_at = models.DateTimeField(
-        null=True, blank=True, help_text="When replay last took this intent.")
+        null=True, blank=True, help_text="When replay last took this intent."
+    )
     epoch = models.BigIntegerField(
-        null=True, blank=True,
-        help_text="Outage epoch of the failure that left this intent (DESIGN I9 fence).")
+        null=True,
+        blank=True,
+        help_text="Outage epoch of the failure that left this intent (DESIGN I9 fence).",
+    )
     last_error = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     # NOTE: a coalesced intent keeps the id of the write that opened it.
     request_id = models.CharField(
-        max_length=64, blank=True, editable=False, db_default=StatementRequestId(),
-        help_text="The request or task whose write opened the intent: the id in its log lines.")
+        max_length=64,
+        blank=True,
+        editable=False,
+        db_default=StatementRequestId(),
+        help_text="The request or task whose write opened the intent: the id in its log lines.",
+    )
 
     class Meta:
         db_table = "sync_retry_queue"
         verbose_name = "cache retry-queue intent"
         constraints = [
             # Coalescing: the triggers upsert on it, so a hot row leaves one intent.
-            models.UniqueConstraint(fields=["model", "object_pk"],
-                                    name="sync_intent_model_pk_uniq"),
+            models.UniqueConstraint(
+                fields=["model", "object_pk"], name="sync_intent_model_pk_uniq"
+            ),
         ]
         indexes = [
             # Replay's claim: pending intents whose next attempt is due, oldest first.
@@ -176,8 +186,9 @@ class CacheVerification(models.Model):
     stale = models.PositiveBigIntegerField(default=0)
     extra = models.PositiveBigIntegerField(default=0)
     repaired = models.PositiveBigIntegerField(default=0)
-    by_model = models.JSONField(default=dict, blank=True,
-                                help_text="label -> rows, consistent, missing, stale, extra.")
+    by_model = models.JSONField(
+        default=dict, blank=True, help_text="label -> rows, consistent, missing, stale, extra."
+    )
 
     class Meta:
         db_table = "sync_cache_verifications"

@@ -13,15 +13,21 @@ from django.db.models.functions import Now
 
 
 class StaffAction(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                             on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Kept apart from the foreign key: the audit row outlives a deleted account.
     username = models.CharField(max_length=150)
     action = models.CharField(max_length=100, help_text="e.g. sync.start, alert.acknowledge.")
-    target = models.CharField(max_length=200, blank=True, default="",
-                              help_text="What the action was applied to, e.g. buyers or run 17.")
-    details = models.JSONField(default=dict, blank=True,
-                               help_text="Parameters of the action (never PII).")
+    target = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="What the action was applied to, e.g. buyers or run 17.",
+    )
+    details = models.JSONField(
+        default=dict, blank=True, help_text="Parameters of the action (never PII)."
+    )
     ip = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
 

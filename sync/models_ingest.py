@@ -42,50 +42,68 @@ class SyncRun(models.Model):
     location = models.TextField(blank=True, default="", help_text="File path or sheet id.")
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
     request_id = models.CharField(
-        max_length=64, blank=True, default=correlation_id,
-        help_text="The request (or task) that created the run: the id in its log lines.")
+        max_length=64,
+        blank=True,
+        default=correlation_id,
+        help_text="The request (or task) that created the run: the id in its log lines.",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     dry_run = models.BooleanField(default=False)
     batch_size = models.PositiveIntegerField(default=100)
-    phase = models.CharField(max_length=20, blank=True, default="",
-                             help_text="What the run is doing now (fetch, load, verify …).")
+    phase = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        help_text="What the run is doing now (fetch, load, verify …).",
+    )
     cancel_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField(db_default=Now())
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     rows_total = models.PositiveIntegerField(
-        default=0, help_text="Rows in the sheet (an estimate until the run ends).")
+        default=0, help_text="Rows in the sheet (an estimate until the run ends)."
+    )
     rows_done = models.PositiveIntegerField(default=0)
     created = models.PositiveIntegerField(default=0)
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
-    gaps = models.PositiveIntegerField(null=True, blank=True,
-                                       help_text="Sheet keys missing from the database.")
+    gaps = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Sheet keys missing from the database."
+    )
     throughput = models.FloatField(null=True, blank=True, help_text="Rows per second.")
-    phase_ms = models.JSONField(default=dict, blank=True,
-                                help_text="Milliseconds per phase: fetch, validate, compare, "
-                                          "update, write_through, verify.")
+    phase_ms = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Milliseconds per phase: fetch, validate, compare, "
+        "update, write_through, verify.",
+    )
     errors_by_category = models.JSONField(default=dict, blank=True)
     schema_report = models.JSONField(default=dict, blank=True)
     verification = models.JSONField(default=dict, blank=True)
     message = models.TextField(blank=True, default="", help_text="Redacted summary or error.")
-    host = models.CharField(max_length=200, blank=True, default="",
-                            help_text="host:pid of the process that ran it.")
+    host = models.CharField(
+        max_length=200, blank=True, default="", help_text="host:pid of the process that ran it."
+    )
 
     class Meta:
         db_table = "sync_audit_logs"
         verbose_name = "sync run"
         constraints = [
-            models.CheckConstraint(condition=models.Q(rows_done__lte=models.F("rows_total")),
-                                   name="sync_run_done_le_total"),
+            models.CheckConstraint(
+                condition=models.Q(rows_done__lte=models.F("rows_total")),
+                name="sync_run_done_le_total",
+            ),
         ]
         indexes = [
             # Dashboard and alerts: the latest runs of a source (last sync, trends, medians).
             models.Index(fields=["source", "-created_at"], name="sync_run_source_recent_idx"),
             # Runs still active (abandoned-run clean-up, "is one running?").
-            models.Index(fields=["status"], name="sync_run_active_idx",
-                         condition=models.Q(status__in=["pending", "running"])),
+            models.Index(
+                fields=["status"],
+                name="sync_run_active_idx",
+                condition=models.Q(status__in=["pending", "running"]),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -146,14 +164,19 @@ class ErrorLog(models.Model):
     run_id = models.BigIntegerField()
     source = models.CharField(max_length=100)
     category = models.CharField(max_length=12, choices=Category.choices)
-    code = models.CharField(max_length=40, blank=True, default="",
-                            help_text="Finer reason, e.g. too_long, required, pattern.")
+    code = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        help_text="Finer reason, e.g. too_long, required, pattern.",
+    )
     row_number = models.PositiveIntegerField(null=True, blank=True)
     natural_key = models.TextField(blank=True, default="")
     column = models.TextField(blank=True, default="", help_text="Sheet header.")
     value_length = models.PositiveIntegerField(null=True, blank=True)
     column_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="What the database column holds (characters, digits).")
+        null=True, blank=True, help_text="What the database column holds (characters, digits)."
+    )
     reason = models.TextField(help_text="Redacted; never the value itself.")
     retryable = models.BooleanField(default=False)
     created_at = models.DateTimeField(db_default=Now())
@@ -165,8 +188,9 @@ class ErrorLog(models.Model):
             # A run's errors in sheet order (the run page, the incident report).
             models.Index(fields=["run_id", "row_number"], name="sync_error_run_row_idx"),
             # Seed 004 §4 queryErrors/getErrorStats: by source and category over time.
-            models.Index(fields=["source", "category", "-created_at"],
-                         name="sync_error_source_cat_idx"),
+            models.Index(
+                fields=["source", "category", "-created_at"], name="sync_error_source_cat_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -180,8 +204,9 @@ class RecordRetry(models.Model):
 
     source = models.CharField(max_length=100)
     natural_key = models.TextField()
-    location = models.TextField(blank=True, default="",
-                                help_text="The file or sheet the row was read from.")
+    location = models.TextField(
+        blank=True, default="", help_text="The file or sheet the row was read from."
+    )
     row_number = models.PositiveIntegerField(null=True, blank=True)
     category = models.CharField(max_length=12, choices=ErrorLog.Category.choices)
     last_error = models.TextField(blank=True, default="", help_text="Redacted.")
@@ -198,8 +223,9 @@ class RecordRetry(models.Model):
         verbose_name_plural = "record retries"
         constraints = [
             # One entry per row of a source: a row failing again bumps its attempts.
-            models.UniqueConstraint(fields=["source", "natural_key"],
-                                    name="retry_queue_source_key_uniq"),
+            models.UniqueConstraint(
+                fields=["source", "natural_key"], name="retry_queue_source_key_uniq"
+            ),
         ]
         indexes = [
             # sync_retry_records: due pending entries, oldest first.
@@ -227,8 +253,9 @@ class SyncUpload(models.Model):
     filename = models.CharField(max_length=255, help_text="As uploaded (path removed).")
     size = models.PositiveBigIntegerField(help_text="Bytes of the file.")
     sha256 = models.CharField(max_length=64, help_text="Of the file's bytes.")
-    token = models.UUIDField(unique=True, editable=False,
-                             help_text="Associated data of the ciphertext.")
+    token = models.UUIDField(
+        unique=True, editable=False, help_text="Associated data of the ciphertext."
+    )
     key_id = models.CharField(max_length=32, help_text="Encryption key id (SYNC_ENCRYPTION_KEYS).")
     content = models.BinaryField(help_text="nonce + AES-GCM ciphertext; empty once purged.")
     purged_at = models.DateTimeField(null=True, blank=True)
@@ -237,13 +264,17 @@ class SyncUpload(models.Model):
     confirmed_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(db_default=Now())
     confirmed_at = models.DateTimeField(null=True, blank=True)
-    preview_run_id = models.BigIntegerField(null=True, blank=True,
-                                            help_text="The latest dry run of the file.")
+    preview_run_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The latest dry run of the file."
+    )
     run_id = models.BigIntegerField(null=True, blank=True, help_text="The confirmed run.")
     fingerprint = models.CharField(
-        max_length=64, blank=True, default="",
+        max_length=64,
+        blank=True,
+        default="",
         help_text="The database rows the preview judged (their versions), the source's "
-                  "mapping and column types, as the preview saw them.")
+        "mapping and column types, as the preview saw them.",
+    )
 
     class Meta:
         db_table = "sync_uploads"

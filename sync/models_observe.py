@@ -21,10 +21,12 @@ class ProcessHeartbeat(models.Model):
     pid = models.PositiveIntegerField()
     started_at = models.DateTimeField(db_default=Now())
     last_seen_at = models.DateTimeField(db_default=Now())
-    stopped_at = models.DateTimeField(null=True, blank=True,
-                                      help_text="Set on a clean shutdown only.")
+    stopped_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set on a clean shutdown only."
+    )
     restarts = models.PositiveIntegerField(
-        default=0, help_text="Starts of this node after an exit that was not a clean shutdown.")
+        default=0, help_text="Starts of this node after an exit that was not a clean shutdown."
+    )
 
     class Meta:
         db_table = "sync_process_heartbeats"
@@ -54,25 +56,31 @@ class ConsistencySample(models.Model):
     sampled_at = models.DateTimeField(db_default=Now())
     checked_at = models.DateTimeField(null=True, blank=True)
     consistent_at = models.DateTimeField(
-        null=True, blank=True, help_text="First check that found this version in Redis.")
+        null=True, blank=True, help_text="First check that found this version in Redis."
+    )
     unreachable = models.BooleanField(
-        default=False, help_text="The last check could not read Redis (counts as inconsistent).")
+        default=False, help_text="The last check could not read Redis (counts as inconsistent)."
+    )
 
     class Meta:
         db_table = "sync_consistency_samples"
         verbose_name = "consistency sample"
         constraints = [
             # Overlapping sampling windows insert a write once (ON CONFLICT DO NOTHING).
-            models.UniqueConstraint(fields=["model", "object_pk", "version"],
-                                    name="sync_sample_write_uniq"),
+            models.UniqueConstraint(
+                fields=["model", "object_pk", "version"], name="sync_sample_write_uniq"
+            ),
         ]
         indexes = [
             models.Index(fields=["written_at"], name="sync_sample_written_idx"),
             # The figures over a window, the trend and retention (by when sampled).
             models.Index(fields=["sampled_at"], name="sync_sample_sampled_idx"),
             # The re-check of recent writes not yet found consistent.
-            models.Index(fields=["written_at"], name="sync_sample_open_idx",
-                         condition=models.Q(consistent_at__isnull=True, kind="recent")),
+            models.Index(
+                fields=["written_at"],
+                name="sync_sample_open_idx",
+                condition=models.Q(consistent_at__isnull=True, kind="recent"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -58,20 +58,23 @@ class SyncAlert(models.Model):
         CRITICAL = "critical"
 
     alert_type = models.CharField(max_length=40, choices=Type.choices)
-    severity = models.CharField(max_length=10, choices=Severity.choices,
-                                default=Severity.WARNING)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.WARNING)
     source = models.CharField(max_length=100, help_text="Source name, or engine.")
     message = models.TextField(help_text="Redacted.")
     context = models.JSONField(default=dict, blank=True)
     occurrence = models.CharField(
-        max_length=100, blank=True, default="",
-        help_text="What fired it (e.g. run:42): the same occurrence again is not a repeat.")
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="What fired it (e.g. run:42): the same occurrence again is not a repeat.",
+    )
     count = models.PositiveIntegerField(default=1)
     first_seen_at = models.DateTimeField(db_default=Now())
     last_seen_at = models.DateTimeField(db_default=Now())
     last_emailed_at = models.DateTimeField(null=True, blank=True)
-    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                        on_delete=models.SET_NULL, related_name="+")
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     acknowledged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -79,9 +82,11 @@ class SyncAlert(models.Model):
         verbose_name = "sync alert"
         constraints = [
             # raise_alert's upsert target: one open alert per (type, source).
-            models.UniqueConstraint(fields=["alert_type", "source"],
-                                    condition=models.Q(acknowledged_at__isnull=True),
-                                    name="sync_alert_open_uniq"),
+            models.UniqueConstraint(
+                fields=["alert_type", "source"],
+                condition=models.Q(acknowledged_at__isnull=True),
+                name="sync_alert_open_uniq",
+            ),
         ]
         indexes = [
             # The console's "recent alerts".
@@ -101,8 +106,7 @@ class AlertMail(models.Model):
         db_table = "sync_alert_mail"
         constraints = [
             # The conditional upsert that claims the hour's one mail.
-            models.UniqueConstraint(fields=["alert_type", "source"],
-                                    name="sync_alert_mail_uniq"),
+            models.UniqueConstraint(fields=["alert_type", "source"], name="sync_alert_mail_uniq"),
         ]
 
     def __str__(self) -> str:
@@ -115,33 +119,43 @@ class SyncConfig(models.Model):
     source = models.CharField(max_length=100, unique=True)
     enabled = models.BooleanField(default=True, help_text="Run on the schedule.")
     interval_seconds = models.PositiveIntegerField(
-        default=300, validators=_range(MIN_INTERVAL, 7 * 86400),
-        help_text="Schedule: a source's ingest; for engine, the alert and health check.")
+        default=300,
+        validators=_range(MIN_INTERVAL, 7 * 86400),
+        help_text="Schedule: a source's ingest; for engine, the alert and health check.",
+    )
     batch_size = models.PositiveIntegerField(default=100, validators=_range(1, 10_000))
     auto_recovery = models.BooleanField(default=True)
     recipients = models.TextField(
-        blank=True, default="",
-        help_text="Comma-separated addresses; empty: SYNC_ALERT_RECIPIENTS.")
+        blank=True, default="", help_text="Comma-separated addresses; empty: SYNC_ALERT_RECIPIENTS."
+    )
     failure_threshold = models.PositiveIntegerField(
-        default=3, validators=_range(1, 100), help_text="Consecutive failed runs.")
+        default=3, validators=_range(1, 100), help_text="Consecutive failed runs."
+    )
     gap_threshold = models.PositiveIntegerField(
-        default=1, validators=_range(1, 1_000_000), help_text="Sheet rows missing.")
+        default=1, validators=_range(1, 1_000_000), help_text="Sheet rows missing."
+    )
     no_success_hours = models.FloatField(
-        default=6.0, validators=_range(0.1, 24 * 30), help_text="Hours without a success.")
+        default=6.0, validators=_range(0.1, 24 * 30), help_text="Hours without a success."
+    )
     error_rate_threshold = models.FloatField(
-        default=0.05, validators=_range(0.0001, 1.0), help_text="Failed rows / rows.")
+        default=0.05, validators=_range(0.0001, 1.0), help_text="Failed rows / rows."
+    )
     permanent_failure_threshold = models.PositiveIntegerField(
-        default=1, validators=_range(1, 1_000_000), help_text="Permanently failed rows.")
+        default=1, validators=_range(1, 1_000_000), help_text="Permanently failed rows."
+    )
     long_run_minutes = models.FloatField(default=15.0, validators=_range(1, 24 * 60))
     degradation_ratio = models.FloatField(
-        default=0.5, validators=_range(0.01, 0.99),
-        help_text="Alert when throughput <= ratio x the median of recent runs.")
+        default=0.5,
+        validators=_range(0.01, 0.99),
+        help_text="Alert when throughput <= ratio x the median of recent runs.",
+    )
     retry_queue_threshold = models.PositiveIntegerField(
-        default=1000, validators=_range(1, 100_000_000), help_text="Pending cache intents.")
+        default=1000, validators=_range(1, 100_000_000), help_text="Pending cache intents."
+    )
     oldest_intent_seconds = models.PositiveIntegerField(
-        default=300, validators=_range(10, 7 * 86400), help_text="Oldest pending intent.")
-    dead_intent_threshold = models.PositiveIntegerField(
-        default=1, validators=_range(1, 1_000_000))
+        default=300, validators=_range(10, 7 * 86400), help_text="Oldest pending intent."
+    )
+    dead_intent_threshold = models.PositiveIntegerField(default=1, validators=_range(1, 1_000_000))
     retention_days = models.PositiveIntegerField(default=90, validators=_range(1, 3650))
     version = models.PositiveIntegerField(default=1, help_text="Bumped on every change.")
     updated_at = models.DateTimeField(auto_now=True)
@@ -150,14 +164,18 @@ class SyncConfig(models.Model):
         db_table = "sync_config"
         verbose_name = "sync configuration"
         constraints = [
-            models.CheckConstraint(condition=models.Q(interval_seconds__gte=MIN_INTERVAL),
-                                   name="sync_config_min_interval"),
-            models.CheckConstraint(condition=models.Q(error_rate_threshold__gt=0,
-                                                      error_rate_threshold__lte=1),
-                                   name="sync_config_error_rate_range"),
-            models.CheckConstraint(condition=models.Q(degradation_ratio__gt=0,
-                                                      degradation_ratio__lt=1),
-                                   name="sync_config_degradation_range"),
+            models.CheckConstraint(
+                condition=models.Q(interval_seconds__gte=MIN_INTERVAL),
+                name="sync_config_min_interval",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(error_rate_threshold__gt=0, error_rate_threshold__lte=1),
+                name="sync_config_error_rate_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(degradation_ratio__gt=0, degradation_ratio__lt=1),
+                name="sync_config_degradation_range",
+            ),
         ]
 
     def __str__(self) -> str:

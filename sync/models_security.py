@@ -34,17 +34,27 @@ class SecurityEvent(models.Model):
 
     created_at = models.DateTimeField(db_default=Now())
     kind = models.CharField(max_length=30, choices=Kind.choices)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                             on_delete=models.SET_NULL, related_name="+",
-                             help_text="Whom the event is about.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Whom the event is about.",
+    )
     # Kept apart from the foreign key: the row outlives a deleted account.
     username = models.CharField(max_length=150, blank=True, default="")
-    actor = models.CharField(max_length=150, blank=True, default="",
-                             help_text="Who made the change, when not the user themselves.")
+    actor = models.CharField(
+        max_length=150,
+        blank=True,
+        default="",
+        help_text="Who made the change, when not the user themselves.",
+    )
     ip = models.GenericIPAddressField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True, default="")
-    path = models.CharField(max_length=200, blank=True, default="",
-                            help_text="Without the query string.")
+    path = models.CharField(
+        max_length=200, blank=True, default="", help_text="Without the query string."
+    )
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True, help_text="Never PII.")
 

@@ -17,8 +17,13 @@ from urllib.parse import unquote_plus
 _PATTERNS = [
     # PostgreSQL error details quote whole rows and key values.
     (re.compile(r"(Failing row contains) \(.*?\)(?=\.?\s*$|\.\s|\n)", re.M), r"\1 ([row])"),
-    (re.compile(r"(Key \([^)]*\))=\(.*?\)( already exists| is (?:still )?(?:not present|"
-                r"referenced))"), r"\1=([value])\2"),
+    (
+        re.compile(
+            r"(Key \([^)]*\))=\(.*?\)( already exists| is (?:still )?(?:not present|"
+            r"referenced))"
+        ),
+        r"\1=([value])\2",
+    ),
     # NOTE: starts only where a run of name characters starts: from every position inside a
     # long run the scan to its end made a 100k-character cell quadratic (minutes).
     (re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]"),
@@ -33,11 +38,14 @@ _KEPT = re.compile(
     # Dates and times (ISO 8601 and the log's own "2026-12-06 23:55:13,104"): a date followed
     # by an hour read as a phone number, and every time on a page or in a log became [phone].
     r"|\b\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
-    r"(?:Z|[+-]\d{2}:?\d{2})?)?(?![\d-])")
+    r"(?:Z|[+-]\d{2}:?\d{2})?)?(?![\d-])"
+)
 _KEPT_MARK = "\x00kept{}\x00"  # a NUL cannot come from the text: replaced below first
 # A path or URL with a query string: its values go, its parameter names stay.
-_QUERY = re.compile(r"(?P<path>(?:\b[a-z][a-z0-9+.-]*://[^\s/?#\"']*)?/[^\s?#\"']*)"
-                    r"\?(?P<query>[^\s#\"']*)")
+_QUERY = re.compile(
+    r"(?P<path>(?:\b[a-z][a-z0-9+.-]*://[^\s/?#\"']*)?/[^\s?#\"']*)"
+    r"\?(?P<query>[^\s#\"']*)"
+)
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 QUERY_VALUE = "[redacted]"
 
@@ -72,7 +80,7 @@ def _bounded(text: str) -> str:
     for index, line in enumerate(lines):
         if len(line) > LINE_LIMIT:
             cut = line.rfind(" ", 0, LINE_LIMIT + 1)
-            lines[index] = f"{line[:max(cut, 0)]} [{len(line) - max(cut, 0):,} characters cut]"
+            lines[index] = f"{line[: max(cut, 0)]} [{len(line) - max(cut, 0):,} characters cut]"
     return "\n".join(lines)
 
 

@@ -34,6 +34,8 @@ def warm_cold() -> str:
 @shared_task(name="sync.tasks.verify")
 def verify(labels: list[str] | None = None, repair: bool = False) -> list[str]:
     return [str(report) for report in verify_models(labels, repair=repair)]
+
+
 from sync.ingest import tasks as ingest_tasks  # noqa: E402, F401  (registers them)
 
 # --------------------------------------------------------------------------- operations

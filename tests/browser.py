@@ -12,15 +12,24 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def launched_browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     if not CHROMIUM.exists():
-        reason = (f"{CHROMIUM} is missing: `./dev test` installs Debian's chromium with "
-                  "apt-get when it runs as root; install it to run the browser tests")
+        reason = (
+            f"{CHROMIUM} is missing: `./dev test` installs Debian's chromium with "
+            "apt-get when it runs as root; install it to run the browser tests"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and no browser: {reason}")
         pytest.skip(reason)
@@ -30,8 +39,9 @@ def launched_browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                              args=CHROMIUM_ARGS, headless=True)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield chromium
         finally:

@@ -28,16 +28,18 @@ def database_url() -> str:
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": settings.SYNC_REDIS_URL,
-        "SYNC_REDIS_URL": settings.SYNC_REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "COVERAGE_PROCESS_START": "",
-        # the API rate limits as this test has them (tests/conftest.py turns them off)
-        "API_RATELIMIT_ENABLED": str(settings.API_RATELIMIT_ENABLED),
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": settings.SYNC_REDIS_URL,
+            "SYNC_REDIS_URL": settings.SYNC_REDIS_URL,
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "COVERAGE_PROCESS_START": "",
+            # the API rate limits as this test has them (tests/conftest.py turns them off)
+            "API_RATELIMIT_ENABLED": str(settings.API_RATELIMIT_ENABLED),
+        }
+    )
     return env
 
 
@@ -45,9 +47,14 @@ PRELUDE = "import django\ndjango.setup()\n"
 
 
 def popen_python(code: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-                            cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess:

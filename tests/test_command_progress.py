@@ -42,11 +42,14 @@ def test_a_log_record_while_the_bar_is_drawn_starts_on_its_own_line() -> None:
     finally:
         logger.removeHandler(handler)
     lines = terminal_lines(screen.getvalue())
-    assert lines == ["[##############................] 2,000/4,140  48.3%",
-                     "INFO batch 20 written",
-                     "[##############################] 4,140/4,140 100.0%",
-                     "WARNING run 5 finished",
-                     "run 5 buyers: succeeded", ""]
+    assert lines == [
+        "[##############................] 2,000/4,140  48.3%",
+        "INFO batch 20 written",
+        "[##############################] 4,140/4,140 100.0%",
+        "WARNING run 5 finished",
+        "run 5 buyers: succeeded",
+        "",
+    ]
 
 
 def test_the_bar_ends_its_line_once_and_only_when_drawn() -> None:
@@ -65,12 +68,22 @@ def test_the_bar_ends_its_line_once_and_only_when_drawn() -> None:
 def test_sync_ingest_prints_its_summary_and_logs_below_the_bar(tmp_path) -> None:
     """The real command in a terminal-like pipe (stdout and stderr together, INFO logs)."""
     buyers_sheet(tmp_path, 600, bad=2)
-    env = {**child_env(), "SYNC_INGEST_SOURCES_FILE": str(sources_file(tmp_path)),
-           "LOG_LEVEL": "INFO", "LOG_FORMAT": "plain", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **child_env(),
+        "SYNC_INGEST_SOURCES_FILE": str(sources_file(tmp_path)),
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "plain",
+        "PYTHONUNBUFFERED": "1",
+    }
     done = subprocess.run(
         [sys.executable, "manage.py", "sync_ingest", "buyers", "--batch-size", "100"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
-        check=False)
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+        check=False,
+    )
     output = done.stdout.decode()  # NOTE: not text=True, which turns each \r into \n
     lines = terminal_lines(output)
     assert done.returncode == 0, output
@@ -81,6 +94,6 @@ def test_sync_ingest_prints_its_summary_and_logs_below_the_bar(tmp_path) -> None
     assert "600/600 100.0%" in bars[-1]
     # The run's log records (an alert for its two bad rows, its result) and the summary each
     # start on a line of their own below the bar.
-    after = lines[lines.index(bars[-1]) + 1:]
+    after = lines[lines.index(bars[-1]) + 1 :]
     assert any("ALERT gaps [buyers]" in line for line in after), output
     assert any(line.startswith("run ") and " buyers: partial" in line for line in after)

@@ -22,8 +22,20 @@ def test_dbshell_connects_to_the_configured_server() -> None:
         cursor.execute("SELECT current_setting('data_directory')")
         (expected,) = cursor.fetchone()
     done = subprocess.run(
-        [sys.executable, "manage.py", "dbshell", "--", "-tAc",
-         "SELECT current_setting('data_directory')"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env=child_env(), check=False)
+        [
+            sys.executable,
+            "manage.py",
+            "dbshell",
+            "--",
+            "-tAc",
+            "SELECT current_setting('data_directory')",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == expected

@@ -40,8 +40,13 @@ def test_demo_setup_loads_every_app_and_is_idempotent(demo_files, monkeypatch) -
     assert CacheVerification.objects.count() == 2  # the demo's and this test's
     admin = get_user_model().objects.get(username="admin")
     assert admin.is_superuser and admin.check_password("a-long-demo-password-1")
-    counts = (Part.objects.count(), Customer.objects.count(), Order.objects.count(),
-              Buyer.objects.count(), Seller.objects.count())
+    counts = (
+        Part.objects.count(),
+        Customer.objects.count(),
+        Order.objects.count(),
+        Buyer.objects.count(),
+        Seller.objects.count(),
+    )
     # buyers: the whole incident sheet; parts: ten per count (catalog/demo.py)
     assert counts == (200, 20, 200, 4140, 20)
     assert (demo_files / "buyers.csv").is_file()

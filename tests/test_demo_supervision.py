@@ -57,7 +57,9 @@ def _health(demo: Demo) -> dict[str, str]:
 
 
 def test_a_killed_worker_and_web_server_are_restarted_and_sigint_stops_all(
-        demo_profile: str, tmp_path: Path) -> None:  # noqa: F811
+    demo_profile: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     services = Services(demo_profile)
     demo = Demo(demo_profile, _free_port(), tmp_path / "demo.log")
     try:
@@ -72,24 +74,42 @@ def test_a_killed_worker_and_web_server_are_restarted_and_sigint_stops_all(
         demo.wait_for(r"restarted celery worker \(restart 1\)")
         # The web server kept serving throughout, and the new worker answers the ping.
         assert _get(f"{demo.base}/admin/login/")[0] == 200
-        wait_until(lambda: _health(demo).get("Celery worker") == "OK", timeout=60,
-                   interval=0.5, what="a new worker answering the health check's ping")
+        wait_until(
+            lambda: _health(demo).get("Celery worker") == "OK",
+            timeout=60,
+            interval=0.5,
+            what="a new worker answering the health check's ping",
+        )
         new_worker = _pid_of(demo, "celery worker")
         assert new_worker != worker and pid_alive(new_worker)
         assert demo.proc.poll() is None
         # The console shows it: the worker's heartbeat row counts the restart.
-        wait_until(lambda: re.search(r"worker demo-\S+</dt><dd class=\"good\">alive · 1 restart<",
-                                     _log_in(demo.base, password)),
-                   timeout=60, interval=1, what="the restart on the dashboard")
+        wait_until(
+            lambda: re.search(
+                r"worker demo-\S+</dt><dd class=\"good\">alive · 1 restart<",
+                _log_in(demo.base, password),
+            ),
+            timeout=60,
+            interval=1,
+            what="the restart on the dashboard",
+        )
         # The killed worker's pool went with it (no orphan holding its tasks).
-        wait_until(lambda: not [pid for pid in pool if pid_alive(pid)], timeout=10,
-                   what="the old pool processes gone")
+        wait_until(
+            lambda: not [pid for pid in pool if pid_alive(pid)],
+            timeout=10,
+            what="the old pool processes gone",
+        )
 
         web = _pid_of(demo, "web server")
         os.kill(web, signal.SIGKILL)
         demo.wait_for(r"restarted web server \(restart 1\)")
-        wait_until(lambda: _get(f"{demo.base}/admin/login/")[0] == 200, timeout=60,
-                   interval=0.5, ignoring=(OSError,), what="the restarted web server")
+        wait_until(
+            lambda: _get(f"{demo.base}/admin/login/")[0] == 200,
+            timeout=60,
+            interval=0.5,
+            ignoring=(OSError,),
+            what="the restarted web server",
+        )
         assert demo.proc.poll() is None
 
         # The cache Redis SIGKILLed: the demo starts it again (empty) and it warms itself.
@@ -97,14 +117,23 @@ def test_a_killed_worker_and_web_server_are_restarted_and_sigint_stops_all(
         os.kill(cache, signal.SIGKILL)
         demo.wait_for(r"restarted embedded cache Redis \(pid \d+\)", timeout=60)
         assert services.cache.pid() not in (None, cache)
-        wait_until(lambda: {k: v for k, v in _health(demo).items()
-                            if k in ("Cache Redis", "Cache warmth")}
-                   == {"Cache Redis": "OK", "Cache warmth": "OK"},
-                   timeout=120, interval=1, ignoring=(OSError,),
-                   what="the restarted cache Redis answering and warm again")
+        wait_until(
+            lambda: (
+                {k: v for k, v in _health(demo).items() if k in ("Cache Redis", "Cache warmth")}
+                == {"Cache Redis": "OK", "Cache warmth": "OK"}
+            ),
+            timeout=120,
+            interval=1,
+            ignoring=(OSError,),
+            what="the restarted cache Redis answering and warm again",
+        )
 
-        pids = [_pid_of(demo, "celery worker"), _pid_of(demo, "celery beat"),
-                _pid_of(demo, "web server"), *_server_pids(services)]
+        pids = [
+            _pid_of(demo, "celery worker"),
+            _pid_of(demo, "celery beat"),
+            _pid_of(demo, "web server"),
+            *_server_pids(services),
+        ]
         assert demo.interrupt() == 0
     finally:
         demo.kill()
@@ -113,8 +142,9 @@ def test_a_killed_worker_and_web_server_are_restarted_and_sigint_stops_all(
     assert _processes_mentioning(str(services.directory)) == []
 
 
-@pytest.mark.parametrize("unit", ["syncops-web.service", "syncops-worker@.service",
-                                  "syncops-beat.service"])
+@pytest.mark.parametrize(
+    "unit", ["syncops-web.service", "syncops-worker@.service", "syncops-beat.service"]
+)
 def test_the_production_units_restart_with_the_demos_policy(unit: str) -> None:
     import configparser
 

@@ -75,14 +75,21 @@ def test_starting_a_paused_server_refuses_and_keeps_it(paused_cache) -> None:
 
 
 def test_manage_command_with_the_cache_paused_says_so_and_leaves_it(
-        profile: str, paused_cache) -> None:
+    profile: str, paused_cache
+) -> None:
     server, pid = paused_cache
     environment = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     # PostgreSQL and the broker are this run's; only the cache comes from the profile.
     environment.update(SYNCOPS_SERVICES_PROFILE=profile, DJANGO_SETTINGS_MODULE="config.settings")
     result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=environment,
-        capture_output=True, text=True, timeout=120, check=False)
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
     assert result.returncode == 2, result.stderr
     assert f"redis-server cache (pid {pid}" in result.stderr
@@ -92,7 +99,8 @@ def test_manage_command_with_the_cache_paused_says_so_and_leaves_it(
 
 
 def test_a_live_server_that_does_not_answer_in_time_is_refused_too(
-        paused_cache, monkeypatch) -> None:
+    paused_cache, monkeypatch
+) -> None:
     """Running (not paused) but silent, e.g. busy: waited for, then left alone as well."""
     server, pid = paused_cache
     monkeypatch.setattr("config.devservices._pid_state", lambda _pid: "S")

@@ -41,7 +41,10 @@ class Demo:
         with log.open("w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "config.demo", "--profile", profile, "--port", str(port)],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     def output(self) -> str:
@@ -100,10 +103,12 @@ def _log_in(base: str, password: str) -> str:
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     opener.open(f"{base}/admin/login/", timeout=10).read()
     csrf = next(cookie.value for cookie in jar if cookie.name == "csrftoken")
-    form = urllib.parse.urlencode({"csrfmiddlewaretoken": csrf, "username": "admin",
-                                   "password": password, "next": "/admin/"}).encode()
+    form = urllib.parse.urlencode(
+        {"csrfmiddlewaretoken": csrf, "username": "admin", "password": password, "next": "/admin/"}
+    ).encode()
     request = urllib.request.Request(  # noqa: S310 - our http:// URL
-        f"{base}/admin/login/", data=form, headers={"Referer": f"{base}/admin/login/"})
+        f"{base}/admin/login/", data=form, headers={"Referer": f"{base}/admin/login/"}
+    )
     with opener.open(request, timeout=10) as response:
         return response.read().decode()
 
@@ -136,8 +141,15 @@ def test_demo_serves_the_console_stops_cleanly_and_keeps_its_data(
         status, health = _get(f"{demo.base}/health/?format=json")
         assert status == 200
         assert json.loads(health) == dict.fromkeys(
-            ["Database(alias='default')", "Cache Redis", "Broker Redis", "Celery worker",
-                 "Cache warmth"], "OK")
+            [
+                "Database(alias='default')",
+                "Cache Redis",
+                "Broker Redis",
+                "Celery worker",
+                "Cache warmth",
+            ],
+            "OK",
+        )
         assert "Operations dashboard" in _log_in(demo.base, password)
 
         pids = demo.child_pids() + _server_pids(services)

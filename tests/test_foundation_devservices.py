@@ -49,8 +49,14 @@ def redis_server(run_dir: Path) -> Iterator[RedisServer]:
 
 def _in_another_process(code: str) -> dict:
     """Run ``code`` (which prints one JSON line) in a fresh interpreter, as a later command."""
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, check=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -180,8 +186,12 @@ def test_postgres_killed_by_sigkill_is_restarted_on_the_same_data(run_dir: Path)
 
 
 def test_prune_removes_only_the_servers_of_test_runs_that_are_gone() -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     stale = Services(f"test-{dead}-probe")
     live = Services(f"test-{os.getpid()}-probe")
     other = RUN_DIR / "testdata-not-a-profile"

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-CHECKS = ("Database(alias='default')", "Cache Redis", "Cache warmth", "Broker Redis",
-          "Celery worker")
+CHECKS = (
+    "Database(alias='default')",
+    "Cache Redis",
+    "Cache warmth",
+    "Broker Redis",
+    "Celery worker",
+)
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
@@ -81,8 +86,7 @@ def test_metrics_refuses_a_logged_in_user_who_is_not_staff(client) -> None:
 
 @pytest.mark.django_db
 def test_metrics_serves_prometheus_text_to_staff(client) -> None:
-    staff = get_user_model().objects.create_user("operator", password="irrelevant",
-                                                 is_staff=True)
+    staff = get_user_model().objects.create_user("operator", password="irrelevant", is_staff=True)
     client.force_login(staff, backend=MODEL_BACKEND)
 
     _assert_prometheus_text(client.get("/metrics"))
@@ -90,9 +94,7 @@ def test_metrics_serves_prometheus_text_to_staff(client) -> None:
 
 @pytest.mark.django_db
 def test_metrics_serves_a_scraper_with_the_token(client, metrics_token) -> None:
-    _assert_prometheus_text(
-        client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {metrics_token}")
-    )
+    _assert_prometheus_text(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {metrics_token}"))
 
 
 @pytest.mark.django_db

@@ -72,5 +72,6 @@ def test_no_model_change_lacks_a_migration() -> None:
     try:
         call_command("makemigrations", "--check", "--dry-run", verbosity=1, stdout=out)
     except SystemExit as exit_:
-        pytest.fail(f"makemigrations would create migrations (exit {exit_.code}):\n"
-                    f"{out.getvalue()}")
+        pytest.fail(
+            f"makemigrations would create migrations (exit {exit_.code}):\n{out.getvalue()}"
+        )

@@ -21,11 +21,21 @@ DEVELOPMENT_ONLY = ("DEBUG", "SYNCOPS_SERVICES_PROFILE")
 
 
 def _manage(*args: str, **variables: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k not in REQUIRED_IN_PRODUCTION and k not in DEVELOPMENT_ONLY}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in REQUIRED_IN_PRODUCTION and k not in DEVELOPMENT_ONLY
+    }
     env.update(DJANGO_ENV="production", ENV_FILE="", **variables)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _test_database_url() -> str:
@@ -77,8 +87,15 @@ def test_production_names_only_the_variables_still_missing() -> None:
 
 @pytest.mark.django_db
 def test_fully_configured_production_passes_the_deployment_checks() -> None:
-    result = _manage("check", "--deploy", "--database", "default", "--fail-level", "WARNING",
-                     **_production_environment())
+    result = _manage(
+        "check",
+        "--deploy",
+        "--database",
+        "default",
+        "--fail-level",
+        "WARNING",
+        **_production_environment(),
+    )
 
     assert result.returncode == 0, result.stderr + result.stdout
     assert "System check identified no issues" in result.stdout

@@ -7,22 +7,27 @@ import re
 from config.devservices import ROOT
 from config.env import REQUIRED_IN_PRODUCTION
 
-SOURCES = ("config/settings.py", "config/env.py", "config/demo.py",
-           "sync/management/commands/demo_setup.py")
+SOURCES = (
+    "config/settings.py",
+    "config/env.py",
+    "config/demo.py",
+    "sync/management/commands/demo_setup.py",
+)
 READ = re.compile(
     r"""(?:\benv(?:\.\w+)?\(|os\.environ\.get\(|os\.environ\[)\s*["']([A-Z][A-Z0-9_]+)["']"""
 )
 
 
 def _variables_read() -> set[str]:
-    return {name for source in SOURCES
-            for name in READ.findall((ROOT / source).read_text())}
+    return {name for source in SOURCES for name in READ.findall((ROOT / source).read_text())}
 
 
 def _documented() -> dict[str, str]:
     readme = (ROOT / "README.md").read_text()
-    return {match[1]: match[0]
-            for match in re.findall(r"^(\| `([A-Z][A-Z0-9_]+)` \|.*)$", readme, re.MULTILINE)}
+    return {
+        match[1]: match[0]
+        for match in re.findall(r"^(\| `([A-Z][A-Z0-9_]+)` \|.*)$", readme, re.MULTILINE)
+    }
 
 
 def test_every_variable_the_settings_read_is_in_the_readme_table() -> None:

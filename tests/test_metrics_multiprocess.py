@@ -30,28 +30,40 @@ print(render_metrics().decode())
 
 def _python(code: str, directory) -> str:
     env = child_env() | {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
-    done = subprocess.run([sys.executable, "-c", PRELUDE + code], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PRELUDE + code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 def _reads(text: str) -> float:
-    return sum(float(value) for value in re.findall(
-        r'^sync_cache_reads_total\{model="catalog\.part",outcome="[a-z]+"\} (\S+)$', text,
-        re.MULTILINE))
+    return sum(
+        float(value)
+        for value in re.findall(
+            r'^sync_cache_reads_total\{model="catalog\.part",outcome="[a-z]+"\} (\S+)$',
+            text,
+            re.MULTILINE,
+        )
+    )
 
 
-def test_a_scrape_sums_the_counters_of_every_process(transactional_db, tmp_path,
-                                                     monkeypatch) -> None:
+def test_a_scrape_sums_the_counters_of_every_process(
+    transactional_db, tmp_path, monkeypatch
+) -> None:
     part = make_part()
     _python(READ.format(n=3, pk=part.pk), tmp_path)  # one worker process …
     _python(READ.format(n=2, pk=part.pk), tmp_path)  # … and another
     text = _python(SCRAPE, tmp_path)  # the web process the scraper reached
     assert _reads(text) == 5
     # A database figure is the same in every process: it appears once.
-    assert len(re.findall(r'^sync_retry_queue_size\{status="pending"\}', text,
-                          re.MULTILINE)) == 1
+    assert len(re.findall(r'^sync_retry_queue_size\{status="pending"\}', text, re.MULTILINE)) == 1
 
     # This process scraping the same directory sees the same sum.
     from sync.metrics import render_metrics

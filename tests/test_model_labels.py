@@ -42,18 +42,20 @@ def test_choices_read_as_words_and_acronyms_stay_capitals() -> None:
     assert RecordRetry.Status.PERMANENTLY_FAILED.label == "Permanently failed"
     from django.apps import apps
 
-    titled = {f"{model._meta.label}.{field.name}": label
-              for model in apps.get_models() if model._meta.app_label in (
-                  "sync", "catalog", "customers", "buyers", "sellers")
-              for field in model._meta.get_fields() if getattr(field, "choices", None)
-              for _value, label in field.choices
-              if str(label) in ("Api", "Slo", "Sql", "Pii", "Ip", "Url", "Csv")
-              or str(label).endswith((" Slo", " Api"))}
+    titled = {
+        f"{model._meta.label}.{field.name}": label
+        for model in apps.get_models()
+        if model._meta.app_label in ("sync", "catalog", "customers", "buyers", "sellers")
+        for field in model._meta.get_fields()
+        if getattr(field, "choices", None)
+        for _value, label in field.choices
+        if str(label) in ("Api", "Slo", "Sql", "Pii", "Ip", "Url", "Csv")
+        or str(label).endswith((" Slo", " Api"))
+    }
     assert not titled, titled
 
 
-def test_the_demo_loads_its_sheets_as_demo_runs_not_scheduled_ones(db, settings,
-                                                                    tmp_path) -> None:
+def test_the_demo_loads_its_sheets_as_demo_runs_not_scheduled_ones(db, settings, tmp_path) -> None:
     from buyers import demo
     from sync.models import SyncRun
     from tests.console.sources import buyers_sheet, sources_file

@@ -33,8 +33,9 @@ def test_cache_redis_is_a_real_server(redis_control) -> None:
 
 
 def test_paused_cache_times_out_and_recovers_after_resume(redis_control) -> None:
-    client = redis.Redis.from_url(redis_control.url, socket_timeout=0.3,
-                                  retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+    client = redis.Redis.from_url(
+        redis_control.url, socket_timeout=0.3, retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+    )
     client.set("probe", "1")
     redis_control.pause()
     started = time.monotonic()
@@ -46,8 +47,9 @@ def test_paused_cache_times_out_and_recovers_after_resume(redis_control) -> None
 
 
 def test_killed_cache_restarts_empty_on_the_same_address(redis_control) -> None:
-    client = redis.Redis.from_url(redis_control.url, socket_timeout=0.5,
-                                  retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
+    client = redis.Redis.from_url(
+        redis_control.url, socket_timeout=0.5, retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+    )
     client.set("probe", "1")
     old_pid = redis_control.pid()
     redis_control.kill()
@@ -87,8 +89,16 @@ MOCKED_SERVICE = re.compile(
 
 def _project_files() -> list[Path]:
     files = [ROOT / "pyproject.toml"]
-    for package in ("config", "sync", "catalog", "customers", "buyers", "sellers", "tests",
-                    "bench"):
+    for package in (
+        "config",
+        "sync",
+        "catalog",
+        "customers",
+        "buyers",
+        "sellers",
+        "tests",
+        "bench",
+    ):
         files += (ROOT / package).rglob("*.py")
     return [path for path in files if path.resolve() != Path(__file__).resolve()]
 
@@ -97,8 +107,13 @@ def test_nothing_in_the_repo_fakes_or_mocks_the_servers() -> None:
     offences = []
     for path in _project_files():
         text = path.read_text(errors="replace")
-        offences += [f"{path.relative_to(ROOT)}: {needle} ({why})"
-                     for needle, why in FORBIDDEN.items() if needle in text]
-        offences += [f"{path.relative_to(ROOT)}: mocks a server: {match.group(0)}"
-                     for match in MOCKED_SERVICE.finditer(text)]
+        offences += [
+            f"{path.relative_to(ROOT)}: {needle} ({why})"
+            for needle, why in FORBIDDEN.items()
+            if needle in text
+        ]
+        offences += [
+            f"{path.relative_to(ROOT)}: mocks a server: {match.group(0)}"
+            for match in MOCKED_SERVICE.finditer(text)
+        ]
     assert offences == []

@@ -53,8 +53,12 @@ def test_a_staff_stock_update_is_one_trace_from_request_to_event(spans) -> None:
     client.force_login(user_with(roles.OPERATOR, "trace-operator"))
     version = StockLevel.objects.get(part=part).version
     spans.clear()
-    response = client.put(f"/api/staff/parts/{part.pk}/stock", {"quantity": 3},
-                          content_type="application/json", headers={"if-match": str(version)})
+    response = client.put(
+        f"/api/staff/parts/{part.pk}/stock",
+        {"quantity": 3},
+        content_type="application/json",
+        headers={"if-match": str(version)},
+    )
     assert response.status_code == 200
 
     finished = spans.get_finished_spans()
@@ -72,5 +76,9 @@ def test_a_staff_stock_update_is_one_trace_from_request_to_event(spans) -> None:
     for span in (update, commit, write, event):
         assert span.parent.span_id == request.context.span_id
     # The event's own Redis call is inside it.
-    assert any(s.parent and s.parent.span_id == event.context.span_id
-               and s.attributes.get("db.system") == "redis" for s in trace)
+    assert any(
+        s.parent
+        and s.parent.span_id == event.context.span_id
+        and s.attributes.get("db.system") == "redis"
+        for s in trace
+    )

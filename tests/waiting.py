@@ -7,9 +7,14 @@ import time
 from collections.abc import Callable
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 15.0,
-               interval: float = 0.02, *, ignoring: tuple[type[BaseException], ...] = (),
-               what: str = "condition") -> object:
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 15.0,
+    interval: float = 0.02,
+    *,
+    ignoring: tuple[type[BaseException], ...] = (),
+    what: str = "condition",
+) -> object:
     """Poll ``predicate`` until it returns something truthy; fail the test at the deadline.
 
     ``ignoring``: errors that mean "not yet" (a server still starting), not a failure."""

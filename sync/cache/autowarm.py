@@ -66,12 +66,17 @@ class WarmState:
         if self.status == UNKNOWN:
             return f"unknown: {self.detail}"
         if self.status == COLD:
-            return ("cache cold, 0%: the cache Redis lost its data (or never had it) and no "
-                    "warm has started; a worker starts one by itself (sync.tasks.warm_check), "
-                    "or run manage.py sync_warm --cold")
-        where = ("under way" if self.running else
-                 "stopped (its worker died or no worker runs); it resumes when a worker "
-                 "takes it, or run manage.py sync_warm --cold")
+            return (
+                "cache cold, 0%: the cache Redis lost its data (or never had it) and no "
+                "warm has started; a worker starts one by itself (sync.tasks.warm_check), "
+                "or run manage.py sync_warm --cold"
+            )
+        where = (
+            "under way"
+            if self.running
+            else "stopped (its worker died or no worker runs); it resumes when a worker "
+            "takes it, or run manage.py sync_warm --cold"
+        )
         return f"cache warming, {self.percent}% ({self.done:,} of {self.total:,} rows), {where}"
 
 
@@ -95,9 +100,14 @@ def state() -> WarmState:
     if recorded.get("token") != tokens:
         return WarmState(COLD if _has_rows() else WARM, running=running)
     finished = recorded.get("finished_at")
-    return WarmState(recorded["status"], int(recorded["done"]), int(recorded["total"]),
-                     running, float(recorded["started_at"]),
-                     float(finished) if finished else None)
+    return WarmState(
+        recorded["status"],
+        int(recorded["done"]),
+        int(recorded["total"]),
+        running,
+        float(recorded["started_at"]),
+        float(finished) if finished else None,
+    )
 
 
 def ensure_warm(*, enqueue: Callable[[], object]) -> WarmState:
@@ -112,38 +122,48 @@ def ensure_warm(*, enqueue: Callable[[], object]) -> WarmState:
     return current
 
 
-def run_warm(*, batch_size: int | None = None,
-             progress: Callable[[WarmState], None] | None = None) -> WarmState:
+def run_warm(
+    *, batch_size: int | None = None, progress: Callable[[WarmState], None] | None = None
+) -> WarmState:
     """Warm every synced model for the markers Redis holds now, resuming a warm that stopped;
     returns at once when another warm holds the lock."""
     owner = secrets.token_hex(8)
     lock_ms = int(settings.SYNC_WARM_LOCK * 1000)
-    if not connection.run(
-            lambda client: client.set(warm_key("lock"), owner, nx=True, px=lock_ms)):
+    if not connection.run(lambda client: client.set(warm_key("lock"), owner, nx=True, px=lock_ms)):
         return state()
     try:
         return _run(owner, lock_ms, batch_size or settings.SYNC_WARM_BATCH, progress)
     finally:
         with contextlib.suppress(CacheUnavailableError):
-            connection.run(lambda client: store.eval_keys(
-                client, "warm_unlock", [((warm_key("lock"),), [owner])]))
+            connection.run(
+                lambda client: store.eval_keys(
+                    client, "warm_unlock", [((warm_key("lock"),), [owner])]
+                )
+            )
 
 
-def _run(owner: str, lock_ms: int, batch_size: int,
-         progress: Callable[[WarmState], None] | None) -> WarmState:
+def _run(
+    owner: str, lock_ms: int, batch_size: int, progress: Callable[[WarmState], None] | None
+) -> WarmState:
     tokens = store.marker_tokens(create=True)
     recorded, _running = connection.run(_read)
     if recorded.get("token") != tokens:
-        recorded = {"token": tokens, "status": WARMING, "done": "0", "cursor": "{}",
-                    "total": str(sum(count_rows(spec) for spec in synced_models())),
-                    "started_at": repr(time.time())}
+        recorded = {
+            "token": tokens,
+            "status": WARMING,
+            "done": "0",
+            "cursor": "{}",
+            "total": str(sum(count_rows(spec) for spec in synced_models())),
+            "started_at": repr(time.time()),
+        }
         connection.run(lambda client: _start(client, recorded))
         logger.info("automatic warm: %s rows to write", recorded["total"])
     elif recorded["status"] == WARM:
         return state()
     else:
-        logger.info("automatic warm: resuming at %s of %s rows", recorded["done"],
-                    recorded["total"])
+        logger.info(
+            "automatic warm: resuming at %s of %s rows", recorded["done"], recorded["total"]
+        )
     cursor: dict[str, str | bool] = json.loads(recorded["cursor"])
     done, total, started = int(recorded["done"]), int(recorded["total"]), time.monotonic()
     written = 0
@@ -152,8 +172,11 @@ def _run(owner: str, lock_ms: int, batch_size: int,
         args = [owner, tokens, lock_ms]
         for name, value in fields.items():
             args += [name, value]
-        (ok,) = connection.run(lambda client: store.eval_keys(
-            client, "warm_progress", [((warm_key(), warm_key("lock")), args)]))
+        (ok,) = connection.run(
+            lambda client: store.eval_keys(
+                client, "warm_progress", [((warm_key(), warm_key("lock")), args)]
+            )
+        )
         return bool(ok)
 
     for spec in synced_models():
@@ -162,11 +185,16 @@ def _run(owner: str, lock_ms: int, batch_size: int,
             continue
         for batch, marks in captured(iter_rows(spec, batch_size, after=after)):
             write_batch(spec, batch, marks)
-            done, written, cursor[spec.label] = done + len(batch), written + len(batch), \
-                batch[-1][0]
+            done, written, cursor[spec.label] = (
+                done + len(batch),
+                written + len(batch),
+                batch[-1][0],
+            )
             if marks.lost or not record(done=done, cursor=json.dumps(cursor)):
-                logger.warning("automatic warm stopped: the cache Redis lost its data again "
-                               "(or another warm took over); the next check starts again")
+                logger.warning(
+                    "automatic warm stopped: the cache Redis lost its data again "
+                    "(or another warm took over); the next check starts again"
+                )
                 return state()
             if progress:
                 progress(WarmState(WARMING, done, total, running=True))

@@ -24,12 +24,13 @@ def update_synced(queryset: models.QuerySet, **values: Any) -> int:
     return count
 
 
-def bulk_create_synced(model: type[models.Model], objs: Iterable[models.Model],
-                       **kwargs: Any) -> list[models.Model]:
+def bulk_create_synced(
+    model: type[models.Model], objs: Iterable[models.Model], **kwargs: Any
+) -> list[models.Model]:
     """``bulk_create`` (including ``update_conflicts`` upserts) with write-through on commit."""
     using = kwargs.pop("using", None) or router.db_for_write(model)
     created = model._base_manager.using(using).bulk_create(objs, **kwargs)
-    mark_changed(model._meta.label_lower, [obj.pk for obj in created if obj.pk is not None],
-                 using=using)
+    mark_changed(
+        model._meta.label_lower, [obj.pk for obj in created if obj.pk is not None], using=using
+    )
     return created
-

@@ -46,15 +46,18 @@ def encode_values(values: list[Any] | tuple[Any, ...]) -> bytes:
 def decode_values(spec: SyncSpec, payload: bytes) -> list[Any]:
     try:
         raw = json.loads(payload)
-        return [value if to_python is None else to_python(value)
-                for to_python, value in zip(spec.to_python, raw, strict=True)]
+        return [
+            value if to_python is None else to_python(value)
+            for to_python, value in zip(spec.to_python, raw, strict=True)
+        ]
     except (ValueError, TypeError, ValidationError) as e:
         msg = f"{spec.label}: cached payload does not decode ({type(e).__name__})"
         raise UndecodableEntryError(msg) from e
 
 
-def seal(spec: SyncSpec, key: str, version: int, values: list[Any] | tuple[Any, ...]
-         ) -> tuple[bytes, str]:
+def seal(
+    spec: SyncSpec, key: str, version: int, values: list[Any] | tuple[Any, ...]
+) -> tuple[bytes, str]:
     """The stored form of a row's values, and the id of the key that protects it."""
     payload = encode_values(values)
     if spec.tier == Tier.PUBLIC:
@@ -62,8 +65,9 @@ def seal(spec: SyncSpec, key: str, version: int, values: list[Any] | tuple[Any, 
     return encrypt(payload, key=key, version=version)
 
 
-def unseal(spec: SyncSpec, key: str, version: int, payload: bytes, key_id: bytes | str
-           ) -> list[Any]:
+def unseal(
+    spec: SyncSpec, key: str, version: int, payload: bytes, key_id: bytes | str
+) -> list[Any]:
     if spec.tier != Tier.PUBLIC:
         key_id = key_id.decode() if isinstance(key_id, bytes) else key_id
         payload = decrypt(payload, key=key, version=version, key_id=key_id)

@@ -45,8 +45,12 @@ CLUSTER_SCHEME, SENTINEL_SCHEME = "redis+cluster", "redis+sentinel"
 # What tells the breaker "this Redis (or part of it) is not there": a slot with no live
 # primary (CLUSTERDOWN, an uncovered slot, a cluster no seed answers for) is an outage like
 # a refused connection; Sentinel's "no primary" is a ConnectionError already.
-UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-               redis.exceptions.ClusterDownError, redis.exceptions.RedisClusterException)
+UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.RedisClusterException,
+)
 
 
 class CircuitBreaker:
@@ -115,28 +119,49 @@ def parse_url(url: str) -> Topology:
     credentials, _, hosts = netloc.rpartition("@")
     username, _, password = credentials.partition(":")
     try:
-        nodes = tuple((host, int(port)) for host, _, port in
-                      (item.strip().rpartition(":") for item in hosts.split(",")) if host)
+        nodes = tuple(
+            (host, int(port))
+            for host, _, port in (item.strip().rpartition(":") for item in hosts.split(","))
+            if host
+        )
     except ValueError:
         nodes = ()
     parts = [unquote(p) for p in path.split("?", 1)[0].split("/") if p]
     problem = "" if nodes else "no host:port seed nodes"
     if scheme == SENTINEL_SCHEME and not problem:
-        problem = "" if parts and (len(parts) == 1 or parts[1].isdigit()) and len(parts) <= 2 \
+        problem = (
+            ""
+            if parts and (len(parts) == 1 or parts[1].isdigit()) and len(parts) <= 2
             else "the path must be /<service>[/<db>]"
+        )
     if problem:
-        msg = (f"SYNC_REDIS_URL {scheme}://…: {problem}; expected "
-               f"{scheme}://[user:password@]host:port[,host:port…]"
-               f"{'/<service>[/<db>]' if scheme == SENTINEL_SCHEME else '/'}")
+        msg = (
+            f"SYNC_REDIS_URL {scheme}://…: {problem}; expected "
+            f"{scheme}://[user:password@]host:port[,host:port…]"
+            f"{'/<service>[/<db>]' if scheme == SENTINEL_SCHEME else '/'}"
+        )
         raise ImproperlyConfigured(msg)
     kind = "cluster" if scheme == CLUSTER_SCHEME else "sentinel"
-    return Topology(kind, url, nodes, parts[0] if kind == "sentinel" else "",
-                    int(parts[1]) if kind == "sentinel" and len(parts) == 2 else 0,
-                    unquote(username) or None, unquote(password) or None)
+    return Topology(
+        kind,
+        url,
+        nodes,
+        parts[0] if kind == "sentinel" else "",
+        int(parts[1]) if kind == "sentinel" and len(parts) == 2 else 0,
+        unquote(username) or None,
+        unquote(password) or None,
+    )
 
 
-def _for_topology(topology: Topology, options: dict, *, cluster_class, node_class,
-                  sentinel_class, **primary_options):
+def _for_topology(
+    topology: Topology,
+    options: dict,
+    *,
+    cluster_class,
+    node_class,
+    sentinel_class,
+    **primary_options,
+):
     """A cluster client or Sentinel's primary for ``topology`` (the sync or the asyncio
     classes of redis-py: the same arguments for both); None for a single server."""
     if topology.kind == "cluster":
@@ -144,14 +169,23 @@ def _for_topology(topology: Topology, options: dict, *, cluster_class, node_clas
         # none answering it raises RedisClusterException, which run() treats as an outage.
         return cluster_class(
             startup_nodes=[node_class(host, port) for host, port in topology.nodes],
-            username=topology.username, password=topology.password, **options)
+            username=topology.username,
+            password=topology.password,
+            **options,
+        )
     if topology.kind == "sentinel":
         sentinel = sentinel_class(
             list(topology.nodes),
             sentinel_kwargs={**options, "password": settings.SYNC_REDIS_SENTINEL_PASSWORD or None},
-            **options)
-        return sentinel.master_for(topology.service, db=topology.db, username=topology.username,
-                                   password=topology.password, **primary_options)
+            **options,
+        )
+        return sentinel.master_for(
+            topology.service,
+            db=topology.db,
+            username=topology.username,
+            password=topology.password,
+            **primary_options,
+        )
     return None
 
 
@@ -161,13 +195,20 @@ def _build(topology: Topology, *, socket_timeout: float) -> redis.Redis | RedisC
         "socket_connect_timeout": settings.REDIS_CONNECT_TIMEOUT,
         "retry": Retry(NoBackoff(), 0),
     }
-    found = _for_topology(topology, options, cluster_class=RedisCluster, node_class=ClusterNode,
-                          sentinel_class=Sentinel, retry_on_timeout=False,
-                          health_check_interval=0)
+    found = _for_topology(
+        topology,
+        options,
+        cluster_class=RedisCluster,
+        node_class=ClusterNode,
+        sentinel_class=Sentinel,
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
     if found is not None:
         return found
-    return redis.Redis.from_url(topology.url, retry_on_timeout=False, health_check_interval=0,
-                                **options)
+    return redis.Redis.from_url(
+        topology.url, retry_on_timeout=False, health_check_interval=0, **options
+    )
 
 
 breaker = CircuitBreaker()
@@ -182,14 +223,24 @@ def client(*, bulk: bool = False) -> redis.Redis | RedisCluster:
     found = _clients.get((url, bulk))
     if found is None:
         with _clients_lock:  # NOTE: another thread may have built it meanwhile
-            found = _clients.get((url, bulk)) or _clients.setdefault((url, bulk), _build(
-                parse_url(url), socket_timeout=(settings.SYNC_BULK_SOCKET_TIMEOUT if bulk
-                                                else settings.REDIS_SOCKET_TIMEOUT)))
+            found = _clients.get((url, bulk)) or _clients.setdefault(
+                (url, bulk),
+                _build(
+                    parse_url(url),
+                    socket_timeout=(
+                        settings.SYNC_BULK_SOCKET_TIMEOUT if bulk else settings.REDIS_SOCKET_TIMEOUT
+                    ),
+                ),
+            )
     return found
 
 
-def async_client(*, socket_timeout: float | None, max_connections: int | None = None,
-                 pool_timeout: float | None = None):
+def async_client(
+    *,
+    socket_timeout: float | None,
+    max_connections: int | None = None,
+    pool_timeout: float | None = None,
+):
     """An asyncio client of the engine's Redis, whatever its topology, for code that waits on
     it in an event loop (the catalog's event stream). ``max_connections`` and
     ``pool_timeout``: a shared pool that queues its callers (a single server only; a
@@ -200,16 +251,24 @@ def async_client(*, socket_timeout: float | None, max_connections: int | None = 
     from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
     topology = parse_url(settings.SYNC_REDIS_URL)
-    options = {"socket_timeout": socket_timeout,
-               "socket_connect_timeout": settings.SYNC_BULK_SOCKET_TIMEOUT}
-    found = _for_topology(topology, options, cluster_class=AsyncRedisCluster,
-                          node_class=AsyncClusterNode, sentinel_class=AsyncSentinel)
+    options = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": settings.SYNC_BULK_SOCKET_TIMEOUT,
+    }
+    found = _for_topology(
+        topology,
+        options,
+        cluster_class=AsyncRedisCluster,
+        node_class=AsyncClusterNode,
+        sentinel_class=AsyncSentinel,
+    )
     if found is not None:
         return found
     if max_connections is None:
         return aredis.from_url(topology.url, **options)
     pool = aredis.BlockingConnectionPool.from_url(
-        topology.url, max_connections=max_connections, timeout=pool_timeout, **options)
+        topology.url, max_connections=max_connections, timeout=pool_timeout, **options
+    )
     return aredis.Redis(connection_pool=pool)
 
 

@@ -45,8 +45,9 @@ def _wrapper(execute, sql, params, many, context):
     connection = context["connection"]
     head = sql.lstrip()[:8].upper()
     if head.startswith("ROLLBACK") or (
-            getattr(connection, "syncops_tentative", False)
-            and connection.connection.info.transaction_status == TransactionStatus.IDLE):
+        getattr(connection, "syncops_tentative", False)
+        and connection.connection.info.transaction_status == TransactionStatus.IDLE
+    ):
         connection.syncops_request_id = None  # set in a transaction now over: maybe undone
     if head.startswith(_WRITES):
         wanted = _wanted()
@@ -54,13 +55,17 @@ def _wrapper(execute, sql, params, many, context):
             with connection.connection.cursor() as cursor:  # the raw cursor: not wrapped again
                 cursor.execute("SELECT set_config(%s, %s, false)", [SETTING, wanted])
             connection.syncops_request_id = wanted
-            connection.syncops_tentative = (connection.connection.info.transaction_status
-                                            != TransactionStatus.IDLE)
+            connection.syncops_tentative = (
+                connection.connection.info.transaction_status != TransactionStatus.IDLE
+            )
     return execute(sql, params, many, context)
 
 
 def install(sender=None, connection=None, **_extra) -> None:
     """``connection_created`` receiver: every new PostgreSQL connection tags its writes."""
-    if connection is not None and connection.vendor == "postgresql" \
-            and _wrapper not in connection.execute_wrappers:
+    if (
+        connection is not None
+        and connection.vendor == "postgresql"
+        and _wrapper not in connection.execute_wrappers
+    ):
         connection.execute_wrappers.append(_wrapper)

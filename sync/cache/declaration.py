@@ -56,8 +56,11 @@ class SyncSpec:
         model_fields = [meta.get_field(name) for name in self.fields]
         object.__setattr__(self, "attnames", tuple(f.attname for f in model_fields))
         object.__setattr__(self, "to_python", tuple(_converter(f) for f in model_fields))
-        object.__setattr__(self, "blind_indexes", {
-            source: self.fields.index(f.name) for source, f in indexes.items()})
+        object.__setattr__(
+            self,
+            "blind_indexes",
+            {source: self.fields.index(f.name) for source, f in indexes.items()},
+        )
 
     @property
     def label(self) -> str:
@@ -75,10 +78,23 @@ class SyncSpec:
 
 # Field types whose values JSON gives back exactly as PostgreSQL did: no to_python needed.
 _JSON_NATIVE = {
-    "CharField", "TextField", "EmailField", "SlugField", "URLField", "BooleanField",
-    "IntegerField", "BigIntegerField", "SmallIntegerField", "PositiveIntegerField",
-    "PositiveBigIntegerField", "PositiveSmallIntegerField", "AutoField", "BigAutoField",
-    "SmallAutoField", "FloatField", "JSONField",
+    "CharField",
+    "TextField",
+    "EmailField",
+    "SlugField",
+    "URLField",
+    "BooleanField",
+    "IntegerField",
+    "BigIntegerField",
+    "SmallIntegerField",
+    "PositiveIntegerField",
+    "PositiveBigIntegerField",
+    "PositiveSmallIntegerField",
+    "AutoField",
+    "BigAutoField",
+    "SmallAutoField",
+    "FloatField",
+    "JSONField",
 }
 
 
@@ -92,9 +108,16 @@ def _converter(model_field):
 _registry: dict[str, SyncSpec] = {}
 
 
-def synced(*, tier: Tier = Tier.PUBLIC, fields: tuple[str, ...] | list[str], ttl: int = 3600,
-           ttl_jitter: float = 0.1, pii_fields: tuple[str, ...] = (), prefix: str | None = None,
-           soft_delete: str | None = None):
+def synced(
+    *,
+    tier: Tier = Tier.PUBLIC,
+    fields: tuple[str, ...] | list[str],
+    ttl: int = 3600,
+    ttl_jitter: float = 0.1,
+    pii_fields: tuple[str, ...] = (),
+    prefix: str | None = None,
+    soft_delete: str | None = None,
+):
     """Class decorator: register a ``SyncedModel`` subclass with the sync engine."""
 
     def register(model: type[models.Model]) -> type[models.Model]:
@@ -103,9 +126,16 @@ def synced(*, tier: Tier = Tier.PUBLIC, fields: tuple[str, ...] | list[str], ttl
         if not issubclass(model, SyncedModel):
             msg = f"{model.__name__} must subclass sync.models.SyncedModel to be synced"
             raise TypeError(msg)
-        spec = SyncSpec(model=model, tier=tier, fields=tuple(fields), ttl=ttl,
-                        ttl_jitter=ttl_jitter, pii_fields=tuple(pii_fields), prefix=prefix,
-                        soft_delete=soft_delete)
+        spec = SyncSpec(
+            model=model,
+            tier=tier,
+            fields=tuple(fields),
+            ttl=ttl,
+            ttl_jitter=ttl_jitter,
+            pii_fields=tuple(pii_fields),
+            prefix=prefix,
+            soft_delete=soft_delete,
+        )
         _registry[spec.label] = spec
         return model
 
@@ -113,8 +143,9 @@ def synced(*, tier: Tier = Tier.PUBLIC, fields: tuple[str, ...] | list[str], ttl
 
 
 def spec_for(model_or_label: type[models.Model] | str) -> SyncSpec:
-    label = model_or_label if isinstance(model_or_label, str) else (
-        model_or_label._meta.label_lower)
+    label = (
+        model_or_label if isinstance(model_or_label, str) else (model_or_label._meta.label_lower)
+    )
     try:
         return _registry[label.lower()]
     except KeyError:

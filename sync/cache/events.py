@@ -40,8 +40,9 @@ class EventSource:
 _sources: dict[str, EventSource] = {}
 
 
-def register(label: str, *, stream: str,
-             build: Callable[[SyncSpec, RowState], dict[str, str]]) -> None:
+def register(
+    label: str, *, stream: str, build: Callable[[SyncSpec, RowState], dict[str, str]]
+) -> None:
     """Append an event built by ``build(spec, state)`` (string fields) for every write of
     ``label`` to the stream named ``stream``."""
     _sources[label] = EventSource(stream, build)
@@ -65,8 +66,16 @@ def append(states: list[RowState]) -> int:
             continue
         event = source.build(spec_for(state.label), state)
         fields = [item for pair in event.items() for item in pair]
-        calls.append((stream_key(source.stream), last_key(source.stream),
-                      f"{state.label}:{state.pk}", state.version, MAXLEN, *fields))
+        calls.append(
+            (
+                stream_key(source.stream),
+                last_key(source.stream),
+                f"{state.label}:{state.pk}",
+                state.version,
+                MAXLEN,
+                *fields,
+            )
+        )
     if not calls:
         return 0
     return connection.run(lambda client: _send(client, calls), bulk=len(calls) > store.BULK_CALLS)
@@ -75,6 +84,7 @@ def append(states: list[RowState]) -> int:
 def _send(client: redis.Redis, calls: list[tuple]) -> int:
     # NOTE: eval_keys routes each call by its first key (the stream; the hash shares its slot)
     # and, like the cache write, waits for SYNC_REDIS_WAIT_REPLICAS replicas.
-    replies = store.eval_keys(client, SCRIPT, [(args[:2], list(args[2:])) for args in calls],
-                              wait=True)
+    replies = store.eval_keys(
+        client, SCRIPT, [(args[:2], list(args[2:])) for args in calls], wait=True
+    )
     return sum(1 for reply in replies if reply)

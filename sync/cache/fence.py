@@ -120,8 +120,9 @@ class Fence:
             self._fetched_at = time.monotonic()
             self._ok = True
 
-    def _unconfirmed(self, old: dict[str, dict[str, int]]) -> tuple[
-            dict[str, frozenset[str] | None], dict[tuple[str, str], int]]:
+    def _unconfirmed(
+        self, old: dict[str, dict[str, int]]
+    ) -> tuple[dict[str, frozenset[str] | None], dict[tuple[str, str], int]]:
         """The old intents Redis does not hold the version of, per model (None: too many).
 
         NOTE: a completed write-through deletes its intent lazily (``writer.settle``), and

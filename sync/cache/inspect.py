@@ -1,4 +1,4 @@
-""""Why is this row stale?" — everything the engine knows about one synced row, in one call.
+""" "Why is this row stale?" — everything the engine knows about one synced row, in one call.
 
 ``row_state(model, pk)`` gathers: the row's version in PostgreSQL and in Redis (with its TTL,
 a fill lease, whether the entry decodes), its pending intents (attempts, next attempt, the
@@ -31,9 +31,13 @@ from sync.cache.fence import fence
 from sync.cache.keys import cache_key, fence_key
 from sync.models import SyncIntent
 
-WRITERS = {store.WRITE_THROUGH: "write-through", store.REPLAY: "replay",
-           store.WARM: "warm", store.REPAIR: "verification repair",
-           store.RESYNC: "console resync"}
+WRITERS = {
+    store.WRITE_THROUGH: "write-through",
+    store.REPLAY: "replay",
+    store.WARM: "warm",
+    store.REPAIR: "verification repair",
+    store.RESYNC: "console resync",
+}
 STREAM_SCAN = 1000  # entries of the stream looked at, newest first
 
 
@@ -88,17 +92,20 @@ class RowInspection:
         if self.pg_version is None or not self.pg_live:
             if self.redis_version is None or self.redis_tombstone:
                 return "consistent: the row does not exist (or is deleted) in both"
-            return (f"STALE: Redis holds version {self.redis_version} of a row PostgreSQL "
-                    "no longer has (live)")
+            return (
+                f"STALE: Redis holds version {self.redis_version} of a row PostgreSQL "
+                "no longer has (live)"
+            )
         if self.redis_version is None or self.redis_tombstone:
             what = "a tombstone" if self.redis_tombstone else "nothing"
             return f"not cached: Redis holds {what}; the next read fills it"
         if self.redis_version < self.pg_version:
-            return (f"STALE: Redis holds version {self.redis_version}, PostgreSQL "
-                    f"{self.pg_version}")
+            return f"STALE: Redis holds version {self.redis_version}, PostgreSQL {self.pg_version}"
         if self.redis_version > self.pg_version:
-            return (f"Redis is ahead: version {self.redis_version}, PostgreSQL "
-                    f"{self.pg_version} (a write committed since this look?)")
+            return (
+                f"Redis is ahead: version {self.redis_version}, PostgreSQL "
+                f"{self.pg_version} (a write committed since this look?)"
+            )
         if not self.redis_decodes:
             return "CORRUPT: same version, but the entry does not decode"
         return "consistent: Redis holds PostgreSQL's version"
@@ -112,10 +119,13 @@ class RowInspection:
             + (f", written by {intent.request_id}" if intent.request_id else "")
             + (f", outage epoch {intent.epoch}" if intent.epoch is not None else "")
             + (f"; last error: {intent.last_error}" if intent.last_error else "")
-            for intent in self.intents]
+            for intent in self.intents
+        ]
         if not self.intents and self.verdict.startswith(("STALE", "CORRUPT")):
-            reasons.append("no intent is pending: nothing will repair it by itself; "
-                           "`manage.py sync_verify --repair` (or the admin's resync) will")
+            reasons.append(
+                "no intent is pending: nothing will repair it by itself; "
+                "`manage.py sync_verify --repair` (or the admin's resync) will"
+            )
         if not self.fence.key_trusted:
             reasons.append("reads of this key go to PostgreSQL now (fence or staleness bound)")
         return reasons
@@ -129,38 +139,50 @@ class RowInspection:
         if self.pg_version is None:
             out.append("PostgreSQL: no such row")
         else:
-            out.append(f"PostgreSQL: version {self.pg_version}"
-                       + ("" if self.pg_live else " (soft-deleted)")
-                       + (f", written {self.pg_updated_at:%Y-%m-%dT%H:%M:%S.%fZ}"
-                          if self.pg_updated_at else ""))
+            out.append(
+                f"PostgreSQL: version {self.pg_version}"
+                + ("" if self.pg_live else " (soft-deleted)")
+                + (
+                    f", written {self.pg_updated_at:%Y-%m-%dT%H:%M:%S.%fZ}"
+                    if self.pg_updated_at
+                    else ""
+                )
+            )
         if self.redis_error:
             out.append(f"Redis: cannot be read: {self.redis_error}")
         elif self.redis_version is None:
-            out.append("Redis: no entry" + (" (a fill lease is held)" if self.redis_lease
-                                            else ""))
+            out.append("Redis: no entry" + (" (a fill lease is held)" if self.redis_lease else ""))
         else:
-            ttl = ("no expiry" if self.redis_ttl_ms is None or self.redis_ttl_ms < 0
-                   else f"expires in {self.redis_ttl_ms / 1000:,.0f} s")
-            out.append(f"Redis: version {self.redis_version}"
-                       + (" (tombstone)" if self.redis_tombstone else "")
-                       + ("" if self.redis_decodes in (None, True) else " (does not decode)")
-                       + f", {ttl}")
+            ttl = (
+                "no expiry"
+                if self.redis_ttl_ms is None or self.redis_ttl_ms < 0
+                else f"expires in {self.redis_ttl_ms / 1000:,.0f} s"
+            )
+            out.append(
+                f"Redis: version {self.redis_version}"
+                + (" (tombstone)" if self.redis_tombstone else "")
+                + ("" if self.redis_decodes in (None, True) else " (does not decode)")
+                + f", {ttl}"
+            )
         f = self.fence
         drained = "unknown" if f.drained is None else str(f.drained)
-        out.append(f"fence: epoch {f.epoch}, drained {drained}; this process "
-                   f"{'trusts' if f.model_trusted else 'does not trust'} Redis for the "
-                   f"model and {'trusts' if f.key_trusted else 'does not trust'} it for "
-                   f"this key (staleness bound {f.staleness_bound:g} s)")
+        out.append(
+            f"fence: epoch {f.epoch}, drained {drained}; this process "
+            f"{'trusts' if f.model_trusted else 'does not trust'} Redis for the "
+            f"model and {'trusts' if f.key_trusted else 'does not trust'} it for "
+            f"this key (staleness bound {f.staleness_bound:g} s)"
+        )
         out.append(f"pending intents: {len(self.intents)}")
         if self.writes:
-            out += [f"last {w.kind}: version {w.version} at {w.at:%Y-%m-%dT%H:%M:%S.%fZ}"
-                    for w in self.writes]
+            out += [
+                f"last {w.kind}: version {w.version} at {w.at:%Y-%m-%dT%H:%M:%S.%fZ}"
+                for w in self.writes
+            ]
         else:
             out.append("last writes: none recorded on the key")
         if self.last_event_version is not None:
             out.append(f"last change event: version {self.last_event_version}")
-        out += [f"  event {e.id} in {e.stream}: {e.type} version {e.version}"
-                for e in self.events]
+        out += [f"  event {e.id} in {e.stream}: {e.type} version {e.version}" for e in self.events]
         return out
 
 
@@ -169,52 +191,81 @@ def row_state(model, pk: object) -> RowInspection:
     spec = spec_for(model)
     pk_value = spec.model._meta.pk.to_python(pk)
     key = cache_key(spec.label, pk_value)
-    row = (spec.model._base_manager.filter(pk=pk_value)
-           .values_list("version", "updated_at_ns").first())
-    live = row is not None and spec.model._base_manager.filter(
-        pk=pk_value, **spec.live_filter).exists()
+    row = (
+        spec.model._base_manager.filter(pk=pk_value).values_list("version", "updated_at_ns").first()
+    )
+    live = (
+        row is not None
+        and spec.model._base_manager.filter(pk=pk_value, **spec.live_filter).exists()
+    )
     intents = list(SyncIntent.objects.filter(model=spec.label, object_pk=str(pk_value)))
     with db.cursor() as cursor:
         cursor.execute("SELECT epoch FROM sync_fence WHERE model = %s", [spec.label])
         found = cursor.fetchone()
     fields = {
-        "label": spec.label, "pk": str(pk_value), "key": key,
-        "pg_version": row[0] if row else None, "pg_live": live,
-        "pg_updated_at": (datetime.datetime.fromtimestamp(row[1] / 1e9, tz=datetime.UTC)
-                       if row and row[1] else None),
-        "intents": intents}
+        "label": spec.label,
+        "pk": str(pk_value),
+        "key": key,
+        "pg_version": row[0] if row else None,
+        "pg_live": live,
+        "pg_updated_at": (
+            datetime.datetime.fromtimestamp(row[1] / 1e9, tz=datetime.UTC)
+            if row and row[1]
+            else None
+        ),
+        "intents": intents,
+    }
     epoch = found[0] if found else 0
     trusted = (fence.trusts(spec.label), fence.trusts(spec.label, pk_value))
     source = events._sources.get(spec.label)
     try:
         entry, ttl, drained, last, entries = connection.run(
-            lambda client: _read(client, key, spec.label, str(pk_value), source))
+            lambda client: _read(client, key, spec.label, str(pk_value), source)
+        )
     except CacheUnavailableError as e:
-        return RowInspection(**fields, redis_error=str(e) or type(e).__name__,
-                             fence=FenceState(epoch, None, *trusted,
-                                              settings.SYNC_STALENESS_BOUND))
+        return RowInspection(
+            **fields,
+            redis_error=str(e) or type(e).__name__,
+            fence=FenceState(epoch, None, *trusted, settings.SYNC_STALENESS_BOUND),
+        )
     version = entry.get("v")
     decodes = None
     if version is not None and entry.get("t") != "1":
         try:
-            unseal(spec, key, int(version), entry["p"].encode("latin-1"),
-                   entry.get("k", "").encode("latin-1"))
+            unseal(
+                spec,
+                key,
+                int(version),
+                entry["p"].encode("latin-1"),
+                entry.get("k", "").encode("latin-1"),
+            )
             decodes = True
         except (SyncError, KeyError, ValueError):
             decodes = False
     known = {v for v in (fields["pg_version"], version and int(version), last) if v}
     known |= {intent.version for intent in intents}
-    stream_events = [StreamEvent(source.stream, entry_id.decode(),
-                                 values.get(b"type", b"").decode(), int(values[b"version"]))
-                     for entry_id, values in entries
-                     if values.get(b"version", b"").isdigit()
-                     and int(values[b"version"]) in known]
+    stream_events = [
+        StreamEvent(
+            source.stream,
+            entry_id.decode(),
+            values.get(b"type", b"").decode(),
+            int(values[b"version"]),
+        )
+        for entry_id, values in entries
+        if values.get(b"version", b"").isdigit() and int(values[b"version"]) in known
+    ]
     return RowInspection(
-        **fields, redis_version=int(version) if version is not None else None,
-        redis_tombstone=entry.get("t") == "1", redis_ttl_ms=ttl, redis_lease="l" in entry,
+        **fields,
+        redis_version=int(version) if version is not None else None,
+        redis_tombstone=entry.get("t") == "1",
+        redis_ttl_ms=ttl,
+        redis_lease="l" in entry,
         redis_decodes=decodes,
         fence=FenceState(epoch, drained, *trusted, settings.SYNC_STALENESS_BOUND),
-        writes=_writes(entry), last_event_version=last, events=stream_events)
+        writes=_writes(entry),
+        last_event_version=last,
+        events=stream_events,
+    )
 
 
 def _read(client, key: str, label: str, pk: str, source: events.EventSource | None) -> tuple:
@@ -238,6 +289,11 @@ def _writes(entry: dict[str, str]) -> list[WriteEvent]:
     for kind, name in WRITERS.items():
         if value := entry.get(f"w{kind}"):
             version, _, ms = value.partition("@")
-            found.append(WriteEvent(name, int(version), datetime.datetime.fromtimestamp(
-                int(ms) / 1000, tz=datetime.UTC)))
+            found.append(
+                WriteEvent(
+                    name,
+                    int(version),
+                    datetime.datetime.fromtimestamp(int(ms) / 1000, tz=datetime.UTC),
+                )
+            )
     return sorted(found, key=lambda w: w.at, reverse=True)

@@ -51,16 +51,20 @@ def parse_encryption_keys(text: str) -> dict[str, bytes]:
     for position, item in enumerate(text.split(","), start=1):
         key_id, sep, encoded = item.strip().partition(":")
         if not sep or not KEY_ID.match(key_id):
-            msg = (f"SYNC_ENCRYPTION_KEYS entry {position} must look like id:base64key with an "
-                   "id of letters, digits, '_', '-' or '.'")
+            msg = (
+                f"SYNC_ENCRYPTION_KEYS entry {position} must look like id:base64key with an "
+                "id of letters, digits, '_', '-' or '.'"
+            )
             raise ImproperlyConfigured(msg)
         if key_id in keys:
             msg = f"SYNC_ENCRYPTION_KEYS names key id {key_id!r} twice"
             raise ImproperlyConfigured(msg)
         key = _b64(encoded, f"SYNC_ENCRYPTION_KEYS key {key_id!r}")
         if len(key) != AES_KEY_BYTES:
-            msg = (f"SYNC_ENCRYPTION_KEYS key {key_id!r} has {len(key)} bytes; AES-256 needs "
-                   f"{AES_KEY_BYTES}")
+            msg = (
+                f"SYNC_ENCRYPTION_KEYS key {key_id!r} has {len(key)} bytes; AES-256 needs "
+                f"{AES_KEY_BYTES}"
+            )
             raise ImproperlyConfigured(msg)
         keys[key_id] = key
     return keys
@@ -94,6 +98,8 @@ def development_keys(run_dir: Path) -> dict[str, str]:
     }
     path.write_text("".join(f"{name}={value}\n" for name, value in found.items()))
     path.chmod(0o600)
-    print(f"generated development encryption and HMAC keys in {path}",  # noqa: T201
-          file=sys.stderr)
+    print(  # noqa: T201
+        f"generated development encryption and HMAC keys in {path}",
+        file=sys.stderr,
+    )
     return found

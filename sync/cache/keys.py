@@ -29,7 +29,7 @@ def marker_key(tag: str = "") -> str:
 
 
 def pk_from_key(key: str, label: str) -> str:
-    return key[len(settings.SYNC_KEY_PREFIX) + len(label) + 2:]
+    return key[len(settings.SYNC_KEY_PREFIX) + len(label) + 2 :]
 
 
 def warm_key(part: str = "") -> str:

@@ -39,20 +39,29 @@ class RowState(NamedTuple):
     def to_write(self, spec: SyncSpec) -> CacheWrite:
         key = cache_key(self.label, self.pk)
         if self.values is None or not spec.is_live(self.values):
-            return CacheWrite(key, self.version, b"", "", True,
-                              int(settings.SYNC_TOMBSTONE_TTL * 1000))
+            return CacheWrite(
+                key, self.version, b"", "", True, int(settings.SYNC_TOMBSTONE_TTL * 1000)
+            )
         payload, key_id = seal(spec, key, self.version, self.values)
-        return CacheWrite(key, self.version, payload, key_id, False,
-                          ttl_ms(spec.ttl, spec.ttl_jitter))
+        return CacheWrite(
+            key, self.version, payload, key_id, False, ttl_ms(spec.ttl, spec.ttl_jitter)
+        )
 
     def index_writes(self, spec: SyncSpec) -> list[CacheWrite]:
         """Blind-index entries (digest -> pk), versioned like the row they point at."""
         if self.values is None or not spec.is_live(self.values):
             return []
         return [
-            CacheWrite(index_key(self.label, field, self.values[position]), self.version,
-                       self.pk.encode(), "", False, ttl_ms(spec.ttl, spec.ttl_jitter))
-            for field, position in spec.blind_indexes.items() if self.values[position]
+            CacheWrite(
+                index_key(self.label, field, self.values[position]),
+                self.version,
+                self.pk.encode(),
+                "",
+                False,
+                ttl_ms(spec.ttl, spec.ttl_jitter),
+            )
+            for field, position in spec.blind_indexes.items()
+            if self.values[position]
         ]
 
     def to_writes(self, spec: SyncSpec) -> list[CacheWrite]:
@@ -80,8 +89,9 @@ def select_columns(spec: SyncSpec) -> str:
     return ", ".join(f't."{meta.get_field(name).column}"' for name in spec.fields)
 
 
-def intent_states(spec: SyncSpec, pks: Iterable[object], using: str = "default", *,
-                  settle: list[RowState] = ()) -> list[RowState]:
+def intent_states(
+    spec: SyncSpec, pks: Iterable[object], using: str = "default", *, settle: list[RowState] = ()
+) -> list[RowState]:
     """Pending intents for these pks joined with their rows' current state (one query).
 
     ``settle``: completed writes whose intents this same statement deletes (a data-modifying
@@ -107,14 +117,16 @@ def intent_states(spec: SyncSpec, pks: Iterable[object], using: str = "default",
     converters = converters_for(spec, using)
     rows = prepared_fetchall(conn, sql, params)
     return [
-        RowState(spec.label, pk, intent_version, None, retried) if row_version is None
+        RowState(spec.label, pk, intent_version, None, retried)
+        if row_version is None
         else RowState(spec.label, pk, row_version, convert_row(values, converters), retried)
         for pk, intent_version, retried, row_version, *values in rows
     ]
 
 
-def row_states(spec: SyncSpec, pks: list[str], tombstone_versions: dict[str, int],
-               using: str = "default") -> list[RowState]:
+def row_states(
+    spec: SyncSpec, pks: list[str], tombstone_versions: dict[str, int], using: str = "default"
+) -> list[RowState]:
     """Current state of these rows; absent ones become tombstones at the given versions."""
     meta = spec.model._meta
     conn = connections[using]
@@ -156,14 +168,19 @@ def enqueue_sql(label: str, rows: str, pk: str, version: str) -> str:
         f"FROM {rows} ON CONFLICT (model, object_pk) DO UPDATE "
         "SET version = GREATEST(q.version, EXCLUDED.version), op = EXCLUDED.op, "
         "status = 'pending', attempts = 0, updated_at = now() "
-        "RETURNING q.object_pk AS pk, q.epoch IS NOT NULL AS retried")
+        "RETURNING q.object_pk AS pk, q.epoch IS NOT NULL AS retried"
+    )
 
 
 def enqueue_trigger_ids(models: Iterable) -> list[str]:
     """The PostgreSQL names of these models' enqueue triggers: what a statement that
     enqueues its intents itself puts in ``pgtrigger.ignore`` (transaction-local)."""
-    return [trigger.get_pgid(model) for model in models for trigger in model._meta.triggers
-            if trigger.name == ENQUEUE_TRIGGER]
+    return [
+        trigger.get_pgid(model)
+        for model in models
+        for trigger in model._meta.triggers
+        if trigger.name == ENQUEUE_TRIGGER
+    ]
 
 
 PREPARE_THRESHOLD = 5  # psycopg's default; any number: every call asks to prepare
@@ -218,21 +235,31 @@ def complete(states: list[RowState], using: str = "default") -> int:
 def _delete(states: list[RowState]) -> tuple[str, list]:
     if len(states) == 1:  # equality: no arrays to format for the common single-row case
         (state,) = states
-        return (("DELETE FROM sync_retry_queue WHERE model = %s AND object_pk = %s"
-                " AND version <= %s"), [state.label, state.pk, state.version])
-    return (("DELETE FROM sync_retry_queue d0 "
+        return (
+            ("DELETE FROM sync_retry_queue WHERE model = %s AND object_pk = %s AND version <= %s"),
+            [state.label, state.pk, state.version],
+        )
+    return (
+        (
+            "DELETE FROM sync_retry_queue d0 "
             "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
-            "WHERE d0.model = d.model AND d0.object_pk = d.pk AND d0.version <= d.version"),
-            [[s.label for s in states], [s.pk for s in states], [s.version for s in states]])
+            "WHERE d0.model = d.model AND d0.object_pk = d.pk AND d0.version <= d.version"
+        ),
+        [[s.label for s in states], [s.pk for s in states], [s.version for s in states]],
+    )
 
 
 def settle_cte(states: list[RowState]) -> tuple[str, list]:
     """``settled AS (DELETE …)``: the intents these writes completed, deleted by a CTE of the
     caller's statement (the same text for any number of states, so it can be prepared)."""
-    return (("settled AS (DELETE FROM sync_retry_queue d0 "
-             "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
-             "WHERE d0.model = d.model AND d0.object_pk = d.pk AND d0.version <= d.version)"),
-            [[s.label for s in states], [s.pk for s in states], [s.version for s in states]])
+    return (
+        (
+            "settled AS (DELETE FROM sync_retry_queue d0 "
+            "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
+            "WHERE d0.model = d.model AND d0.object_pk = d.pk AND d0.version <= d.version)"
+        ),
+        [[s.label for s in states], [s.pk for s in states], [s.version for s in states]],
+    )
 
 
 # The outage epoch of each model of a statement's first parameter (an array of labels) goes
@@ -256,7 +283,8 @@ def fail(states: list[RowState], error: str, using: str = "default") -> tuple[di
     labels = sorted({s.label for s in states})
     with connections[using].cursor() as cursor:
         cursor.execute(
-            BUMP_EPOCHS + """
+            BUMP_EPOCHS
+            + """
             UPDATE sync_retry_queue q SET
                 attempts = q.attempts + 1,
                 epoch = b.epoch,
@@ -269,16 +297,26 @@ def fail(states: list[RowState], error: str, using: str = "default") -> tuple[di
             WHERE q.model = d.model AND q.object_pk = d.pk AND b.model = d.model
             RETURNING q.model, q.object_pk, q.status, b.epoch
             """,
-            [labels, redact(error)[:1000], settings.SYNC_REPLAY_MAX_ATTEMPTS,
-             settings.SYNC_REPLAY_BACKOFF_BASE, settings.SYNC_REPLAY_BACKOFF_CAP,
-             [s.label for s in states], [s.pk for s in states]],
+            [
+                labels,
+                redact(error)[:1000],
+                settings.SYNC_REPLAY_MAX_ATTEMPTS,
+                settings.SYNC_REPLAY_BACKOFF_BASE,
+                settings.SYNC_REPLAY_BACKOFF_CAP,
+                [s.label for s in states],
+                [s.pk for s in states],
+            ],
         )
         rows = cursor.fetchall()
     epochs = {label: epoch for label, _pk, _status, epoch in rows}
     dead = [(label, pk) for label, pk, status, _epoch in rows if status == "dead"]
     for label, pk in dead:
-        logger.error("ALERT sync intent dead after %s attempts: %s:%s",
-                     settings.SYNC_REPLAY_MAX_ATTEMPTS, label, pk)
+        logger.error(
+            "ALERT sync intent dead after %s attempts: %s:%s",
+            settings.SYNC_REPLAY_MAX_ATTEMPTS,
+            label,
+            pk,
+        )
     return epochs, len(dead)
 
 
@@ -294,7 +332,8 @@ def requeue_lost(states: list[RowState], using: str = "default") -> dict[str, in
     labels = sorted({label for label, _pk in newest})
     with connections[using].cursor() as cursor:
         cursor.execute(
-            BUMP_EPOCHS + """
+            BUMP_EPOCHS  # noqa: S608 - constant text; every value is a parameter
+            + """
             INSERT INTO sync_retry_queue AS q (model, object_pk, version, op, status, attempts,
                 next_attempt_at, created_at, updated_at, epoch, last_error)
             SELECT d.model, d.pk, d.version, 'u', 'pending', 0, now(), now(), now(), b.epoch, %s
@@ -305,10 +344,14 @@ def requeue_lost(states: list[RowState], using: str = "default") -> dict[str, in
                 epoch = EXCLUDED.epoch, last_error = EXCLUDED.last_error,
                 next_attempt_at = now(), updated_at = now()
             RETURNING q.model, q.epoch
-            """,  # noqa: S608 - constant text; every value is a parameter
-            [labels, "the cache Redis lost its data during this write",
-             [label for label, _pk in newest], [pk for _label, pk in newest],
-             list(newest.values())],
+            """,
+            [
+                labels,
+                "the cache Redis lost its data during this write",
+                [label for label, _pk in newest],
+                [pk for _label, pk in newest],
+                list(newest.values()),
+            ],
         )
         return dict(cursor.fetchall())
 
@@ -319,8 +362,9 @@ class Claimed(NamedTuple):
     version: int
 
 
-def claim(limit: int, *, since: datetime.datetime, include_not_due: bool = False,
-          using: str = "default") -> list[Claimed]:
+def claim(
+    limit: int, *, since: datetime.datetime, include_not_due: bool = False, using: str = "default"
+) -> list[Claimed]:
     """Take up to ``limit`` due intents (SKIP LOCKED: concurrent replayers never share one).
 
     The claim pushes ``next_attempt_at`` out by a lease, so an intent whose replayer dies is

@@ -32,13 +32,19 @@ class ReplayResult:
     fence_advanced: int = 0
 
     def __str__(self) -> str:
-        return (f"claimed {self.claimed}, written {self.written}, failed {self.failed} "
-                f"in {self.batches} batch(es); fence advanced for {self.fence_advanced} model(s)")
+        return (
+            f"claimed {self.claimed}, written {self.written}, failed {self.failed} "
+            f"in {self.batches} batch(es); fence advanced for {self.fence_advanced} model(s)"
+        )
 
 
-def replay_pending(*, batch_size: int | None = None, max_batches: int | None = None,
-                   include_not_due: bool = False,
-                   progress: Callable[[ReplayResult], None] | None = None) -> ReplayResult:
+def replay_pending(
+    *,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+    include_not_due: bool = False,
+    progress: Callable[[ReplayResult], None] | None = None,
+) -> ReplayResult:
     batch_size = batch_size or settings.SYNC_REPLAY_BATCH
     result = ReplayResult()
     started = outbox.database_now()

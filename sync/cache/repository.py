@@ -66,8 +66,9 @@ def _from_db(spec: SyncSpec, pk: object) -> models.Model | None:
     return spec.model._base_manager.filter(pk=pk, **spec.live_filter).first()
 
 
-def _fill(spec: SyncSpec, instances: list[models.Model],
-          leases: dict[str, str] | None = None) -> None:
+def _fill(
+    spec: SyncSpec, instances: list[models.Model], leases: dict[str, str] | None = None
+) -> None:
     """Write rows just read from PostgreSQL, each only while this reader's fill lease on its
     key stands (``leases``: key -> token, taken on the miss before the read; ``lua/fill.lua``).
 
@@ -82,13 +83,27 @@ def _fill(spec: SyncSpec, instances: list[models.Model],
     leases = leases or {}
     writes, fills = [], []
     for obj in instances:
-        row, *indexes = RowState(spec.label, str(obj.pk), obj.version,
-                                 tuple(getattr(obj, name) for name in spec.attnames)
-                                 ).to_writes(spec)
+        row, *indexes = RowState(
+            spec.label,
+            str(obj.pk),
+            obj.version,
+            tuple(getattr(obj, name) for name in spec.attnames),
+        ).to_writes(spec)
         writes += indexes
         if token := leases.get(row.key):
-            fills.append((row.key, [token, row.version, row.payload, row.key_id,
-                                    "1" if row.tombstone else "0", row.ttl_ms]))
+            fills.append(
+                (
+                    row.key,
+                    [
+                        token,
+                        row.version,
+                        row.payload,
+                        row.key_id,
+                        "1" if row.tombstone else "0",
+                        row.ttl_ms,
+                    ],
+                )
+            )
     # A failed fill costs nothing but the next miss; the breaker has logged the failure.
     with contextlib.suppress(CacheUnavailableError):
         if fills:
@@ -99,14 +114,18 @@ def _fill(spec: SyncSpec, instances: list[models.Model],
 def _lease_many(spec: SyncSpec, pks: list[object]) -> dict[str, str]:
     """Fill leases on the keys of missed rows, in one round trip: key -> token, for the keys
     this reader got (not those another reader is filling, nor rows that arrived meanwhile)."""
-    calls = [(cache_key(spec.label, pk), [secrets.token_hex(8), settings.SYNC_LEASE_MS])
-             for pk in pks]
+    calls = [
+        (cache_key(spec.label, pk), [secrets.token_hex(8), settings.SYNC_LEASE_MS]) for pk in pks
+    ]
     try:
         replies = connection.run(lambda client: store.eval_many(client, "read", calls))
     except CacheUnavailableError:
         return {}
-    return {key: args[0] for (key, args), reply in zip(calls, replies, strict=True)
-            if int(reply[0]) == 3}  # read.lua: 3 = this reader got the lease
+    return {
+        key: args[0]
+        for (key, args), reply in zip(calls, replies, strict=True)
+        if int(reply[0]) == 3
+    }  # read.lua: 3 = this reader got the lease
 
 
 def _decode(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> models.Model | None:
@@ -124,8 +143,9 @@ def _dirty_here(spec: SyncSpec, pk: object) -> bool:
     """Did the current transaction change this row (so Redis cannot show its own write)?"""
     conn = connections["default"]
     buffer = getattr(conn, "_sync_buffer", None)
-    return conn.in_atomic_block and buffer is not None and str(pk) in buffer.keys.get(
-        spec.label, ())
+    return (
+        conn.in_atomic_block and buffer is not None and str(pk) in buffer.keys.get(spec.label, ())
+    )
 
 
 @functools.cache
@@ -259,8 +279,11 @@ def get_by(model: type[M], **lookup: str) -> M | None:
             obj = get(model, spec.model._meta.pk.to_python(entry.payload.decode()))
             if obj is not None and getattr(obj, index.attname) == digest:
                 return obj
-    obj = spec.model._base_manager.filter(
-        **{index.attname: digest}, **spec.live_filter).first() if digest else None
+    obj = (
+        spec.model._base_manager.filter(**{index.attname: digest}, **spec.live_filter).first()
+        if digest
+        else None
+    )
     if obj is not None and fence.trusts(spec.label) and not _in_transaction():
         _fill(spec, [obj])
     return obj

@@ -29,13 +29,19 @@ class RotationReport:
     repaired: int = 0
 
     def __str__(self) -> str:
-        return (f"{self.label}: {self.scanned} keys, {self.rotated} re-encrypted, "
-                f"{self.current} already under the current key, {self.repaired} undecodable "
-                "under every configured key and rewritten from PostgreSQL")
+        return (
+            f"{self.label}: {self.scanned} keys, {self.rotated} re-encrypted, "
+            f"{self.current} already under the current key, {self.repaired} undecodable "
+            "under every configured key and rewritten from PostgreSQL"
+        )
 
 
-def rotate(spec: SyncSpec, *, batch_size: int = 500,
-           progress: Callable[[RotationReport], None] | None = None) -> RotationReport:
+def rotate(
+    spec: SyncSpec,
+    *,
+    batch_size: int = 500,
+    progress: Callable[[RotationReport], None] | None = None,
+) -> RotationReport:
     report = RotationReport(spec.label)
     current = keyring().current_id
     for names in store.scan_keys(model_pattern(spec.label), count=batch_size):
@@ -56,8 +62,9 @@ def rotate(spec: SyncSpec, *, batch_size: int = 500,
             sealed, new_id = encrypt(plain, key=name, version=int(version))
             jobs.append((name, version, key_id, sealed, new_id))
         if jobs:
-            report.rotated += sum(connection.run(lambda c, jobs=jobs: _reencrypt(c, jobs),
-                                                 bulk=True))
+            report.rotated += sum(
+                connection.run(lambda c, jobs=jobs: _reencrypt(c, jobs), bulk=True)
+            )
         if undecodable:
             report.repaired += _rewrite_from_database(spec, undecodable)
         if progress:
@@ -73,9 +80,14 @@ def _hmget(client: redis.Redis, names: list[str]) -> list:
 
 
 def _reencrypt(client: redis.Redis, jobs: list) -> list[int]:
-    return store.eval_many(client, "reencrypt", [
-        (name, [version, old_id, sealed, new_id])
-        for name, version, old_id, sealed, new_id in jobs])
+    return store.eval_many(
+        client,
+        "reencrypt",
+        [
+            (name, [version, old_id, sealed, new_id])
+            for name, version, old_id, sealed, new_id in jobs
+        ],
+    )
 
 
 def _rewrite_from_database(spec: SyncSpec, pks: list[str]) -> int:
@@ -85,7 +97,5 @@ def _rewrite_from_database(spec: SyncSpec, pks: list[str]) -> int:
     return len(states)
 
 
-def rotate_all(*, progress: Callable[[RotationReport], None] | None = None
-               ) -> list[RotationReport]:
-    return [rotate(spec, progress=progress) for spec in synced_models()
-            if spec.tier != Tier.PUBLIC]
+def rotate_all(*, progress: Callable[[RotationReport], None] | None = None) -> list[RotationReport]:
+    return [rotate(spec, progress=progress) for spec in synced_models() if spec.tier != Tier.PUBLIC]

@@ -92,8 +92,14 @@ def _marker(client: redis.Redis, primary: str) -> str:
         return marker_key()
     key = _marker_keys.get(primary)
     if key is None or _node_name(client, key) != primary:  # first use, or resharded
-        key = next((key for key in map(marker_key, map(str, range(MARKER_TAGS)))
-                    if _node_name(client, key) == primary), None)
+        key = next(
+            (
+                key
+                for key in map(marker_key, map(str, range(MARKER_TAGS)))
+                if _node_name(client, key) == primary
+            ),
+            None,
+        )
         if key is None:  # pragma: no cover - a primary that owns no slot (being added)
             msg = f"cluster primary {primary} owns no slot for a data-loss marker"
             raise redis.exceptions.RedisError(msg)
@@ -104,8 +110,9 @@ def _marker(client: redis.Redis, primary: str) -> str:
 def _fetch_markers(client: redis.Redis) -> None:
     for primary, node in connection.primaries(client).items():
         fresh = secrets.token_hex(8)
-        _seen[primary] = _token(node.eval(_source("marker"), 1, _marker(client, primary), fresh),
-                                fresh)
+        _seen[primary] = _token(
+            node.eval(_source("marker"), 1, _marker(client, primary), fresh), fresh
+        )
 
 
 def capture() -> Marks:
@@ -126,23 +133,35 @@ def forget_markers() -> None:
 
 
 connection.breaker.on_change(
-    lambda state: forget_markers() if state == connection.breaker.CLOSED else None)
+    lambda state: forget_markers() if state == connection.breaker.CLOSED else None
+)
 
 
-def eval_many(client: redis.Redis, name: str, calls: list[tuple[str, list]], *,
-              wait: bool = False, marks: Marks | None = None) -> list:
+def eval_many(
+    client: redis.Redis,
+    name: str,
+    calls: list[tuple[str, list]],
+    *,
+    wait: bool = False,
+    marks: Marks | None = None,
+) -> list:
     """EVALSHA of ``lua/<name>.lua`` once per (key, args), in one round trip.
 
     ``wait``: the writes count only once ``SYNC_REDIS_WAIT_REPLICAS`` replicas have them
     (``UnreplicatedWriteError`` otherwise), see ``_pipelined``. ``marks``: checked after
     the writes, see ``Marks``.
     """
-    return eval_keys(client, name, [((key,), args) for key, args in calls], wait=wait,
-                     marks=marks)
+    return eval_keys(client, name, [((key,), args) for key, args in calls], wait=wait, marks=marks)
 
 
-def eval_keys(client: redis.Redis, name: str, calls: list[tuple[tuple[str, ...], list]], *,
-              wait: bool = False, marks: Marks | None = None) -> list:
+def eval_keys(
+    client: redis.Redis,
+    name: str,
+    calls: list[tuple[tuple[str, ...], list]],
+    *,
+    wait: bool = False,
+    marks: Marks | None = None,
+) -> list:
     """EVALSHA of ``lua/<name>.lua`` once per (keys, args); a call's keys share one slot.
 
     A restarted (empty) Redis answers NOSCRIPT: the script is loaded (on every primary of a
@@ -156,14 +175,16 @@ def eval_keys(client: redis.Redis, name: str, calls: list[tuple[tuple[str, ...],
     def send() -> list:
         # NOTE: on a cluster even one call goes out raw: RedisCluster.execute_command's
         # routing costs more than the round trip here (bench/topology.py).
-        if len(calls) == 1 and not replicas and marks is None and not connection.is_cluster(
-                client):
+        if len(calls) == 1 and not replicas and marks is None and not connection.is_cluster(client):
             keys, args = calls[0]
             return [client.evalsha(sha, len(keys), *keys, *args)]
-        return _pipelined(client, [("EVALSHA", sha, len(keys), *keys, *args)
-                                   for keys, args in calls],
-                          keys=[keys[0] for keys, _args in calls], wait_replicas=replicas,
-                          marks=marks)
+        return _pipelined(
+            client,
+            [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls],
+            keys=[keys[0] for keys, _args in calls],
+            wait_replicas=replicas,
+            marks=marks,
+        )
 
     try:
         return send()
@@ -172,8 +193,7 @@ def eval_keys(client: redis.Redis, name: str, calls: list[tuple[tuple[str, ...],
         return send()
 
 
-def _by_node(client: redis.Redis,
-             keys: list[str]) -> list[tuple[str, redis.Redis, list[int]]]:
+def _by_node(client: redis.Redis, keys: list[str]) -> list[tuple[str, redis.Redis, list[int]]]:
     """The commands' positions grouped by the primary that holds their key, with its name
     (one group, "" and the client itself, unless it is a cluster client)."""
     if not connection.is_cluster(client):
@@ -181,13 +201,20 @@ def _by_node(client: redis.Redis,
     groups: dict[str, tuple[str, redis.Redis, list[int]]] = {}
     for position, key in enumerate(keys):
         node = client.nodes_manager.get_node_from_slot(client.keyslot(key))
-        groups.setdefault(node.name, (node.name, client.get_redis_connection(node), []))[
-            2].append(position)
+        groups.setdefault(node.name, (node.name, client.get_redis_connection(node), []))[2].append(
+            position
+        )
     return list(groups.values())
 
 
-def _pipelined(client: redis.Redis, commands: list[tuple], *, keys: list[str],
-               wait_replicas: int = 0, marks: Marks | None = None) -> list:
+def _pipelined(
+    client: redis.Redis,
+    commands: list[tuple],
+    *,
+    keys: list[str],
+    wait_replicas: int = 0,
+    marks: Marks | None = None,
+) -> list:
     """Send many commands in one write per primary and read their replies: a pipeline
     without redis-py's per-command bookkeeping, which is most of the client's time when
     warming or replaying (hiredis packs the commands in C). On a cluster the commands go to
@@ -218,11 +245,13 @@ def _pipelined(client: redis.Redis, commands: list[tuple], *, keys: list[str],
             held.append((pool, conn := pool.get_connection()))
             packed = [pack_command(commands[position]) for position in positions]
             if marks is not None:
-                packed.append(pack_command(
-                    ("EVAL", _source("marker"), 1, _marker(client, primary), fresh)))
+                packed.append(
+                    pack_command(("EVAL", _source("marker"), 1, _marker(client, primary), fresh))
+                )
             if wait_replicas:
-                packed.append(pack_command(
-                    ("WAIT", wait_replicas, settings.SYNC_REDIS_WAIT_TIMEOUT_MS)))
+                packed.append(
+                    pack_command(("WAIT", wait_replicas, settings.SYNC_REDIS_WAIT_TIMEOUT_MS))
+                )
             # One buffer, one send: redis-py sends a list item by item, a system call
             # per command (most of the write-through thread's time when filling).
             conn.send_packed_command([b"".join(packed)], check_health=False)
@@ -232,8 +261,10 @@ def _pipelined(client: redis.Redis, commands: list[tuple], *, keys: list[str],
             if marks is not None:
                 marks.check(primary, conn.read_response(), fresh)
             if wait_replicas and (acked := conn.read_response()) < wait_replicas:
-                msg = (f"{acked} of {wait_replicas} replica(s) acknowledged the write within "
-                       f"{settings.SYNC_REDIS_WAIT_TIMEOUT_MS} ms")
+                msg = (
+                    f"{acked} of {wait_replicas} replica(s) acknowledged the write within "
+                    f"{settings.SYNC_REDIS_WAIT_TIMEOUT_MS} ms"
+                )
                 raise UnreplicatedWriteError(msg)
     except BaseException as e:
         for _pool, conn in held:
@@ -266,8 +297,14 @@ def ttl_ms(seconds: float, jitter: float) -> int:
 WRITE_THROUGH, REPLAY, WARM, REPAIR, RESYNC = "w", "r", "m", "v", "c"
 
 
-def write_many(writes: list[CacheWrite], *, replace_equal: bool = False,
-               wait: bool = False, marks: Marks | None = None, source: str = "") -> list[bool]:
+def write_many(
+    writes: list[CacheWrite],
+    *,
+    replace_equal: bool = False,
+    wait: bool = False,
+    marks: Marks | None = None,
+    source: str = "",
+) -> list[bool]:
     """CAS-write every row in one round trip; True where the write was applied.
 
     ``replace_equal`` also overwrites entries at the same version (repair of corruption).
@@ -280,11 +317,29 @@ def write_many(writes: list[CacheWrite], *, replace_equal: bool = False,
         return []
     equal = "1" if replace_equal else "0"
     now_ms = int(time.time() * 1000) if source else 0
-    calls = [(w.key, [w.version, w.payload, w.key_id, "1" if w.tombstone else "0", w.ttl_ms,
-                      equal, source, now_ms]) for w in writes]
-    return [bool(r) for r in connection.run(
-        lambda client: eval_many(client, "cas_write", calls, wait=wait, marks=marks),
-        bulk=len(calls) > BULK_CALLS)]
+    calls = [
+        (
+            w.key,
+            [
+                w.version,
+                w.payload,
+                w.key_id,
+                "1" if w.tombstone else "0",
+                w.ttl_ms,
+                equal,
+                source,
+                now_ms,
+            ],
+        )
+        for w in writes
+    ]
+    return [
+        bool(r)
+        for r in connection.run(
+            lambda client: eval_many(client, "cas_write", calls, wait=wait, marks=marks),
+            bulk=len(calls) > BULK_CALLS,
+        )
+    ]
 
 
 class Hit(NamedTuple):
@@ -349,8 +404,10 @@ def versions(keys: list[str]) -> list[tuple[int | None, bool]]:
     """(stored version or None, is tombstone) for each key, one round trip."""
 
     def operation(client: redis.Redis) -> list[tuple[int | None, bool]]:
-        return [(int(v) if v is not None else None, t == b"1")
-                for v, t in _hmget_many(client, keys, ("v", "t"))]
+        return [
+            (int(v) if v is not None else None, t == b"1")
+            for v, t in _hmget_many(client, keys, ("v", "t"))
+        ]
 
     return connection.run(operation, bulk=len(keys) > BULK_CALLS)
 
@@ -363,7 +420,9 @@ def scan_keys(pattern: str, *, count: int) -> Iterator[list[str]]:
         while True:
             cursor, keys = connection.run(
                 lambda client, cur=cursor, name=name: _primary(client, name).scan(
-                    cur, match=pattern, count=count))
+                    cur, match=pattern, count=count
+                )
+            )
             yield [key.decode() for key in keys]
             if cursor == 0:
                 break
@@ -379,7 +438,8 @@ def _primary(client: redis.Redis, name: str) -> redis.Redis:
 
 def fence() -> dict[str, int]:
     return connection.run(
-        lambda client: {k.decode(): int(v) for k, v in client.hgetall(fence_key()).items()})
+        lambda client: {k.decode(): int(v) for k, v in client.hgetall(fence_key()).items()}
+    )
 
 
 def advance_fence(epochs: dict[str, int]) -> None:
@@ -399,9 +459,12 @@ def marker_tokens(*, create: bool) -> str:
         if create:
             _fetch_markers(client)
             return ",".join(f"{name}={_seen[name]}" for name in sorted(_seen))
-        tokens = {name: node.get(_marker(client, name))
-                  for name, node in connection.primaries(client).items()}
-        return ",".join(f"{name}={token.decode() if token else '-'}"
-                        for name, token in sorted(tokens.items()))
+        tokens = {
+            name: node.get(_marker(client, name))
+            for name, node in connection.primaries(client).items()
+        }
+        return ",".join(
+            f"{name}={token.decode() if token else '-'}" for name, token in sorted(tokens.items())
+        )
 
     return connection.run(operation)

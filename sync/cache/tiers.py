@@ -57,8 +57,9 @@ def decrypt(sealed: bytes, *, key: str, version: int, key_id: str) -> bytes:
         msg = f"{key}: encrypted under key id {key_id!r}, which is not configured"
         raise TamperedEntryError(msg)
     try:
-        return AESGCM(secret).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:],
-                                      _aad(key, version))
+        return AESGCM(secret).decrypt(
+            sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _aad(key, version)
+        )
     except (InvalidTag, ValueError) as e:
         msg = f"{key}: ciphertext does not authenticate at version {version}"
         raise TamperedEntryError(msg) from e

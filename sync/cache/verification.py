@@ -33,8 +33,9 @@ class VerifyReport:
     stale: int = 0
     extra: int = 0
     repaired: int = 0
-    examples: dict[str, list[str]] = field(default_factory=lambda: {
-        "missing": [], "stale": [], "extra": []})
+    examples: dict[str, list[str]] = field(
+        default_factory=lambda: {"missing": [], "stale": [], "extra": []}
+    )
 
     @property
     def fraction(self) -> float:
@@ -56,13 +57,20 @@ class VerifyReport:
 
     def __str__(self) -> str:
         nines = "inf" if math.isinf(self.nines) else f"{self.nines:.2f}"
-        return (f"{self.label}: {self.rows} rows, {self.consistent} consistent "
-                f"({self.fraction:.6%}, {nines} nines), missing {self.missing}, "
-                f"stale {self.stale}, extra {self.extra}, repaired {self.repaired}")
+        return (
+            f"{self.label}: {self.rows} rows, {self.consistent} consistent "
+            f"({self.fraction:.6%}, {nines} nines), missing {self.missing}, "
+            f"stale {self.stale}, extra {self.extra}, repaired {self.repaired}"
+        )
 
 
-def verify(spec: SyncSpec, *, repair: bool = False, batch_size: int | None = None,
-           progress: Callable[[VerifyReport, int], None] | None = None) -> VerifyReport:
+def verify(
+    spec: SyncSpec,
+    *,
+    repair: bool = False,
+    batch_size: int | None = None,
+    progress: Callable[[VerifyReport, int], None] | None = None,
+) -> VerifyReport:
     batch_size = batch_size or settings.SYNC_WARM_BATCH
     report = VerifyReport(spec.label)
     total = count_rows(spec)
@@ -85,8 +93,12 @@ def verify(spec: SyncSpec, *, repair: bool = False, batch_size: int | None = Non
             else:
                 report.consistent += 1
         if repair and to_repair:
-            store.write_many([w for state in to_repair for w in state.to_writes(spec)],
-                             replace_equal=True, marks=marks, source=store.REPAIR)
+            store.write_many(
+                [w for state in to_repair for w in state.to_writes(spec)],
+                replace_equal=True,
+                marks=marks,
+                source=store.REPAIR,
+            )
             if marks.lost:
                 writer.note_lost(to_repair)
             report.repaired += len(to_repair)
@@ -100,17 +112,20 @@ def _find_extra(spec: SyncSpec, report: VerifyReport, *, repair: bool, batch_siz
     for names in store.scan_keys(model_pattern(spec.label), count=batch_size):
         if names:
             stored = store.versions(names)
-            live = {pk_from_key(name, spec.label): name
-                    for name, (version, tombstone) in zip(names, stored, strict=True)
-                    if version is not None and not tombstone}
+            live = {
+                pk_from_key(name, spec.label): name
+                for name, (version, tombstone) in zip(names, stored, strict=True)
+                if version is not None and not tombstone
+            }
             existing = _existing_pks(spec, list(live))
             for pk, name in live.items():
                 if pk not in existing:
                     report.extra += 1
                     report._note("extra", name)
                     if repair:
-                        store.write_many([RowState(spec.label, pk, outbox.next_version(), None)
-                                          .to_write(spec)])
+                        store.write_many(
+                            [RowState(spec.label, pk, outbox.next_version(), None).to_write(spec)]
+                        )
                         report.repaired += 1
 
 
@@ -122,5 +137,7 @@ def _existing_pks(spec: SyncSpec, pks: list[str]) -> set[str]:
             values.append(field.to_python(pk))
         except Exception:  # noqa: BLE001, S112 - a malformed key is simply not a row of ours
             continue
-    return {str(pk) for pk in
-            spec.model._base_manager.filter(pk__in=values).values_list("pk", flat=True)}
+    return {
+        str(pk)
+        for pk in spec.model._base_manager.filter(pk__in=values).values_list("pk", flat=True)
+    }

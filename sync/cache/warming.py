@@ -42,8 +42,10 @@ def iter_rows(spec: SyncSpec, batch_size: int, *, after: str | None = None):
         if not rows:
             return
         last = rows[-1][0]
-        yield [(str(pk_value), version, convert_row(values, converters))
-               for pk_value, version, *values in rows]
+        yield [
+            (str(pk_value), version, convert_row(values, converters))
+            for pk_value, version, *values in rows
+        ]
 
 
 def captured(batches: Iterator[list]) -> Iterator[tuple[list, store.Marks]]:
@@ -61,19 +63,24 @@ def write_batch(spec: SyncSpec, batch: list, marks: store.Marks) -> int:
     Redis data lost since ``marks`` were captured: the rows' intents again (``note_lost``)."""
     states = [RowState(spec.label, pk, version, values) for pk, version, values in batch]
     rows = [s.to_write(spec) for s in states]
-    applied = store.write_many(rows + [w for s in states for w in s.index_writes(spec)],
-                               marks=marks, source=store.WARM)
+    applied = store.write_many(
+        rows + [w for s in states for w in s.index_writes(spec)], marks=marks, source=store.WARM
+    )
     if marks.lost:
         writer.note_lost(states)
-    return sum(applied[:len(rows)])
+    return sum(applied[: len(rows)])
 
 
 def count_rows(spec: SyncSpec) -> int:
     return spec.model._base_manager.count()
 
 
-def warm(spec: SyncSpec, *, batch_size: int | None = None,
-         progress: Callable[[WarmProgress], None] | None = None) -> WarmProgress:
+def warm(
+    spec: SyncSpec,
+    *,
+    batch_size: int | None = None,
+    progress: Callable[[WarmProgress], None] | None = None,
+) -> WarmProgress:
     batch_size = batch_size or settings.SYNC_WARM_BATCH
     state = WarmProgress(spec.label, 0, count_rows(spec), 0)
     for batch, marks in captured(iter_rows(spec, batch_size)):

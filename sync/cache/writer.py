@@ -47,8 +47,10 @@ def _buffer(using: str) -> _TransactionBuffer:
     found: _TransactionBuffer | None = getattr(conn, "_sync_buffer", None)
     # NOTE: the buffer lives as long as its on_commit callback: a rolled-back transaction
     # drops the callback, so a buffer whose callback is no longer queued is stale.
-    if found is None or not conn.in_atomic_block or not any(
-        callback is found.callback for _sids, callback, _robust in conn.run_on_commit
+    if (
+        found is None
+        or not conn.in_atomic_block
+        or not any(callback is found.callback for _sids, callback, _robust in conn.run_on_commit)
     ):
         found = _TransactionBuffer(using)
         conn._sync_buffer = found
@@ -68,9 +70,13 @@ def mark_changed(label: str, pks: Iterable[object], using: str = "default") -> N
     _buffer(using).keys[label].update(pks)
 
 
-def write_on_commit(states: list[outbox.RowState], using: str = "default", *,
-                    via: BackgroundWriter | None = None, marks: store.Marks | None = None,
-                    ) -> None:
+def write_on_commit(
+    states: list[outbox.RowState],
+    using: str = "default",
+    *,
+    via: BackgroundWriter | None = None,
+    marks: store.Marks | None = None,
+) -> None:
     """Write these row states through when the current transaction commits.
 
     For a bulk statement that already has what Redis needs: it wrote the rows and enqueued
@@ -89,11 +95,16 @@ def write_on_commit(states: list[outbox.RowState], using: str = "default", *,
     transaction.on_commit(partial(write, states, marks=marks), using=using, robust=True)
 
 
-def _write_known(states: list[outbox.RowState], using: str,
-                 settle_to: list | None = None, marks: store.Marks | None = None) -> None:
+def _write_known(
+    states: list[outbox.RowState],
+    using: str,
+    settle_to: list | None = None,
+    marks: store.Marks | None = None,
+) -> None:
     try:
-        write_states(states, using=using, defer_settle=True, defer_any=True, defer_to=settle_to,
-                     marks=marks)
+        write_states(
+            states, using=using, defer_settle=True, defer_any=True, defer_to=settle_to, marks=marks
+        )
     except Exception:
         logger.exception("write-through failed unexpectedly; replay will retry the intents")
 
@@ -123,8 +134,9 @@ class BackgroundWriter:
         """``marks``: captured where the states were read (before the batch statement), not
         here: a loss between that read and this hand-over must be seen too."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="sync-write-through",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="sync-write-through", daemon=True
+            )
             self._thread.start()
         self._queue.put((states, marks))
 
@@ -191,8 +203,11 @@ def _take_settle(using: str, *, due_only: bool = False) -> list[outbox.RowState]
     pending = held.get("_sync_settle")
     if not pending:
         return []
-    if due_only and len(pending) < SETTLE_BATCH and (
-            time.monotonic() - held["_sync_settle_since"] < SETTLE_AGE):
+    if (
+        due_only
+        and len(pending) < SETTLE_BATCH
+        and (time.monotonic() - held["_sync_settle_since"] < SETTLE_AGE)
+    ):
         return []
     del held["_sync_settle"]
     return pending
@@ -231,8 +246,9 @@ def _flush_keys(keys: dict[str, set[str]], using: str) -> None:
     try:
         states = []
         for label, pks in keys.items():
-            states += outbox.intent_states(spec_for(label), sorted(pks), using=using,
-                                           settle=settle_now)
+            states += outbox.intent_states(
+                spec_for(label), sorted(pks), using=using, settle=settle_now
+            )
             settle_now = []
     except DatabaseError as e:
         logger.warning("write-through skipped, replay will do it: %s", type(e).__name__)
@@ -249,14 +265,21 @@ def note_lost(states: list[outbox.RowState], using: str = "default") -> None:
     versions. Raises ``DatabaseError``."""
     epochs = outbox.requeue_lost(states, using=using)
     fence.note_failure(epochs)
-    logger.warning("the cache Redis lost its data during a write of %d key(s); left for replay",
-                   len(states))
+    logger.warning(
+        "the cache Redis lost its data during a write of %d key(s); left for replay", len(states)
+    )
 
 
-def write_states(states: list[outbox.RowState], using: str = "default", *,
-                 defer_settle: bool = False, defer_any: bool = False,
-                 defer_to: list | None = None, marks: store.Marks | None = None,
-                 source: str = store.WRITE_THROUGH) -> bool:
+def write_states(
+    states: list[outbox.RowState],
+    using: str = "default",
+    *,
+    defer_settle: bool = False,
+    defer_any: bool = False,
+    defer_to: list | None = None,
+    marks: store.Marks | None = None,
+    source: str = store.WRITE_THROUGH,
+) -> bool:
     """Write these states to Redis and settle their intents. True when Redis took them.
 
     ``defer_settle``: a single-row write's intent is deleted later, with others

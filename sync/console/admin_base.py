@@ -46,8 +46,9 @@ TONES = ("ok", "warn", "bad", "info", "muted")
 
 def badge(label: object, tone: str = "muted") -> str:
     """A coloured pill for a status (``format_html``: the label is escaped)."""
-    return format_html('<span class="console-badge tone-{}">{}</span>',
-                       tone if tone in TONES else "muted", label)
+    return format_html(
+        '<span class="console-badge tone-{}">{}</span>', tone if tone in TONES else "muted", label
+    )
 
 
 BRIEF_CHARS = 90  # a free text in a list: cut at a word, the whole text on hover
@@ -76,8 +77,7 @@ def brief(text: str, limit: int = BRIEF_CHARS) -> str:
     if len(text) <= limit:
         return text or "-"
     cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
-    return format_html('<span class="console-brief" title="{}">{}…</span>', text,
-                       cut.rstrip(",;:"))
+    return format_html('<span class="console-brief" title="{}">{}…</span>', text, cut.rstrip(",;:"))
 
 
 ISO_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
@@ -103,6 +103,8 @@ def _long_seconds(match: re.Match) -> str:
     """``23,744 s`` as ``6 h 35 min``; under a minute as it was."""
     seconds = int(match.group(1).replace(",", ""))
     return formats.duration(seconds) if seconds >= 60 else match.group(0)
+
+
 VERSION = re.compile(r"\b(version|versions?) (\d{4,})\b")
 
 
@@ -147,10 +149,14 @@ def json_table(value: object) -> str:
     else:
         return readable(value)
     return format_html(
-        table, format_html_join("", head, ((h,) for h in heads)),
-        format_html_join("", "<tr>{}</tr>", (
-            (format_html_join("", "<td>{}</td>", ((_cell(c),) for c in row)),)
-            for row in rows)))
+        table,
+        format_html_join("", head, ((h,) for h in heads)),
+        format_html_join(
+            "",
+            "<tr>{}</tr>",
+            ((format_html_join("", "<td>{}</td>", ((_cell(c),) for c in row)),) for row in rows),
+        ),
+    )
 
 
 def pii_kind(field_name: str) -> str:
@@ -166,8 +172,7 @@ def _show_pii(request: HttpRequest) -> bool:
     return roles.can_view_pii(request.user)
 
 
-def bad_request(request: HttpRequest, admin_site: admin.AdminSite, reason: str
-                ) -> TemplateResponse:
+def bad_request(request: HttpRequest, admin_site: admin.AdminSite, reason: str) -> TemplateResponse:
     """A 400 page in the console's frame that says what was wrong with the request."""
     context = {**admin_site.each_context(request), "title": "Bad request", "reason": reason}
     return TemplateResponse(request, "admin/console/bad_request.html", context, status=400)
@@ -192,12 +197,10 @@ class PiiMaskingMixin:
             setattr(self, f"{name}_redacted", self._redacted_display(model, name))
             # In lists: one line of it, cut, redacted or (PII role) as stored.
             setattr(self, f"{name}_brief", self._brief_display(model, name, redacted=True))
-            setattr(self, f"{name}_brief_raw", self._brief_display(model, name,
-                                                                   redacted=False))
+            setattr(self, f"{name}_brief_raw", self._brief_display(model, name, redacted=False))
 
     @staticmethod
-    def _brief_display(model: type[Model], name: str, *, redacted: bool
-                       ) -> Callable[[Model], str]:
+    def _brief_display(model: type[Model], name: str, *, redacted: bool) -> Callable[[Model], str]:
         def display(obj: Model) -> str:
             text = readable(getattr(obj, name))
             if redacted and not getattr(obj, "_console_masked", False):
@@ -246,7 +249,8 @@ class PiiMaskingMixin:
         if _show_pii(request):
             return []
         return [f"{n}_masked" for n in self.pii_fields] + [
-            f"{n}_redacted" for n in self.redacted_fields]
+            f"{n}_redacted" for n in self.redacted_fields
+        ]
 
     def get_fieldsets(self, request: HttpRequest, obj: Model | None = None):
         return self.swap_fieldsets(request, super().get_fieldsets(request, obj))  # type: ignore[misc]
@@ -282,8 +286,9 @@ class PiiMaskingMixin:
     def get_list_display(self, request: HttpRequest):
         names = list(super().get_list_display(request))  # type: ignore[misc]
         suffix = "_brief_raw" if _show_pii(request) else "_brief"
-        return self._swap(request, [f"{name}{suffix}" if name in self.redacted_fields
-                                    else name for name in names])
+        return self._swap(
+            request, [f"{name}{suffix}" if name in self.redacted_fields else name for name in names]
+        )
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
         """For a user who may only look: the object with its PII masked and its free text
@@ -326,8 +331,9 @@ class GuardedLookupsMixin:
         fields = super().get_search_fields(request)  # type: ignore[misc]
         if _show_pii(request):
             return fields
-        return [f for f in fields if not touches_pii(
-            self.model, str(f).lstrip("^=@"), self.admin_site)]  # type: ignore[attr-defined]
+        return [
+            f for f in fields if not touches_pii(self.model, str(f).lstrip("^=@"), self.admin_site)
+        ]  # type: ignore[attr-defined]
 
     def get_list_filter(self, request: HttpRequest):
         """Declared filters; without the PII role none on a PII field (its choices would list
@@ -335,14 +341,17 @@ class GuardedLookupsMixin:
         filters = super().get_list_filter(request)  # type: ignore[misc]
         if _show_pii(request):
             return filters
-        return [item for item in filters if not (
-            (path := filter_field_path(item))
-            and touches_pii(self.model, path, self.admin_site))]  # type: ignore[attr-defined]
+        return [
+            item
+            for item in filters
+            if not (
+                (path := filter_field_path(item)) and touches_pii(self.model, path, self.admin_site)
+            )
+        ]  # type: ignore[attr-defined]
 
     def to_field_allowed(self, request: HttpRequest, to_field: str) -> bool:
         """``?_to_field=email`` would make ``/<guessed address>/change/`` an oracle."""
-        if not _show_pii(request) and touches_pii(
-                self.model, to_field, self.admin_site):  # type: ignore[attr-defined]
+        if not _show_pii(request) and touches_pii(self.model, to_field, self.admin_site):  # type: ignore[attr-defined]
             return False
         return super().to_field_allowed(request, to_field)  # type: ignore[misc]
 
@@ -383,7 +392,8 @@ class ConsoleModelAdmin(PiiMaskingMixin, GuardedLookupsMixin, admin.ModelAdmin):
             if isinstance(field, models.DateTimeField):
                 display = self._when_display(field)
             elif isinstance(field, models.IntegerField) and not field.name.endswith(
-                    ("_number", "_id", "_pk")):
+                ("_number", "_id", "_pk")
+            ):
                 display = self._number_display(field)
             else:
                 continue
@@ -473,8 +483,9 @@ class ConsoleModelAdmin(PiiMaskingMixin, GuardedLookupsMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
         readonly = list(super().get_readonly_fields(request, obj))
-        return readonly + [f"{name}{self.TABLE_SUFFIX}"
-                           for name in sorted(self._table_names(request, obj))]
+        return readonly + [
+            f"{name}{self.TABLE_SUFFIX}" for name in sorted(self._table_names(request, obj))
+        ]
 
     def _formatted_name(self, name: object) -> object:
         if isinstance(name, str) and name in self._formatted:
@@ -511,8 +522,14 @@ class ConsoleModelAdmin(PiiMaskingMixin, GuardedLookupsMixin, admin.ModelAdmin):
         """``@admin.action(permissions=["operate"])``: operators (and superusers) only."""
         return roles.can_operate(request.user)
 
-    def audit(self, request: HttpRequest, action: str, *, target: object = "",
-              details: dict[str, Any] | None = None) -> None:
+    def audit(
+        self,
+        request: HttpRequest,
+        action: str,
+        *,
+        target: object = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
         record_staff_action(request, action=action, target=str(target), details=details)
 
 
@@ -531,21 +548,29 @@ class SyncedModelAdmin(ConsoleModelAdmin):
 
     # A synced row's ``version`` is the engine's write counter (DESIGN I2), not a count of its
     # edits; ``updated_at_ns`` the database clock of its last write. Pages say so.
-    ROW_VERSION_HELP = ("The engine's write counter: one sequence shared by every synced row, "
-                        "so it orders writes (the cache keeps the highest) and counts nothing.")
+    ROW_VERSION_HELP = (
+        "The engine's write counter: one sequence shared by every synced row, "
+        "so it orders writes (the cache keeps the highest) and counts nothing."
+    )
 
     @admin.display(description="row version")
     def row_version(self, obj: Model) -> str:
-        return format_html('{}<span class="console-sub">{}</span>', formats.number(obj.version),
-                           self.ROW_VERSION_HELP)
+        return format_html(
+            '{}<span class="console-sub">{}</span>',
+            formats.number(obj.version),
+            self.ROW_VERSION_HELP,
+        )
 
     @admin.display(description="last write")
     def last_write(self, obj: Model) -> str:
         if not obj.updated_at_ns:
             return formats.EMPTY
         at = dt.datetime.fromtimestamp(obj.updated_at_ns / 1e9, tz=dt.UTC)
-        return format_html('{}<span class="console-sub">{}</span>', formats.when(at),
-                           "The database's clock when the row was last written.")
+        return format_html(
+            '{}<span class="console-sub">{}</span>',
+            formats.when(at),
+            "The database's clock when the row was last written.",
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None):
         fields = list(super().get_readonly_fields(request, obj))
@@ -555,11 +580,11 @@ class SyncedModelAdmin(ConsoleModelAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None:
             return fieldsets
-        without = [(name, {**options, "fields": [f for f in options["fields"]
-                                                 if f != self.CACHE_STATE]})
-                   for name, options in fieldsets]
-        return [*without, ("Cache state — why is this row stale?",
-                           {"fields": [self.CACHE_STATE]})]
+        without = [
+            (name, {**options, "fields": [f for f in options["fields"] if f != self.CACHE_STATE]})
+            for name, options in fieldsets
+        ]
+        return [*without, ("Cache state — why is this row stale?", {"fields": [self.CACHE_STATE]})]
 
     @admin.display(description="PostgreSQL, Redis, intents, fence, last writes and events")
     def cache_state(self, obj: Model) -> str:
@@ -567,8 +592,10 @@ class SyncedModelAdmin(ConsoleModelAdmin):
 
         # NOTE: an intent's last error is stored redacted; redacted again for the page, as
         # every free text of the console is (a bug upstream must not put PII on a page).
-        return format_html('<pre class="sync-inspect">{}</pre>', inspector_text(
-            row_state(type(obj), obj.pk).lines()))
+        return format_html(
+            '<pre class="sync-inspect">{}</pre>',
+            inspector_text(row_state(type(obj), obj.pk).lines()),
+        )
 
     @admin.action(permissions=["operate"], description="Resync selected rows to the cache")
     def resync_to_cache(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -577,14 +604,25 @@ class SyncedModelAdmin(ConsoleModelAdmin):
         try:
             result = services.cache_resync(model=self.model, pks=pks)
         except CacheUnavailableError as e:
-            self.audit(request, "cache.resync", target=label,
-                       details={"rows": len(pks), "error": type(e).__name__})
-            self.message_user(request, f"The cache Redis is unavailable; nothing was written "
-                              f"({e}). Replay and verification repair it once it is back.",
-                              messages.ERROR)
+            self.audit(
+                request,
+                "cache.resync",
+                target=label,
+                details={"rows": len(pks), "error": type(e).__name__},
+            )
+            self.message_user(
+                request,
+                f"The cache Redis is unavailable; nothing was written "
+                f"({e}). Replay and verification repair it once it is back.",
+                messages.ERROR,
+            )
             return
-        self.audit(request, "cache.resync", target=label,
-                   details={"rows": result.rows, "written": result.written})
+        self.audit(
+            request,
+            "cache.resync",
+            target=label,
+            details={"rows": result.rows, "written": result.written},
+        )
         self.message_user(request, str(result), messages.SUCCESS)
 
     @admin.action(permissions=["operate"], description="Verify selected rows against the cache")
@@ -594,20 +632,33 @@ class SyncedModelAdmin(ConsoleModelAdmin):
         try:
             report = services.cache_verify_rows(model=self.model, pks=pks)
         except CacheUnavailableError as e:
-            self.audit(request, "cache.verify", target=label,
-                       details={"rows": len(pks), "error": type(e).__name__})
-            self.message_user(request, f"The cache Redis is unavailable: nothing verified ({e}).",
-                              messages.ERROR)
+            self.audit(
+                request,
+                "cache.verify",
+                target=label,
+                details={"rows": len(pks), "error": type(e).__name__},
+            )
+            self.message_user(
+                request, f"The cache Redis is unavailable: nothing verified ({e}).", messages.ERROR
+            )
             return
-        self.audit(request, "cache.verify", target=label, details={
-            "rows": report.rows, "missing": report.missing, "stale": report.stale})
+        self.audit(
+            request,
+            "cache.verify",
+            target=label,
+            details={"rows": report.rows, "missing": report.missing, "stale": report.stale},
+        )
         if report.ok:
             self.message_user(request, services.verify_summary(report), messages.SUCCESS)
             return
         examples = ", ".join(report.examples["missing"][:5] + report.examples["stale"][:5])
-        self.message_user(request, f"{services.verify_summary(report)} For example: "
-                          f"{examples}. \"Resync selected rows to "
-                          "the cache\" repairs them.", messages.WARNING)
+        self.message_user(
+            request,
+            f"{services.verify_summary(report)} For example: "
+            f'{examples}. "Resync selected rows to '
+            'the cache" repairs them.',
+            messages.WARNING,
+        )
 
 
 class ConsoleInlineMixin(PiiMaskingMixin):

@@ -87,8 +87,11 @@ def endpoint(**checks: Callable[[Any], bool]) -> Callable[[View], View]:
 def csrf_failure(request: HttpRequest, reason: str = "") -> Any:
     """``CSRF_FAILURE_VIEW``: a JSON 403 under ``/api/``, Django's page elsewhere."""
     if request.path.startswith("/api/"):
-        return error(403, f"CSRF verification failed: {reason.rstrip('.')}. Send the "
-                          "csrftoken cookie's value in the X-CSRFToken header.")
+        return error(
+            403,
+            f"CSRF verification failed: {reason.rstrip('.')}. Send the "
+            "csrftoken cookie's value in the X-CSRFToken header.",
+        )
     return html_csrf_failure(request, reason=reason)
 
 
@@ -109,8 +112,7 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     """The body as a JSON object; NaN and infinities (which Python's json reads, and which
     no setting can hold) and nesting too deep to parse are a 400, not a 500."""
     try:
-        body = json.loads(request.body or b"{}", parse_float=_finite,
-                          parse_constant=_no_constant)
+        body = json.loads(request.body or b"{}", parse_float=_finite, parse_constant=_no_constant)
     except ValueError as e:  # UnicodeDecodeError is a ValueError too
         msg = f"malformed JSON body: {e}"
         raise BadRequestError(msg) from e
@@ -139,8 +141,9 @@ def progress_url(run: SyncRun) -> str:
 def manual(request: HttpRequest) -> JsonResponse:
     """Start a sync of ``{"source": …}``: 202 with the queued run, 409 while one is active,
     503 when the task queue is unreachable."""
-    run = manual_sync_start(request, source=source_of(json_body(request)),
-                            trigger=SyncRun.Trigger.API)
+    run = manual_sync_start(
+        request, source=source_of(json_body(request)), trigger=SyncRun.Trigger.API
+    )
     if run.status == SyncRun.Status.FAILED:  # it could not be queued
         return error(503, run.message, run=run_data(run))
     return JsonResponse({"run": run_data(run), "progress_url": progress_url(run)}, status=202)
@@ -152,8 +155,7 @@ def status(request: HttpRequest) -> JsonResponse:
     sources, sources_error = sources_data()
     for row in sources:
         del row["trend"]
-    return JsonResponse({"sources": sources, "sources_error": sources_error,
-                         "queue": queue_data()})
+    return JsonResponse({"sources": sources, "sources_error": sources_error, "queue": queue_data()})
 
 
 @endpoint(GET=roles.can_view)
@@ -164,14 +166,14 @@ def progress(request: HttpRequest, run_id: int) -> JsonResponse:
 @endpoint(POST=roles.can_operate)
 def cancel(request: HttpRequest, run_id: int) -> JsonResponse:
     """Cancel a run: at once while it waits in the queue, else after its current batch."""
-    return JsonResponse({"run": run_data(manual_sync_cancel(request, run_id=run_id))},
-                        status=202)
+    return JsonResponse({"run": run_data(manual_sync_cancel(request, run_id=run_id))}, status=202)
 
 
 def config_data(config: SyncConfig, *, pii: bool) -> dict[str, Any]:
     """The row as JSON; alert recipients are e-mail addresses, masked unless ``pii``."""
-    data = {f.name: getattr(config, f.name) for f in SyncConfig._meta.concrete_fields
-            if f.name != "id"}
+    data = {
+        f.name: getattr(config, f.name) for f in SyncConfig._meta.concrete_fields if f.name != "id"
+    }
     data["updated_at"] = config.updated_at.isoformat()
     if not pii:
         data["recipients"] = mask(config.recipients, kind="emails")
@@ -190,8 +192,7 @@ def config(request: HttpRequest) -> JsonResponse:
     if request.method == "GET":
         source = request.GET.get("source")
         if source:
-            return JsonResponse({"config": config_data(config_for(configurable(source)),
-                                                       pii=pii)})
+            return JsonResponse({"config": config_data(config_for(configurable(source)), pii=pii)})
         rows = SyncConfig.objects.order_by("source")
         return JsonResponse({"configs": [config_data(c, pii=pii) for c in rows]})
     body = json_body(request)
@@ -202,20 +203,26 @@ def config(request: HttpRequest) -> JsonResponse:
         raise BadRequestError(msg)
     # The admin's field rules (roles.config_fields_changeable): a field the role sees masked
     # is refused, not ignored, so the caller learns the change did not happen.
-    refused = sorted(set(changes) & set(roles.CONFIG_FIELDS)
-                     - set(roles.config_fields_changeable(request.user)))
+    refused = sorted(
+        set(changes) & set(roles.CONFIG_FIELDS) - set(roles.config_fields_changeable(request.user))
+    )
     if refused:
-        return error(403, "permission denied: your role may not change "
-                          f"{', '.join(refused)}",
-                     fields={name: ["your role may not change this setting"]
-                             for name in refused})
+        return error(
+            403,
+            f"permission denied: your role may not change {', '.join(refused)}",
+            fields={name: ["your role may not change this setting"] for name in refused},
+        )
     try:
         updated = config_update(source=source, **changes)
     except ValidationError as e:
         msg = "invalid configuration"
         raise BadRequestError(msg, e.message_dict) from e
-    record_staff_action(request, action="config.update", target=source,
-                        details={"fields": sorted(changes), "version": updated.version})
+    record_staff_action(
+        request,
+        action="config.update",
+        target=source,
+        details={"fields": sorted(changes), "version": updated.version},
+    )
     return JsonResponse({"config": config_data(updated, pii=pii)})
 
 

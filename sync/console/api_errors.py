@@ -24,5 +24,7 @@ def api_error(request: HttpRequest, status: int, message: str) -> JsonResponse:
 
 
 def body_too_big_message() -> str:
-    return (f"request body too large: at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
-            "(DATA_UPLOAD_MAX_MEMORY_SIZE)")
+    return (
+        f"request body too large: at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
+        "(DATA_UPLOAD_MAX_MEMORY_SIZE)"
+    )

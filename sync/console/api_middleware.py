@@ -58,13 +58,20 @@ class ApiGuardMiddleware:
             try:
                 request.POST  # noqa: B018 -- Django parses a form body only for a POST
             except (MultiPartParserError, SuspiciousOperation) as e:
-                return api_error(request, 400, f"bad request: the body is not the form "
-                                 f"its Content-Type names ({e})")
+                return api_error(
+                    request,
+                    400,
+                    f"bad request: the body is not the form its Content-Type names ({e})",
+                )
         verdict = ratelimit.count(request)
         if verdict is not None and not verdict.allowed:
-            response = api_error(request, 429, "too many requests: at most "
-                                 f"{verdict.limit} per {verdict.window} s for your role; "
-                                 f"retry in {verdict.reset} s")
+            response = api_error(
+                request,
+                429,
+                "too many requests: at most "
+                f"{verdict.limit} per {verdict.window} s for your role; "
+                f"retry in {verdict.reset} s",
+            )
         else:
             response = self.get_response(request)
         response = _as_json(request, response)
@@ -78,8 +85,11 @@ def _as_json(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """An error page the frameworks made (ninja's 405 text, Django's 404 and 400 pages) as a
     JSON error in the API's envelope: a client parses one shape, and no HTML page (nor, under
     DEBUG, a traceback) comes out of /api/."""
-    if (response.status_code < 400 or response.streaming
-            or response.get("Content-Type", "").startswith("application/json")):
+    if (
+        response.status_code < 400
+        or response.streaming
+        or response.get("Content-Type", "").startswith("application/json")
+    ):
         return response
     message = response.reason_phrase.lower()
     if response.status_code == 405:

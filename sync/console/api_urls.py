@@ -13,6 +13,5 @@ urlpatterns = [
     path("cancel/<int:run_id>", api.cancel, name="cancel"),
     path("config", api.config, name="config"),
     path("dashboard", api.dashboard, name="dashboard"),
-    path("alerts/<int:alert_id>/acknowledge", api.alert_acknowledge,
-         name="alert_acknowledge"),
+    path("alerts/<int:alert_id>/acknowledge", api.alert_acknowledge, name="alert_acknowledge"),
 ]

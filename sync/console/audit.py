@@ -13,10 +13,16 @@ from sync.models import StaffAction
 __all__ = ["client_ip", "record_staff_action"]
 
 
-def record_staff_action(request: HttpRequest, *, action: str, target: str = "",
-                        details: dict[str, Any] | None = None) -> StaffAction:
+def record_staff_action(
+    request: HttpRequest, *, action: str, target: str = "", details: dict[str, Any] | None = None
+) -> StaffAction:
     """One audit row for a staff action; ``details`` must hold no PII (ids, names of sources)."""
     user = request.user if request.user.is_authenticated else None
     return StaffAction.objects.create(
-        user=user, username=user.get_username() if user else "", action=action,
-        target=str(target)[:200], details=details or {}, ip=client_ip(request))
+        user=user,
+        username=user.get_username() if user else "",
+        action=action,
+        target=str(target)[:200],
+        details=details or {},
+        ip=client_ip(request),
+    )

@@ -30,12 +30,20 @@ TREND_DAYS = 7
 TREND_BUCKET_HOURS = 4
 TREND_BUCKETS = TREND_DAYS * 24 // TREND_BUCKET_HOURS
 RECENT_ALERTS = 8
-FINISHED = (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL, SyncRun.Status.FAILED,
-            SyncRun.Status.CANCELLED)
-HEALTH_NAMES = {"Database(alias='default')": "PostgreSQL", "Cache Redis": "Cache Redis",
-                # "cache cold / warming, N%" after a data loss (sync/cache/autowarm.py)
-                "Cache warmth": "Cache warmth",
-                "Broker Redis": "Broker Redis", "Celery worker": "Celery worker"}
+FINISHED = (
+    SyncRun.Status.SUCCEEDED,
+    SyncRun.Status.PARTIAL,
+    SyncRun.Status.FAILED,
+    SyncRun.Status.CANCELLED,
+)
+HEALTH_NAMES = {
+    "Database(alias='default')": "PostgreSQL",
+    "Cache Redis": "Cache Redis",
+    # "cache cold / warming, N%" after a data loss (sync/cache/autowarm.py)
+    "Cache warmth": "Cache warmth",
+    "Broker Redis": "Broker Redis",
+    "Celery worker": "Celery worker",
+}
 
 _TREND = """
     SELECT source,
@@ -65,31 +73,50 @@ def run_data(run: SyncRun) -> dict:
         percent = 0
     end = run.finished_at or timezone.now()
     return {
-        "id": run.pk, "source": run.source, "target": run.target, "trigger": run.trigger,
+        "id": run.pk,
+        "source": run.source,
+        "target": run.target,
+        "trigger": run.trigger,
         "trigger_label": run.get_trigger_display(),
-        "status": run.status, "phase": run.phase, "finished": finished,
-        "dry_run": run.dry_run, "cancel_requested": run.cancel_requested,
-        "rows_done": run.rows_done, "rows_total": run.rows_total, "percent": percent,
-        "created": run.created, "updated": run.updated, "unchanged": run.unchanged,
-        "failed": run.failed, "gaps": run.gaps, "batch_size": run.batch_size,
+        "status": run.status,
+        "phase": run.phase,
+        "finished": finished,
+        "dry_run": run.dry_run,
+        "cancel_requested": run.cancel_requested,
+        "rows_done": run.rows_done,
+        "rows_total": run.rows_total,
+        "percent": percent,
+        "created": run.created,
+        "updated": run.updated,
+        "unchanged": run.unchanged,
+        "failed": run.failed,
+        "gaps": run.gaps,
+        "batch_size": run.batch_size,
         # NOTE: to the millisecond: a small sheet's whole run takes a few of them.
         "duration_seconds": round((end - run.started_at).total_seconds(), 3)
-        if run.started_at else None,
-        "created_at": iso(run.created_at), "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at), "message": run.message,
+        if run.started_at
+        else None,
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "message": run.message,
         "errors_by_category": run.errors_by_category,
     }
 
 
 def alert_data(alert: SyncAlert) -> dict:
     return {
-        "id": alert.pk, "type": alert.alert_type, "type_label": alert.get_alert_type_display(),
+        "id": alert.pk,
+        "type": alert.alert_type,
+        "type_label": alert.get_alert_type_display(),
         "severity": alert.severity,
-        "source": alert.source, "message": alert.message, "count": alert.count,
-        "first_seen_at": iso(alert.first_seen_at), "last_seen_at": iso(alert.last_seen_at),
+        "source": alert.source,
+        "message": alert.message,
+        "count": alert.count,
+        "first_seen_at": iso(alert.first_seen_at),
+        "last_seen_at": iso(alert.last_seen_at),
         "acknowledged_at": iso(alert.acknowledged_at),
-        "acknowledged_by": alert.acknowledged_by.get_username() if alert.acknowledged_by
-        else None,
+        "acknowledged_by": alert.acknowledged_by.get_username() if alert.acknowledged_by else None,
     }
 
 
@@ -99,26 +126,42 @@ def health_checks() -> list[dict]:
     async def gather() -> list:
         return await asyncio.gather(*(c.get_result() for c in HealthView().get_checks()))
 
-    return [{"name": HEALTH_NAMES.get(repr(r.check), repr(r.check)), "ok": r.error is None,
-             "error": str(r.error) if r.error else "", "ms": round(r.time_taken * 1000, 1)}
-            for r in async_to_sync(gather)()]
+    return [
+        {
+            "name": HEALTH_NAMES.get(repr(r.check), repr(r.check)),
+            "ok": r.error is None,
+            "error": str(r.error) if r.error else "",
+            "ms": round(r.time_taken * 1000, 1),
+        }
+        for r in async_to_sync(gather)()
+    ]
 
 
 def queue_data() -> dict:
     figures = queue_figures()
-    return {"pending": figures["pending"], "dead": figures["dead"],
-            "oldest_seconds": round(figures["oldest_seconds"], 1)}
+    return {
+        "pending": figures["pending"],
+        "dead": figures["dead"],
+        "oldest_seconds": round(figures["oldest_seconds"], 1),
+    }
 
 
 def consistency_data() -> dict | None:
     last = CacheVerification.objects.order_by("-checked_at", "-pk").first()
     if last is None:
         return None
-    return {"checked_at": iso(last.checked_at), "rows": last.rows,
-            "consistent": last.consistent, "fraction": last.fraction,
-            "nines": None if math.isinf(last.nines) else round(last.nines, 2),
-            "missing": last.missing, "stale": last.stale, "extra": last.extra,
-            "repaired": last.repaired, "models": sorted(last.by_model)}
+    return {
+        "checked_at": iso(last.checked_at),
+        "rows": last.rows,
+        "consistent": last.consistent,
+        "fraction": last.fraction,
+        "nines": None if math.isinf(last.nines) else round(last.nines, 2),
+        "missing": last.missing,
+        "stale": last.stale,
+        "extra": last.extra,
+        "repaired": last.repaired,
+        "models": sorted(last.by_model),
+    }
 
 
 LIVE_TREND_MINUTES = 30
@@ -170,27 +213,48 @@ def live_consistency_data(*, redis_error: str | None = None) -> dict:
     from sync.ops.sampler import consistency_figures, consistency_trend
 
     figures = consistency_figures()
-    windows = [{"seconds": w.seconds, "samples": w.samples, "fraction": w.fraction,
-                "percent": _percent(w.fraction),
-                "nines": None if w.nines is None or math.isinf(w.nines) else round(w.nines, 2)}
-               for w in figures.windows.values()]
+    windows = [
+        {
+            "seconds": w.seconds,
+            "samples": w.samples,
+            "fraction": w.fraction,
+            "percent": _percent(w.fraction),
+            "nines": None if w.nines is None or math.isinf(w.nines) else round(w.nines, 2),
+        }
+        for w in figures.windows.values()
+    ]
     ten = figures.windows[10]
     slo = settings.SYNC_CONSISTENCY_SLO
-    state = ("quiet" if ten.fraction is None else "good" if ten.fraction >= 1
-             else "warn" if ten.fraction >= slo and not figures.unreachable else "bad")
+    state = (
+        "quiet"
+        if ten.fraction is None
+        else "good"
+        if ten.fraction >= 1
+        else "warn"
+        if ten.fraction >= slo and not figures.unreachable
+        else "bad"
+    )
     # NOTE: "headline" and "state" stay the last figure (the JSON API's meaning); whether
     # it is current is "freshness", which the card puts first.
     freshness, note = "current", ""
     newest = ConsistencySample.objects.aggregate(at=Max("checked_at"))["at"]
-    last = (ConsistencySample.objects.filter(checked_at=newest).values_list(
-        "unreachable", flat=True).first() if newest else None)
+    last = (
+        ConsistencySample.objects.filter(checked_at=newest)
+        .values_list("unreachable", flat=True)
+        .first()
+        if newest
+        else None
+    )
     if redis_error is None:
         redis_error = cache_redis_error()
     age = (timezone.now() - newest).total_seconds() if newest else None
     if redis_error or last:
         freshness = "unknown"
-        note = ("cache Redis unreachable" if redis_error
-                else "cache Redis unreachable at the sampler's last check")
+        note = (
+            "cache Redis unreachable"
+            if redis_error
+            else "cache Redis unreachable at the sampler's last check"
+        )
     elif age is not None and age > _stale_after():
         freshness = "stale"
         note = f"last sample {formats.ago(newest)}: is a worker running the sampler?"
@@ -201,16 +265,30 @@ def live_consistency_data(*, redis_error: str | None = None) -> dict:
             continue
         nines = 5.0 if fraction >= 1 else min(5.0, -math.log10(1 - fraction))
         height = max(1, round(nines / 5 * LIVE_BAR_HEIGHT))
-        bars.append({"x": i * 8, "y": LIVE_BAR_HEIGHT - height, "height": height,
-                     "class": "trend-rows" if fraction >= slo else "trend-errors",
-                     "title": f"{formats.when(minute['minute'])}: {_percent(fraction)} "
-                              f"within 10 s ({formats.number(minute['samples'])} samples)"})
-    return {"windows": windows, "headline": _percent(ten.fraction), "state": state,
-            "freshness": freshness, "freshness_note": note,
-            "last_sample_at": iso(newest), "last_sample_age": formats.ago(newest)
-            if newest else None,
-            "unreachable": figures.unreachable, "over_seconds": figures.over_seconds,
-            "slo": slo, "bars": bars, "bar_height": LIVE_BAR_HEIGHT}
+        bars.append(
+            {
+                "x": i * 8,
+                "y": LIVE_BAR_HEIGHT - height,
+                "height": height,
+                "class": "trend-rows" if fraction >= slo else "trend-errors",
+                "title": f"{formats.when(minute['minute'])}: {_percent(fraction)} "
+                f"within 10 s ({formats.number(minute['samples'])} samples)",
+            }
+        )
+    return {
+        "windows": windows,
+        "headline": _percent(ten.fraction),
+        "state": state,
+        "freshness": freshness,
+        "freshness_note": note,
+        "last_sample_at": iso(newest),
+        "last_sample_age": formats.ago(newest) if newest else None,
+        "unreachable": figures.unreachable,
+        "over_seconds": figures.over_seconds,
+        "slo": slo,
+        "bars": bars,
+        "bar_height": LIVE_BAR_HEIGHT,
+    }
 
 
 def processes_data() -> list[dict]:
@@ -218,16 +296,26 @@ def processes_data() -> list[dict]:
     from sync.models import ProcessHeartbeat
 
     stale = timezone.now() - timedelta(seconds=settings.SYNC_WORKER_STALE_AFTER)
-    return [{"kind": p.kind, "node": p.node, "pid": p.pid, "restarts": p.restarts,
-             "alive": p.stopped_at is None and p.last_seen_at >= stale,
-             "started_at": iso(p.started_at), "last_seen_at": iso(p.last_seen_at)}
-            for p in ProcessHeartbeat.objects.exclude(kind=ProcessHeartbeat.Kind.WEB)
-            .order_by("kind", "node")]
+    return [
+        {
+            "kind": p.kind,
+            "node": p.node,
+            "pid": p.pid,
+            "restarts": p.restarts,
+            "alive": p.stopped_at is None and p.last_seen_at >= stale,
+            "started_at": iso(p.started_at),
+            "last_seen_at": iso(p.last_seen_at),
+        }
+        for p in ProcessHeartbeat.objects.exclude(kind=ProcessHeartbeat.Kind.WEB).order_by(
+            "kind", "node"
+        )
+    ]
 
 
 def _latest(runs) -> dict[str, SyncRun]:
-    return {run.source: run for run in runs.order_by("source", "-created_at", "-pk")
-            .distinct("source")}
+    return {
+        run.source: run for run in runs.order_by("source", "-created_at", "-pk").distinct("source")
+    }
 
 
 def trends() -> dict[str, list[dict]]:
@@ -236,18 +324,27 @@ def trends() -> dict[str, list[dict]]:
     bucket = TREND_BUCKET_HOURS * 3600
     found: dict[str, list[dict]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(_TREND, {"bucket": bucket, "since": TREND_BUCKETS * bucket,
-                                "last": TREND_BUCKETS - 1})
+        cursor.execute(
+            _TREND, {"bucket": bucket, "since": TREND_BUCKETS * bucket, "last": TREND_BUCKETS - 1}
+        )
         for source, age, runs, seconds, rows, failed, failed_runs in cursor.fetchall():
-            buckets = found.setdefault(source, [
-                {"runs": 0, "seconds": None, "rows": 0, "errors": 0, "failed_runs": 0}
-                for _ in range(TREND_BUCKETS)])
+            buckets = found.setdefault(
+                source,
+                [
+                    {"runs": 0, "seconds": None, "rows": 0, "errors": 0, "failed_runs": 0}
+                    for _ in range(TREND_BUCKETS)
+                ],
+            )
             # NOTE: ages are clamped in SQL (so such runs group with their neighbours): a
             # run created at the window's very start is TREND_BUCKETS old, one stamped by a
             # clock a little ahead of the database's is -1.
             buckets[TREND_BUCKETS - 1 - age] = {
-                "runs": runs, "seconds": round(seconds, 2) if seconds is not None else None,
-                "rows": int(rows), "errors": int(failed), "failed_runs": failed_runs}
+                "runs": runs,
+                "seconds": round(seconds, 2) if seconds is not None else None,
+                "rows": int(rows),
+                "errors": int(failed),
+                "failed_runs": failed_runs,
+            }
     return found
 
 
@@ -267,22 +364,23 @@ def sources_data() -> tuple[list[dict], str]:
     active = _latest(SyncRun.objects.filter(status__in=SyncRun.ACTIVE))
     # NOTE: an upload's preview is a dry run: it is not the source's last sync.
     last = _latest(SyncRun.objects.filter(status__in=FINISHED, dry_run=False))
-    gaps = _latest(SyncRun.objects.filter(status__in=FINISHED, dry_run=False,
-                                          gaps__isnull=False))
+    gaps = _latest(SyncRun.objects.filter(status__in=FINISHED, dry_run=False, gaps__isnull=False))
     trend = trends()
     rows = []
     for name in names:
         stat = stats.get(name)
-        rows.append({
-            "source": name,
-            "active_run": run_data(active[name]) if name in active else None,
-            "last_run": run_data(last[name]) if name in last else None,
-            "success_rate_24h": stat.success_rate_24h if stat else None,
-            "success_rate_7d": stat.success_rate_7d if stat else None,
-            "runs_7d": sum(b["runs"] for b in trend.get(name, [])),
-            "gaps": gaps[name].gaps if name in gaps else None,
-            "trend": trend.get(name, []),
-        })
+        rows.append(
+            {
+                "source": name,
+                "active_run": run_data(active[name]) if name in active else None,
+                "last_run": run_data(last[name]) if name in last else None,
+                "success_rate_24h": stat.success_rate_24h if stat else None,
+                "success_rate_7d": stat.success_rate_7d if stat else None,
+                "runs_7d": sum(b["runs"] for b in trend.get(name, [])),
+                "gaps": gaps[name].gaps if name in gaps else None,
+                "trend": trend.get(name, []),
+            }
+        )
     return rows, error
 
 
@@ -305,12 +403,12 @@ def dashboard_data(*, health: bool = True) -> dict:
         "queue": queue_data(),
         "consistency": consistency_data(),
         "live_consistency": live_consistency_data(
-            redis_error=cache_redis_error(checks) if checks else None),
+            redis_error=cache_redis_error(checks) if checks else None
+        ),
         "processes": processes_data(),
         "sources": sources,
         "sources_error": sources_error,
         "alerts": alerts,
         "open_alerts": open_count,
-        "trend": {"days": TREND_DAYS, "bucket_hours": TREND_BUCKET_HOURS,
-                  "buckets": TREND_BUCKETS},
+        "trend": {"days": TREND_DAYS, "bucket_hours": TREND_BUCKET_HOURS, "buckets": TREND_BUCKETS},
     }

@@ -74,7 +74,7 @@ def percent(fraction: float | None, decimals: int = 1) -> str:
     value = fraction * 100
     if value >= 100:
         return "100%" if value == 100 else f"{value:,.0f}%"
-    scale = 10 ** decimals
+    scale = 10**decimals
     return f"{math.floor(value * scale) / scale:.{decimals}f}%"
 
 
@@ -95,7 +95,8 @@ def when(value: dt.datetime | str | None) -> str:
 # their digits bare).
 _COUNT_IN_TEXT = re.compile(
     r"(?<![\w.,:/#-])(\d{4,})(?= (?:rows?|created|updated|unchanged|failed|flagged|new|gaps?|"
-    r"keys?|samples?|intents?|errors?|of|vs)\b)")
+    r"keys?|samples?|intents?|errors?|of|vs)\b)"
+)
 
 
 def counts_in_text(text: str) -> str:

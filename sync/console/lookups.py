@@ -91,19 +91,47 @@ def _ordering_fields(entry: Any) -> list[str]:
 class GuardedChangeList(ChangeList):
     """A changelist that applies declared filters only, and hides PII-bound ones."""
 
-    def __init__(self, request: HttpRequest, model: type[Model], list_display, list_display_links,
-                 list_filter, date_hierarchy, search_fields, list_select_related, list_per_page,
-                 list_max_show_all, list_editable, model_admin, sortable_by,
-                 search_help_text) -> None:
+    def __init__(
+        self,
+        request: HttpRequest,
+        model: type[Model],
+        list_display,
+        list_display_links,
+        list_filter,
+        date_hierarchy,
+        search_fields,
+        list_select_related,
+        list_per_page,
+        list_max_show_all,
+        list_editable,
+        model_admin,
+        sortable_by,
+        search_help_text,
+    ) -> None:
         self._shows_pii = roles.can_view_pii(request.user)
         self._site = model_admin.admin_site
-        if date_hierarchy and not self._shows_pii and touches_pii(model, date_hierarchy,
-                                                                   self._site):
+        if (
+            date_hierarchy
+            and not self._shows_pii
+            and touches_pii(model, date_hierarchy, self._site)
+        ):
             date_hierarchy = None
-        super().__init__(request, model, list_display, list_display_links, list_filter,
-                         date_hierarchy, search_fields, list_select_related, list_per_page,
-                         list_max_show_all, list_editable, model_admin, sortable_by,
-                         search_help_text)
+        super().__init__(
+            request,
+            model,
+            list_display,
+            list_display_links,
+            list_filter,
+            date_hierarchy,
+            search_fields,
+            list_select_related,
+            list_per_page,
+            list_max_show_all,
+            list_editable,
+            model_admin,
+            sortable_by,
+            search_help_text,
+        )
 
     def get_filters(self, request: HttpRequest):
         params = self.get_filters_params()
@@ -117,8 +145,10 @@ class GuardedChangeList(ChangeList):
         undeclared = sorted(key for key in remaining if key not in allowed)
         if undeclared:
             names = ", ".join(repr(key) for key in undeclared)
-            msg = (f"This list cannot be filtered by {names}: only by the filters it shows "
-                   "in its sidebar (and its date links).")
+            msg = (
+                f"This list cannot be filtered by {names}: only by the filters it shows "
+                "in its sidebar (and its date links)."
+            )
             raise BadAdminQueryError(msg)
         return specs, has_filters, remaining, duplicates, active
 
@@ -140,8 +170,13 @@ class GuardedChangeList(ChangeList):
         if self._shows_pii:
             return ordering
         # NOTE: the order of rows sorted by a hidden column tells where its values fall.
-        return [entry for entry in ordering if not any(
-            touches_pii(self.model, path, self._site) for path in _ordering_fields(entry))]
+        return [
+            entry
+            for entry in ordering
+            if not any(
+                touches_pii(self.model, path, self._site) for path in _ordering_fields(entry)
+            )
+        ]
 
 
 def nul_in_request(request: HttpRequest) -> str:

@@ -75,21 +75,29 @@ def known_source(source: str) -> str:
 def _lock_is_free(source: str) -> bool:
     """No run holds the source's lock (taken and released at once when free)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT CASE WHEN pg_try_advisory_lock(%s, hashtext(%s))"
-                       " THEN pg_advisory_unlock(%s, hashtext(%s)) END",
-                       [LOCK_CLASS, source, LOCK_CLASS, source])
+        cursor.execute(
+            "SELECT CASE WHEN pg_try_advisory_lock(%s, hashtext(%s))"
+            " THEN pg_advisory_unlock(%s, hashtext(%s)) END",
+            [LOCK_CLASS, source, LOCK_CLASS, source],
+        )
         return cursor.fetchone()[0] is not None
 
 
 def active_run(source: str) -> SyncRun | None:
     """The source's active run. A ``running`` row whose lock nobody holds belongs to a
     process that died: it is closed as ``failed`` (as the pipeline would) and not counted."""
-    run = SyncRun.objects.filter(source=source, status__in=SyncRun.ACTIVE).order_by(
-        "-created_at", "-pk").first()
+    run = (
+        SyncRun.objects.filter(source=source, status__in=SyncRun.ACTIVE)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
     if run is not None and run.status == SyncRun.Status.RUNNING and _lock_is_free(source):
         SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
-            status=SyncRun.Status.FAILED, finished_at=timezone.now(), phase="",
-            message="abandoned: the process running it stopped")
+            status=SyncRun.Status.FAILED,
+            finished_at=timezone.now(),
+            phase="",
+            message="abandoned: the process running it stopped",
+        )
         return None
     return run
 
@@ -102,31 +110,45 @@ def _enqueue(*, run: SyncRun, trigger: str) -> None:
     except OperationalError as e:
         logger.error("run %s of %s could not be queued: %s", run.pk, run.source, e)
         SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PENDING).update(
-            status=SyncRun.Status.FAILED, finished_at=timezone.now(),
-            message=f"not started: the task queue (Celery broker) is unreachable: {e}"[:2000])
+            status=SyncRun.Status.FAILED,
+            finished_at=timezone.now(),
+            message=f"not started: the task queue (Celery broker) is unreachable: {e}"[:2000],
+        )
     run.refresh_from_db()
 
 
-def manual_sync_start(request: HttpRequest, *, source: str,
-                      trigger: str = SyncRun.Trigger.MANUAL) -> SyncRun:
+def manual_sync_start(
+    request: HttpRequest, *, source: str, trigger: str = SyncRun.Trigger.MANUAL
+) -> SyncRun:
     """A ``pending`` run of ``source`` queued for a worker (after commit), or
     ``AlreadyRunningError`` naming the run that is active."""
     known_source(source)
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                           [START_LOCK_CLASS, source])
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [START_LOCK_CLASS, source]
+            )
         active = active_run(source)
         if active is None:
             run = start_run(source, trigger=trigger)
-            record_staff_action(request, action="sync.start", target=source,
-                                details={"run_id": run.pk, "trigger": trigger})
+            record_staff_action(
+                request,
+                action="sync.start",
+                target=source,
+                details={"run_id": run.pk, "trigger": trigger},
+            )
             transaction.on_commit(partial(_enqueue, run=run, trigger=trigger))
             return run
-        record_staff_action(request, action="sync.start", target=source,
-                            details={"refused": True, "active_run": active.pk})
-    msg = (f"{source}: a sync is already {active.status} (run {active.pk}); "
-           "wait for it to finish or cancel it")
+        record_staff_action(
+            request,
+            action="sync.start",
+            target=source,
+            details={"refused": True, "active_run": active.pk},
+        )
+    msg = (
+        f"{source}: a sync is already {active.status} (run {active.pk}); "
+        "wait for it to finish or cancel it"
+    )
     raise AlreadyRunningError(msg, active)
 
 
@@ -137,15 +159,21 @@ def manual_sync_cancel(request: HttpRequest, *, run_id: int) -> SyncRun:
     run = SyncRun.objects.get(pk=run_id)
     with transaction.atomic():
         cancelled = SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.PENDING).update(
-            status=SyncRun.Status.CANCELLED, cancel_requested=True,
-            finished_at=timezone.now(), message="cancelled before it started")
+            status=SyncRun.Status.CANCELLED,
+            cancel_requested=True,
+            finished_at=timezone.now(),
+            message="cancelled before it started",
+        )
         if not cancelled and not request_cancel(run_id):
             run.refresh_from_db()
             msg = f"run {run_id} is not active (it is {run.status})"
             raise NotActiveError(msg)
-        record_staff_action(request, action="sync.cancel", target=f"run {run_id}",
-                            details={"run_id": run_id, "source": run.source,
-                                     "before_start": bool(cancelled)})
+        record_staff_action(
+            request,
+            action="sync.cancel",
+            target=f"run {run_id}",
+            details={"run_id": run_id, "source": run.source, "before_start": bool(cancelled)},
+        )
     run.refresh_from_db()
     return run
 
@@ -159,7 +187,10 @@ def console_alert_acknowledge(request: HttpRequest, *, alert_id: int) -> SyncAle
         raise NotActiveError(msg)
     with transaction.atomic():
         alert = alert_acknowledge(alert_id=alert_id, user=request.user)
-        record_staff_action(request, action="alert.acknowledge", target=f"alert {alert_id}",
-                            details={"alert_id": alert_id, "type": alert.alert_type,
-                                     "source": alert.source})
+        record_staff_action(
+            request,
+            action="alert.acknowledge",
+            target=f"alert {alert_id}",
+            details={"alert_id": alert_id, "type": alert.alert_type, "source": alert.source},
+        )
     return alert

@@ -45,8 +45,12 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "api-ratelimit"  # outside the sync engine's key space (<prefix>:<app.model>:…)
 EVENTS_PATH = "/api/events"
-SETTINGS = {"anonymous": "API_RATELIMIT_ANONYMOUS", "viewer": "API_RATELIMIT_VIEWER",
-            "operator": "API_RATELIMIT_OPERATOR", "events": "API_RATELIMIT_EVENTS"}
+SETTINGS = {
+    "anonymous": "API_RATELIMIT_ANONYMOUS",
+    "viewer": "API_RATELIMIT_VIEWER",
+    "operator": "API_RATELIMIT_OPERATOR",
+    "events": "API_RATELIMIT_EVENTS",
+}
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,12 @@ class Verdict:
 
     @property
     def headers(self) -> dict[str, str]:
-        headers = {"RateLimit-Limit": str(self.limit),
-                   "RateLimit-Remaining": str(self.remaining),
-                   "RateLimit-Reset": str(self.reset),
-                   "RateLimit-Policy": f"{self.limit};w={self.window}"}
+        headers = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset),
+            "RateLimit-Policy": f"{self.limit};w={self.window}",
+        }
         if not self.allowed:
             headers["Retry-After"] = str(self.reset)
         return headers
@@ -94,10 +100,13 @@ def _limiter(url: str) -> FixedWindowRateLimiter:
     # NOTE: a pool of our own with the cache's short timeouts: a hung Redis costs one short
     # timeout (then the cooldown below), never a hung request.
     pool = redis.ConnectionPool.from_url(
-        url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT)
-    storage = RedisStorage("redis://", connection_pool=pool, key_prefix=KEY_PREFIX,
-                           wrap_exceptions=True)
+        url,
+        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+    )
+    storage = RedisStorage(
+        "redis://", connection_pool=pool, key_prefix=KEY_PREFIX, wrap_exceptions=True
+    )
     return FixedWindowRateLimiter(storage)
 
 
@@ -117,9 +126,11 @@ class _FailOpen:
             self.until = time.monotonic() + settings.API_RATELIMIT_FAIL_OPEN_COOLDOWN
             first, self.failing = not self.failing, True
         if first:
-            logger.warning("API rate limits are not enforced: the cache Redis is unreachable "
-                           "(%s); requests pass unlimited until it answers again",
-                           type(error).__name__)
+            logger.warning(
+                "API rate limits are not enforced: the cache Redis is unreachable "
+                "(%s); requests pass unlimited until it answers again",
+                type(error).__name__,
+            )
 
     def succeeded(self) -> None:
         if self.failing:
@@ -165,5 +176,10 @@ def count(request: HttpRequest) -> Verdict | None:
         return None
     fail_open.succeeded()
     reset = max(1, math.ceil(reset_at - time.time()))
-    return Verdict(allowed=allowed, limit=item.amount, remaining=remaining, reset=reset,
-                   window=item.get_expiry())
+    return Verdict(
+        allowed=allowed,
+        limit=item.amount,
+        remaining=remaining,
+        reset=reset,
+        window=item.get_expiry(),
+    )

@@ -57,8 +57,11 @@ class Rejected:
 def rejected_rows(run: SyncRun) -> dict[int, Rejected]:
     """The run's reported rows by row number, with every error of each."""
     found: dict[int, Rejected] = {}
-    errors = ErrorLog.objects.filter(run_id=run.pk, row_number__isnull=False).order_by(
-        "row_number", "id").values_list("row_number", "natural_key", "column", "reason")
+    errors = (
+        ErrorLog.objects.filter(run_id=run.pk, row_number__isnull=False)
+        .order_by("row_number", "id")
+        .values_list("row_number", "natural_key", "column", "reason")
+    )
     for row, key, column, reason in errors.iterator():
         entry = found.setdefault(row, Rejected(row, key))
         if column and column not in entry.columns:
@@ -75,8 +78,9 @@ def pii_headers(config: SourceConfig) -> set[str]:
     """The source's mapped headers that feed a PII field (of the target or its child)."""
     found = set()
     parent = set(spec_for(config.label).pii_fields)
-    child = set(spec_for(config.child.model._meta.label_lower).pii_fields) if (
-        config.child) else set()
+    child = (
+        set(spec_for(config.child.model._meta.label_lower).pii_fields) if (config.child) else set()
+    )
     for header, name in config.columns.items():
         _prefix, dot, rest = name.partition(".")
         if (not dot and name in parent) or (dot and rest in child):
@@ -125,20 +129,27 @@ def rejects_file(run: SyncRun, *, pii: bool) -> RejectsFile:
     config = get_source(run.source)
     rejected = rejected_rows(run)
     suffix = "" if pii else "-without-pii"  # personal and unmapped columns left out
-    return RejectsFile(f"{run.source}-run-{run.pk}-rejects{suffix}.csv",
-                       _lines(run, config, rejected, pii=pii))
+    return RejectsFile(
+        f"{run.source}-run-{run.pk}-rejects{suffix}.csv", _lines(run, config, rejected, pii=pii)
+    )
 
 
-def _lines(run: SyncRun, config: SourceConfig, rejected: dict[int, Rejected], *, pii: bool,
-           ) -> Iterator[list[str]]:
+def _lines(
+    run: SyncRun,
+    config: SourceConfig,
+    rejected: dict[int, Rejected],
+    *,
+    pii: bool,
+) -> Iterator[list[str]]:
     with _source_of(run, config) as source:
         try:
             headers = source.headers() if source is not None and rejected else []
         except IngestError:
             headers, source = [], None
         keep = shown_columns(config, headers, pii=pii)
-        key_at = next((i for i, h in enumerate(headers)
-                       if _normal(h) == _normal(config.key_column)), None)
+        key_at = next(
+            (i for i, h in enumerate(headers) if _normal(h) == _normal(config.key_column)), None
+        )
         yield [csv_safe(headers[i]) for i in keep] + list(EXTRA)
         blank = [""] * len(keep)
         remaining = dict(rejected)
@@ -155,25 +166,35 @@ def _lines(run: SyncRun, config: SourceConfig, rejected: dict[int, Rejected], *,
                 for entry in remaining.values():
                     entry.reasons.append(note)
         for entry in sorted(remaining.values(), key=lambda e: e.row):
-            entry.reasons.append("the sheet the run read is no longer available" if (
-                source is None or not headers) else f"the sheet has no row {entry.row} any more")
+            entry.reasons.append(
+                "the sheet the run read is no longer available"
+                if (source is None or not headers)
+                else f"the sheet has no row {entry.row} any more"
+            )
             yield _extra(entry, blank)
 
 
-def _line(entry: Rejected, cells: list[str], keep: list[int], key_at: int | None,
-          blank: list[str]) -> list[str]:
+def _line(
+    entry: Rejected, cells: list[str], keep: list[int], key_at: int | None, blank: list[str]
+) -> list[str]:
     found = cells[key_at].strip() if key_at is not None and key_at < len(cells) else ""
     # NOTE: a key the run could not accept was logged redacted and cut (BatchLoading).
     if entry.key and entry.key not in (found, found[:200], redact(found)[:64]):
-        entry.reasons.append(f"the sheet changed since the run: row {entry.row} now holds "
-                             "another key, its cells are left out")
+        entry.reasons.append(
+            f"the sheet changed since the run: row {entry.row} now holds "
+            "another key, its cells are left out"
+        )
         return _extra(entry, blank)
     return _extra(entry, [csv_safe(cells[i]) if i < len(cells) else "" for i in keep])
 
 
 def _extra(entry: Rejected, blank: list[str]) -> list[str]:
-    return [*blank, str(entry.row), csv_safe(", ".join(entry.columns)),
-            csv_safe(" | ".join(entry.reasons))]
+    return [
+        *blank,
+        str(entry.row),
+        csv_safe(", ".join(entry.columns)),
+        csv_safe(" | ".join(entry.reasons)),
+    ]
 
 
 class _Echo:

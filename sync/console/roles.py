@@ -33,8 +33,7 @@ ROLES: dict[str, tuple[str, ...]] = {
 def _active(user: Any) -> bool:
     # The admin's own rule (AdminSite.has_permission): a role counts only for an active staff
     # account, in the admin and in every API alike (sync.console.api_access).
-    return bool(user is not None and user.is_authenticated and user.is_active
-                and user.is_staff)
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
 
 
 def can_view(user: Any) -> bool:
@@ -53,11 +52,23 @@ def can_view_pii(user: Any) -> bool:
 # and those among them that hold PII (alert recipients are e-mail addresses): a role that
 # sees those masked may not change them either, or it could redirect alert mail unseen.
 CONFIG_FIELDS: tuple[str, ...] = (
-    "enabled", "interval_seconds", "batch_size", "auto_recovery", "recipients",
-    "failure_threshold", "gap_threshold", "no_success_hours", "error_rate_threshold",
-    "permanent_failure_threshold", "long_run_minutes", "degradation_ratio",
-    "retry_queue_threshold", "oldest_intent_seconds", "dead_intent_threshold",
-    "retention_days")
+    "enabled",
+    "interval_seconds",
+    "batch_size",
+    "auto_recovery",
+    "recipients",
+    "failure_threshold",
+    "gap_threshold",
+    "no_success_hours",
+    "error_rate_threshold",
+    "permanent_failure_threshold",
+    "long_run_minutes",
+    "degradation_ratio",
+    "retry_queue_threshold",
+    "oldest_intent_seconds",
+    "dead_intent_threshold",
+    "retention_days",
+)
 CONFIG_PII_FIELDS: tuple[str, ...] = ("recipients",)
 
 

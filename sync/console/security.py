@@ -45,7 +45,8 @@ SEEN = "_security_seen"  # session key: epoch seconds of the last request (coars
 LOGGED_PATHS = ("/api/", "/admin/")
 # The request being served, so a change to a user made by it names its actor and address.
 current_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
-    "security_request", default=None)
+    "security_request", default=None
+)
 # Flags whose change is a security event; the first two end the user's sessions when lost.
 _FLAGS = ("is_active", "is_staff", "is_superuser")
 _WATCHED = {"password", *_FLAGS}
@@ -54,8 +55,11 @@ _WATCHED = {"password", *_FLAGS}
 def _request_context(request: HttpRequest | None) -> dict[str, Any]:
     if request is None:
         return {}
-    return {"ip": client_ip(request), "request_id": getattr(request, "request_id", ""),
-            "path": request.path}
+    return {
+        "ip": client_ip(request),
+        "request_id": getattr(request, "request_id", ""),
+        "path": request.path,
+    }
 
 
 def _actor(request: HttpRequest | None, subject: Any) -> str:
@@ -110,11 +114,20 @@ def session_check(request: HttpRequest) -> None:
         # A session from before these limits (or a tampered stamp): its clock starts now.
         session[STARTED] = session[SEEN] = now
         return
-    reason = ("absolute" if now - started > settings.SESSION_ABSOLUTE_LIFETIME else
-              "idle" if now - seen > settings.SESSION_IDLE_TIMEOUT else "")
+    reason = (
+        "absolute"
+        if now - started > settings.SESSION_ABSOLUTE_LIFETIME
+        else "idle"
+        if now - seen > settings.SESSION_IDLE_TIMEOUT
+        else ""
+    )
     if reason:
-        security_event_record(kind=Kind.SESSION_EXPIRED, user=user,
-                              details={"reason": reason}, **_request_context(request))
+        security_event_record(
+            kind=Kind.SESSION_EXPIRED,
+            user=user,
+            details={"reason": reason},
+            **_request_context(request),
+        )
         # NOTE: not logout(): that would record a logout the user never asked for.
         session.flush()
         request.user = AnonymousUser()
@@ -169,24 +182,30 @@ def denial_record(request: HttpRequest, response: HttpResponse) -> None:
         # A savepoint: a failed insert must not poison a transaction the caller still uses.
         with transaction.atomic():
             security_event_record(
-                kind=Kind.DENIED, user=user,
-                status_code=response.status_code, details={"method": request.method},
-                **_request_context(request))
+                kind=Kind.DENIED,
+                user=user,
+                status_code=response.status_code,
+                details={"method": request.method},
+                **_request_context(request),
+            )
     except DatabaseError:
         # The answer stands; the operator learns from the log that the row is missing.
-        logger.exception("security log: the denial of %s %s could not be recorded",
-                         request.method, request.path)
+        logger.exception(
+            "security log: the denial of %s %s could not be recorded", request.method, request.path
+        )
 
 
 # --------------------------------------------------------------------------- receivers
+
 
 def _logged_in(sender, request: HttpRequest, user: Any, **kwargs: Any) -> None:
     now = time.time()
     request.session[STARTED] = request.session[SEEN] = now
     # NOTE: a fixed moment, not an age: an age would move on with every save of the session
     # (each activity stamp), and the row and the cookie would outlive the absolute limit.
-    request.session.set_expiry(datetime.datetime.fromtimestamp(
-        now + settings.SESSION_ABSOLUTE_LIFETIME, tz=datetime.UTC))
+    request.session.set_expiry(
+        datetime.datetime.fromtimestamp(now + settings.SESSION_ABSOLUTE_LIFETIME, tz=datetime.UTC)
+    )
     security_event_record(kind=Kind.LOGIN, user=user, **_request_context(request))
 
 
@@ -203,42 +222,60 @@ def _known_user(username: object) -> Any:
     return model._default_manager.filter(**{model.USERNAME_FIELD: username[:150]}).first()
 
 
-def _login_failed(sender, credentials: dict, request: HttpRequest | None = None,
-                  **kwargs: Any) -> None:
+def _login_failed(
+    sender, credentials: dict, request: HttpRequest | None = None, **kwargs: Any
+) -> None:
     user = _known_user(credentials.get(get_user_model().USERNAME_FIELD))
-    security_event_record(kind=Kind.LOGIN_FAILED, user=user,
-                          details={} if user else {"unknown_username": True},
-                          **_request_context(request))
+    security_event_record(
+        kind=Kind.LOGIN_FAILED,
+        user=user,
+        details={} if user else {"unknown_username": True},
+        **_request_context(request),
+    )
 
 
-def _locked_out(sender, request: HttpRequest | None = None, username: str | None = None,
-                **kwargs: Any) -> None:
+def _locked_out(
+    sender, request: HttpRequest | None = None, username: str | None = None, **kwargs: Any
+) -> None:
     user = _known_user(username)
-    security_event_record(kind=Kind.LOCKOUT, user=user,
-                          details={"failure_limit": settings.AXES_FAILURE_LIMIT,
-                                   **({} if user else {"unknown_username": True})},
-                          **_request_context(request))
+    security_event_record(
+        kind=Kind.LOCKOUT,
+        user=user,
+        details={
+            "failure_limit": settings.AXES_FAILURE_LIMIT,
+            **({} if user else {"unknown_username": True}),
+        },
+        **_request_context(request),
+    )
 
 
-def _user_before(sender, instance: Any, raw: bool = False, update_fields=None,
-                 **kwargs: Any) -> None:
+def _user_before(
+    sender, instance: Any, raw: bool = False, update_fields=None, **kwargs: Any
+) -> None:
     instance._security_before = None
-    if raw or instance.pk is None or (
-            update_fields is not None and not _WATCHED & set(update_fields)):
+    if (
+        raw
+        or instance.pk is None
+        or (update_fields is not None and not _WATCHED & set(update_fields))
+    ):
         return  # e.g. the login's last_login update: nothing to compare
-    instance._security_before = sender._default_manager.filter(pk=instance.pk).values(
-        "password", *_FLAGS).first()
+    instance._security_before = (
+        sender._default_manager.filter(pk=instance.pk).values("password", *_FLAGS).first()
+    )
 
 
-def _user_saved(sender, instance: Any, created: bool, raw: bool = False,
-                **kwargs: Any) -> None:
+def _user_saved(sender, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
     if raw:
         return
     before = getattr(instance, "_security_before", None)
     instance._security_before = None
     if created:
-        before = {"password": instance.password, "is_active": True, "is_staff": False,
-                  "is_superuser": False}
+        before = {
+            "password": instance.password,
+            "is_active": True,
+            "is_staff": False,
+            "is_superuser": False,
+        }
     if before is None:
         return
     request = current_request.get()
@@ -262,13 +299,15 @@ def _user_saved(sender, instance: Any, created: bool, raw: bool = False,
         logger.info("ended %s session(s) of user %s", ended, instance.pk)
 
 
-def _groups_changed(sender, instance: Any, action: str, reverse: bool, pk_set: set | None,
-                    **kwargs: Any) -> None:
+def _groups_changed(
+    sender, instance: Any, action: str, reverse: bool, pk_set: set | None, **kwargs: Any
+) -> None:
     """``user.groups`` changed from either side (``user.groups.add`` or
     ``group.user_set.add``); a clear is recorded from what it is about to remove."""
     if action == "pre_clear":
         instance._security_cleared = set(
-            (instance.user_set if reverse else instance.groups).values_list("pk", flat=True))
+            (instance.user_set if reverse else instance.groups).values_list("pk", flat=True)
+        )
         return
     if action not in ("post_add", "post_remove", "post_clear"):
         return
@@ -282,8 +321,13 @@ def _groups_changed(sender, instance: Any, action: str, reverse: bool, pk_set: s
         pairs = [(instance, group) for group in Group.objects.filter(pk__in=pk_set)]
     request = current_request.get()
     for user, group in pairs:
-        security_event_record(kind=kind, user=user, actor=_actor(request, user),
-                              details={"group": group.name}, **_request_context(request))
+        security_event_record(
+            kind=kind,
+            user=user,
+            actor=_actor(request, user),
+            details={"group": group.name},
+            **_request_context(request),
+        )
 
 
 def connect() -> None:
@@ -297,5 +341,6 @@ def connect() -> None:
     user_locked_out.connect(_locked_out, dispatch_uid="security-locked-out")
     pre_save.connect(_user_before, sender=user_model, dispatch_uid="security-user-before")
     post_save.connect(_user_saved, sender=user_model, dispatch_uid="security-user-saved")
-    m2m_changed.connect(_groups_changed, sender=user_model.groups.through,
-                        dispatch_uid="security-user-groups")
+    m2m_changed.connect(
+        _groups_changed, sender=user_model.groups.through, dispatch_uid="security-user-groups"
+    )

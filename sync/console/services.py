@@ -29,7 +29,7 @@ from sync.models import RecordRetry, SyncIntent, SyncRun
 
 def _chunks(items: list, size: int) -> Iterable[list]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _current_states(model: type[Model], pks: list[str]) -> list[outbox.RowState]:
@@ -48,8 +48,10 @@ class ResyncResult:
     written: int = 0
 
     def __str__(self) -> str:
-        return (f"Resynced {self.rows} row(s) of {self.label} to the cache "
-                f"({self.written} cache entries written).")
+        return (
+            f"Resynced {self.rows} row(s) of {self.label} to the cache "
+            f"({self.written} cache entries written)."
+        )
 
 
 def cache_resync(*, model: type[Model], pks: Iterable[object]) -> ResyncResult:
@@ -64,8 +66,12 @@ def cache_resync(*, model: type[Model], pks: Iterable[object]) -> ResyncResult:
     for chunk in _chunks([str(pk) for pk in pks], settings.SYNC_WARM_BATCH):
         marks = store.capture()  # before the read: a data loss after it is noticed
         states = _current_states(model, chunk)
-        applied = store.write_many([w for s in states for w in s.to_writes(spec)],
-                                   replace_equal=True, marks=marks, source=store.RESYNC)
+        applied = store.write_many(
+            [w for s in states for w in s.to_writes(spec)],
+            replace_equal=True,
+            marks=marks,
+            source=store.RESYNC,
+        )
         if marks.lost:  # an older write may sit in an emptied key: replay writes the newest
             note_lost(states)
         result.rows += len(states)
@@ -76,9 +82,11 @@ def cache_resync(*, model: type[Model], pks: Iterable[object]) -> ResyncResult:
 def verify_summary(report: VerifyReport) -> str:
     """One line for a person: what was compared and what differs (no "extra" keys: only the
     selected rows were looked at)."""
-    return (f"Verified {report.rows} row(s) of {report.label} against the cache: "
-            f"{report.consistent} consistent ({report.fraction:.2%}), {report.missing} "
-            f"missing, {report.stale} stale.")
+    return (
+        f"Verified {report.rows} row(s) of {report.label} against the cache: "
+        f"{report.consistent} consistent ({report.fraction:.2%}), {report.missing} "
+        f"missing, {report.stale} stale."
+    )
 
 
 def cache_verify_rows(*, model: type[Model], pks: Iterable[object]) -> VerifyReport:
@@ -91,8 +99,7 @@ def cache_verify_rows(*, model: type[Model], pks: Iterable[object]) -> VerifyRep
     for chunk in _chunks([str(pk) for pk in pks], settings.SYNC_WARM_BATCH):
         states = _current_states(model, chunk)
         keys = [cache_key(spec.label, s.pk) for s in states]
-        for state, key, (cached, tombstone) in zip(states, keys, store.versions(keys),
-                                                   strict=True):
+        for state, key, (cached, tombstone) in zip(states, keys, store.versions(keys), strict=True):
             report.rows += 1
             if cached is None:
                 report.missing += 1
@@ -115,9 +122,12 @@ class IntentRetryResult:
 
     def __str__(self) -> str:
         busy = self.selected - self.claimed
-        return (f"{self.claimed} intent(s) replayed: {self.written} written to the cache, "
-                f"{self.failed} failed (left with backoff)"
-                + (f"; {busy} skipped, another replayer holds them" if busy else "") + ".")
+        return (
+            f"{self.claimed} intent(s) replayed: {self.written} written to the cache, "
+            f"{self.failed} failed (left with backoff)"
+            + (f"; {busy} skipped, another replayer holds them" if busy else "")
+            + "."
+        )
 
 
 def _claim_intents(ids: list[int]) -> list[outbox.Claimed]:
@@ -154,8 +164,9 @@ def intents_retry(*, ids: Iterable[int]) -> IntentRetryResult:
         try:
             spec = spec_for(label)
         except NotSyncedError:
-            result.failed += outbox.mark_dead(label, list(versions),
-                                              f"{label} is no longer a synced model")
+            result.failed += outbox.mark_dead(
+                label, list(versions), f"{label} is no longer a synced model"
+            )
             continue
         states.extend(outbox.row_states(spec, list(versions), versions))
     if write_states(states, marks=marks, source=store.REPLAY):  # a replay by hand
@@ -180,13 +191,16 @@ def records_retry(*, ids: Iterable[int]) -> list[SyncRun]:
     the queue; one that fails again is counted again. Raises ``SyncAlreadyRunningError``
     when a run of the source is in progress."""
     grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for source, location, key in RecordRetry.objects.filter(pk__in=list(ids)).order_by(
-            "source", "location", "natural_key").values_list("source", "location",
-                                                             "natural_key"):
+    for source, location, key in (
+        RecordRetry.objects.filter(pk__in=list(ids))
+        .order_by("source", "location", "natural_key")
+        .values_list("source", "location", "natural_key")
+    ):
         grouped[(source, location)].append(key)
-    return [run_ingest(source, file=location or None, only_keys=keys,
-                       trigger=SyncRun.Trigger.RETRY)
-            for (source, location), keys in grouped.items()]
+    return [
+        run_ingest(source, file=location or None, only_keys=keys, trigger=SyncRun.Trigger.RETRY)
+        for (source, location), keys in grouped.items()
+    ]
 
 
 def records_discard(*, ids: Iterable[int]) -> int:

@@ -25,24 +25,49 @@ class ConsoleAdminSite(admin.AdminSite):
         view = self.admin_view
         return [
             path("console/sync/<str:source>/", view(views.sync_page), name="console_sync"),
-            path("console/sync/<str:source>/start/", view(views.sync_start),
-                 name="console_sync_start"),
-            path("console/runs/<int:run_id>/cancel/", view(views.run_cancel),
-                 name="console_run_cancel"),
-            path("console/sync/<str:source>/upload/", upload.capped(view(upload.upload_sheet)),
-                 name="console_sync_upload"),
-            path("console/uploads/<int:upload_id>/", view(upload.upload_page),
-                 name="console_upload"),
-            path("console/uploads/<int:upload_id>/confirm/", view(upload.upload_confirm),
-                 name="console_upload_confirm"),
-            path("console/uploads/<int:upload_id>/preview/", view(upload.upload_repreview),
-                 name="console_upload_repreview"),
-            path("console/uploads/<int:upload_id>/file", view(upload.upload_download),
-                 name="console_upload_file"),
-            path("console/runs/<int:run_id>/rejects.csv", view(upload.run_rejects),
-                 name="console_run_rejects"),
-            path("console/alerts/<int:alert_id>/acknowledge/", view(views.alert_acknowledge),
-                 name="console_alert_acknowledge"),
+            path(
+                "console/sync/<str:source>/start/",
+                view(views.sync_start),
+                name="console_sync_start",
+            ),
+            path(
+                "console/runs/<int:run_id>/cancel/",
+                view(views.run_cancel),
+                name="console_run_cancel",
+            ),
+            path(
+                "console/sync/<str:source>/upload/",
+                upload.capped(view(upload.upload_sheet)),
+                name="console_sync_upload",
+            ),
+            path(
+                "console/uploads/<int:upload_id>/", view(upload.upload_page), name="console_upload"
+            ),
+            path(
+                "console/uploads/<int:upload_id>/confirm/",
+                view(upload.upload_confirm),
+                name="console_upload_confirm",
+            ),
+            path(
+                "console/uploads/<int:upload_id>/preview/",
+                view(upload.upload_repreview),
+                name="console_upload_repreview",
+            ),
+            path(
+                "console/uploads/<int:upload_id>/file",
+                view(upload.upload_download),
+                name="console_upload_file",
+            ),
+            path(
+                "console/runs/<int:run_id>/rejects.csv",
+                view(upload.run_rejects),
+                name="console_run_rejects",
+            ),
+            path(
+                "console/alerts/<int:alert_id>/acknowledge/",
+                view(views.alert_acknowledge),
+                name="console_alert_acknowledge",
+            ),
             *super().get_urls(),
         ]
 
@@ -51,8 +76,11 @@ class ConsoleAdminSite(admin.AdminSite):
         console's lookup guard too: declared filters only, no PII probing (DESIGN I11)."""
         admin_class = admin_class or admin.ModelAdmin
         if not issubclass(admin_class, GuardedLookupsMixin):
-            admin_class = type(admin_class.__name__, (GuardedLookupsMixin, admin_class),
-                               {"__module__": admin_class.__module__})
+            admin_class = type(
+                admin_class.__name__,
+                (GuardedLookupsMixin, admin_class),
+                {"__module__": admin_class.__module__},
+            )
         super().register(model_or_iterable, admin_class, **options)
 
     def admin_view(self, view, cacheable: bool = False):

@@ -98,8 +98,15 @@ class CappedUpload(FileUploadHandler):
 
     def file_complete(self, file_size: int) -> InMemoryUploadedFile:
         data = io.BytesIO(b"".join(self.chunks))
-        return InMemoryUploadedFile(data, self.field_name, self.file_name, self.content_type,
-                                    file_size, self.charset, self.content_type_extra)
+        return InMemoryUploadedFile(
+            data,
+            self.field_name,
+            self.file_name,
+            self.content_type,
+            file_size,
+            self.charset,
+            self.content_type_extra,
+        )
 
 
 def _sync_url(source: str, run_id: int | None = None) -> str:
@@ -122,9 +129,11 @@ def capped(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     def outer(request: HttpRequest, source: str) -> HttpResponse:
         request.upload_handlers = [CappedUpload(request)]
         declared = request.META.get("CONTENT_LENGTH") or ""
-        if request.method == "POST" and roles.can_operate(request.user) and (
-                declared.isdigit()
-                and int(declared) > settings.SYNC_UPLOAD_MAX_BYTES + 64 * 1024):
+        if (
+            request.method == "POST"
+            and roles.can_operate(request.user)
+            and (declared.isdigit() and int(declared) > settings.SYNC_UPLOAD_MAX_BYTES + 64 * 1024)
+        ):
             messages.error(request, too_big_message(int(declared)))
             return HttpResponseRedirect(_sync_url(source))
         return view(request, source)
@@ -148,13 +157,21 @@ def upload_sheet(request: HttpRequest, source: str) -> HttpResponse:
         messages.error(request, "Choose a .csv or .xlsx file to upload.")
         return HttpResponseRedirect(_sync_url(source))
     try:
-        upload = store_upload(source=source, name=sheet.name or "", data=sheet.read(),
-                              username=request.user.get_username())
+        upload = store_upload(
+            source=source,
+            name=sheet.name or "",
+            data=sheet.read(),
+            username=request.user.get_username(),
+        )
     except UploadError as e:
         messages.error(request, str(e))
         return HttpResponseRedirect(_sync_url(source))
-    record_staff_action(request, action="sync.upload", target=source,
-                        details={"upload_id": upload.pk, "size": upload.size})
+    record_staff_action(
+        request,
+        action="sync.upload",
+        target=source,
+        details={"upload_id": upload.pk, "size": upload.size},
+    )
     return _preview(request, upload)
 
 
@@ -164,8 +181,12 @@ def _preview(request: HttpRequest, upload: SyncUpload) -> HttpResponse:
     except SyncAlreadyRunningError as e:
         messages.error(request, f"Not previewed: {e}")
     else:
-        record_staff_action(request, action="sync.upload.preview", target=upload.source,
-                            details={"upload_id": upload.pk, "run_id": run.pk})
+        record_staff_action(
+            request,
+            action="sync.upload.preview",
+            target=upload.source,
+            details={"upload_id": upload.pk, "run_id": run.pk},
+        )
     return HttpResponseRedirect(_preview_url(upload))
 
 
@@ -175,8 +196,11 @@ def upload_repreview(request: HttpRequest, upload_id: int) -> HttpResponse:
     _require(roles.can_operate(request.user))
     upload = get_object_or_404(SyncUpload, pk=upload_id)
     if upload.status == SyncUpload.Status.CONFIRMED:
-        messages.warning(request, f"Upload {upload.pk} was confirmed already (run "
-                                  f"{upload.run_id}); upload the file again for a new run.")
+        messages.warning(
+            request,
+            f"Upload {upload.pk} was confirmed already (run "
+            f"{upload.run_id}); upload the file again for a new run.",
+        )
         return HttpResponseRedirect(_preview_url(upload))
     try:
         return _preview(request, upload)
@@ -195,8 +219,11 @@ def upload_page(request: HttpRequest, upload_id: int) -> HttpResponse:
     _require(roles.can_view(request.user))
     upload = get_object_or_404(SyncUpload, pk=upload_id)
     preview = SyncRun.objects.filter(pk=upload.preview_run_id).first()
-    errors = ErrorLog.objects.filter(run_id=upload.preview_run_id).order_by(
-        "row_number", "id") if preview else ErrorLog.objects.none()
+    errors = (
+        ErrorLog.objects.filter(run_id=upload.preview_run_id).order_by("row_number", "id")
+        if preview
+        else ErrorLog.objects.none()
+    )
     duplicates = errors.filter(code="duplicate_key")
     schema = (preview.schema_report or {}) if preview else {}
     context = {
@@ -233,8 +260,14 @@ def _columns(upload: SyncUpload, schema: dict) -> dict:
 
 
 def _error_row(error: ErrorLog) -> dict:
-    return {"row": error.row_number, "key": error.natural_key, "column": error.column,
-            "category": error.category, "code": error.code, "reason": redact(error.reason)}
+    return {
+        "row": error.row_number,
+        "key": error.natural_key,
+        "column": error.column,
+        "category": error.category,
+        "code": error.code,
+        "reason": redact(error.reason),
+    }
 
 
 @require_POST
@@ -245,38 +278,64 @@ def upload_confirm(request: HttpRequest, upload_id: int) -> HttpResponse:
     with transaction.atomic():
         # Serialised with the sync page's Start per source: one active run at a time.
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                           [START_LOCK_CLASS, upload.source])
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [START_LOCK_CLASS, upload.source]
+            )
         upload = SyncUpload.objects.select_for_update().get(pk=upload_id)
         if upload.status != SyncUpload.Status.PREVIEWED:
-            messages.error(request, f"Upload {upload.pk} is {upload.status}: "
-                                    + ("it was confirmed already." if upload.run_id else
-                                       "preview it again before confirming."))
+            messages.error(
+                request,
+                f"Upload {upload.pk} is {upload.status}: "
+                + (
+                    "it was confirmed already."
+                    if upload.run_id
+                    else "preview it again before confirming."
+                ),
+            )
             return HttpResponseRedirect(_preview_url(upload))
         active = active_run(upload.source)
         if active is not None:
-            messages.error(request, f"{upload.source}: a sync is already {active.status} "
-                                    f"(run {active.pk}); confirm when it has finished.")
+            messages.error(
+                request,
+                f"{upload.source}: a sync is already {active.status} "
+                f"(run {active.pk}); confirm when it has finished.",
+            )
             return HttpResponseRedirect(_preview_url(upload))
         try:
             check_preview(upload)
         except PreviewOutdatedError as e:
             SyncUpload.objects.filter(pk=upload.pk).update(status=SyncUpload.Status.OUTDATED)
-            record_staff_action(request, action="sync.upload.confirm", target=upload.source,
-                                details={"upload_id": upload.pk, "refused": "outdated"})
+            record_staff_action(
+                request,
+                action="sync.upload.confirm",
+                target=upload.source,
+                details={"upload_id": upload.pk, "refused": "outdated"},
+            )
             messages.error(request, f"Not confirmed: {e}")
             return HttpResponseRedirect(_preview_url(upload))
         run = start_upload_run(upload)
         SyncUpload.objects.filter(pk=upload.pk).update(
-            status=SyncUpload.Status.CONFIRMED, confirmed_by=request.user.get_username(),
-            confirmed_at=timezone.now())
-        record_staff_action(request, action="sync.upload.confirm", target=upload.source,
-                            details={"upload_id": upload.pk, "run_id": run.pk,
-                                     "preview_run_id": upload.preview_run_id})
+            status=SyncUpload.Status.CONFIRMED,
+            confirmed_by=request.user.get_username(),
+            confirmed_at=timezone.now(),
+        )
+        record_staff_action(
+            request,
+            action="sync.upload.confirm",
+            target=upload.source,
+            details={
+                "upload_id": upload.pk,
+                "run_id": run.pk,
+                "preview_run_id": upload.preview_run_id,
+            },
+        )
         transaction.on_commit(partial(_enqueue, upload_id=upload.pk, run=run))
-    messages.success(request, f"Run {run.pk} of {upload.source} queued with upload "
-                              f"{upload.pk}: a worker starts it shortly.",
-                     extra_tags=run_message_tag(run.pk, upload_id=upload.pk))
+    messages.success(
+        request,
+        f"Run {run.pk} of {upload.source} queued with upload "
+        f"{upload.pk}: a worker starts it shortly.",
+        extra_tags=run_message_tag(run.pk, upload_id=upload.pk),
+    )
     return HttpResponseRedirect(_sync_url(upload.source, run.pk))
 
 
@@ -288,8 +347,10 @@ def _enqueue(*, upload_id: int, run: SyncRun) -> None:
     except OperationalError as e:
         logger.error("run %s of %s could not be queued: %s", run.pk, run.source, e)
         SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.PENDING).update(
-            status=SyncRun.Status.FAILED, finished_at=timezone.now(),
-            message=f"not started: the task queue (Celery broker) is unreachable: {e}"[:2000])
+            status=SyncRun.Status.FAILED,
+            finished_at=timezone.now(),
+            message=f"not started: the task queue (Celery broker) is unreachable: {e}"[:2000],
+        )
 
 
 @require_GET
@@ -301,11 +362,16 @@ def upload_download(request: HttpRequest, upload_id: int) -> HttpResponse:
         data = upload_bytes(upload)
     except UploadError as e:  # purged after its retention
         raise Http404(str(e)) from e
-    record_staff_action(request, action="sync.upload.download", target=upload.source,
-                        details={"upload_id": upload.pk})
+    record_staff_action(
+        request,
+        action="sync.upload.download",
+        target=upload.source,
+        details={"upload_id": upload.pk},
+    )
     response = HttpResponse(data, content_type="application/octet-stream")
     response["Content-Disposition"] = content_disposition_header(
-        True, f"upload-{upload.pk}-{upload.filename}")
+        True, f"upload-{upload.pk}-{upload.filename}"
+    )
     response["Cache-Control"] = "no-store"
     return response
 
@@ -320,10 +386,15 @@ def run_rejects(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
         found = rejects_file(run, pii=pii)
     except SourceConfigError as e:  # the source is no longer configured
         raise Http404(str(e)) from e
-    record_staff_action(request, action="run.rejects", target=f"run {run.pk}",
-                        details={"run_id": run.pk, "source": run.source, "pii": pii})
-    response = StreamingHttpResponse(csv_chunks(found.lines), content_type="text/csv; "
-                                     "charset=utf-8")
+    record_staff_action(
+        request,
+        action="run.rejects",
+        target=f"run {run.pk}",
+        details={"run_id": run.pk, "source": run.source, "pii": pii},
+    )
+    response = StreamingHttpResponse(
+        csv_chunks(found.lines), content_type="text/csv; charset=utf-8"
+    )
     response["Content-Disposition"] = f'attachment; filename="{found.filename}"'
     response["Cache-Control"] = "no-store"
     return response

@@ -57,8 +57,7 @@ def _page_run(run: dict | None) -> dict | None:
     """A run's dict with its times as datetimes again, for the template's filters."""
     if run is None:
         return None
-    return {**run, "created_at": _when(run["created_at"]),
-            "finished_at": _when(run["finished_at"])}
+    return {**run, "created_at": _when(run["created_at"]), "finished_at": _when(run["finished_at"])}
 
 
 def percent(fraction: float) -> str:
@@ -80,8 +79,11 @@ def dashboard_context(request: HttpRequest) -> dict:
         consistency["percent"] = percent(consistency["fraction"])
     for alert in data["alerts"]:
         alert["last_seen_at"] = _when(alert["last_seen_at"])
-    return {"dashboard": data, "health_names": list(HEALTH_NAMES.values()),
-            "can_operate": roles.can_operate(request.user)}
+    return {
+        "dashboard": data,
+        "health_names": list(HEALTH_NAMES.values()),
+        "can_operate": roles.can_operate(request.user),
+    }
 
 
 def sync_page(request: HttpRequest, source: str) -> HttpResponse:
@@ -104,7 +106,8 @@ def sync_page(request: HttpRequest, source: str) -> HttpResponse:
         "recent": [_page_run(run_data(r)) for r in runs[:RECENT_RUNS]],
         "can_operate": roles.can_operate(request.user),
         "uploads": SyncUpload.objects.filter(source=source).order_by("-created_at", "-pk")[
-            :RECENT_UPLOADS],
+            :RECENT_UPLOADS
+        ],
         "upload_max_bytes": settings.SYNC_UPLOAD_MAX_BYTES,
     }
     return TemplateResponse(request, "admin/console/sync.html", context)
@@ -130,8 +133,11 @@ def sync_start(request: HttpRequest, source: str) -> HttpResponse:
     else:
         # NOTE: tagged with its run: the page's script replaces it with the run's state as
         # it changes (static/console/console.js), so it never says "queued" of a finished run.
-        messages.success(request, f"Run {run.pk} of {source} queued: a worker starts it "
-                                  "shortly.", extra_tags=run_message_tag(run.pk))
+        messages.success(
+            request,
+            f"Run {run.pk} of {source} queued: a worker starts it shortly.",
+            extra_tags=run_message_tag(run.pk),
+        )
     return HttpResponseRedirect(_sync_url(source, run.pk))
 
 
@@ -151,8 +157,11 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     except NotActiveError as e:
         messages.warning(request, str(e))
     else:
-        messages.success(request, f"Run {run_id}: cancel requested; it stops after its "
-                                  "current batch.", extra_tags=run_message_tag(run_id))
+        messages.success(
+            request,
+            f"Run {run_id}: cancel requested; it stops after its current batch.",
+            extra_tags=run_message_tag(run_id),
+        )
     return HttpResponseRedirect(_sync_url(run.source, run_id))
 
 
@@ -167,7 +176,8 @@ def alert_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
     else:
         messages.success(request, f"Alert {alert.alert_type} on {alert.source} acknowledged.")
     target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
-                                           require_https=request.is_secure()):
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         target = reverse("admin:index")
     return HttpResponseRedirect(target)

@@ -18,5 +18,11 @@ def raise_alert(kind: str, source: str, message: str, context: dict | None = Non
 
     alert_type, severity = _TYPES[kind]
     run_id = (context or {}).get("run_id")
-    record(alert_type, source, message, severity=severity, context=context,
-           occurrence=f"run:{run_id}" if run_id else "")
+    record(
+        alert_type,
+        source,
+        message,
+        severity=severity,
+        context=context,
+        occurrence=f"run:{run_id}" if run_id else "",
+    )

@@ -17,6 +17,9 @@ def check_ingest_sources(app_configs=None, **kwargs) -> list[checks.CheckMessage
     try:
         load_sources()
     except SourceConfigError as e:
-        return [checks.Error(str(e), hint="See docs/ingestion.md, 'Sources and configuration'.",
-                             id="sync.E101")]
+        return [
+            checks.Error(
+                str(e), hint="See docs/ingestion.md, 'Sources and configuration'.", id="sync.E101"
+            )
+        ]
     return []

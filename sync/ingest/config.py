@@ -70,15 +70,13 @@ class SourceConfig:
         if self.child is None:
             return {}
         prefix = self.child.prefix + "."
-        return {h: f.removeprefix(prefix) for h, f in self.columns.items()
-                if f.startswith(prefix)}
+        return {h: f.removeprefix(prefix) for h, f in self.columns.items() if f.startswith(prefix)}
 
     def resolve_location(self, file: str | None = None) -> tuple[str, str]:
         """(kind, location) for a run: ``file`` overrides the configured one (and its kind,
         by extension)."""
         if not file:
-            return self.kind, _absolute(self.location) if self.kind != "sheets" else (
-                self.location)
+            return self.kind, _absolute(self.location) if self.kind != "sheets" else (self.location)
         suffix = Path(file).suffix.lower().lstrip(".")
         kind = {"csv": "csv", "txt": "csv", "xlsx": "xlsx", "xlsm": "xlsx"}.get(suffix)
         if kind is None:
@@ -152,20 +150,28 @@ def _strings(raw: dict, key: str, where: str) -> tuple[str, ...]:
 def _check_keys(raw: dict, where: str) -> None:
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
-        msg = (f"{where}: unknown key {', '.join(repr(k) for k in unknown)} (known: "
-               f"{', '.join(KEYS)}); a key that is not read would change nothing silently")
+        msg = (
+            f"{where}: unknown key {', '.join(repr(k) for k in unknown)} (known: "
+            f"{', '.join(KEYS)}); a key that is not read would change nothing silently"
+        )
         raise SourceConfigError(msg)
     for required in ("target", "natural_key", "columns"):
         if required not in raw:
             msg = f"{where}: missing {required!r}"
             raise SourceConfigError(msg)
     columns = raw["columns"]
-    if not isinstance(columns, dict) or not columns or not all(
-            isinstance(f, str) for f in columns.values()):
+    if (
+        not isinstance(columns, dict)
+        or not columns
+        or not all(isinstance(f, str) for f in columns.values())
+    ):
         raise _bad(where, "columns", columns)
     child = raw.get("child", {})
-    if not isinstance(child, dict) or set(child) - set(CHILD_KEYS) or not all(
-            isinstance(v, str) for v in child.values()):
+    if (
+        not isinstance(child, dict)
+        or set(child) - set(CHILD_KEYS)
+        or not all(isinstance(v, str) for v in child.values())
+    ):
         raise _bad(where, "child", child)
 
 
@@ -184,26 +190,37 @@ def _check_optional(config: SourceConfig, where: str) -> None:
     default (a new row is created without them)."""
     unmapped = [h for h in config.optional_columns if h not in config.columns]
     if unmapped:
-        msg = (f"{where}: optional_columns names {', '.join(map(repr, unmapped))}, which "
-               "is not a header of columns")
+        msg = (
+            f"{where}: optional_columns names {', '.join(map(repr, unmapped))}, which "
+            "is not a header of columns"
+        )
         raise SourceConfigError(msg)
     for header in config.optional_columns:
         name = config.columns[header]
         if name == config.natural_key or name in config.required:
-            msg = (f"{where}: optional_columns: {header!r} feeds {name}, which is the "
-                   "natural key or required; it cannot be optional")
+            msg = (
+                f"{where}: optional_columns: {header!r} feeds {name}, which is the "
+                "natural key or required; it cannot be optional"
+            )
             raise SourceConfigError(msg)
         model = config.model if "." not in name else config.child.model
         field = model._meta.get_field(name.rpartition(".")[2])
         if not field.null and field.db_default is models.NOT_PROVIDED:
-            msg = (f"{where}: optional_columns: {header!r} feeds {name}, which is NOT NULL "
-                   "without a database default (db_default): a new row could not be created "
-                   "without the column")
+            msg = (
+                f"{where}: optional_columns: {header!r} feeds {name}, which is NOT NULL "
+                "without a database default (db_default): a new row could not be created "
+                "without the column"
+            )
             raise SourceConfigError(msg)
-    if config.child is not None and config.child_columns() and all(
-            h in config.optional_columns for h in config.child_columns()):
-        msg = (f"{where}: optional_columns: at least one {config.child.prefix} column must "
-               "not be optional")
+    if (
+        config.child is not None
+        and config.child_columns()
+        and all(h in config.optional_columns for h in config.child_columns())
+    ):
+        msg = (
+            f"{where}: optional_columns: at least one {config.child.prefix} column must "
+            "not be optional"
+        )
         raise SourceConfigError(msg)
 
 
@@ -219,10 +236,16 @@ def _parse(name: str, raw: dict) -> SourceConfig:
     _check_fields(model, [f for f in columns.values() if "." not in f], where)
     if child is not None:
         prefix = child.prefix + "."
-        _check_fields(child.model, [f.removeprefix(prefix) for f in columns.values()
-                                    if f.startswith(prefix)], where)
-    stray = sorted(f for f in columns.values()
-                   if "." in f and (child is None or not f.startswith(child.prefix + ".")))
+        _check_fields(
+            child.model,
+            [f.removeprefix(prefix) for f in columns.values() if f.startswith(prefix)],
+            where,
+        )
+    stray = sorted(
+        f
+        for f in columns.values()
+        if "." in f and (child is None or not f.startswith(child.prefix + "."))
+    )
     if stray:
         msg = f"{where}: columns map to {', '.join(stray)} but no such child is configured"
         raise SourceConfigError(msg)
@@ -250,8 +273,10 @@ def _parse(name: str, raw: dict) -> SourceConfig:
     required = _strings(raw, "required", where)
     unfed = [r for r in required if r not in columns.values()]
     if unfed:
-        msg = (f"{where}: required names {', '.join(unfed)}, which no column feeds "
-               "(name the field, e.g. 'name' or 'property.property_type')")
+        msg = (
+            f"{where}: required names {', '.join(unfed)}, which no column feeds "
+            "(name the field, e.g. 'name' or 'property.property_type')"
+        )
         raise SourceConfigError(msg)
     encoding = _string(raw, "encoding", where)
     if encoding:
@@ -260,14 +285,23 @@ def _parse(name: str, raw: dict) -> SourceConfig:
         except LookupError:
             raise _bad(where, "encoding", encoding) from None
     delimiter = _string(raw, "delimiter", where)
-    if "delimiter" in raw and (len(delimiter) != 1 or delimiter in "\"\r\n"):
+    if "delimiter" in raw and (len(delimiter) != 1 or delimiter in '"\r\n'):
         raise _bad(where, "delimiter", delimiter)
     config = SourceConfig(
-        name=name, model=model, natural_key=natural_key, columns=columns, kind=kind,
-        location=_string(raw, "location", where), worksheet=_string(raw, "worksheet", where),
-        key_pattern=pattern, required=required, batch_size=batch_size,
-        auto_recovery=auto_recovery, child=child,
-        optional_columns=_strings(raw, "optional_columns", where), encoding=encoding,
+        name=name,
+        model=model,
+        natural_key=natural_key,
+        columns=columns,
+        kind=kind,
+        location=_string(raw, "location", where),
+        worksheet=_string(raw, "worksheet", where),
+        key_pattern=pattern,
+        required=required,
+        batch_size=batch_size,
+        auto_recovery=auto_recovery,
+        child=child,
+        optional_columns=_strings(raw, "optional_columns", where),
+        encoding=encoding,
         delimiter=delimiter,
         options={k: raw[k] for k in ("encoding", "delimiter") if k in raw},
         left_sheet=_left_sheet(raw, model, where),
@@ -284,10 +318,12 @@ def _left_sheet(raw: dict, model: type[models.Model], where: str) -> str:
     if value not in OPTIONS:
         raise _bad(where, "left_sheet", value)
     if value == SOFT_DELETE and soft_delete_field(model) is None:
-        msg = (f'{where}: left_sheet = "soft_delete" is not valid: '
-               f"{model._meta.label_lower} has no soft delete (its @synced declaration names "
-               'no soft_delete field); use "flag" to keep and report the rows the sheet no '
-               "longer has")
+        msg = (
+            f'{where}: left_sheet = "soft_delete" is not valid: '
+            f"{model._meta.label_lower} has no soft delete (its @synced declaration names "
+            'no soft_delete field); use "flag" to keep and report the rows the sheet no '
+            "longer has"
+        )
         raise SourceConfigError(msg)
     return value
 
@@ -299,9 +335,11 @@ def _check_shared(path: Path, sources: dict[str, SourceConfig]) -> None:
     for name, config in sources.items():
         others = sorted(n for n, o in sources.items() if o.label == config.label and n != name)
         if config.left_sheet == SOFT_DELETE and others:
-            msg = (f"source {name!r} ({path}): left_sheet = \"soft_delete\" is not valid: "
-                   f"{config.label} is fed by {', '.join(map(repr, others))} too, and a row "
-                   'cannot be told to be this source\'s; use "flag"')
+            msg = (
+                f'source {name!r} ({path}): left_sheet = "soft_delete" is not valid: '
+                f"{config.label} is fed by {', '.join(map(repr, others))} too, and a row "
+                'cannot be told to be this source\'s; use "flag"'
+            )
             raise SourceConfigError(msg)
 
 

@@ -60,9 +60,9 @@ SOME_KEYS = (SyncRun.Trigger.MISSING, SyncRun.Trigger.RETRY)
 STORED = (RecordLog.Action.CREATED, RecordLog.Action.UPDATED, RecordLog.Action.UNCHANGED)
 REASONS = {
     FLAG: "in the database but no longer in the sheet: the row is kept as it is "
-          '(left_sheet = "flag"); remove it, or put it back in the sheet',
+    '(left_sheet = "flag"); remove it, or put it back in the sheet',
     SOFT_DELETE: "in the database but no longer in the sheet: soft-deleted "
-                 '(left_sheet = "soft_delete"); it is restored when the sheet has it again',
+    '(left_sheet = "soft_delete"); it is restored when the sheet has it again',
 }
 
 
@@ -91,51 +91,75 @@ def _other_runs(config, *, exclude: int | None = None) -> tuple[list[int], str]:
     has none (its sheet is then unknown: its rows cannot be told from those that left)."""
     from sync.ingest.config import load_sources
 
-    others = sorted(name for name, other in load_sources().items()
-                    if other.label == config.label and name != config.name)
+    others = sorted(
+        name
+        for name, other in load_sources().items()
+        if other.label == config.label and name != config.name
+    )
     runs = []
     for name in others:
-        run_id = SyncRun.objects.filter(
-            source=name, dry_run=False,
-            status__in=(SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL),
-        ).exclude(trigger__in=SOME_KEYS).exclude(pk=exclude).order_by("-pk").values_list(
-            "pk", flat=True).first()
+        run_id = (
+            SyncRun.objects.filter(
+                source=name,
+                dry_run=False,
+                status__in=(SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL),
+            )
+            .exclude(trigger__in=SOME_KEYS)
+            .exclude(pk=exclude)
+            .order_by("-pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
         if run_id is None or not RecordLog.objects.filter(run_id=run_id).exists():
-            return [], (f"source {name!r} feeds {config.label} too and has no whole-sheet run "
-                        "whose keys are kept: its rows cannot be told from those that left "
-                        "this sheet; run it once")
+            return [], (
+                f"source {name!r} feeds {config.label} too and has no whole-sheet run "
+                "whose keys are kept: its rows cannot be told from those that left "
+                "this sheet; run it once"
+            )
         runs.append(run_id)
     return runs, ""
 
 
-def _left_sql(config, *, run_id: int | None = None, keys: list[str] | None = None,
-              other_runs: list[int]) -> tuple[str, list]:
+def _left_sql(
+    config, *, run_id: int | None = None, keys: list[str] | None = None, other_runs: list[int]
+) -> tuple[str, list]:
     """``SELECT id, key`` of the live target rows that neither this sheet (the keys of the run
     ``run_id``'s record logs, or ``keys``) nor the other sources' runs have."""
     meta = config.model._meta
     key = _q(meta.get_field(config.natural_key).column)
     if run_id is not None:
-        where = [("NOT EXISTS (SELECT 1 FROM sync_record_logs s"  # noqa: S608
-                  f" WHERE s.run_id = %s AND s.natural_key = t.{key})")]
+        where = [
+            (
+                "NOT EXISTS (SELECT 1 FROM sync_record_logs s"  # noqa: S608
+                f" WHERE s.run_id = %s AND s.natural_key = t.{key})"
+            )
+        ]
         params: list = [run_id]
     else:
         # Hashed by PostgreSQL (15+) for a long array: one pass, no temporary table.
         where, params = [f"t.{key} <> ALL(%s::text[])"], [keys]
     if other_runs:
-        where.append("NOT EXISTS (SELECT 1 FROM sync_record_logs o"  # noqa: S608
-                     f" WHERE o.run_id = ANY(%s) AND o.natural_key = t.{key})")
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM sync_record_logs o"  # noqa: S608
+            f" WHERE o.run_id = ANY(%s) AND o.natural_key = t.{key})"
+        )
         params.append(other_runs)
     deleted = soft_delete_field(config.model)
     if deleted:
         where.append(f"t.{_q(meta.get_field(deleted).column)} IS NULL")
-    return (f"SELECT t.{_q(meta.pk.column)} AS id, t.{key} AS key FROM {_q(meta.db_table)} t "  # noqa: S608
-            f"WHERE {' AND '.join(where)}"), params
+    return (
+        f"SELECT t.{_q(meta.pk.column)} AS id, t.{key} AS key FROM {_q(meta.db_table)} t "  # noqa: S608
+        f"WHERE {' AND '.join(where)}"
+    ), params
 
 
 def _summarize(sql: str, params: list, limit: int | None) -> Found:
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH l AS MATERIALIZED ({sql}) SELECT (SELECT count(*) FROM l),"  # noqa: S608
-                       " ARRAY(SELECT key FROM l ORDER BY key LIMIT %s)", [*params, limit])
+        cursor.execute(
+            f"WITH l AS MATERIALIZED ({sql}) SELECT (SELECT count(*) FROM l),"  # noqa: S608
+            " ARRAY(SELECT key FROM l ORDER BY key LIMIT %s)",
+            [*params, limit],
+        )
         count, keys = cursor.fetchone()
     return Found(count, list(keys))
 
@@ -159,26 +183,29 @@ def after_run(config, run_id: int, *, every_row_named: bool = False) -> dict:
     the target: the search is skipped (about 12 ms per 10,000 rows)."""
     others, unchecked = _other_runs(config, exclude=run_id)
     if unchecked:
-        logger.warning("%s: run %s: rows that left the sheet not checked: %s", config.name,
-                       run_id, unchecked)
+        logger.warning(
+            "%s: run %s: rows that left the sheet not checked: %s", config.name, run_id, unchecked
+        )
         return {"action": "not checked", "reason": unchecked}
     dry = SyncRun.objects.filter(pk=run_id, dry_run=True).exists()
     sql, params = _left_sql(config, run_id=run_id, other_runs=others)
     result: dict = {}
     option = config.left_sheet
-    failed = option == SOFT_DELETE and RecordLog.objects.filter(
-        run_id=run_id, action=RecordLog.Action.FAILED).count()
+    failed = (
+        option == SOFT_DELETE
+        and RecordLog.objects.filter(run_id=run_id, action=RecordLog.Action.FAILED).count()
+    )
     if failed:
         # A row that failed may be one whose key was misread (a line cut short, a shifted
         # cell): its database row is not gone. Kept and flagged until a clean run.
         option = FLAG
         result["soft_delete_held"] = (
             f"{failed} row(s) of the sheet failed, and a failed row's key may be misread: "
-            "the rows are kept and flagged until a run without failed rows")
+            "the rows are kept and flagged until a run without failed rows"
+        )
     with transaction.atomic():
         restored = _restore(config, run_id, dry=dry) if config.left_sheet == SOFT_DELETE else []
-        found = Found() if every_row_named and not others else _summarize(
-            sql, params, LISTED)
+        found = Found() if every_row_named and not others else _summarize(sql, params, LISTED)
         if found.count:
             logged = _log(config, run_id, sql, params, option)
             if option == FLAG:
@@ -187,17 +214,27 @@ def after_run(config, run_id: int, *, every_row_named: bool = False) -> dict:
                 _soft_delete(config, sql, params)
     if restored:
         result["restored"] = {"count": len(restored), "keys": restored[:LISTED]}
-        logger.warning("%s: run %s: %d soft-deleted row(s) are in the sheet again: %s",
-                       config.name, run_id, len(restored),
-                       "would be restored" if dry else "restored")
+        logger.warning(
+            "%s: run %s: %d soft-deleted row(s) are in the sheet again: %s",
+            config.name,
+            run_id,
+            len(restored),
+            "would be restored" if dry else "restored",
+        )
     action = WOULD[option] if dry else DONE[option]
     result = {"count": found.count, "action": action, "keys": found.keys, **result}
     if found.count > LISTED:
         result["keys_not_listed"] = found.count - LISTED
     if found.count:
-        logger.warning("%s: run %s: %d row(s) in the database are no longer in the sheet (%s): "
-                       "%s%s", config.name, run_id, found.count, action,
-                       ", ".join(found.keys[:10]), " …" if found.count > 10 else "")
+        logger.warning(
+            "%s: run %s: %d row(s) in the database are no longer in the sheet (%s): %s%s",
+            config.name,
+            run_id,
+            found.count,
+            action,
+            ", ".join(found.keys[:10]),
+            " …" if found.count > 10 else "",
+        )
     return result
 
 
@@ -214,8 +251,19 @@ def _log(config, run_id: int, sql: str, params: list, option: str) -> int:
             "  WHERE e.source = %s AND e.code = %s AND e.natural_key = l.key"
             "  AND (e.run_id = %s OR (%s AND NOT r.dry_run))) RETURNING 1)"
             " SELECT count(*) FROM ins",
-            [*params, run_id, config.name, ErrorLog.Category.SOURCE, CODE, REASONS[option],
-             config.name, CODE, run_id, option == FLAG])
+            [
+                *params,
+                run_id,
+                config.name,
+                ErrorLog.Category.SOURCE,
+                CODE,
+                REASONS[option],
+                config.name,
+                CODE,
+                run_id,
+                option == FLAG,
+            ],
+        )
         return cursor.fetchone()[0]
 
 
@@ -225,8 +273,9 @@ def _soft_delete(config, sql: str, params: list) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} FOR UPDATE OF t", params)
         pks = [pk for pk, _key in cursor.fetchall()]
-    update_synced(config.model._base_manager.filter(pk__in=pks),
-                  **{soft_delete_field(config.model): Now()})
+    update_synced(
+        config.model._base_manager.filter(pk__in=pks), **{soft_delete_field(config.model): Now()}
+    )
 
 
 def _restore(config, run_id: int, *, dry: bool) -> list[str]:
@@ -241,11 +290,13 @@ def _restore(config, run_id: int, *, dry: bool) -> list[str]:
             f" WHERE t.{_q(meta.get_field(deleted).column)} IS NOT NULL AND EXISTS ("
             " SELECT 1 FROM sync_record_logs s WHERE s.run_id = %s AND s.natural_key ="
             f" t.{key} AND s.action = ANY(%s)) ORDER BY t.{key} FOR UPDATE OF t",
-            [run_id, list(STORED)])
+            [run_id, list(STORED)],
+        )
         rows = cursor.fetchall()
     if rows and not dry:
-        update_synced(config.model._base_manager.filter(pk__in=[pk for pk, _key in rows]),
-                      **{deleted: None})
+        update_synced(
+            config.model._base_manager.filter(pk__in=[pk for pk, _key in rows]), **{deleted: None}
+        )
     return [key for _pk, key in rows]
 
 
@@ -256,5 +307,6 @@ def message(verification: dict) -> str:
     if not left.get("count"):
         return ""
     what = {DONE[FLAG]: "kept and flagged", WOULD[FLAG]: "would be kept and flagged"}.get(
-        left["action"], left["action"].replace("_", "-"))
+        left["action"], left["action"].replace("_", "-")
+    )
     return f"; {left['count']} row(s) left the sheet: {what}"

@@ -13,8 +13,19 @@ from django.db import connection
 from sync.redaction import redact
 
 RECORD_COLUMNS = ("run_id", "row_number", "natural_key", "action", "object_id")
-ERROR_COLUMNS = ("run_id", "source", "category", "code", "row_number", "natural_key", "column",
-                 "value_length", "column_limit", "reason", "retryable")
+ERROR_COLUMNS = (
+    "run_id",
+    "source",
+    "category",
+    "code",
+    "row_number",
+    "natural_key",
+    "column",
+    "value_length",
+    "column_limit",
+    "reason",
+    "retryable",
+)
 
 
 @dataclass
@@ -24,21 +35,51 @@ class LogBuffer:
     records: list[tuple] = field(default_factory=list)
     errors: list[tuple] = field(default_factory=list)
 
-    def record(self, row_number: int, key: str, action: str, object_id: int | None = None,
-               ) -> None:
+    def record(
+        self,
+        row_number: int,
+        key: str,
+        action: str,
+        object_id: int | None = None,
+    ) -> None:
         self.records.append((self.run_id, row_number, key, action, object_id))
 
-    def error(self, *, category: str, reason: str, code: str = "", row_number: int | None = None,
-              key: str = "", column: str = "", value_length: int | None = None,
-              limit: int | None = None, retryable: bool = False) -> None:
-        self.errors.append((self.run_id, self.source, category, code, row_number, key, column,
-                            value_length, limit, redact(reason)[:2000], retryable))
+    def error(
+        self,
+        *,
+        category: str,
+        reason: str,
+        code: str = "",
+        row_number: int | None = None,
+        key: str = "",
+        column: str = "",
+        value_length: int | None = None,
+        limit: int | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.errors.append(
+            (
+                self.run_id,
+                self.source,
+                category,
+                code,
+                row_number,
+                key,
+                column,
+                value_length,
+                limit,
+                redact(reason)[:2000],
+                retryable,
+            )
+        )
 
     def flush(self) -> None:
         """COPY what is buffered (in the caller's transaction) and empty the buffer."""
         with connection.cursor() as cursor:
-            for table, columns, rows in (("sync_record_logs", RECORD_COLUMNS, self.records),
-                                         ("sync_error_logs", ERROR_COLUMNS, self.errors)):
+            for table, columns, rows in (
+                ("sync_record_logs", RECORD_COLUMNS, self.records),
+                ("sync_error_logs", ERROR_COLUMNS, self.errors),
+            ):
                 if not rows:
                     continue
                 quoted = ", ".join(connection.ops.quote_name(c) for c in columns)

@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 logger.addFilter(RedactPiiFilter())
 
 
-def enqueue(*, source: str, location: str, run_id: int,
-            failures: list[tuple[str, int | None, str, str]]) -> list[str]:
+def enqueue(
+    *, source: str, location: str, run_id: int, failures: list[tuple[str, int | None, str, str]]
+) -> list[str]:
     """Queue (or bump) ``(key, row_number, category, error)`` failures; returns the keys that
     just became permanently failed."""
     if not failures:
@@ -51,21 +52,33 @@ def enqueue(*, source: str, location: str, run_id: int,
                 last_run_id = EXCLUDED.last_run_id, updated_at = now()
             RETURNING q.natural_key, q.status, q.attempts
             """,
-            [source, location, settings.SYNC_INGEST_RETRY_MAX_ATTEMPTS,
-             settings.SYNC_INGEST_RETRY_BACKOFF_BASE, run_id,
-             [f[0] for f in failures], [f[1] for f in failures], [f[2] for f in failures],
-             [redact(f[3])[:1000] for f in failures],
-             settings.SYNC_INGEST_RETRY_MAX_ATTEMPTS, settings.SYNC_INGEST_RETRY_BACKOFF_BASE,
-             settings.SYNC_INGEST_RETRY_BACKOFF_CAP],
+            [
+                source,
+                location,
+                settings.SYNC_INGEST_RETRY_MAX_ATTEMPTS,
+                settings.SYNC_INGEST_RETRY_BACKOFF_BASE,
+                run_id,
+                [f[0] for f in failures],
+                [f[1] for f in failures],
+                [f[2] for f in failures],
+                [redact(f[3])[:1000] for f in failures],
+                settings.SYNC_INGEST_RETRY_MAX_ATTEMPTS,
+                settings.SYNC_INGEST_RETRY_BACKOFF_BASE,
+                settings.SYNC_INGEST_RETRY_BACKOFF_CAP,
+            ],
         )
         rows = cursor.fetchall()
-    dead = [key for key, status, _attempts in rows
-            if status == RecordRetry.Status.PERMANENTLY_FAILED]
+    dead = [
+        key for key, status, _attempts in rows if status == RecordRetry.Status.PERMANENTLY_FAILED
+    ]
     if dead:
-        raise_alert("permanent_failure", source,
-                    f"{len(dead)} row(s) permanently failed after "
-                    f"{settings.SYNC_INGEST_RETRY_MAX_ATTEMPTS} attempts",
-                    {"keys": dead[:50], "run_id": run_id})
+        raise_alert(
+            "permanent_failure",
+            source,
+            f"{len(dead)} row(s) permanently failed after "
+            f"{settings.SYNC_INGEST_RETRY_MAX_ATTEMPTS} attempts",
+            {"keys": dead[:50], "run_id": run_id},
+        )
     return dead
 
 
@@ -74,8 +87,9 @@ def resolve(*, source: str, keys: list[str]) -> int:
     if not keys:
         return 0
     with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM retry_queue WHERE source = %s AND natural_key = ANY(%s)",
-                       [source, keys])
+        cursor.execute(
+            "DELETE FROM retry_queue WHERE source = %s AND natural_key = ANY(%s)", [source, keys]
+        )
         return cursor.rowcount
 
 
@@ -83,8 +97,11 @@ def has_entries(source: str) -> bool:
     return RecordRetry.objects.filter(source=source).exists()
 
 
-def due(*, source: str | None = None, include_not_due: bool = False,
-        ) -> dict[tuple[str, str], list[str]]:
+def due(
+    *,
+    source: str | None = None,
+    include_not_due: bool = False,
+) -> dict[tuple[str, str], list[str]]:
     """Pending entries whose backoff ran out, grouped by (source, location)."""
     entries = RecordRetry.objects.filter(status=RecordRetry.Status.PENDING)
     if source:
@@ -93,7 +110,8 @@ def due(*, source: str | None = None, include_not_due: bool = False,
         entries = entries.filter(next_retry_at__lte=_now())
     grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
     for src, location, key in entries.order_by("next_retry_at").values_list(
-            "source", "location", "natural_key"):
+        "source", "location", "natural_key"
+    ):
         grouped[(src, location)].append(key)
     return dict(grouped)
 
@@ -115,7 +133,8 @@ def _now():
 def stats() -> dict[str, dict[str, int]]:
     """Entries per source and status (sync_health)."""
     found: dict[str, dict[str, int]] = defaultdict(dict)
-    for src, status, count in RecordRetry.objects.values_list("source", "status").annotate(
-            count=Count("id")).order_by():
+    for src, status, count in (
+        RecordRetry.objects.values_list("source", "status").annotate(count=Count("id")).order_by()
+    ):
         found[src][status] = count
     return dict(found)

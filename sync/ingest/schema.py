@@ -48,7 +48,9 @@ def _catalog(table: str) -> dict[str, tuple]:
         cursor.execute(
             "SELECT column_name, data_type, character_maximum_length, numeric_precision,"
             " numeric_scale FROM information_schema.columns"
-            " WHERE table_schema = current_schema() AND table_name = %s", [table])
+            " WHERE table_schema = current_schema() AND table_name = %s",
+            [table],
+        )
         return {name: rest for name, *rest in cursor.fetchall()}
 
 
@@ -64,10 +66,17 @@ def column_limits(config: SourceConfig) -> dict[str, Column]:
         for header, name in mapping.items():
             db_column = meta.get_field(name).column
             data_type, length, precision, scale = catalog[db_column]
-            found[header] = Column(header, meta.label_lower, name, meta.db_table, db_column,
-                                   data_type, length,
-                                   precision if data_type == "numeric" else None,
-                                   scale if data_type == "numeric" else None)
+            found[header] = Column(
+                header,
+                meta.label_lower,
+                name,
+                meta.db_table,
+                db_column,
+                data_type,
+                length,
+                precision if data_type == "numeric" else None,
+                scale if data_type == "numeric" else None,
+            )
     return found
 
 
@@ -110,23 +119,26 @@ class SchemaReport:
 
     def fix_migration(self) -> str:
         """A migration that turns every limited column that something overflows into TEXT."""
-        targets = sorted({(c.table, c.column, c.type_sql) for c in self.limited
-                          if c.header in self.by_column()})
+        targets = sorted(
+            {(c.table, c.column, c.type_sql) for c in self.limited if c.header in self.by_column()}
+        )
         if not targets:
             return ""
         statements = "\n".join(
-            f'        migrations.RunSQL(\n'
+            f"        migrations.RunSQL(\n"
             f'            "ALTER TABLE {table} ALTER COLUMN {column} TYPE text",\n'
-            f'            reverse_sql=migrations.RunSQL.noop,  # was {type_sql}: '
-            f'shrinking back would truncate\n'
-            f'        ),'
-            for table, column, type_sql in targets)
+            f"            reverse_sql=migrations.RunSQL.noop,  # was {type_sql}: "
+            f"shrinking back would truncate\n"
+            f"        ),"
+            for table, column, type_sql in targets
+        )
         return (
             "from django.db import migrations\n\n\n"
             "class Migration(migrations.Migration):\n"
             "    # Values in the sheet do not fit these columns (sync_schema_check).\n"
             "    dependencies = []  # the app's latest migration\n\n"
-            f"    operations = [\n{statements}\n    ]\n")
+            f"    operations = [\n{statements}\n    ]\n"
+        )
 
     def as_dict(self) -> dict:
         """What a run stores in ``SyncRun.schema_report`` (no values, only lengths)."""
@@ -151,8 +163,11 @@ def compare_headers(config: SourceConfig, headers: list[str], report: SchemaRepo
 def scan_rows(report: SchemaReport, headers: list[str], rows: Iterable[Row]) -> None:
     """Measure every value that feeds a length-limited column."""
     positions = {h: i for i, h in enumerate(headers)}
-    limited = [(positions[c.header], c.header, c.max_length) for c in report.limited
-               if c.header in positions]
+    limited = [
+        (positions[c.header], c.header, c.max_length)
+        for c in report.limited
+        if c.header in positions
+    ]
     for row_number, cells in rows:
         report.rows_scanned += 1
         bad = False

@@ -29,26 +29,44 @@ def source_find_missing(source: str, *, file: str | None = None) -> MissingRepor
     return find_missing(config, source_for(config, kind, location))
 
 
-def source_sync_missing(source: str, *, file: str | None = None,
-                        progress: Callable[[SyncRun], None] | None = None,
-                        ) -> tuple[MissingReport, SyncRun | None]:
+def source_sync_missing(
+    source: str,
+    *,
+    file: str | None = None,
+    progress: Callable[[SyncRun], None] | None = None,
+) -> tuple[MissingReport, SyncRun | None]:
     """Find the sheet's keys the database lacks and sync just those rows."""
     report = source_find_missing(source, file=file)
     if not report.missing:
         return report, None
-    run = run_ingest(source, file=file, only_keys=[key for key, _row in report.missing],
-                     trigger=SyncRun.Trigger.MISSING, progress=progress)
+    run = run_ingest(
+        source,
+        file=file,
+        only_keys=[key for key, _row in report.missing],
+        trigger=SyncRun.Trigger.MISSING,
+        progress=progress,
+    )
     return report, run
 
 
-def retry_records(*, source: str | None = None, include_not_due: bool = False,
-                  progress: Callable[[SyncRun], None] | None = None) -> list[SyncRun]:
+def retry_records(
+    *,
+    source: str | None = None,
+    include_not_due: bool = False,
+    progress: Callable[[SyncRun], None] | None = None,
+) -> list[SyncRun]:
     """Re-read the due rows of the record retry queue from their sheets and sync them."""
     runs = []
-    for (src, location), keys in retry.due(source=source,
-                                           include_not_due=include_not_due).items():
-        runs.append(run_ingest(src, file=location or None, only_keys=keys,
-                               trigger=SyncRun.Trigger.RETRY, progress=progress))
+    for (src, location), keys in retry.due(source=source, include_not_due=include_not_due).items():
+        runs.append(
+            run_ingest(
+                src,
+                file=location or None,
+                only_keys=keys,
+                trigger=SyncRun.Trigger.RETRY,
+                progress=progress,
+            )
+        )
     return runs
 
 
@@ -77,15 +95,21 @@ def source_health(source: str | None = None) -> list[SourceHealth]:
     for name in names:
         runs = SyncRun.objects.filter(source=name).exclude(status=SyncRun.Status.REFUSED)
         day = runs.filter(created_at__gte=since).aggregate(
-            total=Count("id"), ok=Count("id", filter=Q(status=SyncRun.Status.SUCCEEDED)),
-            last=Max("created_at"))
+            total=Count("id"),
+            ok=Count("id", filter=Q(status=SyncRun.Status.SUCCEEDED)),
+            last=Max("created_at"),
+        )
         health = SourceHealth(
-            name, last_run=runs.order_by("-created_at").first(),
-            last_success=runs.filter(status=SyncRun.Status.SUCCEEDED).order_by(
-                "-created_at").first(),
-            runs_24h=day["total"], succeeded_24h=day["ok"],
+            name,
+            last_run=runs.order_by("-created_at").first(),
+            last_success=runs.filter(status=SyncRun.Status.SUCCEEDED)
+            .order_by("-created_at")
+            .first(),
+            runs_24h=day["total"],
+            succeeded_24h=day["ok"],
             retry_pending=queue.get(name, {}).get(RecordRetry.Status.PENDING, 0),
-            retry_permanent=queue.get(name, {}).get(RecordRetry.Status.PERMANENTLY_FAILED, 0))
+            retry_permanent=queue.get(name, {}).get(RecordRetry.Status.PERMANENTLY_FAILED, 0),
+        )
         if health.last_run is not None:
             health.errors_by_category = health.last_run.errors_by_category
         found.append(health)

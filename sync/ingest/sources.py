@@ -69,8 +69,7 @@ def cell_text(value: Any) -> str:
             return str(int(value))
         return format(Decimal(repr(value)), "f")
     if isinstance(value, datetime.datetime):
-        return value.date().isoformat() if value.time() == datetime.time() else (
-            value.isoformat())
+        return value.date().isoformat() if value.time() == datetime.time() else (value.isoformat())
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
     return str(value)
@@ -92,8 +91,9 @@ UTF8 = "utf-8-sig"  # reads UTF-8 with or without a byte-order mark
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # NOTE: a run of three or more accented letters is how text of another single-byte code
 # page (Cyrillic, Greek …) looks when read as Windows-1252: no Western word has one.
-_NOT_WESTERN = re.compile("[\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff\u0152\u0153\u0160\u0161"
-                          "\u0178\u017d\u017e]{3,}")
+_NOT_WESTERN = re.compile(
+    "[\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e]{3,}"
+)
 
 
 def normal_header(header: str) -> str:
@@ -119,14 +119,15 @@ def match_headers(headers: list[str], expected: tuple[str, ...], location: str) 
             continue
         if name in seen:
             first = seen[name]
-            msg = (f"{location}: columns {column_letter(first + 1)} ({headers[first]!r}) and "
-                   f"{column_letter(index + 1)} ({header!r}) both read as {name!r}; "
-                   "rename or remove one of them")
+            msg = (
+                f"{location}: columns {column_letter(first + 1)} ({headers[first]!r}) and "
+                f"{column_letter(index + 1)} ({header!r}) both read as {name!r}; "
+                "rename or remove one of them"
+            )
             raise SourceFileError(msg, code="ambiguous_header", line=1)
         seen[name] = index
         matched[index] = name
     return matched
-
 
 
 def _looks_utf16(head: bytes) -> bool:
@@ -136,6 +137,7 @@ def _looks_utf16(head: bytes) -> bool:
     half = len(sample) // 2
     nuls = max(sample[0::2].count(0), sample[1::2].count(0))
     return half >= 2 and nuls >= half * 0.3
+
 
 def _codec(name: str) -> str:
     """The codec's canonical name ("latin-1" -> "iso8859-1"); UTF-8 also strips a BOM."""
@@ -153,8 +155,12 @@ class FileText:
     detected: list[str] = field(default_factory=list)  # "encoding", "delimiter"
 
     def describe(self) -> dict:
-        return {"encoding": self.encoding, "delimiter": self.delimiter,
-                "detected": self.detected, "warnings": self.warnings}
+        return {
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "detected": self.detected,
+            "warnings": self.warnings,
+        }
 
 
 class CsvSource:
@@ -166,9 +172,14 @@ class CsvSource:
 
     kind = "csv"
 
-    def __init__(self, location: str, *, encoding: str | None = "utf-8-sig",
-                 delimiter: str | None = ",", expected_headers: tuple[str, ...] = (),
-                 ) -> None:
+    def __init__(
+        self,
+        location: str,
+        *,
+        encoding: str | None = "utf-8-sig",
+        delimiter: str | None = ",",
+        expected_headers: tuple[str, ...] = (),
+    ) -> None:
         self.location = location
         self.encoding = encoding  # None: detect
         self.delimiter = delimiter  # None: sniff
@@ -223,13 +234,20 @@ class CsvSource:
             raise SourceFileError(msg, code="empty")
         declared = _codec(self.encoding) if self.encoding else None
         warnings: list[str] = []
-        bom = ("utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-16" if head[:2] in (
-            codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else None)
+        bom = (
+            "utf-8-sig"
+            if head.startswith(codecs.BOM_UTF8)
+            else "utf-16"
+            if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+            else None
+        )
         if bom:
             if declared and declared != bom and not declared.startswith(bom[:6]):
-                warnings.append(f"the source declares {self.encoding} but the file starts "
-                                f"with a {bom.removesuffix('-sig').upper()} byte-order mark: "
-                                "read as that")
+                warnings.append(
+                    f"the source declares {self.encoding} but the file starts "
+                    f"with a {bom.removesuffix('-sig').upper()} byte-order mark: "
+                    "read as that"
+                )
             if deferred and bom == UTF8:
                 self._pending = True
             else:
@@ -241,10 +259,12 @@ class CsvSource:
         if declared is None and _looks_utf16(head):
             # NOTE: NUL bytes are valid UTF-8: read as that, UTF-16 without a byte-order mark
             # was a header of letters and NULs that no column matched.
-            msg = (f"{self.location} looks like UTF-16 text without a byte-order mark (NUL "
-                   "bytes between its letters): declare encoding = \"utf-16-le\" (or "
-                   "\"utf-16-be\") in the source, or export it as CSV UTF-8; nothing of the "
-                   "file was loaded")
+            msg = (
+                f"{self.location} looks like UTF-16 text without a byte-order mark (NUL "
+                'bytes between its letters): declare encoding = "utf-16-le" (or '
+                '"utf-16-be") in the source, or export it as CSV UTF-8; nothing of the '
+                "file was loaded"
+            )
             raise SourceFileError(msg, code="encoding", line=1)
         if deferred and (declared == UTF8 or (declared is None and _plain_header(head))):
             # NOTE: detected, the encoding may still turn out to be cp1252; a header of plain
@@ -258,8 +278,9 @@ class CsvSource:
             if declared != UTF8 and not utf8.ascii:
                 # NOTE: text in a single-byte code page is almost never valid UTF-8 once it
                 # has accents; read as declared, a UTF-8 export would be stored as mojibake.
-                warnings.append(f"the source declares {self.encoding} but the file is UTF-8 "
-                                "text: read as UTF-8")
+                warnings.append(
+                    f"the source declares {self.encoding} but the file is UTF-8 text: read as UTF-8"
+                )
                 return UTF8, warnings, ["encoding"]
             return declared, warnings, []
         if declared and declared != UTF8:
@@ -270,8 +291,9 @@ class CsvSource:
             if cp1252.error is None:
                 warnings.append(
                     f"the file is not UTF-8 (line {self._line_of(utf8.error[0], 'cp1252')}); "
-                    "read as Windows-1252 (cp1252), detected: declare encoding = \"cp1252\" "
-                    "in the source if that is right")
+                    'read as Windows-1252 (cp1252), detected: declare encoding = "cp1252" '
+                    "in the source if that is right"
+                )
                 return "cp1252", warnings, ["encoding"]
         raise self._undecodable(UTF8, utf8.error)
 
@@ -298,7 +320,7 @@ class CsvSource:
                 except UnicodeDecodeError as e:
                     # e.object is what the decoder held back from earlier chunks + this one.
                     at = offset - (len(e.object) - len(chunk)) + e.start
-                    return _Scan((at, e.object[e.start:e.start + 1]), False)
+                    return _Scan((at, e.object[e.start : e.start + 1]), False)
                 ascii_only = ascii_only and chunk.isascii()
                 if western and not chunk.isascii():
                     if _NOT_WESTERN.search(tail + text):
@@ -319,10 +341,15 @@ class CsvSource:
         name = encoding.removesuffix("-sig").upper()
         line = self._line_of(position, encoding)
         what = f"byte 0x{byte.hex().upper()}" if byte else "a character"
-        hint = ("; if it was saved as plain CSV on Windows, declare encoding = \"cp1252\" in "
-                "the source" if name == "UTF-8" else "")
-        msg = (f"{self.location} is not {name} text: {what} at line {line} cannot be decoded; "
-               f"nothing of the file was loaded{hint}")
+        hint = (
+            '; if it was saved as plain CSV on Windows, declare encoding = "cp1252" in the source'
+            if name == "UTF-8"
+            else ""
+        )
+        msg = (
+            f"{self.location} is not {name} text: {what} at line {line} cannot be decoded; "
+            f"nothing of the file was loaded{hint}"
+        )
         return SourceFileError(msg, code="encoding", line=line)
 
     def _delimiter(self, text: FileText) -> str:
@@ -330,8 +357,9 @@ class CsvSource:
             return self.delimiter
         # NOTE: "replace": the header line is whole and decodes (prescan); a chunk read past
         # it may not (a deferred check: that is for the whole file's read to say).
-        with Path(self.location).open(newline="", encoding=text.encoding,
-                                      errors="replace") as handle:
+        with Path(self.location).open(
+            newline="", encoding=text.encoding, errors="replace"
+        ) as handle:
             first = handle.readline()
         wanted = {normal_header(h) for h in self.expected}
         best, score = DELIMITERS[0], 0
@@ -399,8 +427,9 @@ class CsvSource:
             msg = f"cannot open {self.location}: {e.strerror}"
             raise SourceFileError(msg, code="unreadable") from e
         digesting = _Digesting(raw)
-        with io.TextIOWrapper(io.BufferedReader(digesting, CHUNK), encoding=text.encoding,
-                              newline="") as handle:
+        with io.TextIOWrapper(
+            io.BufferedReader(digesting, CHUNK), encoding=text.encoding, newline=""
+        ) as handle:
             handle._CHUNK_SIZE = 1 << 16  # NOTE: decoded 64 KiB at a time, not 8 KiB
             # NOTE: strict: a quoted cell still open at the end of the file (a file cut off
             # mid-row) is an error, not a cell read as cut.
@@ -413,8 +442,10 @@ class CsvSource:
                     raise _Undecided from e
                 msg = f"{self.location} cannot be read past line {reader.line_num}: {e}"
                 if "unexpected end of data" in str(e):
-                    msg += (" (a quoted cell is not closed: the file was cut short?); nothing "
-                            "of the file was loaded")
+                    msg += (
+                        " (a quoted cell is not closed: the file was cut short?); nothing "
+                        "of the file was loaded"
+                    )
                 raise SourceFileError(msg, code="unreadable", line=reader.line_num) from e
             self.read_digest = digesting.digest()
 
@@ -464,8 +495,8 @@ def _data_rows_aligned(rows: Iterator[list[str]], header: list[str]) -> Iterator
     for number, cells in enumerate(rows, start=2):
         # NOTE: the usual line has the header's width: nothing more to look at.
         if len(cells) != named and (
-                (0 < len(cells) < named and any(cells))
-                or any(c.strip() for c in cells[named:])):
+            (0 < len(cells) < named and any(cells)) or any(c.strip() for c in cells[named:])
+        ):
             cells = RaggedRow(cells)
             cells.width = named
         if any(cells):
@@ -536,8 +567,9 @@ class XlsxSource:
 
     kind = "xlsx"
 
-    def __init__(self, location: str, *, worksheet: str = "",
-                 expected_headers: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, location: str, *, worksheet: str = "", expected_headers: tuple[str, ...] = ()
+    ) -> None:
         self.location = location
         self.worksheet = worksheet
         self.expected = tuple(expected_headers)
@@ -561,8 +593,10 @@ class XlsxSource:
             raise SourceFileError(msg, code="not_a_workbook") from e
         if self.worksheet and self.worksheet not in book.sheetnames:
             book.close()
-            msg = (f"{self.location} has no worksheet {self.worksheet!r} "
-                   f"(it has {', '.join(book.sheetnames)})")
+            msg = (
+                f"{self.location} has no worksheet {self.worksheet!r} "
+                f"(it has {', '.join(book.sheetnames)})"
+            )
             raise SourceConfigError(msg)
         return book, book[self.worksheet] if self.worksheet else book.worksheets[0]
 
@@ -582,9 +616,13 @@ class XlsxSource:
         try:
             with sheet._get_source() as stream:
                 parser = _formula_parser()(
-                    stream, book.shared_strings, data_only=True, epoch=book.epoch,
+                    stream,
+                    book.shared_strings,
+                    data_only=True,
+                    epoch=book.epoch,
                     date_formats=book._date_formats,
-                    timedelta_formats=book._timedelta_formats)
+                    timedelta_formats=book._timedelta_formats,
+                )
                 parser.zero_padded = _zero_padded(book)
                 last = 0
                 # NOTE: rows as wide as the sheet's declared columns, as openpyxl's own
@@ -658,8 +696,11 @@ def _zero_padded(book) -> dict[int, int]:
     padded = {}
     for style_id, style in enumerate(book._cell_styles):
         number = style.numFmtId - 164  # custom formats; no built-in one pads
-        if 0 <= number < len(formats) and len(formats[number]) > 1 and (
-                set(formats[number]) == {"0"}):
+        if (
+            0 <= number < len(formats)
+            and len(formats[number]) > 1
+            and (set(formats[number]) == {"0"})
+        ):
             padded[style_id] = len(formats[number])
     return padded
 
@@ -699,11 +740,15 @@ def _reason(error: Exception) -> str:
 
 def backoff_delay(attempt: int, base: float) -> float:
     """Exponential backoff with jitter: base · 2^attempt, times 0.5 to 1."""
-    return base * (2 ** attempt) * (0.5 + random.random() / 2)  # noqa: S311
+    return base * (2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
 
 
-def with_retries(operation: Callable[[], T], *, what: str,
-                 on_retry: Callable[[int, Exception, float], None] | None = None) -> T:
+def with_retries(
+    operation: Callable[[], T],
+    *,
+    what: str,
+    on_retry: Callable[[int, Exception, float], None] | None = None,
+) -> T:
     """``operation()``, retried on ``NetworkError`` up to SYNC_INGEST_NETWORK_RETRIES times."""
     retries = settings.SYNC_INGEST_NETWORK_RETRIES
     for attempt in range(retries + 1):
@@ -714,8 +759,9 @@ def with_retries(operation: Callable[[], T], *, what: str,
                 msg = f"{what}: still failing after {retries} retries: {e}"
                 raise SourceUnavailableError(msg) from e
             delay = backoff_delay(attempt, settings.SYNC_INGEST_NETWORK_BACKOFF)
-            logger.warning("%s failed (%s); retry %d/%d in %.2fs", what, e, attempt + 1,
-                           retries, delay)
+            logger.warning(
+                "%s failed (%s); retry %d/%d in %.2fs", what, e, attempt + 1, retries, delay
+            )
             if on_retry:
                 on_retry(attempt + 1, e, delay)
             time.sleep(delay)
@@ -740,9 +786,14 @@ class SheetsSource:
 
     kind = "sheets"
 
-    def __init__(self, spreadsheet_id: str, *, worksheet: str = "",
-                 expected_headers: tuple[str, ...] = (),
-                 on_retry: Callable[[int, Exception, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        spreadsheet_id: str,
+        *,
+        worksheet: str = "",
+        expected_headers: tuple[str, ...] = (),
+        on_retry: Callable[[int, Exception, float], None] | None = None,
+    ) -> None:
         self.location = spreadsheet_id
         self.worksheet = worksheet
         self.expected = tuple(expected_headers)
@@ -769,22 +820,25 @@ class SheetsSource:
 
         def get() -> list[list[str]]:
             try:
-                body = self.client().values_get(self.location, self._range(first, last),
-                                                params=params)
+                body = self.client().values_get(
+                    self.location, self._range(first, last), params=params
+                )
             except gspread.exceptions.APIError as e:
                 if e.code == 429 or e.code >= 500 or e.code == -1:
                     msg = f"Google Sheets answered HTTP {e.response.status_code}"
                     raise NetworkError(msg) from e
-                msg = (f"Google Sheets refused {self.location}: "
-                       f"HTTP {e.code} {e.error.get('status')}")
+                msg = (
+                    f"Google Sheets refused {self.location}: HTTP {e.code} {e.error.get('status')}"
+                )
                 raise SourceFileError(msg, code="refused") from e
             except requests.RequestException as e:
                 msg = f"cannot reach Google Sheets: {type(e).__name__}"
                 raise NetworkError(msg) from e
             return [[cell_text(v) for v in row] for row in body.get("values", [])]
 
-        return with_retries(get, what=f"reading rows {first}-{last} of {self.location}",
-                            on_retry=self.on_retry)
+        return with_retries(
+            get, what=f"reading rows {first}-{last} of {self.location}", on_retry=self.on_retry
+        )
 
     def prescan(self) -> None:
         """Nothing to do ahead: the sheet is read by the API, in chunks."""
@@ -824,15 +878,15 @@ def sheets_client():
 
     class Client(HTTPClient):
         def request(self, method, url, *args, **kwargs):
-            return super().request(method, endpoint + url.removeprefix(google), *args,
-                                   **kwargs)
+            return super().request(method, endpoint + url.removeprefix(google), *args, **kwargs)
 
     credentials = settings.SYNC_INGEST_SHEETS_CREDENTIALS
     if credentials:
         from google.oauth2.service_account import Credentials
 
         auth = Credentials.from_service_account_file(
-            credentials, scopes=["https://www.googleapis.com/auth/spreadsheets.readonly"])
+            credentials, scopes=["https://www.googleapis.com/auth/spreadsheets.readonly"]
+        )
         client = Client(auth)
     else:
         client = Client(None, session=requests.Session())  # API key or an open endpoint
@@ -840,27 +894,47 @@ def sheets_client():
     return client
 
 
-def open_source(kind: str, location: str, *, worksheet: str = "", encoding: str | None = None,
-                delimiter: str | None = None, expected_headers: tuple[str, ...] = (),
-                on_retry: Callable[[int, Exception, float], None] | None = None) -> Source:
+def open_source(
+    kind: str,
+    location: str,
+    *,
+    worksheet: str = "",
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    expected_headers: tuple[str, ...] = (),
+    on_retry: Callable[[int, Exception, float], None] | None = None,
+) -> Source:
     """A source; ``expected_headers`` (the mapping's) are matched after trimming and ignoring
     case, and pick the CSV delimiter when none is given; ``encoding`` None: detected."""
     if kind == "csv":
-        return CsvSource(location, encoding=encoding, delimiter=delimiter,
-                         expected_headers=expected_headers)
+        return CsvSource(
+            location, encoding=encoding, delimiter=delimiter, expected_headers=expected_headers
+        )
     if kind == "xlsx":
         return XlsxSource(location, worksheet=worksheet, expected_headers=expected_headers)
-    return SheetsSource(location, worksheet=worksheet, expected_headers=expected_headers,
-                        on_retry=on_retry)
+    return SheetsSource(
+        location, worksheet=worksheet, expected_headers=expected_headers, on_retry=on_retry
+    )
 
 
-def source_for(config: SourceConfig, kind: str, location: str,
-               on_retry: Callable[[int, Exception, float], None] | None = None) -> Source:
+def source_for(
+    config: SourceConfig,
+    kind: str,
+    location: str,
+    on_retry: Callable[[int, Exception, float], None] | None = None,
+) -> Source:
     """The source a run (or a check) of ``config`` reads, with its declared file format."""
     # NOTE: the declared format is in both the config's fields and its reader options.
-    declared = {**config.options, **{k: v for k in ("encoding", "delimiter")
-                                     if (v := getattr(config, k, ""))}}
-    return open_source(kind, location, worksheet=config.worksheet,
-                       encoding=declared.get("encoding") or None,
-                       delimiter=declared.get("delimiter") or None,
-                       expected_headers=tuple(config.columns), on_retry=on_retry)
+    declared = {
+        **config.options,
+        **{k: v for k in ("encoding", "delimiter") if (v := getattr(config, k, ""))},
+    }
+    return open_source(
+        kind,
+        location,
+        worksheet=config.worksheet,
+        encoding=declared.get("encoding") or None,
+        delimiter=declared.get("delimiter") or None,
+        expected_headers=tuple(config.columns),
+        on_retry=on_retry,
+    )

@@ -13,8 +13,13 @@ from sync.models import SyncRun
 
 
 @shared_task(name="sync.ingest.tasks.ingest")
-def ingest(source: str, file: str | None = None, run_id: int | None = None,
-           dry_run: bool = False, trigger: str = SyncRun.Trigger.SCHEDULE) -> dict:
+def ingest(
+    source: str,
+    file: str | None = None,
+    run_id: int | None = None,
+    dry_run: bool = False,
+    trigger: str = SyncRun.Trigger.SCHEDULE,
+) -> dict:
     """Run a sync; ``run_id`` is a ``pending`` run a caller created to follow it."""
     run = SyncRun.objects.get(pk=run_id) if run_id else None
     if run is not None and run.status not in SyncRun.ACTIVE:
@@ -42,8 +47,9 @@ def ingest_upload(upload_id: int, run_id: int) -> dict:
 
 @shared_task(name="sync.ingest.tasks.retry_records")
 def retry_records(source: str | None = None) -> list[dict]:
-    return [{"run_id": run.pk, "status": run.status}
-            for run in retry_records_service(source=source)]
+    return [
+        {"run_id": run.pk, "status": run.status} for run in retry_records_service(source=source)
+    ]
 
 
 @shared_task(name="sync.ingest.tasks.find_missing")

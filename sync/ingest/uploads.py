@@ -86,9 +86,14 @@ def store_upload(*, source: str, name: str, data: bytes, username: str) -> SyncU
     if not data:
         msg = f"{name} is empty (0 bytes): nothing to preview"
         raise UploadError(msg)
-    upload = SyncUpload(source=source, filename=name, size=len(data),
-                        sha256=hashlib.sha256(data).hexdigest(), token=uuid.uuid4(),
-                        uploaded_by=username[:150])
+    upload = SyncUpload(
+        source=source,
+        filename=name,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        token=uuid.uuid4(),
+        uploaded_by=username[:150],
+    )
     upload.content, upload.key_id = tiers.encrypt(data, key=_aad_key(upload), version=0)
     upload.save()
     return upload
@@ -97,18 +102,23 @@ def store_upload(*, source: str, name: str, data: bytes, username: str) -> SyncU
 def too_big_message(size: int | None) -> str:
     limit = settings.SYNC_UPLOAD_MAX_BYTES
     got = f"{size:,} bytes" if size is not None else "the file"
-    return (f"{got} is over the upload limit of {limit:,} bytes (SYNC_UPLOAD_MAX_BYTES): "
-            "split the sheet, or have an administrator raise the limit")
+    return (
+        f"{got} is over the upload limit of {limit:,} bytes (SYNC_UPLOAD_MAX_BYTES): "
+        "split the sheet, or have an administrator raise the limit"
+    )
 
 
 def upload_bytes(upload: SyncUpload) -> bytes:
     """The file as uploaded; ``UploadError`` once the retention purged it."""
     if upload.purged_at is not None or not upload.content:
-        msg = (f"upload {upload.pk} ({upload.filename}) was purged after the retention of "
-               f"{settings.SYNC_UPLOAD_RETENTION_DAYS} days: upload the file again")
+        msg = (
+            f"upload {upload.pk} ({upload.filename}) was purged after the retention of "
+            f"{settings.SYNC_UPLOAD_RETENTION_DAYS} days: upload the file again"
+        )
         raise UploadError(msg)
-    return tiers.decrypt(bytes(upload.content), key=_aad_key(upload), version=0,
-                         key_id=upload.key_id)
+    return tiers.decrypt(
+        bytes(upload.content), key=_aad_key(upload), version=0, key_id=upload.key_id
+    )
 
 
 @contextlib.contextmanager
@@ -144,8 +154,10 @@ def upload_columns(upload: SyncUpload) -> tuple[list[str], list[str]]:
         kind, location = config.resolve_location(path)
         headers = source_for(config, kind, location).headers()
     present, mapped = {normal(h) for h in headers}, {normal(h) for h in config.columns}
-    return ([h for h in config.columns if normal(h) not in present],
-            [h for h in headers if h.strip() and normal(h) not in mapped])
+    return (
+        [h for h in config.columns if normal(h) not in present],
+        [h for h in headers if h.strip() and normal(h) not in mapped],
+    )
 
 
 # --------------------------------------------------------------------------- fingerprint
@@ -160,8 +172,11 @@ def fingerprint(config: SourceConfig, preview_run_id: int) -> str:
     its columns' real types and limits, and every database row the preview's file names
     (by its record logs): its version and its child's, or its absence."""
     meta = config.model._meta
-    table, key, pk = _q(meta.db_table), _q(meta.get_field(config.natural_key).column), _q(
-        meta.pk.column)
+    table, key, pk = (
+        _q(meta.db_table),
+        _q(meta.get_field(config.natural_key).column),
+        _q(meta.pk.column),
+    )
     child_join, child_version = "", "'-'"
     if config.child is not None:
         child = config.child.model._meta
@@ -176,12 +191,15 @@ def fingerprint(config: SourceConfig, preview_run_id: int) -> str:
             f" FROM (SELECT DISTINCT natural_key FROM sync_record_logs"
             f" WHERE run_id = %s AND natural_key <> '') k"
             f" LEFT JOIN {table} t ON t.{key} = k.natural_key{child_join}",
-            [preview_run_id])
+            [preview_run_id],
+        )
         rows_digest, keys = cursor.fetchone()
     # Every setting of the source (mapping, rules, declared file format, whatever it grows),
     # and the real column types.
-    rules = {"config": {f.name: getattr(config, f.name) for f in dataclasses.fields(config)},
-             "types": {h: c.type_sql for h, c in column_limits(config).items()}}
+    rules = {
+        "config": {f.name: getattr(config, f.name) for f in dataclasses.fields(config)},
+        "types": {h: c.type_sql for h, c in column_limits(config).items()},
+    }
     text = json.dumps([rules, rows_digest or "", keys], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -190,10 +208,13 @@ def check_preview(upload: SyncUpload) -> None:
     """``PreviewOutdatedError`` unless the database still holds what the preview judged."""
     config = get_source(upload.source)
     if upload.preview_run_id is None or fingerprint(config, upload.preview_run_id) != (
-            upload.fingerprint):
-        msg = (f"the database rows upload {upload.pk} ({upload.filename}) touches, or the "
-               f"source's mapping, changed since its preview (run {upload.preview_run_id}): "
-               "nothing was written; preview the file again and confirm the new preview")
+        upload.fingerprint
+    ):
+        msg = (
+            f"the database rows upload {upload.pk} ({upload.filename}) touches, or the "
+            f"source's mapping, changed since its preview (run {upload.preview_run_id}): "
+            "nothing was written; preview the file again and confirm the new preview"
+        )
         raise PreviewOutdatedError(msg)
 
 
@@ -207,23 +228,34 @@ def preview_upload(upload: SyncUpload) -> SyncRun:
     with upload_file(upload) as path:
         run = _start(upload, path, dry_run=True, batch_size=None)
         try:
-            run = run_ingest(upload.source, file=path, dry_run=True, run=run,
-                             trigger=SyncRun.Trigger.MANUAL)
+            run = run_ingest(
+                upload.source, file=path, dry_run=True, run=run, trigger=SyncRun.Trigger.MANUAL
+            )
         except SyncAlreadyRunningError:
             SyncUpload.objects.filter(pk=upload.pk).update(
-                preview_run_id=run.pk, fingerprint="", status=SyncUpload.Status.FAILED)
+                preview_run_id=run.pk, fingerprint="", status=SyncUpload.Status.FAILED
+            )
             raise
-    judged = fingerprint(config, run.pk) if run.status in (
-        SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL) else ""
+    judged = (
+        fingerprint(config, run.pk)
+        if run.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL)
+        else ""
+    )
     status = SyncUpload.Status.PREVIEWED if judged else SyncUpload.Status.FAILED
-    SyncUpload.objects.filter(pk=upload.pk).update(preview_run_id=run.pk, fingerprint=judged,
-                                                   status=status)
+    SyncUpload.objects.filter(pk=upload.pk).update(
+        preview_run_id=run.pk, fingerprint=judged, status=status
+    )
     upload.refresh_from_db()
     return run
 
 
-def _start(upload: SyncUpload, path: str, *, dry_run: bool, batch_size: int | None,
-           ) -> SyncRun:
+def _start(
+    upload: SyncUpload,
+    path: str,
+    *,
+    dry_run: bool,
+    batch_size: int | None,
+) -> SyncRun:
     run = start_run(upload.source, file=path, dry_run=dry_run, batch_size=batch_size)
     _described(run, upload)
     return run
@@ -233,8 +265,12 @@ def start_upload_run(upload: SyncUpload) -> SyncRun:
     """The ``pending`` real run of a previewed upload, with the preview's batch size."""
     preview = SyncRun.objects.get(pk=upload.preview_run_id)
     run = SyncRun.objects.create(
-        source=upload.source, target=preview.target, trigger=SyncRun.Trigger.MANUAL,
-        location=f"upload {upload.pk}: {upload.filename}", batch_size=preview.batch_size)
+        source=upload.source,
+        target=preview.target,
+        trigger=SyncRun.Trigger.MANUAL,
+        location=f"upload {upload.pk}: {upload.filename}",
+        batch_size=preview.batch_size,
+    )
     SyncUpload.objects.filter(pk=upload.pk).update(run_id=run.pk)
     return run
 
@@ -246,11 +282,17 @@ def run_upload(*, upload_id: int, run_id: int) -> SyncRun:
     run = SyncRun.objects.get(pk=run_id)
     try:
         with upload_file(upload) as path:
-            return run_ingest(upload.source, file=path, run=run, batch_size=run.batch_size,
-                              before_load=lambda: check_preview(upload))
+            return run_ingest(
+                upload.source,
+                file=path,
+                run=run,
+                batch_size=run.batch_size,
+                before_load=lambda: check_preview(upload),
+            )
     except (UploadError, SourceConfigError) as e:
         # Purged meanwhile, or the source is gone from the configuration: the run says so.
         SyncRun.objects.filter(pk=run.pk, status__in=SyncRun.ACTIVE).update(
-            status=SyncRun.Status.FAILED, finished_at=timezone.now(), message=str(e)[:2000])
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), message=str(e)[:2000]
+        )
         run.refresh_from_db()
         return run

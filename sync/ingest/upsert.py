@@ -80,8 +80,10 @@ class Progress(NamedTuple):
 def _cached(spec: SyncSpec) -> tuple[list[str], list]:
     """The columns Redis holds for ``spec``'s model, and their converters (as a read has)."""
     meta = spec.model._meta
-    return ([_q(meta.get_field(name).column) for name in spec.fields],
-            converters_for(spec, "default"))
+    return (
+        [_q(meta.get_field(name).column) for name in spec.fields],
+        converters_for(spec, "default"),
+    )
 
 
 def _set_clause(columns: list[str]) -> str:
@@ -149,8 +151,9 @@ class BatchWriter:
         # The batch is one JSON parameter (an array of rows): no staging table, no COPY
         # round trips; the casts below never cut a value (text, numeric, date). NOTE: jsonb,
         # parsed once: ->> on plain json re-parses the row for every field (~17x slower).
-        columns = ", ".join(f"(e->>{i})::{t} AS {'rn' if i == 0 else f'c{i - 1}'}"
-                            for i, t in enumerate(self.types))
+        columns = ", ".join(
+            f"(e->>{i})::{t} AS {'rn' if i == 0 else f'c{i - 1}'}" for i, t in enumerate(self.types)
+        )
         staged = f"s AS (SELECT {columns} FROM jsonb_array_elements(%s::jsonb) AS e)"  # noqa: S608
         # NOTE: LATERAL … OFFSET 0 is one index probe per sheet row. A plain join is planned
         # for a row source of unknown size, and the prepared statement keeps the plan made
@@ -160,7 +163,8 @@ class BatchWriter:
             f"c AS (SELECT s.*, m.old_id, coalesce(m.same, false) AS same FROM s "  # noqa: S608
             f"LEFT JOIN LATERAL (SELECT t.{self.pk_column} AS old_id, ({exists} AND "
             f"({', '.join(here)}) IS NOT DISTINCT FROM ({', '.join(there)})) AS same "
-            f"FROM {self.table} t{join} WHERE t.{self.key_column} = s.{key} OFFSET 0) m ON true)")
+            f"FROM {self.table} t{join} WHERE t.{self.key_column} = s.{key} OFFSET 0) m ON true)"
+        )
         cached = ", ".join(f"t.{c} AS f{i}" for i, c in enumerate(self.parent_cached))
         upserted = (
             f"up AS (INSERT INTO {self.table} AS t ({', '.join(parent_cols)}, created_at, "  # noqa: S608
@@ -168,13 +172,15 @@ class BatchWriter:
             f"SELECT {', '.join(f'c.c{i}' for i in range(n))}, now(), now(), now(), 0, 0 "
             f"FROM c CROSS JOIN cfg WHERE NOT c.same ON CONFLICT ({self.key_column}) DO UPDATE "
             f"SET {_set_clause(value_cols)} RETURNING t.{self.key_column} AS k, "
-            f"t.{self.pk_column} AS id, (t.xmax = 0) AS inserted, t.version AS v, {cached})")
+            f"t.{self.pk_column} AS id, (t.xmax = 0) AS inserted, t.version AS v, {cached})"
+        )
         parent_intents = "pq AS (" + enqueue_sql(self.label, "up", "id", "v") + ")"
         resolved = (
             "r AS (SELECT c.*, coalesce(up.id, c.old_id) AS id, up.inserted, "  # noqa: S608
             f"up.v AS pv, pq.retried AS pr, "
             f"{', '.join(f'up.f{i}' for i in range(len(self.parent_cached)))} "
-            f"FROM c LEFT JOIN up ON up.k = c.{key} LEFT JOIN pq ON pq.pk = up.id::text)")
+            f"FROM c LEFT JOIN up ON up.k = c.{key} LEFT JOIN pq ON pq.pk = up.id::text)"
+        )
         ctes = [ignore, staged, compared, upserted, parent_intents, resolved]
         child_id, tail, child_values = "NULL::bigint", "", ""
         if self.child:
@@ -188,20 +194,25 @@ class BatchWriter:
                 "WHERE NOT r.same AND r.id IS NOT NULL "
                 f"ON CONFLICT ({self.parent_fk}) DO UPDATE SET {_set_clause(child_cols)} "
                 f"RETURNING t.{self.child_pk} AS child_id, t.{self.parent_fk} AS parent_id, "
-                f"t.version AS v, {child_cached})")
+                f"t.version AS v, {child_cached})"
+            )
             ctes.append("cq AS (" + enqueue_sql(self.child_label, "ch", "child_id", "v") + ")")
             child_id = "ch.child_id"
             tail = " LEFT JOIN ch ON ch.parent_id = r.id LEFT JOIN cq ON cq.pk = ch.child_id::text"
             child_values = ", ch.v AS cv, cq.retried AS cr, " + ", ".join(
-                f"ch.g{i}" for i in range(len(self.child_cached)))
-        action = (f"CASE WHEN r.inserted THEN '{Action.CREATED}' "
-                  f"WHEN r.inserted IS NOT NULL OR {child_id} IS NOT NULL "
-                  f"THEN '{Action.UPDATED}' ELSE '{Action.UNCHANGED}' END")
+                f"ch.g{i}" for i in range(len(self.child_cached))
+            )
+        action = (
+            f"CASE WHEN r.inserted THEN '{Action.CREATED}' "
+            f"WHEN r.inserted IS NOT NULL OR {child_id} IS NOT NULL "
+            f"THEN '{Action.UPDATED}' ELSE '{Action.UNCHANGED}' END"
+        )
         ctes.append(
             f"a AS (SELECT r.rn, r.{key} AS k, r.id, {action} AS action, "  # noqa: S608
             f"r.inserted IS NOT NULL AS written, {child_id} AS child_id, r.pv, r.pr, "
             f"{', '.join(f'r.f{i}' for i in range(len(self.parent_cached)))}{child_values} "
-            f"FROM r{tail})")
+            f"FROM r{tail})"
+        )
         return "WITH " + ", ".join(ctes)
 
     def _recorded(self) -> str:
@@ -211,8 +222,10 @@ class BatchWriter:
         written = f"SELECT '{self.label}:' || pk AS k FROM pq"  # noqa: S608
         if self.child:
             written += f" UNION ALL SELECT '{self.child_label}:' || pk FROM cq"  # noqa: S608
-        counted = {action: f"(SELECT count(*) FROM a WHERE a.action = '{action}')"  # noqa: S608
-                   for action in (Action.CREATED, Action.UPDATED, Action.UNCHANGED)}
+        counted = {
+            action: f"(SELECT count(*) FROM a WHERE a.action = '{action}')"  # noqa: S608
+            for action in (Action.CREATED, Action.UPDATED, Action.UNCHANGED)
+        }
         return (
             ", logs AS (INSERT INTO sync_record_logs (run_id, row_number, natural_key, action, "  # noqa: S608
             "object_id) SELECT %s, a.rn, a.k, a.action, a.id FROM a)"
@@ -249,7 +262,8 @@ class BatchWriter:
             " WHEN %s AND NOT EXISTS (SELECT FROM a WHERE a.written OR a.child_id IS NOT NULL)"
             " THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS commit) c"
             " LEFT JOIN (SELECT * FROM a WHERE a.written OR a.child_id IS NOT NULL)"
-            " w ON true")
+            " w ON true"
+        )
 
     def encode(self, rows: list[ValidRow]) -> str:
         """The statement's batch parameter for ``rows`` (no database work: a run encodes its
@@ -262,8 +276,15 @@ class BatchWriter:
             batch = [[row.row_number, *row.values] for row in rows]
         return json.dumps(batch, default=str, ensure_ascii=False)
 
-    def write(self, rows: list[ValidRow], *, run_id: int, progress: Progress | None = None,
-              settle: list[RowState] = (), encoded: str | None = None) -> Answer:
+    def write(
+        self,
+        rows: list[ValidRow],
+        *,
+        run_id: int,
+        progress: Progress | None = None,
+        settle: list[RowState] = (),
+        encoded: str | None = None,
+    ) -> Answer:
         """Run the statement for ``rows`` (in the caller's transaction). With ``progress``
         (not a dry run) it also writes their record logs for ``run_id``, deletes the intents
         of ``settle`` (completed writes) and updates the run's progress. ``rows`` is never
@@ -274,11 +295,20 @@ class BatchWriter:
             sql = self.sql + " SELECT * FROM a"  # noqa: S608
         else:
             sql = self.sql + self.recorded
-            params += [run_id, [s.label for s in settle], [s.pk for s in settle],
-                       [s.version for s in settle], progress.rows_done, progress.rows_done,
-                       progress.created_before, progress.updated_before,
-                       progress.unchanged_before, progress.failed, progress.run_id,
-                       not connection.in_atomic_block]
+            params += [
+                run_id,
+                [s.label for s in settle],
+                [s.pk for s in settle],
+                [s.version for s in settle],
+                progress.rows_done,
+                progress.rows_done,
+                progress.created_before,
+                progress.updated_before,
+                progress.unchanged_before,
+                progress.failed,
+                progress.run_id,
+                not connection.in_atomic_block,
+            ]
         # NOTE: a server-side prepared statement: the same text every batch, planned once per
         # session instead of parsed and planned each time (Django's cursor binds client-side).
         found = prepared_fetchall(connection, sql, params)
@@ -286,8 +316,14 @@ class BatchWriter:
             return Answer([Written(*row[:6]) for row in found], self._states(found))
         cancel, total, created, updated, unchanged, commit = found[0][-6:]
         found = [row[:-6] for row in found if row[0] is not None]
-        return Answer([Written(*row[:6]) for row in found], self._states(found), cancel, total,
-                      (created, updated, unchanged), commit)
+        return Answer(
+            [Written(*row[:6]) for row in found],
+            self._states(found),
+            cancel,
+            total,
+            (created, updated, unchanged),
+            commit,
+        )
 
     def _states(self, found: list[tuple]) -> list[RowState]:
         """What Redis must hold for every row the statement wrote, as the write-through would
@@ -296,11 +332,23 @@ class BatchWriter:
         parent_at, child_at = 8, 8 + len(self.parent_cached)
         for row in found:
             if row[4]:  # the parent was inserted or updated
-                states.append(RowState(
-                    self.label, str(row[2]), row[6],
-                    convert_row(row[parent_at:child_at], self.parent_converters), row[7]))
+                states.append(
+                    RowState(
+                        self.label,
+                        str(row[2]),
+                        row[6],
+                        convert_row(row[parent_at:child_at], self.parent_converters),
+                        row[7],
+                    )
+                )
             if row[5] is not None:  # its child was written
-                states.append(RowState(
-                    self.child_label, str(row[5]), row[child_at],
-                    convert_row(row[child_at + 2:], self.child_converters), row[child_at + 1]))
+                states.append(
+                    RowState(
+                        self.child_label,
+                        str(row[5]),
+                        row[child_at],
+                        convert_row(row[child_at + 2 :], self.child_converters),
+                        row[child_at + 1],
+                    )
+                )
         return states

@@ -29,8 +29,13 @@ Category = ErrorLog.Category
 # SQL types of the arrays a batch is sent in: never a length-limited type, whose cast
 # would cut a value silently instead of failing.
 ARRAY_TYPES = {
-    "TextField": "text", "CharField": "text", "EmailField": "text", "SlugField": "text",
-    "URLField": "text", "DecimalField": "numeric", "DateField": "date",
+    "TextField": "text",
+    "CharField": "text",
+    "EmailField": "text",
+    "SlugField": "text",
+    "URLField": "text",
+    "DecimalField": "numeric",
+    "DateField": "date",
 }
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d.%m.%Y")
 
@@ -70,14 +75,27 @@ class FieldSpec:
 
 def _text(spec: FieldSpec, value: str) -> str:
     if "\x00" in value:
-        raise _Invalid(Issue(Category.VALIDATION, "nul", spec.header,
-                             "contains a NUL character, which PostgreSQL text cannot hold",
-                             len(value)))
+        raise _Invalid(
+            Issue(
+                Category.VALIDATION,
+                "nul",
+                spec.header,
+                "contains a NUL character, which PostgreSQL text cannot hold",
+                len(value),
+            )
+        )
     limit = spec.column.max_length
     if limit is not None and len(value) > limit:
-        raise _Invalid(Issue(Category.SCHEMA, "too_long", spec.header,
-                             f"{len(value)} characters do not fit {spec.column.type_sql}",
-                             len(value), limit))
+        raise _Invalid(
+            Issue(
+                Category.SCHEMA,
+                "too_long",
+                spec.header,
+                f"{len(value)} characters do not fit {spec.column.type_sql}",
+                len(value),
+                limit,
+            )
+        )
     return value
 
 
@@ -93,32 +111,55 @@ def _decimal(spec: FieldSpec, value: str) -> Decimal | None:
         return None
     if "," in cleaned:
         if not _GROUPED.fullmatch(cleaned):
-            raise _Invalid(Issue(Category.VALIDATION, "not_a_number", spec.header,
-                                 "is not a number: a comma is read only between groups of "
-                                 "three digits (1,234.50); a decimal comma (1234,50) is not "
-                                 "read", len(value)))
+            raise _Invalid(
+                Issue(
+                    Category.VALIDATION,
+                    "not_a_number",
+                    spec.header,
+                    "is not a number: a comma is read only between groups of "
+                    "three digits (1,234.50); a decimal comma (1234,50) is not "
+                    "read",
+                    len(value),
+                )
+            )
         cleaned = cleaned.replace(",", "")
     try:
         number = Decimal(cleaned)
     except (InvalidOperation, ValueError):
         number = None
     if number is None or not number.is_finite():
-        raise _Invalid(Issue(Category.VALIDATION, "not_a_number", spec.header,
-                             "is not a number", len(value)))
+        raise _Invalid(
+            Issue(Category.VALIDATION, "not_a_number", spec.header, "is not a number", len(value))
+        )
     precision, scale = spec.column.precision, spec.column.scale or 0
     _sign, digits, exponent = number.as_tuple()
     places = max(-int(exponent), 0)
     if precision is not None:
         whole = len(digits) + int(exponent) if number else 0
         if whole > precision - scale:
-            raise _Invalid(Issue(Category.SCHEMA, "out_of_range", spec.header,
-                                 f"{whole} digits before the point do not fit "
-                                 f"{spec.column.type_sql}", len(value), precision - scale))
+            raise _Invalid(
+                Issue(
+                    Category.SCHEMA,
+                    "out_of_range",
+                    spec.header,
+                    f"{whole} digits before the point do not fit {spec.column.type_sql}",
+                    len(value),
+                    precision - scale,
+                )
+            )
         # NOTE: after the range check, so rounding stays within the decimal context.
         if places > scale and number != round(number, scale):
-            raise _Invalid(Issue(Category.SCHEMA, "precision", spec.header,
-                                 f"{places} decimal places; {spec.column.type_sql} keeps "
-                                 f"{scale} (it would be rounded)", len(value), scale))
+            raise _Invalid(
+                Issue(
+                    Category.SCHEMA,
+                    "precision",
+                    spec.header,
+                    f"{places} decimal places; {spec.column.type_sql} keeps "
+                    f"{scale} (it would be rounded)",
+                    len(value),
+                    scale,
+                )
+            )
     return number
 
 
@@ -137,51 +178,81 @@ def _date(spec: FieldSpec, value: str) -> datetime.date | None:
             return datetime.datetime.strptime(cleaned, fmt).date()  # noqa: DTZ007 - a date
         except ValueError:
             continue
-    raise _Invalid(Issue(Category.VALIDATION, "not_a_date", spec.header,
-                         "is not a date (YYYY-MM-DD)", len(value)))
+    raise _Invalid(
+        Issue(
+            Category.VALIDATION, "not_a_date", spec.header, "is not a date (YYYY-MM-DD)", len(value)
+        )
+    )
 
 
 CONVERTERS: dict[str, Callable[[FieldSpec, str], Any]] = {
-    "text": _text, "numeric": _decimal, "date": _date,
+    "text": _text,
+    "numeric": _decimal,
+    "date": _date,
 }
 
 
-def field_specs(model: type[models.Model], mapping: dict[str, str], columns: dict[str, Column],
-                required: set[str], prefix: str = "") -> list[FieldSpec]:
+def field_specs(
+    model: type[models.Model],
+    mapping: dict[str, str],
+    columns: dict[str, Column],
+    required: set[str],
+    prefix: str = "",
+) -> list[FieldSpec]:
     specs = []
     for header, name in mapping.items():
         field = model._meta.get_field(name)
         array_type = ARRAY_TYPES.get(field.get_internal_type())
         if array_type not in CONVERTERS:
-            msg = (f"{model._meta.label_lower}.{name}: a {field.get_internal_type()} cannot be "
-                   "fed from a sheet (text, decimal and date fields can)")
+            msg = (
+                f"{model._meta.label_lower}.{name}: a {field.get_internal_type()} cannot be "
+                "fed from a sheet (text, decimal and date fields can)"
+            )
             raise SourceConfigError(msg)
-        specs.append(FieldSpec(header, field, columns[header], array_type,
-                               prefix + name in required))
+        specs.append(
+            FieldSpec(header, field, columns[header], array_type, prefix + name in required)
+        )
     return specs
 
 
 class RowValidator:
     """Validates rows of one sheet (its header row fixes where each column is)."""
 
-    def __init__(self, config: SourceConfig, columns: dict[str, Column],
-                 headers: list[str]) -> None:
+    def __init__(
+        self, config: SourceConfig, columns: dict[str, Column], headers: list[str]
+    ) -> None:
         required = set(config.required) | {config.natural_key}
         self.parent = field_specs(config.model, config.parent_columns(), columns, required)
-        self.child = field_specs(config.child.model, config.child_columns(), columns, required,
-                                 config.child.prefix + ".") if config.child else []
+        self.child = (
+            field_specs(
+                config.child.model,
+                config.child_columns(),
+                columns,
+                required,
+                config.child.prefix + ".",
+            )
+            if config.child
+            else []
+        )
         positions = {h: i for i, h in enumerate(headers)}
         self._positions = [positions.get(s.header) for s in self.parent + self.child]
-        self.key_index = next(i for i, s in enumerate(self.parent)
-                              if s.field.name == config.natural_key)
+        self.key_index = next(
+            i for i, s in enumerate(self.parent) if s.field.name == config.natural_key
+        )
         self.key_header = self.parent[self.key_index].header
         self.key_position = self._positions[self.key_index]  # None: the sheet lacks it
         self._key_pattern = re.compile(config.key_pattern) if config.key_pattern else None
         key_spec = self.parent[self.key_index]
         # Per column: where, how, and whether it is plain text (no limit: only NUL can fail).
         self._plan = [
-            (position, spec, CONVERTERS[spec.array_type], spec.required, spec is key_spec,
-             spec.array_type == "text" and spec.column.max_length is None)
+            (
+                position,
+                spec,
+                CONVERTERS[spec.array_type],
+                spec.required,
+                spec is key_spec,
+                spec.array_type == "text" and spec.column.max_length is None,
+            )
             for spec, position in zip(self.parent + self.child, self._positions, strict=True)
         ]
 
@@ -204,8 +275,11 @@ class RowValidator:
                 raw = raw.strip()  # NOTE: the one normalisation: a key is matched, not shown
             if required and not raw.strip():
                 if not issues_for(issues, spec.header):  # a formula's cell is not empty
-                    issues.append(Issue(Category.VALIDATION, "required", spec.header,
-                                        "is required but empty", 0))
+                    issues.append(
+                        Issue(
+                            Category.VALIDATION, "required", spec.header, "is required but empty", 0
+                        )
+                    )
                 append(None)
                 continue
             if plain and "\x00" not in raw:
@@ -217,47 +291,73 @@ class RowValidator:
                 issues.append(e.issue)
                 append(None)
         key = values[self.key_index] or ""
-        if self._key_pattern and key and (not issues or not issues_for(
-                issues, self.key_header)) and not self._key_pattern.fullmatch(key):
-            issues.append(Issue(Category.VALIDATION, "pattern", self.key_header,
-                                f"does not match the pattern {self._key_pattern.pattern}",
-                                len(key)))
+        if (
+            self._key_pattern
+            and key
+            and (not issues or not issues_for(issues, self.key_header))
+            and not self._key_pattern.fullmatch(key)
+        ):
+            issues.append(
+                Issue(
+                    Category.VALIDATION,
+                    "pattern",
+                    self.key_header,
+                    f"does not match the pattern {self._key_pattern.pattern}",
+                    len(key),
+                )
+            )
         if issues:
             return None, issues
         split = len(self.parent)
-        return ValidRow(row_number, key, tuple(values[:split]),
-                        tuple(values[split:]) if self.child else None), []
-
+        return ValidRow(
+            row_number, key, tuple(values[:split]), tuple(values[split:]) if self.child else None
+        ), []
 
     def _ragged(self, cells: RaggedRow) -> Issue:
         """A CSV line with fewer cells than the header, or cells past its last column: its
         cells do not line up with the columns, so none of them is stored (DESIGN I10)."""
         have = len(cells)
-        missing = [spec.header for spec, position in zip(self.parent + self.child,
-                                                         self._positions, strict=True)
-                   if position is not None and position >= have]
+        missing = [
+            spec.header
+            for spec, position in zip(self.parent + self.child, self._positions, strict=True)
+            if position is not None and position >= have
+        ]
         if have < cells.width:
-            return Issue(Category.VALIDATION, "ragged_row", (missing or [self.key_header])[0],
-                         f"is missing: the line ends after {have} of the header's "
-                         f"{cells.width} cells"
-                         f"{' (no ' + ', '.join(missing) + ')' if missing else ''}: cut "
-                         "short, or a line break outside quotes? Nothing of the row is stored")
-        return Issue(Category.VALIDATION, "ragged_row", self.key_header,
-                     f"is not read: the line has {have} cells, past the header's "
-                     f"{cells.width} columns "
-                     "(a delimiter inside an unquoted value?): its cells do not line up with "
-                     "the columns. Nothing of the row is stored")
+            return Issue(
+                Category.VALIDATION,
+                "ragged_row",
+                (missing or [self.key_header])[0],
+                f"is missing: the line ends after {have} of the header's "
+                f"{cells.width} cells"
+                f"{' (no ' + ', '.join(missing) + ')' if missing else ''}: cut "
+                "short, or a line break outside quotes? Nothing of the row is stored",
+            )
+        return Issue(
+            Category.VALIDATION,
+            "ragged_row",
+            self.key_header,
+            f"is not read: the line has {have} cells, past the header's "
+            f"{cells.width} columns "
+            "(a delimiter inside an unquoted value?): its cells do not line up with "
+            "the columns. Nothing of the row is stored",
+        )
 
     def _formulas(self, cells: FormulaRow) -> list[Issue]:
         """A mapped cell holding a formula whose value the workbook did not save: reported,
         never stored as the empty cell it reads as (DESIGN I10)."""
         at = set(cells.formulas)
-        return [Issue(Category.VALIDATION, "formula", spec.header,
-                      "is a formula without a saved value (the file was written by a program "
-                      "that does not calculate formulas): open and save it in Excel or "
-                      "LibreOffice, or type the value")
-                for spec, position in zip(self.parent + self.child, self._positions,
-                                          strict=True) if position in at]
+        return [
+            Issue(
+                Category.VALIDATION,
+                "formula",
+                spec.header,
+                "is a formula without a saved value (the file was written by a program "
+                "that does not calculate formulas): open and save it in Excel or "
+                "LibreOffice, or type the value",
+            )
+            for spec, position in zip(self.parent + self.child, self._positions, strict=True)
+            if position in at
+        ]
 
 
 def issues_for(issues: list[Issue], header: str) -> bool:

@@ -41,16 +41,24 @@ def _target(config: SourceConfig) -> tuple[str, str, str]:
     return (_q(meta.db_table), _q(meta.get_field(config.natural_key).column), _q(meta.pk.column))
 
 
-def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
-               validator: RowValidator, *, explained: set[str],
-               whole_sheet: bool) -> dict:
+def verify_run(
+    config: SourceConfig,
+    run_id: int,
+    sample: list[ValidRow],
+    validator: RowValidator,
+    *,
+    explained: set[str],
+    whole_sheet: bool,
+) -> dict:
     """The run's sheet against the database. ``whole_sheet``: the run read its whole sheet
     (not some keys of it), so the rows its sheet no longer has are reported
     (``left_sheet``), and flagged or soft-deleted as the source says."""
     table, key, _pk = _target(config)
     checks, check_params = _integrity_checks(config)
-    integrity = "".join(f", count(*) FILTER (WHERE t.{key} IS NOT NULL AND ({condition}))"
-                        for condition in checks.values())
+    integrity = "".join(
+        f", count(*) FILTER (WHERE t.{key} IS NOT NULL AND ({condition}))"
+        for condition in checks.values()
+    )
     with connection.cursor() as cursor:
         # One pass over the run's record logs (hashed by key), joined once with the target:
         # the sheet's distinct keys, those the target lacks, how many keys the sheet holds
@@ -65,20 +73,28 @@ def verify_run(config: SourceConfig, run_id: int, sample: list[ValidRow],
                    count(*) FILTER (WHERE k.n > 1){integrity}
             FROM k LEFT JOIN {table} t ON t.{key} = k.natural_key
             """,  # noqa: S608
-            [run_id, *check_params])
-        sheet_count, database_count, table_count, gap_keys, repeated, *counts = (
-            cursor.fetchone())
+            [run_id, *check_params],
+        )
+        sheet_count, database_count, table_count, gap_keys, repeated, *counts = cursor.fetchone()
         duplicates = {}
         if repeated:
             cursor.execute(
                 "SELECT natural_key, array_agg(row_number ORDER BY row_number)"
                 " FROM sync_record_logs WHERE run_id = %s AND natural_key <> ''"
                 " GROUP BY natural_key HAVING count(*) > 1 ORDER BY min(row_number) LIMIT %s",
-                [run_id, LISTED])
+                [run_id, LISTED],
+            )
             duplicates = dict(cursor.fetchall())
     gap_keys = sorted(gap_keys or [])
-    left = {"left_sheet": left_sheet.after_run(
-        config, run_id, every_row_named=database_count == table_count)} if whole_sheet else {}
+    left = (
+        {
+            "left_sheet": left_sheet.after_run(
+                config, run_id, every_row_named=database_count == table_count
+            )
+        }
+        if whole_sheet
+        else {}
+    )
     return {
         "sheet_count": sheet_count,
         "database_count": database_count,  # the sheet's keys the database holds
@@ -113,7 +129,8 @@ def _integrity_checks(config: SourceConfig) -> tuple[dict[str, str], list]:
         child = config.child.model._meta
         fk = _q(child.get_field(config.child.parent_field).column)
         checks[f"no {config.child.prefix}"] = (
-            f"NOT EXISTS (SELECT 1 FROM {_q(child.db_table)} c WHERE c.{fk} = t.{pk})")  # noqa: S608
+            f"NOT EXISTS (SELECT 1 FROM {_q(child.db_table)} c WHERE c.{fk} = t.{pk})"  # noqa: S608
+        )
     return checks, params
 
 
@@ -128,13 +145,13 @@ def integrity_issues(config: SourceConfig, run_id: int) -> dict[str, int]:
         cursor.execute(
             f"SELECT {selects} FROM {table} t WHERE t.{key} IN ("  # noqa: S608
             " SELECT natural_key FROM sync_record_logs WHERE run_id = %s)",
-            [*params, run_id])
+            [*params, run_id],
+        )
         counts = cursor.fetchone()
     return {name: count for name, count in zip(checks, counts, strict=True) if count}
 
 
-def compare_sample(config: SourceConfig, sample: list[ValidRow],
-                   validator: RowValidator) -> dict:
+def compare_sample(config: SourceConfig, sample: list[ValidRow], validator: RowValidator) -> dict:
     """The sampled sheet rows against their database rows, field by field."""
     if not sample:
         return {"compared": 0, "mismatches": []}
@@ -142,14 +159,19 @@ def compare_sample(config: SourceConfig, sample: list[ValidRow],
     stored = {
         getattr(obj, config.natural_key): obj
         for obj in config.model._base_manager.filter(
-            **{f"{config.natural_key}__in": [row.key for row in sample]})
+            **{f"{config.natural_key}__in": [row.key for row in sample]}
+        )
     }
     child_names = [spec.field.name for spec in validator.child]
     children = {}
     if config.child is not None:
         fk = config.child.parent_field
-        children = {getattr(c, f"{fk}_id"): c for c in config.child.model._base_manager.filter(
-            **{f"{fk}__in": [obj.pk for obj in stored.values()]})}
+        children = {
+            getattr(c, f"{fk}_id"): c
+            for c in config.child.model._base_manager.filter(
+                **{f"{fk}__in": [obj.pk for obj in stored.values()]}
+            )
+        }
     mismatches = []
     for row in sample:
         obj = stored.get(row.key)
@@ -159,9 +181,11 @@ def compare_sample(config: SourceConfig, sample: list[ValidRow],
         fields = [n for n, v in zip(names, row.values, strict=True) if getattr(obj, n) != v]
         if row.child is not None:
             child = children.get(obj.pk)
-            fields += [f"{config.child.prefix}.{n}" for n, v in
-                       zip(child_names, row.child, strict=True)
-                       if child is None or getattr(child, n) != v]
+            fields += [
+                f"{config.child.prefix}.{n}"
+                for n, v in zip(child_names, row.child, strict=True)
+                if child is None or getattr(child, n) != v
+            ]
         if fields:
             mismatches.append({"key": row.key, "fields": fields})
     return {"compared": len(sample), "mismatches": mismatches}
@@ -190,10 +214,14 @@ def _key_position(config: SourceConfig, source: Source, headers: list[str]) -> N
     if key_header in headers:
         return
     shown = ", ".join(repr(h[:40]) for h in headers[:20] if h.strip()) or "no header at all"
-    what = (f"its header row has no {key_header!r} column (it has {shown}; is it empty, or "
-            "another delimiter, encoding or worksheet?)")
-    msg = (f"{config.name}: cannot read the key column of {source.location}: {what}; "
-           "nothing was compared")
+    what = (
+        f"its header row has no {key_header!r} column (it has {shown}; is it empty, or "
+        "another delimiter, encoding or worksheet?)"
+    )
+    msg = (
+        f"{config.name}: cannot read the key column of {source.location}: {what}; "
+        "nothing was compared"
+    )
     raise SourceUnavailableError(msg)
 
 
@@ -220,11 +248,15 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT k FROM unnest(%s::text[]) AS k WHERE NOT EXISTS ("  # noqa: S608
-                f" SELECT 1 FROM {table} t WHERE t.{key} = k)", [list(first_rows)])
+                f" SELECT 1 FROM {table} t WHERE t.{key} = k)",
+                [list(first_rows)],
+            )
             report.missing += [(k, first_rows[k]) for (k,) in cursor.fetchall()]
     if report.sheet_rows and not seen:
-        msg = (f"{config.name}: the {config.key_column!r} column of {source.location} is empty "
-               f"on all {report.sheet_rows} rows; nothing was compared")
+        msg = (
+            f"{config.name}: the {config.key_column!r} column of {source.location} is empty "
+            f"on all {report.sheet_rows} rows; nothing was compared"
+        )
         raise SourceUnavailableError(msg)
     report.sheet_keys = len(seen)
     report.in_database = report.sheet_keys - len(report.missing)

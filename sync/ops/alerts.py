@@ -63,25 +63,35 @@ def _redact_tree(value: object) -> object:
     return value
 
 
-def raise_alert(alert_type: str, source: str, message: str, *,
-                severity: str = SyncAlert.Severity.WARNING, context: dict | None = None,
-                occurrence: str = "") -> SyncAlert:
+def raise_alert(
+    alert_type: str,
+    source: str,
+    message: str,
+    *,
+    severity: str = SyncAlert.Severity.WARNING,
+    context: dict | None = None,
+    occurrence: str = "",
+) -> SyncAlert:
     """Record (or repeat) an alert, log it, and mail it after commit within the hourly limit."""
     message = redact(message)[:2000]
     context = dict(context or {})
     if request_id := correlation_id():  # the request or task that raised it (its log lines)
         context.setdefault("request_id", request_id)
-    params = {"type": alert_type, "source": source, "severity": severity, "message": message,
-              "context": json.dumps(_redact_tree(context), default=str),
-              "occurrence": occurrence}
+    params = {
+        "type": alert_type,
+        "source": source,
+        "severity": severity,
+        "message": message,
+        "context": json.dumps(_redact_tree(context), default=str),
+        "occurrence": occurrence,
+    }
     with connection.cursor() as cursor:
         cursor.execute(_UPSERT, params)
         pk, previous = cursor.fetchone()
     alert = SyncAlert.objects.get(pk=pk)
     if occurrence and previous == occurrence:
         return alert  # seen already: neither logged nor mailed again
-    logger.error("ALERT %s [%s] %s (x%s): %s", alert_type, source, severity, alert.count,
-                 message)
+    logger.error("ALERT %s [%s] %s (x%s): %s", alert_type, source, severity, alert.count, message)
     transaction.on_commit(partial(alert_mail, alert_id=pk))
     return alert
 
@@ -93,24 +103,35 @@ def alert_mail(*, alert_id: int) -> bool:
     if not recipients:
         return False
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM, {"type": alert.alert_type, "source": alert.source,
-                                "interval": settings.SYNC_ALERT_MAIL_INTERVAL})
+        cursor.execute(
+            _CLAIM,
+            {
+                "type": alert.alert_type,
+                "source": alert.source,
+                "interval": settings.SYNC_ALERT_MAIL_INTERVAL,
+            },
+        )
         claimed = cursor.fetchone()
     if claimed is None:
         return False
     subject = f"[syncops {alert.severity}] {alert.alert_type} on {alert.source}"
-    body = (f"{alert.message}\n\nSource: {alert.source}\nSeen {alert.count} time(s) since "
-            f"{alert.first_seen_at:%Y-%m-%d %H:%M:%S %Z}\n\nSee docs/operations.md, "
-            f"\"{alert.alert_type}\", for what to do.\n")
+    body = (
+        f"{alert.message}\n\nSource: {alert.source}\nSeen {alert.count} time(s) since "
+        f"{alert.first_seen_at:%Y-%m-%d %H:%M:%S %Z}\n\nSee docs/operations.md, "
+        f'"{alert.alert_type}", for what to do.\n'
+    )
     try:
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
     except OSError:  # smtplib errors are OSErrors too
-        logger.exception("alert mail for %s [%s] failed; the next firing retries",
-                         alert.alert_type, alert.source)
+        logger.exception(
+            "alert mail for %s [%s] failed; the next firing retries", alert.alert_type, alert.source
+        )
         with connection.cursor() as cursor:  # give the slot back
-            cursor.execute("DELETE FROM sync_alert_mail WHERE alert_type = %s AND source = %s"
-                           " AND last_sent_at = %s", [alert.alert_type, alert.source,
-                                                      claimed[0]])
+            cursor.execute(
+                "DELETE FROM sync_alert_mail WHERE alert_type = %s AND source = %s"
+                " AND last_sent_at = %s",
+                [alert.alert_type, alert.source, claimed[0]],
+            )
         return False
     SyncAlert.objects.filter(pk=alert_id).update(last_emailed_at=timezone.now())
     return True
@@ -119,5 +140,6 @@ def alert_mail(*, alert_id: int) -> bool:
 def alert_acknowledge(*, alert_id: int, user: object) -> SyncAlert:
     """Close an alert: the next firing of its rule opens a new one."""
     SyncAlert.objects.filter(pk=alert_id, acknowledged_at__isnull=True).update(
-        acknowledged_by=user, acknowledged_at=timezone.now())
+        acknowledged_by=user, acknowledged_at=timezone.now()
+    )
     return SyncAlert.objects.get(pk=alert_id)

@@ -20,8 +20,10 @@ class CheckResult:
     health_checks: int = 0
 
     def __str__(self) -> str:
-        return (f"{len(self.alerts)} alert(s), {self.runs_recorded} run(s) recorded, "
-                f"{self.health_checks} health check(s)")
+        return (
+            f"{len(self.alerts)} alert(s), {self.runs_recorded} run(s) recorded, "
+            f"{self.health_checks} health check(s)"
+        )
 
 
 def ops_check(*, source: str | None = None) -> CheckResult:

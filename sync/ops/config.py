@@ -32,11 +32,25 @@ INGEST_TASK = "sync.ingest.tasks.ingest"
 # retention (sync/ops/retention.py); a source's row its ingest schedule, batches and the
 # alert thresholds about its runs (evaluate_source). A row's other columns are never read.
 COMMON_FIELDS = ("enabled", "interval_seconds", "recipients")
-ENGINE_FIELDS = (*COMMON_FIELDS, "retry_queue_threshold", "oldest_intent_seconds",
-                 "dead_intent_threshold", "retention_days")
-SOURCE_FIELDS = (*COMMON_FIELDS, "batch_size", "auto_recovery", "failure_threshold",
-                 "gap_threshold", "no_success_hours", "error_rate_threshold",
-                 "permanent_failure_threshold", "long_run_minutes", "degradation_ratio")
+ENGINE_FIELDS = (
+    *COMMON_FIELDS,
+    "retry_queue_threshold",
+    "oldest_intent_seconds",
+    "dead_intent_threshold",
+    "retention_days",
+)
+SOURCE_FIELDS = (
+    *COMMON_FIELDS,
+    "batch_size",
+    "auto_recovery",
+    "failure_threshold",
+    "gap_threshold",
+    "no_success_hours",
+    "error_rate_threshold",
+    "permanent_failure_threshold",
+    "long_run_minutes",
+    "degradation_ratio",
+)
 
 
 def is_engine(source: str) -> bool:
@@ -54,8 +68,11 @@ def task_name(source: str) -> str:
 
 def config_for(source: str) -> SyncConfig:
     """The source's configuration, created with the defaults (and scheduled) on first use."""
-    defaults = {"interval_seconds": ENGINE_INTERVAL} if source == SyncConfig.ENGINE else (
-        _source_defaults(source))
+    defaults = (
+        {"interval_seconds": ENGINE_INTERVAL}
+        if source == SyncConfig.ENGINE
+        else (_source_defaults(source))
+    )
     config, created = SyncConfig.objects.get_or_create(source=source, defaults=defaults)
     if created:
         schedule_apply(config)
@@ -69,8 +86,11 @@ def _source_defaults(source: str) -> dict:
         found = load_sources().get(source)
     except SourceConfigError:
         found = None
-    return {} if found is None else {"batch_size": found.batch_size,
-                                     "auto_recovery": found.auto_recovery}
+    return (
+        {}
+        if found is None
+        else {"batch_size": found.batch_size, "auto_recovery": found.auto_recovery}
+    )
 
 
 def config_ensure() -> list[SyncConfig]:
@@ -90,14 +110,17 @@ def config_validate(config: SyncConfig) -> None:
         try:
             validate_email(address)
         except ValidationError:
-            raise ValidationError(
-                {"recipients": f"{address!r} is not an e-mail address"}) from None
+            raise ValidationError({"recipients": f"{address!r} is not an e-mail address"}) from None
 
 
 def config_update(*, source: str, **changes: object) -> SyncConfig:
     """Validate and store a change, bump ``version``, and move the beat schedule with it."""
     known = {f.name for f in SyncConfig._meta.concrete_fields} - {
-        "id", "source", "version", "updated_at"}
+        "id",
+        "source",
+        "version",
+        "updated_at",
+    }
     unknown = sorted(set(changes) - known)
     if unknown:
         raise ValidationError(dict.fromkeys(unknown, "not a setting of sync_config"))
@@ -126,8 +149,11 @@ def _validate_change(config: SyncConfig, changes: dict) -> None:
     applies = config_fields(config.source)
     for name in changes:
         if name not in applies:
-            where = "a source's setting, not the engine's" if is_engine(config.source) else (
-                "the engine's setting (every source at once): change it on the engine row")
+            where = (
+                "a source's setting, not the engine's"
+                if is_engine(config.source)
+                else ("the engine's setting (every source at once): change it on the engine row")
+            )
             errors.setdefault(name, []).append(where)
     if errors:
         raise ValidationError(errors)
@@ -138,8 +164,7 @@ def recipient_list(text: str) -> list[str]:
 
 
 def recipients_for(source: str) -> list[str]:
-    return recipient_list(config_for(source).recipients) or list(
-        settings.SYNC_ALERT_RECIPIENTS)
+    return recipient_list(config_for(source).recipients) or list(settings.SYNC_ALERT_RECIPIENTS)
 
 
 def schedule_apply(config: SyncConfig) -> PeriodicTask:
@@ -148,15 +173,21 @@ def schedule_apply(config: SyncConfig) -> PeriodicTask:
     ``PeriodicTask.save`` bumps ``PeriodicTasks.last_change``, which a running beat
     (``DatabaseScheduler``) polls: the new interval is live without restarting beat.
     """
-    every, _ = IntervalSchedule.objects.get_or_create(every=config.interval_seconds,
-                                                      period=IntervalSchedule.SECONDS)
+    every, _ = IntervalSchedule.objects.get_or_create(
+        every=config.interval_seconds, period=IntervalSchedule.SECONDS
+    )
     if config.source == SyncConfig.ENGINE:
         task, kwargs = ENGINE_TASK[1], {}
     else:
         task, kwargs = INGEST_TASK, {"source": config.source}
     entry, _ = PeriodicTask.objects.update_or_create(
         name=task_name(config.source),
-        defaults={"task": task, "interval": every, "kwargs": json.dumps(kwargs),
-                  "enabled": config.enabled,
-                  "description": f"set by sync_config {config.source} v{config.version}"})
+        defaults={
+            "task": task,
+            "interval": every,
+            "kwargs": json.dumps(kwargs),
+            "enabled": config.enabled,
+            "description": f"set by sync_config {config.source} v{config.version}",
+        },
+    )
     return entry

@@ -43,16 +43,18 @@ def heartbeat_beat(*, kind: str, node: str, pid: int) -> bool:
         cursor.execute(_BEAT, {"kind": kind, "node": node, "pid": pid})
         restarts, restarted = cursor.fetchone()
     if restarted:
-        logger.warning("%s %s restarted after an unclean exit (restart %s)", kind, node,
-                       restarts)
+        logger.warning("%s %s restarted after an unclean exit (restart %s)", kind, node, restarts)
     return bool(restarted)
 
 
 def heartbeat_stop(*, kind: str, node: str, pid: int) -> None:
     """A clean shutdown: the next start of this node is not a restart after a crash."""
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE sync_process_heartbeats SET stopped_at = now()"
-                       " WHERE kind = %s AND node = %s AND pid = %s", [kind, node, pid])
+        cursor.execute(
+            "UPDATE sync_process_heartbeats SET stopped_at = now()"
+            " WHERE kind = %s AND node = %s AND pid = %s",
+            [kind, node, pid],
+        )
 
 
 class Heartbeat:
@@ -63,8 +65,7 @@ class Heartbeat:
         self.kind, self.node, self.interval, self.also = kind, node, interval, also
         self.pid = os.getpid()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{kind}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{kind}", daemon=True)
 
     def start(self) -> Heartbeat:
         self._thread.start()
@@ -89,12 +90,15 @@ class Heartbeat:
         while not self._stopping.is_set():
             ok = self._attempt(self._beat)
             if not ok and not failing:  # logged once per outage, not every beat
-                logger.warning("heartbeat of %s %s failed; retrying every %ss", self.kind,
-                               self.node, self.interval)
+                logger.warning(
+                    "heartbeat of %s %s failed; retrying every %ss",
+                    self.kind,
+                    self.node,
+                    self.interval,
+                )
             failing = not ok
             self._stopping.wait(self.interval)
-        if not self._attempt(lambda: heartbeat_stop(kind=self.kind, node=self.node,
-                                                    pid=self.pid)):
+        if not self._attempt(lambda: heartbeat_stop(kind=self.kind, node=self.node, pid=self.pid)):
             logger.warning("could not record the clean stop of %s %s", self.kind, self.node)
         connection.close()
 

@@ -30,8 +30,12 @@ from sync.ops.config import config_for
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = 0x5359_4E43_4152_4348  # "SYNCARCH"
-TABLES: tuple[type[models.Model], ...] = (RecordLog, ErrorLog, SyncRun,  # children first
-                                          SecurityEvent)
+TABLES: tuple[type[models.Model], ...] = (
+    RecordLog,
+    ErrorLog,
+    SyncRun,  # children first
+    SecurityEvent,
+)
 SUFFIX = ".jsonl.gz"
 
 
@@ -78,14 +82,19 @@ def _recover(model: type[models.Model], folder: Path) -> int:
     ids = [row["id"] for row in read_archive(files[-1])]
     deleted, _ = model.objects.filter(pk__in=ids).delete()
     if deleted:
-        logger.warning("%s: deleted %s row(s) already archived in %s", folder.name, deleted,
-                       files[-1].name)
+        logger.warning(
+            "%s: deleted %s row(s) already archived in %s", folder.name, deleted, files[-1].name
+        )
     return deleted
 
 
-def archive_logs(*, directory: Path | None = None, batch_size: int | None = None,
-                 after_write: Callable[[Path], None] | None = None,
-                 progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+def archive_logs(
+    *,
+    directory: Path | None = None,
+    batch_size: int | None = None,
+    after_write: Callable[[Path], None] | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
     """Archive and delete the expired rows of each log table; rows archived per table."""
     directory = Path(directory or settings.SYNC_ARCHIVE_DIR)
     batch_size = batch_size or settings.SYNC_ARCHIVE_BATCH
@@ -96,16 +105,20 @@ def archive_logs(*, directory: Path | None = None, batch_size: int | None = None
             msg = "another process is archiving the sync logs"
             raise ArchiveBusyError(msg)
     try:
-        return {model._meta.db_table: _archive_table(model, directory, cutoff, batch_size,
-                                                     after_write, progress)
-                for model in TABLES}
+        return {
+            model._meta.db_table: _archive_table(
+                model, directory, cutoff, batch_size, after_write, progress
+            )
+            for model in TABLES
+        }
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
 
 
-def _archive_table(model: type[models.Model], directory: Path, cutoff, batch_size: int,
-                   after_write, progress) -> int:
+def _archive_table(
+    model: type[models.Model], directory: Path, cutoff, batch_size: int, after_write, progress
+) -> int:
     table = model._meta.db_table
     folder = directory / table
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,8 +140,9 @@ def _archive_table(model: type[models.Model], directory: Path, cutoff, batch_siz
         if progress is not None:
             progress(table, archived)
     if archived:
-        logger.info("%s: archived %s row(s) older than %s to %s", table, archived,
-                    cutoff.date(), folder)
+        logger.info(
+            "%s: archived %s row(s) older than %s to %s", table, archived, cutoff.date(), folder
+        )
     return archived
 
 
@@ -142,8 +156,15 @@ def purge_uploads(*, now=None) -> int:
     log_cutoff = now - timedelta(days=config_for(SyncConfig.ENGINE).retention_days)
     deleted, _ = SyncUpload.objects.filter(created_at__lt=log_cutoff).delete()
     purged = SyncUpload.objects.filter(created_at__lt=cutoff, purged_at__isnull=True).update(
-        content=b"", purged_at=now)
+        content=b"", purged_at=now
+    )
     if purged or deleted:
-        logger.info("sync_uploads: purged the content of %d upload(s) older than %s, deleted "
-                    "%d older than %s", purged, cutoff.date(), deleted, log_cutoff.date())
+        logger.info(
+            "sync_uploads: purged the content of %d upload(s) older than %s, deleted "
+            "%d older than %s",
+            purged,
+            cutoff.date(),
+            deleted,
+            log_cutoff.date(),
+        )
     return purged + deleted

@@ -29,31 +29,50 @@ def _runs(source: str):
 
 
 def _latest_finished(source: str) -> SyncRun | None:
-    return _runs(source).filter(status__in=FINISHED, finished_at__isnull=False).order_by(
-        "-finished_at", "-pk").first()
+    return (
+        _runs(source)
+        .filter(status__in=FINISHED, finished_at__isnull=False)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
 
 
 def check_consecutive_failures(config: SyncConfig) -> SyncAlert | None:
-    recent = list(_runs(config.source).filter(status__in=FINISHED).order_by(
-        "-created_at", "-pk").values_list("pk", "status")[:config.failure_threshold])
+    recent = list(
+        _runs(config.source)
+        .filter(status__in=FINISHED)
+        .order_by("-created_at", "-pk")
+        .values_list("pk", "status")[: config.failure_threshold]
+    )
     if len(recent) < config.failure_threshold or any(
-            status != SyncRun.Status.FAILED for _pk, status in recent):
+        status != SyncRun.Status.FAILED for _pk, status in recent
+    ):
         return None
-    return raise_alert(Type.CONSECUTIVE_FAILURES, config.source,
-                       f"the last {len(recent)} runs failed", severity=Severity.CRITICAL,
-                       context={"run_ids": [pk for pk, _s in recent]},
-                       occurrence=f"run:{recent[0][0]}")
+    return raise_alert(
+        Type.CONSECUTIVE_FAILURES,
+        config.source,
+        f"the last {len(recent)} runs failed",
+        severity=Severity.CRITICAL,
+        context={"run_ids": [pk for pk, _s in recent]},
+        occurrence=f"run:{recent[0][0]}",
+    )
 
 
 def check_gaps(config: SyncConfig, run: SyncRun | None) -> SyncAlert | None:
     if run is None or run.gaps is None or run.gaps < config.gap_threshold:
         return None
-    return raise_alert(Type.GAPS, config.source,
-                       f"{run.gaps} sheet row(s) are not in the database after run {run.pk}",
-                       severity=Severity.CRITICAL,
-                       context={"run_id": run.pk, "gaps": run.gaps,
-                                "keys": run.verification.get("gap_keys", [])[:50]},
-                       occurrence=f"run:{run.pk}")
+    return raise_alert(
+        Type.GAPS,
+        config.source,
+        f"{run.gaps} sheet row(s) are not in the database after run {run.pk}",
+        severity=Severity.CRITICAL,
+        context={
+            "run_id": run.pk,
+            "gaps": run.gaps,
+            "keys": run.verification.get("gap_keys", [])[:50],
+        },
+        occurrence=f"run:{run.pk}",
+    )
 
 
 def check_recovery_failed(config: SyncConfig, run: SyncRun | None) -> SyncAlert | None:
@@ -64,10 +83,14 @@ def check_recovery_failed(config: SyncConfig, run: SyncRun | None) -> SyncAlert 
     left = recovery["attempted"] - recovery["recovered"]
     if left < config.gap_threshold:
         return None
-    return raise_alert(Type.RECOVERY_FAILED, config.source,
-                       f"{left} of {recovery['attempted']} missing row(s) could not be "
-                       f"re-synced in run {run.pk}", severity=Severity.CRITICAL,
-                       context={"run_id": run.pk, **recovery}, occurrence=f"run:{run.pk}")
+    return raise_alert(
+        Type.RECOVERY_FAILED,
+        config.source,
+        f"{left} of {recovery['attempted']} missing row(s) could not be re-synced in run {run.pk}",
+        severity=Severity.CRITICAL,
+        context={"run_id": run.pk, **recovery},
+        occurrence=f"run:{run.pk}",
+    )
 
 
 def check_error_rate(config: SyncConfig, run: SyncRun | None) -> SyncAlert | None:
@@ -76,19 +99,24 @@ def check_error_rate(config: SyncConfig, run: SyncRun | None) -> SyncAlert | Non
     rate = run.failed / run.rows_total
     if rate < config.error_rate_threshold:
         return None
-    return raise_alert(Type.ERROR_RATE, config.source,
-                       f"{run.failed} of {run.rows_total} rows failed in run {run.pk} "
-                       f"({rate:.1%})",
-                       context={"run_id": run.pk, "rate": rate,
-                                "errors_by_category": run.errors_by_category},
-                       occurrence=f"run:{run.pk}")
+    return raise_alert(
+        Type.ERROR_RATE,
+        config.source,
+        f"{run.failed} of {run.rows_total} rows failed in run {run.pk} ({rate:.1%})",
+        context={"run_id": run.pk, "rate": rate, "errors_by_category": run.errors_by_category},
+        occurrence=f"run:{run.pk}",
+    )
 
 
 def check_long_run(config: SyncConfig, run: SyncRun | None) -> SyncAlert | None:
     limit = timedelta(minutes=config.long_run_minutes)
     now = timezone.now()
-    running = _runs(config.source).filter(status=SyncRun.Status.RUNNING,
-                                          started_at__lte=now - limit).order_by("pk").first()
+    running = (
+        _runs(config.source)
+        .filter(status=SyncRun.Status.RUNNING, started_at__lte=now - limit)
+        .order_by("pk")
+        .first()
+    )
     candidate = running or run
     if candidate is None or candidate.started_at is None:
         return None
@@ -96,60 +124,84 @@ def check_long_run(config: SyncConfig, run: SyncRun | None) -> SyncAlert | None:
     if took < limit:
         return None
     state = "has been running" if candidate.finished_at is None else "took"
-    return raise_alert(Type.LONG_RUN, config.source,
-                       f"run {candidate.pk} {state} {took.total_seconds() / 60:.1f} minutes",
-                       context={"run_id": candidate.pk, "seconds": took.total_seconds()},
-                       occurrence=f"run:{candidate.pk}")
+    return raise_alert(
+        Type.LONG_RUN,
+        config.source,
+        f"run {candidate.pk} {state} {took.total_seconds() / 60:.1f} minutes",
+        context={"run_id": candidate.pk, "seconds": took.total_seconds()},
+        occurrence=f"run:{candidate.pk}",
+    )
 
 
 def check_degradation(config: SyncConfig) -> SyncAlert | None:
-    fast = list(_runs(config.source).filter(
-        status=SyncRun.Status.SUCCEEDED, throughput__isnull=False).order_by(
-        "-finished_at", "-pk").values_list("pk", "throughput")[:DEGRADATION_HISTORY + 1])
+    fast = list(
+        _runs(config.source)
+        .filter(status=SyncRun.Status.SUCCEEDED, throughput__isnull=False)
+        .order_by("-finished_at", "-pk")
+        .values_list("pk", "throughput")[: DEGRADATION_HISTORY + 1]
+    )
     if len(fast) < DEGRADATION_MINIMUM + 1:
         return None
     (pk, latest), history = fast[0], [t for _pk, t in fast[1:]]
     median = statistics.median(history)
     if latest > config.degradation_ratio * median:
         return None
-    return raise_alert(Type.DEGRADATION, config.source,
-                       f"run {pk}: {latest:.1f} rows/s, the median of the {len(history)} "
-                       f"runs before is {median:.1f}",
-                       context={"run_id": pk, "throughput": latest, "median": median},
-                       occurrence=f"run:{pk}")
+    return raise_alert(
+        Type.DEGRADATION,
+        config.source,
+        f"run {pk}: {latest:.1f} rows/s, the median of the {len(history)} "
+        f"runs before is {median:.1f}",
+        context={"run_id": pk, "throughput": latest, "median": median},
+        occurrence=f"run:{pk}",
+    )
 
 
 def check_no_success(config: SyncConfig) -> SyncAlert | None:
     runs = _runs(config.source).exclude(status=SyncRun.Status.REFUSED)
-    since = runs.filter(status=SyncRun.Status.SUCCEEDED).aggregate(
-        last=Max("finished_at"))["last"] or runs.aggregate(first=Min("created_at"))["first"]
+    since = (
+        runs.filter(status=SyncRun.Status.SUCCEEDED).aggregate(last=Max("finished_at"))["last"]
+        or runs.aggregate(first=Min("created_at"))["first"]
+    )
     if since is None:
         return None  # never run: nothing to say yet
     age = timezone.now() - since
     if age < timedelta(hours=config.no_success_hours):
         return None
-    return raise_alert(Type.NO_SUCCESS, config.source,
-                       f"no successful sync for {age.total_seconds() / 3600:.1f} hours",
-                       severity=Severity.CRITICAL, context={"since": since.isoformat()})
+    return raise_alert(
+        Type.NO_SUCCESS,
+        config.source,
+        f"no successful sync for {age.total_seconds() / 3600:.1f} hours",
+        severity=Severity.CRITICAL,
+        context={"since": since.isoformat()},
+    )
 
 
 def check_permanent_failures(config: SyncConfig) -> SyncAlert | None:
     count = RecordRetry.objects.filter(
-        source=config.source, status=RecordRetry.Status.PERMANENTLY_FAILED).count()
+        source=config.source, status=RecordRetry.Status.PERMANENTLY_FAILED
+    ).count()
     if count < config.permanent_failure_threshold:
         return None
-    return raise_alert(Type.PERMANENT_FAILURES, config.source,
-                       f"{count} row(s) failed permanently (retry_queue)",
-                       context={"count": count})
+    return raise_alert(
+        Type.PERMANENT_FAILURES,
+        config.source,
+        f"{count} row(s) failed permanently (retry_queue)",
+        context={"count": count},
+    )
 
 
 def evaluate_source(config: SyncConfig) -> list[SyncAlert]:
     run = _latest_finished(config.source)
-    fired = [check_consecutive_failures(config), check_gaps(config, run),
-             check_recovery_failed(config, run),
-             check_error_rate(config, run), check_long_run(config, run),
-             check_degradation(config), check_no_success(config),
-             check_permanent_failures(config)]
+    fired = [
+        check_consecutive_failures(config),
+        check_gaps(config, run),
+        check_recovery_failed(config, run),
+        check_error_rate(config, run),
+        check_long_run(config, run),
+        check_degradation(config),
+        check_no_success(config),
+        check_permanent_failures(config),
+    ]
     return [alert for alert in fired if alert is not None]
 
 
@@ -158,19 +210,33 @@ def evaluate_engine(config: SyncConfig) -> list[SyncAlert]:
     figures = queue_figures()
     fired = []
     if figures["pending"] >= config.retry_queue_threshold:
-        fired.append(raise_alert(
-            Type.RETRY_QUEUE_SIZE, config.source,
-            f"{figures['pending']} cache intents are pending", context=figures))
+        fired.append(
+            raise_alert(
+                Type.RETRY_QUEUE_SIZE,
+                config.source,
+                f"{figures['pending']} cache intents are pending",
+                context=figures,
+            )
+        )
     if figures["oldest_seconds"] >= config.oldest_intent_seconds:
-        fired.append(raise_alert(
-            Type.RETRY_QUEUE_AGE, config.source,
-            f"the oldest pending cache intent is {figures['oldest_seconds']:.0f} s old",
-            context=figures))
+        fired.append(
+            raise_alert(
+                Type.RETRY_QUEUE_AGE,
+                config.source,
+                f"the oldest pending cache intent is {figures['oldest_seconds']:.0f} s old",
+                context=figures,
+            )
+        )
     if figures["dead"] >= config.dead_intent_threshold:
-        fired.append(raise_alert(
-            Type.DEAD_INTENTS, config.source,
-            f"{figures['dead']} cache intents are dead (replay gave up)",
-            severity=Severity.CRITICAL, context=figures))
+        fired.append(
+            raise_alert(
+                Type.DEAD_INTENTS,
+                config.source,
+                f"{figures['dead']} cache intents are dead (replay gave up)",
+                severity=Severity.CRITICAL,
+                context=figures,
+            )
+        )
     return fired
 
 

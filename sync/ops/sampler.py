@@ -58,8 +58,9 @@ class TickResult:
 
     def __str__(self) -> str:
         redis = ", Redis unreachable" if self.unreachable else ""
-        return (f"{self.sampled} sampled, {self.checked} checked, "
-                f"{self.consistent} consistent{redis}")
+        return (
+            f"{self.sampled} sampled, {self.checked} checked, {self.consistent} consistent{redis}"
+        )
 
 
 @dataclass
@@ -98,14 +99,24 @@ def _database_now_ns() -> int:
 
 
 def _sample(spec: SyncSpec, rows, kind: str) -> list[ConsistencySample]:
-    return [ConsistencySample(model=spec.label, object_pk=str(pk), version=version, kind=kind,
-                              written_at=datetime.fromtimestamp(ns / 1e9, tz=UTC))
-            for pk, version, ns in rows]
+    return [
+        ConsistencySample(
+            model=spec.label,
+            object_pk=str(pk),
+            version=version,
+            kind=kind,
+            written_at=datetime.fromtimestamp(ns / 1e9, tz=UTC),
+        )
+        for pk, version, ns in rows
+    ]
 
 
 def _recent(spec: SyncSpec, since_ns: int, limit: int) -> list[ConsistencySample]:
-    rows = spec.model._base_manager.filter(updated_at_ns__gte=since_ns, **spec.live_filter) \
-        .order_by("?").values_list("pk", "version", "updated_at_ns")[:limit]
+    rows = (
+        spec.model._base_manager.filter(updated_at_ns__gte=since_ns, **spec.live_filter)
+        .order_by("?")
+        .values_list("pk", "version", "updated_at_ns")[:limit]
+    )
     return _sample(spec, rows, Kind.RECENT)
 
 
@@ -118,8 +129,11 @@ def _random_row(spec: SyncSpec) -> list[ConsistencySample]:
         return []  # empty, or a primary key that is not a number: no cheap random draw
     for _ in range(RANDOM_DRAWS):
         pick = random.randint(bounds["low"], bounds["high"])  # noqa: S311 - sampling
-        rows = manager.filter(pk__gte=pick, **spec.live_filter).order_by("pk").values_list(
-            "pk", "version", "updated_at_ns")[:1]
+        rows = (
+            manager.filter(pk__gte=pick, **spec.live_filter)
+            .order_by("pk")
+            .values_list("pk", "version", "updated_at_ns")[:1]
+        )
         if rows:
             return _sample(spec, rows, Kind.RANDOM)
     return []
@@ -135,9 +149,11 @@ def _check(samples: list[ConsistencySample]) -> tuple[list[int], bool]:
         return [], False
     # A newer version is a later write or delete that landed; the sampled version itself
     # must be there as a live row (the sampler samples live rows only).
-    return [s.pk for s, (cached, tombstone) in zip(samples, stored, strict=True)
-            if cached is not None and (cached > s.version
-                                       or (cached == s.version and not tombstone))], True
+    return [
+        s.pk
+        for s, (cached, tombstone) in zip(samples, stored, strict=True)
+        if cached is not None and (cached > s.version or (cached == s.version and not tombstone))
+    ], True
 
 
 def sampler_tick() -> TickResult:
@@ -154,7 +170,8 @@ def sampler_tick() -> TickResult:
 
     cutoff = Now() - timedelta(seconds=RECHECK_FOR)
     open_recent = ConsistencySample.objects.filter(
-        kind=Kind.RECENT, consistent_at__isnull=True, written_at__gte=cutoff)
+        kind=Kind.RECENT, consistent_at__isnull=True, written_at__gte=cutoff
+    )
     fresh_random = ConsistencySample.objects.filter(kind=Kind.RANDOM, checked_at__isnull=True)
     to_check = list(open_recent) + list(fresh_random)
     result.checked = len(to_check)
@@ -162,14 +179,16 @@ def sampler_tick() -> TickResult:
         ok, reachable = _check(to_check)
         result.unreachable = not reachable
         ids = [s.pk for s in to_check]
-        ConsistencySample.objects.filter(pk__in=ids).update(checked_at=Now(),
-                                                            unreachable=not reachable)
+        ConsistencySample.objects.filter(pk__in=ids).update(
+            checked_at=Now(), unreachable=not reachable
+        )
         ConsistencySample.objects.filter(pk__in=ok).update(consistent_at=Now())
         result.consistent = len(ok)
     # NOTE: by when sampled: a random row written over SYNC_SAMPLER_RETENTION ago was deleted
     # by the very tick that drew it, and the figures lost every random sample an hour on.
     ConsistencySample.objects.filter(
-        sampled_at__lt=Now() - timedelta(seconds=settings.SYNC_SAMPLER_RETENTION)).delete()
+        sampled_at__lt=Now() - timedelta(seconds=settings.SYNC_SAMPLER_RETENTION)
+    ).delete()
     result.alert = check_slo()
     logger.debug("consistency sampler: %s", result)
     return result
@@ -223,8 +242,10 @@ def consistency_trend(*, minutes: int = 30, window: int = 10) -> list[dict]:
     with connection.cursor() as cursor:
         cursor.execute(sql, [minutes])
         rows = cursor.fetchall()
-    return [{"minute": minute.isoformat(), "samples": n,
-             "fraction": (ok / n) if n else None} for minute, n, ok in rows]
+    return [
+        {"minute": minute.isoformat(), "samples": n, "fraction": (ok / n) if n else None}
+        for minute, n, ok in rows
+    ]
 
 
 def check_slo() -> SyncAlert | None:
@@ -233,13 +254,18 @@ def check_slo() -> SyncAlert | None:
     slo = settings.SYNC_CONSISTENCY_SLO
     if window.samples < settings.SYNC_SAMPLER_MIN_SAMPLES or window.fraction >= slo:
         return None
-    message = (f"{window.fraction:.4%} of sampled writes were consistent in Redis within 10 s "
-               f"over the last {settings.SYNC_SAMPLER_SLO_WINDOW:g} s (SLO {slo:.4%}, "
-               f"{window.samples} samples)")
+    message = (
+        f"{window.fraction:.4%} of sampled writes were consistent in Redis within 10 s "
+        f"over the last {settings.SYNC_SAMPLER_SLO_WINDOW:g} s (SLO {slo:.4%}, "
+        f"{window.samples} samples)"
+    )
     # NOTE: one occurrence per minute: a persisting breach is logged and counted each minute,
     # not at every tick.
-    return raise_alert(SyncAlert.Type.CONSISTENCY_SLO, SyncConfig.ENGINE, message,
-                       severity=SyncAlert.Severity.CRITICAL,
-                       context={"fraction": window.fraction, "samples": window.samples,
-                                "slo": slo},
-                       occurrence=f"minute:{int(time.time() // 60)}")
+    return raise_alert(
+        SyncAlert.Type.CONSISTENCY_SLO,
+        SyncConfig.ENGINE,
+        message,
+        severity=SyncAlert.Severity.CRITICAL,
+        context={"fraction": window.fraction, "samples": window.samples, "slo": slo},
+        occurrence=f"minute:{int(time.time() // 60)}",
+    )

@@ -28,10 +28,18 @@ logger = logging.getLogger(__name__)
 Kind = SecurityEvent.Kind
 
 
-def security_event_record(*, kind: str, user: Any = None, username: str = "", actor: str = "",
-                          ip: str | None = None, request_id: str = "", path: str = "",
-                          status_code: int | None = None,
-                          details: dict[str, Any] | None = None) -> SecurityEvent:
+def security_event_record(
+    *,
+    kind: str,
+    user: Any = None,
+    username: str = "",
+    actor: str = "",
+    ip: str | None = None,
+    request_id: str = "",
+    path: str = "",
+    status_code: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> SecurityEvent:
     """One row of the security log. ``user`` (an account) gives the id and username; a path
     is stored without its query string and redacted (a path may carry a looked-up value)."""
     if user is not None and getattr(user, "pk", None) is not None:
@@ -39,12 +47,20 @@ def security_event_record(*, kind: str, user: Any = None, username: str = "", ac
     else:
         user = None
     event = SecurityEvent.objects.create(
-        kind=kind, user=user, username=redact(username)[:150], actor=redact(actor)[:150],
-        ip=ip or None, request_id=request_id[:64], path=redact(path.split("?", 1)[0])[:200],
-        status_code=status_code, details=details or {})
+        kind=kind,
+        user=user,
+        username=redact(username)[:150],
+        actor=redact(actor)[:150],
+        ip=ip or None,
+        request_id=request_id[:64],
+        path=redact(path.split("?", 1)[0])[:200],
+        status_code=status_code,
+        details=details or {},
+    )
     # NOTE: no address in the log line: the table has it, behind the console's roles.
-    logger.info("security event %s (#%s) user=%s path=%s", kind, event.pk, event.user_id,
-                event.path)
+    logger.info(
+        "security event %s (#%s) user=%s path=%s", kind, event.pk, event.user_id, event.path
+    )
     if kind == Kind.LOGIN_FAILED:
         login_failure_burst_check()
     return event
@@ -57,21 +73,31 @@ def login_failure_burst_check() -> SyncAlert | None:
     threshold = settings.SECURITY_ALERT_LOGIN_FAILURES
     window = timedelta(minutes=settings.SECURITY_ALERT_WINDOW_MINUTES)
     now = timezone.now()
-    failures = SecurityEvent.objects.filter(kind=Kind.LOGIN_FAILED,
-                                            created_at__gte=now - window).count()
+    failures = SecurityEvent.objects.filter(
+        kind=Kind.LOGIN_FAILED, created_at__gte=now - window
+    ).count()
     if failures < threshold:
         return None
     bucket = int(now.timestamp() // window.total_seconds())
-    addresses = SecurityEvent.objects.filter(
-        kind=Kind.LOGIN_FAILED, created_at__gte=now - window).values("ip").distinct().count()
+    addresses = (
+        SecurityEvent.objects.filter(kind=Kind.LOGIN_FAILED, created_at__gte=now - window)
+        .values("ip")
+        .distinct()
+        .count()
+    )
     return raise_alert(
-        SyncAlert.Type.LOGIN_FAILURES, SyncConfig.ENGINE,
+        SyncAlert.Type.LOGIN_FAILURES,
+        SyncConfig.ENGINE,
         f"{failures} failed logins within {settings.SECURITY_ALERT_WINDOW_MINUTES:g} minutes "
         f"(from {addresses} address(es)); see the security events in the console",
         severity=SyncAlert.Severity.CRITICAL,
-        context={"failures": failures, "addresses": addresses,
-                 "window_minutes": settings.SECURITY_ALERT_WINDOW_MINUTES},
-        occurrence=f"login-failures:{bucket}")
+        context={
+            "failures": failures,
+            "addresses": addresses,
+            "window_minutes": settings.SECURITY_ALERT_WINDOW_MINUTES,
+        },
+        occurrence=f"login-failures:{bucket}",
+    )
 
 
 def sessions_clear_expired() -> None:

@@ -68,12 +68,32 @@ def run_statistics(*, window: timedelta = timedelta(days=7)) -> dict[str, RunSta
     week = timedelta(days=7).total_seconds()
     found = {}
     with connection.cursor() as cursor:
-        cursor.execute(_STATISTICS, {"window": window.total_seconds(),
-                                     "since": max(week, window.total_seconds())})
-        for (source, runs, mean, median, p95, throughput, day, day_ok, week_n,
-             week_ok) in cursor.fetchall():
-            found[source] = RunStatistics(source, runs, mean, median, p95, throughput,
-                                          _rate(day_ok, day), _rate(week_ok, week_n))
+        cursor.execute(
+            _STATISTICS,
+            {"window": window.total_seconds(), "since": max(week, window.total_seconds())},
+        )
+        for (
+            source,
+            runs,
+            mean,
+            median,
+            p95,
+            throughput,
+            day,
+            day_ok,
+            week_n,
+            week_ok,
+        ) in cursor.fetchall():
+            found[source] = RunStatistics(
+                source,
+                runs,
+                mean,
+                median,
+                p95,
+                throughput,
+                _rate(day_ok, day),
+                _rate(week_ok, week_n),
+            )
     return found
 
 
@@ -87,11 +107,19 @@ def record_run_metrics() -> int:
 def record_health(config: SyncConfig, stats: RunStatistics | None) -> SyncHealthMetric:
     """One health check of a source: sheet vs database count, gaps and error rate of the
     latest run, the 24 h success rate and the record retry queue."""
-    run = SyncRun.objects.filter(source=config.source, dry_run=False,
-                                 status__in=("succeeded", "partial", "failed")).order_by(
-        "-created_at", "-pk").first()
-    queue = dict(RecordRetry.objects.filter(source=config.source).values_list(
-        "status").annotate(n=Count("id")).values_list("status", "n"))
+    run = (
+        SyncRun.objects.filter(
+            source=config.source, dry_run=False, status__in=("succeeded", "partial", "failed")
+        )
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    queue = dict(
+        RecordRetry.objects.filter(source=config.source)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
     verification = run.verification if run else {}
     return SyncHealthMetric.objects.create(
         source=config.source,
@@ -101,4 +129,5 @@ def record_health(config: SyncConfig, stats: RunStatistics | None) -> SyncHealth
         error_rate=run.failed / run.rows_total if run and run.rows_total else None,
         success_rate_24h=stats.success_rate_24h if stats else None,
         retry_pending=queue.get(RecordRetry.Status.PENDING, 0),
-        retry_permanent=queue.get(RecordRetry.Status.PERMANENTLY_FAILED, 0))
+        retry_permanent=queue.get(RecordRetry.Status.PERMANENTLY_FAILED, 0),
+    )

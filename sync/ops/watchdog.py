@@ -38,8 +38,11 @@ def workers_alive(*, stale_after: float | None = None) -> list[ProcessHeartbeat]
     """Worker nodes that beat within ``stale_after`` seconds and did not stop."""
     stale_after = settings.SYNC_WORKER_STALE_AFTER if stale_after is None else stale_after
     cutoff = timezone.now() - timedelta(seconds=stale_after)
-    return list(ProcessHeartbeat.objects.filter(
-        kind=ProcessHeartbeat.Kind.WORKER, last_seen_at__gte=cutoff, stopped_at__isnull=True))
+    return list(
+        ProcessHeartbeat.objects.filter(
+            kind=ProcessHeartbeat.Kind.WORKER, last_seen_at__gte=cutoff, stopped_at__isnull=True
+        )
+    )
 
 
 def watchdog_check() -> SyncAlert | None:
@@ -61,12 +64,18 @@ def watchdog_check() -> SyncAlert | None:
     if silent < stale_after or now.timestamp() - _watching_since < stale_after:
         return None
     nodes = sorted(workers.values_list("node", flat=True))
-    message = (f"no Celery worker has reported for {silent:.0f} s: nothing consumes the "
-               "queues (replay, ops checks, ingestion, the consistency sampler)")
-    return raise_alert(SyncAlert.Type.NO_WORKER, SyncConfig.ENGINE, message,
-                       severity=SyncAlert.Severity.CRITICAL,
-                       context={"last_heartbeat": last_seen, "workers": nodes},
-                       occurrence=f"since:{since.isoformat()}")
+    message = (
+        f"no Celery worker has reported for {silent:.0f} s: nothing consumes the "
+        "queues (replay, ops checks, ingestion, the consistency sampler)"
+    )
+    return raise_alert(
+        SyncAlert.Type.NO_WORKER,
+        SyncConfig.ENGINE,
+        message,
+        severity=SyncAlert.Severity.CRITICAL,
+        context={"last_heartbeat": last_seen, "workers": nodes},
+        occurrence=f"since:{since.isoformat()}",
+    )
 
 
 def _web_check() -> None:
@@ -83,8 +92,9 @@ def start_web_watchdog() -> Heartbeat | None:
     if interval <= 0 or _web is not None:
         return _web
     node = f"{socket.gethostname()}:{os.getpid()}"
-    _web = Heartbeat(kind=ProcessHeartbeat.Kind.WEB, node=node, interval=interval,
-                     also=_web_check).start()
+    _web = Heartbeat(
+        kind=ProcessHeartbeat.Kind.WEB, node=node, interval=interval, also=_web_check
+    ).start()
     logger.info("watchdog: checking every %ss that a worker is alive", interval)
     return _web
 

@@ -13,8 +13,9 @@ KEY = "syncops:test.cas:1"
 
 
 def write(version: int, value: str | None) -> bool:
-    (applied,) = store.write_many([store.CacheWrite(
-        KEY, version, (value or "").encode(), "", value is None, 60_000)])
+    (applied,) = store.write_many(
+        [store.CacheWrite(KEY, version, (value or "").encode(), "", value is None, 60_000)]
+    )
     return applied
 
 
@@ -94,8 +95,11 @@ class CasProtocol(RuleBasedStateMachine):
 
 TestCasProtocol = CasProtocol.TestCase
 TestCasProtocol.settings = settings(
-    max_examples=60, stateful_step_count=25, deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture])
+    max_examples=60,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 @pytest.fixture(autouse=True)

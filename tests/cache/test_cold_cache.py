@@ -53,7 +53,8 @@ def restart(server) -> None:
 
 
 def test_a_cache_restarted_empty_warms_by_itself_and_health_says_so(
-        client, parts, redis_control, redis_raw, celery_worker) -> None:
+    client, parts, redis_control, redis_raw, celery_worker
+) -> None:
     autowarm.run_warm()
     assert warmth(client) == (200, "OK")
 
@@ -64,8 +65,11 @@ def test_a_cache_restarted_empty_warms_by_itself_and_health_says_so(
     assert said.startswith("Warning: cache cold, 0%")
 
     warm_check.delay()  # what beat sends every SYNC_WARM_CHECK_INTERVAL
-    wait_until(lambda: autowarm.state().status == autowarm.WARM, timeout=30,
-               what="the automatic warm finished")
+    wait_until(
+        lambda: autowarm.state().status == autowarm.WARM,
+        timeout=30,
+        what="the automatic warm finished",
+    )
     assert keys_present(redis_raw, parts) == ROWS
     assert warmth(client) == (200, "OK")
     assert autowarm.state().describe() == f"warm ({ROWS:,} rows warmed)"
@@ -78,7 +82,8 @@ def test_beat_checks_for_a_cold_cache_and_drops_checks_no_worker_took() -> None:
     from config.celery import app
 
     DatabaseScheduler(app=app, lazy=True).update_from_dict(
-        {"sync-warm-check": settings.CELERY_BEAT_SCHEDULE["sync-warm-check"]})
+        {"sync-warm-check": settings.CELERY_BEAT_SCHEDULE["sync-warm-check"]}
+    )
     entry = ModelEntry(PeriodicTask.objects.get(name="sync-warm-check"), app=app)
     assert entry.task == warm_check.name
     assert entry.schedule.run_every.total_seconds() == settings.SYNC_WARM_CHECK_INTERVAL
@@ -86,7 +91,8 @@ def test_beat_checks_for_a_cold_cache_and_drops_checks_no_worker_took() -> None:
 
 
 def test_one_warm_is_started_per_data_loss_and_no_more_often_than_the_retry(
-        parts, redis_raw) -> None:
+    parts, redis_raw
+) -> None:
     started: list[int] = []
     autowarm.ensure_warm(enqueue=lambda: started.append(1))
     assert started == [1]  # never warmed: cold
@@ -112,8 +118,9 @@ def test_a_warm_killed_half_way_is_resumed_where_it_stopped(parts, redis_raw) ->
             autowarm.run_warm(batch_size=10)
     """)
     try:
-        wait_until(lambda: autowarm.state().done >= 30, timeout=30,
-                   what="the child's warm under way")
+        wait_until(
+            lambda: autowarm.state().done >= 30, timeout=30, what="the child's warm under way"
+        )
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.kill()
@@ -137,7 +144,8 @@ def test_a_warm_killed_half_way_is_resumed_where_it_stopped(parts, redis_raw) ->
 
 
 def test_a_data_loss_during_the_warm_stops_it_and_leaves_the_cache_cold(
-        parts, redis_raw, settings) -> None:
+    parts, redis_raw, settings
+) -> None:
     settings.SYNC_WARM_RATE = 0
 
     def flush_once(state: autowarm.WarmState) -> None:
@@ -177,8 +185,7 @@ def test_sync_warm_cold_runs_the_automatic_warm_by_hand(parts, redis_raw, settin
         call_command("sync_warm", "--cold", "catalog.part")
 
 
-def test_an_empty_database_is_warm_and_an_unreachable_cache_is_unknown(
-        redis_control) -> None:
+def test_an_empty_database_is_warm_and_an_unreachable_cache_is_unknown(redis_control) -> None:
     assert autowarm.state().describe() == "warm"
     redis_control.kill()
     found = autowarm.state()
@@ -197,8 +204,9 @@ def test_health_says_the_warmth_of_an_unreachable_cache_is_unknown(client, redis
 def test_the_dashboard_shows_the_warm_progress(client, parts, redis_raw) -> None:
     from tests.console.conftest import make_staff_user
 
-    client.force_login(make_staff_user("viewer"),
-                       backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(
+        make_staff_user("viewer"), backend="django.contrib.auth.backends.ModelBackend"
+    )
 
     def warmth_card() -> dict:
         health = client.get("/api/sync/dashboard").json()["health"]
@@ -207,7 +215,6 @@ def test_the_dashboard_shows_the_warm_progress(client, parts, redis_raw) -> None
     redis_raw.flushall()
     assert warmth_card()["error"].startswith("Warning: cache cold, 0%")
     seen: list[dict] = []
-    autowarm.run_warm(batch_size=40, progress=lambda s: s.done == 40 and seen.append(
-        warmth_card()))
+    autowarm.run_warm(batch_size=40, progress=lambda s: s.done == 40 and seen.append(warmth_card()))
     assert seen[0]["error"] == ("Warning: cache warming, 33% (40 of 120 rows), under way")
     assert warmth_card()["ok"]

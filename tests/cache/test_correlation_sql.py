@@ -26,8 +26,10 @@ def current_id():
         request_id.current.reset(token)
 
 
-PROBE = ("CREATE TEMP TABLE corr_probe (id int, r varchar(64) "
-         "DEFAULT COALESCE(current_setting('syncops.request_id', true), ''))")
+PROBE = (
+    "CREATE TEMP TABLE corr_probe (id int, r varchar(64) "
+    "DEFAULT COALESCE(current_setting('syncops.request_id', true), ''))"
+)
 
 
 def recorded(cursor) -> list[tuple]:
@@ -49,8 +51,14 @@ def test_each_write_carries_the_id_of_the_request_or_task_that_made_it(current_i
         cursor.execute("INSERT INTO corr_probe (id) VALUES (5)")
         current_id("x'); DROP TABLE t; --")  # never set by config.request_id; never sent
         cursor.execute("INSERT INTO corr_probe (id) VALUES (6)")
-        assert recorded(cursor) == [(1, "req-1"), (2, "req-1"), (3, "task-2"), (4, "task-2"),
-                                    (5, ""), (6, "")]
+        assert recorded(cursor) == [
+            (1, "req-1"),
+            (2, "req-1"),
+            (3, "task-2"),
+            (4, "task-2"),
+            (5, ""),
+            (6, ""),
+        ]
 
 
 def insert(pk: int) -> None:

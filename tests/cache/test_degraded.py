@@ -22,7 +22,8 @@ LABEL = "catalog.part"
 
 
 def test_paused_redis_write_commits_fast_read_falls_back_replay_converges(
-        redis_control, redis_raw) -> None:
+    redis_control, redis_raw
+) -> None:
     part = make_part(price=1)
     assert repository.get(Part, part.pk).price == 1
     redis_control.pause()
@@ -64,7 +65,8 @@ def test_paused_redis_write_commits_fast_read_falls_back_replay_converges(
 
 
 def test_no_read_returns_the_pre_outage_value_before_or_after_replay(
-        redis_control, redis_raw) -> None:
+    redis_control, redis_raw
+) -> None:
     parts = [make_part(price=1) for _ in range(5)]
     for part in parts:
         repository.get(Part, part.pk)
@@ -88,7 +90,8 @@ def test_no_read_returns_the_pre_outage_value_before_or_after_replay(
 
 
 def test_fence_opens_again_only_after_replay_drains(
-        redis_control, settings, django_assert_num_queries) -> None:
+    redis_control, settings, django_assert_num_queries
+) -> None:
     from sync.cache.fence import fence
 
     part = make_part(price=1)
@@ -110,8 +113,7 @@ def test_fence_opens_again_only_after_replay_drains(
         assert repository.get(Part, part.pk).price == 2
 
 
-def test_killed_and_restarted_redis_is_empty_then_warm_and_verify_show_all(
-        redis_control) -> None:
+def test_killed_and_restarted_redis_is_empty_then_warm_and_verify_show_all(redis_control) -> None:
     from io import StringIO
 
     from django.core.management import call_command

@@ -172,9 +172,15 @@ def test_replay_batches_and_odd_intents(redis_control, redis_raw, caplog) -> Non
         parts[0].delete()  # fails to write through: a delete intent, fence bumped
     finally:
         redis_control.start()
-    SyncIntent.objects.create(model="gone.model", object_pk="1", version=1, op="u",
-                              next_attempt_at="2000-01-01T00:00Z",
-                              created_at="2000-01-01T00:00Z", updated_at="2000-01-01T00:00Z")
+    SyncIntent.objects.create(
+        model="gone.model",
+        object_pk="1",
+        version=1,
+        op="u",
+        next_attempt_at="2000-01-01T00:00Z",
+        created_at="2000-01-01T00:00Z",
+        updated_at="2000-01-01T00:00Z",
+    )
     cache_connection.breaker.reset()
     # the oldest intent, alone in a batch of one, belongs to no synced model
     first = replay_pending(include_not_due=True, batch_size=1, max_batches=1)
@@ -233,8 +239,7 @@ def test_postgresql_lost_while_recording_a_failed_cache_write(redis_control, cap
     assert Part.objects.get(pk=part.pk).price == 2
     intent = SyncIntent.objects.get(object_pk=str(part.pk))
     assert intent.attempts == 0  # the failure could not be recorded; replay still has it
-    assert any("could not record a failed cache write" in r.getMessage()
-               for r in caplog.records)
+    assert any("could not record a failed cache write" in r.getMessage() for r in caplog.records)
 
 
 def test_write_through_with_no_pending_intent_does_nothing(redis_raw) -> None:

@@ -17,8 +17,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _language() -> str:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang"
-                       " WHERE p.proname = '_pgtrigger_should_ignore'")
+        cursor.execute(
+            "SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang"
+            " WHERE p.proname = '_pgtrigger_should_ignore'"
+        )
         return cursor.fetchone()[0]
 
 
@@ -33,9 +35,9 @@ def _answer(setting: str | None) -> bool:
 def test_installed_after_migrate_and_answers_like_pgtriggers_own() -> None:
     assert _language() == "sql"  # the test database was migrated: post_migrate installed it
     ignore_check.install()  # idempotent
-    assert [_answer(s) for s in (None, "", "{}", "{pgtrigger_b_2}",
-                                 "{pgtrigger_b_2,pgtrigger_a_1}")] == [
-        False, False, False, False, True]
+    assert [
+        _answer(s) for s in (None, "", "{}", "{pgtrigger_b_2}", "{pgtrigger_b_2,pgtrigger_a_1}")
+    ] == [False, False, False, False, True]
 
 
 def test_pgtrigger_ignore_still_skips_exactly_the_triggers_it_names() -> None:

@@ -1,4 +1,4 @@
-""""Why is this row stale?" (issue 17, point 6): ``sync.cache.inspect.row_state`` and the two
+""" "Why is this row stale?" (issue 17, point 6): ``sync.cache.inspect.row_state`` and the two
 places that show it, ``manage.py sync_inspect`` and every synced model's admin change page."""
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def test_a_row_changed_behind_the_engines_back_is_explained_until_replay(redis_r
         cursor.execute("UPDATE catalog_parts SET price = 2 WHERE id = %s", [part.pk])
     part.refresh_from_db()
     stale = row_state(Part, part.pk)
-    assert stale.verdict == (f"STALE: Redis holds version {first.pg_version}, PostgreSQL "
-                             f"{part.version}")
+    assert stale.verdict == (
+        f"STALE: Redis holds version {first.pg_version}, PostgreSQL {part.version}"
+    )
     assert [i.version for i in stale.intents] == [part.version]
     text = inspect_text(LABEL, str(part.pk))
     assert f"verdict: STALE: Redis holds version {first.pg_version}" in text
@@ -95,8 +96,11 @@ def test_entries_that_disagree_are_named(redis_raw) -> None:
 
     redis_raw.hset(key, "v", part.version - 1)
     assert row_state(Part, part.pk).why() == [
-        ("no intent is pending: nothing will repair it by itself; "
-         "`manage.py sync_verify --repair` (or the admin's resync) will")]
+        (
+            "no intent is pending: nothing will repair it by itself; "
+            "`manage.py sync_verify --repair` (or the admin's resync) will"
+        )
+    ]
 
     redis_raw.hset(key, "v", part.version + 5)
     assert row_state(Part, part.pk).verdict.startswith("Redis is ahead")
@@ -123,19 +127,21 @@ def test_deleted_and_unknown_rows(redis_raw) -> None:
     store.write_many([store.CacheWrite(cache_key(LABEL, pk), 10**12, b"[]", "", False, 60_000)])
     assert row_state(Part, pk).verdict.startswith("STALE: Redis holds version")
 
-    store.write_many([store.CacheWrite(cache_key(LABEL, pk), 10**12 + 1, b"", "", True, 60_000)],
-                     source=store.REPAIR)
+    store.write_many(
+        [store.CacheWrite(cache_key(LABEL, pk), 10**12 + 1, b"", "", True, 60_000)],
+        source=store.REPAIR,
+    )
     tomb = row_state(Part, pk)
     assert tomb.redis_tombstone and tomb.verdict.startswith("consistent")
     assert tomb.writes[0].kind == "verification repair"
-    assert any(line.startswith("Redis: version") and "(tombstone)" in line
-               for line in tomb.lines())
+    assert any(line.startswith("Redis: version") and "(tombstone)" in line for line in tomb.lines())
 
     live = make_part()
     settle()
     redis_raw.hset(cache_key(LABEL, live.pk), "t", "1")
     assert row_state(Part, live.pk).verdict == (
-        "not cached: Redis holds a tombstone; the next read fills it")
+        "not cached: Redis holds a tombstone; the next read fills it"
+    )
 
 
 def test_the_command_refuses_an_unknown_model_or_a_bad_pk() -> None:
@@ -148,8 +154,9 @@ def test_the_command_refuses_an_unknown_model_or_a_bad_pk() -> None:
 def test_the_admin_change_page_shows_the_row_state(client) -> None:
     part = make_part(price=Decimal("1.00"))
     settle()
-    client.force_login(make_staff_user("viewer"),
-                       backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(
+        make_staff_user("viewer"), backend="django.contrib.auth.backends.ModelBackend"
+    )
     page = client.get(f"/admin/catalog/part/{part.pk}/change/")
     assert page.status_code == 200
     body = page.content.decode()
@@ -164,8 +171,9 @@ def test_a_model_without_a_change_stream_and_an_entry_without_expiry(redis_raw) 
     from buyers.models import Buyer
 
     now = timezone.now()
-    buyer = Buyer.objects.create(buyer_number="B-INSPECT", status="active", created_at=now,
-                                 synced_at=now, db_updated_at=now)
+    buyer = Buyer.objects.create(
+        buyer_number="B-INSPECT", status="active", created_at=now, synced_at=now, db_updated_at=now
+    )
     settle()
     redis_raw.persist(cache_key("buyers.buyer", buyer.pk))
     found = row_state(Buyer, buyer.pk)
@@ -218,8 +226,9 @@ def test_the_admin_page_shows_times_and_who_wrote_a_pending_intent_unredacted(cl
     with db.cursor() as cursor:  # behind the engine's back; no request: no id
         cursor.execute("UPDATE catalog_parts SET price = 2 WHERE id = %s", [part.pk])
     SyncIntent.objects.filter(model=LABEL, object_pk=str(part.pk)).update(request_id="req-77")
-    client.force_login(make_staff_user("viewer"),
-                       backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(
+        make_staff_user("viewer"), backend="django.contrib.auth.backends.ModelBackend"
+    )
     body = client.get(f"/admin/catalog/part/{part.pk}/change/").content.decode()
     assert "[phone]" not in body
     intent = SyncIntent.objects.get(model=LABEL, object_pk=str(part.pk))

@@ -40,8 +40,7 @@ def test_hit_needs_no_query_and_equals_the_database(quiet_fence, django_assert_n
 
 
 @pytest.mark.django_db(transaction=True)
-def test_miss_reads_postgresql_once_and_fills(quiet_fence, redis_raw,
-                                              django_assert_num_queries):
+def test_miss_reads_postgresql_once_and_fills(quiet_fence, redis_raw, django_assert_num_queries):
     part = make_part()
     redis_raw.flushdb()
     with django_assert_num_queries(1):
@@ -134,7 +133,8 @@ def test_reads_inside_a_transaction_see_uncommitted_rows_from_postgresql(quiet_f
 
 @pytest.mark.django_db(transaction=True)
 def test_transaction_reads_its_own_writes_and_never_fills_uncommitted_rows(
-        quiet_fence, redis_raw) -> None:
+    quiet_fence, redis_raw
+) -> None:
     part = make_part(price=1)
     with pytest.raises(RuntimeError), transaction.atomic():
         part.price = 2
@@ -187,8 +187,12 @@ def test_waiter_gets_the_row_its_filler_writes(settings, redis_raw) -> None:
     key = cache_key(LABEL, part.pk)
     redis_raw.delete(key)
     redis_raw.hset(key, "l", "the-filler")  # another reader is filling
-    state = RowState(LABEL, str(part.pk), part.version, ("x", "filled by the other", part.price,
-                                                           True, "", {}, [], None))
+    state = RowState(
+        LABEL,
+        str(part.pk),
+        part.version,
+        ("x", "filled by the other", part.price, True, "", {}, [], None),
+    )
     filler = threading.Timer(0.05, lambda: store.write_many([state.to_write(spec_for(Part))]))
     filler.start()
     try:

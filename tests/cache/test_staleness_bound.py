@@ -30,8 +30,10 @@ def _short_bound(settings) -> None:
 
 
 def hits() -> float:
-    return REGISTRY.get_sample_value(
-        "sync_cache_reads_total", {"model": LABEL, "outcome": "hit"}) or 0.0
+    return (
+        REGISTRY.get_sample_value("sync_cache_reads_total", {"model": LABEL, "outcome": "hit"})
+        or 0.0
+    )
 
 
 def price(pk) -> Decimal:
@@ -45,7 +47,8 @@ def _raw_update(pk, new_price: str) -> None:
 
 @pytest.mark.parametrize("change", ["queryset_update", "raw_sql"])
 def test_a_change_that_bypassed_the_write_through_is_read_fresh_after_the_bound(
-        change, redis_raw) -> None:
+    change, redis_raw
+) -> None:
     part = make_part(price=Decimal("1.00"))
     settle()
     assert price(part.pk) == Decimal("1.00")  # from Redis
@@ -57,8 +60,11 @@ def test_a_change_that_bypassed_the_write_through_is_read_fresh_after_the_bound(
     assert cached_price(redis_raw, part.pk) == Decimal("1.00")
     assert SyncIntent.objects.filter(model=LABEL, object_pk=str(part.pk)).exists()
 
-    wait_until(lambda: price(part.pk) == Decimal("2.00"), timeout=10,
-               what="a read returning the value committed by a bypassing change")
+    wait_until(
+        lambda: price(part.pk) == Decimal("2.00"),
+        timeout=10,
+        what="a read returning the value committed by a bypassing change",
+    )
     assert repository.get_many(Part, [part.pk])[part.pk].price == Decimal("2.00")
     assert cached_price(redis_raw, part.pk) == Decimal("1.00")  # still stale in Redis
 
@@ -74,8 +80,11 @@ def test_other_keys_of_the_model_are_still_read_from_redis(redis_raw) -> None:
     stale, fresh = make_part(price=Decimal("1.00")), make_part(price=Decimal("5.00"))
     settle()
     Part.objects.filter(pk=stale.pk).update(price=Decimal("2.00"))
-    wait_until(lambda: price(stale.pk) == Decimal("2.00"), timeout=10,
-               what="the stale key read from PostgreSQL")
+    wait_until(
+        lambda: price(stale.pk) == Decimal("2.00"),
+        timeout=10,
+        what="the stale key read from PostgreSQL",
+    )
     before = hits()
     found = repository.get_many(Part, [stale.pk, fresh.pk])
     assert found[stale.pk].price == Decimal("2.00")
@@ -89,8 +98,11 @@ def test_a_completed_write_through_whose_intent_is_not_deleted_yet_stays_trusted
     holds must not send the key to PostgreSQL (one HMGET to confirm, then remembered)."""
     part = make_part(price=Decimal("1.00"))  # written through; its intent not settled yet
     assert SyncIntent.objects.filter(model=LABEL, object_pk=str(part.pk)).exists()
-    wait_until(lambda: fence.refresh() or (LABEL, str(part.pk)) in fence._confirmed,
-               timeout=10, what="the old intent confirmed against Redis")
+    wait_until(
+        lambda: fence.refresh() or (LABEL, str(part.pk)) in fence._confirmed,
+        timeout=10,
+        what="the old intent confirmed against Redis",
+    )
     fence.refresh()  # remembered: no second look at Redis
     assert fence.trusts(LABEL, part.pk)
     before = hits()
@@ -117,8 +129,11 @@ def test_with_redis_down_old_intents_are_not_confirmed(redis_control) -> None:
     Part.objects.filter(pk=part.pk).update(price=Decimal("2.00"))
     redis_control.pause()
     try:
-        wait_until(lambda: fence.refresh() or not fence.trusts(LABEL, part.pk), timeout=10,
-                   what="the key distrusted")
+        wait_until(
+            lambda: fence.refresh() or not fence.trusts(LABEL, part.pk),
+            timeout=10,
+            what="the key distrusted",
+        )
         assert fence.stale_keys(LABEL) == frozenset({str(part.pk)})
     finally:
         redis_control.resume()

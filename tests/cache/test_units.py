@@ -22,10 +22,13 @@ from sync.redaction import RedactPiiFilter, redact
 def test_encode_handles_database_types_and_refuses_others() -> None:
     when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     ident = uuid.UUID(int=1)
-    payload = encode_values([decimal.Decimal("1.10"), when, when.date(), when.time(), ident,
-                             b"\x01\x02", None])
-    assert payload == (b'["1.10","2026-01-02T03:04:05+00:00","2026-01-02","03:04:05",'
-                       b'"00000000-0000-0000-0000-000000000001","0102",null]')
+    payload = encode_values(
+        [decimal.Decimal("1.10"), when, when.date(), when.time(), ident, b"\x01\x02", None]
+    )
+    assert payload == (
+        b'["1.10","2026-01-02T03:04:05+00:00","2026-01-02","03:04:05",'
+        b'"00000000-0000-0000-0000-000000000001","0102",null]'
+    )
     with pytest.raises(TypeError, match="cannot cache a value of type object"):
         encode_values([object()])
 
@@ -59,11 +62,14 @@ def test_redaction_of_messages_and_log_records() -> None:
     assert redact("IBAN DE89 3704 0044 0532 0130 00 ok") == "IBAN [iban] ok"
     # values of fields declared PII, known to the caller; single letters are left alone
     assert redact("row of Jane Doe in Leeds (a)", values=["Jane Doe", "Leeds", "a", ""]) == (
-        "row of [pii] in [pii] (a)")
+        "row of [pii] in [pii] (a)"
+    )
     assert redact("DETAIL:  Key (email)=(x@y.z) already exists.") == (
-        "DETAIL:  Key (email)=([value]) already exists.")
-    record = logging.LogRecord("sync", logging.INFO, __file__, 1, "user %s failed", (
-        "jane@example.com",), None)
+        "DETAIL:  Key (email)=([value]) already exists."
+    )
+    record = logging.LogRecord(
+        "sync", logging.INFO, __file__, 1, "user %s failed", ("jane@example.com",), None
+    )
     assert RedactPiiFilter().filter(record) is True
     assert record.getMessage() == "user [email] failed"
     clean = logging.LogRecord("sync", logging.INFO, __file__, 1, "nothing %s", ("here",), None)

@@ -19,9 +19,9 @@ LABEL = "catalog.part"
 
 def test_reports_each_kind_and_repair_fixes_all(redis_raw) -> None:
     parts = [make_part() for _ in range(10)]
-    redis_raw.delete(cache_key(LABEL, parts[0].pk))                         # missing
+    redis_raw.delete(cache_key(LABEL, parts[0].pk))  # missing
     redis_raw.hset(cache_key(LABEL, parts[1].pk), "v", parts[1].version - 1)  # stale
-    redis_raw.hset(cache_key(LABEL, parts[2].pk), mapping={"t": "1"})         # tombstoned
+    redis_raw.hset(cache_key(LABEL, parts[2].pk), mapping={"t": "1"})  # tombstoned
     redis_raw.hset(cache_key(LABEL, 10**9), mapping={"v": 1, "p": "[]", "t": "0"})  # extra
     (report,) = verify_models([LABEL])
     assert (report.rows, report.missing, report.stale, report.extra) == (10, 1, 2, 1)

@@ -84,8 +84,9 @@ def test_delete_writes_a_versioned_tombstone(redis_raw) -> None:
 
 def test_bulk_helpers_write_through(redis_raw) -> None:
     with transaction.atomic():
-        created = bulk_create_synced(Part, [Part(sku=f"B{i}", name="b", price=i)
-                                            for i in range(10)])
+        created = bulk_create_synced(
+            Part, [Part(sku=f"B{i}", name="b", price=i) for i in range(10)]
+        )
     assert all(cached(redis_raw, LABEL, p.pk) for p in created)
     with transaction.atomic():
         update_synced(Part.objects.filter(sku__startswith="B"), price=5)

@@ -26,9 +26,16 @@ _seq = itertools.count(1)
 
 def new_part(**overrides) -> Part:
     n = next(_seq)
-    fields = {"sku": f"CAT-{n:06d}", "name": f"Catalog part {n}", "price": Decimal("12.50"),
-              "description": "<p>A part</p>", "specifications": {"thread": "M6"},
-              "images": [f"https://img.example.com/{n}.jpg"], "quantity": 10, "reserved": 2}
+    fields = {
+        "sku": f"CAT-{n:06d}",
+        "name": f"Catalog part {n}",
+        "price": Decimal("12.50"),
+        "description": "<p>A part</p>",
+        "specifications": {"thread": "M6"},
+        "images": [f"https://img.example.com/{n}.jpg"],
+        "quantity": 10,
+        "reserved": 2,
+    }
     fields.update(overrides)
     return services.part_create(**fields)
 
@@ -46,7 +53,8 @@ def role_group(name: str) -> Group:
         ctype = ContentType.objects.get_for_model(StaffAction)
         for codename in roles.ROLES[name]:
             permission, _ = Permission.objects.get_or_create(
-                content_type=ctype, codename=codename, defaults={"name": codename})
+                content_type=ctype, codename=codename, defaults={"name": codename}
+            )
             group.permissions.add(permission)
     return group
 

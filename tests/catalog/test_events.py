@@ -28,11 +28,15 @@ def test_each_committed_change_appends_its_event(make_part, redis_raw) -> None:
     created = _events(redis_raw, part.pk)
     assert [e["type"] for e in created] == ["part", "stock"]
     assert created[0]["data"]["sku"] == part.sku
-    assert created[1]["data"] == {"id": part.pk, "quantity": 5, "reserved": 1,
-                                  "available_stock": 4, "is_in_stock": True}
+    assert created[1]["data"] == {
+        "id": part.pk,
+        "quantity": 5,
+        "reserved": 1,
+        "available_stock": 4,
+        "is_in_stock": True,
+    }
     stock = StockLevel.objects.get(pk=part.pk)
-    services.stock_update(part_id=part.pk, expected_version=stock.version, quantity=1,
-                          reserved=1)
+    services.stock_update(part_id=part.pk, expected_version=stock.version, quantity=1, reserved=1)
     last = _events(redis_raw, part.pk)[-1]
     assert (last["type"], last["data"]["is_in_stock"]) == ("stock", False)
     assert int(last["version"]) == StockLevel.objects.get(pk=part.pk).version
@@ -55,8 +59,7 @@ def test_a_failed_append_leaves_the_intent_and_replay_appends_once(make_part, re
     stock = StockLevel.objects.get(pk=part.pk)
     redis_raw.delete(STREAM)
     redis_raw.set(STREAM, "not a stream")  # XADD fails (WRONGTYPE): a real Redis error
-    services.stock_update(part_id=part.pk, expected_version=stock.version, quantity=3,
-                          reserved=0)
+    services.stock_update(part_id=part.pk, expected_version=stock.version, quantity=3, reserved=0)
     assert SyncIntent.objects.filter(model="catalog.stocklevel", object_pk=str(part.pk)).exists()
     redis_raw.delete(STREAM)
     replay_pending(include_not_due=True)
@@ -68,8 +71,9 @@ def test_a_failed_append_leaves_the_intent_and_replay_appends_once(make_part, re
 def test_a_flushed_script_cache_is_reloaded(make_part, redis_raw) -> None:
     part = make_part()
     redis_raw.script_flush()
-    services.part_update_content(part_id=part.pk, expected_version=part.version,
-                                 content={"name": "After flush"})
+    services.part_update_content(
+        part_id=part.pk, expected_version=part.version, content={"name": "After flush"}
+    )
     assert _events(redis_raw, part.pk)[-1]["data"]["name"] == "After flush"
 
 

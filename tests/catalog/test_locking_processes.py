@@ -55,9 +55,14 @@ def test_concurrent_decrements_lose_nothing_and_losers_get_409() -> None:
     user_with("Console operator", "locking-operator")
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s)", [GATE])
-    procs = [popen_python(DECREMENTER.format(username="locking-operator", pk=part.pk,
-                                             gate=GATE, attempts=ATTEMPTS))
-             for _ in range(PROCESSES)]
+    procs = [
+        popen_python(
+            DECREMENTER.format(
+                username="locking-operator", pk=part.pk, gate=GATE, attempts=ATTEMPTS
+            )
+        )
+        for _ in range(PROCESSES)
+    ]
     try:
         for proc in procs:
             assert proc.stdout.readline().strip() == "ready"

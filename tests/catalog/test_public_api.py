@@ -23,14 +23,20 @@ def _detail(client: Client, part: Part, **headers):
     return client.get(f"/api/parts/{part.pk}", headers=headers)
 
 
-def test_detail_includes_stock_and_is_served_from_redis(client, make_part,
-                                                        django_assert_num_queries) -> None:
+def test_detail_includes_stock_and_is_served_from_redis(
+    client, make_part, django_assert_num_queries
+) -> None:
     part = make_part(quantity=7, reserved=2)
     first = _detail(client, part)
     assert first.status_code == 200
     body = first.json()
-    assert body["stock"] == {"quantity": 7, "reserved": 2, "available_stock": 5,
-                             "is_in_stock": True, "version": body["stock"]["version"]}
+    assert body["stock"] == {
+        "quantity": 7,
+        "reserved": 2,
+        "available_stock": 5,
+        "is_in_stock": True,
+        "version": body["stock"]["version"],
+    }
     assert body["sku"] == part.sku
     assert body["price"] == "12.50"
     assert first["Cache-Control"] == "no-cache"
@@ -49,8 +55,9 @@ def test_etag_round_trip_and_a_stock_change_changes_it(client, make_part) -> Non
     assert not_modified["ETag"] == tag
     assert _detail(client, part, if_none_match="*").status_code == 304
     stock = first.json()["stock"]
-    services.stock_update(part_id=part.pk, expected_version=stock["version"], quantity=1,
-                          reserved=0)
+    services.stock_update(
+        part_id=part.pk, expected_version=stock["version"], quantity=1, reserved=0
+    )
     changed = _detail(client, part, if_none_match=tag)
     assert changed.status_code == 200  # visible on the very next read (write-through)
     assert changed["ETag"] != tag
@@ -60,8 +67,9 @@ def test_etag_round_trip_and_a_stock_change_changes_it(client, make_part) -> Non
 def test_a_content_change_changes_the_etag(client, make_part) -> None:
     part = make_part()
     tag = _detail(client, part)["ETag"]
-    services.part_update_content(part_id=part.pk, expected_version=part.version,
-                                 content={"name": "Renamed"})
+    services.part_update_content(
+        part_id=part.pk, expected_version=part.version, content={"name": "Renamed"}
+    )
     changed = _detail(client, part, if_none_match=f'W/{tag}, "other"')
     assert changed.status_code == 200
     assert changed.json()["name"] == "Renamed"
@@ -91,16 +99,18 @@ def test_list_paginates_filters_and_searches(client, make_part) -> None:
     page = client.get("/api/parts?limit=2&offset=0&q=LST-").json()
     assert (page["count"], page["limit"], page["offset"]) == (3, 2, 0)
     assert [p["sku"] for p in page["items"]] == ["LST-A", "LST-B"]
-    assert [p["sku"] for p in client.get("/api/parts?offset=2&q=lst-").json()["items"]] == [
-        "LST-C"]
+    assert [p["sku"] for p in client.get("/api/parts?offset=2&q=lst-").json()["items"]] == ["LST-C"]
     assert [p["id"] for p in client.get("/api/parts?q=hex").json()["items"]] == [a.pk, c.pk]
-    assert [p["id"] for p in client.get("/api/parts?q=lst&in_stock=true").json()["items"]] == [
-        a.pk]
+    assert [p["id"] for p in client.get("/api/parts?q=lst&in_stock=true").json()["items"]] == [a.pk]
     assert [p["id"] for p in client.get("/api/parts?q=lst&in_stock=false").json()["items"]] == [
-        b.pk, c.pk]
+        b.pk,
+        c.pk,
+    ]
     listed = client.get("/api/parts?q=LST-")
-    assert client.get("/api/parts?q=LST-", headers={"if-none-match": listed["ETag"]}
-                      ).status_code == 304
+    assert (
+        client.get("/api/parts?q=LST-", headers={"if-none-match": listed["ETag"]}).status_code
+        == 304
+    )
     assert client.get("/api/parts?limit=0").status_code == 422
 
 
@@ -120,17 +130,27 @@ def test_a_part_without_a_stock_level_shows_nothing_in_stock(client) -> None:
 
     part = legacy_part()  # the sync engine's sample: no StockLevel row
     body = client.get(f"/api/parts/{part.pk}").json()
-    assert body["stock"] == {"quantity": 0, "reserved": 0, "available_stock": 0,
-                             "is_in_stock": False, "version": 0}
+    assert body["stock"] == {
+        "quantity": 0,
+        "reserved": 0,
+        "available_stock": 0,
+        "is_in_stock": False,
+        "version": 0,
+    }
 
 
 def test_openapi_document_and_docs_ui_are_public(client) -> None:
     schema = client.get("/api/openapi.json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    for path in ("/api/parts", "/api/parts/{part_id}", "/api/events",
-                 "/api/staff/parts/{part_id}/stock", "/api/staff/parts/{part_id}/content",
-                 "/api/staff/parts/{part_id}/rollback/{number}"):
+    for path in (
+        "/api/parts",
+        "/api/parts/{part_id}",
+        "/api/events",
+        "/api/staff/parts/{part_id}/stock",
+        "/api/staff/parts/{part_id}/content",
+        "/api/staff/parts/{part_id}/rollback/{number}",
+    ):
         assert path in paths
     assert client.get("/api/docs").status_code == 200
 

@@ -22,8 +22,12 @@ from config.wsgi import application
 
 # Real commits: the WSGI handler closes the connection after each request (request_finished).
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 EXAMPLES = 30
 
 
@@ -31,8 +35,10 @@ def test_every_operation_conforms_to_the_openapi_document(make_part, operator_cl
     part = make_part()
     csrf = get_random_string(32)
     session = operator_client.cookies["sessionid"].value
-    operator = {"headers": {"X-CSRFToken": csrf},
-                "cookies": {"sessionid": session, "csrftoken": csrf}}
+    operator = {
+        "headers": {"X-CSRFToken": csrf},
+        "cookies": {"sessionid": session, "csrftoken": csrf},
+    }
     # NOTE: explicit empty cookies: the WSGI client would otherwise keep the operator's
     anonymous = {"cookies": {"sessionid": "", "csrftoken": ""}}
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", application)
@@ -43,8 +49,13 @@ def test_every_operation_conforms_to_the_openapi_document(make_part, operator_cl
             continue
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         def conforms(case) -> None:
             # Half the cases name a real part, so the 200 paths are exercised too.
             if case.path_parameters and case.path_parameters.get("part_id", 1) % 2 == 0:

@@ -51,8 +51,7 @@ def test_warming_writes_tombstones_for_soft_deleted_rows(make_part, redis_raw) -
 
 
 def test_a_soft_delete_field_is_cached_even_when_not_listed() -> None:
-    spec = SyncSpec(model=Part, tier=Tier.PUBLIC, fields=("sku",), ttl=60,
-                    soft_delete="deleted_at")
+    spec = SyncSpec(model=Part, tier=Tier.PUBLIC, fields=("sku",), ttl=60, soft_delete="deleted_at")
     assert spec.fields == ("sku", "deleted_at")
     assert spec.is_live(("x", None))
     assert not spec.is_live(("x", "2026-01-01"))

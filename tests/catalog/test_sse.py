@@ -30,12 +30,29 @@ def asgi() -> Iterator[httpx.Client]:
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="sse-") as directory:
         sock = Path(directory) / "asgi.sock"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--uds", str(sock),
-             "--lifespan", "off", "--no-access-log", "--timeout-graceful-shutdown", "2"],
-            cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)),
-                              base_url="http://testserver", timeout=10)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--uds",
+                str(sock),
+                "--lifespan",
+                "off",
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "2",
+            ],
+            cwd=ROOT,
+            env=child_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        client = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://testserver", timeout=10
+        )
         try:
+
             def answers() -> bool:
                 assert proc.poll() is None, proc.stderr.read().decode()
                 try:
@@ -83,8 +100,9 @@ def _stream(client: httpx.Client, *, part: int, last_event_id: str | None = None
 
 def _set_stock(part_id: int, quantity: int) -> None:
     stock = StockLevel.objects.get(pk=part_id)
-    services.stock_update(part_id=part_id, expected_version=stock.version, quantity=quantity,
-                          reserved=0)
+    services.stock_update(
+        part_id=part_id, expected_version=stock.version, quantity=quantity, reserved=0
+    )
 
 
 def test_reconnect_with_last_event_id_gets_exactly_the_missed_events(asgi) -> None:
@@ -121,8 +139,9 @@ def test_content_changes_and_soft_deletes_are_events_too(asgi) -> None:
     with _stream(asgi, part=part.pk) as response:
         events = Events(response)
         events.next()
-        services.part_update_content(part_id=part.pk, expected_version=part.version,
-                                     content={"name": "Streamed"})
+        services.part_update_content(
+            part_id=part.pk, expected_version=part.version, content={"name": "Streamed"}
+        )
         assert json.loads(events.next()["data"])["data"]["name"] == "Streamed"
         part.refresh_from_db()
         services.part_soft_delete(part_id=part.pk, expected_version=part.version)
@@ -142,8 +161,11 @@ def test_a_resume_from_before_the_stream_starts_says_reset(asgi) -> None:
 
 def test_many_idle_clients_share_one_reader(asgi) -> None:
     part = new_part(quantity=10, reserved=0)
-    with (_stream(asgi, part=part.pk) as a, _stream(asgi, part=part.pk) as b,
-          _stream(asgi, part=part.pk) as c):
+    with (
+        _stream(asgi, part=part.pk) as a,
+        _stream(asgi, part=part.pk) as b,
+        _stream(asgi, part=part.pk) as c,
+    ):
         streams = [Events(r) for r in (a, b, c)]
         for events in streams:
             events.next()

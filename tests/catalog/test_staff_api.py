@@ -13,8 +13,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _json(client: Client, method: str, url: str, body: dict | None = None, **headers):
-    return getattr(client, method)(url, body or {}, content_type="application/json",
-                                   headers=headers)
+    return getattr(client, method)(
+        url, body or {}, content_type="application/json", headers=headers
+    )
 
 
 def _stock_url(part: Part) -> str:
@@ -41,13 +42,15 @@ def test_writes_need_the_csrf_token_of_the_session(make_part, operator_client) -
     part = make_part()
     strict = Client(enforce_csrf_checks=True)
     strict.cookies = operator_client.cookies
-    response = _json(strict, "put", _stock_url(part), {"quantity": 1},
-                     if_match=str(_stock_version(part)))
+    response = _json(
+        strict, "put", _stock_url(part), {"quantity": 1}, if_match=str(_stock_version(part))
+    )
     assert response.status_code == 403
 
 
-def test_stock_update_with_if_match_then_409_with_the_current_version(make_part,
-                                                                       operator_client) -> None:
+def test_stock_update_with_if_match_then_409_with_the_current_version(
+    make_part, operator_client
+) -> None:
     part = make_part(quantity=10, reserved=0)
     seen = _stock_version(part)
     ok = _json(operator_client, "put", _stock_url(part), {"quantity": 9}, if_match=f'"{seen}"')
@@ -55,8 +58,7 @@ def test_stock_update_with_if_match_then_409_with_the_current_version(make_part,
     assert ok.json()["stock"]["quantity"] == 9
     current = _stock_version(part)
     assert ok["ETag"] == f'"{current}"'
-    stale = _json(operator_client, "put", _stock_url(part), {"quantity": 8},
-                  if_match=f'W/"{seen}"')
+    stale = _json(operator_client, "put", _stock_url(part), {"quantity": 8}, if_match=f'W/"{seen}"')
     assert stale.status_code == 409
     assert stale.json()["current_version"] == current
     by_body = _json(operator_client, "put", _stock_url(part), {"quantity": 8, "version": current})
@@ -76,11 +78,14 @@ def test_a_write_without_a_version_is_428(make_part, operator_client) -> None:
     assert "If-Match" in response.json()["detail"]
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"quantity": -1}, "quantity"),
-    ({"quantity": 1, "reserved": 2}, "reserved"),
-    ({"quantity": "many"}, "quantity"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"quantity": -1}, "quantity"),
+        ({"quantity": 1, "reserved": 2}, "reserved"),
+        ({"quantity": "many"}, "quantity"),
+    ],
+)
 def test_invalid_stock_is_422_naming_the_field(make_part, operator_client, body, field) -> None:
     part = make_part()
     response = _json(operator_client, "put", _stock_url(part), {**body, "version": 1})
@@ -89,8 +94,12 @@ def test_invalid_stock_is_422_naming_the_field(make_part, operator_client, body,
 
 
 def test_unknown_part_is_404_for_staff(operator_client, viewer_client) -> None:
-    assert _json(operator_client, "put", "/api/staff/parts/987654/stock",
-                 {"quantity": 1, "version": 1}).status_code == 404
+    assert (
+        _json(
+            operator_client, "put", "/api/staff/parts/987654/stock", {"quantity": 1, "version": 1}
+        ).status_code
+        == 404
+    )
     assert viewer_client.get("/api/staff/parts/987654").status_code == 404
     assert viewer_client.get("/api/staff/parts/987654/versions").status_code == 404
 
@@ -98,12 +107,18 @@ def test_unknown_part_is_404_for_staff(operator_client, viewer_client) -> None:
 def test_content_update_creates_a_version_and_sanitises(make_part, operator_client) -> None:
     part = make_part()
     url = f"/api/staff/parts/{part.pk}/content"
-    response = _json(operator_client, "patch", url, {
-        "name": "  Hex bolt M6  ",
-        "description": '<p onclick="x()">Zinc <b>plated</b><script>alert(1)</script></p>',
-        "specifications": {"length_mm": 30, "coated": True, "finish": "zinc"},
-        "images": ["https://img.example.com/a.jpg"],
-    }, if_match=str(part.version))
+    response = _json(
+        operator_client,
+        "patch",
+        url,
+        {
+            "name": "  Hex bolt M6  ",
+            "description": '<p onclick="x()">Zinc <b>plated</b><script>alert(1)</script></p>',
+            "specifications": {"length_mm": 30, "coated": True, "finish": "zinc"},
+            "images": ["https://img.example.com/a.jpg"],
+        },
+        if_match=str(part.version),
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["name"] == "Hex bolt M6"
@@ -114,32 +129,48 @@ def test_content_update_creates_a_version_and_sanitises(make_part, operator_clie
     assert PartContentVersion.objects.get(part=part, number=2).snapshot["name"] == "Hex bolt M6"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": "<b>bold</b>"}, "name"),
-    ({"name": "   "}, "name"),
-    ({"specifications": {"x": "<img src=x onerror=alert(1)>"}}, "specifications"),
-    ({"specifications": {" ": "blank name"}}, "specifications"),
-    ({"specifications": {"long": "x" * 501}}, "specifications"),
-    ({"images": ["javascript:alert(1)"]}, "images"),
-    ({"images": ["https://ok.example.com/a b.jpg"]}, "images"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "<b>bold</b>"}, "name"),
+        ({"name": "   "}, "name"),
+        ({"specifications": {"x": "<img src=x onerror=alert(1)>"}}, "specifications"),
+        ({"specifications": {" ": "blank name"}}, "specifications"),
+        ({"specifications": {"long": "x" * 501}}, "specifications"),
+        ({"images": ["javascript:alert(1)"]}, "images"),
+        ({"images": ["https://ok.example.com/a b.jpg"]}, "images"),
+    ],
+)
 def test_html_and_bad_urls_are_refused_with_422(make_part, operator_client, body, field) -> None:
     part = make_part()
-    response = _json(operator_client, "patch", f"/api/staff/parts/{part.pk}/content",
-                     {**body, "version": part.version})
+    response = _json(
+        operator_client,
+        "patch",
+        f"/api/staff/parts/{part.pk}/content",
+        {**body, "version": part.version},
+    )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][-1] == field
 
 
 def test_rollback_restores_the_snapshot_as_a_new_version_with_who_and_where(
-        make_part, operator_client) -> None:
+    make_part, operator_client
+) -> None:
     part = make_part(name="Original")
     v1 = part.content()
-    services.part_update_content(part_id=part.pk, expected_version=part.version,
-                                 content={"name": "Changed", "specifications": {}})
+    services.part_update_content(
+        part_id=part.pk,
+        expected_version=part.version,
+        content={"name": "Changed", "specifications": {}},
+    )
     part.refresh_from_db()
-    response = _json(operator_client, "post", f"/api/staff/parts/{part.pk}/rollback/1",
-                     if_match=str(part.version), x_request_id="rollback-req-1")
+    response = _json(
+        operator_client,
+        "post",
+        f"/api/staff/parts/{part.pk}/rollback/1",
+        if_match=str(part.version),
+        x_request_id="rollback-req-1",
+    )
     assert response.status_code == 200, response.content
     part.refresh_from_db()
     assert part.content() == v1
@@ -149,30 +180,57 @@ def test_rollback_restores_the_snapshot_as_a_new_version_with_who_and_where(
     assert change.action == "rollback"
     assert change.changes["name"] == ["Changed", "Original"]
     assert (change.username, change.ip, change.request_id) == (
-        "catalog-operator", "127.0.0.1", "rollback-req-1")
+        "catalog-operator",
+        "127.0.0.1",
+        "rollback-req-1",
+    )
     assert change.version == part.version
-    missing = _json(operator_client, "post", f"/api/staff/parts/{part.pk}/rollback/99",
-                    {"version": part.version})
+    missing = _json(
+        operator_client,
+        "post",
+        f"/api/staff/parts/{part.pk}/rollback/99",
+        {"version": part.version},
+    )
     assert missing.status_code == 404
-    stale = _json(operator_client, "post", f"/api/staff/parts/{part.pk}/rollback/1",
-                  {"version": part.version - 1})
+    stale = _json(
+        operator_client,
+        "post",
+        f"/api/staff/parts/{part.pk}/rollback/1",
+        {"version": part.version - 1},
+    )
     assert stale.status_code == 409
 
 
 def test_soft_delete_and_restore(make_part, operator_client, viewer_client) -> None:
     part = make_part()
-    deleted = _json(operator_client, "delete", f"/api/staff/parts/{part.pk}",
-                    if_match=str(part.version))
+    deleted = _json(
+        operator_client, "delete", f"/api/staff/parts/{part.pk}", if_match=str(part.version)
+    )
     assert deleted.status_code == 200
     assert deleted.json()["deleted_at"] is not None
     assert viewer_client.get(f"/api/staff/parts/{part.pk}").json()["deleted_at"] is not None
     version = deleted.json()["version"]
-    assert _json(operator_client, "put", _stock_url(part),
-                 {"quantity": 1, "version": _stock_version(part)}).status_code == 404
-    assert _json(operator_client, "patch", f"/api/staff/parts/{part.pk}/content",
-                 {"name": "x", "version": version}).status_code == 404
-    restored = _json(operator_client, "post", f"/api/staff/parts/{part.pk}/restore",
-                     {"version": version})
+    assert (
+        _json(
+            operator_client,
+            "put",
+            _stock_url(part),
+            {"quantity": 1, "version": _stock_version(part)},
+        ).status_code
+        == 404
+    )
+    assert (
+        _json(
+            operator_client,
+            "patch",
+            f"/api/staff/parts/{part.pk}/content",
+            {"name": "x", "version": version},
+        ).status_code
+        == 404
+    )
+    restored = _json(
+        operator_client, "post", f"/api/staff/parts/{part.pk}/restore", {"version": version}
+    )
     assert restored.status_code == 200
     assert restored.json()["deleted_at"] is None
     actions = list(CatalogChange.objects.filter(part=part).values_list("action", flat=True))
@@ -181,8 +239,9 @@ def test_soft_delete_and_restore(make_part, operator_client, viewer_client) -> N
 
 def test_versions_and_change_log_endpoints(make_part, viewer_client) -> None:
     part = make_part()
-    services.part_update_content(part_id=part.pk, expected_version=part.version,
-                                 content={"description": "New"})
+    services.part_update_content(
+        part_id=part.pk, expected_version=part.version, content={"description": "New"}
+    )
     versions = viewer_client.get(f"/api/staff/parts/{part.pk}/versions").json()
     assert [v["number"] for v in versions] == [2, 1]
     assert versions[0]["snapshot"]["description"] == "New"
@@ -195,8 +254,9 @@ def test_a_legacy_part_gets_its_current_content_as_v1_on_first_edit(db) -> None:
     from tests.factories import make_part as legacy_part
 
     part = legacy_part(name="Legacy")
-    services.part_update_content(part_id=part.pk, expected_version=part.version,
-                                 content={"name": "Edited"})
+    services.part_update_content(
+        part_id=part.pk, expected_version=part.version, content={"name": "Edited"}
+    )
     numbers = {v.number: v.snapshot["name"] for v in part.content_versions.all()}
     assert numbers == {1: "Legacy", 2: "Edited"}
     with pytest.raises(ValueError, match="not content fields"):

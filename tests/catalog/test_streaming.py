@@ -18,8 +18,9 @@ STREAM = events.stream_key("catalog")
 
 def _set_stock(part_id: int, quantity: int) -> None:
     stock = StockLevel.objects.get(pk=part_id)
-    services.stock_update(part_id=part_id, expected_version=stock.version, quantity=quantity,
-                          reserved=0)
+    services.stock_update(
+        part_id=part_id, expected_version=stock.version, quantity=quantity, reserved=0
+    )
 
 
 def test_replay_then_live_without_duplicates(make_part, redis_raw) -> None:

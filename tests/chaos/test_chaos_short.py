@@ -24,14 +24,24 @@ def ledger():
         cursor.execute(f"DROP TABLE IF EXISTS {LEDGER}")
 
 
-def test_short_chaos_run_loses_nothing_and_leaks_nothing(redis_control, ledger, tmp_path,
-                                                         capsys) -> None:
-    config = ChaosConfig(duration=25, writers=3, readers=2, seed=8, fault_gap=3.0, rows=100,
-                         bulk_rows=20, converge_timeout=60,
-                         # a replayer killed mid-claim holds its intents for this long
-                         child_env={"SYNC_REPLAY_LEASE": "5"})
-    result = run_chaos(config, Targets(env=child_env(), cache=redis_control,
-                                       workdir=tmp_path / "chaos"))
+def test_short_chaos_run_loses_nothing_and_leaks_nothing(
+    redis_control, ledger, tmp_path, capsys
+) -> None:
+    config = ChaosConfig(
+        duration=25,
+        writers=3,
+        readers=2,
+        seed=8,
+        fault_gap=3.0,
+        rows=100,
+        bulk_rows=20,
+        converge_timeout=60,
+        # a replayer killed mid-claim holds its intents for this long
+        child_env={"SYNC_REPLAY_LEASE": "5"},
+    )
+    result = run_chaos(
+        config, Targets(env=child_env(), cache=redis_control, workdir=tmp_path / "chaos")
+    )
     with capsys.disabled():
         sys.stdout.write("\n" + result.table() + "\n")
     faults, proven = result.faults(), result.proven()

@@ -15,12 +15,23 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def test_a_worker_dead_for_seconds_loses_nothing(redis_control, tmp_path, capsys) -> None:
-    config = ChaosConfig(duration=20, writers=2, readers=2, seed=8, fault_gap=3.0, rows=100,
-                         bulk_rows=20, converge_timeout=60, worker_dead=8, sampler_interval=2,
-                         child_env={"SYNC_REPLAY_LEASE": "5"})
+    config = ChaosConfig(
+        duration=20,
+        writers=2,
+        readers=2,
+        seed=8,
+        fault_gap=3.0,
+        rows=100,
+        bulk_rows=20,
+        converge_timeout=60,
+        worker_dead=8,
+        sampler_interval=2,
+        child_env={"SYNC_REPLAY_LEASE": "5"},
+    )
     try:
-        result = run_chaos(config, Targets(env=child_env(), cache=redis_control,
-                                           workdir=tmp_path / "chaos"))
+        result = run_chaos(
+            config, Targets(env=child_env(), cache=redis_control, workdir=tmp_path / "chaos")
+        )
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {LEDGER}")

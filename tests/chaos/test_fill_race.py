@@ -46,8 +46,9 @@ def stored_price(redis_raw, pk):
     return entry or None
 
 
-def test_get_does_not_fill_a_row_older_than_a_lost_write(redis_raw, racing_writer,
-                                                         monkeypatch) -> None:
+def test_get_does_not_fill_a_row_older_than_a_lost_write(
+    redis_raw, racing_writer, monkeypatch
+) -> None:
     part = make_part(price=1)
     redis_raw.flushall()
     assert repository.get(Part, part.pk).price == 1  # what it read: fine at the time
@@ -57,8 +58,9 @@ def test_get_does_not_fill_a_row_older_than_a_lost_write(redis_raw, racing_write
     assert repository.get(Part, part.pk).price == 99  # filled with the newest, now a hit
 
 
-def test_get_many_does_not_fill_rows_older_than_a_lost_write(redis_raw, racing_writer,
-                                                             monkeypatch) -> None:
+def test_get_many_does_not_fill_rows_older_than_a_lost_write(
+    redis_raw, racing_writer, monkeypatch
+) -> None:
     parts = [make_part(price=1) for _ in range(3)]
     redis_raw.flushall()
     got = repository.get_many(Part, [p.pk for p in parts])

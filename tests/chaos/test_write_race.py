@@ -81,8 +81,9 @@ def test_on_commit_write_through_older_than_a_flushall(redis_raw, monkeypatch) -
     on_commit_race(redis_raw, redis_raw.flushall, monkeypatch)
 
 
-def test_on_commit_write_through_older_than_a_restart(redis_control, redis_raw,
-                                                     monkeypatch) -> None:
+def test_on_commit_write_through_older_than_a_restart(
+    redis_control, redis_raw, monkeypatch
+) -> None:
     on_commit_race(redis_raw, restarter(redis_control), monkeypatch)
 
 
@@ -123,8 +124,15 @@ def replay_race(redis_raw, lose_data, monkeypatch) -> None:
     part = make_part(price=1)
     settle()
     now = timezone.now()
-    SyncIntent.objects.create(model=PART, object_pk=str(part.pk), version=part.version, op="u",
-                              next_attempt_at=now, created_at=now, updated_at=now)
+    SyncIntent.objects.create(
+        model=PART,
+        object_pk=str(part.pk),
+        version=part.version,
+        op="u",
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
     real_states = replay._states
 
     def read_then_race(claimed):
@@ -235,9 +243,15 @@ def test_console_retry_now_older_than_a_flushall(redis_raw, monkeypatch) -> None
     part = make_part(price=1)
     settle()
     now = timezone.now()
-    intent = SyncIntent.objects.create(model=PART, object_pk=str(part.pk), version=part.version,
-                                       op="u", next_attempt_at=now, created_at=now,
-                                       updated_at=now)
+    intent = SyncIntent.objects.create(
+        model=PART,
+        object_pk=str(part.pk),
+        version=part.version,
+        op="u",
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
     real_states = outbox.row_states
 
     def read_then_race(*args, **kwargs):

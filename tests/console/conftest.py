@@ -45,8 +45,7 @@ def make_staff_user(role: str, *, username: str | None = None) -> User:
     username = username or f"{role}-user"
     if role == "superuser":
         return User.objects.create_superuser(username, f"{username}@staff.invalid", PASSWORD)
-    user = User.objects.create_user(username, f"{username}@staff.invalid", PASSWORD,
-                                    is_staff=True)
+    user = User.objects.create_user(username, f"{username}@staff.invalid", PASSWORD, is_staff=True)
     if role in _GROUPS:
         ensure_role_groups()
         user.groups.add(Group.objects.get(name=_GROUPS[role]))
@@ -123,8 +122,16 @@ CANARY = {
 def canary_values() -> list[str]:
     """The canaries, and the parts of them a partial leak would show."""
     values = set(CANARY.values())
-    values |= {CANARY["email"].split("@")[0], "pii-canary.example", "Canarywright",
-               "0199 4242", "Canary Lane", "Canarystraat", "Canaryville", "Canary Row"}
+    values |= {
+        CANARY["email"].split("@")[0],
+        "pii-canary.example",
+        "Canarywright",
+        "0199 4242",
+        "Canary Lane",
+        "Canarystraat",
+        "Canaryville",
+        "Canary Row",
+    }
     return sorted(values)
 
 
@@ -162,38 +169,78 @@ def make_console_rows(*, raw_free_text: bool = False) -> dict[str, object]:
     now = timezone.now()
     stamps = {"created_at": now, "synced_at": now, "db_updated_at": now}
     person = {k: CANARY[k] for k in ("name", "email", "phone", "address", "notes")}
-    buyer = Buyer.objects.create(buyer_number="B-90001", status="active", budget=250000,
-                                 inquiry_date=datetime.date(2026, 11, 2), **person, **stamps)
+    buyer = Buyer.objects.create(
+        buyer_number="B-90001",
+        status="active",
+        budget=250000,
+        inquiry_date=datetime.date(2026, 11, 2),
+        **person,
+        **stamps,
+    )
     seller = Seller.objects.create(seller_number="CA90001", status="listed", **person, **stamps)
-    prop = Property.objects.create(seller=seller, property_type="house",
-                                   address=CANARY["address"], **stamps)
+    prop = Property.objects.create(
+        seller=seller, property_type="house", address=CANARY["address"], **stamps
+    )
     customer = Customer.objects.create(
-        customer_number="C-90001", **{k: CANARY[k] for k in (
-            "name", "email", "phone", "street", "city", "postal_code")}, country="NL")
-    order = Order.objects.create(order_number="O-90001", customer=customer, total=12,
-                                 items=[{"sku": "SKU-1", "qty": 1, "price": "12.00"}],
-                                 shipping_address=CANARY["shipping_address"], placed_at=now)
+        customer_number="C-90001",
+        **{k: CANARY[k] for k in ("name", "email", "phone", "street", "city", "postal_code")},
+        country="NL",
+    )
+    order = Order.objects.create(
+        order_number="O-90001",
+        customer=customer,
+        total=12,
+        items=[{"sku": "SKU-1", "qty": 1, "price": "12.00"}],
+        shipping_address=CANARY["shipping_address"],
+        placed_at=now,
+    )
     part = Part.objects.create(sku="SKU-CANARY-1", name="Canary bolt", price=1)
-    run = SyncRun.objects.create(source="buyers", target="buyers.buyer",
-                                 status=SyncRun.Status.PARTIAL,
-                                 created_at=now - datetime.timedelta(seconds=4),
-                                 started_at=now - datetime.timedelta(seconds=3),
-                                 finished_at=now,
-                                 rows_total=2, rows_done=2, created=1, failed=1,
-                                 message=text(f"1 row failed for {CANARY['email']}"))
-    record = RecordLog.objects.create(run_id=run.pk, row_number=2, natural_key="B-90001",
-                                      action=RecordLog.Action.CREATED, object_id=buyer.pk)
-    error = ErrorLog.objects.create(run_id=run.pk, source="buyers", category="schema",
-                                    code="too_long", row_number=3, natural_key="B-90002",
-                                    column="Email", value_length=300, column_limit=254,
-                                    reason=text(f"value {CANARY['email']} too long, call "
-                                                f"{CANARY['phone']}"))
-    alert = SyncAlert.objects.create(alert_type="gaps", source="buyers",
-                                     message=text(f"gap at {CANARY['email']}"),
-                                     context={"keys": ["B-90002"], "who": text(CANARY["phone"])})
-    retry = RecordRetry.objects.create(source="buyers", natural_key="B-90002", category="network",
-                                       last_error=text(f"timeout for {CANARY['email']}"),
-                                       next_retry_at=now, last_run_id=run.pk)
+    run = SyncRun.objects.create(
+        source="buyers",
+        target="buyers.buyer",
+        status=SyncRun.Status.PARTIAL,
+        created_at=now - datetime.timedelta(seconds=4),
+        started_at=now - datetime.timedelta(seconds=3),
+        finished_at=now,
+        rows_total=2,
+        rows_done=2,
+        created=1,
+        failed=1,
+        message=text(f"1 row failed for {CANARY['email']}"),
+    )
+    record = RecordLog.objects.create(
+        run_id=run.pk,
+        row_number=2,
+        natural_key="B-90001",
+        action=RecordLog.Action.CREATED,
+        object_id=buyer.pk,
+    )
+    error = ErrorLog.objects.create(
+        run_id=run.pk,
+        source="buyers",
+        category="schema",
+        code="too_long",
+        row_number=3,
+        natural_key="B-90002",
+        column="Email",
+        value_length=300,
+        column_limit=254,
+        reason=text(f"value {CANARY['email']} too long, call {CANARY['phone']}"),
+    )
+    alert = SyncAlert.objects.create(
+        alert_type="gaps",
+        source="buyers",
+        message=text(f"gap at {CANARY['email']}"),
+        context={"keys": ["B-90002"], "who": text(CANARY["phone"])},
+    )
+    retry = RecordRetry.objects.create(
+        source="buyers",
+        natural_key="B-90002",
+        category="network",
+        last_error=text(f"timeout for {CANARY['email']}"),
+        next_retry_at=now,
+        last_run_id=run.pk,
+    )
     # (The insert's trigger queued it; the test's transaction never commits.)
     intent = SyncIntent.objects.get(model="catalog.part", object_pk=str(part.pk))
     intent.last_error = text(f"cache down near {CANARY['email']}")
@@ -201,22 +248,52 @@ def make_console_rows(*, raw_free_text: bool = False) -> dict[str, object]:
     # NOTE: staff addresses, not a customer's: the admin masks them (test_admin_pages), the
     # JSON API's configuration shows them to viewers.
     config = SyncConfig.objects.create(source="buyers", recipients="ops@staff.example")
-    metric = SyncMetric.objects.create(run_id=run.pk, source="buyers", status="partial",
-                                       finished_at=now, duration_seconds=3.0, rows_total=2,
-                                       failed=1)
-    health = SyncHealthMetric.objects.create(source="buyers", sheet_count=2, database_count=1,
-                                             gaps=1)
-    action = StaffAction.objects.create(username="someone", action="cache.resync",
-                                        target="buyers.buyer", details={"rows": 1},
-                                        ip="10.0.0.1")
-    security_event = SecurityEvent.objects.create(kind="denied", username="someone",
-                                                  ip="10.0.0.1", path="/api/sync/config",
-                                                  status_code=403, details={"method": "PUT"})
-    return {"buyer": buyer, "seller": seller, "property": prop, "customer": customer,
-            "order": order, "part": part, "run": run, "record": record, "error": error,
-            "alert": alert, "retry": retry, "intent": intent, "config": config,
-            "metric": metric, "health": health, "action": action,
-            "security_event": security_event}
+    metric = SyncMetric.objects.create(
+        run_id=run.pk,
+        source="buyers",
+        status="partial",
+        finished_at=now,
+        duration_seconds=3.0,
+        rows_total=2,
+        failed=1,
+    )
+    health = SyncHealthMetric.objects.create(
+        source="buyers", sheet_count=2, database_count=1, gaps=1
+    )
+    action = StaffAction.objects.create(
+        username="someone",
+        action="cache.resync",
+        target="buyers.buyer",
+        details={"rows": 1},
+        ip="10.0.0.1",
+    )
+    security_event = SecurityEvent.objects.create(
+        kind="denied",
+        username="someone",
+        ip="10.0.0.1",
+        path="/api/sync/config",
+        status_code=403,
+        details={"method": "PUT"},
+    )
+    return {
+        "buyer": buyer,
+        "seller": seller,
+        "property": prop,
+        "customer": customer,
+        "order": order,
+        "part": part,
+        "run": run,
+        "record": record,
+        "error": error,
+        "alert": alert,
+        "retry": retry,
+        "intent": intent,
+        "config": config,
+        "metric": metric,
+        "health": health,
+        "action": action,
+        "security_event": security_event,
+    }
 
 
 def make_world(*, raw_free_text: bool = False) -> dict[str, object]:
@@ -234,8 +311,13 @@ def make_world(*, raw_free_text: bool = False) -> dict[str, object]:
     CrontabSchedule.objects.create(minute="0")
     SolarSchedule.objects.create(event="sunrise", latitude=52, longitude=4)
     ClockedSchedule.objects.create(clocked_time=timezone.now())
-    fields = {"user_agent": "test", "ip_address": "10.0.0.9", "username": "nobody",
-              "http_accept": "*/*", "path_info": "/admin/login/"}
+    fields = {
+        "user_agent": "test",
+        "ip_address": "10.0.0.9",
+        "username": "nobody",
+        "http_accept": "*/*",
+        "path_info": "/admin/login/",
+    }
     AccessAttempt.objects.create(**fields, get_data="", post_data="", failures_since_start=1)
     AccessLog.objects.create(**fields)
     AccessFailureLog.objects.create(**fields)
@@ -247,8 +329,9 @@ def _catalog_rows(part) -> None:
     from catalog.models import CatalogChange, PartContentVersion, StockLevel
 
     StockLevel.objects.create(part=part, quantity=3)
-    PartContentVersion.objects.create(part=part, number=1, snapshot=part.content(),
-                                      part_version=part.version)
+    PartContentVersion.objects.create(
+        part=part, number=1, snapshot=part.content(), part_version=part.version
+    )
     CatalogChange.objects.create(part=part, action="create", changes={}, version=part.version)
 
 
@@ -258,6 +341,7 @@ def console_rows(db) -> dict[str, object]:
 
 
 # --------------------------------------------------------------------------- every URL
+
 
 @dataclass(frozen=True)
 class Route:
@@ -314,9 +398,16 @@ def _an_upload(objects: dict[str, Any]) -> Any:
 
     if "upload" not in objects:
         objects["upload"] = SyncUpload.objects.create(
-            source="buyers", filename="buyers.csv", size=1, sha256="0" * 64,
-            token="00000000-0000-4000-8000-000000000015", key_id="k", content=b"",
-            uploaded_by="someone", preview_run_id=objects["run"].pk)
+            source="buyers",
+            filename="buyers.csv",
+            size=1,
+            sha256="0" * 64,
+            token="00000000-0000-4000-8000-000000000015",
+            key_id="k",
+            content=b"",
+            uploaded_by="someone",
+            preview_run_id=objects["run"].pk,
+        )
     return objects["upload"]
 
 
@@ -326,16 +417,28 @@ def _fill_piece(piece: str, model_admin: Any, objects: dict[str, Any]) -> list[s
         match = _REGEX_GROUP.search(piece)
         if match is None:
             return [piece]
-        values = (match.group("body").split("|") if match.group("name") == "app_label"
-                  else fill_parameter(match.group("name"), model_admin, objects))
-        return [filled for value in values for filled in _fill_piece(
-            piece[:match.start()] + value + piece[match.end():], model_admin, objects)]
+        values = (
+            match.group("body").split("|")
+            if match.group("name") == "app_label"
+            else fill_parameter(match.group("name"), model_admin, objects)
+        )
+        return [
+            filled
+            for value in values
+            for filled in _fill_piece(
+                piece[: match.start()] + value + piece[match.end() :], model_admin, objects
+            )
+        ]
     match = _ROUTE_PARAM.search(piece)
     if match is None:
         return [piece]
-    return [filled for value in fill_parameter(match.group("name"), model_admin, objects)
-            for filled in _fill_piece(piece[:match.start()] + value + piece[match.end():],
-                                      model_admin, objects)]
+    return [
+        filled
+        for value in fill_parameter(match.group("name"), model_admin, objects)
+        for filled in _fill_piece(
+            piece[: match.start()] + value + piece[match.end() :], model_admin, objects
+        )
+    ]
 
 
 def project_routes(objects: dict[str, Any]) -> list[Route]:
@@ -352,11 +455,13 @@ def project_routes(objects: dict[str, Any]) -> list[Route]:
             model_admin = getattr(pattern.callback, "model_admin", None)
             paths = [""]
             for piece in here:
-                paths = [p + filled for p in paths
-                         for filled in _fill_piece(piece, model_admin, objects)]
+                paths = [
+                    p + filled for p in paths for filled in _fill_piece(piece, model_admin, objects)
+                ]
             for path in paths:
-                found.setdefault("/" + path, Route("/" + path, "".join(here),
-                                                   pattern.name or "", model_admin))
+                found.setdefault(
+                    "/" + path, Route("/" + path, "".join(here), pattern.name or "", model_admin)
+                )
 
     walk(get_resolver().url_patterns, [])
     return list(found.values())

@@ -17,8 +17,7 @@ LOGIN = "/admin/login/?next=/admin/"
 
 
 def log_in(client: Client, username: str, password: str):
-    return client.post(LOGIN, {"username": username, "password": password,
-                               "next": "/admin/"})
+    return client.post(LOGIN, {"username": username, "password": password, "next": "/admin/"})
 
 
 def test_the_admin_login_locks_out_after_the_failure_limit(operator):

@@ -39,8 +39,10 @@ def test_a_seller_page_masks_its_property_inline(client_for, console_rows):
     page = client_for("operator").get(change(console_rows["seller"])).content.decode()
     assert "7***" in page  # the property's address, masked
     assert CANARY["address"] not in page
-    assert CANARY["address"] in client_for("pii_viewer").get(
-        change(console_rows["seller"])).content.decode()
+    assert (
+        CANARY["address"]
+        in client_for("pii_viewer").get(change(console_rows["seller"])).content.decode()
+    )
 
 
 def test_pii_search_is_only_for_pii_viewers(client_for, console_rows):
@@ -68,8 +70,10 @@ def test_parts_are_read_only_even_for_superusers(client_for, console_rows):
     assert response.status_code == 200
     assert not response.context["has_change_permission"]
     assert not response.context["has_delete_permission"]
-    assert client.post(change(part), {"sku": part.sku, "name": "edited", "price": "2"}
-                       ).status_code == 403
+    assert (
+        client.post(change(part), {"sku": part.sku, "name": "edited", "price": "2"}).status_code
+        == 403
+    )
     part.refresh_from_db()
     assert part.name == "Canary bolt"
 
@@ -83,22 +87,30 @@ def test_the_part_list_shows_the_stock_level(client_for, console_rows):
     (row,) = response.context["cl"].result_list
     admin = response.context["cl"].model_admin
     assert (admin.stock_quantity(row), admin.stock_available(row), admin.in_stock(row)) == (
-        None, None, False)
+        None,
+        None,
+        False,
+    )
     StockLevel.objects.create(part=part, quantity=3, reserved=1)
     response = client_for("viewer").get(url)
     (row,) = response.context["cl"].result_list
     assert (admin.stock_quantity(row), admin.stock_available(row), admin.in_stock(row)) == (
-        3, 2, True)
+        3,
+        2,
+        True,
+    )
     page = response.content.decode()
     assert "column-stock_quantity" in page and "column-in_stock" in page
 
 
 def test_runs_that_touched_a_buyer_number(client_for, console_rows):
-    other = SyncRun.objects.create(source="buyers", target="buyers.buyer",
-                                   status=SyncRun.Status.SUCCEEDED)
+    other = SyncRun.objects.create(
+        source="buyers", target="buyers.buyer", status=SyncRun.Status.SUCCEEDED
+    )
     untouched = SyncRun.objects.create(source="sellers", target="sellers.seller")
-    RecordLog.objects.create(run_id=other.pk, row_number=2, natural_key="B-90001",
-                             action=RecordLog.Action.UNCHANGED)
+    RecordLog.objects.create(
+        run_id=other.pk, row_number=2, natural_key="B-90001", action=RecordLog.Action.UNCHANGED
+    )
     client = client_for("viewer")
     url = changelist(SyncRun)
 
@@ -138,12 +150,12 @@ def test_record_and_error_logs_by_key_run_and_filters(client_for, console_rows):
     assert "300 / 254" in page and "[email]" in page
 
 
-def test_date_range_filter_keeps_other_filters_and_ignores_an_empty_side(client_for,
-                                                                       console_rows):
+def test_date_range_filter_keeps_other_filters_and_ignores_an_empty_side(client_for, console_rows):
     client = client_for("viewer")
     url = changelist(SyncRun)
-    response = client.get(url, {"status__exact": "partial", "created_at__gte": "2000-01-01",
-                                "created_at__lt": ""})
+    response = client.get(
+        url, {"status__exact": "partial", "created_at__gte": "2000-01-01", "created_at__lt": ""}
+    )
     assert response.status_code == 200
     assert response.context["cl"].result_count == 1
     page = response.content.decode()
@@ -152,8 +164,7 @@ def test_date_range_filter_keeps_other_filters_and_ignores_an_empty_side(client_
     assert client.get(url, {"created_at__lt": "2000-01-01"}).context["cl"].result_count == 0
 
 
-def test_a_run_page_shows_its_first_errors_redacted_and_links_its_logs(client_for,
-                                                                      console_rows):
+def test_a_run_page_shows_its_first_errors_redacted_and_links_its_logs(client_for, console_rows):
     run = console_rows["run"]
     page = client_for("superuser").get(change(run)).content.decode()
     assert f"{changelist(RecordLog)}?run_id={run.pk}" in page
@@ -166,28 +177,53 @@ def test_a_run_page_shows_its_first_errors_redacted_and_links_its_logs(client_fo
 
 def test_badges_and_durations_read_well(client_for, console_rows):
     long_run = SyncRun.objects.create(
-        source="buyers", target="buyers.buyer", status=SyncRun.Status.FAILED,
+        source="buyers",
+        target="buyers.buyer",
+        status=SyncRun.Status.FAILED,
         started_at=console_rows["run"].started_at,
-        finished_at=console_rows["run"].started_at + datetime.timedelta(
-            minutes=5))
+        finished_at=console_rows["run"].started_at + datetime.timedelta(minutes=5),
+    )
     page = client_for("viewer").get(changelist(SyncRun)).content.decode()
     assert "console-badge" in page and "5 min 00 s" in page and long_run.source in page
-    for model in ("syncalert", "syncintent", "recordretry", "syncmetric", "synchealthmetric",
-                  "staffaction", "syncconfig"):
+    for model in (
+        "syncalert",
+        "syncintent",
+        "recordretry",
+        "syncmetric",
+        "synchealthmetric",
+        "staffaction",
+        "syncconfig",
+    ):
         response = client_for("viewer").get(reverse(f"admin:sync_{model}_changelist"))
         assert response.status_code == 200, model
 
 
 def config_form(config, **changes) -> dict[str, str]:
-    fields = ("enabled", "interval_seconds", "batch_size", "auto_recovery", "recipients",
-              "failure_threshold", "gap_threshold", "no_success_hours", "error_rate_threshold",
-              "permanent_failure_threshold", "long_run_minutes", "degradation_ratio",
-              "retry_queue_threshold", "oldest_intent_seconds", "dead_intent_threshold",
-              "retention_days")
+    fields = (
+        "enabled",
+        "interval_seconds",
+        "batch_size",
+        "auto_recovery",
+        "recipients",
+        "failure_threshold",
+        "gap_threshold",
+        "no_success_hours",
+        "error_rate_threshold",
+        "permanent_failure_threshold",
+        "long_run_minutes",
+        "degradation_ratio",
+        "retry_queue_threshold",
+        "oldest_intent_seconds",
+        "dead_intent_threshold",
+        "retention_days",
+    )
     data = {name: getattr(config, name) for name in fields}
     data.update(changes)
-    return {k: ("on" if v is True else "" if v is False else str(v)) for k, v in data.items()
-            if v is not False}
+    return {
+        k: ("on" if v is True else "" if v is False else str(v))
+        for k, v in data.items()
+        if v is not False
+    }
 
 
 def test_an_operator_edits_the_configuration_and_beat_follows(client_for, role_users):
@@ -206,7 +242,10 @@ def test_an_operator_edits_the_configuration_and_beat_follows(client_for, role_u
     assert PeriodicTask.objects.get(name=task_name("engine")).interval.every == 120
     action = StaffAction.objects.get(action="config.update")
     assert (action.user, action.target, action.details) == (
-        role_users["operator"], "engine", {"interval_seconds": 120})
+        role_users["operator"],
+        "engine",
+        {"interval_seconds": 120},
+    )
 
     # The model's ranges and config_validate's addresses are the form's errors.
     bad = client.post(url, config_form(config, interval_seconds=5))
@@ -217,7 +256,8 @@ def test_an_operator_edits_the_configuration_and_beat_follows(client_for, role_u
     assert "not-an-address" in str(bad.context["adminform"].form.errors["recipients"])
     assert admin.post(url, config_form(config, recipients="ops@staff.example")).status_code == 302
     assert StaffAction.objects.filter(action="config.update").order_by("id").last().details == {
-        "recipients": "(changed)"}
+        "recipients": "(changed)"
+    }
     unchanged = client.post(url, config_form(config))
     assert unchanged.status_code == 302
     assert SyncConfig.objects.get(source="engine").version == 3
@@ -239,15 +279,26 @@ def test_a_viewer_sees_the_configuration_read_only_with_recipients_masked(client
     assert "recipients" not in form.fields and "interval_seconds" in form.fields
 
 
-ENGINE_ONLY = ("retry_queue_threshold", "oldest_intent_seconds", "dead_intent_threshold",
-               "retention_days")
-SOURCE_ONLY = ("batch_size", "auto_recovery", "failure_threshold", "gap_threshold",
-               "no_success_hours", "error_rate_threshold", "permanent_failure_threshold",
-               "long_run_minutes", "degradation_ratio")
+ENGINE_ONLY = (
+    "retry_queue_threshold",
+    "oldest_intent_seconds",
+    "dead_intent_threshold",
+    "retention_days",
+)
+SOURCE_ONLY = (
+    "batch_size",
+    "auto_recovery",
+    "failure_threshold",
+    "gap_threshold",
+    "no_success_hours",
+    "error_rate_threshold",
+    "permanent_failure_threshold",
+    "long_run_minutes",
+    "degradation_ratio",
+)
 
 
-def test_a_source_page_shows_the_source_settings_and_the_engine_page_the_engine_ones(
-        client_for):
+def test_a_source_page_shows_the_source_settings_and_the_engine_page_the_engine_ones(client_for):
     from django.core.exceptions import ValidationError
 
     from sync.ops.config import config_for, config_update
@@ -286,12 +337,19 @@ def test_queue_states_alert_states_and_empty_figures_read_well(client_for, conso
     SyncIntent.objects.filter(pk=console_rows["intent"].pk).update(status="dead")
     RecordRetry.objects.filter(pk=console_rows["retry"].pk).update(status="permanently_failed")
     SyncHealthMetric.objects.create(source="sellers")  # a check that could not count
-    ErrorLog.objects.create(run_id=console_rows["run"].pk, source="buyers", category="network",
-                            reason="timeout", value_length=12)
-    ErrorLog.objects.create(run_id=console_rows["run"].pk, source="buyers", category="unknown",
-                            reason="odd")
-    SyncAlert.objects.create(alert_type="gaps", source="sellers", message="old",
-                             acknowledged_at="2026-01-01T00:00:00Z")
+    ErrorLog.objects.create(
+        run_id=console_rows["run"].pk,
+        source="buyers",
+        category="network",
+        reason="timeout",
+        value_length=12,
+    )
+    ErrorLog.objects.create(
+        run_id=console_rows["run"].pk, source="buyers", category="unknown", reason="odd"
+    )
+    SyncAlert.objects.create(
+        alert_type="gaps", source="sellers", message="old", acknowledged_at="2026-01-01T00:00:00Z"
+    )
     client = client_for("viewer")
 
     def page(model: str, params=None) -> str:
@@ -300,11 +358,17 @@ def test_queue_states_alert_states_and_empty_figures_read_well(client_for, conso
     assert ">dead<" in page("syncintent")
     assert ">permanently failed<" in page("recordretry")
     # A length says something only beside its column's limit (a bad date's length does not).
-    assert '<td class="field-column_text">-</td>' in page("errorlog",
-                                                         {"category__exact": "network"})
+    assert '<td class="field-column_text">-</td>' in page(
+        "errorlog", {"category__exact": "network"}
+    )
     assert "300 / 254" in page("errorlog", {"category__exact": "schema"})
-    assert client.get(reverse("admin:sync_errorlog_changelist"), {"category__exact": "unknown"}
-                      ).context["cl"].result_list[0].reason == "odd"
+    assert (
+        client.get(reverse("admin:sync_errorlog_changelist"), {"category__exact": "unknown"})
+        .context["cl"]
+        .result_list[0]
+        .reason
+        == "odd"
+    )
     health = client.get(reverse("admin:sync_synchealthmetric_changelist"), {"source": "sellers"})
     assert health.context["cl"].result_count == 1
     alerts = reverse("admin:sync_syncalert_changelist")
@@ -318,8 +382,7 @@ def test_date_ranges_on_date_fields_and_rubbish_dates(client_for, console_rows):
     buyers = changelist(type(console_rows["buyer"]))
     inside = {"inquiry_date__gte": "2026-11-01", "inquiry_date__lt": "2026-11-03"}
     assert client.get(buyers, inside).context["cl"].result_count == 1
-    assert client.get(buyers, {"inquiry_date__gte": "2026-11-03"}).context[
-        "cl"].result_count == 0
+    assert client.get(buyers, {"inquiry_date__gte": "2026-11-03"}).context["cl"].result_count == 0
     # Not a date: a 400 saying so (issue 16; Django went back to the list with ?e=1 and
     # showed its "database error" page), never a 500.
     response = client.get(changelist(SyncRun), {"created_at__gte": "yesterday"})
@@ -328,9 +391,12 @@ def test_date_ranges_on_date_fields_and_rubbish_dates(client_for, console_rows):
 
 def test_a_masked_field_is_shown_once_where_django_lists_the_fields(client_for, console_rows):
     response = client_for("viewer").get(change(console_rows["error"]))
-    fields = [name for fieldset in response.context["adminform"].fieldsets
-              for entry in fieldset[1]["fields"]
-              for name in (entry if isinstance(entry, tuple) else (entry,))]
+    fields = [
+        name
+        for fieldset in response.context["adminform"].fieldsets
+        for entry in fieldset[1]["fields"]
+        for name in (entry if isinstance(entry, tuple) else (entry,))
+    ]
     assert fields.count("reason_redacted") == 1 and "reason" not in fields
 
 
@@ -359,8 +425,9 @@ def test_a_json_field_read_as_a_table_is_shown_once_in_a_fieldset_row(viewer, co
     from sync.console.admin_base import ConsoleModelAdmin
 
     class Rows(ConsoleModelAdmin):
-        fieldsets = ((None, {"fields": (("source", "verification"), ("verification_table",),
-                                        "phase_ms")}),)
+        fieldsets = (
+            (None, {"fields": (("source", "verification"), ("verification_table",), "phase_ms")}),
+        )
 
     request = RequestFactory().get("/")
     request.user = viewer

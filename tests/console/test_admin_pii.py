@@ -28,8 +28,9 @@ SEARCHED = (CANARY["email"], CANARY["name"], CANARY["phone"], "canary")
 
 def leaks(text: str, *, echo: str = "") -> list[str]:
     """Canaries in ``text``, apart from ``echo`` (the user's own search term, shown back)."""
-    for shown in {echo, html.escape(echo), quote(echo), quote(echo, safe=""),
-                  quote_plus(echo)} - {""}:
+    for shown in {echo, html.escape(echo), quote(echo), quote(echo, safe=""), quote_plus(echo)} - {
+        ""
+    }:
         text = text.replace(shown, "")
     lowered = text.lower()
     return [value for value in canary_values() if value.lower() in lowered]
@@ -41,14 +42,26 @@ def urls(role_users, *, raw_free_text: bool = False, console_admin_only: bool = 
     for key in ("buyer", "customer", "seller"):
         row = objects[key]  # a history entry as the admin writes it: field names only
         LogEntry.objects.create(
-            user=role_users["superuser"], content_type=ContentType.objects.get_for_model(row),
-            object_id=str(row.pk), object_repr=str(row), action_flag=CHANGE,
-            change_message='[{"changed": {"fields": ["Email", "Phone"]}}]')
-    routes = [r for r in project_routes(objects) if r.path not in NOT_PAGES and (
-        not console_admin_only or isinstance(r.model_admin, ConsoleModelAdmin))]
+            user=role_users["superuser"],
+            content_type=ContentType.objects.get_for_model(row),
+            object_id=str(row.pk),
+            object_repr=str(row),
+            action_flag=CHANGE,
+            change_message='[{"changed": {"fields": ["Email", "Phone"]}}]',
+        )
+    routes = [
+        r
+        for r in project_routes(objects)
+        if r.path not in NOT_PAGES
+        and (not console_admin_only or isinstance(r.model_admin, ConsoleModelAdmin))
+    ]
     pages = [(route.path, "") for route in routes]
-    searches = [(route.path, term) for route in routes if route.name.endswith("_changelist")
-                for term in SEARCHED]
+    searches = [
+        (route.path, term)
+        for route in routes
+        if route.name.endswith("_changelist")
+        for term in SEARCHED
+    ]
     return objects, pages + searches
 
 
@@ -59,8 +72,9 @@ def scan(client, pages) -> tuple[int, list[str]]:
         if response.status_code != 200 or response.streaming:
             continue
         opened += 1
-        found += [f"{path} {term!r}: {value!r}"
-                  for value in leaks(response.content.decode(), echo=term)]
+        found += [
+            f"{path} {term!r}: {value!r}" for value in leaks(response.content.decode(), echo=term)
+        ]
         if term and term != "canary":  # no PII search: no way to probe for a person
             assert response.context["cl"].result_count == 0, (path, term)
     return opened, found

@@ -19,17 +19,23 @@ def test_the_migration_created_each_role_with_its_permissions():
         assert held == {("sync", codename) for codename in codenames}
 
 
-@pytest.mark.parametrize(("role", "view", "operate", "pii"), [
-    ("viewer", True, False, False),
-    ("operator", True, True, False),
-    ("pii_viewer", True, False, True),
-    ("superuser", True, True, True),
-    ("plain_staff", False, False, False),
-])
+@pytest.mark.parametrize(
+    ("role", "view", "operate", "pii"),
+    [
+        ("viewer", True, False, False),
+        ("operator", True, True, False),
+        ("pii_viewer", True, False, True),
+        ("superuser", True, True, True),
+        ("plain_staff", False, False, False),
+    ],
+)
 def test_helpers_follow_the_groups(request, role, view, operate, pii):
     user = request.getfixturevalue(role)
     assert (roles.can_view(user), roles.can_operate(user), roles.can_view_pii(user)) == (
-        view, operate, pii)
+        view,
+        operate,
+        pii,
+    )
 
 
 def test_anonymous_and_inactive_users_hold_nothing(operator):

@@ -71,16 +71,18 @@ def test_staff_without_a_console_role_is_refused(plain_staff) -> None:
     client.force_login(plain_staff)
     response = client.get(API + "status")
     assert response.status_code == 403
-    assert response.json() == {"error": "permission denied: your console role does not allow "
-                                        "this"}
+    assert response.json() == {"error": "permission denied: your console role does not allow this"}
 
 
-@pytest.mark.parametrize(("method", "url"), [
-    ("post", "manual"), ("post", "cancel/1"), ("put", "config"), ("post", "alerts/1/acknowledge")])
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [("post", "manual"), ("post", "cancel/1"), ("put", "config"), ("post", "alerts/1/acknowledge")],
+)
 def test_changes_need_the_operator_role(client_for, method, url) -> None:
     for role in ("viewer", "pii_viewer"):
-        response = getattr(client_for(role), method)(API + url, "{}",
-                                                     content_type="application/json")
+        response = getattr(client_for(role), method)(
+            API + url, "{}", content_type="application/json"
+        )
         assert response.status_code == 403, role
     assert not StaffAction.objects.exists()
 
@@ -116,21 +118,23 @@ def test_csrf_is_enforced_with_a_json_error(client_for) -> None:
 # --------------------------------------------------------------------------- manual sync
 
 
-@pytest.mark.parametrize(("body", "status", "message"), [
-    ("{not json", 400, "malformed JSON"),
-    (b"\xff\xfe", 400, "malformed JSON"),
-    ("[1, 2]", 400, "must be a JSON object"),
-    ({}, 400, "source is required"),
-    ({"source": 7}, 400, "source is required"),
-    ({"source": "nosuch"}, 404, "unknown source 'nosuch'"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ("{not json", 400, "malformed JSON"),
+        (b"\xff\xfe", 400, "malformed JSON"),
+        ("[1, 2]", 400, "must be a JSON object"),
+        ({}, 400, "source is required"),
+        ({"source": 7}, 400, "source is required"),
+        ({"source": "nosuch"}, 404, "unknown source 'nosuch'"),
+    ],
+)
 def test_a_bad_start_is_a_4xx_json_error(client_for, body, status, message) -> None:
     response = post(client_for("operator"), "manual", body)
     assert response.status_code == status
     assert message in response.json()["error"]
     if message == "source is required":
-        assert response.json()["fields"] == {
-            "source": ["a source name is required, e.g. buyers"]}
+        assert response.json()["fields"] == {"source": ["a source name is required, e.g. buyers"]}
     assert not SyncRun.objects.exists()
 
 
@@ -144,8 +148,9 @@ def test_an_unreadable_sources_file_is_503(client_for, settings, tmp_path) -> No
 
 
 @pytest.mark.slow
-def test_a_manual_sync_runs_on_a_worker_and_reports_progress(client_for, celery_worker,
-                                                             role_users) -> None:
+def test_a_manual_sync_runs_on_a_worker_and_reports_progress(
+    client_for, celery_worker, role_users
+) -> None:
     operator = client_for("operator")
     started = post(operator, "manual", {"source": "buyers"})
     assert started.status_code == 202
@@ -169,7 +174,10 @@ def test_a_manual_sync_runs_on_a_worker_and_reports_progress(client_for, celery_
     assert run["duration_seconds"] > 0
     action = StaffAction.objects.get(action="sync.start")
     assert (action.user, action.target, action.details) == (
-        role_users["operator"], "buyers", {"run_id": run_id, "trigger": "api"})
+        role_users["operator"],
+        "buyers",
+        {"run_id": run_id, "trigger": "api"},
+    )
 
     status = viewer.get(API + "status").json()
     (buyers,) = [s for s in status["sources"] if s["source"] == "buyers"]
@@ -216,15 +224,18 @@ def test_a_running_run_counts_only_while_its_process_holds_the_lock(client_for) 
 
 
 @pytest.mark.slow
-def test_a_run_the_pipeline_refuses_ends_refused_with_its_message(client_for,
-                                                                  celery_worker) -> None:
+def test_a_run_the_pipeline_refuses_ends_refused_with_its_message(
+    client_for, celery_worker
+) -> None:
     held = HeldLock("buyers")  # e.g. a command-line run of the source on another host
     try:
         started = post(client_for("operator"), "manual", {"source": "buyers"})
         run_id = started.json()["run"]["id"]
         viewer = client_for("viewer")
-        run = wait_until(lambda: (r := viewer.get(f"{API}progress/{run_id}").json()["run"])[
-            "finished"] and r, timeout=30)
+        run = wait_until(
+            lambda: (r := viewer.get(f"{API}progress/{run_id}").json()["run"])["finished"] and r,
+            timeout=30,
+        )
     finally:
         held.release()
     assert run["status"] == "refused"
@@ -251,12 +262,14 @@ def test_cancel_a_waiting_run_at_once_and_it_never_starts(client_for, role_users
     response = post(operator, f"cancel/{run_id}")
     assert response.status_code == 202
     run = response.json()["run"]
-    assert (run["status"], run["finished"], run["cancel_requested"]) == (
-        "cancelled", True, True)
+    assert (run["status"], run["finished"], run["cancel_requested"]) == ("cancelled", True, True)
     assert run["message"] == "cancelled before it started"
     # The queued task, when a worker takes it, leaves the run as it is.
     assert ingest("buyers", run_id=run_id) == {
-        "run_id": run_id, "status": "cancelled", "message": "cancelled before it started"}
+        "run_id": run_id,
+        "status": "cancelled",
+        "message": "cancelled before it started",
+    }
     action = StaffAction.objects.get(action="sync.cancel")
     assert action.details == {"run_id": run_id, "source": "buyers", "before_start": True}
     again = post(operator, f"cancel/{run_id}")
@@ -294,8 +307,15 @@ def test_config_get_all_and_one(client_for) -> None:
 def test_config_put_validates_every_field(client_for) -> None:
     operator = client_for("operator")
     admin = client_for("superuser")  # recipients: only a role that sees them may change them
-    bad = put(admin, {"source": "buyers", "batch_size": 0, "interval_seconds": 5,
-                      "recipients": "ops@example.com, not-an-address"})
+    bad = put(
+        admin,
+        {
+            "source": "buyers",
+            "batch_size": 0,
+            "interval_seconds": 5,
+            "recipients": "ops@example.com, not-an-address",
+        },
+    )
     assert bad.status_code == 400
     body = bad.json()
     assert body["error"] == "invalid configuration"
@@ -304,13 +324,16 @@ def test_config_put_validates_every_field(client_for) -> None:
     address = put(admin, {"source": "buyers", "recipients": "ops@example.com, nope"})
     assert address.json()["fields"] == {"recipients": ["'nope' is not an e-mail address"]}
     unknown = put(operator, {"source": "buyers", "colour": "red", "version": 9})
-    assert unknown.json()["fields"] == {"colour": ["not a setting of sync_config"],
-                                        "version": ["not a setting of sync_config"]}
+    assert unknown.json()["fields"] == {
+        "colour": ["not a setting of sync_config"],
+        "version": ["not a setting of sync_config"],
+    }
     typed = put(operator, {"source": "buyers", "batch_size": "many"})
     assert list(typed.json()["fields"]) == ["batch_size"]
     assert put(operator, {"source": "buyers"}).json()["error"].startswith("nothing to change")
     assert put(operator, {"batch_size": 5}).json()["fields"] == {
-        "source": ["a source name is required, e.g. buyers"]}
+        "source": ["a source name is required, e.g. buyers"]
+    }
     assert put(operator, "{oops").status_code == 400
     assert put(operator, {"source": "nosuch", "batch_size": 5}).status_code == 404
     assert not StaffAction.objects.exists()
@@ -323,12 +346,17 @@ def test_config_put_stores_bumps_the_version_and_is_audited(client_for, role_use
     assert response.status_code == 200
     config = response.json()["config"]
     assert (config["batch_size"], config["auto_recovery"], config["version"]) == (
-        250, False, before + 1)
+        250,
+        False,
+        before + 1,
+    )
     assert SyncConfig.objects.get(source="buyers").batch_size == 250
     action = StaffAction.objects.get(action="config.update")
     assert (action.user, action.target, action.details) == (
-        role_users["operator"], "buyers",
-        {"fields": ["auto_recovery", "batch_size"], "version": before + 1})
+        role_users["operator"],
+        "buyers",
+        {"fields": ["auto_recovery", "batch_size"], "version": before + 1},
+    )
     assert put(operator, {"source": "engine", "retry_queue_threshold": 50}).status_code == 200
     # A fractional threshold is a number like any other (finite numbers pass the JSON check).
     assert put(operator, {"source": "buyers", "long_run_minutes": 22.5}).status_code == 200
@@ -336,13 +364,20 @@ def test_config_put_stores_bumps_the_version_and_is_audited(client_for, role_use
 
 
 def test_config_recipients_are_masked_without_the_pii_role(client_for) -> None:
-    assert put(client_for("superuser"), {"source": "buyers",
-                                         "recipients": "olga.ops@example.com"}).status_code == 200
-    masked = {role: client_for(role).get(API + "config?source=buyers").json()["config"]
-              for role in ("viewer", "operator")}
+    assert (
+        put(
+            client_for("superuser"), {"source": "buyers", "recipients": "olga.ops@example.com"}
+        ).status_code
+        == 200
+    )
+    masked = {
+        role: client_for(role).get(API + "config?source=buyers").json()["config"]
+        for role in ("viewer", "operator")
+    }
     listed = client_for("viewer").get(API + "config").json()["configs"]
     assert {c["recipients"] for c in [*masked.values(), *listed] if c["source"] == "buyers"} == {
-        "o***@e***.com"}
+        "o***@e***.com"
+    }
     for role in ("pii_viewer", "superuser"):
         one = client_for(role).get(API + "config?source=buyers").json()["config"]
         assert one["recipients"] == "olga.ops@example.com"
@@ -354,9 +389,19 @@ def test_config_recipients_are_masked_without_the_pii_role(client_for) -> None:
 def test_dashboard_shape_and_live_queue_figures(client_for) -> None:
     viewer = client_for("viewer")
     data = viewer.get(API + "dashboard?health=0").json()
-    assert set(data) == {"generated_at", "health", "queue", "consistency", "sources",
-                         "sources_error", "alerts", "open_alerts", "trend",
-                         "live_consistency", "processes"}
+    assert set(data) == {
+        "generated_at",
+        "health",
+        "queue",
+        "consistency",
+        "sources",
+        "sources_error",
+        "alerts",
+        "open_alerts",
+        "trend",
+        "live_consistency",
+        "processes",
+    }
     assert data["health"] is None
     assert data["queue"] == {"pending": 0, "dead": 0, "oldest_seconds": 0.0}
     assert [s["source"] for s in data["sources"]] == ["buyers", "sellers"]
@@ -377,8 +422,12 @@ def test_dashboard_shape_and_live_queue_figures(client_for) -> None:
 def test_dashboard_health_names_the_four_services(client_for, celery_worker) -> None:
     health = client_for("viewer").get(API + "dashboard").json()["health"]
     assert [(h["name"], h["ok"]) for h in health] == [
-        ("PostgreSQL", True), ("Cache Redis", True), ("Cache warmth", True),
-        ("Broker Redis", True), ("Celery worker", True)]
+        ("PostgreSQL", True),
+        ("Cache Redis", True),
+        ("Cache warmth", True),
+        ("Broker Redis", True),
+        ("Celery worker", True),
+    ]
 
 
 def test_acknowledge_an_alert(client_for, role_users) -> None:
@@ -394,7 +443,10 @@ def test_acknowledge_an_alert(client_for, role_users) -> None:
     assert acked["acknowledged_at"] is not None
     assert SyncAlert.objects.get(pk=alert.pk).acknowledged_by == role_users["operator"]
     assert StaffAction.objects.get(action="alert.acknowledge").details == {
-        "alert_id": alert.pk, "type": "gaps", "source": "buyers"}
+        "alert_id": alert.pk,
+        "type": "gaps",
+        "source": "buyers",
+    }
     again = post(operator, f"alerts/{alert.pk}/acknowledge")
     assert again.status_code == 409
     assert post(operator, "alerts/999999/acknowledge").status_code == 404
@@ -417,6 +469,8 @@ def test_an_unreachable_broker_fails_the_run_not_the_request(client_for) -> None
     assert response.json()["run"]["status"] == "failed"
     assert "the task queue (Celery broker) is unreachable" in page.content.decode()
     assert set(SyncRun.objects.values_list("source", "status")) == {
-        ("buyers", "failed"), ("sellers", "failed")}
+        ("buyers", "failed"),
+        ("sellers", "failed"),
+    }
     # The next start is not blocked by the run that never started.
     assert SyncRun.objects.filter(status__in=SyncRun.ACTIVE).count() == 0

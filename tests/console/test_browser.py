@@ -53,13 +53,34 @@ def worker(celery_app, sheets, settings) -> Iterator[subprocess.Popen]:
     name = f"console-browser-{os.getpid()}"
     env = {**child_env(), "SYNC_INGEST_SOURCES_FILE": settings.SYNC_INGEST_SOURCES_FILE}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-         "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
-         "--loglevel", "WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "--hostname",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        assert wait_until(lambda: celery_app.control.ping(
-            destination=[f"{name}@{os.uname().nodename}"], timeout=0.5), timeout=60)
+        assert wait_until(
+            lambda: celery_app.control.ping(
+                destination=[f"{name}@{os.uname().nodename}"], timeout=0.5
+            ),
+            timeout=60,
+        )
         yield proc
     finally:
         proc.terminate()
@@ -75,11 +96,19 @@ def _history() -> None:
             failed = 0 if hours % 4 else (hours % 7) * 3
             status = "partial" if failed else ("failed" if hours % 31 == 0 else "succeeded")
             SyncRun.objects.create(
-                source=source, target="buyers.buyer", trigger="schedule", status=status,
-                created_at=started, started_at=started,
+                source=source,
+                target="buyers.buyer",
+                trigger="schedule",
+                status=status,
+                created_at=started,
+                started_at=started,
                 finished_at=started + timedelta(seconds=seconds * (1 + hours % 5 / 4)),
-                rows_total=rows, rows_done=rows, unchanged=rows - failed, failed=failed,
-                gaps=failed)
+                rows_total=rows,
+                rows_done=rows,
+                unchanged=rows - failed,
+                failed=failed,
+                gaps=failed,
+            )
 
 
 def _shot(page, name: str) -> Path:
@@ -89,8 +118,7 @@ def _shot(page, name: str) -> Path:
     return path
 
 
-def test_dashboard_manual_sync_acknowledge_and_cancel(browser, worker, live_server,
-                                                      sheets) -> None:
+def test_dashboard_manual_sync_acknowledge_and_cancel(browser, worker, live_server, sheets) -> None:
     try:
         _console_flow(browser, live_server, sheets)
     finally:
@@ -172,4 +200,3 @@ def _console_flow(browser, live_server, sheets: Path) -> None:
     assert cancelled.status == "cancelled"
     assert 0 < cancelled.rows_done < cancelled.rows_total
     page.close()
-

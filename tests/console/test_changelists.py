@@ -29,17 +29,31 @@ WAIT = 30_000
 
 # Every list of the sync app but the runs list, the domain apps' lists and the security log.
 CHANGELISTS = (
-    "sync.errorlog", "sync.recordlog", "sync.syncalert", "sync.syncintent",
-    "sync.recordretry", "sync.syncconfig", "sync.syncmetric", "sync.synchealthmetric",
-    "sync.staffaction", "sync.securityevent",
-    "buyers.buyer", "sellers.seller", "sellers.property",
-    "customers.customer", "customers.order",
-    "catalog.part", "catalog.stocklevel", "catalog.partcontentversion",
+    "sync.errorlog",
+    "sync.recordlog",
+    "sync.syncalert",
+    "sync.syncintent",
+    "sync.recordretry",
+    "sync.syncconfig",
+    "sync.syncmetric",
+    "sync.synchealthmetric",
+    "sync.staffaction",
+    "sync.securityevent",
+    "buyers.buyer",
+    "sellers.seller",
+    "sellers.property",
+    "customers.customer",
+    "customers.order",
+    "catalog.part",
+    "catalog.stocklevel",
+    "catalog.partcontentversion",
     "catalog.catalogchange",
 )
 
-LONG_REASON = ("Inquiry Date: '2026-13-45' is not a date; write it as YYYY-MM-DD (for "
-               "example 2026-11-02) or leave the cell empty, then upload the sheet again")
+LONG_REASON = (
+    "Inquiry Date: '2026-13-45' is not a date; write it as YYYY-MM-DD (for "
+    "example 2026-11-02) or leave the cell empty, then upload the sheet again"
+)
 
 
 def demo_like_rows() -> dict[str, object]:
@@ -51,30 +65,61 @@ def demo_like_rows() -> dict[str, object]:
     run = objects["run"]
     for row in range(4, 24):
         ErrorLog.objects.create(
-            run_id=run.pk, source="buyers", category="validation", code="not_a_date",
-            row_number=row, natural_key=f"B-{91000 + row}", column="Inquiry Date",
-            value_length=10, reason=LONG_REASON)
+            run_id=run.pk,
+            source="buyers",
+            category="validation",
+            code="not_a_date",
+            row_number=row,
+            natural_key=f"B-{91000 + row}",
+            column="Inquiry Date",
+            value_length=10,
+            reason=LONG_REASON,
+        )
     SyncAlert.objects.create(
-        alert_type="consistency_slo", source="engine", count=4140,
+        alert_type="consistency_slo",
+        source="engine",
+        count=4140,
         message="cache consistency 99.2% over the last 15 minutes is below the 99.9% "
-                "objective: 33 of 4,140 sampled rows were stale or missing in Redis")
+        "objective: 33 of 4,140 sampled rows were stale or missing in Redis",
+    )
     RecordRetry.objects.create(
-        source="sellers", natural_key="CA90002", category="validation", attempts=5,
-        status="permanently_failed", next_retry_at=timezone.now(),
+        source="sellers",
+        natural_key="CA90002",
+        category="validation",
+        attempts=5,
+        status="permanently_failed",
+        next_retry_at=timezone.now(),
         last_error="Contract Date: '31/02/2026' is not a date; write it as YYYY-MM-DD "
-                   "and upload the sheet again (5 attempts)")
+        "and upload the sheet again (5 attempts)",
+    )
     config_for("sellers")
     StaffAction.objects.create(
-        username="operator-user", action="config.update", target="buyers", ip="10.0.0.1",
-        details={"batch_size": 200, "interval_seconds": 600, "failure_threshold": 5,
-                 "error_rate_threshold": 0.1, "recipients": "(changed)"})
+        username="operator-user",
+        action="config.update",
+        target="buyers",
+        ip="10.0.0.1",
+        details={
+            "batch_size": 200,
+            "interval_seconds": 600,
+            "failure_threshold": 5,
+            "error_rate_threshold": 0.1,
+            "recipients": "(changed)",
+        },
+    )
     SecurityEvent.objects.create(
-        kind="denied", username="viewer-user", ip="2001:db8:85a3::8a2e:370:7334",
-        path="/api/sync/config?source=buyers&with=a-rather-long-query-string", status_code=403,
+        kind="denied",
+        username="viewer-user",
+        ip="2001:db8:85a3::8a2e:370:7334",
+        path="/api/sync/config?source=buyers&with=a-rather-long-query-string",
+        status_code=403,
         request_id="0f5c8a1e-3d2b-4b7a-9c1d-2e4f6a8b0c1d",
-        details={"method": "PUT", "reason": "the operator role is needed to change it",
-                 "fields": ["batch_size", "recipients"]},
-        created_at=timezone.now() - datetime.timedelta(minutes=3))
+        details={
+            "method": "PUT",
+            "reason": "the operator role is needed to change it",
+            "fields": ["batch_size", "recipients"],
+        },
+        created_at=timezone.now() - datetime.timedelta(minutes=3),
+    )
     return objects
 
 
@@ -138,8 +183,13 @@ def test_every_changelist_fits_1280_pixels(browser, live_server) -> None:
             page.wait_for_selector("#changelist")
             page.screenshot(path=str(ARTIFACTS / f"{app}-{model}.png"))
             fit = page.evaluate(FIT)
-            if (fit["content"] > fit["client"] or fit["page"] > fit["window"]
-                    or fit["table"] > fit["window"] or fit["hidden"] > 1 or fit["crushed"]):
+            if (
+                fit["content"] > fit["client"]
+                or fit["page"] > fit["window"]
+                or fit["table"] > fit["window"]
+                or fit["hidden"] > 1
+                or fit["crushed"]
+            ):
                 misfits[label] = fit
         assert not misfits, "\n".join(f"{label}: {fit}" for label, fit in misfits.items())
     finally:
@@ -180,19 +230,31 @@ def test_read_only_pages_fit_and_show_no_json(browser, live_server) -> None:
 
     try:
         objects = demo_like_rows()
-        CatalogChange.objects.update(changes={"name": ["Canary bolt", "Canary bolt M6"],
-                                              "price": ["1.00", "1.25"]})
-        pages = [config_for("engine"), config_for("buyers"), CatalogChange.objects.first(),
-                 PartContentVersion.objects.first(), objects["order"], objects["part"],
-                 SyncHealthMetric.objects.first(), SyncMetric.objects.first(),
-                 StaffAction.objects.first(), SecurityEvent.objects.last(), objects["alert"]]
+        CatalogChange.objects.update(
+            changes={"name": ["Canary bolt", "Canary bolt M6"], "price": ["1.00", "1.25"]}
+        )
+        pages = [
+            config_for("engine"),
+            config_for("buyers"),
+            CatalogChange.objects.first(),
+            PartContentVersion.objects.first(),
+            objects["order"],
+            objects["part"],
+            SyncHealthMetric.objects.first(),
+            SyncMetric.objects.first(),
+            StaffAction.objects.first(),
+            SecurityEvent.objects.last(),
+            objects["alert"],
+        ]
         page = _login(browser, live_server)
         misfits = {}
         for obj in pages:
             meta = obj._meta
             name = f"{meta.app_label}-{meta.model_name}-{obj.pk}-change"
-            page.goto(live_server.url + reverse(
-                f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk]))
+            page.goto(
+                live_server.url
+                + reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+            )
             page.wait_for_selector("#content-main")
             page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
             fit = page.evaluate(FIT)

@@ -51,10 +51,18 @@ def test_the_dashboard_is_the_admin_index_for_console_roles(client_for) -> None:
     page = client_for("viewer").get("/admin/")
     assert page.status_code == 200
     html = page.content.decode()
-    for part in ('id="console-dashboard"', 'data-check="Celery worker"', 'id="queue-pending"',
-                 'tr data-source="buyers"', 'tr data-source="sellers"',
-                 "no runs in the last 7 days", "No verification yet", "gaps",
-                 "/admin/console/sync/buyers/", "Administration"):
+    for part in (
+        'id="console-dashboard"',
+        'data-check="Celery worker"',
+        'id="queue-pending"',
+        'tr data-source="buyers"',
+        'tr data-source="sellers"',
+        "no runs in the last 7 days",
+        "No verification yet",
+        "gaps",
+        "/admin/console/sync/buyers/",
+        "Administration",
+    ):
         assert part in html, part
     assert "Acknowledge" not in html  # a viewer reads, an operator acts
     assert "Acknowledge" in client_for("operator").get("/admin/").content.decode()
@@ -71,14 +79,27 @@ def test_staff_without_a_console_role_get_the_plain_index(plain_staff) -> None:
 
 def test_rates_gaps_and_the_trend_chart(client_for) -> None:
     for days in (2, 3, 4):
-        make_run("buyers", ago=timedelta(days=days), rows_total=100, rows_done=100,
-                 unchanged=100, gaps=0)
+        make_run(
+            "buyers", ago=timedelta(days=days), rows_total=100, rows_done=100, unchanged=100, gaps=0
+        )
     make_run("buyers", status=SyncRun.Status.FAILED, ago=timedelta(hours=5), seconds=4)
-    make_run("buyers", status=SyncRun.Status.PARTIAL, ago=timedelta(hours=1), rows_total=100,
-             rows_done=100, created=96, failed=4, gaps=4)
-    SyncRun.objects.create(source="buyers", target="buyers.buyer", status="failed",
-                           created_at=timezone.now() - timedelta(hours=30),
-                           message="the sheet could not be read")  # never started
+    make_run(
+        "buyers",
+        status=SyncRun.Status.PARTIAL,
+        ago=timedelta(hours=1),
+        rows_total=100,
+        rows_done=100,
+        created=96,
+        failed=4,
+        gaps=4,
+    )
+    SyncRun.objects.create(
+        source="buyers",
+        target="buyers.buyer",
+        status="failed",
+        created_at=timezone.now() - timedelta(hours=30),
+        message="the sheet could not be read",
+    )  # never started
     make_run("buyers", ago=timedelta(days=9))  # outside the window
     active = start_run("buyers")
 
@@ -119,9 +140,10 @@ def test_a_bucket_of_runs_that_never_started_has_no_duration() -> None:
     assert chart.count("<rect") == 4  # three axes and one bar
 
 
-def test_the_consistency_figure_of_the_last_verification(client_for,
-                                                         django_capture_on_commit_callbacks,
-                                                         ) -> None:
+def test_the_consistency_figure_of_the_last_verification(
+    client_for,
+    django_capture_on_commit_callbacks,
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         make_part()  # written through to Redis at commit
     make_part()  # this test's transaction never commits: Redis never sees this one
@@ -142,11 +164,19 @@ def _samples(*, checked_ago: timedelta, unreachable: bool = False, count: int = 
     ``checked_ago``."""
     checked = timezone.now() - checked_ago
     ConsistencySample.objects.bulk_create(
-        ConsistencySample(model="catalog.part", object_pk=str(i), version=i, kind="random",
-                          written_at=checked - timedelta(hours=1), sampled_at=checked,
-                          checked_at=checked, unreachable=unreachable,
-                          consistent_at=None if unreachable else checked)
-        for i in range(count))
+        ConsistencySample(
+            model="catalog.part",
+            object_pk=str(i),
+            version=i,
+            kind="random",
+            written_at=checked - timedelta(hours=1),
+            sampled_at=checked,
+            checked_at=checked,
+            unreachable=unreachable,
+            consistent_at=None if unreachable else checked,
+        )
+        for i in range(count)
+    )
 
 
 def _card(html: str) -> str:
@@ -176,7 +206,8 @@ def test_the_consistency_card_says_stale_when_the_sampler_stopped(client_for) ->
 
 @pytest.mark.django_db(transaction=True)
 def test_the_consistency_card_says_unknown_while_the_cache_redis_is_down(
-        client_for, redis_control) -> None:
+    client_for, redis_control
+) -> None:
     # The sampler's last tick found every row consistent a second ago; then Redis dies.
     _samples(checked_ago=timedelta(seconds=1))
     client = client_for("viewer")
@@ -191,12 +222,12 @@ def test_the_consistency_card_says_unknown_while_the_cache_redis_is_down(
     wait_until(lambda: cache_redis_error() == "", timeout=30, what="the cache Redis back")
     assert _card(html) == "unknown | cache Redis unreachable"
     assert 'class="figure unknown" id="live-consistency-figure"' in html
-    assert (api["freshness"], api["freshness_note"]) == ("unknown",
-                                                         "cache Redis unreachable")
+    assert (api["freshness"], api["freshness_note"]) == ("unknown", "cache Redis unreachable")
     # The sampler's own record says so too, once Redis is back and until its next tick.
     ConsistencySample.objects.update(unreachable=True, consistent_at=None)
     assert _card(client.get("/admin/").content.decode()) == (
-        "unknown | cache Redis unreachable at the sampler's last check")
+        "unknown | cache Redis unreachable at the sampler's last check"
+    )
 
 
 def test_percent_shows_100_only_when_nothing_is_off() -> None:
@@ -205,8 +236,9 @@ def test_percent_shows_100_only_when_nothing_is_off() -> None:
     assert percent(0.5) == "50.000%"
 
 
-def test_an_unreadable_sources_file_is_shown_and_runs_still_listed(client_for, settings,
-                                                                   tmp_path) -> None:
+def test_an_unreadable_sources_file_is_shown_and_runs_still_listed(
+    client_for, settings, tmp_path
+) -> None:
     make_run("old-source")
     broken = tmp_path / "broken.toml"
     broken.write_text("[sources")
@@ -242,8 +274,7 @@ def test_the_sync_page_for_each_role(client_for) -> None:
     operator = client_for("operator").get("/admin/console/sync/buyers/").content.decode()
     assert 'id="start-sync"' in operator
     assert client_for("viewer").get("/admin/console/sync/nosuch/").status_code == 404
-    assert client_for("anonymous").get(
-        "/admin/console/sync/buyers/").status_code == 302
+    assert client_for("anonymous").get("/admin/console/sync/buyers/").status_code == 302
 
 
 def test_the_sync_page_follows_a_run(client_for) -> None:
@@ -267,8 +298,7 @@ def test_start_and_the_refused_second_start_from_the_page(client_for, role_users
     run = SyncRun.objects.get()
     assert started.status_code == 302
     assert started["Location"] == f"/admin/console/sync/buyers/?run={run.pk}"
-    assert message(started) == (f"Run {run.pk} of buyers queued: a worker starts it "
-                                    "shortly.")
+    assert message(started) == (f"Run {run.pk} of buyers queued: a worker starts it shortly.")
     # Tagged with its run, so the page's script replaces it with the run's state as it
     # changes (a "queued" message must not outlive the run).
     page = operator.get(started["Location"]).content.decode()
@@ -276,8 +306,9 @@ def test_start_and_the_refused_second_start_from_the_page(client_for, role_users
     assert run.trigger == "manual"
     again = operator.post("/admin/console/sync/buyers/start/")
     assert again["Location"] == f"/admin/console/sync/buyers/?run={run.pk}"
-    assert message(again) == (f"buyers: a sync is already pending (run {run.pk}); wait "
-                                  "for it to finish or cancel it")
+    assert message(again) == (
+        f"buyers: a sync is already pending (run {run.pk}); wait for it to finish or cancel it"
+    )
     assert SyncRun.objects.count() == 1
     assert operator.get("/admin/console/sync/buyers/start/").status_code == 405
     assert operator.post("/admin/console/sync/nosuch/start/").status_code == 404
@@ -294,8 +325,7 @@ def test_cancel_from_the_page(client_for) -> None:
     assert "cancel requested" in message(cancelled)
     assert f"run-{run.pk}" in [m.extra_tags for m in get_messages(cancelled.wsgi_request)][-1]
     assert SyncRun.objects.get(pk=run.pk).status == "cancelled"
-    assert message(operator.post(url)) == (f"run {run.pk} is not active (it is "
-                                               "cancelled)")
+    assert message(operator.post(url)) == (f"run {run.pk} is not active (it is cancelled)")
     assert operator.post("/admin/console/runs/999999/cancel/").status_code == 404
     assert client_for("viewer").post(url).status_code == 403
 

@@ -18,8 +18,16 @@ from config.env import ROOT
 from sync.console import formats
 
 DURATIONS = {  # seconds: as every page shows them
-    0.0: "0 s", 0.454: "0.45 s", 0.996: "1.0 s", 2.345: "2.3 s", 9.96: "10 s", 12.4: "12 s",
-    59.6: "1 min 00 s", 125: "2 min 05 s", 3599.6: "1 h 00 min", 3725: "1 h 02 min",
+    0.0: "0 s",
+    0.454: "0.45 s",
+    0.996: "1.0 s",
+    2.345: "2.3 s",
+    9.96: "10 s",
+    12.4: "12 s",
+    59.6: "1 min 00 s",
+    125: "2 min 05 s",
+    3599.6: "1 h 00 min",
+    3725: "1 h 02 min",
 }
 NUMBERS = {4140: "4,140", 2.5: "2.5", 9109.058663715743: "9,109", 0: "0", 1234567: "1,234,567"}
 PERCENTS = {0.992: "99.2%", 1.0: "100%", 0.5: "50.0%", 0.99999: "99.9%", 0.0: "0.0%"}
@@ -56,7 +64,8 @@ def test_times_and_ages_in_the_console_time_zone(settings) -> None:
 def test_counts_in_a_stored_message_and_row_positions() -> None:
     text = "1349 rows: 0 created, 3 updated, 1341 unchanged, 5 failed"
     assert formats.counts_in_text(text) == (
-        "1,349 rows: 0 created, 3 updated, 1,341 unchanged, 5 failed")
+        "1,349 rows: 0 created, 3 updated, 1,341 unchanged, 5 failed"
+    )
     # Keys, dates, years and row positions keep their digits.
     for kept in ("B-01350 also on row 1350", "2026-12-07 12:00", "in 2026", "run 1234"):
         assert formats.counts_in_text(kept) == kept
@@ -71,8 +80,10 @@ def test_the_template_filters_and_django_s_own_formats() -> None:
         "{{ t|date }}"
     ).render(Context({"n": 4140, "s": 0.454, "r": 9109.06, "f": 0.992, "t": moment}))
     # Django's own rendering (admin lists, read-only fields) agrees: config/formats/en.
-    assert page == ("4,140 0.45 s 454 ms 9,109 rows/s 99.2% 2026-12-06 20:54:21 UTC | "
-                    "4,140 2026-12-06 20:54:21 2026-12-06")
+    assert page == (
+        "4,140 0.45 s 454 ms 9,109 rows/s 99.2% 2026-12-06 20:54:21 UTC | "
+        "4,140 2026-12-06 20:54:21 2026-12-06"
+    )
 
 
 def test_times_in_the_cache_inspector_s_text() -> None:
@@ -80,12 +91,18 @@ def test_times_in_the_cache_inspector_s_text() -> None:
     show times as the console does; a date-like text that is no date stays as it was."""
     from sync.console.admin_base import inspector_text
 
-    text = inspector_text(["last write: version 7 at 2026-12-07T02:16:57.880000Z",
-                           "Redis: cannot be read: since 2026-12-07T02:16:57",
-                           "why: key stamped 2026-13-45T99:00:00"])
-    assert text == ("last write: version 7 at 2026-12-07 02:16:57\n"
-                    "Redis: cannot be read: since 2026-12-07 02:16:57\n"
-                    "why: key stamped 2026-13-45T99:00:00")
+    text = inspector_text(
+        [
+            "last write: version 7 at 2026-12-07T02:16:57.880000Z",
+            "Redis: cannot be read: since 2026-12-07T02:16:57",
+            "why: key stamped 2026-13-45T99:00:00",
+        ]
+    )
+    assert text == (
+        "last write: version 7 at 2026-12-07 02:16:57\n"
+        "Redis: cannot be read: since 2026-12-07 02:16:57\n"
+        "why: key stamped 2026-13-45T99:00:00"
+    )
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -104,21 +121,35 @@ def test_the_browser_s_live_values_follow_the_same_rules() -> None:
         }));
     """
     message = "1349 rows: 0 created, 3 updated, 1341 unchanged, 5 failed; row 1350"
-    given = {"durations": list(DURATIONS), "numbers": list(NUMBERS),
-             "percents": list(PERCENTS), "message": message}
+    given = {
+        "durations": list(DURATIONS),
+        "numbers": list(NUMBERS),
+        "percents": list(PERCENTS),
+        "message": message,
+    }
     out = subprocess.run(
         ["node", "-e", script, str(ROOT / "static/console/formats.js"), json.dumps(given)],
-        capture_output=True, text=True, check=True, timeout=30).stdout
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
     found = json.loads(out)
     assert found == {
-        "durations": list(DURATIONS.values()), "numbers": list(NUMBERS.values()),
-        "percents": list(PERCENTS.values()), "ms": "45 ms", "rate": "9,109 rows/s",
-        "when": "2026-12-06 20:54:21", "counts": formats.counts_in_text(message)}
+        "durations": list(DURATIONS.values()),
+        "numbers": list(NUMBERS.values()),
+        "percents": list(PERCENTS.values()),
+        "ms": "45 ms",
+        "rate": "9,109 rows/s",
+        "when": "2026-12-06 20:54:21",
+        "counts": formats.counts_in_text(message),
+    }
 
 
 @pytest.mark.django_db
-def test_thousands_separators_stay_out_of_form_inputs_and_links(client_for, settings,
-                                                                 tmp_path) -> None:
+def test_thousands_separators_stay_out_of_form_inputs_and_links(
+    client_for, settings, tmp_path
+) -> None:
     """USE_THOUSAND_SEPARATOR groups what a page shows, never what a form sends back or a
     link carries: a batch size of 2500 is typed and saved as 2500."""
     from django.urls import reverse
@@ -131,7 +162,10 @@ def test_thousands_separators_stay_out_of_form_inputs_and_links(client_for, sett
     config_for("buyers")
     config_update(source="buyers", batch_size=2500)
     config = SyncConfig.objects.get(source="buyers")
-    page = client_for("superuser").get(
-        reverse("admin:sync_syncconfig_change", args=[config.pk])).content.decode()
+    page = (
+        client_for("superuser")
+        .get(reverse("admin:sync_syncconfig_change", args=[config.pk]))
+        .content.decode()
+    )
     assert 'name="batch_size" value="2500"' in page
     assert not re.search(r'<input[^>]*value="\d{1,3},\d{3}', page)

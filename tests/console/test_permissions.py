@@ -38,8 +38,18 @@ OPERATOR_EDITABLE = {"sync.syncconfig"}
 # Third-party admins that refuse adds to everyone (django-axes: its rows are its own).
 NO_ADD = {"axes.accessattempt", "axes.accesslog", "axes.accessfailurelog"}
 # Console pages that change something: POST only, for operators.
-ACTION_WORDS = {"start", "cancel", "acknowledge", "retry", "discard", "resync", "verify",
-                "upload", "confirm", "preview"}
+ACTION_WORDS = {
+    "start",
+    "cancel",
+    "acknowledge",
+    "retry",
+    "discard",
+    "resync",
+    "verify",
+    "upload",
+    "confirm",
+    "preview",
+}
 # Console downloads only operators may read (a run's rejected rows: sheet content).
 OPERATOR_DOWNLOADS = ("rejects.csv",)
 # ... and those only operators who are PII viewers may read (an uploaded sheet as it was).
@@ -66,15 +76,20 @@ def _to_login(r: HttpResponse) -> bool:
 OK, FORBIDDEN, NOT_FOUND, NOT_ALLOWED = status(200), status(403), status(404), status(405)
 REDIRECT = Expect("302 (not to the login)", lambda r: r.status_code == 302 and not _to_login(r))
 LOGIN = Expect("302 to the login page", _to_login)
-API_ANONYMOUS = Expect("401 or 403 JSON", lambda r: r.status_code in (401, 403)
-                       and r["Content-Type"].startswith("application/json"))
-API_FORBIDDEN = Expect("403 JSON", lambda r: r.status_code == 403
-                       and r["Content-Type"].startswith("application/json"))
-PASSED = Expect("the permission check passed (2xx, 3xx other than the login, 4xx validation)",
-                lambda r: r.status_code < 500 and r.status_code not in (401, 403, 405)
-                and not _to_login(r))
-PUBLIC = Expect("public: not refused", lambda r: r.status_code not in (401, 403)
-                and not _to_login(r))
+API_ANONYMOUS = Expect(
+    "401 or 403 JSON",
+    lambda r: r.status_code in (401, 403) and r["Content-Type"].startswith("application/json"),
+)
+API_FORBIDDEN = Expect(
+    "403 JSON", lambda r: r.status_code == 403 and r["Content-Type"].startswith("application/json")
+)
+PASSED = Expect(
+    "the permission check passed (2xx, 3xx other than the login, 4xx validation)",
+    lambda r: r.status_code < 500 and r.status_code not in (401, 403, 405) and not _to_login(r),
+)
+PUBLIC = Expect(
+    "public: not refused", lambda r: r.status_code not in (401, 403) and not _to_login(r)
+)
 
 Matrix = dict[str, Expect]
 
@@ -120,9 +135,11 @@ def admin_model_rules(route: Route, method: str) -> Matrix | None:
             return None
         if not isinstance(route.model_admin, ConsoleModelAdmin):
             return superuser_only(PASSED)
-        return staff(FORBIDDEN, operator=PASSED if label in OPERATOR_EDITABLE else FORBIDDEN,
-                     superuser=PASSED if label in OPERATOR_EDITABLE | HAND_EDITABLE
-                     else FORBIDDEN)
+        return staff(
+            FORBIDDEN,
+            operator=PASSED if label in OPERATOR_EDITABLE else FORBIDDEN,
+            superuser=PASSED if label in OPERATOR_EDITABLE | HAND_EDITABLE else FORBIDDEN,
+        )
     if kind == "redirect":
         return staff(REDIRECT)
     if not isinstance(route.model_admin, ConsoleModelAdmin):
@@ -157,8 +174,7 @@ def admin_rules(route: Route, method: str) -> Matrix | None:
     if path.startswith("/admin/console/") and path.endswith(PII_OPERATOR_DOWNLOADS):
         # Operators who are PII viewers (only the superuser here); the walk's upload was
         # purged, so the superuser finds it gone.
-        return staff(FORBIDDEN, superuser=NOT_FOUND) if method == "get" else staff(
-            NOT_ALLOWED)
+        return staff(FORBIDDEN, superuser=NOT_FOUND) if method == "get" else staff(NOT_ALLOWED)
     if path.startswith("/admin/console/"):  # the console's own pages (dashboard engineer)
         acting = path.rstrip("/").rsplit("/", 1)[-1] in ACTION_WORDS
         if method == "get":
@@ -174,8 +190,7 @@ def api_rules(route: Route, method: str) -> Matrix | None:
         # Reads need the viewer role, writes the operator role; 401/403 JSON otherwise.
         if method == "get":
             return each(OK, anonymous=API_ANONYMOUS)
-        return each(PASSED, anonymous=API_ANONYMOUS, viewer=API_FORBIDDEN,
-                    pii_viewer=API_FORBIDDEN)
+        return each(PASSED, anonymous=API_ANONYMOUS, viewer=API_FORBIDDEN, pii_viewer=API_FORBIDDEN)
     if path in API_DOCUMENTS:
         # Read-only documents (ninja's plain views answer every method alike): public.
         return each(OK) if method == "get" else each(PUBLIC)
@@ -211,7 +226,8 @@ def methods_of(route: Route) -> list[str]:
     if route.path.startswith("/api/"):
         return ["get", *WRITE_METHODS]
     if route.path.startswith("/admin/console/") or (
-            route.model_admin is not None and route.name.endswith("_change")):
+        route.model_admin is not None and route.name.endswith("_change")
+    ):
         return ["get", "post"]
     return ["get"]
 
@@ -221,8 +237,7 @@ def request(client, method: str, path: str) -> HttpResponse:
         return client.get(path)
     # A harmless body: an empty JSON object (APIs) or an empty form (admin pages).
     if path.startswith("/api/"):
-        return getattr(client, method)(path, data=json.dumps({}),
-                                       content_type="application/json")
+        return getattr(client, method)(path, data=json.dumps({}), content_type="application/json")
     return client.post(path, {})
 
 
@@ -244,14 +259,18 @@ def test_every_url_of_the_project_answers_each_role_as_the_rules_say(client_for)
                 unclassified.append(f"{method.upper()} {route.path} ({route.template})")
                 continue
             for role in ROLE_NAMES:
-                response = anonymous if role == "anonymous" else request(
-                    clients[role], method, route.path)
+                response = (
+                    anonymous if role == "anonymous" else request(clients[role], method, route.path)
+                )
                 checked += 1
                 if not matrix[role].check(response):
-                    wrong.append(f"{method.upper()} {route.path} as {role}: got "
-                                 f"{response.status_code}, expected {matrix[role].text}")
+                    wrong.append(
+                        f"{method.upper()} {route.path} as {role}: got "
+                        f"{response.status_code}, expected {matrix[role].text}"
+                    )
     assert not unclassified, "URLs no rule classifies (add a rule for them):\n" + "\n".join(
-        unclassified)
+        unclassified
+    )
     assert not wrong, "\n".join(wrong)
     assert checked > 500  # the walk really covered the admin's per-model URLs
 

@@ -24,8 +24,11 @@ from tests.console.test_upload import sheet_bytes, upload
 pytestmark = pytest.mark.django_db
 
 EXTRA_HEADER = "Private remarks"  # a column the source does not map: its content is unknown
-CANARY_NAME, CANARY_MAIL, CANARY_REMARK = ("Zebulon Rejectwright", "zeb.reject@pii-canary.example",
-                                           "remark-canary-xyzzy")
+CANARY_NAME, CANARY_MAIL, CANARY_REMARK = (
+    "Zebulon Rejectwright",
+    "zeb.reject@pii-canary.example",
+    "remark-canary-xyzzy",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +46,7 @@ def bad_sheet() -> tuple[list[str], list[list[str]]]:
     rows[3][7] = "lots"  # row 5: budget
     rows[3][10] = "someday"  # row 5: date too
     rows[3][1], rows[3][2], rows[3][12] = CANARY_NAME, CANARY_MAIL, CANARY_REMARK
-    rows[7][0] = "=HYPERLINK(\"http://evil.example\",\"x\")"  # row 9: a formula as its key
+    rows[7][0] = '=HYPERLINK("http://evil.example","x")'  # row 9: a formula as its key
     rows[7][5] = "+cmd|' /C calc'!A0"  # Desired Area
     rows[7][6] = "@SUM(1+1)"  # Property Type
     rows[7][9] = "-12.5"  # a number stays as it is
@@ -73,7 +76,8 @@ def test_a_pii_viewer_gets_every_column_of_the_rejected_rows(client_for) -> None
     assert run.failed == 3
     response, lines = rejects(client_for("superuser"), run.pk)  # operator and PII viewer
     assert response["Content-Disposition"] == (
-        f'attachment; filename="buyers-run-{run.pk}-rejects.csv"')
+        f'attachment; filename="buyers-run-{run.pk}-rejects.csv"'
+    )
     assert lines[0] == [*BUYER_HEADERS, EXTRA_HEADER, "row", "column", "reason"]
     by_row = {line[-3]: line for line in lines[1:]}
     assert sorted(by_row, key=int) == ["3", "5", "9"]
@@ -95,8 +99,18 @@ def test_without_the_pii_role_personal_and_unmapped_columns_are_left_out(client_
     response, lines = rejects(client_for("operator"), run.pk)
     assert response.status_code == 200
     assert response["Content-Disposition"].endswith('-rejects-without-pii.csv"')
-    assert lines[0] == ["Buyer Number", "Desired Area", "Property Type", "Budget", "Status",
-                        "Inquiry Source", "Inquiry Date", "row", "column", "reason"]
+    assert lines[0] == [
+        "Buyer Number",
+        "Desired Area",
+        "Property Type",
+        "Budget",
+        "Status",
+        "Inquiry Source",
+        "Inquiry Date",
+        "row",
+        "column",
+        "reason",
+    ]
     text = "\n".join(",".join(line) for line in lines)
     for canary in (CANARY_NAME, CANARY_MAIL, CANARY_REMARK, "Zebulon", "pii-canary"):
         assert canary not in text
@@ -110,22 +124,31 @@ def test_viewers_and_pii_viewers_without_the_operator_role_cannot_download(clien
         assert response.status_code == 403
     response, _lines = rejects(client_for("anonymous"), run.pk)
     assert response.status_code == 302
-    assert client_for("operator").get(reverse("admin:console_run_rejects", args=[999999])
-                                      ).status_code == 404
+    assert (
+        client_for("operator").get(reverse("admin:console_run_rejects", args=[999999])).status_code
+        == 404
+    )
 
 
 def test_cells_that_would_run_as_formulas_are_escaped(client_for) -> None:
     run = uploaded_run(client_for("operator"))
     _response, lines = rejects(client_for("superuser"), run.pk)
     nine = next(line for line in lines if line[-3] == "9")
-    assert nine[0] == "'=HYPERLINK(\"http://evil.example\",\"x\")"
+    assert nine[0] == '\'=HYPERLINK("http://evil.example","x")'
     assert nine[5] == "'+cmd|' /C calc'!A0"
     assert nine[6] == "'@SUM(1+1)"
     assert nine[9] == "-12.5"
     for cell in (c for line in lines for c in line):
         assert not cell.startswith(("=", "+", "@", "\t", "\r")), cell
     assert [csv_safe(v) for v in ("-1", "+31 6 1234", "-", "@", "a=b", "\tx", "1,000.5")] == [
-        "-1", "'+31 6 1234", "'-", "'@", "a=b", "'\tx", "1,000.5"]
+        "-1",
+        "'+31 6 1234",
+        "'-",
+        "'@",
+        "a=b",
+        "'\tx",
+        "1,000.5",
+    ]
 
 
 def test_fixed_rejects_upload_again_and_load(client_for) -> None:
@@ -208,8 +231,10 @@ def test_an_earlier_preview_of_a_file_previewed_again_reads_the_same_file(client
 def test_rejects_read_an_office_export_as_the_run_did(client_for, settings) -> None:
     """Windows-1252, semicolons, a header with stray spaces and another case: the rejects
     file holds the row's cells, as the run read them."""
-    rows = [[cell.encode("cp1252", "replace").decode("cp1252") for cell in row]
-            for row in buyer_rows(5, 0)]  # what Windows-1252 can hold
+    rows = [
+        [cell.encode("cp1252", "replace").decode("cp1252") for cell in row]
+        for row in buyer_rows(5, 0)
+    ]  # what Windows-1252 can hold
     rows[1][10] = "2024-13-45"
     rows[1][5] = "Café Straße"
     out = io.StringIO()

@@ -26,8 +26,15 @@ from tests.console.conftest import PASSWORD, make_staff_user
 from tests.console.sources import buyers_sheet, ensure_roles, sources_file
 
 ARTIFACTS = ROOT / "artifacts" / "run-page"
-PHASE_MS = {"verify": 68.2, "update": 1045.1, "write_through": 4.2, "scan": 70.4,
-            "validate": 54.0, "schema": 16.3, "fetch": 27.1}
+PHASE_MS = {
+    "verify": 68.2,
+    "update": 1045.1,
+    "write_through": 4.2,
+    "scan": 70.4,
+    "validate": 54.0,
+    "schema": 16.3,
+    "fetch": 27.1,
+}
 
 
 def text_of(page: str) -> str:
@@ -37,30 +44,50 @@ def text_of(page: str) -> str:
 
 def make_run(**values) -> SyncRun:
     started = timezone.now() - timedelta(minutes=5)
-    fields = {"source": "buyers", "target": "buyers.buyer", "status": "partial",
-              "trigger": "api", "created_at": started, "started_at": started,
-              "finished_at": started + timedelta(seconds=1.2995), "rows_total": 4140,
-              "rows_done": 4140, "created": 4135, "failed": 5, "gaps": 5,
-              "throughput": 9109.058663715743, "phase_ms": PHASE_MS,
-              "errors_by_category": {"validation": 5},
-              "verification": {"sheet_count": 4140, "database_count": 4135, "gaps": 5,
-                               "duplicates": {"B-00201": [202, 1352]},
-                               "left_sheet": {"count": 2, "action": "flagged",
-                                              "keys": ["B-00601", "B-00701"]}},
-              "schema_report": {"rows": [{"row": 1350, "column": "Email", "length": 61,
-                                          "limit": 50}]},
-              "message": "4140 rows: 4135 created, 0 updated, 0 unchanged, 5 failed",
-              **values}
+    fields = {
+        "source": "buyers",
+        "target": "buyers.buyer",
+        "status": "partial",
+        "trigger": "api",
+        "created_at": started,
+        "started_at": started,
+        "finished_at": started + timedelta(seconds=1.2995),
+        "rows_total": 4140,
+        "rows_done": 4140,
+        "created": 4135,
+        "failed": 5,
+        "gaps": 5,
+        "throughput": 9109.058663715743,
+        "phase_ms": PHASE_MS,
+        "errors_by_category": {"validation": 5},
+        "verification": {
+            "sheet_count": 4140,
+            "database_count": 4135,
+            "gaps": 5,
+            "duplicates": {"B-00201": [202, 1352]},
+            "left_sheet": {"count": 2, "action": "flagged", "keys": ["B-00601", "B-00701"]},
+        },
+        "schema_report": {"rows": [{"row": 1350, "column": "Email", "length": 61, "limit": 50}]},
+        "message": "4140 rows: 4135 created, 0 updated, 0 unchanged, 5 failed",
+        **values,
+    }
     return SyncRun.objects.create(**fields)
 
 
 @pytest.mark.django_db
 def test_the_run_page_reads_at_a_glance(client_for) -> None:
     run = make_run(cancel_requested=True)
-    ErrorLog.objects.create(run_id=run.pk, source="buyers", category="validation",
-                            code="not_a_date", row_number=1350, natural_key="B-01350",
-                            column="Inquiry Date", value_length=10,
-                            reason="Inquiry Date is not a date (YYYY-MM-DD)")
+    ErrorLog.objects.create(
+        run_id=run.pk,
+        source="buyers",
+        category="validation",
+        code="not_a_date",
+        row_number=1350,
+        natural_key="B-01350",
+        column="Inquiry Date",
+        value_length=10,
+        reason="Inquiry Date is not a date (YYYY-MM-DD)",
+    )
     page = client_for("viewer").get(reverse("admin:sync_syncrun_change", args=[run.pk]))
     assert page.status_code == 200
     source = page.content.decode()
@@ -73,10 +100,16 @@ def test_the_run_page_reads_at_a_glance(client_for) -> None:
     assert [name for name, _title in segments] == list(PHASES)
     assert PHASES.index("scan") == PHASES.index("schema") + 1
     assert ("update", "update: 1.0 s (81.3%)") in segments
-    rows = re.findall(r'</i>([\w ]+)</th><td class="num">([^<]+)</td><td class="num">'
-                      r"([^<]+)</td>", source)
-    assert rows[:3] == [("fetch", "27 ms", "2.1%"), ("schema", "16 ms", "1.2%"),
-                        ("scan", "70 ms", "5.4%")]
+    rows = re.findall(
+        r'</i>([\w ]+)</th><td class="num">([^<]+)</td><td class="num">'
+        r"([^<]+)</td>",
+        source,
+    )
+    assert rows[:3] == [
+        ("fetch", "27 ms", "2.1%"),
+        ("schema", "16 ms", "1.2%"),
+        ("scan", "70 ms", "5.4%"),
+    ]
     assert "total 1.3 s 100%" in text
 
     # One duration, one number, one time format; the throughput rounded with its unit.
@@ -88,8 +121,9 @@ def test_the_run_page_reads_at_a_glance(client_for) -> None:
     assert "CREATED 4,135" in text.upper()
 
     # The status pill and the cancel request in one field, not two labels floating apart.
-    state = re.search(r'<div class="form-row field-state">.*?</div>\s*</div>', source,
-                      re.DOTALL).group(0)
+    state = re.search(
+        r'<div class="form-row field-state">.*?</div>\s*</div>', source, re.DOTALL
+    ).group(0)
     assert "Partial" in state and "cancel was requested" in state
     assert "field-cancel_requested" not in source
     assert 'class="module aligned run-grid"' in source
@@ -104,15 +138,25 @@ def test_the_run_page_reads_at_a_glance(client_for) -> None:
 
 
 @pytest.mark.django_db
-def test_a_schema_report_without_limited_columns_shows_no_empty_measurements(client_for
-                                                                            ) -> None:
-    run = make_run(schema_report={"limited_columns": {}, "missing_headers": [],
-                                  "unmapped_headers": ["Remarks"], "rows_scanned": 0,
-                                  "rows_with_misfits": 0, "misfits": 0, "by_column": {},
-                                  "rows": [], "file": {"encoding": "utf-8-sig",
-                                                       "detected": ["encoding"]}})
-    text = text_of(client_for("viewer").get(
-        reverse("admin:sync_syncrun_change", args=[run.pk])).content.decode())
+def test_a_schema_report_without_limited_columns_shows_no_empty_measurements(client_for) -> None:
+    run = make_run(
+        schema_report={
+            "limited_columns": {},
+            "missing_headers": [],
+            "unmapped_headers": ["Remarks"],
+            "rows_scanned": 0,
+            "rows_with_misfits": 0,
+            "misfits": 0,
+            "by_column": {},
+            "rows": [],
+            "file": {"encoding": "utf-8-sig", "detected": ["encoding"]},
+        }
+    )
+    text = text_of(
+        client_for("viewer")
+        .get(reverse("admin:sync_syncrun_change", args=[run.pk]))
+        .content.decode()
+    )
     assert "length-limited columns none" in text and "unmapped headers Remarks" in text
     assert "detected (not declared) encoding" in text
     assert "rows measured" not in text and "values too long" not in text
@@ -121,8 +165,15 @@ def test_a_schema_report_without_limited_columns_shows_no_empty_measurements(cli
 @pytest.mark.django_db
 def test_the_runs_list_in_one_line_per_run(client_for) -> None:
     make_run()
-    make_run(status="running", finished_at=None, rows_done=2000, created=2000, failed=0,
-             gaps=None, phase_ms={})
+    make_run(
+        status="running",
+        finished_at=None,
+        rows_done=2000,
+        created=2000,
+        failed=0,
+        gaps=None,
+        phase_ms={},
+    )
     make_run(status="succeeded", dry_run=True, created=0, unchanged=4140, failed=0, gaps=0)
     page = client_for("viewer").get(reverse("admin:sync_syncrun_changelist"))
     text = text_of(page.content.decode())
@@ -159,8 +210,11 @@ def test_in_a_browser_at_1280(browser, live_server, settings, tmp_path) -> None:
     ensure_roles()
     make_staff_user("operator")
     for hours in range(1, 40):  # a page of runs
-        make_run(created_at=timezone.now() - timedelta(hours=hours), trigger="schedule",
-                 status="succeeded" if hours % 5 else "partial")
+        make_run(
+            created_at=timezone.now() - timedelta(hours=hours),
+            trigger="schedule",
+            status="succeeded" if hours % 5 else "partial",
+        )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -180,13 +234,16 @@ def test_in_a_browser_at_1280(browser, live_server, settings, tmp_path) -> None:
         assert said.startswith(f"Run {run.pk} of buyers: partial, 4,135 new · 5 failed, in ")
         assert "queued" not in said
         assert message.locator("a").get_attribute("href") == reverse(
-            "admin:sync_syncrun_change", args=[run.pk])
+            "admin:sync_syncrun_change", args=[run.pk]
+        )
         assert page.text_content("#sum-message").startswith("4,140 rows: 4,135 created")
         page.screenshot(path=str(ARTIFACTS / "sync-1280.png"), full_page=True)
 
-        for name, url in (("runs", reverse("admin:sync_syncrun_changelist")),
-                          ("run", reverse("admin:sync_syncrun_change", args=[run.pk])),
-                          ("errors", reverse("admin:sync_errorlog_changelist"))):
+        for name, url in (
+            ("runs", reverse("admin:sync_syncrun_changelist")),
+            ("run", reverse("admin:sync_syncrun_change", args=[run.pk])),
+            ("errors", reverse("admin:sync_errorlog_changelist")),
+        ):
             page.goto(live_server.url + url)
             page.screenshot(path=str(ARTIFACTS / f"{name}-1280.png"), full_page=True)
             # NOTE: a selector-free evaluate: the Content-Security-Policy forbids eval.
@@ -199,25 +256,40 @@ def test_in_a_browser_at_1280(browser, live_server, settings, tmp_path) -> None:
 
 
 @pytest.mark.django_db
-def test_a_running_run_says_its_phase_and_a_too_long_value_its_length_only(client_for
-                                                                          ) -> None:
+def test_a_running_run_says_its_phase_and_a_too_long_value_its_length_only(client_for) -> None:
     """While a run runs its page says what it is doing beside the status; the errors table
     gets a length / limit column once a value is too long, and a bad date's cell there is
     empty (its length says nothing)."""
     run = make_run(status="running", phase="update", finished_at=None, cancel_requested=True)
     for row, column, length, limit, reason in (
-            (17, "Email", 61, 50, "Email is longer than its column (61 > 50)"),
-            (18, "Inquiry Date", 10, None, "Inquiry Date is not a date (YYYY-MM-DD)")):
-        ErrorLog.objects.create(run_id=run.pk, source="buyers", category="validation",
-                                row_number=row, natural_key=f"B-000{row}", column=column,
-                                value_length=length, column_limit=limit, reason=reason)
-    source = client_for("viewer").get(
-        reverse("admin:sync_syncrun_change", args=[run.pk])).content.decode()
-    state = text_of(re.search(r'<div class="form-row field-state">.*?</div>\s*</div>', source,
-                              re.DOTALL).group(0))
+        (17, "Email", 61, 50, "Email is longer than its column (61 > 50)"),
+        (18, "Inquiry Date", 10, None, "Inquiry Date is not a date (YYYY-MM-DD)"),
+    ):
+        ErrorLog.objects.create(
+            run_id=run.pk,
+            source="buyers",
+            category="validation",
+            row_number=row,
+            natural_key=f"B-000{row}",
+            column=column,
+            value_length=length,
+            column_limit=limit,
+            reason=reason,
+        )
+    source = (
+        client_for("viewer")
+        .get(reverse("admin:sync_syncrun_change", args=[run.pk]))
+        .content.decode()
+    )
+    state = text_of(
+        re.search(r'<div class="form-row field-state">.*?</div>\s*</div>', source, re.DOTALL).group(
+            0
+        )
+    )
     assert "Running" in state and "phase update" in state and "cancel requested" in state
-    errors = text_of(re.search(r'<table class="run-facts run-errors">.*?</table>', source,
-                               re.DOTALL).group(0))
+    errors = text_of(
+        re.search(r'<table class="run-facts run-errors">.*?</table>', source, re.DOTALL).group(0)
+    )
     assert "column length / limit reason" in errors
     assert "17 B-00017 Validation Email 61 / 50 Email is longer" in errors
     assert "18 B-00018 Validation Inquiry Date - Inquiry Date is not a date" in errors
@@ -227,13 +299,21 @@ def test_a_running_run_says_its_phase_and_a_too_long_value_its_length_only(clien
 def test_a_run_too_quick_to_time_and_one_whose_left_rows_were_not_checked(client_for) -> None:
     """Phases under 0.1 ms each are stored as 0: the table lists them, with no empty bar; a
     whole-sheet run that could not look for rows that left its sheet says why."""
-    reason = ("source 'buyers_b' feeds buyers.buyer too and has no whole-sheet run "
-              "that finished")
-    run = make_run(phase_ms={"fetch": 0.0, "schema": 0.0},
-                   verification={"sheet_count": 0, "database_count": 0, "gaps": 0,
-                                 "left_sheet": {"action": "not checked", "reason": reason}})
-    source = client_for("viewer").get(
-        reverse("admin:sync_syncrun_change", args=[run.pk])).content.decode()
+    reason = "source 'buyers_b' feeds buyers.buyer too and has no whole-sheet run that finished"
+    run = make_run(
+        phase_ms={"fetch": 0.0, "schema": 0.0},
+        verification={
+            "sheet_count": 0,
+            "database_count": 0,
+            "gaps": 0,
+            "left_sheet": {"action": "not checked", "reason": reason},
+        },
+    )
+    source = (
+        client_for("viewer")
+        .get(reverse("admin:sync_syncrun_change", args=[run.pk]))
+        .content.decode()
+    )
     text = text_of(source)
     assert "phase-bar" not in source
     assert re.search(r"fetch 0 ms 0\.0% schema 0 ms 0\.0% total 0 ms 100%", text), text

@@ -69,13 +69,18 @@ def existing_and_changed(tmp_path: Path) -> list[list[str]]:
 
 
 def upload(client, data: bytes, name: str = "buyers.csv", source: str = "buyers"):
-    return client.post(reverse("admin:console_sync_upload", args=[source]),
-                       {"sheet": SimpleUploadedFile(name, data)})
+    return client.post(
+        reverse("admin:console_sync_upload", args=[source]),
+        {"sheet": SimpleUploadedFile(name, data)},
+    )
 
 
 def errors_of(run_id: int) -> list[tuple]:
-    return list(ErrorLog.objects.filter(run_id=run_id).order_by("row_number", "id").values_list(
-        "row_number", "natural_key", "category", "code", "column", "reason"))
+    return list(
+        ErrorLog.objects.filter(run_id=run_id)
+        .order_by("row_number", "id")
+        .values_list("row_number", "natural_key", "category", "code", "column", "reason")
+    )
 
 
 def outcome(run: SyncRun) -> tuple:
@@ -102,14 +107,20 @@ def test_preview_shows_what_the_confirmed_run_then_does(client_for, tmp_path) ->
     assert list(SyncIntent.objects.order_by("pk").values_list("pk", "version")) == intents
 
     page = client.get(response["Location"]).content.decode()
-    for figure in ('id="pv-created">2<', 'id="pv-updated">2<', 'id="pv-unchanged">24<',
-                   'id="pv-failed">4<', "Inquiry Date", "is not a date", "Budget",
-                   "Confirm: run it for real"):
+    for figure in (
+        'id="pv-created">2<',
+        'id="pv-updated">2<',
+        'id="pv-unchanged">24<',
+        'id="pv-failed">4<',
+        "Inquiry Date",
+        "is not a date",
+        "Budget",
+        "Confirm: run it for real",
+    ):
         assert figure in page
     # B-00012's key is misspelt in the file: its stored row is one the file no longer has.
     assert 'id="pv-left">1<' in page
-    assert ("1 row in the database is not in this file and would be flagged: B-00012."
-            in page)
+    assert "1 row in the database is not in this file and would be flagged: B-00012." in page
 
     response = client.post(reverse("admin:console_upload_confirm", args=[item.pk]))
     item.refresh_from_db()
@@ -123,10 +134,15 @@ def test_preview_shows_what_the_confirmed_run_then_does(client_for, tmp_path) ->
     assert run.status == "partial"
     assert outcome(run) == outcome(preview)
     assert errors_of(run.pk) == errors_of(preview.pk)
-    assert list(RecordLog.objects.filter(run_id=run.pk).order_by("row_number").values_list(
-        "row_number", "natural_key", "action")) == list(RecordLog.objects.filter(
-            run_id=preview.pk).order_by("row_number").values_list(
-            "row_number", "natural_key", "action"))
+    assert list(
+        RecordLog.objects.filter(run_id=run.pk)
+        .order_by("row_number")
+        .values_list("row_number", "natural_key", "action")
+    ) == list(
+        RecordLog.objects.filter(run_id=preview.pk)
+        .order_by("row_number")
+        .values_list("row_number", "natural_key", "action")
+    )
     assert Buyer.objects.get(buyer_number="B-00004").status == "closed"
     assert Buyer.objects.count() == 32
     actions = set(StaffAction.objects.values_list("action", flat=True))
@@ -137,8 +153,7 @@ def test_preview_shows_what_the_confirmed_run_then_does(client_for, tmp_path) ->
     assert SyncRun.objects.filter(dry_run=False).count() == 2
 
 
-def test_confirm_is_refused_when_a_row_the_preview_judged_changed(client_for,
-                                                                   tmp_path) -> None:
+def test_confirm_is_refused_when_a_row_the_preview_judged_changed(client_for, tmp_path) -> None:
     rows = existing_and_changed(tmp_path)
     client = client_for("operator")
     upload(client, sheet_bytes(rows))
@@ -146,8 +161,7 @@ def test_confirm_is_refused_when_a_row_the_preview_judged_changed(client_for,
     # Someone edits a buyer the file names (the preview judged it unchanged).
     Buyer.objects.filter(buyer_number="B-00020").update(status="edited meanwhile")
 
-    response = client.post(reverse("admin:console_upload_confirm", args=[item.pk]),
-                           follow=True)
+    response = client.post(reverse("admin:console_upload_confirm", args=[item.pk]), follow=True)
     page = response.content.decode()
     assert "changed since its preview" in page
     item.refresh_from_db()
@@ -211,8 +225,7 @@ def test_viewers_cannot_upload_or_confirm_and_csrf_is_checked(client_for, tmp_pa
     assert viewer.get(reverse("admin:console_upload", args=[item.pk])).status_code == 200
     for name in ("admin:console_upload_confirm", "admin:console_upload_repreview"):
         assert viewer.post(reverse(name, args=[item.pk])).status_code == 403
-    assert strict.post(reverse("admin:console_upload_confirm", args=[item.pk])
-                       ).status_code == 403
+    assert strict.post(reverse("admin:console_upload_confirm", args=[item.pk])).status_code == 403
     item.refresh_from_db()
     assert item.status == "previewed"
     page = viewer.get(reverse("admin:console_sync", args=["buyers"])).content.decode()
@@ -240,10 +253,13 @@ def test_a_file_over_the_limit_is_refused_with_the_limit(client_for, settings) -
     assert any("over the upload limit of 10 bytes" in m for m in messages), messages
 
 
-@pytest.mark.parametrize(("name", "data", "message"), [
-    ("buyers.pdf", b"%PDF", "is not a .csv or .xlsx file"),
-    ("buyers.csv", b"", "is empty"),
-])
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("buyers.pdf", b"%PDF", "is not a .csv or .xlsx file"),
+        ("buyers.csv", b"", "is empty"),
+    ],
+)
 def test_bad_uploads_are_refused_clearly(client_for, name, data, message) -> None:
     response = upload(client_for("operator"), data, name=name)
     messages = [str(m) for m in response.wsgi_request._messages]
@@ -258,8 +274,7 @@ def test_no_file_and_unknown_source(client_for) -> None:
     assert upload(client, b"x", source="nosuch").status_code == 404
 
 
-def test_a_file_that_cannot_be_read_fails_its_preview_and_cannot_be_confirmed(
-        client_for) -> None:
+def test_a_file_that_cannot_be_read_fails_its_preview_and_cannot_be_confirmed(client_for) -> None:
     client = client_for("operator")
     response = upload(client, b"PK\x03\x04 not really a workbook", name="buyers.xlsx")
     item = SyncUpload.objects.get()
@@ -267,15 +282,30 @@ def test_a_file_that_cannot_be_read_fails_its_preview_and_cannot_be_confirmed(
     page = client.get(response["Location"]).content.decode()
     assert "The preview did not run through" in page
     assert "confirm-upload" not in page
-    response = client.post(reverse("admin:console_upload_confirm", args=[item.pk]),
-                           follow=True)
+    response = client.post(reverse("admin:console_upload_confirm", args=[item.pk]), follow=True)
     assert "preview it again before confirming" in response.content.decode()
     assert not SyncRun.objects.filter(dry_run=False).exists()
 
 
 def test_the_stored_upload_is_encrypted_and_purged_after_its_retention(settings) -> None:
-    data = sheet_bytes([["B-77777", "Canary Person", "canary.person@pii.example", "", "", "",
-                         "", "", "", "", "", ""]])
+    data = sheet_bytes(
+        [
+            [
+                "B-77777",
+                "Canary Person",
+                "canary.person@pii.example",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        ]
+    )
     item = store_upload(source="buyers", name="buyers.csv", data=data, username="op")
     stored = bytes(SyncUpload.objects.get(pk=item.pk).content)
     assert b"canary.person" not in stored and b"Canary Person" not in stored
@@ -315,8 +345,7 @@ def test_a_purged_upload_cannot_be_previewed_or_run(client_for) -> None:
     upload(client, sheet_bytes(list(buyer_rows(3, 0))))
     item = SyncUpload.objects.get()
     SyncUpload.objects.filter(pk=item.pk).update(content=b"", purged_at=timezone.now())
-    response = client.post(reverse("admin:console_upload_repreview", args=[item.pk]),
-                           follow=True)
+    response = client.post(reverse("admin:console_upload_repreview", args=[item.pk]), follow=True)
     assert "was purged after the retention" in response.content.decode()
     item.refresh_from_db()
     run = SyncRun.objects.create(source="buyers", target="buyers.buyer")
@@ -325,8 +354,7 @@ def test_a_purged_upload_cannot_be_previewed_or_run(client_for) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_preview_never_reaches_redis_and_the_confirmed_run_does(client_for,
-                                                                  tmp_path) -> None:
+def test_a_preview_never_reaches_redis_and_the_confirmed_run_does(client_for, tmp_path) -> None:
     client = client_for("operator")
     redis = cache_client()
     upload(client, sheet_bytes(list(buyer_rows(12, 0))))
@@ -342,15 +370,17 @@ def test_a_preview_never_reaches_redis_and_the_confirmed_run_does(client_for,
 
 
 def test_a_preview_while_a_run_holds_the_source_says_so(client_for, tmp_path) -> None:
-    item = store_upload(source="buyers", name="buyers.csv",
-                        data=sheet_bytes(list(buyer_rows(3, 0))), username="op")
+    item = store_upload(
+        source="buyers", name="buyers.csv", data=sheet_bytes(list(buyer_rows(3, 0))), username="op"
+    )
     # NOTE: the source's lock held by another session, as a running worker's is.
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", [LOCK_CLASS, "buyers"])
         response = client_for("operator").post(
-            reverse("admin:console_upload_repreview", args=[item.pk]), follow=True)
+            reverse("admin:console_upload_repreview", args=[item.pk]), follow=True
+        )
         assert "Not previewed" in response.content.decode()
         item.refresh_from_db()
         assert item.status == "failed"
@@ -361,7 +391,8 @@ def test_a_preview_while_a_run_holds_the_source_says_so(client_for, tmp_path) ->
 
 
 def test_preview_equals_the_run_with_duplicates_far_apart_and_small_batches(
-        client_for, tmp_path) -> None:
+    client_for, tmp_path
+) -> None:
     """A key on rows 3 and 40 lands in different batches (batch size 5): the preview, whose
     batches are each rolled back, still judges it as the real run then does."""
     from sync.ops.config import config_update
@@ -419,7 +450,8 @@ def test_the_limit_counts_every_file_of_the_request(client_for, settings) -> Non
     settings.SYNC_UPLOAD_MAX_BYTES = len(data) + 10
     response = client_for("operator").post(
         reverse("admin:console_sync_upload", args=["buyers"]),
-        {"other": SimpleUploadedFile("a.csv", data), "sheet": SimpleUploadedFile("b.csv", data)})
+        {"other": SimpleUploadedFile("a.csv", data), "sheet": SimpleUploadedFile("b.csv", data)},
+    )
     messages = [str(m) for m in response.wsgi_request._messages]
     assert any("over the upload limit" in m for m in messages), messages
     assert not SyncUpload.objects.exists()
@@ -435,8 +467,10 @@ def test_the_uploaded_file_is_downloadable_only_by_operators_who_see_pii(client_
         page = client_for(role).get(reverse("admin:console_upload", args=[item.pk]))
         assert 'id="upload-download"' not in page.content.decode()
     superuser = client_for("superuser")
-    assert 'id="upload-download"' in superuser.get(
-        reverse("admin:console_upload", args=[item.pk])).content.decode()
+    assert (
+        'id="upload-download"'
+        in superuser.get(reverse("admin:console_upload", args=[item.pk])).content.decode()
+    )
     response = superuser.get(url)
     assert response.status_code == 200 and response.content == data
     assert response["Content-Disposition"].startswith("attachment;")
@@ -450,9 +484,13 @@ def test_any_change_to_the_source_outdates_the_preview(client_for, settings) -> 
     item = SyncUpload.objects.get()
     path = Path(settings.SYNC_INGEST_SOURCES_FILE)
     # Not the mapping: a setting the run's behaviour depends on all the same.
-    path.write_text(path.read_text().replace('required = ["buyer_number", "name"]',
-                                             'required = ["buyer_number", "name"]\n'
-                                             "auto_recovery = false", 1))
+    path.write_text(
+        path.read_text().replace(
+            'required = ["buyer_number", "name"]',
+            'required = ["buyer_number", "name"]\nauto_recovery = false',
+            1,
+        )
+    )
     client_for("operator").post(reverse("admin:console_upload_confirm", args=[item.pk]))
     item.refresh_from_db()
     assert item.status == "outdated"

@@ -40,7 +40,12 @@ def upload_sheet(folder: Path) -> Path:
 
 
 def test_upload_preview_confirm_and_download_rejects(
-        browser, worker, live_server, sheets, tmp_path) -> None:  # noqa: F811 - fixtures
+    browser,
+    worker,  # noqa: F811 - a fixture
+    live_server,
+    sheets,  # noqa: F811 - a fixture
+    tmp_path,
+) -> None:
     try:
         _flow(browser, live_server, upload_sheet(tmp_path))
     finally:
@@ -78,8 +83,9 @@ def _flow(browser, live_server, sheet: Path) -> None:
     page.wait_for_selector("#run-progress")
     item = SyncUpload.objects.get()
     # The "queued" message follows its run: replaced by the run's outcome when it ends.
-    assert re.search(rf"queued with upload {item.pk}|\(upload {item.pk}\)",
-                     page.text_content(".messagelist"))
+    assert re.search(
+        rf"queued with upload {item.pk}|\(upload {item.pk}\)", page.text_content(".messagelist")
+    )
     page.wait_for_selector("#run-summary", state="visible")
     page.wait_for_selector(".messagelist li.console-run-message.warning")
     assert f"(upload {item.pk}): partial" in page.text_content(".messagelist")
@@ -89,7 +95,11 @@ def _flow(browser, live_server, sheet: Path) -> None:
     run = SyncRun.objects.get(pk=item.run_id)
     preview = SyncRun.objects.get(pk=item.preview_run_id)
     assert (run.created, run.updated, run.unchanged, run.failed) == (
-        preview.created, preview.updated, preview.unchanged, preview.failed)
+        preview.created,
+        preview.updated,
+        preview.unchanged,
+        preview.failed,
+    )
     assert Buyer.objects.count() == good
     _shot(page, "console-upload-run.png")
 

@@ -52,20 +52,19 @@ def test_a_seller_upload_is_outdated_when_a_property_changes(client_for, tmp_pat
 
 
 def test_confirm_waits_for_an_active_run_and_a_confirmed_upload_is_not_previewed_again(
-        client_for) -> None:
+    client_for,
+) -> None:
     client = client_for("operator")
     upload(client, sheet_bytes(list(buyer_rows(4, 0))))
     item = SyncUpload.objects.get()
     active = SyncRun.objects.create(source="buyers", target="buyers.buyer", status="pending")
-    response = client.post(reverse("admin:console_upload_confirm", args=[item.pk]),
-                           follow=True)
+    response = client.post(reverse("admin:console_upload_confirm", args=[item.pk]), follow=True)
     assert f"a sync is already pending (run {active.pk})" in response.content.decode()
     item.refresh_from_db()
     assert item.status == "previewed"
     active.delete()
     client.post(reverse("admin:console_upload_confirm", args=[item.pk]))
-    response = client.post(reverse("admin:console_upload_repreview", args=[item.pk]),
-                           follow=True)
+    response = client.post(reverse("admin:console_upload_repreview", args=[item.pk]), follow=True)
     assert "was confirmed already" in response.content.decode()
 
 
@@ -88,8 +87,7 @@ def test_the_worker_task_runs_a_confirmed_upload_once(client_for) -> None:
     result = ingest_upload(upload_id=item.pk, run_id=run.pk)
     assert (result["status"], SyncRun.objects.get(pk=run.pk).created) == ("succeeded", 4)
     # A run cancelled while it waited in the queue never starts.
-    waiting = SyncRun.objects.create(source="buyers", target="buyers.buyer",
-                                     status="cancelled")
+    waiting = SyncRun.objects.create(source="buyers", target="buyers.buyer", status="cancelled")
     assert ingest_upload(upload_id=item.pk, run_id=waiting.pk)["status"] == "cancelled"
 
 
@@ -118,17 +116,26 @@ def test_store_refuses_a_file_over_the_limit(settings) -> None:
         store_upload(source="buyers", name="b.csv", data=b"123456", username="op")
 
 
-def test_rejects_of_a_source_no_longer_configured_and_of_odd_runs(client_for, tmp_path,
-                                                                  settings) -> None:
+def test_rejects_of_a_source_no_longer_configured_and_of_odd_runs(
+    client_for, tmp_path, settings
+) -> None:
     client = client_for("superuser")
     gone = SyncRun.objects.create(source="retired", target="buyers.buyer")
     assert client.get(reverse("admin:console_run_rejects", args=[gone.pk])).status_code == 404
     # A run whose location is no file (its upload deleted): listed without cells.
-    run = SyncRun.objects.create(source="buyers", target="buyers.buyer",
-                                 location="upload 9: gone.ods", failed=1)
-    ErrorLog.objects.create(run_id=run.pk, source="buyers", category="database",
-                            code="40001", row_number=4, natural_key="B-00003", column="",
-                            reason="could not serialize access")
+    run = SyncRun.objects.create(
+        source="buyers", target="buyers.buyer", location="upload 9: gone.ods", failed=1
+    )
+    ErrorLog.objects.create(
+        run_id=run.pk,
+        source="buyers",
+        category="database",
+        code="40001",
+        row_number=4,
+        natural_key="B-00003",
+        column="",
+        reason="could not serialize access",
+    )
     _response, lines = rejects(client, run.pk)
     assert lines[1][:2] == ["4", ""]
     assert "could not serialize access" in lines[1][2]
@@ -137,9 +144,15 @@ def test_rejects_of_a_source_no_longer_configured_and_of_odd_runs(client_for, tm
     path = broken_workbook(tmp_path / "buyers.xlsx")
     run = SyncRun.objects.create(source="buyers", target="buyers.buyer", location=str(path))
     for row in (5, 25):
-        ErrorLog.objects.create(run_id=run.pk, source="buyers", category="validation",
-                                row_number=row, natural_key=f"B-{row - 1:05d}", column="Name",
-                                reason="Name is required but empty")
+        ErrorLog.objects.create(
+            run_id=run.pk,
+            source="buyers",
+            category="validation",
+            row_number=row,
+            natural_key=f"B-{row - 1:05d}",
+            column="Name",
+            reason="Name is required but empty",
+        )
     _response, lines = rejects(client, run.pk)
     assert [line[-3] for line in lines[1:]] == ["5", "25"]
     assert lines[1][0] == "B-00004"
@@ -160,7 +173,7 @@ def broken_workbook(path: Path) -> Path:
         for info in source.infolist():
             data = source.read(info.filename)
             if info.filename == "xl/worksheets/sheet1.xml":
-                data = data[:data.index(b'<row r="20"')] + b'<row r="20"><c r="A20" t="in'
+                data = data[: data.index(b'<row r="20"')] + b'<row r="20"><c r="A20" t="in'
             damaged.writestr(info, data)
     path.write_bytes(out.getvalue())
     return path

@@ -98,8 +98,9 @@ def world(settings, tmp_path) -> dict[str, object]:
     rows[5][BUYER_HEADERS.index("Status")] = "on hold"
     rows[6][date] = "next week"
     sheet = write(tmp_path / "upload.csv", BUYER_HEADERS, rows)
-    upload = store_upload(source="buyers", name="buyers-edited.csv", data=sheet.read_bytes(),
-                          username="operator-user")
+    upload = store_upload(
+        source="buyers", name="buyers-edited.csv", data=sheet.read_bytes(), username="operator-user"
+    )
     preview_upload(upload)
 
     catalog_demo.load(count=20)
@@ -107,13 +108,15 @@ def world(settings, tmp_path) -> dict[str, object]:
     # A part created and edited through the staff API's services: its change log.
     from catalog import services as catalog_services
 
-    part = catalog_services.part_create(sku="PRT-90001", name="M8 flange bolt", price="2.40",
-                                        quantity=1200, reserved=40)
+    part = catalog_services.part_create(
+        sku="PRT-90001", name="M8 flange bolt", price="2.40", quantity=1200, reserved=40
+    )
     from catalog.models import StockLevel
 
     stock = StockLevel.objects.get(part=part)
-    catalog_services.stock_update(part_id=part.pk, expected_version=stock.version,
-                                  quantity=1150, reserved=40)
+    catalog_services.stock_update(
+        part_id=part.pk, expected_version=stock.version, quantity=1150, reserved=40
+    )
     verify_models()
     autowarm.run_warm()  # the cache is warm, as a worker makes it after the test's flush
     sampler_tick()
@@ -121,23 +124,38 @@ def world(settings, tmp_path) -> dict[str, object]:
 
     now = timezone.now()
     if not RecordRetry.objects.exists():
-        RecordRetry.objects.create(source="buyers", natural_key="B-00011", row_number=12,
-                                   category="network", attempts=2,
-                                   last_error="the sheet did not answer in 30 s",
-                                   next_retry_at=now + datetime.timedelta(minutes=5),
-                                   last_run_id=second.pk)
+        RecordRetry.objects.create(
+            source="buyers",
+            natural_key="B-00011",
+            row_number=12,
+            category="network",
+            attempts=2,
+            last_error="the sheet did not answer in 30 s",
+            next_retry_at=now + datetime.timedelta(minutes=5),
+            last_run_id=second.pk,
+        )
     if not SyncIntent.objects.exists():
         from catalog.models import Part
 
         part = Part.objects.order_by("pk").first()
-        SyncIntent.objects.create(model="catalog.part", object_pk=str(part.pk),
-                                  version=part.version, op=SyncIntent.Op.UPSERT, attempts=3,
-                                  next_attempt_at=now + datetime.timedelta(seconds=40),
-                                  last_error="ConnectionError: cache Redis unreachable",
-                                  created_at=now - datetime.timedelta(minutes=2),
-                                  updated_at=now)
-    StaffAction.objects.create(username="operator-user", action="sync.start",
-                               target="buyers", details={"run": second.pk}, ip="127.0.0.1")
+        SyncIntent.objects.create(
+            model="catalog.part",
+            object_pk=str(part.pk),
+            version=part.version,
+            op=SyncIntent.Op.UPSERT,
+            attempts=3,
+            next_attempt_at=now + datetime.timedelta(seconds=40),
+            last_error="ConnectionError: cache Redis unreachable",
+            created_at=now - datetime.timedelta(minutes=2),
+            updated_at=now,
+        )
+    StaffAction.objects.create(
+        username="operator-user",
+        action="sync.start",
+        target="buyers",
+        details={"run": second.pk},
+        ip="127.0.0.1",
+    )
     return {"first": first, "second": second, "upload": upload}
 
 
@@ -148,8 +166,10 @@ def _high_ids() -> None:
 
     with connection.cursor() as cursor:
         for sequence in connection.introspection.sequence_list():
-            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)",
-                           [sequence["table"], sequence["column"] or "id"])
+            cursor.execute(
+                "SELECT pg_get_serial_sequence(%s, %s)",
+                [sequence["table"], sequence["column"] or "id"],
+            )
             (name,) = cursor.fetchone()
             if name:
                 cursor.execute("SELECT setval(%s, GREATEST(100000, nextval(%s)))", [name, name])
@@ -165,12 +185,19 @@ def _history() -> None:
             started = now - datetime.timedelta(hours=hours)
             failed = 0 if hours % 4 else hours % 7 + 1
             SyncRun.objects.create(
-                source=source, target=f"{source}.{source[:-1]}", trigger="schedule",
-                status="partial" if failed else "succeeded", created_at=started,
+                source=source,
+                target=f"{source}.{source[:-1]}",
+                trigger="schedule",
+                status="partial" if failed else "succeeded",
+                created_at=started,
                 started_at=started,
                 finished_at=started + datetime.timedelta(seconds=seconds * (1 + hours % 5)),
-                rows_total=rows, rows_done=rows, unchanged=rows - failed, failed=failed,
-                gaps=failed)
+                rows_total=rows,
+                rows_done=rows,
+                unchanged=rows - failed,
+                failed=failed,
+                gaps=failed,
+            )
 
 
 # --------------------------------------------------------------------------- the pages
@@ -181,20 +208,26 @@ def console_pages(world: dict[str, object]) -> list[tuple[str, str]]:
     from sync.models import SyncConfig
 
     run = world["first"]  # failed rows, a duplicate key, values too long
-    pages = [("dashboard", reverse("admin:index")),
-             ("sync-buyers", reverse("admin:console_sync", args=["buyers"])),
-             ("sync-buyers-run", reverse("admin:console_sync", args=["buyers"])
-              + f"?run={world['second'].pk}"),
-             ("run", reverse("admin:sync_syncrun_change", args=[run.pk])),
-             ("upload-preview", reverse("admin:console_upload", args=[world["upload"].pk]))]
-    for model, model_admin in sorted(admin.site._registry.items(),
-                                     key=lambda item: item[0]._meta.label_lower):
+    pages = [
+        ("dashboard", reverse("admin:index")),
+        ("sync-buyers", reverse("admin:console_sync", args=["buyers"])),
+        (
+            "sync-buyers-run",
+            reverse("admin:console_sync", args=["buyers"]) + f"?run={world['second'].pk}",
+        ),
+        ("run", reverse("admin:sync_syncrun_change", args=[run.pk])),
+        ("upload-preview", reverse("admin:console_upload", args=[world["upload"].pk])),
+    ]
+    for model, model_admin in sorted(
+        admin.site._registry.items(), key=lambda item: item[0]._meta.label_lower
+    ):
         if not isinstance(model_admin, ConsoleModelAdmin):
             continue  # Django's, beat's and axes' own pages: superusers only
         opts = model._meta
         name = f"{opts.app_label}.{opts.model_name}"
-        pages.append((f"{name}-list",
-                      reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")))
+        pages.append(
+            (f"{name}-list", reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+        )
         rows = model._default_manager.order_by("pk")
         if model is SyncConfig:
             picks = [("", rows.get(source="buyers")), ("-engine", rows.get(source="engine"))]
@@ -204,9 +237,13 @@ def console_pages(world: dict[str, object]) -> list[tuple[str, str]]:
             first = rows.first()
             assert first is not None, f"the walk needs a row of {opts.label} for its change page"
             picks = [("", first)]
-        pages += [(f"{name}-change{suffix}",
-                   reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk]))
-                  for suffix, row in picks]
+        pages += [
+            (
+                f"{name}-change{suffix}",
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk]),
+            )
+            for suffix, row in picks
+        ]
     return pages
 
 
@@ -223,7 +260,6 @@ def _id_words() -> re.Pattern:
 
 
 ID_WORDS = _id_words()
-
 
 
 class Walk:
@@ -304,16 +340,19 @@ class Walk:
         with self.page.expect_navigation():
             self.page.click("#start-sync")
         self.page.wait_for_selector("#run-summary", state="visible", timeout=60_000)
-        found = [f"after the run finished the page still says: {text!r}"
-                 for text in self.page.locator(".messagelist li").all_inner_texts()
-                 if "queued" in text or "starts it shortly" in text]
+        found = [
+            f"after the run finished the page still says: {text!r}"
+            for text in self.page.locator(".messagelist li").all_inner_texts()
+            if "queued" in text or "starts it shortly" in text
+        ]
         return found + self.check(f"sync-{source}-after-run")
 
     def _settle_dashboard(self, found: list[str]) -> None:
         """The dashboard's first refresh brings the service checks: wait for it."""
         try:
-            self.page.wait_for_selector('[data-check="PostgreSQL"] .dot:not(.dot-wait)',
-                                        timeout=WAIT)
+            self.page.wait_for_selector(
+                '[data-check="PostgreSQL"] .dot:not(.dot-wait)', timeout=WAIT
+            )
         except Exception:  # noqa: BLE001 (Playwright's TimeoutError: a finding)
             found.append("the service checks never arrived (the first refresh failed)")
 
@@ -340,11 +379,19 @@ def walk_browser(browser) -> Iterator[object]:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_every_console_page_is_finished_at_both_sizes_for_both_roles(
-        walk_browser, live_server, world, celery_worker) -> None:
+    walk_browser, live_server, world, celery_worker
+) -> None:
     pages = console_pages(world)
     names = {name for name, _ in pages}
-    assert {"dashboard", "sync-buyers", "run", "sync.syncalert-list", "sync.syncconfig-list",
-            "sync.securityevent-list", "buyers.buyer-change"} <= names
+    assert {
+        "dashboard",
+        "sync-buyers",
+        "run",
+        "sync.syncalert-list",
+        "sync.syncconfig-list",
+        "sync.securityevent-list",
+        "buyers.buyer-change",
+    } <= names
     report: list[str] = []
     started = time.monotonic()
     for role in ROLES:
@@ -353,58 +400,125 @@ def test_every_console_page_is_finished_at_both_sizes_for_both_roles(
             try:
                 walk.login()
                 for name, path in pages:
-                    report.extend(f"{walk.label} {name} ({path}): {finding}"
-                                  for finding in walk.visit(name, path))
+                    report.extend(
+                        f"{walk.label} {name} ({path}): {finding}"
+                        for finding in walk.visit(name, path)
+                    )
                 assert walk.separated > len(pages), (
-                    f"{walk.label}: only {walk.separated} numbers of four digits or more seen")
+                    f"{walk.label}: only {walk.separated} numbers of four digits or more seen"
+                )
                 if role == "operator" and size[0] == 1280:
-                    report.extend(f"{walk.label} manual sync of buyers: {finding}"
-                                  for finding in walk.start_sync("buyers"))
-                if role == "operator" and size[0] == 1280 and os.environ.get(
-                        "WALK_UPDATE_DOCS") == "1":
+                    report.extend(
+                        f"{walk.label} manual sync of buyers: {finding}"
+                        for finding in walk.start_sync("buyers")
+                    )
+                if (
+                    role == "operator"
+                    and size[0] == 1280
+                    and os.environ.get("WALK_UPDATE_DOCS") == "1"
+                ):
                     shutil.copy(walk.folder / "dashboard.png", DOCS / "console-dashboard.png")
-                    shutil.copy(walk.folder / "sync.syncrun-change-rows-left.png",
-                                DOCS / "console-run.png")
+                    shutil.copy(
+                        walk.folder / "sync.syncrun-change-rows-left.png", DOCS / "console-run.png"
+                    )
             finally:
                 walk.close()
     elapsed = time.monotonic() - started
     (ARTIFACTS / "walk-report.txt").write_text(
         f"{len(pages)} pages x {len(ROLES)} roles x {len(SIZES)} sizes in {elapsed:.0f} s\n"
-        + "\n".join(report) + "\n")
-    assert not report, (f"{len(report)} findings on the console's pages "
-                        f"(artifacts/console/walk-report.txt):\n" + "\n".join(report))
+        + "\n".join(report)
+        + "\n"
+    )
+    assert not report, (
+        f"{len(report)} findings on the console's pages "
+        f"(artifacts/console/walk-report.txt):\n" + "\n".join(report)
+    )
 
 
 def _texts(*texts: str, column: str = "", href: str = "") -> walk_checks.Measure:
-    return walk_checks.Measure(vw=1280, scrollWidth=1280, contentScroll=900, contentClient=900,
-                               content="div#content", wide=[], clipped=[],
-                               texts=[{"text": t, "href": href, "column": column}
-                                      for t in texts], body="\n".join(texts))
+    return walk_checks.Measure(
+        vw=1280,
+        scrollWidth=1280,
+        contentScroll=900,
+        contentClient=900,
+        content="div#content",
+        wide=[],
+        clipped=[],
+        texts=[{"text": t, "href": href, "column": column} for t in texts],
+        body="\n".join(texts),
+    )
 
 
-@pytest.mark.parametrize("text", [
-    "4140 rows", "throughput 9109.058663715743", "Dec. 6, 2026, 8:55 p.m.", "8:55:14 PM",
-    "took 0.454 s", "2026-12-06T20:54:21Z", "2026-12-06 20:54", "updated 20:54:21",
-    "3 seconds", "12.0 s", "99.2 %", "0:00:03.450000", "2026-12-06 20:54:21.123456+00:00",
-    '{"gaps": 4}', "{'fetch': 0.1}", "2.4s", "sheet 4139 vs database 4140", "1352 rows",
-    "B-00201: 202, 1352", "2026-12-06 20:54:21", "UTC 2026-12-06 20:54:21 UTC",
-    "expires in 23,641 s", "no samples in the last 300 s"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4140 rows",
+        "throughput 9109.058663715743",
+        "Dec. 6, 2026, 8:55 p.m.",
+        "8:55:14 PM",
+        "took 0.454 s",
+        "2026-12-06T20:54:21Z",
+        "2026-12-06 20:54",
+        "updated 20:54:21",
+        "3 seconds",
+        "12.0 s",
+        "99.2 %",
+        "0:00:03.450000",
+        "2026-12-06 20:54:21.123456+00:00",
+        '{"gaps": 4}',
+        "{'fetch': 0.1}",
+        "2.4s",
+        "sheet 4139 vs database 4140",
+        "1352 rows",
+        "B-00201: 202, 1352",
+        "2026-12-06 20:54:21",
+        "UTC 2026-12-06 20:54:21 UTC",
+        "expires in 23,641 s",
+        "no samples in the last 300 s",
+    ],
+)
 def test_the_checks_flag_what_the_issue_saw(text: str) -> None:
     measure = _texts(text)
     assert walk_checks.formats(measure) + walk_checks.raw_json(measure), text
 
 
-@pytest.mark.parametrize(("text", "column", "href"), [
-    ("B-000123", "", ""), ("PRT-00001", "", ""), ("CA90001", "", ""), ("4,140 rows", "", ""),
-    ("2026-12-06 20:54:21 (Times in UTC)", "", ""), ("0.45 s", "", ""), ("0.045 s", "", ""),
-    ("2.3 s", "", ""), ("60 s 100%", "", ""), ("2 min 05 s ago", "", ""),
-    ("12 s", "", ""), ("2 min 05 s", "", ""), ("1 h 02 min", "", ""), ("45 ms", "", ""),
-    ("9,109 rows/s", "", ""), ("99.2%", "", ""), ("99.991%", "", ""), ("run 1234", "", ""),
-    ("1234", "field-id", ""), ("1352", "field-row Row", ""), ("1234", "", "/admin/x/1234/"),
-    ("version 1473", "", ""), ("2026", "", ""), ("10.0.0.1", "", ""), ("46.21", "", ""),
-    ("2026-12-06", "", ""), ("B-00201: rows 202, 1352", "", ""), ("run: 100032", "", ""),
-    ("pk=17394", "", ""), ("run id: 100032", "", "")])
-def test_the_checks_leave_keys_ids_and_the_console_formats_alone(text: str, column: str,
-                                                                 href: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "column", "href"),
+    [
+        ("B-000123", "", ""),
+        ("PRT-00001", "", ""),
+        ("CA90001", "", ""),
+        ("4,140 rows", "", ""),
+        ("2026-12-06 20:54:21 (Times in UTC)", "", ""),
+        ("0.45 s", "", ""),
+        ("0.045 s", "", ""),
+        ("2.3 s", "", ""),
+        ("60 s 100%", "", ""),
+        ("2 min 05 s ago", "", ""),
+        ("12 s", "", ""),
+        ("2 min 05 s", "", ""),
+        ("1 h 02 min", "", ""),
+        ("45 ms", "", ""),
+        ("9,109 rows/s", "", ""),
+        ("99.2%", "", ""),
+        ("99.991%", "", ""),
+        ("run 1234", "", ""),
+        ("1234", "field-id", ""),
+        ("1352", "field-row Row", ""),
+        ("1234", "", "/admin/x/1234/"),
+        ("version 1473", "", ""),
+        ("2026", "", ""),
+        ("10.0.0.1", "", ""),
+        ("46.21", "", ""),
+        ("2026-12-06", "", ""),
+        ("B-00201: rows 202, 1352", "", ""),
+        ("run: 100032", "", ""),
+        ("pk=17394", "", ""),
+        ("run id: 100032", "", ""),
+    ],
+)
+def test_the_checks_leave_keys_ids_and_the_console_formats_alone(
+    text: str, column: str, href: str
+) -> None:
     measure = _texts(text, column=column, href=href)
     assert walk_checks.formats(measure) + walk_checks.raw_json(measure) == []

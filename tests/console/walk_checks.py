@@ -98,8 +98,9 @@ class Measure:
 def overflow(m: Measure) -> list[str]:
     found = []
     if m.contentScroll > m.contentClient + 1:
-        found.append(f"{m.content} scrolls sideways: {m.contentScroll} px of content in "
-                     f"{m.contentClient} px")
+        found.append(
+            f"{m.content} scrolls sideways: {m.contentScroll} px of content in {m.contentClient} px"
+        )
     if m.scrollWidth > m.vw + 1:
         found.append(f"the page is {m.scrollWidth} px wide in a {m.vw} px viewport")
     if m.wide:
@@ -109,8 +110,10 @@ def overflow(m: Measure) -> list[str]:
     return found
 
 
-RAW_JSON = re.compile(r"""\{\s*["'][^"'\n]{1,60}["']\s*:|\[\s*\{\s*["']"""
-                      r"""|"[\w .-]{1,40}"\s*:\s*[-\d\[{"tfn]""")
+RAW_JSON = re.compile(
+    r"""\{\s*["'][^"'\n]{1,60}["']\s*:|\[\s*\{\s*["']"""
+    r"""|"[\w .-]{1,40}"\s*:\s*[-\d\[{"tfn]"""
+)
 
 
 def raw_json(m: Measure) -> list[str]:
@@ -122,13 +125,29 @@ def raw_json(m: Measure) -> list[str]:
 # CA90001), a date, a time, an address, a version tag (v1234), a URL or a decimal's tail.
 BARE_NUMBER = re.compile(r"(?<![\w.,:/#+=\-\u2212*])(\d{4,})(?:\.\d+)?(?![\w:/\-*]|[.,]\d)")
 # Columns whose values are identifiers, not figures.
-KEY_COLUMN = re.compile(r"\bfield-(?:id|pk|object_pk|object_id|natural_key|key|sku|\w+_number"
-                        r"|\w+_id|ip|path)\b|(?:^|\s)(?:ID|#|Row|Key|Line|Run|Version)$",
-                        re.IGNORECASE)
+KEY_COLUMN = re.compile(
+    r"\bfield-(?:id|pk|object_pk|object_id|natural_key|key|sku|\w+_number"
+    r"|\w+_id|ip|path)\b|(?:^|\s)(?:ID|#|Row|Key|Line|Run|Version)$",
+    re.IGNORECASE,
+)
 # Words that make the number after them an identifier: "run 1234", "row 1352", "version 1473".
 # ("rows 202, 1352": a list of sheet rows; "1352 rows" is a count and is flagged.)
-ID_WORDS = {"version", "run", "row", "rows", "line", "lines", "id", "pk", "intent", "alert",
-            "pid", "port", "upload", "config"}
+ID_WORDS = {
+    "version",
+    "run",
+    "row",
+    "rows",
+    "line",
+    "lines",
+    "id",
+    "pk",
+    "intent",
+    "alert",
+    "pid",
+    "port",
+    "upload",
+    "config",
+}
 
 
 def key_word(words: set[str]) -> re.Pattern:
@@ -140,28 +159,42 @@ def key_word(words: set[str]) -> re.Pattern:
 KEY_WORD = key_word(ID_WORDS)
 
 TIME_FORMS = [
-    (re.compile(r"\b(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.? \d{1,2}\b"
-                r"|\b(?:January|February|March|April|May|June|July|August|September|October"
-                r"|November|December) \d{1,2}\b"), "a month-name date"),
-    (re.compile(r"\b\d{1,2}(?::\d{2}){1,2}\s?[AaPp]\.?[Mm]\b\.?|\b[ap]\.m\."),
-     "a 12-hour clock"),
+    (
+        re.compile(
+            r"\b(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.? \d{1,2}\b"
+            r"|\b(?:January|February|March|April|May|June|July|August|September|October"
+            r"|November|December) \d{1,2}\b"
+        ),
+        "a month-name date",
+    ),
+    (re.compile(r"\b\d{1,2}(?::\d{2}){1,2}\s?[AaPp]\.?[Mm]\b\.?|\b[ap]\.m\."), "a 12-hour clock"),
     (re.compile(r"\b(?:midnight|noon)\b"), "Django's midnight/noon"),
     (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}"), "an ISO time with T"),
     (re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?!:\d{2})"), "a time without seconds"),
-    (re.compile(r"\d:\d{2}:\d{2}(?:\.\d+|\s?[+-]\d{2}:?\d{2})"),
-     "a time with fractions or an offset"),
-    (re.compile(r"(?<!\d{4}-\d{2}-\d{2} )(?<![\d:])\d{1,2}:\d{2}:\d{2}(?![\d.])"),
-     "a clock time (or H:MM:SS duration) without its date"),
+    (
+        re.compile(r"\d:\d{2}:\d{2}(?:\.\d+|\s?[+-]\d{2}:?\d{2})"),
+        "a time with fractions or an offset",
+    ),
+    (
+        re.compile(r"(?<!\d{4}-\d{2}-\d{2} )(?<![\d:])\d{1,2}:\d{2}:\d{2}(?![\d.])"),
+        "a clock time (or H:MM:SS duration) without its date",
+    ),
 ]
 DURATION_FORMS = [
-    (re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?(?:secs?|seconds?|sec\.)(?!\w)"),
-     "seconds spelled out (use '12 s')"),
+    (
+        re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s?(?:secs?|seconds?|sec\.)(?!\w)"),
+        "seconds spelled out (use '12 s')",
+    ),
     (re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:s|ms)\b"), "a unit without its space ('0.45 s')"),
     (re.compile(r"(?<![\w.])\d+\.\d+\s?ms\b"), "milliseconds with decimals"),
-    (re.compile(r"(?<![\w.])\d+m\s?\d+s\b|(?<![\w.])\d+\.\d+\s?min\b"),
-     "another duration form ('2 min 05 s')"),
-    (re.compile(r"(?<![\w.,])[1-9][\d,]*\d\.\d+\s?s\b"),
-     "a duration of 10 s or more with decimals ('12 s')"),
+    (
+        re.compile(r"(?<![\w.])\d+m\s?\d+s\b|(?<![\w.])\d+\.\d+\s?min\b"),
+        "another duration form ('2 min 05 s')",
+    ),
+    (
+        re.compile(r"(?<![\w.,])[1-9][\d,]*\d\.\d+\s?s\b"),
+        "a duration of 10 s or more with decimals ('12 s')",
+    ),
     (re.compile(r"\d\s%"), "a space before %"),
     (re.compile(r"(?<![\w.])\d+\.(?:\d{2}|\d{4,})%"), "a percentage with 2 or 4+ decimals"),
 ]
@@ -189,18 +222,23 @@ def formats(m: Measure, key_words: re.Pattern = KEY_WORD) -> list[str]:
             link_numbers = set(re.findall(r"\d+", node["href"]))
             for match in BARE_NUMBER.finditer(text):
                 number = match.group(1)
-                if (number in link_numbers or (len(number) == 4 and int(number) in YEAR)
-                        or key_words.search(text[:match.start()])):
+                if (
+                    number in link_numbers
+                    or (len(number) == 4 and int(number) in YEAR)
+                    or key_words.search(text[: match.start()])
+                ):
                     continue
                 bare.append(_around(text, match))
         for match in SECONDS.finditer(text):
             if float(match.group(1).replace(",", "")) > 60:
-                wrong.setdefault("a duration over a minute in seconds ('2 min 05 s')",
-                                 []).append(_around(text, match))
+                wrong.setdefault("a duration over a minute in seconds ('2 min 05 s')", []).append(
+                    _around(text, match)
+                )
         for match in DECIMALS.finditer(text):
             if _unrounded(match):
                 wrong.setdefault("an unrounded number (3+ decimals)", []).append(
-                    _around(text, match))
+                    _around(text, match)
+                )
         for pattern, what in TIME_FORMS + DURATION_FORMS:
             for match in pattern.finditer(text):
                 wrong.setdefault(what, []).append(_around(text, match))
@@ -218,7 +256,7 @@ def formats(m: Measure, key_words: re.Pattern = KEY_WORD) -> list[str]:
 
 
 def _around(text: str, match: re.Match) -> str:
-    return text[max(0, match.start() - 20):match.end() + 12].replace("\n", " ")
+    return text[max(0, match.start() - 20) : match.end() + 12].replace("\n", " ")
 
 
 def _unique(items: list[str]) -> list[str]:
@@ -226,5 +264,9 @@ def _unique(items: list[str]) -> list[str]:
 
 
 def _examples(pattern: re.Pattern, text: str) -> list[str]:
-    return _unique([text[max(0, m.start() - 25):m.end() + 25].replace("\n", " ")
-                    for m in pattern.finditer(text)])
+    return _unique(
+        [
+            text[max(0, m.start() - 25) : m.end() + 25].replace("\n", " ")
+            for m in pattern.finditer(text)
+        ]
+    )

@@ -20,8 +20,7 @@ def _ambiguous(head: list[str]) -> bool:
     return len(names) != len(set(names))
 
 
-def assert_run_accounts_for_every_row(path: str, head: list[str],
-                                      rows: list[list[str]]) -> SyncRun:
+def assert_run_accounts_for_every_row(path: str, head: list[str], rows: list[list[str]]) -> SyncRun:
     Buyer.objects.all().delete()
     run = run_ingest("buyers", file=path)  # raises nothing: every outcome is in the run
     # A row whose only content is a formula without a saved value is data: it is reported
@@ -32,9 +31,12 @@ def assert_run_accounts_for_every_row(path: str, head: list[str],
         # message, and no row half-done.
         assert run.message and "Traceback" not in run.message, run.message
         # A mapped column missing from the sheet refuses the run (issue 15): nothing blanked.
-        assert "Buyer Number" not in head or _ambiguous(head) or any(
-            h not in head for h in get_source("buyers").columns) or any(
-            len(c) > 100_000 for r in [head, *rows] for c in r), run.message
+        assert (
+            "Buyer Number" not in head
+            or _ambiguous(head)
+            or any(h not in head for h in get_source("buyers").columns)
+            or any(len(c) > 100_000 for r in [head, *rows] for c in r)
+        ), run.message
         return run
     assert run.status in (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL), run.message
     logs = list(RecordLog.objects.filter(run_id=run.pk))

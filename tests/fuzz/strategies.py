@@ -12,19 +12,47 @@ from sync.ingest.exceptions import SourceUnavailableError
 
 # csv's default field limit: a longer field cannot be read, the file gets one clear error.
 HUGE = csv.field_size_limit() + 10
-NASTY = ["", " ", '"', '""', 'a"b', '"quoted"', "\x00", "a\x00b", "\r", "\n", "\r\n", ",",
-         ";", "\t", "\u202e", "😀" * 40, "B-00001", " B-00002 ", "b-00003", "B-1",
-         "12,000,000", "1e400", "NaN", "2024-02-30", "=1+1", "#N/A", "TRUE"]
+NASTY = [
+    "",
+    " ",
+    '"',
+    '""',
+    'a"b',
+    '"quoted"',
+    "\x00",
+    "a\x00b",
+    "\r",
+    "\n",
+    "\r\n",
+    ",",
+    ";",
+    "\t",
+    "\u202e",
+    "😀" * 40,
+    "B-00001",
+    " B-00002 ",
+    "b-00003",
+    "B-1",
+    "12,000,000",
+    "1e400",
+    "NaN",
+    "2024-02-30",
+    "=1+1",
+    "#N/A",
+    "TRUE",
+]
 # NOTE: no U+FEFF inside cells: at the very start of a file it is a BOM and is stripped,
 # which the exact oracle below would read as a lost character; BOMs are added on purpose.
 cell = st.one_of(
-    st.text(st.characters(blacklist_characters="\ufeff", blacklist_categories=("Cs",)),
-            max_size=30),
+    st.text(
+        st.characters(blacklist_characters="\ufeff", blacklist_categories=("Cs",)), max_size=30
+    ),
     st.sampled_from(NASTY),
     st.text("x", min_size=1000, max_size=5000),
 )
-key = st.one_of(st.from_regex(r"B-\d{5}", fullmatch=True),
-                st.from_regex(r"B-\d{5}", fullmatch=True), cell)
+key = st.one_of(
+    st.from_regex(r"B-\d{5}", fullmatch=True), st.from_regex(r"B-\d{5}", fullmatch=True), cell
+)
 headers = st.one_of(
     st.permutations(BUYER_HEADERS),
     st.lists(st.sampled_from([*BUYER_HEADERS, "", "Extra", "buyer number"]), max_size=15),
@@ -53,8 +81,9 @@ def csv_text(head: list[str], rows: list[list[str]], lineterminator: str) -> str
     # NOTE: csv's writer leaves a lone CR unquoted (a reader then ends the row there), as
     # no spreadsheet program does: such cells are quoted, like every cell of the row.
     breaks = any("\r" in c or "\n" in c for r in [head, *rows] for c in r)
-    writer = csv.writer(out, lineterminator=lineterminator,
-                        quoting=csv.QUOTE_ALL if breaks else csv.QUOTE_MINIMAL)
+    writer = csv.writer(
+        out, lineterminator=lineterminator, quoting=csv.QUOTE_ALL if breaks else csv.QUOTE_MINIMAL
+    )
     writer.writerow(head)
     writer.writerows(rows)
     return out.getvalue()
@@ -73,14 +102,16 @@ def csv_files(draw) -> tuple[bytes, tuple[list[str], list[list[str]]] | None]:
         text = ending.join(",".join(r) for r in [head, *rows])
     else:
         text = csv_text(head, rows, ending)
-    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "utf-16", "latin-1",
-                                     "cp1252"]))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "utf-16", "latin-1", "cp1252"]))
     data = text.encode(encoding, errors="replace")
     wellformed = kind == "csv" and encoding in ("utf-8", "utf-8-sig")
     if draw(st.booleans()) and data:  # a damaged file: a cut, or a byte replaced
         at = draw(st.integers(0, len(data) - 1))
-        data = data[:at] if draw(st.booleans()) else (
-            data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1:])
+        data = (
+            data[:at]
+            if draw(st.booleans())
+            else (data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1 :])
+        )
         wellformed = False
     return data, (head, rows) if wellformed else None
 

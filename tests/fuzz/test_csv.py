@@ -16,8 +16,12 @@ from sync.models import ErrorLog, SyncRun
 from tests.fuzz.ingest_oracle import assert_run_accounts_for_every_row
 from tests.fuzz.strategies import HUGE, assert_clear, csv_files, csv_text, sheets
 
-FAST = settings(max_examples=150, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def read(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -38,8 +42,7 @@ def test_any_csv_bytes_read_as_rows_or_one_clear_error(case, tmp_path_factory) -
         head, rows = read(str(path))
     except SourceUnavailableError as e:
         assert_clear(e, str(path))
-        huge = sheet is not None and any(len(c) >= HUGE for r in [sheet[0], *sheet[1]]
-                                         for c in r)
+        huge = sheet is not None and any(len(c) >= HUGE for r in [sheet[0], *sheet[1]] for c in r)
         assert sheet is None or huge, f"a well-formed sheet was refused: {e}"
         return
     assert all(isinstance(c, str) for _n, cells in rows for c in cells)
@@ -51,17 +54,26 @@ def test_any_csv_bytes_read_as_rows_or_one_clear_error(case, tmp_path_factory) -
         assert rows == [(n, r) for n, r in enumerate(written, start=2) if any(r)]
 
 
-@settings(max_examples=30, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(sheet=sheets(), ending=st.sampled_from(["\n", "\r\n", "\r"]), bom=st.booleans())
 @pytest.mark.django_db
-def test_a_real_ingest_of_odd_csv_accounts_for_every_row(sheet, ending, bom,
-                                                         tmp_path_factory) -> None:
+def test_a_real_ingest_of_odd_csv_accounts_for_every_row(
+    sheet, ending, bom, tmp_path_factory
+) -> None:
     head, rows = sheet
     path = tmp_path_factory.mktemp("ingest") / "buyers.csv"
-    path.write_text(csv_text(head, rows, ending), encoding="utf-8-sig" if bom else "utf-8",
-                    newline="")
+    path.write_text(
+        csv_text(head, rows, ending), encoding="utf-8-sig" if bom else "utf-8", newline=""
+    )
     assert_run_accounts_for_every_row(str(path), head, rows)
 
 
@@ -71,8 +83,10 @@ def test_nul_in_a_key_or_a_header_is_reported_not_a_crash(tmp_path) -> None:
     the run died without a status; now the row, or the file, is reported."""
     path = tmp_path / "buyers.csv"
     # Every mapped column is there: a missing one refuses the run before any row is read.
-    header = ("Buyer Number,Name,Email,Phone,Address,Desired Area,Property Type,Budget,Status,"
-              "Inquiry Source,Inquiry Date,Notes")
+    header = (
+        "Buyer Number,Name,Email,Phone,Address,Desired Area,Property Type,Budget,Status,"
+        "Inquiry Source,Inquiry Date,Notes"
+    )
     path.write_text(f"{header}\nB-0\x0001,a{',' * 10}\nB-00002,b{',' * 10}\n")
     run = run_ingest("buyers", file=str(path))
     assert (run.status, run.created, run.failed) == (SyncRun.Status.PARTIAL, 1, 1)

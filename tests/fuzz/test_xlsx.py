@@ -25,27 +25,40 @@ ERRORS = ["#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!"]
 FORMULAS = ["=1/0", "=A1+1", "=SUM(A1:A3)", '=CONCAT("B-", "00001")', "=NOW()"]
 # NOTE: no CR: openpyxl writes it raw and XML reads a raw CR as LF (Excel escapes it as
 # _x000D_), so the workbook itself, not the source, would hold another text.
-text = st.text(max_size=40).map(lambda s: ILLEGAL_CHARACTERS_RE.sub("", s).replace(
-    "\r", "")).filter(lambda s: not s.startswith("="))
+text = (
+    st.text(max_size=40)
+    .map(lambda s: ILLEGAL_CHARACTERS_RE.sub("", s).replace("\r", ""))
+    .filter(lambda s: not s.startswith("="))
+)
 # Plain values read back exactly as a person sees them (what the oracle compares).
 plain = st.one_of(
-    text, st.text("z", min_size=5000, max_size=32767), st.booleans(),
-    st.integers(-10**15, 10**15), st.dates(datetime.date(1901, 1, 1)),
-    st.from_regex(r"B-\d{5}", fullmatch=True), st.sampled_from(["", " ", "B-00001"]),
+    text,
+    st.text("z", min_size=5000, max_size=32767),
+    st.booleans(),
+    st.integers(-(10**15), 10**15),
+    st.dates(datetime.date(1901, 1, 1)),
+    st.from_regex(r"B-\d{5}", fullmatch=True),
+    st.sampled_from(["", " ", "B-00001"]),
 )
 odd = st.one_of(
-    st.sampled_from(ERRORS + FORMULAS), st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(ERRORS + FORMULAS),
+    st.floats(allow_nan=False, allow_infinity=False),
     # NOTE: naive, as Excel stores them (it has no time zones).
     st.datetimes(datetime.datetime(1901, 1, 1)).map(  # noqa: DTZ001
-        lambda d: d.replace(microsecond=0)),
-    st.times().map(lambda t: t.replace(microsecond=0)), st.none(),
+        lambda d: d.replace(microsecond=0)
+    ),
+    st.times().map(lambda t: t.replace(microsecond=0)),
+    st.none(),
 )
 value = st.one_of(plain, plain, odd)
 
 
 def is_plain(v: object) -> bool:
-    return isinstance(v, str | bool | int | datetime.date) and not isinstance(
-        v, datetime.datetime) and not (isinstance(v, str) and (v in ERRORS or v[:1] == "="))
+    return (
+        isinstance(v, str | bool | int | datetime.date)
+        and not isinstance(v, datetime.datetime)
+        and not (isinstance(v, str) and (v in ERRORS or v[:1] == "="))
+    )
 
 
 @st.composite
@@ -53,8 +66,11 @@ def workbooks(draw, *, buyers: bool = False) -> tuple[bytes, list[list[object]] 
     """A workbook's bytes and the grid of its first sheet (``None`` for an empty book)."""
     book = openpyxl.Workbook()
     sheet = book.active
-    head = list(draw(st.permutations(BUYER_HEADERS))) if buyers else draw(
-        st.lists(st.one_of(st.sampled_from(BUYER_HEADERS), text), max_size=8))
+    head = (
+        list(draw(st.permutations(BUYER_HEADERS)))
+        if buyers
+        else draw(st.lists(st.one_of(st.sampled_from(BUYER_HEADERS), text), max_size=8))
+    )
     grid: list[list[object]] = [list(head)]
     width = max(len(head), 1)
     for _ in range(draw(st.integers(0, 8))):
@@ -105,7 +121,7 @@ def xlsx_files(draw) -> tuple[bytes, list[list[object]] | None, bool]:
     if draw(st.booleans()):
         return data[:at], None, False
     changed = bytes([draw(st.integers(0, 255))])
-    return data[:at] + changed + data[at + 1:], None, False
+    return data[:at] + changed + data[at + 1 :], None, False
 
 
 def read(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -113,9 +129,16 @@ def read(path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return source.headers(), list(source.rows())
 
 
-@settings(max_examples=120, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=120,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(case=xlsx_files())
 @example(case=(b"PK\x03\x04" + b"\x00" * 60, None, False))
 def test_any_xlsx_bytes_read_as_rows_or_one_clear_error(case, tmp_path_factory) -> None:
@@ -146,9 +169,16 @@ def test_any_xlsx_bytes_read_as_rows_or_one_clear_error(case, tmp_path_factory) 
                 assert got == cell_text(v), (r, c, v, got)
 
 
-@settings(max_examples=12, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=12,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(book=workbooks(buyers=True))
 @pytest.mark.django_db
 def test_a_real_ingest_of_odd_workbooks_accounts_for_every_row(book, tmp_path_factory) -> None:
@@ -174,11 +204,13 @@ def test_a_sheet_damaged_past_its_first_rows_is_one_clear_error(tmp_path) -> Non
     with zipfile.ZipFile(whole) as src, zipfile.ZipFile(path, "w") as dst:
         for item in src.infolist():
             data = src.read(item)
-            dst.writestr(item, data[:len(data) // 2] if "worksheets/sheet1" in
-                         item.filename else data)
+            dst.writestr(
+                item, data[: len(data) // 2] if "worksheets/sheet1" in item.filename else data
+            )
     source = XlsxSource(str(path))
     assert source.headers() == ["B-00001", "name 1"]
-    with pytest.raises(SourceUnavailableError, match=r"cut\.xlsx cannot be read past row \d+"
-                       ) as caught:
+    with pytest.raises(
+        SourceUnavailableError, match=r"cut\.xlsx cannot be read past row \d+"
+    ) as caught:
         list(source.rows())
     assert_clear(caught.value, str(path))

@@ -49,8 +49,9 @@ def set_source_key(settings, source: str, line: str) -> None:
 
 @pytest.fixture
 def buyers_sheet(tmp_path) -> Callable[..., Path]:
-    def make(rows=None, *, count: int = 20, name: str = "buyers.csv",
-             headers: list[str] | None = None) -> Path:
+    def make(
+        rows=None, *, count: int = 20, name: str = "buyers.csv", headers: list[str] | None = None
+    ) -> Path:
         data = list(rows) if rows is not None else list(buyer_rows(count, 0))
         return write(tmp_path / name, headers or BUYER_HEADERS, data)
 
@@ -95,21 +96,37 @@ class SheetsServer:
                 server.requests.append(self.path)
                 if server.fail_next > 0 or len(server.requests) in server.fail_at:
                     server.fail_next = max(server.fail_next - 1, 0)
-                    return self._send(server.fail_status, {"error": {
-                        "code": server.fail_status, "message": "The service is unavailable.",
-                        "status": "UNAVAILABLE"}})
+                    return self._send(
+                        server.fail_status,
+                        {
+                            "error": {
+                                "code": server.fail_status,
+                                "message": "The service is unavailable.",
+                                "status": "UNAVAILABLE",
+                            }
+                        },
+                    )
                 url = urlparse(self.path)
                 match = re.fullmatch(r"/v4/spreadsheets/([^/]+)/values/(.+)", url.path)
                 if parse_qs(url.query).get("key") != [server.api_key]:
-                    return self._send(403, {"error": {"code": 403, "message": "bad key",
-                                                      "status": "PERMISSION_DENIED"}})
+                    return self._send(
+                        403,
+                        {
+                            "error": {
+                                "code": 403,
+                                "message": "bad key",
+                                "status": "PERMISSION_DENIED",
+                            }
+                        },
+                    )
                 if not match or match.group(1) not in server.sheets:
-                    return self._send(404, {"error": {"code": 404, "message": "not found",
-                                                      "status": "NOT_FOUND"}})
+                    return self._send(
+                        404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}
+                    )
                 rows = server.sheets[match.group(1)]
                 cells = unquote(match.group(2)).rsplit("!", 1)[-1]
                 first, last = (int(n) for n in cells.split(":"))
-                values = rows[first - 1:last]
+                values = rows[first - 1 : last]
                 while values and not any(values[-1]):
                     values.pop()
                 body = {"range": unquote(match.group(2)), "majorDimension": "ROWS"}

@@ -25,7 +25,8 @@ def test_ingest_command_prints_progress_and_totals(buyers_sheet) -> None:
     text = out.getvalue()
     assert "25/25 100.0%" in text
     assert "buyers: succeeded; 25 rows: 25 created, 0 updated, 0 unchanged, 0 failed, 0 gap" in (
-        text)
+        text
+    )
     out = StringIO()
     call_command("sync_ingest", "buyers", "--dry-run", stdout=out)
     assert "(dry run): succeeded; 25 rows: 0 created" in out.getvalue()
@@ -60,7 +61,8 @@ def test_find_missing_missing_health_and_schema_check(buyers_sheet) -> None:
     call_command("sync_missing", "buyers", stdout=out)
     assert out.getvalue().strip() == (
         "buyers: sheet 12 keys (12 rows), 12 of them in the database, missing 0 "
-        "(the table holds 12 rows from every source)")
+        "(the table holds 12 rows from every source)"
+    )
     out = StringIO()
     call_command("sync_health", stdout=out)
     assert "buyers: last run" in out.getvalue()
@@ -105,10 +107,12 @@ def test_configuration_errors_say_what_to_fix(settings, tmp_path) -> None:
     cases = {
         'target = "buyers.buyer"': "missing 'natural_key'",
         'target = "x.y"\nnatural_key = "a"\ncolumns = { A = "a" }': "unknown target model",
-        'target = "buyers.buyer"\nnatural_key = "buyer_number"\ncolumns = { A = "nope" }':
-            "has no field nope",
-        'target = "buyers.buyer"\nnatural_key = "buyer_number"\ncolumns = { A = "name" }':
-            "no column feeds the natural key",
+        'target = "buyers.buyer"\nnatural_key = "buyer_number"\ncolumns = { A = "nope" }': (
+            "has no field nope"
+        ),
+        'target = "buyers.buyer"\nnatural_key = "buyer_number"\ncolumns = { A = "name" }': (
+            "no column feeds the natural key"
+        ),
         'target = "buyers.buyer"\nnatural_key = "buyer_number"\n'
         'columns = { A = "buyer_number", B = "p.x" }': "no such child is configured",
         'target = "buyers.buyer"\nnatural_key = "buyer_number"\nkind = "ods"\n'
@@ -122,9 +126,11 @@ def test_configuration_errors_say_what_to_fix(settings, tmp_path) -> None:
         path.write_text(f"[sources.s]\n{body}\n")
         with pytest.raises(SourceConfigError, match=message):
             load_sources()
-    path.write_text('[sources.s]\ntarget = "sellers.seller"\nnatural_key = "seller_number"\n'
-                    'child = { target = "sellers.property", parent_field = "seller" }\n'
-                    'columns = { A = "seller_number", B = "property.land_area" }\n')
+    path.write_text(
+        '[sources.s]\ntarget = "sellers.seller"\nnatural_key = "seller_number"\n'
+        'child = { target = "sellers.property", parent_field = "seller" }\n'
+        'columns = { A = "seller_number", B = "property.land_area" }\n'
+    )
     config = get_source("s")
     assert config.child_columns() == {"B": "land_area"}
     assert config.resolve_location("x.xlsx")[0] == "xlsx"
@@ -153,7 +159,8 @@ def test_gap_and_schema_commands_name_an_unknown_source(command) -> None:
 
 @pytest.mark.django_db
 def test_a_new_source_row_takes_model_defaults_when_the_sources_file_is_broken(
-        settings, tmp_path) -> None:
+    settings, tmp_path
+) -> None:
     from sync.ops.config import config_for
 
     bad = tmp_path / "bad.toml"

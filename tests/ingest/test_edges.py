@@ -80,7 +80,10 @@ def test_failing_row_beside_invalid_and_duplicate_rows(buyers_sheet, settings) -
         holder.close()
     assert (run.failed, run.unchanged, run.rows_done) == (4, 1, 5)
     assert set(ErrorLog.objects.filter(run_id=run.pk).values_list("category", flat=True)) == {
-        "database", "validation", "conflict"}
+        "database",
+        "validation",
+        "conflict",
+    }
     assert RecordRetry.objects.get().natural_key == "B-00001"
 
 
@@ -109,50 +112,72 @@ def test_small_helpers(buyers_sheet, tmp_path) -> None:
     entry = RecordRetry(source="buyers", natural_key="B-1", attempts=2, status="pending")
     assert str(entry) == "buyers:B-1 (pending, 2 attempts)"
     from sync.models import RecordLog
+
     assert str(RecordLog(run_id=1, row_number=2, natural_key="B-1", action="created")) == (
-        "run 1 row 2 B-1 created")
+        "run 1 row 2 B-1 created"
+    )
     assert retry.resolve(source="buyers", keys=[]) == 0
     assert retry.forget_missing(source="buyers", keys=["nope"]) == 0
     assert retry.due(source="buyers") == {}
     assert SchemaReport("buyers", []).fix_migration() == ""
     config = get_source("buyers")
     validator = RowValidator(config, column_limits(config), ["Buyer Number", "Name"])
-    sample = [ValidRow(2, "B-77777", validator.parent and tuple(
-        [None] * len(validator.parent)), None)]
+    sample = [
+        ValidRow(2, "B-77777", validator.parent and tuple([None] * len(validator.parent)), None)
+    ]
     assert compare_sample(config, sample, validator)["mismatches"] == [
-        {"key": "B-77777", "fields": ["(missing)"]}]
+        {"key": "B-77777", "fields": ["(missing)"]}
+    ]
     assert compare_sample(config, [], validator) == {"compared": 0, "mismatches": []}
-    bare = get_source("buyers").__class__(name="b", model=config.model,
-                                          natural_key="buyer_number",
-                                          columns={"K": "buyer_number"})
+    bare = get_source("buyers").__class__(
+        name="b", model=config.model, natural_key="buyer_number", columns={"K": "buyer_number"}
+    )
     assert integrity_issues(bare, run.pk) == {}
-    sheets = get_source("buyers").__class__(name="s", model=config.model, kind="sheets",
-                                            location="sheet-id", natural_key="buyer_number",
-                                            columns={"K": "buyer_number"})
+    sheets = get_source("buyers").__class__(
+        name="s",
+        model=config.model,
+        kind="sheets",
+        location="sheet-id",
+        natural_key="buyer_number",
+        columns={"K": "buyer_number"},
+    )
     assert sheets.resolve_location() == ("sheets", "sheet-id")
-    version = get_source("buyers").__class__(name="v", model=config.model,
-                                             natural_key="buyer_number",
-                                             columns={"K": "buyer_number", "V": "version"})
+    version = get_source("buyers").__class__(
+        name="v",
+        model=config.model,
+        natural_key="buyer_number",
+        columns={"K": "buyer_number", "V": "version"},
+    )
     with pytest.raises(SourceConfigError, match="cannot be fed from a sheet"):
-        RowValidator(version, {"K": column_limits(config)["Buyer Number"],
-                               "V": column_limits(config)["Buyer Number"]}, ["K", "V"])
+        RowValidator(
+            version,
+            {
+                "K": column_limits(config)["Buyer Number"],
+                "V": column_limits(config)["Buyer Number"],
+            },
+            ["K", "V"],
+        )
     assert connections["default"].vendor == "postgresql"
 
 
 @pytest.mark.django_db
 def test_a_source_that_feeds_only_the_key_inserts_then_leaves_rows_alone(
-        buyers_sheet, settings) -> None:
+    buyers_sheet, settings
+) -> None:
     from tests.ingest.conftest import add_source
 
     path = buyers_sheet([["B-00001"], ["B-00002"]], headers=["Buyer Number"], name="keys.csv")
-    add_source(settings, f"""
+    add_source(
+        settings,
+        f"""
 [sources.keys]
 target = "buyers.buyer"
 natural_key = "buyer_number"
 location = "{path}"
 [sources.keys.columns]
 "Buyer Number" = "buyer_number"
-""")
+""",
+    )
     assert get_source("keys").child_columns() == {}  # no child configured
     first = run_ingest("keys")
     assert (first.status, first.created) == ("succeeded", 2)
@@ -187,8 +212,9 @@ def test_find_missing_counts_a_repeated_or_empty_key_once(buyers_sheet) -> None:
 def test_schema_scan_counts_every_misfit_and_lists_the_first_thousand() -> None:
     from sync.ingest.schema import REPORT_ROWS, Column, scan_rows
 
-    column = Column("Name", "buyers.buyer", "name", "buyers", "name", "character varying",
-                    5, None, None)
+    column = Column(
+        "Name", "buyers.buyer", "name", "buyers", "name", "character varying", 5, None, None
+    )
     report = SchemaReport("buyers", [column])
     scan_rows(report, ["Name"], ((n, ["too long"]) for n in range(2, REPORT_ROWS + 12)))
     assert (report.misfit_count, report.rows_with_misfits) == (REPORT_ROWS + 10,) * 2
@@ -216,10 +242,14 @@ def test_network_retries_without_a_listener(settings) -> None:
 @pytest.mark.django_db
 def test_dates_in_iso_shape_that_are_not_dates_are_reported() -> None:
     config = get_source("buyers")
-    validator = RowValidator(config, _columns(),
-                             ["Buyer Number", "Name", "Inquiry Date"])
-    for value, ok in (("2024-02-30", False), ("2024-02-29", True), ("2024-2-9", True),
-                      ("29.02.2024", True), ("2024-13-01", False)):
+    validator = RowValidator(config, _columns(), ["Buyer Number", "Name", "Inquiry Date"])
+    for value, ok in (
+        ("2024-02-30", False),
+        ("2024-02-29", True),
+        ("2024-2-9", True),
+        ("29.02.2024", True),
+        ("2024-13-01", False),
+    ):
         row, issues = validator.validate(2, ["B-00001", "A", value])
         assert (row is not None) is ok, value
         if not ok:

@@ -58,8 +58,9 @@ def test_a_second_run_of_a_locked_source_is_refused_with_a_clear_message(buyers_
     assert run_ingest("buyers").created == 5
 
 
-def test_two_processes_one_source_one_is_refused(buyers_sheet, tmp_path, settings,
-                                                 monkeypatch) -> None:
+def test_two_processes_one_source_one_is_refused(
+    buyers_sheet, tmp_path, settings, monkeypatch
+) -> None:
     buyers_sheet(count=50)
     go = tmp_path / "go"
     monkeypatch.setenv("SYNC_INGEST_SOURCES_FILE", settings.SYNC_INGEST_SOURCES_FILE)
@@ -74,8 +75,9 @@ def test_two_processes_one_source_one_is_refused(buyers_sheet, tmp_path, setting
         print(run.status, run.created)
     """)
     try:
-        running = wait_until(lambda: SyncRun.objects.filter(
-            status="running", rows_done__gt=0).first(), timeout=30)
+        running = wait_until(
+            lambda: SyncRun.objects.filter(status="running", rows_done__gt=0).first(), timeout=30
+        )
         with pytest.raises(SyncAlreadyRunningError, match=f"run {running.pk}"):
             run_ingest("buyers")
     finally:
@@ -92,8 +94,9 @@ def test_cancel_between_batches_leaves_consistent_data_and_status(buyers_sheet) 
     def cancel_after_three_batches(run: SyncRun) -> None:
         if run.rows_done == 30:
             with canceller.cursor() as cursor:  # another session, as the console would
-                cursor.execute("UPDATE sync_audit_logs SET cancel_requested = true"
-                               " WHERE id = %s", [run.pk])
+                cursor.execute(
+                    "UPDATE sync_audit_logs SET cancel_requested = true WHERE id = %s", [run.pk]
+                )
 
     try:
         run = run_ingest("buyers", batch_size=10, progress=cancel_after_three_batches)
@@ -122,7 +125,8 @@ def test_cancel_command(buyers_sheet) -> None:
 
 
 def test_terminated_backend_mid_run_is_reconnected_and_the_run_completes(
-        buyers_sheet, redis_raw_client) -> None:
+    buyers_sheet, redis_raw_client
+) -> None:
     buyers_sheet(count=60)
     killed = []
 
@@ -148,7 +152,8 @@ def test_terminated_backend_mid_run_is_reconnected_and_the_run_completes(
 
 
 def test_row_lock_timeout_goes_to_the_retry_queue_then_permanent_failure(
-        buyers_sheet, settings, caplog) -> None:
+    buyers_sheet, settings, caplog
+) -> None:
     settings.SYNC_INGEST_LOCK_TIMEOUT_MS = 100
     settings.SYNC_INGEST_RETRY_MAX_ATTEMPTS = 2
     rows = list(buyer_rows(10, 0))
@@ -166,15 +171,18 @@ def test_row_lock_timeout_goes_to_the_retry_queue_then_permanent_failure(
         assert (run.status, run.updated, run.failed) == ("partial", 1, 1)
         entry = RecordRetry.objects.get()
         assert (entry.natural_key, entry.category, entry.attempts, entry.status) == (
-            "B-00003", "database", 1, "pending")
+            "B-00003",
+            "database",
+            1,
+            "pending",
+        )
         assert ErrorLog.objects.get(run_id=run.pk, row_number=4).retryable
 
         # Still locked: the retry fails again, its second attempt makes it permanent.
         call_command("sync_retry_records", "--all", stdout=StringIO())
         entry.refresh_from_db()
         assert (entry.attempts, entry.status) == (2, "permanently_failed")
-        assert any("ALERT permanent_failures [buyers]" in r.getMessage()
-                   for r in caplog.records)
+        assert any("ALERT permanent_failures [buyers]" in r.getMessage() for r in caplog.records)
         assert SyncAlert.objects.filter(alert_type="permanent_failures", source="buyers").exists()
     finally:
         holder.rollback()
@@ -189,8 +197,13 @@ def test_row_lock_timeout_goes_to_the_retry_queue_then_permanent_failure(
 def test_retry_run_stores_due_rows_and_drops_rows_gone_from_the_sheet(buyers_sheet) -> None:
     path = buyers_sheet(count=5)
     for key in ("B-00002", "B-99999"):
-        RecordRetry.objects.create(source="buyers", natural_key=key, location=str(path),
-                                   category="database", next_retry_at="2000-01-01T00:00Z")
+        RecordRetry.objects.create(
+            source="buyers",
+            natural_key=key,
+            location=str(path),
+            category="database",
+            next_retry_at="2000-01-01T00:00Z",
+        )
     out = StringIO()
     call_command("sync_retry_records", stdout=out)
     assert "1 retry run(s); queue now: empty" in out.getvalue()
@@ -217,7 +230,8 @@ def test_logs_of_a_run_carry_no_pii(buyers_sheet, caplog) -> None:
     error = ErrorLog.objects.get(run_id=run.pk)
     assert "example.com" not in error.natural_key + error.reason
     assert "example.com" not in "".join(
-        RecordLog.objects.filter(run_id=run.pk).values_list("natural_key", flat=True))
+        RecordLog.objects.filter(run_id=run.pk).values_list("natural_key", flat=True)
+    )
     assert all("@" not in r.getMessage() for r in caplog.records)
     assert Path(connection.settings_dict["NAME"])  # the run used the test database
     with transaction.atomic():
@@ -225,7 +239,8 @@ def test_logs_of_a_run_carry_no_pii(buyers_sheet, caplog) -> None:
 
 
 def test_write_through_reads_nothing_again_and_lock_timeout_is_scoped_to_the_run(
-        buyers_sheet, redis_raw_client, monkeypatch) -> None:
+    buyers_sheet, redis_raw_client, monkeypatch
+) -> None:
     from sync.cache import outbox, store
 
     buyers_sheet(count=30)
@@ -262,7 +277,8 @@ def test_write_through_reads_nothing_again_and_lock_timeout_is_scoped_to_the_run
 
 
 def test_redis_down_during_a_run_leaves_every_written_row_an_intent_that_replay_completes(
-        sellers_sheet, redis_control, redis_raw_client) -> None:
+    sellers_sheet, redis_control, redis_raw_client
+) -> None:
     from sellers.models import Property, Seller
     from sync.cache import connection as cache_connection
     from sync.cache.replay import replay_pending
@@ -276,9 +292,9 @@ def test_redis_down_during_a_run_leaves_every_written_row_an_intent_that_replay_
     assert (run.status, run.created) == ("succeeded", 25)  # Redis never fails a write (I1)
     # The statement enqueued every written row's intent in the batch's transaction (I3).
     pending = set(SyncIntent.objects.values_list("model", "object_pk"))
-    assert pending == {("sellers.seller", str(pk)) for pk in Seller.objects.values_list(
-        "pk", flat=True)} | {("sellers.property", str(pk)) for pk in Property.objects.values_list(
-            "pk", flat=True)}
+    assert pending == {
+        ("sellers.seller", str(pk)) for pk in Seller.objects.values_list("pk", flat=True)
+    } | {("sellers.property", str(pk)) for pk in Property.objects.values_list("pk", flat=True)}
     assert not SyncIntent.objects.filter(epoch__isnull=True).exists()  # all tagged (I9)
     cache_connection.breaker.reset()
     replay_pending(include_not_due=True)
@@ -288,7 +304,8 @@ def test_redis_down_during_a_run_leaves_every_written_row_an_intent_that_replay_
 
 
 def test_a_key_written_again_by_the_next_batch_keeps_its_intent_until_written_through(
-        buyers_sheet, redis_raw_client) -> None:
+    buyers_sheet, redis_raw_client
+) -> None:
     rows = list(buyer_rows(20, 0))
     rows[14] = [rows[4][0], *rows[14][1:]]  # row 16 repeats row 6's key: the next batch
     rows[14][8] = "a later status"
@@ -298,7 +315,11 @@ def test_a_key_written_again_by_the_next_batch_keeps_its_intent_until_written_th
     # is written; so no batch writes a key an earlier batch wrote. (That the statement never
     # deletes an intent it enqueues again is the next test's, on the statement itself.)
     assert (run.created, run.updated, run.failed, run.errors_by_category) == (
-        18, 0, 2, {"conflict": 2})
+        18,
+        0,
+        2,
+        {"conflict": 2},
+    )
     assert not Buyer.objects.filter(buyer_number=rows[4][0]).exists()
     other = Buyer.objects.get(buyer_number=rows[5][0])
     entry = redis_raw_client.hgetall(cache_key("buyers.buyer", other.pk))
@@ -317,16 +338,18 @@ def test_the_statement_never_deletes_an_intent_it_enqueues_again(buyers_sheet) -
     config = get_source("buyers")
     validator = RowValidator(config, column_limits(config), BUYER_HEADERS)
     writer = BatchWriter(config, validator)
-    run = SyncRun.objects.create(source="buyers", target="buyers.buyer", location="x",
-                                 batch_size=10)
+    run = SyncRun.objects.create(
+        source="buyers", target="buyers.buyer", location="x", batch_size=10
+    )
     first, second = (list(buyer_rows(2, 0, seed=seed)) for seed in (1, 2))
     valid = [validator.validate(n, cells)[0] for n, cells in enumerate(first + second, 2)]
     with transaction.atomic():
         answer = writer.write(valid[:2], run_id=run.pk, progress=Progress(2, 0, 0, 0, 0, run.pk))
     done = [RowState(s.label, s.pk, s.version, None) for s in answer.states]  # as if written
     with transaction.atomic():  # the same two keys, changed: their intents are enqueued again
-        again = writer.write(valid[2:], run_id=run.pk, settle=done,
-                             progress=Progress(4, 2, 0, 0, 0, run.pk))
+        again = writer.write(
+            valid[2:], run_id=run.pk, settle=done, progress=Progress(4, 2, 0, 0, 0, run.pk)
+        )
     assert [r.action for r in again.rows] == ["updated", "updated"]
     kept = dict(SyncIntent.objects.filter(model="buyers.buyer").values_list("object_pk", "version"))
     assert kept == {s.pk: s.version for s in again.states}  # the newer versions, not deleted

@@ -96,8 +96,9 @@ def test_excel_cp1252_csv_declared_loads_every_character(settings, tmp_path) -> 
     assert run.schema_report["file"]["warnings"] == []
 
 
-def test_cp1252_csv_not_declared_is_detected_and_the_run_says_so(settings, tmp_path,
-                                                                   caplog) -> None:
+def test_cp1252_csv_not_declared_is_detected_and_the_run_says_so(
+    settings, tmp_path, caplog
+) -> None:
     office(settings)
     path = tmp_path / "office.csv"
     path.write_bytes(text(ROWS).encode("cp1252"))
@@ -121,7 +122,9 @@ def test_utf16_unicode_text_export_tab_delimited_loads(settings, tmp_path) -> No
     assert run.status == SyncRun.Status.SUCCEEDED, run.message
     assert stored() == expected()
     assert (run.schema_report["file"]["encoding"], run.schema_report["file"]["delimiter"]) == (
-        "utf-16", "\t")
+        "utf-16",
+        "\t",
+    )
 
 
 @pytest.mark.parametrize("bom", [True, False])
@@ -144,8 +147,7 @@ def test_a_bom_wins_over_a_declared_encoding_and_is_reported(settings, tmp_path)
     assert "byte-order mark" in run.schema_report["file"]["warnings"][0]
 
 
-def test_utf8_text_under_a_declared_cp1252_is_read_as_utf8_and_reported(settings,
-                                                                       tmp_path) -> None:
+def test_utf8_text_under_a_declared_cp1252_is_read_as_utf8_and_reported(settings, tmp_path) -> None:
     office(settings, encoding="cp1252")
     path = tmp_path / "office.csv"
     path.write_bytes(text(ROWS).encode("utf-8"))
@@ -174,8 +176,9 @@ def test_a_declared_encoding_the_file_does_not_hold_names_the_line(settings, tmp
     path = tmp_path / "office.csv"
     path.write_bytes(text(ROWS[:1]).encode() + "B-00009,Zoé,,\r\n".encode("cp1252"))
     run = run_ingest("office", file=str(path))
-    error = assert_refused(run, "encoding", "is not UTF-8 text", "byte 0xE9 at line 3",
-                           'declare encoding = "cp1252"')
+    error = assert_refused(
+        run, "encoding", "is not UTF-8 text", "byte 0xE9 at line 3", 'declare encoding = "cp1252"'
+    )
     assert "line 3" in error.reason
 
 
@@ -185,8 +188,7 @@ def test_another_code_page_is_not_guessed_as_cp1252(settings, tmp_path) -> None:
     office(settings)
     path = tmp_path / "office.csv"
     path.write_bytes(text([["B-00001", "Иван Петров", "", ""]]).encode("cp1251"))
-    assert_refused(run_ingest("office", file=str(path)), "encoding", "is not UTF-8 text",
-                   "line 2")
+    assert_refused(run_ingest("office", file=str(path)), "encoding", "is not UTF-8 text", "line 2")
 
 
 def test_utf16_declared_without_a_bom_and_line_numbers_by_any_line_end(tmp_path) -> None:
@@ -194,7 +196,9 @@ def test_utf16_declared_without_a_bom_and_line_numbers_by_any_line_end(tmp_path)
     path.write_bytes("Buyer Number,Name\nB-00001,Zoë\n".encode("utf-16-le"))
     source = CsvSource(str(path), encoding="utf-16-le")
     assert (source.headers(), list(source.rows())) == (
-        ["Buyer Number", "Name"], [(2, ["B-00001", "Zoë"])])
+        ["Buyer Number", "Name"],
+        [(2, ["B-00001", "Zoë"])],
+    )
     path.write_bytes(b"a\rb\r\nc\nd,\xff")
     with pytest.raises(SourceFileError, match="byte 0xFF at line 4") as caught:
         CsvSource(str(path)).headers()
@@ -219,8 +223,7 @@ def test_semicolon_delimited_declared_or_sniffed(settings, tmp_path, declare) ->
 def test_a_comma_file_stays_comma_when_cells_hold_semicolons(tmp_path) -> None:
     path = tmp_path / "office.csv"
     path.write_text("Buyer Number,Name;Email\nB-00001,a;b\n")
-    source = CsvSource(str(path), encoding=None, delimiter=None,
-                       expected_headers=tuple(HEADERS))
+    source = CsvSource(str(path), encoding=None, delimiter=None, expected_headers=tuple(HEADERS))
     assert source.headers() == ["Buyer Number", "Name;Email"]  # the header decides: ","
 
 
@@ -243,16 +246,25 @@ def test_headers_match_after_trimming_and_ignoring_case(settings, tmp_path) -> N
 def test_two_columns_that_read_as_the_same_header_are_refused(settings, tmp_path) -> None:
     office(settings)
     path = tmp_path / "office.csv"
-    path.write_text(text([["B-00001", "a", "x@example.com", "b", "c"]],
-                         headers=["Buyer Number", "Name", "Email", "Notes", " notes"]))
+    path.write_text(
+        text(
+            [["B-00001", "a", "x@example.com", "b", "c"]],
+            headers=["Buyer Number", "Name", "Email", "Notes", " notes"],
+        )
+    )
     run = run_ingest("office", file=str(path))
-    assert_refused(run, "ambiguous_header", "columns D ('Notes') and E (' notes') both read "
-                   "as 'Notes'")
+    assert_refused(
+        run, "ambiguous_header", "columns D ('Notes') and E (' notes') both read as 'Notes'"
+    )
 
 
 def test_exact_duplicates_of_an_unmapped_header_are_fine() -> None:
-    assert match_headers(["Extra", "Buyer Number", "Extra", ""], ("Buyer Number",),
-                         "f.csv") == ["Extra", "Buyer Number", "Extra", ""]
+    assert match_headers(["Extra", "Buyer Number", "Extra", ""], ("Buyer Number",), "f.csv") == [
+        "Extra",
+        "Buyer Number",
+        "Extra",
+        "",
+    ]
     assert match_headers([" x "], (), "f.csv") == [" x "]
 
 
@@ -268,14 +280,14 @@ def default_field_limit():
 
 
 @pytest.mark.usefixtures("default_field_limit")
-def test_a_cell_longer_than_csvs_field_limit_loads_into_a_text_column(settings,
-                                                                     tmp_path) -> None:
+def test_a_cell_longer_than_csvs_field_limit_loads_into_a_text_column(settings, tmp_path) -> None:
     """Buyer.notes is TEXT; 300,000 characters is more than twice csv's default limit."""
     office(settings)
     notes = ("Lorem ipsum é€ " * 20_000)[:300_000]
     path = tmp_path / "office.csv"
-    path.write_text(text([["B-00001", "Long", "", notes], ["B-00002", "Short", "", "s"]]),
-                    encoding="utf-8")
+    path.write_text(
+        text([["B-00001", "Long", "", notes], ["B-00002", "Short", "", "s"]]), encoding="utf-8"
+    )
     run = run_ingest("office", file=str(path))
     assert run.status == SyncRun.Status.SUCCEEDED, run.message
     assert Buyer.objects.get(buyer_number="B-00001").notes == notes
@@ -286,8 +298,7 @@ def test_a_cell_longer_than_csvs_field_limit_loads_into_a_text_column(settings,
 def test_a_header_longer_than_the_field_limit_is_read_when_sniffing(tmp_path) -> None:
     path = tmp_path / "office.csv"
     path.write_text("Buyer Number;" + "h" * 200_000 + "\nB-00001;x\n")
-    source = CsvSource(str(path), encoding=None, delimiter=None,
-                       expected_headers=tuple(HEADERS))
+    source = CsvSource(str(path), encoding=None, delimiter=None, expected_headers=tuple(HEADERS))
     assert [len(h) for h in source.headers()] == [12, 200_000]
     assert source.describe()["delimiter"] == ";"
 
@@ -303,17 +314,21 @@ def test_an_empty_file_says_so(settings, tmp_path, name) -> None:
 # ----------------------------------------------------------------------------- workbooks
 
 
-@pytest.mark.parametrize(("content", "says"), [
-    (text(ROWS).encode(), "it holds text (a CSV file renamed .xlsx?)"),
-    (bytes(range(128, 256)) * 4, "it is not a zip archive"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500), "Excel 97-2003 .xls file"),
-])
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (text(ROWS).encode(), "it holds text (a CSV file renamed .xlsx?)"),
+        (bytes(range(128, 256)) * 4, "it is not a zip archive"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500), "Excel 97-2003 .xls file"),
+    ],
+)
 def test_a_file_that_is_not_a_workbook_says_so(settings, tmp_path, content, says) -> None:
     office(settings)
     path = tmp_path / "office.xlsx"
     path.write_bytes(content)
-    assert_refused(run_ingest("office", file=str(path)), "not_a_workbook",
-                   "is not an .xlsx workbook", says)
+    assert_refused(
+        run_ingest("office", file=str(path)), "not_a_workbook", "is not an .xlsx workbook", says
+    )
 
 
 def test_a_zip_that_is_not_a_workbook_says_so(settings, tmp_path) -> None:
@@ -321,8 +336,12 @@ def test_a_zip_that_is_not_a_workbook_says_so(settings, tmp_path) -> None:
     path = tmp_path / "office.xlsx"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("hello.txt", "not a workbook")
-    assert_refused(run_ingest("office", file=str(path)), "not_a_workbook",
-                   "cannot open", "as an .xlsx workbook")
+    assert_refused(
+        run_ingest("office", file=str(path)),
+        "not_a_workbook",
+        "cannot open",
+        "as an .xlsx workbook",
+    )
 
 
 def _workbook(path: Path, rows: list[list]) -> Path:
@@ -341,17 +360,24 @@ def test_formulas_without_a_saved_value_are_reported_never_blank(settings, tmp_p
     first = tmp_path / "first.csv"
     first.write_text(text([["B-00002", "Kept", "", "kept notes"]]))
     assert run_ingest("office", file=str(first)).status == SyncRun.Status.SUCCEEDED
-    path = _workbook(tmp_path / "office.xlsx", [
-        ["B-00001", '=CONCAT("A","B")', None, "n1"],  # a required column
-        ["B-00002", "Bea", None, "=1+1"],  # an optional one, on an existing row
-        ["B-00003", "Cy", None, None],  # truly empty cells: fine
-    ])
+    path = _workbook(
+        tmp_path / "office.xlsx",
+        [
+            ["B-00001", '=CONCAT("A","B")', None, "n1"],  # a required column
+            ["B-00002", "Bea", None, "=1+1"],  # an optional one, on an existing row
+            ["B-00003", "Cy", None, None],  # truly empty cells: fine
+        ],
+    )
     run = run_ingest("office", file=str(path))
     assert run.status == SyncRun.Status.PARTIAL
-    errors = {(e.row_number, e.column): (e.category, e.code) for e in
-              ErrorLog.objects.filter(run_id=run.pk)}
-    assert errors == {(2, "Name"): ("validation", "formula"),
-                      (3, "Notes"): ("validation", "formula")}
+    errors = {
+        (e.row_number, e.column): (e.category, e.code)
+        for e in ErrorLog.objects.filter(run_id=run.pk)
+    }
+    assert errors == {
+        (2, "Name"): ("validation", "formula"),
+        (3, "Notes"): ("validation", "formula"),
+    }
     assert stored() == {"B-00002": ("Kept", "", "kept notes"), "B-00003": ("Cy", "", "")}
     reason = ErrorLog.objects.get(run_id=run.pk, row_number=2).reason
     assert "formula without a saved value" in reason
@@ -359,22 +385,28 @@ def test_formulas_without_a_saved_value_are_reported_never_blank(settings, tmp_p
 
 def test_a_formula_with_a_saved_value_loads_the_value(settings, tmp_path) -> None:
     office(settings)
-    plain = _workbook(tmp_path / "plain.xlsx", [["B-00001", "=A1", None, "=1+1"],
-                                                 ["B-00002", "=B1", None, '=""']])
+    plain = _workbook(
+        tmp_path / "plain.xlsx", [["B-00001", "=A1", None, "=1+1"], ["B-00002", "=B1", None, '=""']]
+    )
     path = tmp_path / "office.xlsx"
     with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w") as dst:
         for item in src.infolist():
             data = src.read(item)
             if item.filename == "xl/worksheets/sheet1.xml":  # what Excel saves: the results
-                data = (data.decode()
-                        .replace('<c r="B2"><f>A1</f><v /></c>',
-                                 '<c r="B2" t="str"><f>A1</f><v>Ann</v></c>')
-                        .replace('<c r="D2"><f>1+1</f><v /></c>',
-                                 '<c r="D2"><f>1+1</f><v>2</v></c>')
-                        .replace('<c r="B3"><f>B1</f><v /></c>',
-                                 '<c r="B3" t="str"><f>B1</f><v>Bo</v></c>')
-                        .replace('<c r="D3"><f>""</f><v /></c>',
-                                 '<c r="D3" t="str"><f>""</f><v></v></c>').encode())
+                data = (
+                    data.decode()
+                    .replace(
+                        '<c r="B2"><f>A1</f><v /></c>', '<c r="B2" t="str"><f>A1</f><v>Ann</v></c>'
+                    )
+                    .replace('<c r="D2"><f>1+1</f><v /></c>', '<c r="D2"><f>1+1</f><v>2</v></c>')
+                    .replace(
+                        '<c r="B3"><f>B1</f><v /></c>', '<c r="B3" t="str"><f>B1</f><v>Bo</v></c>'
+                    )
+                    .replace(
+                        '<c r="D3"><f>""</f><v /></c>', '<c r="D3" t="str"><f>""</f><v></v></c>'
+                    )
+                    .encode()
+                )
             dst.writestr(item, data)
     run = run_ingest("office", file=str(path))
     assert run.status == SyncRun.Status.SUCCEEDED, run.message
@@ -384,21 +416,24 @@ def test_a_formula_with_a_saved_value_loads_the_value(settings, tmp_path) -> Non
 @pytest.mark.django_db(transaction=True)  # autocommit, as a run in production
 def test_a_workbook_damaged_past_its_first_rows_writes_nothing(settings, tmp_path) -> None:
     office(settings)
-    whole = _workbook(tmp_path / "whole.xlsx",
-                      [[f"B-{n:05d}", f"name {n}", None, None] for n in range(1, 600)])
+    whole = _workbook(
+        tmp_path / "whole.xlsx", [[f"B-{n:05d}", f"name {n}", None, None] for n in range(1, 600)]
+    )
     path = tmp_path / "office.xlsx"
     with zipfile.ZipFile(whole) as src, zipfile.ZipFile(path, "w") as dst:
         for item in src.infolist():
             data = src.read(item)
-            dst.writestr(item, data[:len(data) * 2 // 3] if "worksheets/sheet1" in
-                         item.filename else data)
+            dst.writestr(
+                item, data[: len(data) * 2 // 3] if "worksheets/sheet1" in item.filename else data
+            )
     run = run_ingest("office", file=str(path), batch_size=50)
     assert_refused(run, "unreadable", "cannot be read past row")
 
 
 def test_xlsx_rows_out_of_order_are_damage_not_skipped(tmp_path) -> None:
-    plain = _workbook(tmp_path / "plain.xlsx", [["B-00001", "a", None, None],
-                                                ["B-00002", "b", None, None]])
+    plain = _workbook(
+        tmp_path / "plain.xlsx", [["B-00001", "a", None, None], ["B-00002", "b", None, None]]
+    )
     path = tmp_path / "office.xlsx"
     with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w") as dst:
         for item in src.infolist():
@@ -423,12 +458,12 @@ def test_a_sheet_without_the_key_column_is_a_source_failure(settings, tmp_path) 
     office(settings)
     path = tmp_path / "office.csv"
     path.write_text("Name,Email\nA,\n")
-    assert_refused(run_ingest("office", file=str(path)), "no_key_column",
-                   "no 'Buyer Number' column")
+    assert_refused(
+        run_ingest("office", file=str(path)), "no_key_column", "no 'Buyer Number' column"
+    )
 
 
-def test_sheets_failures_a_refusal_is_source_an_outage_is_network(settings,
-                                                                 sheets_server) -> None:
+def test_sheets_failures_a_refusal_is_source_an_outage_is_network(settings, sheets_server) -> None:
     from tests.ingest.test_sources import SHEET_SOURCE
 
     add_source(settings, SHEET_SOURCE)

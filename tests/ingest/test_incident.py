@@ -17,11 +17,38 @@ from sync.ingest.services import source_find_missing, source_schema_check
 from sync.models import ErrorLog, RecordLog, SyncRun
 from tests.ingest.conftest import alter_columns
 
-TEXT_COLUMNS = ["buyer_number", "name", "email", "phone", "address", "desired_area",
-                "property_type", "status", "inquiry_source", "notes"]
-FIELDS = dict(zip(BUYER_HEADERS, ["buyer_number", "name", "email", "phone", "address",
-                                  "desired_area", "property_type", "budget", "status",
-                                  "inquiry_source", "inquiry_date", "notes"], strict=True))
+TEXT_COLUMNS = [
+    "buyer_number",
+    "name",
+    "email",
+    "phone",
+    "address",
+    "desired_area",
+    "property_type",
+    "status",
+    "inquiry_source",
+    "notes",
+]
+FIELDS = dict(
+    zip(
+        BUYER_HEADERS,
+        [
+            "buyer_number",
+            "name",
+            "email",
+            "phone",
+            "address",
+            "desired_area",
+            "property_type",
+            "budget",
+            "status",
+            "inquiry_source",
+            "inquiry_date",
+            "notes",
+        ],
+        strict=True,
+    )
+)
 TEXT_HEADERS = [h for h, f in FIELDS.items() if f in TEXT_COLUMNS]
 
 pytestmark = pytest.mark.django_db
@@ -53,8 +80,11 @@ def assert_stored_exactly(rows: list[list[str]], numbers: set[int]) -> None:
 
 def test_the_incident_is_reported_before_loading_and_recovered_by_the_runbook(incident) -> None:
     rows, long_rows = incident
-    expected = {(number, header, length) for number, cols in long_rows.items()
-                for header, length in cols.items()}
+    expected = {
+        (number, header, length)
+        for number, cols in long_rows.items()
+        for header, length in cols.items()
+    }
     alter_columns("buyers", TEXT_COLUMNS, "varchar(50)")  # the incident's table
 
     # 1. The schema check names exactly the 356 rows and their columns, before loading.
@@ -67,8 +97,7 @@ def test_the_incident_is_reported_before_loading_and_recovered_by_the_runbook(in
     with pytest.raises(CommandError, match="356 row"):
         call_command("sync_schema_check", "buyers", stdout=out)
     assert "ALTER TABLE buyers ALTER COLUMN address TYPE text" in out.getvalue()
-    listed = {line.split(":")[0] for line in out.getvalue().splitlines()
-              if line.startswith("row ")}
+    listed = {line.split(":")[0] for line in out.getvalue().splitlines() if line.startswith("row ")}
     assert listed == {f"row {number}" for number in long_rows}
 
     # 2. The run loads the other 3,784, logs 356 schema/too-long errors, truncates nothing.

@@ -36,8 +36,11 @@ redis_raw = engine_fixtures.redis_raw
 
 
 def _flags(run: SyncRun) -> list[str]:
-    return sorted(ErrorLog.objects.filter(run_id=run.pk, code="left_sheet").values_list(
-        "natural_key", flat=True))
+    return sorted(
+        ErrorLog.objects.filter(run_id=run.pk, code="left_sheet").values_list(
+            "natural_key", flat=True
+        )
+    )
 
 
 @pytest.mark.django_db
@@ -52,7 +55,11 @@ def test_a_buyer_removed_from_the_sheet_is_reported_kept_and_flagged(buyers_shee
     second = run_ingest("buyers")
     assert second.status == "succeeded", second.message  # flagged, not failed
     assert second.verification["left_sheet"] == {
-        "count": 2, "action": "flagged", "keys": ["B-00003", "B-00007"], "newly_flagged": 2}
+        "count": 2,
+        "action": "flagged",
+        "keys": ["B-00003", "B-00007"],
+        "newly_flagged": 2,
+    }
     assert second.verification["sheet_count"] == 18
     # Kept exactly as they were.
     assert {b.buyer_number: (b.version, b.name) for b in Buyer.objects.all()} == before
@@ -71,7 +78,8 @@ def test_a_buyer_removed_from_the_sheet_is_reported_kept_and_flagged(buyers_shee
     fourth = run_ingest("buyers")
     assert fourth.verification["left_sheet"]["keys"] == ["B-00007"]
     assert left_sheet.message(fourth.verification) == (
-        "; 1 row(s) left the sheet: kept and flagged")
+        "; 1 row(s) left the sheet: kept and flagged"
+    )
 
 
 @pytest.mark.django_db
@@ -100,13 +108,18 @@ def test_a_dry_run_and_a_run_of_some_keys_report_nothing(buyers_sheet) -> None:
     dry = run_ingest("buyers", dry_run=True)
     # A preview reports what its real run would do, with the same error rows; no row changes.
     result = dry.verification["left_sheet"]
-    assert result == {"count": 3, "action": "would be flagged", "newly_flagged": 3,
-                      "keys": ["B-00008", "B-00009", "B-00010"]}
+    assert result == {
+        "count": 3,
+        "action": "would be flagged",
+        "newly_flagged": 3,
+        "keys": ["B-00008", "B-00009", "B-00010"],
+    }
     assert dry.message.endswith("; 3 row(s) left the sheet: would be kept and flagged")
     # Idempotent: asked again, the same rows, no new error row.
     assert left_sheet.after_run(get_source("buyers"), dry.pk) == {**result, "newly_flagged": 0}
     assert left_sheet.message({"left_sheet": result}) == (
-        "; 3 row(s) left the sheet: would be kept and flagged")
+        "; 3 row(s) left the sheet: would be kept and flagged"
+    )
     assert _flags(dry) == ["B-00008", "B-00009", "B-00010"]
     assert dict(Buyer.objects.values_list("buyer_number", "version")) == versions
     ErrorLog.objects.filter(run_id=dry.pk).delete()
@@ -124,8 +137,9 @@ def test_a_dry_run_and_a_run_of_some_keys_report_nothing(buyers_sheet) -> None:
     whole = run_ingest("buyers")
     assert whole.verification["left_sheet"]["count"] == 3
     assert whole.verification["left_sheet"]["newly_flagged"] == 3  # a preview flags nothing
-    assert "left_sheet" not in verify_run(get_source("buyers"), whole.pk, [], None,
-                                          explained=set(), whole_sheet=False)
+    assert "left_sheet" not in verify_run(
+        get_source("buyers"), whole.pk, [], None, explained=set(), whole_sheet=False
+    )
 
 
 @pytest.mark.django_db
@@ -138,10 +152,12 @@ def test_sync_find_missing_prints_the_rows_that_left_the_sheet(buyers_sheet) -> 
     call_command("sync_find_missing", "buyers", stdout=out)
     lines = out.getvalue().splitlines()
     assert "B-00001\tnot in the sheet" in lines
-    assert lines[-2].startswith("buyers: left the sheet 1 (B-00001): row(s) in the database "
-                                "that the sheet no longer has")
-    assert lines[-1].startswith("buyers: sheet 13 keys (13 rows), 13 of them in the database, "
-                                "missing 0")
+    assert lines[-2].startswith(
+        "buyers: left the sheet 1 (B-00001): row(s) in the database that the sheet no longer has"
+    )
+    assert lines[-1].startswith(
+        "buyers: sheet 13 keys (13 rows), 13 of them in the database, missing 0"
+    )
     buyers_sheet(rows[12:])  # 12 gone: the summary line names ten
     report = source_find_missing("buyers")
     assert report.left.count == 12 and len(report.left.keys) == 12
@@ -155,7 +171,8 @@ def test_sync_find_missing_prints_the_rows_that_left_the_sheet(buyers_sheet) -> 
 
 @pytest.mark.django_db
 def test_rows_of_another_source_on_the_same_table_never_left_this_sheet(
-        buyers_sheet, settings, tmp_path) -> None:
+    buyers_sheet, settings, tmp_path
+) -> None:
     add_source(settings, get_source_text("buyers_east", tmp_path / "east.csv"))
     rows = list(buyer_rows(8, 0))
     buyers_sheet(rows[:5])
@@ -165,8 +182,7 @@ def test_rows_of_another_source_on_the_same_table_never_left_this_sheet(
     assert "'buyers_east' feeds buyers.buyer too" in first.verification["left_sheet"]["reason"]
     out = StringIO()
     call_command("sync_find_missing", "buyers", stdout=out)
-    assert "buyers: rows that left the sheet not checked: source 'buyers_east'" in (
-        out.getvalue())
+    assert "buyers: rows that left the sheet not checked: source 'buyers_east'" in (out.getvalue())
 
     buyers_sheet(rows[5:], name="east.csv")
     east = run_ingest("buyers_east")
@@ -182,9 +198,13 @@ def test_rows_of_another_source_on_the_same_table_never_left_this_sheet(
 @pytest.mark.django_db
 def test_soft_delete_is_refused_for_a_target_without_soft_delete(settings, buyers_sheet) -> None:
     set_source_key(settings, "buyers", 'left_sheet = "soft_delete"')
-    with pytest.raises(SourceConfigError, match=(
+    with pytest.raises(
+        SourceConfigError,
+        match=(
             r"source 'buyers' .*left_sheet = \"soft_delete\" is not valid: buyers.buyer has "
-            "no soft delete")):
+            "no soft delete"
+        ),
+    ):
         get_source("buyers")
     errors = [m for m in run_checks() if m.id == "sync.E101"]
     assert len(errors) == 1 and "left_sheet" in errors[0].msg and "'buyers'" in errors[0].msg
@@ -196,8 +216,11 @@ def test_soft_delete_is_refused_for_a_target_without_soft_delete(settings, buyer
     path = Path(settings.SYNC_INGEST_SOURCES_FILE)
     path.write_text(path.read_text().replace('left_sheet = "soft_delete"\n', ""))
     set_source_key(settings, "sellers", 'left_sheet = "delete"')
-    with pytest.raises(SourceConfigError, match=r"source 'sellers' .*left_sheet = 'delete' is "
-                                                r"not valid: left_sheet must be \"flag\""):
+    with pytest.raises(
+        SourceConfigError,
+        match=r"source 'sellers' .*left_sheet = 'delete' is "
+        r"not valid: left_sheet must be \"flag\"",
+    ):
         load_sources()
 
 
@@ -213,18 +236,27 @@ left_sheet = "soft_delete"
 
 
 def _part(sku: str) -> Part:
-    return services.part_create(sku=sku, name=f"Part {sku}", price=Decimal("1.50"),
-                                description="", specifications={}, images=[], quantity=1,
-                                reserved=0)
+    return services.part_create(
+        sku=sku,
+        name=f"Part {sku}",
+        price=Decimal("1.50"),
+        description="",
+        specifications={},
+        images=[],
+        quantity=1,
+        reserved=0,
+    )
 
 
 def _sheet_run(source: str, keys: list[tuple[str, str]], *, dry_run: bool = False) -> SyncRun:
     """A finished whole-sheet run whose sheet held ``keys`` ((key, action) pairs)."""
-    run = SyncRun.objects.create(source=source, target="catalog.part", status="succeeded",
-                                 dry_run=dry_run)
-    RecordLog.objects.bulk_create(RecordLog(run_id=run.pk, row_number=n, natural_key=key,
-                                            action=action)
-                                  for n, (key, action) in enumerate(keys, start=2))
+    run = SyncRun.objects.create(
+        source=source, target="catalog.part", status="succeeded", dry_run=dry_run
+    )
+    RecordLog.objects.bulk_create(
+        RecordLog(run_id=run.pk, row_number=n, natural_key=key, action=action)
+        for n, (key, action) in enumerate(keys, start=2)
+    )
     return run
 
 
@@ -238,10 +270,14 @@ def test_soft_delete_tombstones_a_row_that_left_the_sheet(settings, redis_raw) -
     assert repository.get(Part, gone.pk) is not None
     preview = _sheet_run("parts", [("P-1", "unchanged")], dry_run=True)
     assert left_sheet.after_run(config, preview.pk) == {
-        "count": 1, "action": "would be soft-deleted", "keys": ["P-2"]}
+        "count": 1,
+        "action": "would be soft-deleted",
+        "keys": ["P-2"],
+    }
     assert _flags(preview) == ["P-2"]  # the error row the real run writes
     assert left_sheet.message({"left_sheet": {"count": 1, "action": "would be soft-deleted"}}) == (
-        "; 1 row(s) left the sheet: would be soft-deleted")
+        "; 1 row(s) left the sheet: would be soft-deleted"
+    )
     gone.refresh_from_db()
     assert gone.deleted_at is None and repository.get(Part, gone.pk) is not None
     # A run with a failed row (its key may be misread: a line cut short) deletes nothing.
@@ -278,8 +314,12 @@ def test_soft_delete_tombstones_a_row_that_left_the_sheet(settings, redis_raw) -
     # Back in the sheet and stored again: restored, live in Redis.
     back = _sheet_run("parts", [("P-1", "unchanged"), ("P-2", "unchanged")])
     result = left_sheet.after_run(config, back.pk)
-    assert result == {"count": 0, "action": "soft_deleted", "keys": [],
-                      "restored": {"count": 1, "keys": ["P-2"]}}
+    assert result == {
+        "count": 0,
+        "action": "soft_deleted",
+        "keys": [],
+        "restored": {"count": 1, "keys": ["P-2"]},
+    }
     gone.refresh_from_db()
     assert gone.deleted_at is None
     assert repository.get(Part, gone.pk).sku == "P-2"
@@ -288,11 +328,14 @@ def test_soft_delete_tombstones_a_row_that_left_the_sheet(settings, redis_raw) -
 @pytest.mark.django_db
 def test_soft_delete_is_refused_for_a_target_several_sources_feed(settings) -> None:
     add_source(settings, PARTS.format(name="parts"))
-    add_source(settings, PARTS.format(name="parts_b").replace('left_sheet = "soft_delete"\n',
-                                                              ""))
-    with pytest.raises(SourceConfigError, match=(
+    add_source(settings, PARTS.format(name="parts_b").replace('left_sheet = "soft_delete"\n', ""))
+    with pytest.raises(
+        SourceConfigError,
+        match=(
             r"source 'parts' .*left_sheet = \"soft_delete\" is not valid: catalog.part is fed "
-            "by 'parts_b' too")):
+            "by 'parts_b' too"
+        ),
+    ):
         load_sources()
 
 

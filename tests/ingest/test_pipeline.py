@@ -24,13 +24,15 @@ def test_same_sheet_twice_changes_nothing_and_an_edit_keeps_created_at(buyers_sh
     buyers_sheet(rows)
     first = run_ingest("buyers")
     assert (first.status, first.created, first.updated, first.unchanged) == ("succeeded", 30, 0, 0)
-    before = {b.buyer_number: (b.created_at, b.version, b.db_updated_at)
-              for b in Buyer.objects.all()}
+    before = {
+        b.buyer_number: (b.created_at, b.version, b.db_updated_at) for b in Buyer.objects.all()
+    }
 
     second = run_ingest("buyers")
     assert (second.created, second.updated, second.unchanged, second.failed) == (0, 0, 30, 0)
-    assert {b.buyer_number: (b.created_at, b.version, b.db_updated_at)
-            for b in Buyer.objects.all()} == before
+    assert {
+        b.buyer_number: (b.created_at, b.version, b.db_updated_at) for b in Buyer.objects.all()
+    } == before
 
     rows[4][8] = "closed after edit"  # Status of B-00005
     rows[7][7] = "99000000"  # Budget of B-00008
@@ -43,13 +45,15 @@ def test_same_sheet_twice_changes_nothing_and_an_edit_keeps_created_at(buyers_sh
     assert edited.version > before["B-00005"][1]
     assert edited.synced_at >= edited.created_at
     assert Buyer.objects.get(buyer_number="B-00008").budget == Decimal("99000000")
-    actions = dict(RecordLog.objects.filter(run_id=third.pk, natural_key__in=[
-        "B-00005", "B-00001"]).values_list("natural_key", "action"))
+    actions = dict(
+        RecordLog.objects.filter(
+            run_id=third.pk, natural_key__in=["B-00005", "B-00001"]
+        ).values_list("natural_key", "action")
+    )
     assert actions == {"B-00005": "updated", "B-00001": "unchanged"}
 
 
-def test_bad_rows_are_reported_with_row_and_column_and_never_stop_the_others(
-        buyers_sheet) -> None:
+def test_bad_rows_are_reported_with_row_and_column_and_never_stop_the_others(buyers_sheet) -> None:
     rows = list(buyer_rows(8, 0))
     rows[0][0] = "not-a-key"  # row 2: pattern
     rows[1][1] = ""  # row 3: required name
@@ -63,8 +67,11 @@ def test_bad_rows_are_reported_with_row_and_column_and_never_stop_the_others(
     buyers_sheet(rows)
     run = run_ingest("buyers")
     assert (run.status, run.created, run.failed) == ("partial", 0, 9)
-    found = set(ErrorLog.objects.filter(run_id=run.pk).values_list(
-        "row_number", "category", "code", "column"))
+    found = set(
+        ErrorLog.objects.filter(run_id=run.pk).values_list(
+            "row_number", "category", "code", "column"
+        )
+    )
     assert found == {
         (2, "validation", "pattern", "Buyer Number"),
         (3, "validation", "required", "Name"),
@@ -113,6 +120,7 @@ def test_sellers_need_their_property_and_get_it(sellers_sheet) -> None:
         cursor.execute("DELETE FROM properties WHERE seller_id = %s", [seller.pk])
     from sync.ingest.config import get_source
     from sync.ingest.verification import integrity_issues
+
     assert integrity_issues(get_source("sellers"), third.pk) == {"no property": 1}
 
 
@@ -122,8 +130,9 @@ def test_dry_run_reports_what_would_change_and_writes_nothing(buyers_sheet) -> N
     assert (run.status, run.created, run.dry_run) == ("succeeded", 12, True)
     assert Buyer.objects.count() == 0
     assert not SyncIntent.objects.exists()
-    assert run.verification == {"left_sheet": {"action": "would be flagged", "count": 0,
-                                               "keys": []}}
+    assert run.verification == {
+        "left_sheet": {"action": "would be flagged", "count": 0, "keys": []}
+    }
 
 
 def test_xlsx_file_loads_like_the_csv(buyers_sheet) -> None:
@@ -133,8 +142,17 @@ def test_xlsx_file_loads_like_the_csv(buyers_sheet) -> None:
     assert (run.status, run.created) == ("succeeded", 15)
     longest = max((r for r in rows), key=lambda r: max(len(v) for v in r))
     stored = Buyer.objects.get(buyer_number=longest[0])
-    assert max(len(stored.notes), len(stored.address), len(stored.name), len(stored.email),
-               len(stored.desired_area), len(stored.inquiry_source)) > 50
+    assert (
+        max(
+            len(stored.notes),
+            len(stored.address),
+            len(stored.name),
+            len(stored.email),
+            len(stored.desired_area),
+            len(stored.inquiry_source),
+        )
+        > 50
+    )
 
 
 def test_auto_recovery_resyncs_a_row_lost_during_the_run(buyers_sheet) -> None:

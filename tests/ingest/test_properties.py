@@ -22,20 +22,47 @@ from tests.ingest.conftest import set_source_key
 
 pytestmark = pytest.mark.django_db
 CATEGORIES = {c.value for c in ErrorLog.Category}
-TEXT_AT = {1: "name", 2: "email", 3: "phone", 4: "address", 5: "desired_area",
-           6: "property_type", 8: "status", 9: "inquiry_source", 11: "notes"}
+TEXT_AT = {
+    1: "name",
+    2: "email",
+    3: "phone",
+    4: "address",
+    5: "desired_area",
+    6: "property_type",
+    8: "status",
+    9: "inquiry_source",
+    11: "notes",
+}
 
-cell = st.one_of(st.text(max_size=80), st.text(min_size=200, max_size=2000), st.just(""),
-                 st.sampled_from(["  ", "12,000,000", "2024/02/30", "1e400", "NaN", "-0",
-                                  "0.005", "2024-02-29", "\u202e", "😀" * 60]))
+cell = st.one_of(
+    st.text(max_size=80),
+    st.text(min_size=200, max_size=2000),
+    st.just(""),
+    st.sampled_from(
+        [
+            "  ",
+            "12,000,000",
+            "2024/02/30",
+            "1e400",
+            "NaN",
+            "-0",
+            "0.005",
+            "2024-02-29",
+            "\u202e",
+            "😀" * 60,
+        ]
+    ),
+)
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(cells=st.lists(cell, min_size=0, max_size=14), key=st.text(max_size=12))
 def test_validation_never_raises_and_keeps_text_exact(cells, key) -> None:
-    validator = RowValidator(get_source("buyers"), column_limits(get_source("buyers")),
-                             BUYER_HEADERS)
+    validator = RowValidator(
+        get_source("buyers"), column_limits(get_source("buyers")), BUYER_HEADERS
+    )
     row, issues = validator.validate(2, [key, *cells])
     if row is None:
         assert issues
@@ -47,20 +74,27 @@ def test_validation_never_raises_and_keeps_text_exact(cells, key) -> None:
         assert row.values[position] == full[position]  # exactly the cell, never trimmed
 
 
-safe_text = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
-                    max_size=400)
+safe_text = st.text(
+    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=400
+)
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=st.lists(st.tuples(safe_text, safe_text, safe_text), min_size=1, max_size=12))
-def test_a_run_stores_every_row_exactly_or_reports_it(rows, tmp_path_factory,
-                                                      settings) -> None:
+def test_a_run_stores_every_row_exactly_or_reports_it(rows, tmp_path_factory, settings) -> None:
     Buyer.objects.all().delete()
     if "optional_columns" not in Path(settings.SYNC_INGEST_SOURCES_FILE).read_text():
         # The sheet has four of the mapped columns: the others are declared optional.
-        set_source_key(settings, "buyers", "optional_columns = " + json.dumps(
-            [h for h in BUYER_HEADERS if h not in ("Buyer Number", "Name", "Address", "Notes")]))
+        set_source_key(
+            settings,
+            "buyers",
+            "optional_columns = "
+            + json.dumps(
+                [h for h in BUYER_HEADERS if h not in ("Buyer Number", "Name", "Address", "Notes")]
+            ),
+        )
     path = tmp_path_factory.mktemp("sheet") / "buyers.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

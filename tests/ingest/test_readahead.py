@@ -56,8 +56,10 @@ def test_batches_come_in_order_prepared_and_the_source_is_closed() -> None:
 @pytest.mark.django_db(transaction=False)
 def test_an_error_in_reading_comes_where_its_batch_would_have() -> None:
     received = []
-    with pytest.raises(ValueError, match="row 14: not UTF-8"), \
-            ReadAhead(Batches(fail_at=4), sum) as batches:
+    with (
+        pytest.raises(ValueError, match="row 14: not UTF-8"),
+        ReadAhead(Batches(fail_at=4), sum) as batches,
+    ):
         for batch, _ in batches:
             received.append(batch)
     assert len(received) == 4  # the batches before the broken one, all of them
@@ -109,7 +111,8 @@ def test_a_real_run_counts_in_its_statement_across_batches(buyers_sheet) -> None
 
 
 def test_a_batch_that_writes_no_row_commits_without_waiting_for_its_wal_flush(
-        buyers_sheet, monkeypatch) -> None:
+    buyers_sheet, monkeypatch
+) -> None:
     """Each batch statement answers the synchronous_commit it committed with: "off" only for
     a batch that wrote no row (its logs and progress; nothing in Redis depends on it)."""
     from sync.ingest import upsert

@@ -50,8 +50,11 @@ def _kill_on_lock_wait(run_pid: list[int], holder_pid: int, waits: int, done: li
     try:
         while time.monotonic() < deadline:
             with watcher.cursor() as cursor:
-                cursor.execute("SELECT pid, query_start FROM pg_stat_activity"
-                               " WHERE wait_event_type = 'Lock' AND pid <> %s", [holder_pid])
+                cursor.execute(
+                    "SELECT pid, query_start FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND pid <> %s",
+                    [holder_pid],
+                )
                 for pid, started in cursor.fetchall():
                     seen.add(started)
                     if len(seen) == waits:
@@ -72,19 +75,22 @@ def _edited_sheet(buyers_sheet) -> None:
     buyers_sheet(rows)
 
 
-@pytest.mark.parametrize(("lock_timeout", "waits"), [
-    (30_000, 1),  # terminated inside the batch statement
-    (300, 2),  # the batch timed out; terminated inside the row-by-row retry
-])
+@pytest.mark.parametrize(
+    ("lock_timeout", "waits"),
+    [
+        (30_000, 1),  # terminated inside the batch statement
+        (300, 2),  # the batch timed out; terminated inside the row-by-row retry
+    ],
+)
 def test_backend_terminated_while_a_batch_waits_is_reconnected_and_the_batch_retried(
-        buyers_sheet, settings, caplog, lock_timeout, waits) -> None:
+    buyers_sheet, settings, caplog, lock_timeout, waits
+) -> None:
     settings.SYNC_INGEST_LOCK_TIMEOUT_MS = lock_timeout
     _edited_sheet(buyers_sheet)
     holder, holder_pid = _lock_holder("B-00003")
     killed: list[int] = []
     done: list[bool] = []
-    thread = threading.Thread(target=_kill_on_lock_wait,
-                              args=(killed, holder_pid, waits, done))
+    thread = threading.Thread(target=_kill_on_lock_wait, args=(killed, holder_pid, waits, done))
     thread.start()
     try:
         run = run_ingest("buyers")
@@ -99,8 +105,7 @@ def test_backend_terminated_while_a_batch_waits_is_reconnected_and_the_batch_ret
     assert killed[0] != connection.connection.info.backend_pid
 
 
-def test_backend_terminated_after_the_last_batch_reconnects_for_verification(
-        buyers_sheet) -> None:
+def test_backend_terminated_after_the_last_batch_reconnects_for_verification(buyers_sheet) -> None:
     buyers_sheet(count=20)
 
     def kill_after_last_batch(run: SyncRun) -> None:

@@ -51,10 +51,13 @@ def test_a_missing_required_column_refuses_the_run_and_writes_nothing(buyers_she
         assert run.status == "failed"
         assert "no column 'Email' (-> email), 'Phone' (-> phone)" in run.message
         assert "optional_columns" in run.message
-        errors = set(ErrorLog.objects.filter(run_id=run.pk).values_list(
-            "category", "code", "column"))
-        assert errors == {("source", "missing_column", "Email"),
-                          ("source", "missing_column", "Phone")}
+        errors = set(
+            ErrorLog.objects.filter(run_id=run.pk).values_list("category", "code", "column")
+        )
+        assert errors == {
+            ("source", "missing_column", "Email"),
+            ("source", "missing_column", "Phone"),
+        }
         assert run.errors_by_category == {"source": 2}
         assert not RecordLog.objects.filter(run_id=run.pk).exists()
     assert _snapshot() == before  # not one email blanked, not one row touched
@@ -95,7 +98,9 @@ def test_an_optional_column_must_be_one_that_can_be_left_out(settings) -> None:
             get_source("buyers")
         path = Path(settings.SYNC_INGEST_SOURCES_FILE)
         path.write_text(path.read_text().replace(line + "\n", ""))
-    add_source(settings, """
+    add_source(
+        settings,
+        """
 [sources.stamped]
 target = "buyers.buyer"
 natural_key = "buyer_number"
@@ -103,13 +108,16 @@ optional_columns = ["Created"]
 [sources.stamped.columns]
 "Buyer Number" = "buyer_number"
 "Created" = "created_at"
-""")
+""",
+    )
     with pytest.raises(SourceConfigError, match="NOT NULL without a database default"):
         get_source("stamped")
 
 
 def test_a_child_needs_one_column_that_is_not_optional(settings) -> None:
-    add_source(settings, """
+    add_source(
+        settings,
+        """
 [sources.lots]
 target = "sellers.seller"
 natural_key = "seller_number"
@@ -118,7 +126,8 @@ optional_columns = ["Property Type"]
 [sources.lots.columns]
 "Seller Number" = "seller_number"
 "Property Type" = "property.property_type"
-""")
+""",
+    )
     with pytest.raises(SourceConfigError, match="at least one property column must not be"):
         get_source("lots")
 
@@ -126,10 +135,12 @@ optional_columns = ["Property Type"]
 # --------------------------------------------------------------------------- duplicate keys
 
 
-@pytest.mark.parametrize(("batch_size", "in_memory"), [(100, 100_000), (7, 100_000),
-                                                       (1000, 100_000), (100, 100), (7, 1)])
-def test_a_key_on_rows_far_apart_stores_none_of_them(buyers_sheet, batch_size, in_memory,
-                                                     monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("batch_size", "in_memory"), [(100, 100_000), (7, 100_000), (1000, 100_000), (100, 100), (7, 1)]
+)
+def test_a_key_on_rows_far_apart_stores_none_of_them(
+    buyers_sheet, batch_size, in_memory, monkeypatch
+) -> None:
     # A small sheet's keys are kept in memory; past IN_MEMORY keys they spill to the
     # temporary table (here mid-sheet: some repeats found in memory, the rest there).
     monkeypatch.setattr(keys, "IN_MEMORY", in_memory)
@@ -150,11 +161,13 @@ def test_a_key_on_rows_far_apart_stores_none_of_them(buyers_sheet, batch_size, i
     assert run.status == "partial"
     assert run.failed == 5
     # (Row 13's own key, no longer in the sheet, may be reported apart: no row number.)
-    errors = {e.row_number: e for e in ErrorLog.objects.filter(run_id=run.pk).exclude(
-        row_number=None)}
+    errors = {
+        e.row_number: e for e in ErrorLog.objects.filter(run_id=run.pk).exclude(row_number=None)
+    }
     assert set(errors) == {5, 240, 253, 12, 13}
     assert {(e.category, e.code, e.column) for e in errors.values()} == {
-        ("conflict", "duplicate_key", "Buyer Number")}
+        ("conflict", "duplicate_key", "Buyer Number")
+    }
     assert "is also on rows 240, 253: none of these 3 rows is stored" in errors[5].reason
     assert "is also on rows 5, 253" in errors[240].reason
     assert "is also on rows 5, 240" in errors[253].reason
@@ -162,8 +175,11 @@ def test_a_key_on_rows_far_apart_stores_none_of_them(buyers_sheet, batch_size, i
     after = _snapshot()
     assert after[key] == before[key]  # the database row is left as it was
     assert after[other] == before[other]
-    actions = dict(RecordLog.objects.filter(run_id=run.pk, row_number__in=[5, 240, 253])
-                   .values_list("row_number", "action"))
+    actions = dict(
+        RecordLog.objects.filter(run_id=run.pk, row_number__in=[5, 240, 253]).values_list(
+            "row_number", "action"
+        )
+    )
     assert actions == {5: "failed", 240: "failed", 253: "failed"}
     assert run.unchanged == 252 - 5  # every other row is stored (here: unchanged)
     verification = run.verification
@@ -177,7 +193,8 @@ def test_a_key_on_rows_far_apart_stores_none_of_them(buyers_sheet, batch_size, i
 @pytest.mark.parametrize("in_memory", [100_000, 1])
 @pytest.mark.parametrize("sheet", ["xlsx", "measured csv"])
 def test_duplicates_far_apart_in_a_workbook_or_a_measured_csv(
-        buyers_sheet, sheet, in_memory, monkeypatch) -> None:
+    buyers_sheet, sheet, in_memory, monkeypatch
+) -> None:
     """The pre-scan's other read (rows passed on: spooled, or measured for the schema check)
     finds the same duplicates, in memory or in the temporary table."""
     monkeypatch.setattr(keys, "IN_MEMORY", in_memory)
@@ -190,8 +207,11 @@ def test_duplicates_far_apart_in_a_workbook_or_a_measured_csv(
         path = buyers_sheet(rows)
     run = run_ingest("buyers", file=str(path), batch_size=10)
     assert (run.status, run.created, run.failed) == ("partial", 39, 2)
-    reasons = dict(ErrorLog.objects.filter(run_id=run.pk, code="duplicate_key").values_list(
-        "row_number", "reason"))
+    reasons = dict(
+        ErrorLog.objects.filter(run_id=run.pk, code="duplicate_key").values_list(
+            "row_number", "reason"
+        )
+    )
     assert set(reasons) == {4, 42}
     assert "is also on row 42: none of these 2 rows is stored" in reasons[4]
     assert run.rows_total == 41
@@ -289,7 +309,8 @@ def _commands_fail(match: str) -> None:
 
 
 def test_missing_rows_commands_refuse_a_sheet_without_its_key_column(
-        buyers_sheet, tmp_path) -> None:
+    buyers_sheet, tmp_path
+) -> None:
     rows = list(buyer_rows(4, 0))
     headers = ["Number", *BUYER_HEADERS[1:]]  # the key column is not there at all
     buyers_sheet(rows, headers=headers)
@@ -317,16 +338,16 @@ def test_missing_rows_commands_refuse_the_wrong_worksheet(settings, tmp_path) ->
         with pytest.raises(CommandError, match=r"has no 'Buyer Number' column .*'Region'"):
             call_command(command, "buyers", "--file", str(path), stdout=StringIO())
     path_text = Path(settings.SYNC_INGEST_SOURCES_FILE)
-    path_text.write_text(path_text.read_text().replace('worksheet = "Summary"',
-                                                       'worksheet = "Buyers"'))
+    path_text.write_text(
+        path_text.read_text().replace('worksheet = "Summary"', 'worksheet = "Buyers"')
+    )
     out = StringIO()
     call_command("sync_find_missing", "buyers", "--file", str(path), stdout=out)
     assert "sheet 3 keys (3 rows), 0 of them in the database, missing 3" in out.getvalue()
 
 
 @pytest.mark.parametrize("variant", ["semicolons", "stray spaces"])
-def test_missing_rows_never_say_0_for_a_sheet_they_misread(buyers_sheet, tmp_path,
-                                                            variant) -> None:
+def test_missing_rows_never_say_0_for_a_sheet_they_misread(buyers_sheet, tmp_path, variant) -> None:
     rows = list(buyer_rows(3, 0))
     path = tmp_path / "buyers.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -359,39 +380,48 @@ def test_missing_counts_are_per_source(buyers_sheet, settings, tmp_path) -> None
     call_command("sync_find_missing", "buyers_east", stdout=out)
     assert out.getvalue().splitlines()[-1] == (
         "buyers_east: sheet 3 keys (4 rows), 1 of them in the database, missing 2 "
-        "(the table holds 5 rows from every source)")
+        "(the table holds 5 rows from every source)"
+    )
     buyers_sheet([rows[0], ["", *rows[1][1:]]])
     out = StringIO()
     call_command("sync_find_missing", "buyers", stdout=out, verbosity=0)
-    assert out.getvalue() == ("buyers: sheet 1 keys (2 rows, 1 row(s) without a key), 1 of them "
-                              "in the database, missing 0 (the table holds 5 rows from every "
-                              "source)\n")
+    assert out.getvalue() == (
+        "buyers: sheet 1 keys (2 rows, 1 row(s) without a key), 1 of them "
+        "in the database, missing 0 (the table holds 5 rows from every "
+        "source)\n"
+    )
 
 
 def get_source_text(name: str, path: Path) -> str:
     columns = "\n".join(f'"{h}" = "{get_source("buyers").columns[h]}"' for h in BUYER_HEADERS)
-    return (f'[sources.{name}]\ntarget = "buyers.buyer"\nnatural_key = "buyer_number"\n'
-            f'location = "{path}"\nrequired = ["buyer_number", "name"]\n'
-            f"[sources.{name}.columns]\n{columns}\n")
+    return (
+        f'[sources.{name}]\ntarget = "buyers.buyer"\nnatural_key = "buyer_number"\n'
+        f'location = "{path}"\nrequired = ["buyer_number", "name"]\n'
+        f"[sources.{name}.columns]\n{columns}\n"
+    )
 
 
 # --------------------------------------------------------------------------- sources file
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ('encodng = "cp1252"', "source 'buyers' .*unknown key 'encodng'"),
-    ('encoding = "klingon"', "source 'buyers' .*encoding = 'klingon' is not valid"),
-    ('delimiter = ";;"', "delimiter = ';;' is not valid: delimiter must be one character"),
-    ('delimiter = 1', "delimiter = 1 is not valid"),
-    ("batch_size = \"100\"", "batch_size must be at least 1, not '100'"),
-    ("batch_size = true", "batch_size must be at least 1"),
-    ('required = "name"', "required = 'name' is not valid"),
-    ('auto_recovery = "yes"', "auto_recovery = 'yes' is not valid"),
-    ('key_pattern = 5', "key_pattern = 5 is not valid"),
-    ('location = ["a"]', "location = \\['a'\\] is not valid"),
-])
-def test_an_unknown_key_or_bad_value_names_the_source_and_key(buyers_sheet, settings, line,
-                                                              message) -> None:
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('encodng = "cp1252"', "source 'buyers' .*unknown key 'encodng'"),
+        ('encoding = "klingon"', "source 'buyers' .*encoding = 'klingon' is not valid"),
+        ('delimiter = ";;"', "delimiter = ';;' is not valid: delimiter must be one character"),
+        ("delimiter = 1", "delimiter = 1 is not valid"),
+        ('batch_size = "100"', "batch_size must be at least 1, not '100'"),
+        ("batch_size = true", "batch_size must be at least 1"),
+        ('required = "name"', "required = 'name' is not valid"),
+        ('auto_recovery = "yes"', "auto_recovery = 'yes' is not valid"),
+        ("key_pattern = 5", "key_pattern = 5 is not valid"),
+        ('location = ["a"]', "location = \\['a'\\] is not valid"),
+    ],
+)
+def test_an_unknown_key_or_bad_value_names_the_source_and_key(
+    buyers_sheet, settings, line, message
+) -> None:
     buyers_sheet(count=3)
     path = Path(settings.SYNC_INGEST_SOURCES_FILE)  # the buyers' own line of that key, gone
     path.write_text(re.sub(rf"(?m)^{line.split(' =')[0]} = .*\n", "", path.read_text(), count=1))
@@ -407,13 +437,18 @@ X_HEAD = '[sources.x]\ntarget = "buyers.buyer"\nnatural_key = "buyer_number"\n'
 X_COLUMNS = '[sources.x.columns]\n"N" = "buyer_number"\n'
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (X_HEAD + "[sources.x.columns]\n", "columns = {} is not valid"),
-    (X_HEAD + 'child = { target = "sellers.property", parent = "seller" }\n' + X_COLUMNS,
-     "child = .* is not valid"),
-    (X_HEAD + 'required = ["nmae"]\n' + X_COLUMNS, "required names nmae, which no column"),
-    (X_HEAD + X_COLUMNS + "[sources.x.extra]\nfoo = 1\n", "unknown key 'extra'"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (X_HEAD + "[sources.x.columns]\n", "columns = {} is not valid"),
+        (
+            X_HEAD + 'child = { target = "sellers.property", parent = "seller" }\n' + X_COLUMNS,
+            "child = .* is not valid",
+        ),
+        (X_HEAD + 'required = ["nmae"]\n' + X_COLUMNS, "required names nmae, which no column"),
+        (X_HEAD + X_COLUMNS + "[sources.x.extra]\nfoo = 1\n", "unknown key 'extra'"),
+    ],
+)
 def test_bad_source_tables(settings, text, message) -> None:
     add_source(settings, text)
     with pytest.raises(SourceConfigError, match=message):
@@ -423,9 +458,11 @@ def test_bad_source_tables(settings, text, message) -> None:
 def test_bad_file_shapes(settings) -> None:
     path = Path(settings.SYNC_INGEST_SOURCES_FILE)
     original = path.read_text()
-    for text, message in (("colums = 1\n", "unknown top-level key 'colums'"),
-                          ("sources = 1\n", "sources must be tables"),
-                          ("[sources]\nx = 1\n", "source 'x' .*must be a table")):
+    for text, message in (
+        ("colums = 1\n", "unknown top-level key 'colums'"),
+        ("sources = 1\n", "sources must be tables"),
+        ("[sources]\nx = 1\n", "source 'x' .*must be a table"),
+    ):
         path.write_text(text)
         with pytest.raises(SourceConfigError, match=message):
             get_source("buyers")

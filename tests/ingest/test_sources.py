@@ -48,7 +48,8 @@ def test_xlsx_worksheet_by_name_and_errors(tmp_path) -> None:
     with pytest.raises(SourceConfigError, match="no worksheet 'Nope'"):
         XlsxSource(str(FIXTURES / "buyers.xlsx"), worksheet="Nope").headers()
     assert XlsxSource(str(FIXTURES / "buyers.xlsx"), worksheet="Buyers").headers()[0] == (
-        "Buyer Number")
+        "Buyer Number"
+    )
     bad = tmp_path / "bad.xlsx"
     bad.write_text("not a zip")
     with pytest.raises(SourceUnavailableError, match=r"is not an \.xlsx workbook: it holds text"):
@@ -67,7 +68,15 @@ def test_xlsx_worksheet_by_name_and_errors(tmp_path) -> None:
 
 def test_cells_read_as_a_person_sees_them() -> None:
     assert [cell_text(v) for v in (None, True, False, 3.0, 2.5, 1e20, 7, "x")] == [
-        "", "TRUE", "FALSE", "3", "2.5", "100000000000000000000", "7", "x"]
+        "",
+        "TRUE",
+        "FALSE",
+        "3",
+        "2.5",
+        "100000000000000000000",
+        "7",
+        "x",
+    ]
     assert cell_text(datetime.datetime(2024, 5, 1)) == "2024-05-01"  # noqa: DTZ001
     assert cell_text(datetime.datetime(2024, 5, 1, 9, 30)) == "2024-05-01T09:30:00"  # noqa: DTZ001
     assert cell_text(datetime.date(2024, 5, 1)) == "2024-05-01"
@@ -76,12 +85,12 @@ def test_cells_read_as_a_person_sees_them() -> None:
 
 @pytest.mark.django_db
 def test_sheets_503s_are_retried_with_backoff_then_the_run_completes(
-        settings, sheets_server) -> None:
+    settings, sheets_server
+) -> None:
     settings.SYNC_INGEST_SHEETS_CHUNK_ROWS = 7
     add_source(settings, SHEET_SOURCE)
     rows = [[r[0], r[1], r[8], r[7], r[11]] for r in buyer_rows(20, 2)]
-    sheets_server.sheets["sheet-1"] = [["Buyer Number", "Name", "Status", "Budget", "Notes"],
-                                       *rows]
+    sheets_server.sheets["sheet-1"] = [["Buyer Number", "Name", "Status", "Budget", "Notes"], *rows]
     # The header fails twice, the second chunk once (mid-run); each time the service is back.
     sheets_server.fail_at = {1, 2, 5}
     run = run_ingest("buyers_sheet")
@@ -91,15 +100,18 @@ def test_sheets_503s_are_retried_with_backoff_then_the_run_completes(
     assert "HTTP 503" in retries.first().reason
     assert run.errors_by_category == {"network": 3}
     from urllib.parse import unquote
+
     assert "/v4/spreadsheets/sheet-1/values/'Buyers'!9:15" in {
-        unquote(path.split("?")[0]) for path in sheets_server.requests}
+        unquote(path.split("?")[0]) for path in sheets_server.requests
+    }
     longest = max(rows, key=lambda r: max(len(v) for v in r))
     assert Buyer.objects.get(buyer_number=longest[0]).name == longest[1]
 
 
 @pytest.mark.django_db
 def test_sheets_outage_longer_than_the_retries_fails_the_run_clearly(
-        settings, sheets_server) -> None:
+    settings, sheets_server
+) -> None:
     add_source(settings, SHEET_SOURCE)
     sheets_server.sheets["sheet-1"] = [["Buyer Number", "Name"], ["B-00001", "A"]]
     sheets_server.fail_next = 99
@@ -124,13 +136,23 @@ def test_sheets_with_a_service_account_file(settings, sheets_server, tmp_path) -
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     path = Path(tmp_path / "sa.json")
-    path.write_text(json.dumps({
-        "type": "service_account", "project_id": "p", "private_key_id": "1",
-        "private_key": pem, "client_email": "sync@p.iam.gserviceaccount.com",
-        "client_id": "1", "token_uri": "http://127.0.0.1:9/token"}))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "p",
+                "private_key_id": "1",
+                "private_key": pem,
+                "client_email": "sync@p.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": "http://127.0.0.1:9/token",
+            }
+        )
+    )
     settings.SYNC_INGEST_SHEETS_CREDENTIALS = str(path)
     source = SheetsSource("sheet-1")
     assert source.client().auth.service_account_email == "sync@p.iam.gserviceaccount.com"
@@ -167,17 +189,19 @@ def test_a_runs_deferred_decoding_check_finds_what_the_check_ahead_found(tmp_pat
     # Past the first chunk a header read decodes (8 KiB): found by the pre-scan's read.
     filler = b"".join(b"B-%05d,name\n" % n for n in range(3, 2000))
     path.write_bytes(b"Buyer Number,Name\nB-00001,a\n" + filler + b"B-02000,b\x81c\n")
-    source = CsvSource(str(path), encoding=None, delimiter=None,
-                       expected_headers=("Buyer Number", "Name"))
+    source = CsvSource(
+        str(path), encoding=None, delimiter=None, expected_headers=("Buyer Number", "Name")
+    )
     assert source.prescan(deferred=True).encoding == "utf-8-sig"  # not read yet
     assert source.headers() == ["Buyer Number", "Name"]
-    with pytest.raises(SourceUnavailableError,
-                       match="byte 0x81 at line 2000 cannot be decoded"):
+    with pytest.raises(SourceUnavailableError, match="byte 0x81 at line 2000 cannot be decoded"):
         keys_of(source)
-    path.write_bytes(b"Buyer Number,Name\nB-00001,a\n" + filler
-                     + "B-02000,Zoé\nB-00001,y\n".encode("cp1252"))
-    source = CsvSource(str(path), encoding=None, delimiter=None,
-                       expected_headers=("Buyer Number", "Name"))
+    path.write_bytes(
+        b"Buyer Number,Name\nB-00001,a\n" + filler + "B-02000,Zoé\nB-00001,y\n".encode("cp1252")
+    )
+    source = CsvSource(
+        str(path), encoding=None, delimiter=None, expected_headers=("Buyer Number", "Name")
+    )
     source.prescan(deferred=True)
     assert source.headers() == ["Buyer Number", "Name"]
     found = keys_of(source)
@@ -186,8 +210,9 @@ def test_a_runs_deferred_decoding_check_finds_what_the_check_ahead_found(tmp_pat
     assert (found.duplicates, found.total) == ({"B-00001": [2, 2001]}, 2000)
     assert list(source.rows())[-2:] == [(2000, ["B-02000", "Zoé"]), (2001, ["B-00001", "y"])]
     path.write_bytes("Buyer Number,Name\nB-00001,Zoé\n".encode())  # UTF-8: nothing to settle
-    source = CsvSource(str(path), encoding=None, delimiter=None,
-                       expected_headers=("Buyer Number", "Name"))
+    source = CsvSource(
+        str(path), encoding=None, delimiter=None, expected_headers=("Buyer Number", "Name")
+    )
     source.prescan(deferred=True)
     assert keys_of(source).total == 1
     assert source.describe()["encoding"] == "utf-8-sig" and not source.describe()["warnings"]
@@ -195,7 +220,8 @@ def test_a_runs_deferred_decoding_check_finds_what_the_check_ahead_found(tmp_pat
 
 @pytest.mark.django_db
 def test_an_undecodable_file_missing_a_column_says_it_cannot_be_decoded(
-        buyers_sheet, tmp_path) -> None:
+    buyers_sheet, tmp_path
+) -> None:
     """The run's deferred decoding check is done before a header problem is reported: the
     file's encoding error, as when the whole file was decoded before its header was read."""
     path = tmp_path / "buyers.csv"
@@ -204,5 +230,6 @@ def test_an_undecodable_file_missing_a_column_says_it_cannot_be_decoded(
     run = run_ingest("buyers", file=str(path))
     assert run.status == "failed"
     assert set(ErrorLog.objects.filter(run_id=run.pk).values_list("category", "code")) == {
-        ("source", "encoding")}
+        ("source", "encoding")
+    }
     assert "byte 0x81 at line 2" in run.message

@@ -56,8 +56,11 @@ def test_the_load_reads_the_rows_of_the_pre_scan(monkeypatch) -> None:
         assert again == first and sheet.reads == 1
     marked = next(cells for number, cells in again if number == 5)
     assert type(marked) is FormulaRow and marked.formulas == (1,)  # the formula's mark kept
-    assert (source.kind, source.location, source.headers()) == ("sheets", "sheet-1",
-                                                                 ["Key", "Value"])
+    assert (source.kind, source.location, source.headers()) == (
+        "sheets",
+        "sheet-1",
+        ["Key", "Value"],
+    )
     assert source.describe() == {"worksheet": "(the first)"}
     source.close()
     assert list(source.rows()) == first and sheet.reads == 2  # closed: the source again
@@ -74,8 +77,13 @@ def test_a_read_that_breaks_keeps_no_spool() -> None:
 
 
 def test_keys_are_read_as_validation_reads_them() -> None:
-    rows = [(2, [" K1 ", "a"]), (3, ["K\x002", "b"]), (4, ["K1", "c"]), (5, ["", "d"]),
-            (6, ["K\ufffd2"])]
+    rows = [
+        (2, [" K1 ", "a"]),
+        (3, ["K\x002", "b"]),
+        (4, ["K1", "c"]),
+        (5, ["", "d"]),
+        (6, ["K\ufffd2"]),
+    ]
     keys = SheetKeys()
     assert list(read_keys(iter(rows), 0, keys)) == rows  # passed on unchanged
     # Stripped, a NUL shown as validation shows it; an empty key is validation's to report.

@@ -25,24 +25,34 @@ def source_config(db) -> SyncConfig:
     return config_for("probe")
 
 
-def make_run(source: str = "probe", *, status: str = SyncRun.Status.SUCCEEDED,
-             ago: timedelta = timedelta(minutes=10), seconds: float = 60.0,
-             **values) -> SyncRun:
+def make_run(
+    source: str = "probe",
+    *,
+    status: str = SyncRun.Status.SUCCEEDED,
+    ago: timedelta = timedelta(minutes=10),
+    seconds: float = 60.0,
+    **values,
+) -> SyncRun:
     """A finished run that started ``ago`` before now and took ``seconds``."""
     started = timezone.now() - ago
-    finished = None if status == SyncRun.Status.RUNNING else started + timedelta(
-        seconds=seconds)
-    return SyncRun.objects.create(source=source, target="buyers.buyer", status=status,
-                                  created_at=started, started_at=started,
-                                  finished_at=finished, **values)
+    finished = None if status == SyncRun.Status.RUNNING else started + timedelta(seconds=seconds)
+    return SyncRun.objects.create(
+        source=source,
+        target="buyers.buyer",
+        status=status,
+        created_at=started,
+        started_at=started,
+        finished_at=finished,
+        **values,
+    )
 
 
-def make_intents(count: int, *, status: str = "pending",
-                 age: timedelta = timedelta(0)) -> None:
+def make_intents(count: int, *, status: str = "pending", age: timedelta = timedelta(0)) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO sync_retry_queue (model, object_pk, version, op, status, attempts,"
             " next_attempt_at, created_at, updated_at)"
             " SELECT 'catalog.part', 'ops-' || gen_random_uuid() , g, 'u', %s, 0, now(),"
             " now() - %s, now() FROM generate_series(1, %s) AS g",
-            [status, age, count])
+            [status, age, count],
+        )

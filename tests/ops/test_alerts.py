@@ -21,14 +21,18 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_repeating_alert_bumps_its_count_instead_of_adding_rows(
-        django_capture_on_commit_callbacks) -> None:
+    django_capture_on_commit_callbacks,
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        first = raise_alert("gaps", "probe", "3 rows missing", context={"run_id": 1},
-                            occurrence="run:1")
-        raise_alert("gaps", "probe", "3 rows missing", context={"run_id": 1},
-                    occurrence="run:1")  # the same run seen again: not a repeat
-        again = raise_alert("gaps", "probe", "4 rows missing", context={"run_id": 2},
-                            occurrence="run:2")
+        first = raise_alert(
+            "gaps", "probe", "3 rows missing", context={"run_id": 1}, occurrence="run:1"
+        )
+        raise_alert(
+            "gaps", "probe", "3 rows missing", context={"run_id": 1}, occurrence="run:1"
+        )  # the same run seen again: not a repeat
+        again = raise_alert(
+            "gaps", "probe", "4 rows missing", context={"run_id": 2}, occurrence="run:2"
+        )
         raise_alert("gaps", "other", "1 row missing")
     assert again.pk == first.pk
     assert (again.count, again.message, again.context) == (2, "4 rows missing", {"run_id": 2})
@@ -38,7 +42,8 @@ def test_a_repeating_alert_bumps_its_count_instead_of_adding_rows(
 
 
 def test_acknowledging_closes_it_and_the_next_firing_opens_a_new_one(
-        django_capture_on_commit_callbacks) -> None:
+    django_capture_on_commit_callbacks,
+) -> None:
     user = get_user_model().objects.create_user("operator")
     first = raise_alert("long_run", "probe", "slow")
     closed = alert_acknowledge(alert_id=first.pk, user=user)
@@ -51,8 +56,12 @@ def test_acknowledging_closes_it_and_the_next_firing_opens_a_new_one(
 
 def test_message_and_context_are_redacted_and_logged(caplog) -> None:
     with caplog.at_level(logging.ERROR, logger="sync.ops.alerts"):
-        alert = raise_alert("error_rate", "probe", "row of jane@example.com failed",
-                            context={"rows": ["call +1 415 555 0100"], "n": 2})
+        alert = raise_alert(
+            "error_rate",
+            "probe",
+            "row of jane@example.com failed",
+            context={"rows": ["call +1 415 555 0100"], "n": 2},
+        )
     assert "jane@example.com" not in alert.message
     assert "555" not in json.dumps(alert.context)
     assert alert.context["n"] == 2
@@ -61,7 +70,8 @@ def test_message_and_context_are_redacted_and_logged(caplog) -> None:
 
 
 def test_mail_goes_to_the_configured_recipients_once_per_hour(
-        django_capture_on_commit_callbacks) -> None:
+    django_capture_on_commit_callbacks,
+) -> None:
     config_update(source="probe", recipients="a@example.com, b@example.com")
     with django_capture_on_commit_callbacks(execute=True):
         for n in range(5):
@@ -87,8 +97,9 @@ def test_no_recipients_no_mail(settings, django_capture_on_commit_callbacks) -> 
     assert not AlertMail.objects.exists()
 
 
-def test_a_failed_mail_gives_the_slot_back(settings, django_capture_on_commit_callbacks,
-                                           caplog) -> None:
+def test_a_failed_mail_gives_the_slot_back(
+    settings, django_capture_on_commit_callbacks, caplog
+) -> None:
     settings.EMAIL_BACKEND = "tests.ops.failing_mail.EmailBackend"
     with django_capture_on_commit_callbacks(execute=True):
         raise_alert("gaps", "probe", "1 row missing")

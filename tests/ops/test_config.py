@@ -15,8 +15,13 @@ from sync.ops.config import config_ensure, config_for, config_update, recipients
 @pytest.mark.django_db
 def test_first_use_creates_defaults_and_the_beat_entry() -> None:
     config = config_for("probe")
-    assert (config.interval_seconds, config.failure_threshold, config.long_run_minutes,
-            config.retention_days, config.version) == (300, 3, 15.0, 90, 1)
+    assert (
+        config.interval_seconds,
+        config.failure_threshold,
+        config.long_run_minutes,
+        config.retention_days,
+        config.version,
+    ) == (300, 3, 15.0, 90, 1)
     entry = PeriodicTask.objects.get(name="sync-ingest-probe")
     assert entry.task == "sync.ingest.tasks.ingest"
     assert json.loads(entry.kwargs) == {"source": "probe"}
@@ -35,17 +40,20 @@ def test_ensure_configures_the_engine_and_every_source(settings, tmp_path) -> No
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("changes", "field", "words"), [
-    ({"interval_seconds": 59}, "interval_seconds", "greater than or equal to 60"),
-    ({"error_rate_threshold": 1.5}, "error_rate_threshold", "less than or equal to 1"),
-    ({"error_rate_threshold": 0}, "error_rate_threshold", "greater than or equal to"),
-    ({"failure_threshold": 0}, "failure_threshold", "greater than or equal to 1"),
-    ({"degradation_ratio": 1.0}, "degradation_ratio", "less than or equal to 0.99"),
-    ({"batch_size": 20000}, "batch_size", "less than or equal to 10000"),
-    ({"retention_days": 0}, "retention_days", "greater than or equal to 1"),
-    ({"recipients": "ops@example.com, not-an-address"}, "recipients", "'not-an-address'"),
-    ({"colour": "blue"}, "colour", "not a setting"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"interval_seconds": 59}, "interval_seconds", "greater than or equal to 60"),
+        ({"error_rate_threshold": 1.5}, "error_rate_threshold", "less than or equal to 1"),
+        ({"error_rate_threshold": 0}, "error_rate_threshold", "greater than or equal to"),
+        ({"failure_threshold": 0}, "failure_threshold", "greater than or equal to 1"),
+        ({"degradation_ratio": 1.0}, "degradation_ratio", "less than or equal to 0.99"),
+        ({"batch_size": 20000}, "batch_size", "less than or equal to 10000"),
+        ({"retention_days": 0}, "retention_days", "greater than or equal to 1"),
+        ({"recipients": "ops@example.com, not-an-address"}, "recipients", "'not-an-address'"),
+        ({"colour": "blue"}, "colour", "not a setting"),
+    ],
+)
 def test_invalid_configuration_is_rejected_naming_the_field(changes, field, words) -> None:
     before = config_for("probe")
     with pytest.raises(ValidationError) as caught:
@@ -58,8 +66,12 @@ def test_invalid_configuration_is_rejected_naming_the_field(changes, field, word
 
 @pytest.mark.django_db
 def test_a_change_bumps_the_version_and_moves_the_beat_schedule() -> None:
-    config = config_update(source="probe", interval_seconds=900, enabled=False,
-                           recipients="a@example.com; b@example.com")
+    config = config_update(
+        source="probe",
+        interval_seconds=900,
+        enabled=False,
+        recipients="a@example.com; b@example.com",
+    )
     assert config.version == 2
     entry = PeriodicTask.objects.get(name="sync-ingest-probe")
     assert (entry.interval.every, entry.enabled) == (900, False)

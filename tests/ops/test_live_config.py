@@ -26,14 +26,37 @@ def worker_process(celery_app, transactional_db):
     """``celery worker`` in its own process, on a queue of its own."""
     queue = f"ops-test-{os.getpid()}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-         "--queues", queue, "--hostname", f"{queue}@%h", "--without-gossip",
-         "--without-mingle", "--loglevel", "WARNING"],
-        cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "--queues",
+            queue,
+            "--hostname",
+            f"{queue}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        assert wait_until(lambda: celery_app.control.ping(
-            destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5), timeout=30)
+        assert wait_until(
+            lambda: celery_app.control.ping(
+                destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5
+            ),
+            timeout=30,
+        )
         yield proc, queue
     finally:
         proc.terminate()
@@ -46,7 +69,8 @@ def _beat_interval(celery_app, name: str) -> float:
 
 
 def test_a_change_reaches_a_running_worker_and_the_beat_schedule(
-        worker_process, celery_app) -> None:
+    worker_process, celery_app
+) -> None:
     proc, queue = worker_process
     config_for("probe")
     for minutes in (30, 20, 10):  # three failed runs in a row, the newest last
@@ -60,8 +84,10 @@ def test_a_change_reaches_a_running_worker_and_the_beat_schedule(
 
     config_update(source="probe", failure_threshold=3, interval_seconds=120)
     celery_app.send_task("sync.tasks.ops_check", kwargs={"source": "probe"}, queue=queue)
-    alert = wait_until(lambda: SyncAlert.objects.filter(
-        alert_type="consecutive_failures", source="probe").first(), 30)
+    alert = wait_until(
+        lambda: SyncAlert.objects.filter(alert_type="consecutive_failures", source="probe").first(),
+        30,
+    )
     assert alert.count == 1
     assert proc.poll() is None  # the same process, never restarted
     assert _beat_interval(celery_app, "sync-ingest-probe") == 120

@@ -30,24 +30,46 @@ def _expired(runs: int = 5, rows: int = 7) -> dict[str, list[dict]]:
     of each."""
     old = timezone.now() - timedelta(days=100)
     for n in range(runs):
-        run = make_run(ago=timedelta(days=100, minutes=n), phase_ms={"fetch": n},
-                       message="ünïcode ✓")
+        run = make_run(
+            ago=timedelta(days=100, minutes=n), phase_ms={"fetch": n}, message="ünïcode ✓"
+        )
         RecordLog.objects.bulk_create(
-            RecordLog(run_id=run.pk, row_number=r + 2, natural_key=f"B-{n:03}{r:03}",
-                      action="created", created_at=old) for r in range(rows))
-        ErrorLog.objects.create(run_id=run.pk, source="probe", category="schema",
-                                reason="too long", created_at=old, value_length=80)
+            RecordLog(
+                run_id=run.pk,
+                row_number=r + 2,
+                natural_key=f"B-{n:03}{r:03}",
+                action="created",
+                created_at=old,
+            )
+            for r in range(rows)
+        )
+        ErrorLog.objects.create(
+            run_id=run.pk,
+            source="probe",
+            category="schema",
+            reason="too long",
+            created_at=old,
+            value_length=80,
+        )
     fresh = make_run()
     RecordLog.objects.create(run_id=fresh.pk, row_number=2, action="created")
     ErrorLog.objects.create(run_id=fresh.pk, source="probe", category="schema", reason="x")
     make_run(status=SyncRun.Status.RUNNING, ago=timedelta(days=100))  # never archived
     SecurityEvent.objects.bulk_create(
-        SecurityEvent(kind="login_failed", ip="192.0.2.7", created_at=old - timedelta(hours=n),
-                      details={"unknown_username": True}) for n in range(3))
+        SecurityEvent(
+            kind="login_failed",
+            ip="192.0.2.7",
+            created_at=old - timedelta(hours=n),
+            details={"unknown_username": True},
+        )
+        for n in range(3)
+    )
     SecurityEvent.objects.create(kind="login", username="fresh")
     cutoff = timezone.now() - timedelta(days=90)
-    return {model._meta.db_table: _json(model.objects.filter(created_at__lt=cutoff))
-            for model in (RecordLog, ErrorLog, SyncRun, SecurityEvent)}
+    return {
+        model._meta.db_table: _json(model.objects.filter(created_at__lt=cutoff))
+        for model in (RecordLog, ErrorLog, SyncRun, SecurityEvent)
+    }
 
 
 def _json(queryset) -> list[dict]:
@@ -63,10 +85,15 @@ def _archived(directory: Path, table: str) -> list[dict]:
 def test_the_archive_round_trips_and_the_rows_are_gone(tmp_path) -> None:
     expected = _expired()
     progress = []
-    counts = archive_logs(directory=tmp_path, batch_size=4,
-                          progress=lambda table, n: progress.append((table, n)))
-    assert counts == {"sync_record_logs": 35, "sync_error_logs": 5, "sync_audit_logs": 5,
-                      "sync_security_events": 3}
+    counts = archive_logs(
+        directory=tmp_path, batch_size=4, progress=lambda table, n: progress.append((table, n))
+    )
+    assert counts == {
+        "sync_record_logs": 35,
+        "sync_error_logs": 5,
+        "sync_audit_logs": 5,
+        "sync_security_events": 3,
+    }
     for table, rows in expected.items():
         assert _archived(tmp_path, table) == rows
     assert len(archive_files(tmp_path, "sync_record_logs")) == 9  # batches of four

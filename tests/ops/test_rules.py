@@ -42,11 +42,21 @@ def test_gaps(source_config) -> None:
 
 def test_error_rate(source_config) -> None:
     config_update(source="probe", error_rate_threshold=0.1)
-    make_run(status=SyncRun.Status.PARTIAL, rows_total=100, rows_done=100, failed=9,
-             ago=timedelta(minutes=20))
+    make_run(
+        status=SyncRun.Status.PARTIAL,
+        rows_total=100,
+        rows_done=100,
+        failed=9,
+        ago=timedelta(minutes=20),
+    )
     assert "error_rate" not in fired()
-    make_run(status=SyncRun.Status.PARTIAL, rows_total=100, rows_done=100, failed=10,
-             ago=timedelta(minutes=10))
+    make_run(
+        status=SyncRun.Status.PARTIAL,
+        rows_total=100,
+        rows_done=100,
+        failed=10,
+        ago=timedelta(minutes=10),
+    )
     assert "error_rate" in fired()
 
 
@@ -77,8 +87,13 @@ def test_no_success_when_a_source_never_succeeded(source_config) -> None:
 def _retry(key: str, status: str) -> None:
     from django.utils import timezone
 
-    RecordRetry.objects.create(source="probe", natural_key=key, category="database",
-                               status=status, next_retry_at=timezone.now())
+    RecordRetry.objects.create(
+        source="probe",
+        natural_key=key,
+        category="database",
+        status=status,
+        next_retry_at=timezone.now(),
+    )
 
 
 def test_permanent_failures(source_config) -> None:
@@ -110,8 +125,9 @@ def test_long_run_still_running(source_config) -> None:
 def test_a_run_without_a_start_is_not_long(source_config) -> None:
     from django.utils import timezone
 
-    SyncRun.objects.create(source="probe", target="buyers.buyer", status=FAILED,
-                           finished_at=timezone.now())
+    SyncRun.objects.create(
+        source="probe", target="buyers.buyer", status=FAILED, finished_at=timezone.now()
+    )
     assert "long_run" not in fired()
 
 
@@ -172,10 +188,8 @@ def test_dead_intents(engine) -> None:
 
 def test_recovery_failed(source_config) -> None:
     config_update(source="probe", gap_threshold=2)
-    make_run(verification={"recovery": {"attempted": 5, "recovered": 4}},
-             ago=timedelta(minutes=20))
+    make_run(verification={"recovery": {"attempted": 5, "recovered": 4}}, ago=timedelta(minutes=20))
     assert "recovery_failed" not in fired()
-    make_run(verification={"recovery": {"attempted": 5, "recovered": 3}},
-             ago=timedelta(minutes=10))
+    make_run(verification={"recovery": {"attempted": 5, "recovered": 3}}, ago=timedelta(minutes=10))
     assert "recovery_failed" in fired()
     assert SyncAlert.objects.get(alert_type="recovery_failed").context["attempted"] == 5

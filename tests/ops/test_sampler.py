@@ -40,13 +40,15 @@ def sampling(transactional_db, settings):
 
 def _window_after_ticks(seconds: int, samples: int):
     """Tick until ``samples`` writes have aged past the window, then its figure."""
+
     def ready():
         sampler_tick()
         window = consistency_figures().windows[seconds]
         return window if window.samples >= samples else None
 
-    return wait_until(ready, timeout=60, interval=0.5,
-                      what=f"{samples} samples past the {seconds} s window")
+    return wait_until(
+        ready, timeout=60, interval=0.5, what=f"{samples} samples past the {seconds} s window"
+    )
 
 
 def test_writes_through_the_engine_are_consistent_within_10_s(sampling, admin_client) -> None:
@@ -82,15 +84,17 @@ def test_a_row_changed_behind_the_engines_back_is_inconsistent(sampling) -> None
     Part.objects.filter(pk=parts[0].pk).update(name=F("name"))
     window = _window_after_ticks(10, 9)
     assert window.fraction < 1.0
-    stale = ConsistencySample.objects.get(object_pk=str(parts[0].pk), kind="recent",
-                                          version=Part.objects.get(pk=parts[0].pk).version)
+    stale = ConsistencySample.objects.get(
+        object_pk=str(parts[0].pk), kind="recent", version=Part.objects.get(pk=parts[0].pk).version
+    )
     assert stale.consistent_at is None and not stale.unreachable
     alert = check_slo()
     assert (alert.alert_type, alert.severity) == ("consistency_slo", "critical")
 
 
-def test_while_the_cache_redis_is_dead_it_never_says_100_percent(sampling, redis_control,
-                                                                  admin_client) -> None:
+def test_while_the_cache_redis_is_dead_it_never_says_100_percent(
+    sampling, redis_control, admin_client
+) -> None:
     for _ in range(5):
         make_part()
     redis_control.kill()
@@ -102,8 +106,10 @@ def test_while_the_cache_redis_is_dead_it_never_says_100_percent(sampling, redis
     window = _window_after_ticks(10, 10)
     assert window.fraction == 0.0  # nothing could be confirmed in Redis
     assert consistency_figures().unreachable >= 10
-    alert = wait_until(lambda: SyncAlert.objects.filter(alert_type="consistency_slo").first(),
-                       what="the consistency_slo alert (raised by a tick)")
+    alert = wait_until(
+        lambda: SyncAlert.objects.filter(alert_type="consistency_slo").first(),
+        what="the consistency_slo alert (raised by a tick)",
+    )
     assert "SLO 99.9900%" in alert.message
     # What the operator sees: the dashboard card and /metrics, not a stale 100 %.
     live = dashboard_data(health=False)["live_consistency"]
@@ -133,9 +139,12 @@ def test_a_random_row_written_long_ago_counts_now_and_stays(sampling) -> None:
     ConsistencySample.objects.all().delete()
     # As _random_row draws it: a row whose last write (the trigger's clock) was 2 h ago.
     ConsistencySample.objects.create(
-        model="catalog.part", object_pk=str(part.pk), version=part.version,
+        model="catalog.part",
+        object_pk=str(part.pk),
+        version=part.version,
         kind=ConsistencySample.Kind.RANDOM,
-        written_at=datetime.now(tz=UTC) - timedelta(hours=2))
+        written_at=datetime.now(tz=UTC) - timedelta(hours=2),
+    )
     sampler_tick()
     assert ConsistencySample.objects.filter(kind="random").exists()  # not deleted as old
     trend = consistency_trend()

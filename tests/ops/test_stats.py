@@ -39,16 +39,26 @@ def test_statistics_over_a_window_and_success_rates() -> None:
 
 
 def test_the_ops_check_records_runs_once_and_a_health_check_per_source(settings) -> None:
-    make_run("buyers", rows_total=10, rows_done=10, failed=1, gaps=0,
-             verification={"sheet_count": 10, "database_count": 9},
-             errors_by_category={"schema": 1}, phase_ms={"fetch": 5})
+    make_run(
+        "buyers",
+        rows_total=10,
+        rows_done=10,
+        failed=1,
+        gaps=0,
+        verification={"sheet_count": 10, "database_count": 9},
+        errors_by_category={"schema": 1},
+        phase_ms={"fetch": 5},
+    )
     make_run("buyers", status=SyncRun.Status.RUNNING)
     result = ops_check()
     assert result.runs_recorded == 1
     assert result.health_checks == 2  # buyers and sellers of the sources file
     metric = SyncMetric.objects.get()
     assert (metric.duration_seconds, metric.errors_by_category, metric.phase_ms) == (
-        60.0, {"schema": 1}, {"fetch": 5})
+        60.0,
+        {"schema": 1},
+        {"fetch": 5},
+    )
     health = SyncHealthMetric.objects.get(source="buyers")
     assert (health.sheet_count, health.database_count, health.gaps) == (10, 9, 0)
     assert (health.error_rate, health.success_rate_24h) == (0.1, 1.0)
@@ -79,7 +89,10 @@ def test_statistics_of_runs_without_throughput_or_rates() -> None:
     make_run(ago=timedelta(days=2))
     stats = run_statistics()["probe"]
     assert (stats.success_rate_24h, stats.success_rate_7d, stats.mean_throughput) == (
-        None, 1.0, None)
+        None,
+        1.0,
+        None,
+    )
     config_update(source="probe", failure_threshold=1)
 
 
@@ -105,9 +118,13 @@ def test_every_operations_row_reads_well() -> None:
     ops_check(source="probe")
     alert = raise_alert("gaps", "probe", "x")
     mail = AlertMail.objects.create(alert_type="gaps", source="x", last_sent_at=timezone.now())
-    texts = [str(alert), str(mail), str(SyncConfig.objects.get(source="probe")),
-             str(SyncMetric.objects.get(run_id=run.pk)),
-             str(SyncHealthMetric.objects.get(source="probe"))]
+    texts = [
+        str(alert),
+        str(mail),
+        str(SyncConfig.objects.get(source="probe")),
+        str(SyncMetric.objects.get(run_id=run.pk)),
+        str(SyncHealthMetric.objects.get(source="probe")),
+    ]
     assert texts[0] == "gaps [probe] x1"
     assert texts[2] == "config probe v1"
     assert texts[3] == f"run {run.pk} probe 1 min 00 s"

@@ -24,8 +24,7 @@ def test_ops_check_and_archive_tasks_on_a_worker(celery_worker) -> None:
     wait_until(lambda: not SyncRun.objects.filter(pk=old.pk).exists())
 
 
-def test_an_ingest_task_is_followed_by_its_source_check(celery_worker, tmp_path,
-                                                       settings) -> None:
+def test_an_ingest_task_is_followed_by_its_source_check(celery_worker, tmp_path, settings) -> None:
     from bench.data import BUYER_HEADERS, write
     from sync.ingest.tasks import ingest
 

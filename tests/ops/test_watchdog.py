@@ -36,14 +36,34 @@ class Worker:
         env = child_env() | {"SYNC_HEARTBEAT_INTERVAL": "0.5"}
         self.node = f"{queue}@{os.uname().nodename}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-             "--queues", queue, "--hostname", self.node, "--without-gossip",
-             "--without-mingle", "--loglevel", "WARNING"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "solo",
+                "--queues",
+                queue,
+                "--hostname",
+                self.node,
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def heartbeat(self) -> ProcessHeartbeat | None:
-        return ProcessHeartbeat.objects.filter(kind="worker", node=self.node,
-                                               pid=self.proc.pid).first()
+        return ProcessHeartbeat.objects.filter(
+            kind="worker", node=self.node, pid=self.proc.pid
+        ).first()
 
     def end(self) -> None:
         if self.proc.poll() is None:
@@ -61,8 +81,7 @@ def workers(transactional_db, settings):
     stop_web_watchdog()
 
 
-def test_a_killed_worker_raises_no_worker_once_and_its_restart_is_counted(
-        workers, caplog) -> None:
+def test_a_killed_worker_raises_no_worker_once_and_its_restart_is_counted(workers, caplog) -> None:
     worker = workers()
     beat = wait_until(worker.heartbeat, timeout=60, what="the worker's first heartbeat")
     assert beat.restarts == 0
@@ -72,10 +91,8 @@ def test_a_killed_worker_raises_no_worker_once_and_its_restart_is_counted(
     os.kill(worker.proc.pid, signal.SIGKILL)
     worker.proc.wait(timeout=10)
     with caplog.at_level(logging.ERROR, logger="sync.ops.alerts"):
-        alert = wait_until(watchdog_check, timeout=60, interval=0.2,
-                           what="the no_worker alert")
-    assert (alert.alert_type, alert.severity, alert.source) == (
-        "no_worker", "critical", "engine")
+        alert = wait_until(watchdog_check, timeout=60, interval=0.2, what="the no_worker alert")
+    assert (alert.alert_type, alert.severity, alert.source) == ("no_worker", "critical", "engine")
     assert "nothing consumes the queues" in alert.message
     assert alert.context["workers"] == [worker.node]
     assert "ALERT no_worker [engine]" in caplog.text
@@ -94,8 +111,7 @@ def test_a_killed_worker_raises_no_worker_once_and_its_restart_is_counted(
     assert watchdog_check() is None
 
 
-def test_the_web_process_thread_raises_it_without_being_asked(transactional_db,
-                                                              settings) -> None:
+def test_the_web_process_thread_raises_it_without_being_asked(transactional_db, settings) -> None:
     settings.SYNC_WORKER_STALE_AFTER = 0.5
     settings.SYNC_WATCHDOG_INTERVAL = 0.1
     # A worker that beat once and then went silent (its process died).
@@ -103,8 +119,11 @@ def test_the_web_process_thread_raises_it_without_being_asked(transactional_db,
     try:
         thread = start_web_watchdog()
         assert start_web_watchdog() is thread  # one per process
-        alert = wait_until(lambda: SyncAlert.objects.filter(alert_type="no_worker").first(),
-                           timeout=30, what="the alert from the web process's thread")
+        alert = wait_until(
+            lambda: SyncAlert.objects.filter(alert_type="no_worker").first(),
+            timeout=30,
+            what="the alert from the web process's thread",
+        )
         assert alert.context["workers"] == ["gone@host"]
         web = wait_until(lambda: ProcessHeartbeat.objects.filter(kind="web").first())
         assert web.pid == os.getpid()
@@ -114,13 +133,14 @@ def test_the_web_process_thread_raises_it_without_being_asked(transactional_db,
     assert ProcessHeartbeat.objects.get(kind="web").stopped_at is not None
 
 
-def test_no_heartbeat_at_all_alerts_once_the_watchdog_has_waited(transactional_db,
-                                                                 settings) -> None:
+def test_no_heartbeat_at_all_alerts_once_the_watchdog_has_waited(
+    transactional_db, settings
+) -> None:
     settings.SYNC_WORKER_STALE_AFTER = 3600.0
     heartbeat_beat(kind="web", node="retired:1", pid=1)
     ProcessHeartbeat.objects.filter(node="retired:1").update(
-        last_seen_at=ProcessHeartbeat.objects.get(node="retired:1").last_seen_at
-        - timedelta(days=2))
+        last_seen_at=ProcessHeartbeat.objects.get(node="retired:1").last_seen_at - timedelta(days=2)
+    )
     assert watchdog_check() is None  # this process started watching only just now
     assert not ProcessHeartbeat.objects.exists()  # a process silent for a day is forgotten
     settings.SYNC_WORKER_STALE_AFTER = 0.0
@@ -130,7 +150,8 @@ def test_no_heartbeat_at_all_alerts_once_the_watchdog_has_waited(transactional_d
 
 
 def test_a_heartbeat_that_cannot_be_written_is_logged_once_and_retried(
-        transactional_db, caplog) -> None:
+    transactional_db, caplog
+) -> None:
     # A pid the column cannot take: every write fails, as with the database gone.
     beating = Heartbeat(kind="worker", node="broken@host", interval=0.05)
     beating.pid = "not-a-pid"
@@ -180,20 +201,43 @@ def test_beat_alone_raises_no_worker(transactional_db, settings, tmp_path) -> No
     import redis as redis_lib
 
     broker = _private_broker(settings.CELERY_BROKER_URL)
-    env = child_env() | {"CELERY_BROKER_URL": broker, "SYNC_HEARTBEAT_INTERVAL": "0.5",
-                         "SYNC_WORKER_STALE_AFTER": "1"}
+    env = child_env() | {
+        "CELERY_BROKER_URL": broker,
+        "SYNC_HEARTBEAT_INTERVAL": "0.5",
+        "SYNC_WORKER_STALE_AFTER": "1",
+    }
     heartbeat_beat(kind="worker", node="dead@host", pid=999_998)  # beat once, long ago
     ProcessHeartbeat.objects.filter(node="dead@host").update(
         last_seen_at=ProcessHeartbeat.objects.get(node="dead@host").last_seen_at
-        - timedelta(minutes=5))
+        - timedelta(minutes=5)
+    )
     beat = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING",
-         "--scheduler", "celery.beat:PersistentScheduler",
-         "--schedule", str(tmp_path / "beat-schedule")],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "--loglevel",
+            "WARNING",
+            "--scheduler",
+            "celery.beat:PersistentScheduler",
+            "--schedule",
+            str(tmp_path / "beat-schedule"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        alert = wait_until(lambda: SyncAlert.objects.filter(alert_type="no_worker").first(),
-                           timeout=60, interval=0.2, what="beat's no_worker alert")
+        alert = wait_until(
+            lambda: SyncAlert.objects.filter(alert_type="no_worker").first(),
+            timeout=60,
+            interval=0.2,
+            what="beat's no_worker alert",
+        )
         assert alert.context["workers"] == ["dead@host"]
         assert ProcessHeartbeat.objects.filter(kind="beat").exists()
     finally:
@@ -204,8 +248,9 @@ def test_beat_alone_raises_no_worker(transactional_db, settings, tmp_path) -> No
     assert ProcessHeartbeat.objects.get(kind="beat").stopped_at is not None  # a clean stop
 
 
-def test_a_watchdog_just_started_waits_for_workers_still_booting(transactional_db, settings,
-                                                                 monkeypatch) -> None:
+def test_a_watchdog_just_started_waits_for_workers_still_booting(
+    transactional_db, settings, monkeypatch
+) -> None:
     """A demo started again: the last worker heartbeat is the previous run's (40 s old) and the
     new worker is still booting. No no_worker yet; once the watchdog has waited, it alerts."""
     import time
@@ -216,7 +261,8 @@ def test_a_watchdog_just_started_waits_for_workers_still_booting(transactional_d
     heartbeat_beat(kind="worker", node="previous-run@host", pid=1)
     ProcessHeartbeat.objects.filter(node="previous-run@host").update(
         last_seen_at=ProcessHeartbeat.objects.get(node="previous-run@host").last_seen_at
-        - timedelta(seconds=40))
+        - timedelta(seconds=40)
+    )
     monkeypatch.setattr(watchdog, "_watching_since", time.time())
     assert watchdog_check() is None
     monkeypatch.setattr(watchdog, "_watching_since", time.time() - 31)

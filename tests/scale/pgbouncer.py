@@ -18,7 +18,8 @@ from tests.waiting import wait_until
 
 def pgbouncer_binary() -> str | None:
     return shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer",) if Path(p).exists()), None)
+        (p for p in ("/usr/sbin/pgbouncer",) if Path(p).exists()), None
+    )
 
 
 def _unprivileged_user() -> str:
@@ -71,8 +72,9 @@ pidfile = {self.folder / "pgbouncer.pid"}
         command = [binary, str(self.folder / "pgbouncer.ini")]
         if os.geteuid() == 0:  # the embedded server's own user can reach its socket folder
             command[1:1] = ["-u", _unprivileged_user()]
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         try:
             wait_until(self._answers, timeout=15)
         except BaseException:
@@ -83,8 +85,14 @@ pidfile = {self.folder / "pgbouncer.pid"}
         return f"postgres://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def connect(self, database: str) -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.port, dbname=database,
-                               user=self.user, autocommit=True, prepare_threshold=None)
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            dbname=database,
+            user=self.user,
+            autocommit=True,
+            prepare_threshold=None,
+        )
 
     def _answers(self) -> bool:
         assert self.proc.poll() is None, self.log()

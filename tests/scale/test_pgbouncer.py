@@ -24,10 +24,17 @@ from tests.engine_fixtures import fresh_engine_state, redis_raw  # noqa: F401 - 
 from tests.scale.pgbouncer import PgBouncer, pgbouncer_binary
 from tests.subprocesses import PRELUDE, child_env
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow,
-              pytest.mark.skipif(pgbouncer_binary() is None, reason=(
-                  "no pgbouncer binary: apt-get install pgbouncer (Debian package) to run "
-                  "the PgBouncer tests"))]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        pgbouncer_binary() is None,
+        reason=(
+            "no pgbouncer binary: apt-get install pgbouncer (Debian package) to run "
+            "the PgBouncer tests"
+        ),
+    ),
+]
 
 
 @pytest.fixture
@@ -39,9 +46,14 @@ def bouncer():
 
 def through(bouncer: PgBouncer, database: str, code: str, **env: str) -> subprocess.Popen:
     environment = {**child_env(), "DATABASE_URL": bouncer.url(database), **env}
-    return subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], cwd=ROOT,
-                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 ENGINE = """
@@ -76,8 +88,10 @@ ENGINE = """
 
 
 def test_the_engine_path_through_transaction_pooling(bouncer, redis_raw) -> None:  # noqa: F811
-    procs = [through(bouncer, "tx", ENGINE.format(prefix=f"PGB{n}"),
-                     DATABASE_POOLING="transaction") for n in range(2)]
+    procs = [
+        through(bouncer, "tx", ENGINE.format(prefix=f"PGB{n}"), DATABASE_POOLING="transaction")
+        for n in range(2)
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-3000:] + bouncer.log()
@@ -116,8 +130,12 @@ def test_a_session_lock_is_no_lock_under_transaction_pooling(bouncer) -> None:
     ``pg_backend_pid`` and the client see as the backend differ."""
     one, two = bouncer.connect("tx"), bouncer.connect("tx")
     try:
-        taken = [c.execute("SELECT pg_try_advisory_lock(%s, hashtext('buyers'))",
-                           [LOCK_CLASS]).fetchone()[0] for c in (one, two)]
+        taken = [
+            c.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext('buyers'))", [LOCK_CLASS]
+            ).fetchone()[0]
+            for c in (one, two)
+        ]
         server_pid = one.execute("SELECT pg_backend_pid()").fetchone()[0]
         assert one.info.backend_pid != server_pid  # PgBouncer's own key, not the server's
     finally:

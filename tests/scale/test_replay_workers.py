@@ -31,7 +31,8 @@ def make_backlog(redis_control, rows: int) -> int:
     update (no write-through), some from saves that failed while the cache was paused (those
     carry an outage epoch, so the replays also advance the fence)."""
     parts = Part.objects.bulk_create(
-        [Part(sku=f"SCALE-{n:06d}", name=f"Scale {n}", price=1) for n in range(rows)])
+        [Part(sku=f"SCALE-{n:06d}", name=f"Scale {n}", price=1) for n in range(rows)]
+    )
     Part.objects.filter(sku__startswith="SCALE-").update(price=F("price") + 1)  # newer
     redis_control.pause()
     try:
@@ -46,7 +47,11 @@ def make_backlog(redis_control, rows: int) -> int:
 
 
 def test_three_worker_processes_drain_the_queue_once_each(
-        celery_app, redis_control, redis_raw, tmp_path) -> None:  # noqa: F811
+    celery_app,
+    redis_control,
+    redis_raw,  # noqa: F811 - a fixture
+    tmp_path,
+) -> None:
     make_part()  # one row written through normally, already in Redis
     settle()  # (its completed intent is deleted by the next statement, or here)
     pending = make_backlog(redis_control, ROWS)
@@ -63,8 +68,10 @@ def test_three_worker_processes_drain_the_queue_once_each(
             worker.stop()
     results = [r for w in workers for r in w.results()]
     claimed = [r.claimed for r in results]
-    print(f"{WORKERS} workers drained {pending} intents in {elapsed:.2f}s "  # noqa: T201
-          f"({pending / elapsed:.0f}/s); claimed per worker: {claimed}")
+    print(  # noqa: T201
+        f"{WORKERS} workers drained {pending} intents in {elapsed:.2f}s "
+        f"({pending / elapsed:.0f}/s); claimed per worker: {claimed}"
+    )
     # No double work: SKIP LOCKED gave every intent to exactly one replay.
     assert sum(claimed) == pending, claimed
     assert sum(r.written for r in results) == pending
@@ -76,8 +83,10 @@ def test_three_worker_processes_drain_the_queue_once_each(
     assert (report.missing, report.stale, report.extra) == (0, 0, 0), report.examples
 
 
-@pytest.mark.skipif(not os.environ.get("SCALE_BENCH"), reason="a measurement, not a test: "
-                    "SCALE_BENCH=1 ./dev test tests/scale -s -k bench")
+@pytest.mark.skipif(
+    not os.environ.get("SCALE_BENCH"),
+    reason="a measurement, not a test: SCALE_BENCH=1 ./dev test tests/scale -s -k bench",
+)
 @pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("batch", [100, 1000])
 def test_bench_drain_throughput(celery_app, redis_control, tmp_path, workers, batch) -> None:
@@ -94,5 +103,7 @@ def test_bench_drain_throughput(celery_app, redis_control, tmp_path, workers, ba
     finally:
         for worker in started_workers:
             worker.stop()
-    print(f"\nBENCH workers={workers} batch={batch}: {pending} intents in "  # noqa: T201
-          f"{elapsed:.2f}s = {pending / elapsed:.0f} intents/s")
+    print(  # noqa: T201
+        f"\nBENCH workers={workers} batch={batch}: {pending} intents in "
+        f"{elapsed:.2f}s = {pending / elapsed:.0f} intents/s"
+    )

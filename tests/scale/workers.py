@@ -57,7 +57,11 @@ class WorkerProcess:
         self.log = (folder / f"{self.queue}.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(WORKER), self.queue, str(self.report)],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     @property
     def hostname(self) -> str:
@@ -67,8 +71,11 @@ class WorkerProcess:
         if not self.report.exists():
             return []
         lines = [json.loads(line) for line in self.report.read_text().splitlines() if line]
-        return [Replayed(*map(int, SUMMARY.match(line["result"]).groups())) for line in lines
-                if line["task"] == "sync.tasks.replay"]
+        return [
+            Replayed(*map(int, SUMMARY.match(line["result"]).groups()))
+            for line in lines
+            if line["task"] == "sync.tasks.replay"
+        ]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -88,8 +95,13 @@ def start_workers(app, count: int, folder: Path, **env: str) -> list[WorkerProce
     workers = [WorkerProcess(f"replay{n}", folder, environment) for n in range(count)]
     try:
         for worker in workers:
-            wait_until(lambda w=worker: w.proc.poll() is not None or app.control.ping(
-                destination=[w.hostname], timeout=0.5), timeout=60)
+            wait_until(
+                lambda w=worker: (
+                    w.proc.poll() is not None
+                    or app.control.ping(destination=[w.hostname], timeout=0.5)
+                ),
+                timeout=60,
+            )
             assert worker.proc.poll() is None, (worker.log.name, "worker exited at start")
     except BaseException:
         for worker in workers:

@@ -58,16 +58,21 @@ def field_paths(model: type[Model]) -> list[str]:
         if field.concrete:
             paths.append(field.name)
         if field.is_relation and field.related_model is not None:
-            paths += [f"{field.name}__{name}"
-                      for name in sorted(pii_fields_of(field.related_model, admin.site))]
+            paths += [
+                f"{field.name}__{name}"
+                for name in sorted(pii_fields_of(field.related_model, admin.site))
+            ]
     return paths
 
 
 def stored_value(model: type[Model], path: str) -> object:
     """A value some row holds at ``path`` (so the matching probe finds a row)."""
     try:
-        value = (model._default_manager.exclude(**{f"{path}__isnull": True})
-                 .values_list(path, flat=True).first())
+        value = (
+            model._default_manager.exclude(**{f"{path}__isnull": True})
+            .values_list(path, flat=True)
+            .first()
+        )
     except (FieldDoesNotExist, TypeError, ValueError):
         value = None
     return "x" if value in (None, "") else value
@@ -156,19 +161,25 @@ def test_a_lookup_never_answers_from_pii_the_role_may_not_see(users, clients):
     assert checked > 2000  # every model's fields x lookups, for the roles that see its page
 
 
-def _probe_lookups(model: type[Model], model_admin: admin.ModelAdmin,
-                   users: dict[str, User], clients: dict[str, Pages]) -> tuple[list[str], int]:
+def _probe_lookups(
+    model: type[Model],
+    model_admin: admin.ModelAdmin,
+    users: dict[str, User],
+    clients: dict[str, Pages],
+) -> tuple[list[str], int]:
     url = changelist(model)
     paths = field_paths(model)
     problems: list[str] = []
     checked = 0
     for role in ROLES:
+
         def get(params: dict, client: Pages = clients[role]) -> HttpResponse:
             return client.get(url, params)
 
         if get({}).status_code == 403:  # no page for this role: nothing to probe either
-            refused = {get({f"{path}__exact": stored_value(model, path)}).status_code
-                       for path in paths}
+            refused = {
+                get({f"{path}__exact": stored_value(model, path)}).status_code for path in paths
+            }
             if refused != {403}:
                 problems.append(f"{role}: some lookups answered {refused - {403}}")
             continue
@@ -176,21 +187,28 @@ def _probe_lookups(model: type[Model], model_admin: admin.ModelAdmin,
         for path in paths:
             value = stored_value(model, path)
             hidden = not SEES_PII[role] and (
-                touches_pii(model, path, admin.site) or canary_in(value))
+                touches_pii(model, path, admin.site) or canary_in(value)
+            )
             for lookup in LOOKUPS:
                 key = f"{path}__{lookup}"
                 hit, miss = probes(lookup, value)
                 first = outcome(get({key: hit}))
                 # Where nothing is hidden from the role, one refusal shows the lookup refused.
-                answers = (first, first if not hidden and first == (400,) else outcome(
-                    get({key: miss})))
+                answers = (
+                    first,
+                    first if not hidden and first == (400,) else outcome(get({key: miss})),
+                )
                 checked += 1
                 if key not in declared and answers != ((400,), (400,)):
-                    problems.append(f"{role} ?{key}: {answers[0][:2]} / {answers[1][:2]} "
-                                    "(not a declared filter: 400 expected)")
+                    problems.append(
+                        f"{role} ?{key}: {answers[0][:2]} / {answers[1][:2]} "
+                        "(not a declared filter: 400 expected)"
+                    )
                 elif hidden and answers[0] != answers[1]:
-                    problems.append(f"{role} ?{key}: {answers[0][:2]} != {answers[1][:2]} "
-                                    "(the answer depends on PII the role may not see)")
+                    problems.append(
+                        f"{role} ?{key}: {answers[0][:2]} != {answers[1][:2]} "
+                        "(the answer depends on PII the role may not see)"
+                    )
     return problems, checked
 
 
@@ -199,8 +217,7 @@ def test_a_declared_filter_still_filters_and_an_undeclared_one_is_a_clear_400(us
     customers = changelist(type(objects["customer"]))
     viewer, pii_viewer = Client(), Client()
     viewer.force_login(users["viewer"], backend="django.contrib.auth.backends.ModelBackend")
-    pii_viewer.force_login(users["pii_viewer"],
-                           backend="django.contrib.auth.backends.ModelBackend")
+    pii_viewer.force_login(users["pii_viewer"], backend="django.contrib.auth.backends.ModelBackend")
     assert outcome(viewer.get(customers, {"country": "NL"}))[1] == 1
     assert outcome(viewer.get(customers, {"country": "DE"}))[1] == 0
     assert outcome(viewer.get(customers, {"status__exact": "active"}))[1] == 1
@@ -214,8 +231,7 @@ def test_a_declared_filter_still_filters_and_an_undeclared_one_is_a_clear_400(us
     orders = changelist(type(objects["order"]))
     assert viewer.get(orders, {"customer__email__startswith": "z"}).status_code == 400
     # The date hierarchy's links are declared.
-    assert outcome(viewer.get(orders, {"placed_at__year": objects["order"].placed_at.year}))[
-        1] == 1
+    assert outcome(viewer.get(orders, {"placed_at__year": objects["order"].placed_at.year}))[1] == 1
 
 
 def test_a_search_never_answers_from_pii_the_role_may_not_see(clients):
@@ -223,8 +239,11 @@ def test_a_search_never_answers_from_pii_the_role_may_not_see(clients):
     problems = []
     for model, _model_admin in ADMINS:
         url = changelist(model)
-        terms = [(name, value) for name in sorted(pii_fields_of(model, admin.site))
-                 if (value := stored_value(model, name)) != "x"]
+        terms = [
+            (name, value)
+            for name in sorted(pii_fields_of(model, admin.site))
+            if (value := stored_value(model, name)) != "x"
+        ]
         terms += [("canary", value) for value in canary_values()]
         for role in ("viewer", "operator"):
             client = clients[role]
@@ -233,8 +252,9 @@ def test_a_search_never_answers_from_pii_the_role_may_not_see(clients):
             for name, value in terms:
                 hit, miss = (outcome(client.get(url, {"q": q})) for q in (str(value), MISS))
                 if hit != miss:
-                    problems.append(f"{model._meta.label} {role} q={value!r} ({name}): "
-                                    f"{hit[:2]} != {miss[:2]}")
+                    problems.append(
+                        f"{model._meta.label} {role} q={value!r} ({name}): {hit[:2]} != {miss[:2]}"
+                    )
     assert not problems, "\n".join(problems)
 
 
@@ -259,9 +279,11 @@ def test_no_ordering_reads_pii_the_role_may_not_see(clients):
             for o in ["", *(f"{sign}{i}" for i in range(columns) for sign in ("", "-"))]:
                 response = client.get(url, {"o": o} if o else {})
                 order_by = response.context_data["cl"].queryset.query.order_by
-                problems += [f"{model._meta.label} {role} ?o={o}: ordered by {entry}"
-                             for entry in order_by
-                             if isinstance(entry, str) and touches_pii(model, entry, admin.site)]
+                problems += [
+                    f"{model._meta.label} {role} ?o={o}: ordered by {entry}"
+                    for entry in order_by
+                    if isinstance(entry, str) and touches_pii(model, entry, admin.site)
+                ]
     assert not problems, "\n".join(problems)
 
 
@@ -275,8 +297,7 @@ def test_a_masked_column_orders_nothing_for_a_viewer(clients):
     url = changelist(Customer)
     name_column = list(admin.site._registry[Customer].list_display).index("name")
     for role, expected in (("viewer", ["C-1", "C-2"]), ("pii_viewer", ["C-2", "C-1"])):
-        listed = clients[role].get(url, {"o": str(name_column + 1)}).context_data[
-            "cl"].result_list
+        listed = clients[role].get(url, {"o": str(name_column + 1)}).context_data["cl"].result_list
         assert [c.customer_number for c in listed] == expected, role
 
 
@@ -294,11 +315,9 @@ def test_pii_bound_filters_dates_orderings_and_fields_are_dropped_without_the_pi
 
     class LeakyCustomerAdmin(SyncedModelAdmin):
         pii_fields = (*CUSTOMER_PII, "created_at")
-        list_filter = ("status", "city", ("email", admin.EmptyFieldListFilter),
-                       AcknowledgedFilter)
+        list_filter = ("status", "city", ("email", admin.EmptyFieldListFilter), AcknowledgedFilter)
         date_hierarchy = "created_at"
-        ordering = ("name", F("phone"), Lower("city").desc(), F("status").asc(),
-                    "customer_number")
+        ordering = ("name", F("phone"), Lower("city").desc(), F("status").asc(), "customer_number")
         search_fields = ("customer_number", "=email", "orders__shipping_address")
 
     site = ConsoleAdminSite(name="leaky")
@@ -320,7 +339,9 @@ def test_pii_bound_filters_dates_orderings_and_fields_are_dropped_without_the_pi
     cl = model_admin.get_changelist_instance(viewer)
     assert cl.date_hierarchy is None
     assert {str(entry) for entry in cl.queryset.query.order_by} == {
-        str(F("status").asc()), "customer_number"}
+        str(F("status").asc()),
+        "customer_number",
+    }
 
     assert len(model_admin.get_list_filter(pii_viewer)) == 4
     assert len(model_admin.get_search_fields(pii_viewer)) == 3
@@ -328,7 +349,8 @@ def test_pii_bound_filters_dates_orderings_and_fields_are_dropped_without_the_pi
     cl = model_admin.get_changelist_instance(pii_viewer)
     assert cl.date_hierarchy == "created_at"
     assert {"name", str(F("phone")), str(Lower("city").desc())} <= {
-        str(entry) for entry in cl.queryset.query.order_by}
+        str(entry) for entry in cl.queryset.query.order_by
+    }
 
 
 def test_autocomplete_never_answers_from_pii_the_role_may_not_see(clients):
@@ -337,23 +359,37 @@ def test_autocomplete_never_answers_from_pii_the_role_may_not_see(clients):
     make_world()
     problems = []
     for model, _model_admin in ADMINS:
-        relations = [f for f in model._meta.get_fields()
-                     if f.is_relation and f.concrete and f.related_model in admin.site._registry]
+        relations = [
+            f
+            for f in model._meta.get_fields()
+            if f.is_relation and f.concrete and f.related_model in admin.site._registry
+        ]
         for field in relations:
             target = field.related_model
-            values = [stored_value(target, name)
-                      for name in sorted(pii_fields_of(target, admin.site))]
+            values = [
+                stored_value(target, name) for name in sorted(pii_fields_of(target, admin.site))
+            ]
             for role in ("viewer", "operator"):
                 for value in [v for v in values if v != "x"] + list(CANARY.values()):
                     answers = []
                     for term in (str(value), MISS):
-                        response = clients[role].get(reverse("admin:autocomplete"), {
-                            "app_label": model._meta.app_label,
-                            "model_name": model._meta.model_name,
-                            "field_name": field.name, "term": term})
-                        answers.append((response.status_code, response.content
-                                        if response.status_code == 200 else b""))
+                        response = clients[role].get(
+                            reverse("admin:autocomplete"),
+                            {
+                                "app_label": model._meta.app_label,
+                                "model_name": model._meta.model_name,
+                                "field_name": field.name,
+                                "term": term,
+                            },
+                        )
+                        answers.append(
+                            (
+                                response.status_code,
+                                response.content if response.status_code == 200 else b"",
+                            )
+                        )
                     if answers[0] != answers[1]:
-                        problems.append(f"{model._meta.label}.{field.name} {role} "
-                                        f"term={value!r}: {answers}")
+                        problems.append(
+                            f"{model._meta.label}.{field.name} {role} term={value!r}: {answers}"
+                        )
     assert not problems, "\n".join(problems)

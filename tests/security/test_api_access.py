@@ -31,13 +31,18 @@ def _login(user: User) -> Client:
 
 
 def _put_stock(client: Client, part_id: int, version: int) -> object:
-    return client.put(f"/api/staff/parts/{part_id}/stock", json.dumps({"quantity": 77}),
-                      content_type="application/json", HTTP_IF_MATCH=f'"{version}"')
+    return client.put(
+        f"/api/staff/parts/{part_id}/stock",
+        json.dumps({"quantity": 77}),
+        content_type="application/json",
+        HTTP_IF_MATCH=f'"{version}"',
+    )
 
 
 def _start_sync(client: Client) -> object:
-    return client.post("/api/sync/manual", json.dumps({"source": "buyers"}),
-                       content_type="application/json")
+    return client.post(
+        "/api/sync/manual", json.dumps({"source": "buyers"}), content_type="application/json"
+    )
 
 
 def test_an_operator_no_longer_staff_is_refused_by_both_apis_with_the_old_session() -> None:
@@ -91,8 +96,9 @@ def test_an_operator_cannot_redirect_alert_mail_through_the_api() -> None:
     config_ensure()
     config_update(source="buyers", recipients="ops@staff.example")
     operator = _login(make_staff_user("operator", username="mail-operator"))
-    refused = _put_config(operator, {"source": "buyers", "recipients": "evil@attacker.example",
-                                     "batch_size": 7})
+    refused = _put_config(
+        operator, {"source": "buyers", "recipients": "evil@attacker.example", "batch_size": 7}
+    )
     assert refused.status_code == 403
     assert refused.json()["fields"] == {"recipients": ["your role may not change this setting"]}
     config = SyncConfig.objects.get(source="buyers")
@@ -106,8 +112,7 @@ def test_an_operator_cannot_redirect_alert_mail_through_the_api() -> None:
     both = make_staff_user("operator", username="pii-operator")
     ensure_role_groups()
     both.groups.add(Group.objects.get(name=roles.PII_VIEWER))
-    changed = _put_config(_login(both), {"source": "buyers",
-                                         "recipients": "new@staff.example"})
+    changed = _put_config(_login(both), {"source": "buyers", "recipients": "new@staff.example"})
     assert changed.status_code == 200
     assert SyncConfig.objects.get(source="buyers").recipients == "new@staff.example"
 

@@ -31,8 +31,10 @@ FORM_TYPES = ["multipart/form-data; boundary=x", "application/x-www-form-urlenco
 
 def _csrf_client(role: str) -> Client:
     client = Client(enforce_csrf_checks=True)  # the check that parses the form
-    client.force_login(make_staff_user(role, username=f"body-{role}"),
-                       backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(
+        make_staff_user(role, username=f"body-{role}"),
+        backend="django.contrib.auth.backends.ModelBackend",
+    )
     client.cookies["csrftoken"] = "c" * 32
     return client
 
@@ -42,9 +44,13 @@ def _csrf_client(role: str) -> Client:
 def test_a_post_labelled_as_a_form_is_a_json_4xx_on_every_post_endpoint(content_type, body):
     part = new_part(quantity=5)
     client = _csrf_client("operator")
-    for url in ("/api/sync/manual", "/api/sync/cancel/999999",
-                "/api/sync/alerts/999999/acknowledge",
-                f"/api/staff/parts/{part.pk}/restore", f"/api/staff/parts/{part.pk}/rollback/1"):
+    for url in (
+        "/api/sync/manual",
+        "/api/sync/cancel/999999",
+        "/api/sync/alerts/999999/acknowledge",
+        f"/api/staff/parts/{part.pk}/restore",
+        f"/api/staff/parts/{part.pk}/rollback/1",
+    ):
         response = client.post(url, body, content_type=content_type, HTTP_X_CSRFTOKEN="c" * 32)
         assert 400 <= response.status_code < 500, (url, response.status_code)
         assert response["Content-Type"].startswith("application/json"), url
@@ -67,13 +73,26 @@ def _asgi_chunked(path: str, method: str, chunks: list[bytes], cookies: str) -> 
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "server": ("testserver", 80),
-             "client": ("127.0.0.1", 40000),
-             "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
-                         (b"cookie", cookies.encode()), (b"x-csrftoken", b"c" * 32),
-                         (b"transfer-encoding", b"chunked")]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 40000),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"cookie", cookies.encode()),
+            (b"x-csrftoken", b"c" * 32),
+            (b"transfer-encoding", b"chunked"),
+        ],
+    }
     # As Django's own test clients do: the handler would close the test's connection.
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
@@ -93,9 +112,11 @@ def test_a_chunked_body_over_the_limit_is_a_json_413_on_both_apis():
     cookies = "; ".join(f"{name}={morsel.value}" for name, morsel in client.cookies.items())
     pad = b" " * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 10 + 1)
     chunks = [b'{"source": "buyers", "batch_size": 5', *([pad] * 11), b"}"]
-    for method, path, key in (("PUT", "/api/sync/config", "error"),
-                              ("POST", "/api/sync/manual", "error"),
-                              ("PUT", f"/api/staff/parts/{part.pk}/stock", "detail")):
+    for method, path, key in (
+        ("PUT", "/api/sync/config", "error"),
+        ("POST", "/api/sync/manual", "error"),
+        ("PUT", f"/api/staff/parts/{part.pk}/stock", "detail"),
+    ):
         status, body = _asgi_chunked(path, method, chunks, cookies)
         assert status == 413, (path, status, body)
         assert "too large" in body[key]

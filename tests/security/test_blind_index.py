@@ -20,24 +20,28 @@ def customer(canaries) -> Customer:
     return Customer.objects.get(pk=make_customer(canaries).pk)
 
 
-@pytest.mark.parametrize("email", ["jane.doe@example.com", "  Jane.Doe@EXAMPLE.com ",
-                                   "JANE.DOE@example.COM"])
+@pytest.mark.parametrize(
+    "email", ["jane.doe@example.com", "  Jane.Doe@EXAMPLE.com ", "JANE.DOE@example.COM"]
+)
 def test_email_variants_find_the_customer(canaries, email) -> None:
     canaries["email"] = "Jane.Doe@Example.com"
     found = Customer.objects.get(pk=make_customer(canaries).pk)
     assert repository.get_by(Customer, email=email).pk == found.pk
 
 
-@pytest.mark.parametrize("phone", ["+1 (555) 010-0000", "555.010.0000", "001 555 010 0000",
-                                   "+15550100000", "(555) 0100000"])
+@pytest.mark.parametrize(
+    "phone",
+    ["+1 (555) 010-0000", "555.010.0000", "001 555 010 0000", "+15550100000", "(555) 0100000"],
+)
 def test_phone_variants_find_the_customer(canaries, phone) -> None:
     canaries["phone"] = "+1 555-010-0000"
     found = Customer.objects.get(pk=make_customer(canaries).pk)
     assert repository.get_by(Customer, phone=phone).pk == found.pk
 
 
-def test_lookup_through_redis_needs_no_query(customer, canaries, settings,
-                                             django_assert_num_queries) -> None:
+def test_lookup_through_redis_needs_no_query(
+    customer, canaries, settings, django_assert_num_queries
+) -> None:
     settings.SYNC_FENCE_REFRESH = 60
     fence.invalidate()
     fence.trusts("customers.customer")
@@ -60,8 +64,7 @@ def test_old_index_entry_no_longer_finds_the_customer(customer, canaries, redis_
     assert repository.get_by(Customer, email="new.address@example.org").pk == customer.pk
 
 
-def test_lookup_inside_a_transaction_and_with_redis_down(customer, canaries,
-                                                         redis_control) -> None:
+def test_lookup_inside_a_transaction_and_with_redis_down(customer, canaries, redis_control) -> None:
     with transaction.atomic():
         assert repository.get_by(Customer, phone=canaries["phone"]).pk == customer.pk
     redis_control.kill()
@@ -81,5 +84,4 @@ def test_bad_lookups_are_clear_errors(customer) -> None:
 
 def test_declaring_a_pii_field_as_cached_is_refused() -> None:
     with pytest.raises(ValueError, match=r"PII fields may not be cached: email"):
-        SyncSpec(model=Customer, tier=Tier.PII, fields=("email",), ttl=60,
-                 pii_fields=("email",))
+        SyncSpec(model=Customer, tier=Tier.PII, fields=("email",), ttl=60, pii_fields=("email",))

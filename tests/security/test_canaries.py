@@ -55,8 +55,9 @@ def console_log():
     handler.setStream(old)
 
 
-def test_no_canary_anywhere_after_every_sync_path(canaries, redis_raw, redis_control,
-                                                  console_log) -> None:
+def test_no_canary_anywhere_after_every_sync_path(
+    canaries, redis_raw, redis_control, console_log
+) -> None:
     customer = make_customer(canaries)
     order = make_order(customer, canaries["shipping"])
     # write-through, then a change that only replay brings to Redis
@@ -88,10 +89,10 @@ def test_no_canary_anywhere_after_every_sync_path(canaries, redis_raw, redis_con
                 " postal_code, country, status, email_bidx, phone_bidx, created_at, version,"
                 " updated_at_ns) VALUES ('X', %s, %s, %s, %s, NULL, '', '', 'active', '', '',"
                 " now(), 0, 0)",
-                [canaries["name"], canaries["email"], canaries["phone"], canaries["street"]])
+                [canaries["name"], canaries["email"], canaries["phone"], canaries["street"]],
+            )
     except IntegrityError:
-        logging.getLogger("sync.ingest").exception("could not store row for %s",
-                                                   canaries["email"])
+        logging.getLogger("sync.ingest").exception("could not store row for %s", canaries["email"])
     keyspace = dump_keyspace(redis_raw)
     assert keyspace  # the scan saw the cache
     logs = console_log.getvalue().encode()

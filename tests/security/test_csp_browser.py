@@ -51,8 +51,11 @@ class Watched:
 
     def violations(self) -> list[str]:
         events = self.page.evaluate("window.__cspViolations || []")
-        refused = [text for text in self.console
-                   if "Content Security Policy" in text or text.startswith("Refused to")]
+        refused = [
+            text
+            for text in self.console
+            if "Content Security Policy" in text or text.startswith("Refused to")
+        ]
         return events + refused
 
     def assert_clean(self, where: str) -> None:
@@ -74,9 +77,18 @@ def _flow(browser, base: str) -> None:
     make_staff_user("operator")
     make_staff_user("superuser")
     now = timezone.now()
-    run = SyncRun.objects.create(source="buyers", target="buyers.buyer", trigger="manual",
-                                 status="succeeded", created_at=now, started_at=now,
-                                 finished_at=now, rows_total=40, rows_done=40, unchanged=40)
+    run = SyncRun.objects.create(
+        source="buyers",
+        target="buyers.buyer",
+        trigger="manual",
+        status="succeeded",
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+        rows_total=40,
+        rows_done=40,
+        unchanged=40,
+    )
     watched = Watched(browser, base)
     page = watched.page
 
@@ -109,8 +121,9 @@ def _flow(browser, base: str) -> None:
     fill = page.locator("#run-progress .progress-bar")
     # NOTE: polled from here: Playwright's wait_for_function evaluates with eval, which the
     # policy refuses (as it should).
-    wait_until(lambda: fill.evaluate("node => node.style.width") == "100%",
-               what="the progress bar's width")
+    wait_until(
+        lambda: fill.evaluate("node => node.style.width") == "100%", what="the progress bar's width"
+    )
     assert fill.evaluate("node => node.getBoundingClientRect().width") > 0
     watched.assert_clean("the manual sync page")
 
@@ -120,8 +133,9 @@ def _flow(browser, base: str) -> None:
         script.textContent = "window.__injected = true";
         document.body.appendChild(script);
     }""")
-    wait_until(lambda: page.evaluate("window.__cspViolations.length > 0"),
-               what="a violation report")
+    wait_until(
+        lambda: page.evaluate("window.__cspViolations.length > 0"), what="a violation report"
+    )
     assert page.evaluate("window.__injected === undefined")
     assert any("script-src" in v for v in page.evaluate("window.__cspViolations"))
 

@@ -17,14 +17,17 @@ from sync.cache.keyring import development_keys, parse_encryption_keys, parse_hm
 GOOD = base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ("", "is empty"),
-    ("nokey", "entry 1 must look like id:base64key"),
-    (f"a:{GOOD},bad id:{GOOD}", "entry 2 must look like"),
-    (f"a:{GOOD},a:{GOOD}", "names key id 'a' twice"),
-    ("a:not base64!", "key 'a' is not valid base64"),
-    (f"a:{base64.b64encode(b'short').decode()}", "has 5 bytes; AES-256 needs 32"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "is empty"),
+        ("nokey", "entry 1 must look like id:base64key"),
+        (f"a:{GOOD},bad id:{GOOD}", "entry 2 must look like"),
+        (f"a:{GOOD},a:{GOOD}", "names key id 'a' twice"),
+        ("a:not base64!", "key 'a' is not valid base64"),
+        (f"a:{base64.b64encode(b'short').decode()}", "has 5 bytes; AES-256 needs 32"),
+    ],
+)
 def test_malformed_encryption_keys_are_named(value, message) -> None:
     with pytest.raises(ImproperlyConfigured, match=message):
         parse_encryption_keys(value)
@@ -46,12 +49,25 @@ def test_development_keys_are_generated_once_and_kept(tmp_path) -> None:
 
 
 def test_production_refuses_to_start_with_a_malformed_key() -> None:
-    env = dict(os.environ, DJANGO_ENV="production", SECRET_KEY=secrets.token_urlsafe(50),
-               ALLOWED_HOSTS="example.com", DATABASE_URL="postgres://u@127.0.0.1:1/x",
-               REDIS_URL="redis://127.0.0.1:1/0", CELERY_BROKER_URL="redis://127.0.0.1:1/1",
-               METRICS_TOKEN="t", SYNC_ENCRYPTION_KEYS="k1:tooshort", SYNC_HMAC_KEY=GOOD)
-    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"],
-                            cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
-                            capture_output=True, text=True, check=False)
+    env = dict(
+        os.environ,
+        DJANGO_ENV="production",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="example.com",
+        DATABASE_URL="postgres://u@127.0.0.1:1/x",
+        REDIS_URL="redis://127.0.0.1:1/0",
+        CELERY_BROKER_URL="redis://127.0.0.1:1/1",
+        METRICS_TOKEN="t",
+        SYNC_ENCRYPTION_KEYS="k1:tooshort",
+        SYNC_HMAC_KEY=GOOD,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode != 0
     assert "SYNC_ENCRYPTION_KEYS key 'k1' has 6 bytes; AES-256 needs 32" in result.stderr

@@ -31,9 +31,11 @@ TASK_ID = "9d2f3a10-5417-4120-9876-012345678901"  # digit runs the phone rule to
 
 def test_url_encoded_pii_is_decoded_before_it_is_matched():
     assert redact("/admin/customers/customer/?q=zebulon.canary%40pii.example") == (
-        "/admin/customers/customer/?q=[redacted]")
+        "/admin/customers/customer/?q=[redacted]"
+    )
     assert redact("/admin/customers/customer/zebulon.canary%40pii.example/change/") == (
-        "/admin/customers/customer/[email]/change/")
+        "/admin/customers/customer/[email]/change/"
+    )
     assert redact("/admin/x/%2B1%20555%200199%204242/history/") == "/admin/x/[phone]/history/"
     assert redact("lookup for jane%40example.com failed") == "lookup for [email] failed"
     # A declared value behind %-escapes too.
@@ -46,28 +48,36 @@ def test_query_string_values_are_never_logged():
     """A name has no pattern: every query value goes, the parameter names stay."""
     line = '127.0.0.1:5 - "GET /admin/buyers/buyer/?q=Zebulon+Canarywright&o=2 HTTP/1.1" 200'
     assert redact(line) == (
-        '127.0.0.1:5 - "GET /admin/buyers/buyer/?q=[redacted]&o=[redacted] HTTP/1.1" 200')
+        '127.0.0.1:5 - "GET /admin/buyers/buyer/?q=[redacted]&o=[redacted] HTTP/1.1" 200'
+    )
     assert redact("fetching https://sheets.example/v4/x?key=SECRET&range=A1") == (
-        "fetching https://sheets.example/v4/x?key=[redacted]&range=[redacted]")
+        "fetching https://sheets.example/v4/x?key=[redacted]&range=[redacted]"
+    )
     assert redact("is 1/2? yes") == "is 1/2? yes"
 
 
 def test_uuids_and_addresses_stay_whole():
-    for text in (f"Task sync.tasks.replay[{TASK_ID}] succeeded",
-                 "task 12345678-1234-1234-1234-123456789012 retried",
-                 f"intent {uuid.UUID(int=10**30)} dead", "peer 10.0.0.1:443 and 127.0.0.1"):
+    for text in (
+        f"Task sync.tasks.replay[{TASK_ID}] succeeded",
+        "task 12345678-1234-1234-1234-123456789012 retried",
+        f"intent {uuid.UUID(int=10**30)} dead",
+        "peer 10.0.0.1:443 and 127.0.0.1",
+    ):
         assert redact(text) == text
     # …while a phone number beside them is still a phone number.
     assert redact(f"{TASK_ID} called +1 555 0199 4242") == f"{TASK_ID} called [phone]"
 
 
 def test_dates_and_times_stay_whole():
-    for text in ("run 7 finished 2026-12-06 23:55:13,104", "at 2026-12-06T23:55:13Z",
-                 "2026-12-06T23:55:13.123456+01:00 done", "due 2026-12-06 14:00",
-                 "on 2026-12-06 only"):
+    for text in (
+        "run 7 finished 2026-12-06 23:55:13,104",
+        "at 2026-12-06T23:55:13Z",
+        "2026-12-06T23:55:13.123456+01:00 done",
+        "due 2026-12-06 14:00",
+        "on 2026-12-06 only",
+    ):
         assert redact(text) == text
-    assert redact("2026-12-06 23:55 called +44 20 7946 0958") == (
-        "2026-12-06 23:55 called [phone]")
+    assert redact("2026-12-06 23:55 called +44 20 7946 0958") == ("2026-12-06 23:55 called [phone]")
 
 
 def test_the_filter_keeps_a_formatters_arguments():
@@ -75,20 +85,25 @@ def test_the_filter_keeps_a_formatters_arguments():
     place, so the formatter still works and prints no PII."""
     from uvicorn.logging import AccessFormatter
 
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
-                               '%s - "%s %s HTTP/%s" %d', (
-                                   "127.0.0.1:5000", "GET", "/admin/?q=jane%40example.com",
-                                   "1.1", 200), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/admin/?q=jane%40example.com", "1.1", 200),
+        None,
+    )
     assert RedactPiiFilter().filter(record) is True
     assert isinstance(record.args, tuple)
-    line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s').format(
-        record)
+    line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s').format(record)
     assert line == '127.0.0.1:5000 - "GET /admin/?q=[redacted] HTTP/1.1" 200 OK'
 
 
 def test_records_with_mapping_or_no_arguments_are_redacted_too():
-    mapped = logging.LogRecord("sync", logging.INFO, __file__, 1, "mail %(to)s", (
-        {"to": "jane@example.com"},), None)
+    mapped = logging.LogRecord(
+        "sync", logging.INFO, __file__, 1, "mail %(to)s", ({"to": "jane@example.com"},), None
+    )
     RedactPiiFilter().filter(mapped)
     assert mapped.getMessage() == "mail [email]"
     bare = logging.LogRecord("sync", logging.INFO, __file__, 1, "GET /x?q=Jane+Doe", None, None)
@@ -120,17 +135,29 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 @pytest.mark.django_db(transaction=True)
 def test_the_web_servers_access_log_carries_no_pii():
     tag = uuid.uuid4().hex[:10]
-    canaries = {"email": f"canary.{tag}@pii.example", "name": f"Canarywright{tag}",
-                "phone": f"+1 555 {int(tag[:6], 16) % 10**7:07d}"}
+    canaries = {
+        "email": f"canary.{tag}@pii.example",
+        "name": f"Canarywright{tag}",
+        "phone": f"+1 555 {int(tag[:6], 16) % 10**7:07d}",
+    }
     port = _free_port()
-    server = subprocess.Popen(web_server_argv("127.0.0.1", port), cwd=ROOT,
-                              env={**child_env(), "DEBUG": "true"},  # as the demo runs
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        web_server_argv("127.0.0.1", port),
+        cwd=ROOT,
+        env={**child_env(), "DEBUG": "true"},  # as the demo runs
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _get(f"{base}/admin/login/") > 0, timeout=60,
-                   ignoring=(OSError,), what="the web server answering")
+        wait_until(
+            lambda: _get(f"{base}/admin/login/") > 0,
+            timeout=60,
+            ignoring=(OSError,),
+            what="the web server answering",
+        )
         paths = [
             f"/admin/customers/customer/?q={quote_plus(canaries['email'])}",
             f"/admin/buyers/buyer/?q={quote_plus(canaries['name'])}&o=2",
@@ -156,9 +183,17 @@ def test_the_web_servers_access_log_carries_no_pii():
     assert any("/admin/customers/customer/?q=[redacted]" in line for line in access), access
     assert any(f"/admin/sync/syncintent/{TASK_ID}/change/" in line for line in access), access
     digits = "".join(ch for ch in canaries["phone"] if ch.isdigit())
-    forms = {canaries["email"], quote(canaries["email"]), quote_plus(canaries["email"]),
-             canaries["name"], canaries["phone"], quote_plus(canaries["phone"]), digits,
-             canaries["phone"][-8:], tag}
+    forms = {
+        canaries["email"],
+        quote(canaries["email"]),
+        quote_plus(canaries["email"]),
+        canaries["name"],
+        canaries["phone"],
+        quote_plus(canaries["phone"]),
+        digits,
+        canaries["phone"][-8:],
+        tag,
+    }
     found = sorted(form for form in forms if form.lower() in output.lower())
     assert not found, f"PII in the web server's output: {found}\n{output}"
 

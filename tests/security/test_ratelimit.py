@@ -40,8 +40,10 @@ def limits(settings) -> Iterator[object]:
 def _client(role: str | None, username: str = "", ip: str = "192.0.2.10") -> Client:
     client = Client(REMOTE_ADDR=ip)
     if role:
-        client.force_login(make_staff_user(role, username=username or f"rl-{role}"),
-                           backend="django.contrib.auth.backends.ModelBackend")
+        client.force_login(
+            make_staff_user(role, username=username or f"rl-{role}"),
+            backend="django.contrib.auth.backends.ModelBackend",
+        )
     return client
 
 
@@ -98,8 +100,12 @@ def test_an_operator_has_the_operator_limit_and_writes_are_refused_over_it() -> 
     part = new_part(quantity=5)
     operator = _client("operator")
     _exhaust(operator, "/api/sync/status", 4)
-    write = operator.put(f"/api/staff/parts/{part.pk}/stock", json.dumps({"quantity": 1}),
-                         content_type="application/json", HTTP_IF_MATCH='"1"')
+    write = operator.put(
+        f"/api/staff/parts/{part.pk}/stock",
+        json.dumps({"quantity": 1}),
+        content_type="application/json",
+        HTTP_IF_MATCH='"1"',
+    )
     _assert_limited(write)
     part.stock_level.refresh_from_db()
     assert part.stock_level.quantity == 5
@@ -115,7 +121,8 @@ def test_the_event_stream_limits_connection_attempts() -> None:
 
 
 def test_a_paused_cache_redis_lets_every_request_through_and_warns_once(
-        redis_control, limits, caplog) -> None:
+    redis_control, limits, caplog
+) -> None:
     # NOTE: no cooldown: every request asks the paused server (and times out), and still
     # only the first failure of the outage is logged.
     limits.API_RATELIMIT_FAIL_OPEN_COOLDOWN = 0
@@ -137,8 +144,7 @@ def test_a_paused_cache_redis_lets_every_request_through_and_warns_once(
     # back: once the cooldown is over, requests are counted again
     limits.API_RATELIMIT_FAIL_OPEN_COOLDOWN = 0.05
     ratelimit.fail_open.until = 0.0
-    assert wait_until(lambda: "RateLimit-Limit" in client.get(f"/api/parts/{part.pk}"),
-                      timeout=10)
+    assert wait_until(lambda: "RateLimit-Limit" in client.get(f"/api/parts/{part.pk}"), timeout=10)
     assert not ratelimit.fail_open.failing
 
 

@@ -23,7 +23,8 @@ def new_key(key_id: str) -> str:
 
 
 def test_rotation_reencrypts_everything_under_the_newest_key(
-        canaries, settings, redis_raw, django_assert_num_queries) -> None:
+    canaries, settings, redis_raw, django_assert_num_queries
+) -> None:
     settings.SYNC_ENCRYPTION_KEYS = new_key("A")
     customer = make_customer(canaries)
     orders = [make_order(customer, f"address {n}", f"ORD-{n}") for n in range(5)]
@@ -45,13 +46,13 @@ def test_rotation_reencrypts_everything_under_the_newest_key(
     fence.trusts(ORDER)
     with django_assert_num_queries(0):
         assert [repository.get(Order, o.pk).shipping_address for o in orders] == [
-            f"address {n}" for n in range(5)]
+            f"address {n}" for n in range(5)
+        ]
     call_command("sync_rotate_keys", "-v", "2", stdout=out)
     assert "0 re-encrypted, 5 already under the current key" in out.getvalue()
 
 
-def test_entries_no_key_opens_are_rewritten_from_postgresql(canaries, settings,
-                                                             redis_raw) -> None:
+def test_entries_no_key_opens_are_rewritten_from_postgresql(canaries, settings, redis_raw) -> None:
     order = make_order(make_customer(canaries), "somewhere")
     key = cache_key(ORDER, order.pk)
     redis_raw.hset(key, "k", "lost-key")

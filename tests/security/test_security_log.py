@@ -24,8 +24,9 @@ EMAIL = "someone.private@pii-canary.example"
 
 def log_in(client: Client, username: str, password: str, request_id: str = ""):
     extra = {"HTTP_X_REQUEST_ID": request_id} if request_id else {}
-    return client.post(LOGIN, {"username": username, "password": password,
-                               "next": "/admin/"}, **extra)
+    return client.post(
+        LOGIN, {"username": username, "password": password, "next": "/admin/"}, **extra
+    )
 
 
 def events(kind: str) -> list[SecurityEvent]:
@@ -44,7 +45,12 @@ def test_logins_failures_lockouts_and_logouts_are_recorded():
     client.post("/admin/logout/")
     [failed] = events("login_failed")
     assert (failed.user, failed.username, failed.ip, failed.request_id, failed.path) == (
-        user, user.username, "127.0.0.1", "req-fail-1", "/admin/login/")
+        user,
+        user.username,
+        "127.0.0.1",
+        "req-fail-1",
+        "/admin/login/",
+    )
     [login] = events("login")
     assert (login.user, login.request_id) == (user, "req-ok-1")
     [logout] = events("logout")
@@ -94,19 +100,29 @@ def test_permission_denials_on_the_apis_and_the_admin_are_recorded():
     client = Client()
     client.force_login(viewer)
     # A viewer starting a sync: refused (operators only).
-    response = client.post("/api/sync/manual", {"source": "buyers"},
-                           content_type="application/json", HTTP_X_REQUEST_ID="req-denied-1")
+    response = client.post(
+        "/api/sync/manual",
+        {"source": "buyers"},
+        content_type="application/json",
+        HTTP_X_REQUEST_ID="req-denied-1",
+    )
     assert response.status_code == 403
     [denied] = events("denied")
     assert (denied.user, denied.status_code, denied.path, denied.request_id, denied.ip) == (
-        viewer, 403, "/api/sync/manual", "req-denied-1", "127.0.0.1")
+        viewer,
+        403,
+        "/api/sync/manual",
+        "req-denied-1",
+        "127.0.0.1",
+    )
     assert denied.details == {"method": "POST"}
     # Anonymous writes on the console API; an anonymous read (a visitor, or a console tab
     # whose session ended, polling on) is not recorded.
     assert Client().get("/api/sync/status").status_code in (401, 403)
     assert len(events("denied")) == 1
-    assert Client().post("/api/sync/manual", {"source": "buyers"},
-                         content_type="application/json").status_code in (401, 403)
+    assert Client().post(
+        "/api/sync/manual", {"source": "buyers"}, content_type="application/json"
+    ).status_code in (401, 403)
     assert events("denied")[-1].user is None
     # Staff without a console role on an admin list, searching for an address: the path is
     # kept, the query string is not.
@@ -130,8 +146,9 @@ def test_a_denial_that_cannot_be_recorded_still_answers_and_says_so(caplog):
             BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql;
             CREATE TRIGGER refuse_security_event BEFORE INSERT ON sync_security_events
             FOR EACH ROW EXECUTE FUNCTION refuse_security_event();""")
-    assert Client().post("/api/sync/manual", {"source": "buyers"},
-                         content_type="application/json").status_code in (401, 403)
+    assert Client().post(
+        "/api/sync/manual", {"source": "buyers"}, content_type="application/json"
+    ).status_code in (401, 403)
     assert "could not be recorded" in caplog.text
     assert SecurityEvent.objects.count() == 0
 
@@ -140,8 +157,9 @@ def test_denials_and_expired_sessions_through_the_async_stack(settings):
     """Through Django's ASGI handler, as under uvicorn."""
     settings.SESSION_IDLE_TIMEOUT = 60
     client = AsyncClient()
-    response = async_to_sync(client.post)("/api/sync/manual", {"source": "buyers"},
-                                          content_type="application/json")
+    response = async_to_sync(client.post)(
+        "/api/sync/manual", {"source": "buyers"}, content_type="application/json"
+    )
     assert response.status_code in (401, 403)
     assert events("denied")[0].path == "/api/sync/manual"
     user = make_staff_user("viewer")
@@ -179,8 +197,9 @@ def test_role_and_staff_flag_changes_are_recorded():
     user.groups.clear()
     user.is_superuser = True
     user.save()
-    rows = list(SecurityEvent.objects.filter(user=user).order_by("pk").values_list(
-        "kind", "details"))
+    rows = list(
+        SecurityEvent.objects.filter(user=user).order_by("pk").values_list("kind", "details")
+    )
     assert rows == [
         ("staff_granted", {"flag": "is_staff"}),
         ("role_added", {"group": roles.VIEWER}),
@@ -196,17 +215,32 @@ def test_a_user_made_staff_in_the_admin_is_recorded_with_the_admin_as_actor():
     admin_user = make_staff_user("superuser", username="the-admin")
     client = Client()
     client.force_login(admin_user)
-    response = client.post("/admin/auth/user/add/", {
-        "username": "fresh-operator", "password1": "a-new-password-8812",
-        "password2": "a-new-password-8812", "usable_password": "true"})
+    response = client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "fresh-operator",
+            "password1": "a-new-password-8812",
+            "password2": "a-new-password-8812",
+            "usable_password": "true",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     fresh = User.objects.get(username="fresh-operator")
     ensure_role_groups()
     operators = Group.objects.get(name=roles.OPERATOR)
-    response = client.post(f"/admin/auth/user/{fresh.pk}/change/", {
-        "username": "fresh-operator", "is_active": "on", "is_staff": "on",
-        "groups": [operators.pk], "last_login_0": "", "last_login_1": "",
-        "date_joined_0": "2026-12-01", "date_joined_1": "10:00:00"})
+    response = client.post(
+        f"/admin/auth/user/{fresh.pk}/change/",
+        {
+            "username": "fresh-operator",
+            "is_active": "on",
+            "is_staff": "on",
+            "groups": [operators.pk],
+            "last_login_0": "",
+            "last_login_1": "",
+            "date_joined_0": "2026-12-01",
+            "date_joined_1": "10:00:00",
+        },
+    )
     assert response.status_code == 302, response.content[:3000]
     rows = list(SecurityEvent.objects.filter(user=fresh).values_list("kind", "actor"))
     assert ("staff_granted", "the-admin") in rows
@@ -224,8 +258,10 @@ def test_the_console_page_is_read_only_for_viewers_and_closed_to_others():
     event = SecurityEvent.objects.filter(kind="login_failed").get()
     assert client.get(f"/admin/sync/securityevent/{event.pk}/change/").status_code == 200
     assert client.get("/admin/sync/securityevent/add/").status_code == 403
-    assert client.post(f"/admin/sync/securityevent/{event.pk}/delete/",
-                       {"post": "yes"}).status_code == 403
+    assert (
+        client.post(f"/admin/sync/securityevent/{event.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
     assert SecurityEvent.objects.filter(pk=event.pk).exists()
     superuser = Client()
     superuser.force_login(make_staff_user("superuser"))
@@ -236,7 +272,8 @@ def test_the_console_page_is_read_only_for_viewers_and_closed_to_others():
 
 
 def test_a_burst_of_failed_logins_raises_one_alert_and_one_mail(
-        settings, mailoutbox, django_capture_on_commit_callbacks):
+    settings, mailoutbox, django_capture_on_commit_callbacks
+):
     settings.SECURITY_ALERT_LOGIN_FAILURES = 4
     settings.SECURITY_ALERT_WINDOW_MINUTES = 10
     settings.SYNC_ALERT_RECIPIENTS = ["ops@staff.example"]
@@ -299,8 +336,9 @@ def test_the_middleware_in_front_of_an_async_layer(settings):
         seen_by_view.append(await request.auser())
         return HttpResponse(status=403)
 
-    chain = SessionMiddleware(AuthenticationMiddleware(SessionLifetimeMiddleware(
-        SecurityLogMiddleware(view))))
+    chain = SessionMiddleware(
+        AuthenticationMiddleware(SessionLifetimeMiddleware(SecurityLogMiddleware(view)))
+    )
     assert iscoroutinefunction(chain)
     settings.SESSION_IDLE_TIMEOUT = 60
     user = make_staff_user("viewer")

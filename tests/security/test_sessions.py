@@ -23,8 +23,12 @@ API = "/api/sync/status"
 
 def logged_in(user: User) -> Client:
     client = Client()
-    assert client.post("/admin/login/", {"username": user.username, "password": PASSWORD,
-                                         "next": HOME}).status_code == 302
+    assert (
+        client.post(
+            "/admin/login/", {"username": user.username, "password": PASSWORD, "next": HOME}
+        ).status_code
+        == 302
+    )
     return client
 
 
@@ -134,8 +138,9 @@ def test_deactivation_ends_an_active_session_at_once():
     user.save()
     assert not is_logged_in(first)
     assert not is_logged_in(second)
-    kinds = list(SecurityEvent.objects.filter(user=user).order_by("pk").values_list(
-        "kind", flat=True))
+    kinds = list(
+        SecurityEvent.objects.filter(user=user).order_by("pk").values_list("kind", flat=True)
+    )
     assert kinds[-2:] == ["deactivated", "activated"]
 
 
@@ -143,9 +148,14 @@ def test_a_password_changed_by_an_admin_ends_the_other_users_sessions():
     admin_user = make_staff_user("superuser", username="the-admin")
     target = make_staff_user("operator")
     admin, victim = logged_in(admin_user), logged_in(target)
-    response = admin.post(f"/admin/auth/user/{target.pk}/password/", {
-        "password1": "a-new-password-8812", "password2": "a-new-password-8812",
-        "usable_password": "true"})
+    response = admin.post(
+        f"/admin/auth/user/{target.pk}/password/",
+        {
+            "password1": "a-new-password-8812",
+            "password2": "a-new-password-8812",
+            "usable_password": "true",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     assert sessions_of(target) == 0
     assert not is_logged_in(victim)
@@ -158,9 +168,14 @@ def test_a_password_changed_by_an_admin_ends_the_other_users_sessions():
 def test_a_users_own_password_change_keeps_that_session_and_ends_the_others():
     user = make_staff_user("operator")
     here, elsewhere = logged_in(user), logged_in(user)
-    response = here.post("/admin/password_change/", {
-        "old_password": PASSWORD, "new_password1": "a-new-password-8812",
-        "new_password2": "a-new-password-8812"})
+    response = here.post(
+        "/admin/password_change/",
+        {
+            "old_password": PASSWORD,
+            "new_password1": "a-new-password-8812",
+            "new_password2": "a-new-password-8812",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     assert is_logged_in(here)
     assert not is_logged_in(elsewhere)
@@ -209,8 +224,12 @@ def test_the_daily_retention_task_deletes_expired_sessions(settings, tmp_path):
     settings.SYNC_ARCHIVE_DIR = str(tmp_path)
     user = make_staff_user("viewer")
     client = logged_in(user)
-    UserSession.objects.create(session_key="x" * 32, session_data="", user_id=user.pk,
-                               expire_date=timezone.now() - datetime.timedelta(seconds=1))
+    UserSession.objects.create(
+        session_key="x" * 32,
+        session_data="",
+        user_id=user.pk,
+        expire_date=timezone.now() - datetime.timedelta(seconds=1),
+    )
     archive_logs()  # the task's body, here
     assert UserSession.objects.filter(user_id=user.pk).count() == 1  # the live one
     assert is_logged_in(client)

@@ -17,8 +17,10 @@ ORDER = "customers.order"
 @pytest.fixture
 def orders(canaries):
     customer = make_customer(canaries)
-    return (make_order(customer, "first address", "ORD-1"),
-            make_order(customer, "second address", "ORD-2"))
+    return (
+        make_order(customer, "first address", "ORD-1"),
+        make_order(customer, "second address", "ORD-2"),
+    )
 
 
 def _assert_rejected_and_falls_back(order: Order, caplog) -> None:

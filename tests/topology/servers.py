@@ -64,8 +64,9 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> obje
 class Node:
     """One redis-server (or sentinel) process with its own config file in ``directory``."""
 
-    def __init__(self, binary: str, directory: Path, name: str, config: list[str], *,
-                 sentinel: bool = False) -> None:
+    def __init__(
+        self, binary: str, directory: Path, name: str, config: list[str], *, sentinel: bool = False
+    ) -> None:
         self.binary, self.directory, self.name = binary, directory, name
         self.config, self.sentinel = config, sentinel
         self.port = free_port()
@@ -81,14 +82,22 @@ class Node:
     def start(self) -> None:
         conf = self.directory / f"{self.name}.conf"
         if not conf.exists():  # a restart keeps the file (sentinel and cluster rewrite it)
-            conf.write_text("\n".join([
-                f"port {self.port}", "bind 127.0.0.1", "daemonize no", f"dir {self.directory}",
-                f"logfile {self.directory / (self.name + '.log')}",
-                *([] if self.sentinel else ['save ""', "appendonly no"]),
-                *self.config, ""]))
+            conf.write_text(
+                "\n".join(
+                    [
+                        f"port {self.port}",
+                        "bind 127.0.0.1",
+                        "daemonize no",
+                        f"dir {self.directory}",
+                        f"logfile {self.directory / (self.name + '.log')}",
+                        *([] if self.sentinel else ['save ""', "appendonly no"]),
+                        *self.config,
+                        "",
+                    ]
+                )
+            )
         args = [self.binary, str(conf), *(["--sentinel"] if self.sentinel else [])]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(self._answers, START_DEADLINE, f"{self.name} on port {self.port}")
         except TimeoutError:
@@ -160,9 +169,15 @@ class Cluster(Topology):
     def __init__(self, binary: str, directory: Path, size: int = 3) -> None:
         super().__init__(binary, directory)
         for n in range(size):
-            self.add(f"cluster{n}", ["cluster-enabled yes", f"cluster-config-file nodes{n}.conf",
-                                     # long enough that a short SIGSTOP is no failover
-                                     "cluster-node-timeout 5000"])
+            self.add(
+                f"cluster{n}",
+                [
+                    "cluster-enabled yes",
+                    f"cluster-config-file nodes{n}.conf",
+                    # long enough that a short SIGSTOP is no failover
+                    "cluster-node-timeout 5000",
+                ],
+            )
 
     @property
     def url(self) -> str:
@@ -176,8 +191,9 @@ class Cluster(Topology):
         share = -(-self.SLOTS // len(self.nodes))
         for n, node in enumerate(self.nodes):
             with node.client() as client:
-                client.execute_command("CLUSTER ADDSLOTS",
-                                       *range(n * share, min(self.SLOTS, (n + 1) * share)))
+                client.execute_command(
+                    "CLUSTER ADDSLOTS", *range(n * share, min(self.SLOTS, (n + 1) * share))
+                )
                 if n:
                     client.execute_command("CLUSTER MEET", "127.0.0.1", self.nodes[0].port)
         self.wait_ok()
@@ -187,8 +203,9 @@ class Cluster(Topology):
             for node in self.nodes:
                 with node.client() as client:
                     info = client.execute_command("CLUSTER INFO")
-                    if (info["cluster_state"] != "ok"
-                            or int(info["cluster_known_nodes"]) != len(self.nodes)):
+                    if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != len(
+                        self.nodes
+                    ):
                         return False
             return True
 
@@ -230,19 +247,31 @@ class SentinelSetup(Topology):
         super().__init__(binary, directory)
         fast_sync = ["repl-diskless-sync yes", "repl-diskless-sync-delay 0"]
         self.primary = self.add("primary", fast_sync)
-        self.replicas = [self.add(f"replica{n}", [*fast_sync,
-                                                  f"replicaof 127.0.0.1 {self.primary.port}"])
-                         for n in range(2)]
-        self.sentinels = [self.add(f"sentinel{n}", [
-            f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2",
-            f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
-            f"sentinel failover-timeout {SERVICE} 5000",
-            f"sentinel parallel-syncs {SERVICE} 2"], sentinel=True) for n in range(3)]
+        self.replicas = [
+            self.add(f"replica{n}", [*fast_sync, f"replicaof 127.0.0.1 {self.primary.port}"])
+            for n in range(2)
+        ]
+        self.sentinels = [
+            self.add(
+                f"sentinel{n}",
+                [
+                    f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2",
+                    f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
+                    f"sentinel failover-timeout {SERVICE} 5000",
+                    f"sentinel parallel-syncs {SERVICE} 2",
+                ],
+                sentinel=True,
+            )
+            for n in range(3)
+        ]
 
     @property
     def url(self) -> str:
-        return ("redis+sentinel://" + ",".join(node.address for node in self.sentinels)
-                + f"/{SERVICE}/0")
+        return (
+            "redis+sentinel://"
+            + ",".join(node.address for node in self.sentinels)
+            + f"/{SERVICE}/0"
+        )
 
     def start(self) -> None:
         for node in self.nodes:
@@ -259,13 +288,17 @@ class SentinelSetup(Topology):
             for sentinel in self.sentinels:
                 with sentinel.client() as client:
                     state = client.sentinel_master(SERVICE)
-                    if (state["port"] != port or state["num-other-sentinels"] != 2
-                            or state["num-slaves"] < replicas):
+                    if (
+                        state["port"] != port
+                        or state["num-other-sentinels"] != 2
+                        or state["num-slaves"] < replicas
+                    ):
                         return False
             with self.node_on(port).client() as client:
                 info = client.info("replication")
             return info["connected_slaves"] == replicas and all(
-                info[f"slave{n}"]["state"] == "online" for n in range(replicas))
+                info[f"slave{n}"]["state"] == "online" for n in range(replicas)
+            )
 
         wait_for(ready, timeout, "sentinels agree on the primary, replicas online")
 
@@ -275,8 +308,11 @@ class SentinelSetup(Topology):
 
     def current_replicas(self) -> list[Node]:
         port = self.current_primary_port()
-        return [node for node in self.nodes
-                if not node.sentinel and node.port != port and node.process.poll() is None]
+        return [
+            node
+            for node in self.nodes
+            if not node.sentinel and node.port != port and node.process.poll() is None
+        ]
 
     def node_on(self, port: int) -> Node:
         return next(node for node in self.nodes if node.port == port)

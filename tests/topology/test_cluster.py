@@ -70,15 +70,23 @@ def assert_verified_everywhere(*labels: str) -> None:
 
 
 def test_synced_models_write_through_to_all_primaries_and_reads_are_cache_hits(
-        cluster: Cluster) -> None:
+    cluster: Cluster,
+) -> None:
     found = parts(30)
     for part in found:
         StockLevel.objects.create(part=part, quantity=5)
-    customer = Customer.objects.create(customer_number="C-1", name="Ann Example",
-                                       email="ann@example.com", phone="+1 555 0100")
+    customer = Customer.objects.create(
+        customer_number="C-1", name="Ann Example", email="ann@example.com", phone="+1 555 0100"
+    )
     now = datetime.datetime.now(tz=datetime.UTC)
-    buyer = Buyer.objects.create(buyer_number="B-1", status="active", budget=250000,
-                                 created_at=now, synced_at=now, db_updated_at=now)
+    buyer = Buyer.objects.create(
+        buyer_number="B-1",
+        status="active",
+        budget=250000,
+        created_at=now,
+        synced_at=now,
+        db_updated_at=now,
+    )
 
     spread = cluster.keys_per_node("syncops:*")
     assert all(count > 0 for count in spread.values()), spread
@@ -87,7 +95,7 @@ def test_synced_models_write_through_to_all_primaries_and_reads_are_cache_hits(
     before = hits(PART)
     for part in found:
         assert repository.get(Part, part.pk).price == part.price
-    assert repository.get_many(Part, [p.pk for p in found]) .keys() == {p.pk for p in found}
+    assert repository.get_many(Part, [p.pk for p in found]).keys() == {p.pk for p in found}
     assert hits(PART) - before == 60  # every read answered by Redis, none by PostgreSQL
     assert repository.get(StockLevel, found[0].pk).quantity == 5
     assert repository.get_by(Customer, email="ann@example.com").pk == customer.pk
@@ -98,8 +106,9 @@ def test_synced_models_write_through_to_all_primaries_and_reads_are_cache_hits(
     stream = events.stream_key(STREAM)
     with cluster.node_for(stream).client() as client:
         assert client.xlen(stream) == 60
-        states = outbox.row_states(spec_for(PART), [str(p.pk) for p in found],
-                                   {str(p.pk): 0 for p in found})
+        states = outbox.row_states(
+            spec_for(PART), [str(p.pk) for p in found], {str(p.pk): 0 for p in found}
+        )
         assert events.append(states) == 0
         assert client.xlen(stream) == 60
     assert_verified_everywhere(PART, "catalog.stocklevel", "customers.customer", "buyers.buyer")
@@ -133,17 +142,21 @@ def test_verification_warming_and_scans_cover_every_primary(cluster: Cluster) ->
     strays = {}
     for pk in range(10**9, 10**9 + 200):
         strays.setdefault(cluster.node_for(cache_key(PART, pk)).name, pk)
-    store.write_many([store.CacheWrite(cache_key(PART, pk), 1, b"[]", "", False, 60_000)
-                      for pk in strays.values()])
+    store.write_many(
+        [
+            store.CacheWrite(cache_key(PART, pk), 1, b"[]", "", False, 60_000)
+            for pk in strays.values()
+        ]
+    )
     report = verify(spec_for(PART), repair=True)
     assert report.extra == 3
-    assert sorted(report.examples["extra"]) == sorted(cache_key(PART, pk)
-                                                      for pk in strays.values())
+    assert sorted(report.examples["extra"]) == sorted(cache_key(PART, pk) for pk in strays.values())
     assert_verified_everywhere(PART)
 
 
 def test_a_paused_primary_during_writes_costs_no_stale_read_and_replay_repairs_it(
-        cluster: Cluster) -> None:
+    cluster: Cluster,
+) -> None:
     found = parts(30)
     paused = cluster.node_for(cache_key(PART, found[0].pk))
     paused.pause()
@@ -169,7 +182,8 @@ def test_a_paused_primary_during_writes_costs_no_stale_read_and_replay_repairs_i
 
 
 def test_a_killed_primary_comes_back_empty_and_replay_and_warming_restore_it(
-        cluster: Cluster) -> None:
+    cluster: Cluster,
+) -> None:
     found = parts(30)
     killed = cluster.node_for(cache_key(PART, found[0].pk))
     killed.kill()

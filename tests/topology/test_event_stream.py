@@ -23,8 +23,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _set_stock(part_id: int, quantity: int) -> None:
     stock = StockLevel.objects.get(pk=part_id)
-    services.stock_update(part_id=part_id, expected_version=stock.version, quantity=quantity,
-                          reserved=0)
+    services.stock_update(
+        part_id=part_id, expected_version=stock.version, quantity=quantity, reserved=0
+    )
 
 
 def _replay_then_live() -> list[str]:

@@ -40,8 +40,9 @@ def behind_sentinel(sentinel_setup: SentinelSetup, settings) -> Iterator[Sentine
     with primary.client() as client:
         client.flushall()
         client.script_flush()
-    point_engine_at(settings, sentinel_setup.url, SYNC_REDIS_WAIT_REPLICAS=1,
-                    SYNC_REDIS_WAIT_TIMEOUT_MS=100)
+    point_engine_at(
+        settings, sentinel_setup.url, SYNC_REDIS_WAIT_REPLICAS=1, SYNC_REDIS_WAIT_TIMEOUT_MS=100
+    )
     yield sentinel_setup
     for node in sentinel_setup.nodes:
         node.resume()
@@ -54,7 +55,8 @@ def cached_version(node, pk) -> int | None:
 
 
 def test_a_write_through_is_on_a_replica_when_it_returns_and_kept_for_replay_when_not(
-        sentinel_setup: SentinelSetup) -> None:
+    sentinel_setup: SentinelSetup,
+) -> None:
     part = make_part(price=Decimal(1))
     part.refresh_from_db()
     # WAIT 1 answered before the commit returned: a replica already holds this version.
@@ -85,7 +87,8 @@ def test_a_write_through_is_on_a_replica_when_it_returns_and_kept_for_replay_whe
 
 
 def test_a_process_that_only_reads_follows_a_planned_failover(
-        sentinel_setup: SentinelSetup, settings) -> None:
+    sentinel_setup: SentinelSetup, settings
+) -> None:
     settings.SYNC_REDIS_SENTINEL_CHECK = 0.2
     part = make_part(price=Decimal(1))
     assert repository.get(Part, part.pk).price == Decimal(1)  # a pooled connection
@@ -95,8 +98,11 @@ def test_a_process_that_only_reads_follows_a_planned_failover(
 
     with sentinel_setup.sentinels[0].client() as client:
         client.execute_command("SENTINEL FAILOVER", "syncops")
-    new_port = wait_for(lambda: (port := sentinel_setup.current_primary_port()) != old_port
-                        and port, 30, "a new primary")
+    new_port = wait_for(
+        lambda: (port := sentinel_setup.current_primary_port()) != old_port and port,
+        30,
+        "a new primary",
+    )
 
     # Only reads from here on: no refused write tells the client; its own check does, and
     # the demoted primary's pooled connections are dropped.
@@ -119,8 +125,10 @@ class Traffic:
         self.stale: list[tuple[int, int, int]] = []
         self.errors: list[BaseException] = []
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._guard, args=(work,), daemon=True)
-                        for work in (self._write, self._read)]
+        self.threads = [
+            threading.Thread(target=self._guard, args=(work,), daemon=True)
+            for work in (self._write, self._read)
+        ]
 
     def __enter__(self) -> Traffic:
         for thread in self.threads:
@@ -163,10 +171,12 @@ class Traffic:
 # NOTE: in this order: the planned failover leaves a primary and two replicas, the kill one.
 # A planned failover (or a partition) leaves the old primary running with the replica that is
 # not promoted for a moment: only WAIT for every replica keeps what it acknowledges then.
-@pytest.mark.parametrize(("failover", "wait"), [("SENTINEL FAILOVER", 2),
-                                                ("SIGKILL of the primary", 1)])
+@pytest.mark.parametrize(
+    ("failover", "wait"), [("SENTINEL FAILOVER", 2), ("SIGKILL of the primary", 1)]
+)
 def test_a_failover_during_writes_loses_nothing_and_serves_nothing_stale(
-        sentinel_setup: SentinelSetup, settings, failover: str, wait: int) -> None:
+    sentinel_setup: SentinelSetup, settings, failover: str, wait: int
+) -> None:
     settings.SYNC_REDIS_WAIT_REPLICAS = wait
     found = [make_part(price=Decimal(n)) for n in range(20)]
     for part in found:
@@ -181,8 +191,11 @@ def test_a_failover_during_writes_loses_nothing_and_serves_nothing_stale(
         else:
             old.kill()
         killed_at, commits_at_kill = time.monotonic(), traffic.commits
-        wait_for(lambda: sentinel_setup.current_primary_port() != old.port, 30,
-                 "a sentinel-elected new primary")
+        wait_for(
+            lambda: sentinel_setup.current_primary_port() != old.port,
+            30,
+            "a sentinel-elected new primary",
+        )
         promoted_after = time.monotonic() - killed_at
         sentinel_setup.wait_ready()  # the replicas follow the new primary
         resumed = traffic.commits
@@ -206,6 +219,8 @@ def test_a_failover_during_writes_loses_nothing_and_serves_nothing_stale(
     assert report.fraction == 1.0
     fence.invalidate()
     assert fence.trusts(PART)
-    print(f"\n{failover}, WAIT {wait}: new primary after {promoted_after:.2f}s; "  # noqa: T201
-          f"{traffic.commits} commits, "
-          f"{traffic.reads} reads, 0 stale")
+    print(  # noqa: T201
+        f"\n{failover}, WAIT {wait}: new primary after {promoted_after:.2f}s; "
+        f"{traffic.commits} commits, "
+        f"{traffic.reads} reads, 0 stale"
+    )

@@ -37,8 +37,12 @@ class DateRangeFilter(admin.DateFieldListFilter):
         super().__init__(field, request, params, model, model_admin, field_path)
         own = set(self.expected_parameters())
         # The form submits only its two dates: every other filter and the search stay.
-        self.other_params = [(key, value) for key, values in request.GET.lists()
-                             if key not in own for value in values]
+        self.other_params = [
+            (key, value)
+            for key, values in request.GET.lists()
+            if key not in own
+            for value in values
+        ]
         self.value_since = self.used_parameters.get(self.lookup_kwarg_since, "")
         self.value_until = self.used_parameters.get(self.lookup_kwarg_until, "")
 
@@ -60,8 +64,11 @@ class _RunFieldFilter(admin.SimpleListFilter):
         field = SyncRun._meta.get_field(self.run_field)
         if field.choices:
             return field.choices
-        values = SyncRun.objects.order_by(self.run_field).values_list(
-            self.run_field, flat=True).distinct()
+        values = (
+            SyncRun.objects.order_by(self.run_field)
+            .values_list(self.run_field, flat=True)
+            .distinct()
+        )
         return [(value, value) for value in values]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet):
@@ -87,6 +94,7 @@ class RunStatusFilter(_RunFieldFilter):
     title = "run status"
     parameter_name = "run_status"
     run_field = "status"
+
 
 MAX_RUN_ID = 2**63 - 1  # a bigint
 

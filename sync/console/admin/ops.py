@@ -21,8 +21,11 @@ from sync.models import StaffAction, SyncAlert, SyncConfig, SyncHealthMetric, Sy
 from sync.ops.alerts import alert_acknowledge
 from sync.ops.config import config_update, config_validate, is_engine
 
-SEVERITY_TONES = {SyncAlert.Severity.INFO: "info", SyncAlert.Severity.WARNING: "warn",
-                  SyncAlert.Severity.CRITICAL: "bad"}
+SEVERITY_TONES = {
+    SyncAlert.Severity.INFO: "info",
+    SyncAlert.Severity.WARNING: "warn",
+    SyncAlert.Severity.CRITICAL: "bad",
+}
 
 
 class AcknowledgedFilter(admin.SimpleListFilter):
@@ -54,23 +57,42 @@ class SyncAlertAdmin(ConsoleModelAdmin):
     # message is cut (whole text on hover), the first sighting is on the alert's page.
     list_display = ("alert", "message", "times", "last_seen_at", "state")
     list_display_links = ("alert",)
-    list_filter = (AcknowledgedFilter, "severity", "alert_type", "source",
-                   ("last_seen_at", DateRangeFilter))
+    list_filter = (
+        AcknowledgedFilter,
+        "severity",
+        "alert_type",
+        "source",
+        ("last_seen_at", DateRangeFilter),
+    )
     search_fields = ("source", "alert_type")
     ordering = ("-last_seen_at",)
     date_hierarchy = "last_seen_at"
     redacted_fields = ("message", "context")
-    fields = ("alert_type", "severity_badge", "source", "message", "context", "occurrence",
-              "count", "first_seen_at", "last_seen_at", "last_emailed_at", "acknowledged_by",
-              "acknowledged_at")
+    fields = (
+        "alert_type",
+        "severity_badge",
+        "source",
+        "message",
+        "context",
+        "occurrence",
+        "count",
+        "first_seen_at",
+        "last_seen_at",
+        "last_emailed_at",
+        "acknowledged_by",
+        "acknowledged_at",
+    )
     readonly_fields = ("severity_badge",)
     actions = ("acknowledge",)
 
     @admin.display(description="alert", ordering="alert_type")
     def alert(self, obj: SyncAlert) -> str:
-        return format_html('{} <span class="console-nowrap">{}</span>'
-                           '<span class="console-sub">{}</span>', self.severity_badge(obj),
-                           obj.get_alert_type_display(), obj.source)
+        return format_html(
+            '{} <span class="console-nowrap">{}</span><span class="console-sub">{}</span>',
+            self.severity_badge(obj),
+            obj.get_alert_type_display(),
+            obj.source,
+        )
 
     @admin.display(description="times", ordering="count")
     def times(self, obj: SyncAlert) -> str:
@@ -85,17 +107,22 @@ class SyncAlertAdmin(ConsoleModelAdmin):
         if obj.acknowledged_at is None:
             return badge("open", "bad" if obj.severity == SyncAlert.Severity.CRITICAL else "warn")
         # Plain text that may wrap (a pill of it would not fit the column).
-        return format_html('<span class="console-ack">acknowledged by {}</span>',
-                           obj.acknowledged_by or "a removed user")
+        return format_html(
+            '<span class="console-ack">acknowledged by {}</span>',
+            obj.acknowledged_by or "a removed user",
+        )
 
     @admin.action(permissions=["operate"], description="Acknowledge selected alerts")
     def acknowledge(self, request: HttpRequest, queryset: QuerySet) -> None:
-        open_ids = list(queryset.filter(acknowledged_at__isnull=True).values_list(
-            "pk", flat=True))
+        open_ids = list(queryset.filter(acknowledged_at__isnull=True).values_list("pk", flat=True))
         for alert_id in open_ids:
             alert = alert_acknowledge(alert_id=alert_id, user=request.user)
-            self.audit(request, "alert.acknowledge", target=f"alert {alert_id}",
-                       details={"alert_type": alert.alert_type, "source": alert.source})
+            self.audit(
+                request,
+                "alert.acknowledge",
+                target=f"alert {alert_id}",
+                details={"alert_type": alert.alert_type, "source": alert.source},
+            )
         self.message_user(request, f"{len(open_ids)} alert(s) acknowledged.", messages.SUCCESS)
 
 
@@ -124,32 +151,76 @@ class SyncConfigAdmin(ConsoleModelAdmin):
 
     form = SyncConfigForm
     operator_can_change = True
-    list_display = ("name", "applies_to", "enabled", "schedule", "batch", "version_number",
-                    "updated")
+    list_display = (
+        "name",
+        "applies_to",
+        "enabled",
+        "schedule",
+        "batch",
+        "version_number",
+        "updated",
+    )
     list_display_links = ("name",)
     list_filter = ("enabled",)
     search_fields = ("source",)
     pii_fields = roles.CONFIG_PII_FIELDS  # masked and read-only without the PII role
     pii_kinds = {"recipients": "emails"}
     ENGINE_FIELDSETS = (
-        (None, {"fields": ("source", "version", "updated_at", "enabled", "interval_seconds",
-                           "recipients"),
+        (
+            None,
+            {
+                "fields": (
+                    "source",
+                    "version",
+                    "updated_at",
+                    "enabled",
+                    "interval_seconds",
+                    "recipients",
+                ),
                 "description": "The engine: the checks of the cache's retry queue and the log "
-                               "retention, for every source at once. Each source's schedule, "
-                               "batches and alert thresholds are on its own row."}),
-        ("Cache retry queue alerts", {"fields": (
-            "retry_queue_threshold", "oldest_intent_seconds", "dead_intent_threshold")}),
+                "retention, for every source at once. Each source's schedule, "
+                "batches and alert thresholds are on its own row.",
+            },
+        ),
+        (
+            "Cache retry queue alerts",
+            {"fields": ("retry_queue_threshold", "oldest_intent_seconds", "dead_intent_threshold")},
+        ),
         ("Retention", {"fields": ("retention_days",)}),
     )
     SOURCE_FIELDSETS = (
-        (None, {"fields": ("source", "version", "updated_at", "enabled", "interval_seconds",
-                           "batch_size", "auto_recovery", "recipients"),
+        (
+            None,
+            {
+                "fields": (
+                    "source",
+                    "version",
+                    "updated_at",
+                    "enabled",
+                    "interval_seconds",
+                    "batch_size",
+                    "auto_recovery",
+                    "recipients",
+                ),
                 "description": "One source's sync. The cache's retry-queue thresholds and the "
-                               "log retention apply to every source: they are on the engine "
-                               "row."}),
-        ("Alert thresholds", {"fields": (
-            "failure_threshold", "gap_threshold", "no_success_hours", "error_rate_threshold",
-            "permanent_failure_threshold", "long_run_minutes", "degradation_ratio")}),
+                "log retention apply to every source: they are on the engine "
+                "row.",
+            },
+        ),
+        (
+            "Alert thresholds",
+            {
+                "fields": (
+                    "failure_threshold",
+                    "gap_threshold",
+                    "no_success_hours",
+                    "error_rate_threshold",
+                    "permanent_failure_threshold",
+                    "long_run_minutes",
+                    "degradation_ratio",
+                )
+            },
+        ),
     )
     readonly_fields = ("source", "version", "updated_at")
 
@@ -164,14 +235,16 @@ class SyncConfigAdmin(ConsoleModelAdmin):
         recipients.short_description = masked.short_description
         self.recipients_masked = recipients
 
-    def get_form(self, request: HttpRequest, obj: SyncConfig | None = None, change: bool = False,
-                 **kwargs):
+    def get_form(
+        self, request: HttpRequest, obj: SyncConfig | None = None, change: bool = False, **kwargs
+    ):
         form = super().get_form(request, obj, change=change, **kwargs)
         if "interval_seconds" in form.base_fields:  # what the schedule runs, on this row
             form.base_fields["interval_seconds"].help_text = (
                 "Seconds between two ops checks (alerts, health checks)."
                 if obj is not None and is_engine(obj.source)
-                else "Seconds between two scheduled syncs of this source.")
+                else "Seconds between two scheduled syncs of this source."
+            )
         return form
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -181,7 +254,8 @@ class SyncConfigAdmin(ConsoleModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: SyncConfig | None = None):
         engine = obj is not None and is_engine(obj.source)
         return self.swap_fieldsets(
-            request, self.ENGINE_FIELDSETS if engine else self.SOURCE_FIELDSETS)
+            request, self.ENGINE_FIELDSETS if engine else self.SOURCE_FIELDSETS
+        )
 
     @admin.display(description="configuration", ordering="source")
     def name(self, obj: SyncConfig) -> str:
@@ -195,8 +269,9 @@ class SyncConfigAdmin(ConsoleModelAdmin):
 
     @admin.display(description="every", ordering="interval_seconds")
     def schedule(self, obj: SyncConfig) -> str:
-        return format_html('<span class="console-nowrap">{}</span>',
-                           formats.duration(obj.interval_seconds))
+        return format_html(
+            '<span class="console-nowrap">{}</span>', formats.duration(obj.interval_seconds)
+        )
 
     @admin.display(description="batch size", ordering="batch_size")
     def batch(self, obj: SyncConfig) -> str:
@@ -205,27 +280,52 @@ class SyncConfigAdmin(ConsoleModelAdmin):
     version_number = formatted("version", "version")
     updated = formatted("updated_at", "updated", formats.when)
 
-    def save_model(self, request: HttpRequest, obj: SyncConfig, form: forms.ModelForm,
-                   change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: SyncConfig, form: forms.ModelForm, change: bool
+    ) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
         if changes:
             config_update(source=obj.source, **changes)
         # NOTE: recipients are addresses: the audit row names the field, not its value.
-        self.audit(request, "config.update", target=obj.source, details={
-            name: (value if name != "recipients" else "(changed)")
-            for name, value in changes.items()})
+        self.audit(
+            request,
+            "config.update",
+            target=obj.source,
+            details={
+                name: (value if name != "recipients" else "(changed)")
+                for name, value in changes.items()
+            },
+        )
 
 
 @admin.register(SyncMetric)
 class SyncMetricAdmin(ConsoleModelAdmin):
-    list_display = ("run", "source", "status_badge", "finished_at", "duration", "rate",
-                    "rows_total", "failed")
+    list_display = (
+        "run",
+        "source",
+        "status_badge",
+        "finished_at",
+        "duration",
+        "rate",
+        "rows_total",
+        "failed",
+    )
     list_filter = ("source", "status", ("finished_at", DateRangeFilter))
     search_fields = ("source",)
     ordering = ("-finished_at",)
     date_hierarchy = "finished_at"
-    fields = ("run", "source", "status_badge", "finished_at", "duration", "rate",
-              "rows_total", "failed", "phase_ms", "errors_by_category")
+    fields = (
+        "run",
+        "source",
+        "status_badge",
+        "finished_at",
+        "duration",
+        "rate",
+        "rows_total",
+        "failed",
+        "phase_ms",
+        "errors_by_category",
+    )
     readonly_fields = ("run", "status_badge", "duration", "rate")
 
     @admin.display(description="run", ordering="run_id")
@@ -238,8 +338,9 @@ class SyncMetricAdmin(ConsoleModelAdmin):
 
     @admin.display(description="duration", ordering="duration_seconds")
     def duration(self, obj: SyncMetric) -> str:
-        return format_html('<span class="console-nowrap">{}</span>',
-                           formats.duration(obj.duration_seconds))
+        return format_html(
+            '<span class="console-nowrap">{}</span>', formats.duration(obj.duration_seconds)
+        )
 
     @admin.display(description="throughput", ordering="throughput")
     def rate(self, obj: SyncMetric) -> str:
@@ -248,16 +349,41 @@ class SyncMetricAdmin(ConsoleModelAdmin):
 
 @admin.register(SyncHealthMetric)
 class SyncHealthMetricAdmin(ConsoleModelAdmin):
-    list_display = ("source", "checked_at", "in_sheet", "in_database", "gaps_badge",
-                    "errors", "success", "retries", "failed_for_good")
+    list_display = (
+        "source",
+        "checked_at",
+        "in_sheet",
+        "in_database",
+        "gaps_badge",
+        "errors",
+        "success",
+        "retries",
+        "failed_for_good",
+    )
     list_filter = ("source", ("checked_at", DateRangeFilter))
     search_fields = ("source",)
     ordering = ("-checked_at",)
     date_hierarchy = "checked_at"
-    fields = ("source", "checked_at", "in_sheet", "in_database", "gaps_badge", "errors",
-              "success", "retries", "failed_for_good")
-    readonly_fields = ("in_sheet", "in_database", "gaps_badge", "errors", "success", "retries",
-                       "failed_for_good")
+    fields = (
+        "source",
+        "checked_at",
+        "in_sheet",
+        "in_database",
+        "gaps_badge",
+        "errors",
+        "success",
+        "retries",
+        "failed_for_good",
+    )
+    readonly_fields = (
+        "in_sheet",
+        "in_database",
+        "gaps_badge",
+        "errors",
+        "success",
+        "retries",
+        "failed_for_good",
+    )
 
     @admin.display(description="gaps", ordering="gaps")
     def gaps_badge(self, obj: SyncHealthMetric) -> str:
@@ -286,5 +412,4 @@ class StaffActionAdmin(ConsoleModelAdmin):
 
     @admin.display(description="who", ordering="username")
     def who(self, obj: StaffAction) -> str:
-        return format_html('{}<span class="console-sub">{}</span>', obj.username,
-                           obj.ip or "")
+        return format_html('{}<span class="console-sub">{}</span>', obj.username, obj.ip or "")

@@ -30,16 +30,24 @@ POSITION_KEYS = frozenset({"row", "rows_of", "row_number", "row_numbers", "dupli
 # The stored reports' keys as a person reads them (a key not here: its name, spaced).
 LABELS = {
     # verification (sync/ingest/verification.py)
-    "sheet_count": "keys in the sheet", "database_count": "of them in the database",
-    "table_count": "rows in the table", "gaps": "gaps (sheet keys not in the database)",
-    "unexplained_gaps": "gaps no error row explains", "integrity": "integrity problems",
-    "sample": "sample compared with the sheet", "left_sheet": "left the sheet",
+    "sheet_count": "keys in the sheet",
+    "database_count": "of them in the database",
+    "table_count": "rows in the table",
+    "gaps": "gaps (sheet keys not in the database)",
+    "unexplained_gaps": "gaps no error row explains",
+    "integrity": "integrity problems",
+    "sample": "sample compared with the sheet",
+    "left_sheet": "left the sheet",
     "keys_not_listed": "more keys, not listed",
     # schema report (sync/ingest/schema.py)
-    "limited_columns": "length-limited columns", "rows_scanned": "rows measured",
-    "rows_with_misfits": "rows with a value too long", "misfits": "values too long",
-    "by_column": "values too long, by column", "rows": "values too long (first 100)",
-    "file": "file read as", "detected": "detected (not declared)",
+    "limited_columns": "length-limited columns",
+    "rows_scanned": "rows measured",
+    "rows_with_misfits": "rows with a value too long",
+    "misfits": "values too long",
+    "by_column": "values too long, by column",
+    "rows": "values too long (first 100)",
+    "file": "file read as",
+    "detected": "detected (not declared)",
 }
 
 
@@ -67,8 +75,7 @@ def _scalar(value: Any, *, positions: bool = False) -> str:
 def _more(total: int) -> SafeString:
     if total <= LISTED:
         return mark_safe("")
-    return format_html(' <span class="quiet">… and {} more</span>',
-                       formats.number(total - LISTED))
+    return format_html(' <span class="quiet">… and {} more</span>', formats.number(total - LISTED))
 
 
 def render(value: Any, *, positions: bool = False) -> SafeString:
@@ -78,9 +85,14 @@ def render(value: Any, *, positions: bool = False) -> SafeString:
     if isinstance(value, dict):
         if not value:
             return format_html('<span class="quiet">{}</span>', "none")
-        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>",
-                                ((label(k), render(v, positions=positions or k in POSITION_KEYS))
-                                 for k, v in value.items()))
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td></tr>",
+            (
+                (label(k), render(v, positions=positions or k in POSITION_KEYS))
+                for k, v in value.items()
+            ),
+        )
         return format_html('<table class="run-facts"><tbody>{}</tbody></table>', rows)
     if isinstance(value, list | tuple):
         if not value:
@@ -89,15 +101,31 @@ def render(value: Any, *, positions: bool = False) -> SafeString:
             columns = list(dict.fromkeys(k for item in value for k in item))
             head = format_html_join("", "<th>{}</th>", ((label(c),) for c in columns))
             body = format_html_join(
-                "", "<tr>{}</tr>",
-                ((format_html_join("", "<td>{}</td>", (
-                    (render(item.get(c), positions=positions or c in POSITION_KEYS),)
-                    for c in columns)),)
-                 for item in value[:LISTED]))
-            return format_html('<table class="run-facts"><thead><tr>{}</tr></thead>'
-                               "<tbody>{}</tbody></table>{}", head, body, _more(len(value)))
-        items = format_html_join(", ", "{}", ((render(item, positions=positions),)
-                                              for item in value[:LISTED]))
+                "",
+                "<tr>{}</tr>",
+                (
+                    (
+                        format_html_join(
+                            "",
+                            "<td>{}</td>",
+                            (
+                                (render(item.get(c), positions=positions or c in POSITION_KEYS),)
+                                for c in columns
+                            ),
+                        ),
+                    )
+                    for item in value[:LISTED]
+                ),
+            )
+            return format_html(
+                '<table class="run-facts"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}',
+                head,
+                body,
+                _more(len(value)),
+            )
+        items = format_html_join(
+            ", ", "{}", ((render(item, positions=positions),) for item in value[:LISTED])
+        )
         if positions and all(isinstance(item, int) for item in value):
             # Sheet rows, said as such: "rows 202, 1352" (not counts to group).
             return format_html("rows {}{}", items, _more(len(value)))
@@ -122,15 +150,18 @@ def left_sheet_text(verification: dict) -> SafeString:
     count = left.get("count")
     if not count:
         if left.get("action") == "not checked":
-            return format_html('<span class="quiet">not checked: {}</span>',
-                               left.get("reason", ""))
+            return format_html('<span class="quiet">not checked: {}</span>', left.get("reason", ""))
         return format_html('<span class="quiet">{}</span>', "none")
     keys = ", ".join(str(k) for k in left.get("keys") or [])
     more = left.get("keys_not_listed")
-    return format_html('<span class="console-bad">{} row{}:</span> {}{} ({})',
-                       formats.number(count), "" if count == 1 else "s", keys,
-                       f" and {formats.number(more)} more" if more else "",
-                       left.get("action", ""))
+    return format_html(
+        '<span class="console-bad">{} row{}:</span> {}{} ({})',
+        formats.number(count),
+        "" if count == 1 else "s",
+        keys,
+        f" and {formats.number(more)} more" if more else "",
+        left.get("action", ""),
+    )
 
 
 def phase_time(ms: float) -> str:
@@ -147,15 +178,23 @@ def phase_bar(phase_ms: dict[str, float]) -> SafeString:
     segments, x = [], 0.0
     for phase in _ordered(phase_ms):
         width = BAR_WIDTH * phase_ms[phase] / total
-        title = (f"{label(phase)}: {phase_time(phase_ms[phase])} "
-                 f"({formats.percent(phase_ms[phase] / total)})")
+        title = (
+            f"{label(phase)}: {phase_time(phase_ms[phase])} "
+            f"({formats.percent(phase_ms[phase] / total)})"
+        )
         segments.append((round(x, 2), round(max(width, 0.0), 2), _tone(phase), title))
         x += width
     rects = format_html_join(
-        "", '<rect x="{}" y="0" width="{}" height="20" class="{}"><title>{}</title></rect>',
-        segments)
-    return format_html('<svg class="phase-bar" viewBox="0 0 {} 20" preserveAspectRatio="none" '
-                       'role="img" aria-label="phase timings">{}</svg>', BAR_WIDTH, rects)
+        "",
+        '<rect x="{}" y="0" width="{}" height="20" class="{}"><title>{}</title></rect>',
+        segments,
+    )
+    return format_html(
+        '<svg class="phase-bar" viewBox="0 0 {} 20" preserveAspectRatio="none" '
+        'role="img" aria-label="phase timings">{}</svg>',
+        BAR_WIDTH,
+        rects,
+    )
 
 
 def phase_table(phase_ms: dict[str, float]) -> SafeString:
@@ -164,13 +203,21 @@ def phase_table(phase_ms: dict[str, float]) -> SafeString:
         return format_html('<span class="quiet">{}</span>', "not recorded")
     total = sum(phase_ms.values()) or 1.0
     rows = format_html_join(
-        "", '<tr><th><i class="swatch {}"></i>{}</th><td class="num">{}</td>'
+        "",
+        '<tr><th><i class="swatch {}"></i>{}</th><td class="num">{}</td>'
         '<td class="num">{}</td></tr>',
-        ((_tone(p), label(p), phase_time(phase_ms[p]), formats.percent(phase_ms[p] / total))
-         for p in _ordered(phase_ms)))
+        (
+            (_tone(p), label(p), phase_time(phase_ms[p]), formats.percent(phase_ms[p] / total))
+            for p in _ordered(phase_ms)
+        ),
+    )
     return format_html(
         '<div class="phase-timings">{}<table class="run-facts phases"><thead><tr><th>phase</th>'
         '<th class="num">time</th><th class="num">share</th></tr></thead><tbody>{}'
         '<tr class="total"><th>total</th><td class="num">{}</td><td class="num">{}</td></tr>'
-        "</tbody></table></div>", phase_bar(phase_ms), rows,
-        phase_time(sum(phase_ms.values())), formats.percent(1.0))
+        "</tbody></table></div>",
+        phase_bar(phase_ms),
+        rows,
+        phase_time(sum(phase_ms.values())),
+        formats.percent(1.0),
+    )

@@ -32,14 +32,19 @@ from sync.models import ErrorLog, RecordLog, SyncRun, SyncUpload
 from sync.redaction import redact
 
 RUN_TONES = {
-    SyncRun.Status.SUCCEEDED: "ok", SyncRun.Status.PARTIAL: "warn",
-    SyncRun.Status.FAILED: "bad", SyncRun.Status.RUNNING: "info",
-    SyncRun.Status.PENDING: "info", SyncRun.Status.CANCELLED: "muted",
+    SyncRun.Status.SUCCEEDED: "ok",
+    SyncRun.Status.PARTIAL: "warn",
+    SyncRun.Status.FAILED: "bad",
+    SyncRun.Status.RUNNING: "info",
+    SyncRun.Status.PENDING: "info",
+    SyncRun.Status.CANCELLED: "muted",
     SyncRun.Status.REFUSED: "muted",
 }
 ACTION_TONES = {
-    RecordLog.Action.CREATED: "ok", RecordLog.Action.UPDATED: "info",
-    RecordLog.Action.UNCHANGED: "muted", RecordLog.Action.FAILED: "bad",
+    RecordLog.Action.CREATED: "ok",
+    RecordLog.Action.UPDATED: "info",
+    RecordLog.Action.UNCHANGED: "muted",
+    RecordLog.Action.FAILED: "bad",
     RecordLog.Action.SUPERSEDED: "warn",
 }
 ERRORS_SHOWN = 20  # on a run's page; the rest are one link away
@@ -48,15 +53,18 @@ MEASURED = ("rows_scanned", "rows_with_misfits", "misfits", "by_column", "rows")
 
 
 def run_link(run_id: int) -> str:
-    return format_html('<a href="{}">run {}</a>',
-                       reverse("admin:sync_syncrun_change", args=[run_id]), run_id)
+    return format_html(
+        '<a href="{}">run {}</a>', reverse("admin:sync_syncrun_change", args=[run_id]), run_id
+    )
 
 
 def _runs_touching(term: str) -> Q:
     """Seed 002 §2: runs whose record or error logs name this buyer/seller number."""
-    touched = (Q(pk__in=RecordLog.objects.filter(natural_key=term).values("run_id"))
-               | Q(pk__in=ErrorLog.objects.filter(natural_key=term).values("run_id"))
-               | Q(source=term))
+    touched = (
+        Q(pk__in=RecordLog.objects.filter(natural_key=term).values("run_id"))
+        | Q(pk__in=ErrorLog.objects.filter(natural_key=term).values("run_id"))
+        | Q(source=term)
+    )
     if term.isdigit():
         touched |= Q(pk=int(term))
     return touched
@@ -88,35 +96,87 @@ class SyncRunAdmin(ConsoleModelAdmin):
     # NOTE: seven columns that fit 1280 px beside the admin's two sidebars: the row counts
     # and the gaps are one "outcome" cell (only the non-zero ones), numbers and times never
     # wrap, and the trigger is a filter (and on the run's page), not a column.
-    list_display = ("run_number", "source", "status_badge", "created_text", "duration_text",
-                    "progress", "outcome")
+    list_display = (
+        "run_number",
+        "source",
+        "status_badge",
+        "created_text",
+        "duration_text",
+        "progress",
+        "outcome",
+    )
     list_display_links = ("run_number", "source")
     list_filter = (("created_at", DateRangeFilter), "status", "source", "trigger", "dry_run")
     search_fields = ("source",)
-    search_help_text = ("A buyer or seller number (exact) finds every run that touched it; "
-                        "or a source name or run id.")
+    search_help_text = (
+        "A buyer or seller number (exact) finds every run that touched it; "
+        "or a source name or run id."
+    )
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     redacted_fields = ("message",)
     # NOTE: "run-grid" lays a fieldset's rows out in two aligned columns (console.css): one
     # field per row here, never Django's multi-field rows, whose second label floats right.
     fieldsets = (
-        (None, {"classes": ("run-grid",),
-                "fields": ("source", "target", "trigger", "state", "dry_run", "batch_size",
-                           "host", "request_id", "location", "message_text")}),
-        ("Timing", {"classes": ("run-grid",),
-                    "fields": ("created_at", "started_at", "finished_at", "duration_text",
-                               "throughput_text", "phase_table")}),
-        ("Rows", {"classes": ("run-grid",),
-                  "fields": ("progress", "counts", "left_sheet", "errors_table", "logs",
-                             "upload")}),
+        (
+            None,
+            {
+                "classes": ("run-grid",),
+                "fields": (
+                    "source",
+                    "target",
+                    "trigger",
+                    "state",
+                    "dry_run",
+                    "batch_size",
+                    "host",
+                    "request_id",
+                    "location",
+                    "message_text",
+                ),
+            },
+        ),
+        (
+            "Timing",
+            {
+                "classes": ("run-grid",),
+                "fields": (
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "duration_text",
+                    "throughput_text",
+                    "phase_table",
+                ),
+            },
+        ),
+        (
+            "Rows",
+            {
+                "classes": ("run-grid",),
+                "fields": ("progress", "counts", "left_sheet", "errors_table", "logs", "upload"),
+            },
+        ),
         ("Verification", {"fields": ("verification_report", "schema_table")}),
         ("First errors", {"fields": ("error_table",)}),
     )
-    readonly_fields = ("state", "status_badge", "duration_text", "logs", "error_table",
-                       "throughput_text", "phase_table", "errors_table", "verification_report",
-                       "schema_table", "upload", "progress", "counts", "message_text",
-                       "left_sheet")
+    readonly_fields = (
+        "state",
+        "status_badge",
+        "duration_text",
+        "logs",
+        "error_table",
+        "throughput_text",
+        "phase_table",
+        "errors_table",
+        "verification_report",
+        "schema_table",
+        "upload",
+        "progress",
+        "counts",
+        "message_text",
+        "left_sheet",
+    )
 
     # A run's stored results as tables (sync.console.admin.run_page), never raw JSON.
     @admin.display(description="throughput")
@@ -154,17 +214,28 @@ class SyncRunAdmin(ConsoleModelAdmin):
     @admin.display(description="uploaded file and rejected rows")
     def upload(self, obj: SyncRun) -> str:
         """The console upload the run read (if any), and its rejects file (operators)."""
-        found = SyncUpload.objects.filter(run_id=obj.pk).first() or SyncUpload.objects.filter(
-            preview_run_id=obj.pk).first()
+        found = (
+            SyncUpload.objects.filter(run_id=obj.pk).first()
+            or SyncUpload.objects.filter(preview_run_id=obj.pk).first()
+        )
         parts = []
         if found is not None:
-            parts.append(format_html('<a href="{}">upload {}</a> ({}, by {})',
-                                     reverse("admin:console_upload", args=[found.pk]),
-                                     found.pk, found.filename, found.uploaded_by))
+            parts.append(
+                format_html(
+                    '<a href="{}">upload {}</a> ({}, by {})',
+                    reverse("admin:console_upload", args=[found.pk]),
+                    found.pk,
+                    found.filename,
+                    found.uploaded_by,
+                )
+            )
         if obj.failed:
-            parts.append(format_html('<a href="{}">rejected rows (CSV)</a> '
-                                     '<span class="quiet">(operators)</span>',
-                                     reverse("admin:console_run_rejects", args=[obj.pk])))
+            parts.append(
+                format_html(
+                    '<a href="{}">rejected rows (CSV)</a> <span class="quiet">(operators)</span>',
+                    reverse("admin:console_run_rejects", args=[obj.pk]),
+                )
+            )
         return format_html_join(" · ", "{}", ((p,) for p in parts)) if parts else "-"
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
@@ -196,10 +267,12 @@ class SyncRunAdmin(ConsoleModelAdmin):
         if obj.status in SyncRun.ACTIVE and obj.phase:
             notes.append(f"phase {obj.phase}")
         if obj.cancel_requested:
-            notes.append("cancel requested" if obj.status in SyncRun.ACTIVE
-                         else "cancel was requested")
-        return format_html('{} <span class="quiet">{}</span>', self.status_badge(obj),
-                           " · ".join(notes))
+            notes.append(
+                "cancel requested" if obj.status in SyncRun.ACTIVE else "cancel was requested"
+            )
+        return format_html(
+            '{} <span class="quiet">{}</span>', self.status_badge(obj), " · ".join(notes)
+        )
 
     @admin.display(description="created", ordering="created_at")
     def created_text(self, obj: SyncRun) -> str:
@@ -221,60 +294,113 @@ class SyncRunAdmin(ConsoleModelAdmin):
     @admin.display(description="outcome")
     def outcome(self, obj: SyncRun) -> str:
         """The non-zero counts: ``4,135 new · 5 failed · 5 gaps`` (the last two in red)."""
-        parts = [format_html('<span class="nowrap">{} {}</span>', formats.number(n), name)
-                 for n, name in ((obj.created, "new"), (obj.updated, "updated"),
-                                 (obj.unchanged, "unchanged")) if n]
+        parts = [
+            format_html('<span class="nowrap">{} {}</span>', formats.number(n), name)
+            for n, name in (
+                (obj.created, "new"),
+                (obj.updated, "updated"),
+                (obj.unchanged, "unchanged"),
+            )
+            if n
+        ]
         for n, name in ((obj.failed, "failed"), (obj.gaps, "gaps" if obj.gaps != 1 else "gap")):
             if n:
-                parts.append(format_html('<span class="nowrap console-bad">{} {}</span>',
-                                         formats.number(n), name))
+                parts.append(
+                    format_html(
+                        '<span class="nowrap console-bad">{} {}</span>', formats.number(n), name
+                    )
+                )
         if not parts:
             parts.append(format_html('<span class="quiet">{}</span>', "no rows"))
         if obj.dry_run:  # an upload's preview: nothing was written
-            parts.insert(0, format_html('<span class="console-badge tone-info">{}</span>',
-                                        "dry run"))
+            parts.insert(
+                0, format_html('<span class="console-badge tone-info">{}</span>', "dry run")
+            )
         return format_html_join(" · ", "{}", ((p,) for p in parts))
 
     @admin.display(description="counts")
     def counts(self, obj: SyncRun) -> str:
-        tiles = [("created", obj.created, False), ("updated", obj.updated, False),
-                 ("unchanged", obj.unchanged, False), ("failed", obj.failed, bool(obj.failed)),
-                 ("gaps", obj.gaps, bool(obj.gaps))]
+        tiles = [
+            ("created", obj.created, False),
+            ("updated", obj.updated, False),
+            ("unchanged", obj.unchanged, False),
+            ("failed", obj.failed, bool(obj.failed)),
+            ("gaps", obj.gaps, bool(obj.gaps)),
+        ]
         body = format_html_join(
-            "", '<div class="{}"><dt>{}</dt><dd>{}</dd></div>',
-            (("failed" if bad else "", name, formats.number(value)) for name, value, bad
-             in tiles))
+            "",
+            '<div class="{}"><dt>{}</dt><dd>{}</dd></div>',
+            (("failed" if bad else "", name, formats.number(value)) for name, value, bad in tiles),
+        )
         return format_html('<dl class="counts run-counts">{}</dl>', body)
 
     @admin.display(description="logs")
     def logs(self, obj: SyncRun) -> str:
         records = reverse("admin:sync_recordlog_changelist")
         errors = reverse("admin:sync_errorlog_changelist")
-        return format_html('<a href="{}?run_id={}">record log of every row</a> · '
-                           '<a href="{}?run_id={}">every error</a>',
-                           records, obj.pk, errors, obj.pk)
+        return format_html(
+            '<a href="{}?run_id={}">record log of every row</a> · '
+            '<a href="{}?run_id={}">every error</a>',
+            records,
+            obj.pk,
+            errors,
+            obj.pk,
+        )
 
     @admin.display(description="errors")
     def error_table(self, obj: SyncRun) -> str:
-        errors = list(ErrorLog.objects.filter(run_id=obj.pk).order_by("row_number", "id")[
-            :ERRORS_SHOWN])
+        errors = list(
+            ErrorLog.objects.filter(run_id=obj.pk).order_by("row_number", "id")[:ERRORS_SHOWN]
+        )
         if not errors:
             return "No errors."
         # The length / limit column only when some error is a value too long for its column.
         limits = any(e.column_limit for e in errors)
         rows = format_html_join(
-            "", "<tr>{}</tr>",
-            ((format_html_join("", "<td>{}</td>", ((cell,) for cell in (
-                formats.position(e.row_number),
-                format_html('<span class="nowrap">{}</span>', e.natural_key),
-                e.get_category_display(), e.column or formats.EMPTY,
-                *((_length(e),) if limits else ()), redact(e.reason)))),)
-             for e in errors))
-        head = format_html_join("", "<th>{}</th>", ((h,) for h in (
-            "row", "key", "category", "column", *(("length / limit",) if limits else ()),
-            "reason")))
-        return format_html('<table class="run-facts run-errors"><thead><tr>{}</tr></thead>'
-                           "<tbody>{}</tbody></table>", head, rows)
+            "",
+            "<tr>{}</tr>",
+            (
+                (
+                    format_html_join(
+                        "",
+                        "<td>{}</td>",
+                        (
+                            (cell,)
+                            for cell in (
+                                formats.position(e.row_number),
+                                format_html('<span class="nowrap">{}</span>', e.natural_key),
+                                e.get_category_display(),
+                                e.column or formats.EMPTY,
+                                *((_length(e),) if limits else ()),
+                                redact(e.reason),
+                            )
+                        ),
+                    ),
+                )
+                for e in errors
+            ),
+        )
+        head = format_html_join(
+            "",
+            "<th>{}</th>",
+            (
+                (h,)
+                for h in (
+                    "row",
+                    "key",
+                    "category",
+                    "column",
+                    *(("length / limit",) if limits else ()),
+                    "reason",
+                )
+            ),
+        )
+        return format_html(
+            '<table class="run-facts run-errors"><thead><tr>{}</tr></thead>'
+            "<tbody>{}</tbody></table>",
+            head,
+            rows,
+        )
 
 
 def _length(error: ErrorLog) -> str:
@@ -296,8 +422,14 @@ class RowNumberMixin:
 class RecordLogAdmin(RowNumberMixin, RunLogAdmin):
     list_display = ("run", "row", "natural_key", "action_badge", "object_id", "created_at")
     list_display_links = ("row",)
-    list_filter = (("created_at", DateRangeFilter), "action", RunIdFilter, RunSourceFilter,
-                   RunTriggerFilter, RunStatusFilter)
+    list_filter = (
+        ("created_at", DateRangeFilter),
+        "action",
+        RunIdFilter,
+        RunSourceFilter,
+        RunTriggerFilter,
+        RunStatusFilter,
+    )
     search_fields = ("natural_key",)
 
     @admin.display(description="action", ordering="action")
@@ -311,19 +443,34 @@ class ErrorLogAdmin(RowNumberMixin, RunLogAdmin):
     # the run link names the run), the code is the category badge's tooltip, a value's
     # length / limit goes with its column; the reason is one line, cut, whole on hover
     # (admin_base's <name>_brief).
-    list_display = ("run", "row", "natural_key", "category_badge", "column_text", "reason",
-                    "created_at")
+    list_display = (
+        "run",
+        "row",
+        "natural_key",
+        "category_badge",
+        "column_text",
+        "reason",
+        "created_at",
+    )
     list_display_links = ("row",)
-    list_filter = (("created_at", DateRangeFilter), "category", "source",
-                   "retryable", RunIdFilter, RunTriggerFilter, RunStatusFilter)
+    list_filter = (
+        ("created_at", DateRangeFilter),
+        "category",
+        "source",
+        "retryable",
+        RunIdFilter,
+        RunTriggerFilter,
+        RunStatusFilter,
+    )
     search_fields = ("natural_key",)
     redacted_fields = ("reason",)
 
     @admin.display(description="category", ordering="category")
     def category_badge(self, obj: ErrorLog) -> str:
         tone = "warn" if obj.category in ErrorLog.RETRYABLE else "bad"
-        return format_html('<span title="{}">{}</span>', obj.code or "",
-                           badge(obj.get_category_display(), tone))
+        return format_html(
+            '<span title="{}">{}</span>', obj.code or "", badge(obj.get_category_display(), tone)
+        )
 
     @admin.display(description="column", ordering="column")
     def column_text(self, obj: ErrorLog) -> str:
@@ -331,5 +478,8 @@ class ErrorLogAdmin(RowNumberMixin, RunLogAdmin):
         (``61 / 50``, as on the run's page)."""
         if not obj.column_limit or obj.value_length is None:
             return obj.column or formats.EMPTY
-        return format_html('{} <span class="console-sub" title="length / limit">{}</span>',
-                           obj.column or formats.EMPTY, _length(obj))
+        return format_html(
+            '{} <span class="console-sub" title="length / limit">{}</span>',
+            obj.column or formats.EMPTY,
+            _length(obj),
+        )

@@ -13,10 +13,19 @@ from sync.models import SecurityEvent
 
 Kind = SecurityEvent.Kind
 KIND_TONES = {
-    Kind.LOGIN: "ok", Kind.LOGOUT: "muted", Kind.LOGIN_FAILED: "warn", Kind.LOCKOUT: "bad",
-    Kind.SESSION_EXPIRED: "muted", Kind.DENIED: "warn", Kind.PASSWORD_CHANGED: "info",
-    Kind.DEACTIVATED: "bad", Kind.ACTIVATED: "info", Kind.STAFF_GRANTED: "info",
-    Kind.STAFF_REVOKED: "bad", Kind.ROLE_ADDED: "info", Kind.ROLE_REMOVED: "info",
+    Kind.LOGIN: "ok",
+    Kind.LOGOUT: "muted",
+    Kind.LOGIN_FAILED: "warn",
+    Kind.LOCKOUT: "bad",
+    Kind.SESSION_EXPIRED: "muted",
+    Kind.DENIED: "warn",
+    Kind.PASSWORD_CHANGED: "info",
+    Kind.DEACTIVATED: "bad",
+    Kind.ACTIVATED: "info",
+    Kind.STAFF_GRANTED: "info",
+    Kind.STAFF_REVOKED: "bad",
+    Kind.ROLE_ADDED: "info",
+    Kind.ROLE_REMOVED: "info",
 }
 
 
@@ -31,22 +40,36 @@ class SecurityEventAdmin(ConsoleModelAdmin):
     date_hierarchy = "created_at"
     redacted_fields = ("details",)
     # One field a row: labels and values line up.
-    fields = ("created_at", "kind", "user", "username", "actor", "ip", "request_id", "path",
-              "status_code", "details")
+    fields = (
+        "created_at",
+        "kind",
+        "user",
+        "username",
+        "actor",
+        "ip",
+        "request_id",
+        "path",
+        "status_code",
+        "details",
+    )
 
     @admin.display(description="who", ordering="username")
     def who(self, obj: SecurityEvent) -> str:
         by = f"by {obj.actor}" if obj.actor and obj.actor != obj.username else ""
         where = " · ".join(part for part in (by, obj.ip or "") if part)
-        return format_html('{}<span class="console-sub">{}</span>',
-                           obj.username or formats.EMPTY, where)
+        return format_html(
+            '{}<span class="console-sub">{}</span>', obj.username or formats.EMPTY, where
+        )
 
     @admin.display(description="request", ordering="path")
     def request(self, obj: SecurityEvent) -> str:
         if not obj.path and obj.status_code is None:
             return formats.EMPTY
-        return format_html('{}<span class="console-sub">{}</span>', brief(obj.path, 48),
-                           f"answered {obj.status_code}" if obj.status_code else "")
+        return format_html(
+            '{}<span class="console-sub">{}</span>',
+            brief(obj.path, 48),
+            f"answered {obj.status_code}" if obj.status_code else "",
+        )
 
     @admin.display(description="event", ordering="kind")
     def kind_badge(self, obj: SecurityEvent) -> str:

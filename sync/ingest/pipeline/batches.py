@@ -60,8 +60,9 @@ class Checked(NamedTuple):
 
 def _other_rows(rows: list[int], row_number: int) -> str:
     others = [n for n in rows if n != row_number]
-    shown = ", ".join(map(str, others[:20])) + (f" and {len(others) - 20} more" if len(
-        others) > 20 else "")
+    shown = ", ".join(map(str, others[:20])) + (
+        f" and {len(others) - 20} more" if len(others) > 20 else ""
+    )
     return f"row{'s' if len(others) > 1 else ''} {shown}"
 
 
@@ -73,8 +74,9 @@ class BatchLoading:
     """Loading in batches, for ``Ingestion`` (which sets the run's state: ``config``, ``run``,
     ``counts``, ``logs``, ``sample`` …, and the connection handling of ``RunConnection``)."""
 
-    def _load(self, source: Source, validator: RowValidator,
-              only_keys: set[str] | None = None) -> None:
+    def _load(
+        self, source: Source, validator: RowValidator, only_keys: set[str] | None = None
+    ) -> None:
         self._update_run(phase="load")
         writer = BatchWriter(self.config, validator)
         self.queued = retry.has_entries(self.config.name)
@@ -103,8 +105,9 @@ class BatchLoading:
 
         # A source that logs its retries to the database is read on this thread, in turn.
         ahead = getattr(source, "on_retry", None) is None
-        checked_batches = ReadAhead(batches, check) if ahead else nullcontext(
-            in_turn(batches, check))
+        checked_batches = (
+            ReadAhead(batches, check) if ahead else nullcontext(in_turn(batches, check))
+        )
         with checked_batches as checked_batches:
             for _batch, checked in checked_batches:
                 self.rows_committed: set[int] = set()  # of this batch, by a row-by-row retry
@@ -121,15 +124,23 @@ class BatchLoading:
     def _sheet_changed(self) -> None:
         """The sheet read for loading is not the one the pre-scan read: a duplicate key the
         pre-scan did not see may have been stored. Said loudly; the run ends ``partial``."""
-        reason = ("the sheet changed while the run read it (rows added, removed or edited "
-                  "after its pre-scan): a key repeated since then may not have been caught; "
-                  "run the sync again")
+        reason = (
+            "the sheet changed while the run read it (rows added, removed or edited "
+            "after its pre-scan): a key repeated since then may not have been caught; "
+            "run the sync again"
+        )
         logger.warning("%s: run %s: %s", self.config.name, self.run.pk, reason)
         self.counts.add_error(Category.CONFLICT)
         self.sheet_changed = True
-        self._with_db(lambda: ErrorLog.objects.create(
-            run_id=self.run.pk, source=self.config.name, category=Category.CONFLICT,
-            code="sheet_changed", reason=reason))
+        self._with_db(
+            lambda: ErrorLog.objects.create(
+                run_id=self.run.pk,
+                source=self.config.name,
+                category=Category.CONFLICT,
+                code="sheet_changed",
+                reason=reason,
+            )
+        )
 
     def _narrow(self, rows: Iterable, validator: RowValidator, only: set[str]) -> Iterator:
         for row_number, cells in rows:
@@ -138,9 +149,9 @@ class BatchLoading:
                 self.seen_only.add(key)
                 yield row_number, cells
 
-
-    def _check(self, batch: list[tuple[int, list[str]]], validator: RowValidator,
-               writer: BatchWriter) -> Checked:
+    def _check(
+        self, batch: list[tuple[int, list[str]]], validator: RowValidator, writer: BatchWriter
+    ) -> Checked:
         """The batch validated: its valid rows by key (and encoded for the statement), its
         failed rows, and the rows a later row of the batch with the same key supersedes. No
         database work (``ReadAhead``)."""
@@ -153,10 +164,16 @@ class BatchLoading:
             row, issues = validator.validate(row_number, cells)
             if duplicates and (rows := duplicates.get(validator.key_of(cells))):
                 # The duplicate rule (keys.py): none of the rows holding the key is stored.
-                issues = [*issues, Issue(
-                    Category.CONFLICT, "duplicate_key", validator.key_header,
-                    f"is also on {_other_rows(rows, row_number)}: none of these "
-                    f"{len(rows)} rows is stored (keep the key on one row)")]
+                issues = [
+                    *issues,
+                    Issue(
+                        Category.CONFLICT,
+                        "duplicate_key",
+                        validator.key_header,
+                        f"is also on {_other_rows(rows, row_number)}: none of these "
+                        f"{len(rows)} rows is stored (keep the key on one row)",
+                    ),
+                ]
                 row = None
             if row is None:
                 failed.append((row_number, self._safe_key(validator, cells), issues))
@@ -176,8 +193,13 @@ class BatchLoading:
             # that committed then are done (counted, logged) and are not written twice.
             valid = {k: r for k, r in valid.items() if r.row_number not in self.rows_committed}
             encoded = None
-        counts_before = (self.counts.created, self.counts.updated, self.counts.unchanged,
-                         self.counts.failed, dict(self.counts.errors))
+        counts_before = (
+            self.counts.created,
+            self.counts.updated,
+            self.counts.unchanged,
+            self.counts.failed,
+            dict(self.counts.errors),
+        )
         try:
             if self._one_statement(valid, failed, superseded):
                 # NOTE: the batch is the statement alone: it runs as its own transaction
@@ -191,26 +213,36 @@ class BatchLoading:
                 self._time("write_through", t_commit)
         except DatabaseError as e:
             # Nothing of the batch was committed: undo its counts before any retry.
-            (self.counts.created, self.counts.updated, self.counts.unchanged,
-             self.counts.failed, self.counts.errors) = counts_before
+            (
+                self.counts.created,
+                self.counts.updated,
+                self.counts.unchanged,
+                self.counts.failed,
+                self.counts.errors,
+            ) = counts_before
             self.logs.clear()
             restore_settled(self._settling)
             if not self._usable():
                 raise
             # A row broke the batch statement: isolate it, one row per transaction.
-            logger.warning("%s: batch failed (%s); retrying its rows one by one",
-                           self.config.name, type(e).__name__)
+            logger.warning(
+                "%s: batch failed (%s); retrying its rows one by one",
+                self.config.name,
+                type(e).__name__,
+            )
             self._one_by_one(list(valid.values()), writer, failed, superseded)
         self._sample(valid.values())
 
     def _one_statement(self, valid: dict, failed: list, superseded: list) -> bool:
         """The batch needs nothing but its statement: valid rows only, no earlier failures of
         theirs to resolve, a real run, and no transaction around the run (tests)."""
-        return bool(valid) and not (failed or superseded or self.queued or self.run.dry_run
-                                    or connection.in_atomic_block)
+        return bool(valid) and not (
+            failed or superseded or self.queued or self.run.dry_run or connection.in_atomic_block
+        )
 
-    def _one_by_one(self, rows: list[ValidRow], writer: BatchWriter, failed: list,
-                    superseded: list) -> None:
+    def _one_by_one(
+        self, rows: list[ValidRow], writer: BatchWriter, failed: list, superseded: list
+    ) -> None:
         for row in rows:
             try:
                 with transaction.atomic(durable=True):
@@ -232,8 +264,14 @@ class BatchLoading:
             with transaction.atomic(durable=True):
                 self._write([], writer, failed, superseded)
 
-    def _write(self, rows: list[ValidRow], writer: BatchWriter, failed: list, superseded: list,
-               encoded: str | None = None) -> None:
+    def _write(
+        self,
+        rows: list[ValidRow],
+        writer: BatchWriter,
+        failed: list,
+        superseded: list,
+        encoded: str | None = None,
+    ) -> None:
         t = time.perf_counter()
         dry = self.run.dry_run
         self._log_failures(failed, retryable=False)
@@ -246,16 +284,26 @@ class BatchLoading:
             self._settling = take_settled() + self.through.take_completed()
             marks = store.capture()  # before the statement that reads the states (store.Marks)
             counts = self.counts
-            progress = Progress(rows_after, counts.created, counts.updated, counts.unchanged,
-                                counts.failed, self.run.pk)
-            answer = writer.write(rows, run_id=self.run.pk, progress=progress,
-                                  settle=self._settling, encoded=encoded)
+            progress = Progress(
+                rows_after,
+                counts.created,
+                counts.updated,
+                counts.unchanged,
+                counts.failed,
+                self.run.pk,
+            )
+            answer = writer.write(
+                rows, run_id=self.run.pk, progress=progress, settle=self._settling, encoded=encoded
+            )
             # On commit: Redis gets what the statement answered, nothing is read again.
             write_on_commit(answer.states, via=self.through, marks=marks)
             self.counts.created, self.counts.updated, self.counts.unchanged = answer.counts
             self.counts.done = rows_after
             self.run.cancel_requested, self.run.rows_done, self.run.rows_total = (
-                answer.cancel_requested, rows_after, answer.rows_total)
+                answer.cancel_requested,
+                rows_after,
+                answer.rows_total,
+            )
             if self.queued:
                 retry.resolve(source=self.config.name, keys=[row.key for row in rows])
         else:
@@ -281,8 +329,12 @@ class BatchLoading:
                 counts.unchanged += 1
             self.logs.record(row.row_number, row.key, row.action, row.object_id)
 
-    def _log_failures(self, failed: list[tuple[int, str, list[Issue]]], *, retryable: bool,
-                      ) -> None:
+    def _log_failures(
+        self,
+        failed: list[tuple[int, str, list[Issue]]],
+        *,
+        retryable: bool,
+    ) -> None:
         to_queue = []
         for row_number, key, issues in failed:
             self.counts.failed += 1
@@ -290,22 +342,35 @@ class BatchLoading:
             self.logs.record(row_number, key, Action.FAILED)
             for issue in issues:
                 self.counts.add_error(issue.category)
-                self.logs.error(category=issue.category, code=issue.code, row_number=row_number,
-                                key=key, column=issue.header, value_length=issue.value_length,
-                                limit=issue.limit, reason=f"{issue.header} {issue.reason}".strip(),
-                                retryable=retryable)
+                self.logs.error(
+                    category=issue.category,
+                    code=issue.code,
+                    row_number=row_number,
+                    key=key,
+                    column=issue.header,
+                    value_length=issue.value_length,
+                    limit=issue.limit,
+                    reason=f"{issue.header} {issue.reason}".strip(),
+                    retryable=retryable,
+                )
             if retryable and key and not self.run.dry_run:
                 to_queue.append((key, row_number, issues[0].category, issues[0].reason))
-        retry.enqueue(source=self.config.name, location=self.location, run_id=self.run.pk,
-                      failures=to_queue)
+        retry.enqueue(
+            source=self.config.name, location=self.location, run_id=self.run.pk, failures=to_queue
+        )
 
     def _log_superseded(self, superseded: list[tuple[int, str, int]]) -> None:
         for row_number, key, later in superseded:
             self.counts.add_error(Category.CONFLICT)
             self.logs.record(row_number, key, Action.SUPERSEDED)
-            self.logs.error(category=Category.CONFLICT, code="duplicate_key",
-                            row_number=row_number, key=key, column=self.config.key_column,
-                            reason=f"the same key is on row {later}; the later row was stored")
+            self.logs.error(
+                category=Category.CONFLICT,
+                code="duplicate_key",
+                row_number=row_number,
+                key=key,
+                column=self.config.key_column,
+                reason=f"the same key is on row {later}; the later row was stored",
+            )
 
     def _advance(self, rows: int) -> None:
         """Progress and counts of the batch, in its transaction; reads the cancel flag.
@@ -322,11 +387,23 @@ class BatchLoading:
                 " unchanged = %s, failed = %s WHERE id = %s"
                 " RETURNING cancel_requested, rows_total,"
                 " set_config('pgtrigger.ignore', '{}', true)",
-                [*params, self.counts.done, self.counts.done, self.counts.created,
-                 self.counts.updated, self.counts.unchanged, self.counts.failed, self.run.pk])
+                [
+                    *params,
+                    self.counts.done,
+                    self.counts.done,
+                    self.counts.created,
+                    self.counts.updated,
+                    self.counts.unchanged,
+                    self.counts.failed,
+                    self.run.pk,
+                ],
+            )
             cancel, total, _ = cursor.fetchone()
         self.run.cancel_requested, self.run.rows_done, self.run.rows_total = (
-            cancel, self.counts.done, total)
+            cancel,
+            self.counts.done,
+            total,
+        )
 
     def _safe_key(self, validator: RowValidator, cells: list[str]) -> str:
         """The row's key for the logs, unless it is not a key at all (it might be PII)."""

@@ -30,15 +30,20 @@ class RunConnection:
 
     def _update_run(self, **values) -> None:
         # NOTE: the run's own row needs no lock: a run that lost its lock still records why.
-        self._with_db(lambda: SyncRun.objects.filter(pk=self.run.pk).update(**values),
-                      locked=False)
+        self._with_db(lambda: SyncRun.objects.filter(pk=self.run.pk).update(**values), locked=False)
 
     def _network_retry(self, attempt: int, error: Exception, delay: float) -> None:
         self.counts.add_error(Category.NETWORK)
-        self._with_db(lambda: ErrorLog.objects.create(
-            run_id=self.run.pk, source=self.config.name, category=Category.NETWORK,
-            code="retry", retryable=True,
-            reason=redact(f"attempt {attempt} failed: {error}; retrying in {delay:.2f}s")))
+        self._with_db(
+            lambda: ErrorLog.objects.create(
+                run_id=self.run.pk,
+                source=self.config.name,
+                category=Category.NETWORK,
+                code="retry",
+                retryable=True,
+                reason=redact(f"attempt {attempt} failed: {error}; retrying in {delay:.2f}s"),
+            )
+        )
 
     def _with_db(self, operation: Callable[[], object], *, locked: bool = True):
         """``operation()``; a lost connection is re-established (and, for work that needs
@@ -53,8 +58,9 @@ class RunConnection:
             except DatabaseError as e:
                 if attempt == settings.SYNC_INGEST_DB_RETRIES or self._usable(locked=locked):
                     raise
-                logger.warning("%s: connection lost (%s); reconnecting", self.config.name,
-                               type(e).__name__)
+                logger.warning(
+                    "%s: connection lost (%s); reconnecting", self.config.name, type(e).__name__
+                )
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
     def _usable(self, *, locked: bool = True, probe: bool = True) -> bool:
@@ -79,14 +85,20 @@ class RunConnection:
         if not locked:
             return
         if not self.lock.acquire():
-            msg = ("the connection to PostgreSQL was lost and another run took the source "
-                   "lock meanwhile; this run stopped")
+            msg = (
+                "the connection to PostgreSQL was lost and another run took the source "
+                "lock meanwhile; this run stopped"
+            )
             raise RunAbortedError(msg)
         logger.warning("%s: reconnected to PostgreSQL, lock re-taken", self.config.name)
         ErrorLog.objects.create(
-            run_id=self.run.pk, source=self.config.name, category=Category.DATABASE,
-            code="reconnected", retryable=True,
-            reason="connection to PostgreSQL lost; reconnected and retried the batch")
+            run_id=self.run.pk,
+            source=self.config.name,
+            category=Category.DATABASE,
+            code="reconnected",
+            retryable=True,
+            reason="connection to PostgreSQL lost; reconnected and retried the batch",
+        )
         self.counts.add_error(Category.DATABASE)
 
 

@@ -74,8 +74,9 @@ def read_keys(rows: Iterable[Row], position: int | None, keys: SheetKeys) -> Ite
     keys.duplicates = index.duplicates()
 
 
-def read_key_lines(lines: Iterable[list[str]], position: int | None, keys: SheetKeys, *,
-                   spill: bool = True) -> None:
+def read_key_lines(
+    lines: Iterable[list[str]], position: int | None, keys: SheetKeys, *, spill: bool = True
+) -> None:
     """``read_keys`` (without the checksum) of a CSV file's lines (``CsvSource.read_lines``),
     in one loop: the pre-scan of a CSV file costs little more than the csv module's parse.
     ``spill=False``: more than ``IN_MEMORY`` keys raise ``TooManyKeys`` (off the run's
@@ -123,14 +124,16 @@ class KeysAhead:
         self.position = position
         self.keys = SheetKeys()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._read, args=(source,),
-                                        name="sync-key-prescan", daemon=True)
+        self._thread = threading.Thread(
+            target=self._read, args=(source,), name="sync-key-prescan", daemon=True
+        )
         self._thread.start()
 
     def _read(self, source) -> None:
         try:
-            source.read_lines(lambda lines: read_key_lines(
-                lines, self.position, self.keys, spill=False))
+            source.read_lines(
+                lambda lines: read_key_lines(lines, self.position, self.keys, spill=False)
+            )
             self.keys.checksum = source.read_digest
         except BaseException as e:  # noqa: BLE001 - raised on the run's thread (result)
             self._error = e
@@ -176,8 +179,10 @@ class Spill:
     def __init__(self, first: dict[str, int], again: dict[str, list[int]]) -> None:
         self.chunk: list[tuple[int, str]] = []
         with connection.cursor() as cursor:
-            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {TABLE}"
-                           " (row_number integer NOT NULL, natural_key text NOT NULL)")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {TABLE}"
+                " (row_number integer NOT NULL, natural_key text NOT NULL)"
+            )
             cursor.execute(f"TRUNCATE {TABLE}")
         for key, number in first.items():
             self.add(number, key)
@@ -193,8 +198,10 @@ class Spill:
     def _copy(self) -> None:
         # NOTE: one COPY per chunk, never open while the source reads: a source that logs
         # a retry to the database (Google Sheets) would wait on a connection busy copying.
-        with connection.cursor() as cursor, cursor.copy(
-                f"COPY {TABLE} (row_number, natural_key) FROM STDIN") as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(f"COPY {TABLE} (row_number, natural_key) FROM STDIN") as copy,
+        ):
             for item in self.chunk:
                 copy.write_row(item)
         self.chunk.clear()
@@ -204,7 +211,8 @@ class Spill:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT natural_key, array_agg(row_number ORDER BY row_number) FROM {TABLE}"  # noqa: S608
-                " GROUP BY natural_key HAVING count(*) > 1")
+                " GROUP BY natural_key HAVING count(*) > 1"
+            )
             found = dict(cursor.fetchall())
             cursor.execute(f"TRUNCATE {TABLE}")
         return found

@@ -22,8 +22,11 @@ def run_settings() -> dict[str, str]:
       predate the run's own rows, dead ones included) scans it whole, for every row. Off, a
       sequential scan is chosen only where nothing else can answer.
     """
-    return {"lock_timeout": f"{settings.SYNC_INGEST_LOCK_TIMEOUT_MS}ms",
-            "plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
+    return {
+        "lock_timeout": f"{settings.SYNC_INGEST_LOCK_TIMEOUT_MS}ms",
+        "plan_cache_mode": "force_generic_plan",
+        "enable_seqscan": "off",
+    }
 
 
 class SourceLock:
@@ -48,7 +51,8 @@ class SourceLock:
             cursor.execute(
                 f"SELECT s.*, CASE WHEN pg_try_advisory_lock(%s, hashtext(%s)) THEN {sets} END"  # noqa: S608
                 f" FROM (SELECT {before} OFFSET 0) s",
-                [LOCK_CLASS, self.source, *wanted.values()])
+                [LOCK_CLASS, self.source, *wanted.values()],
+            )
             *previous, taken = cursor.fetchone()
         # NOTE: the client's idea of its backend (what ``held`` compares), not
         # pg_backend_pid(): behind PgBouncer the two differ, and every batch looked like a
@@ -61,20 +65,29 @@ class SourceLock:
     def held(self) -> bool:
         """Still held: the connection that took it is the one we have (no query needed)."""
         raw = connection.connection
-        return (self.backend_pid is not None and raw is not None and not raw.closed
-                and raw.info.backend_pid == self.backend_pid)
+        return (
+            self.backend_pid is not None
+            and raw is not None
+            and not raw.closed
+            and raw.info.backend_pid == self.backend_pid
+        )
 
     def release(self) -> None:
         if self.held():
             previous = self.previous or {}
             restore = "".join(f", set_config('{name}', %s, false)" for name in previous)
             with connection.cursor() as cursor:
-                cursor.execute(f"SELECT pg_advisory_unlock(%s, hashtext(%s)){restore}",
-                               [LOCK_CLASS, self.source, *previous.values()])
+                cursor.execute(
+                    f"SELECT pg_advisory_unlock(%s, hashtext(%s)){restore}",
+                    [LOCK_CLASS, self.source, *previous.values()],
+                )
         self.backend_pid = None
 
 
 def holder_of(source: str) -> SyncRun | None:
     """The run that holds the source's lock (the newest active run of the source)."""
-    return SyncRun.objects.filter(source=source, status=SyncRun.Status.RUNNING).order_by(
-        "-created_at").first()
+    return (
+        SyncRun.objects.filter(source=source, status=SyncRun.Status.RUNNING)
+        .order_by("-created_at")
+        .first()
+    )

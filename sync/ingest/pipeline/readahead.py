@@ -26,8 +26,9 @@ class ReadAhead(Generic[T]):
     where the batch it broke would have been. ``close`` (also on leaving a ``with`` block)
     stops the thread, e.g. when the consumer stops early (a cancelled run)."""
 
-    def __init__(self, batches: Iterable[list], prepare: Callable[[list], T], *,
-                 depth: int = 2) -> None:
+    def __init__(
+        self, batches: Iterable[list], prepare: Callable[[list], T], *, depth: int = 2
+    ) -> None:
         self._batches = batches
         self._prepare = prepare
         self._queue: queue.Queue = queue.Queue(maxsize=depth)

@@ -73,8 +73,10 @@ class ProgressLine:
 
 def _all_handlers() -> list[logging.Handler]:
     loggers = [logging.getLogger()] + [
-        logger for logger in logging.Logger.manager.loggerDict.values()
-        if isinstance(logger, logging.Logger)]
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
     return list({id(h): h for logger in loggers for h in logger.handlers}.values())
 
 

@@ -25,8 +25,9 @@ class Command(BaseCommand):
     help = "Create or update the demo superuser and load each app's demo data (idempotent)."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--count", type=int, default=300,
-                            help="rows per demo model (default: 300)")
+        parser.add_argument(
+            "--count", type=int, default=300, help="rows per demo model (default: 300)"
+        )
 
     def handle(self, *args, count: int, **options) -> None:
         password = os.environ.get("DEMO_ADMIN_PASSWORD")
@@ -40,8 +41,9 @@ class Command(BaseCommand):
             user.is_staff = user.is_superuser = True
             user.set_password(password)
             user.save()
-        self.stdout.write(f"{'created' if created else 'reusing'} superuser admin "
-                          "(new password set)")
+        self.stdout.write(
+            f"{'created' if created else 'reusing'} superuser admin (new password set)"
+        )
         for app in DEMO_APPS:
             module = importlib.import_module(f"{app}.demo")
             self.stdout.write(f"{app}: {module.load(count=count)}")

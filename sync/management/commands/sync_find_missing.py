@@ -42,16 +42,19 @@ def left_summary(report: MissingReport) -> str:
         return ""
     keys = ", ".join(report.left.keys[:SHOWN])
     more = f" and {report.left.count - SHOWN} more" if report.left.count > SHOWN else ""
-    return (f"{report.source}: left the sheet {report.left.count} ({keys}{more}): row(s) in "
-            "the database that the sheet no longer has (kept or soft-deleted by each run as "
-            "the source's left_sheet option says)")
+    return (
+        f"{report.source}: left the sheet {report.left.count} ({keys}{more}): row(s) in "
+        "the database that the sheet no longer has (kept or soft-deleted by each run as "
+        "the source's left_sheet option says)"
+    )
 
 
 def summary(report: MissingReport) -> str:
     """Counts of this source's sheet only: the table may be fed by other sources too."""
-    unkeyed = (f", {report.rows_without_key} row(s) without a key"
-               if report.rows_without_key else "")
-    return (f"{report.source}: sheet {report.sheet_keys} keys ({report.sheet_rows} rows"
-            f"{unkeyed}), {report.in_database} of them in the database, "
-            f"missing {len(report.missing)} (the table holds {report.table_rows} rows "
-            "from every source)")
+    unkeyed = f", {report.rows_without_key} row(s) without a key" if report.rows_without_key else ""
+    return (
+        f"{report.source}: sheet {report.sheet_keys} keys ({report.sheet_rows} rows"
+        f"{unkeyed}), {report.in_database} of them in the database, "
+        f"missing {len(report.missing)} (the table holds {report.table_rows} rows "
+        "from every source)"
+    )

@@ -20,14 +20,25 @@ class Command(BaseCommand):
             found = source_health(source)
         for health in found:
             last = health.last_run
-            rate = ("n/a" if health.success_rate_24h is None
-                    else f"{health.success_rate_24h:.0%} of {health.runs_24h}")
+            rate = (
+                "n/a"
+                if health.success_rate_24h is None
+                else f"{health.success_rate_24h:.0%} of {health.runs_24h}"
+            )
             self.stdout.write(
                 f"{health.source}: last run "
-                + (f"{last.pk} {last.status} at {last.created_at:%Y-%m-%d %H:%M:%S}, "
-                   f"gaps {last.gaps if last.gaps is not None else 'n/a'}" if last else "never")
+                + (
+                    f"{last.pk} {last.status} at {last.created_at:%Y-%m-%d %H:%M:%S}, "
+                    f"gaps {last.gaps if last.gaps is not None else 'n/a'}"
+                    if last
+                    else "never"
+                )
                 + "; last success "
-                + (f"{health.last_success.created_at:%Y-%m-%d %H:%M:%S}"
-                   if health.last_success else "never")
+                + (
+                    f"{health.last_success.created_at:%Y-%m-%d %H:%M:%S}"
+                    if health.last_success
+                    else "never"
+                )
                 + f"; 24h success {rate}; retry queue {health.retry_pending} pending, "
-                  f"{health.retry_permanent} permanently failed")
+                f"{health.retry_permanent} permanently failed"
+            )

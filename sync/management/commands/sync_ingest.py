@@ -1,7 +1,7 @@
 """Sync a spreadsheet source into PostgreSQL (and through to Redis): one audited run.
 
-    manage.py sync_ingest buyers [--file buyers.xlsx] [--dry-run] [--batch-size 500]
-    manage.py sync_ingest buyers --cancel 42
+manage.py sync_ingest buyers [--file buyers.xlsx] [--dry-run] [--batch-size 500]
+manage.py sync_ingest buyers --cancel 42
 """
 
 from __future__ import annotations
@@ -20,14 +20,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("source", help="a source of SYNC_INGEST_SOURCES_FILE, e.g. buyers")
         parser.add_argument("--file", help="read this .csv/.xlsx instead of the configured one")
-        parser.add_argument("--dry-run", action="store_true",
-                            help="validate and compare, report what would change, write nothing")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="validate and compare, report what would change, write nothing",
+        )
         parser.add_argument("--batch-size", type=int, default=None)
-        parser.add_argument("--cancel", type=int, metavar="RUN_ID",
-                            help="ask a running run of this source to stop after its batch")
+        parser.add_argument(
+            "--cancel",
+            type=int,
+            metavar="RUN_ID",
+            help="ask a running run of this source to stop after its batch",
+        )
 
-    def handle(self, *args, source, file, dry_run, batch_size, cancel, verbosity,
-               **options) -> None:
+    def handle(
+        self, *args, source, file, dry_run, batch_size, cancel, verbosity, **options
+    ) -> None:
         if cancel is not None:
             if not request_cancel(cancel):
                 msg = f"run {cancel} is not running (see sync_health {source})"
@@ -42,8 +50,9 @@ class Command(BaseCommand):
 
         try:
             with line:
-                run = run_ingest(source, file=file, dry_run=dry_run, batch_size=batch_size,
-                                 progress=progress)
+                run = run_ingest(
+                    source, file=file, dry_run=dry_run, batch_size=batch_size, progress=progress
+                )
         except SyncAlreadyRunningError as e:
             raise CommandError(str(e)) from e
         except IngestError as e:
@@ -59,9 +68,14 @@ def describe(run: SyncRun) -> str:
     gaps = "" if run.gaps is None else f", {run.gaps} gap(s)"
     errors = ", ".join(f"{k} {v}" for k, v in sorted(run.errors_by_category.items()))
     speed = f", {run.throughput:,.0f} rows/s" if run.throughput else ""
-    return (f"run {run.pk} {run.source}{' (dry run)' if run.dry_run else ''}: {run.status}; "
-            f"{run.rows_done} rows: {run.created} created, {run.updated} updated, "
-            f"{run.unchanged} unchanged, {run.failed} failed{gaps}{speed}"
-            + (f"; errors: {errors}" if errors else "")
-            + (f"; {run.message}" if run.status in (SyncRun.Status.FAILED,
-                                                     SyncRun.Status.CANCELLED) else ""))
+    return (
+        f"run {run.pk} {run.source}{' (dry run)' if run.dry_run else ''}: {run.status}; "
+        f"{run.rows_done} rows: {run.created} created, {run.updated} updated, "
+        f"{run.unchanged} unchanged, {run.failed} failed{gaps}{speed}"
+        + (f"; errors: {errors}" if errors else "")
+        + (
+            f"; {run.message}"
+            if run.status in (SyncRun.Status.FAILED, SyncRun.Status.CANCELLED)
+            else ""
+        )
+    )

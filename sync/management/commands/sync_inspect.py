@@ -1,4 +1,4 @@
-""""Why is this row stale?": one synced row in PostgreSQL and Redis, its intents, its model's
+""" "Why is this row stale?": one synced row in PostgreSQL and Redis, its intents, its model's
 fence, the last writes that landed on its key and its last change events."""
 
 from __future__ import annotations

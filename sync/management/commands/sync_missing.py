@@ -28,6 +28,8 @@ class Command(BaseCommand):
             return
         self.stdout.write(describe(run))
         if run.gaps:
-            msg = (f"{run.gaps} row(s) are still missing: see the errors of run {run.pk} "
-                   "(sync_error_logs)")
+            msg = (
+                f"{run.gaps} row(s) are still missing: see the errors of run {run.pk} "
+                "(sync_error_logs)"
+            )
             raise CommandError(msg)

@@ -12,8 +12,9 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--all", action="store_true",
-                            help="also take intents whose backoff has not run out yet")
+        parser.add_argument(
+            "--all", action="store_true", help="also take intents whose backoff has not run out yet"
+        )
         parser.add_argument("--batch-size", type=int, default=None)
         parser.add_argument("--max-batches", type=int, default=None)
 
@@ -22,8 +23,10 @@ class Command(BaseCommand):
             if verbosity >= 2:
                 self.stdout.write(f"batch {result.batches}: {result.written} written")
 
-        result = replay_pending(batch_size=batch_size, max_batches=max_batches,
-                                include_not_due=all, progress=progress)
+        result = replay_pending(
+            batch_size=batch_size, max_batches=max_batches, include_not_due=all, progress=progress
+        )
         figures = queue_figures()
-        self.stdout.write(f"{result}; queue now {figures['pending']} pending, "
-                          f"{figures['dead']} dead")
+        self.stdout.write(
+            f"{result}; queue now {figures['pending']} pending, {figures['dead']} dead"
+        )

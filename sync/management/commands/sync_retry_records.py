@@ -21,6 +21,11 @@ class Command(BaseCommand):
         for run in runs:
             self.stdout.write(describe(run))
         left = retry.stats()
-        summary = "; ".join(f"{src}: " + ", ".join(f"{n} {status}" for status, n in counts.items())
-                            for src, counts in sorted(left.items())) or "empty"
+        summary = (
+            "; ".join(
+                f"{src}: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+                for src, counts in sorted(left.items())
+            )
+            or "empty"
+        )
         self.stdout.write(f"{len(runs)} retry run(s); queue now: {summary}")

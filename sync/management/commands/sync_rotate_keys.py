@@ -14,8 +14,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, verbosity, **options) -> None:
         ring = keyring()
-        self.stdout.write(f"current key: {ring.current_id}; also decrypting with: "
-                          f"{', '.join(list(ring.keys)[1:]) or 'none'}")
+        self.stdout.write(
+            f"current key: {ring.current_id}; also decrypting with: "
+            f"{', '.join(list(ring.keys)[1:]) or 'none'}"
+        )
 
         def progress(report) -> None:
             if verbosity >= 2:
@@ -25,5 +27,7 @@ class Command(BaseCommand):
             reports = rotate_all(progress=progress)
         for report in reports:
             self.stdout.write(str(report))
-        self.stdout.write("done: no cached value is left under an old key; the old keys can be "
-                          "removed from SYNC_ENCRYPTION_KEYS")
+        self.stdout.write(
+            "done: no cached value is left under an old key; the old keys can be "
+            "removed from SYNC_ENCRYPTION_KEYS"
+        )

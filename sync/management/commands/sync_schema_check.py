@@ -21,22 +21,28 @@ class Command(BaseCommand):
         with engine_errors():
             report = source_schema_check(source, file=file)
         for column in report.columns:
-            self.stdout.write(f"{column.header:20} -> {column.table}.{column.column} "
-                              f"{column.type_sql}")
+            self.stdout.write(
+                f"{column.header:20} -> {column.table}.{column.column} {column.type_sql}"
+            )
         for header in report.missing_headers:
             self.stdout.write(f"missing column in the sheet: {header}")
         for header in report.unmapped_headers:
             self.stdout.write(f"unmapped column (ignored): {header}")
         for misfit in report.misfits if verbosity >= 1 else []:
-            self.stdout.write(f"row {misfit.row_number}: {misfit.header} has {misfit.length} "
-                              f"characters, the column holds {misfit.limit}")
+            self.stdout.write(
+                f"row {misfit.row_number}: {misfit.header} has {misfit.length} "
+                f"characters, the column holds {misfit.limit}"
+            )
         self.stdout.write(
             f"{report.rows_scanned} rows scanned, {report.rows_with_misfits} row(s) with "
-            f"{report.misfit_count} value(s) that do not fit")
+            f"{report.misfit_count} value(s) that do not fit"
+        )
         if report.misfit_count:
             self.stdout.write("\nA migration that fixes it:\n\n" + report.fix_migration())
-            msg = (f"{report.rows_with_misfits} row(s) would not fit: apply a migration like "
-                   "the one above before syncing")
+            msg = (
+                f"{report.rows_with_misfits} row(s) would not fit: apply a migration like "
+                "the one above before syncing"
+            )
             raise CommandError(msg)
         if report.missing_headers:
             msg = "the sheet lacks mapped columns: fix the sheet or the column mapping"

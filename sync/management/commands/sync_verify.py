@@ -15,8 +15,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("models", nargs="*", help="e.g. catalog.part (default: all synced)")
-        parser.add_argument("--repair", action="store_true",
-                            help="rewrite missing/stale keys and tombstone extra ones")
+        parser.add_argument(
+            "--repair",
+            action="store_true",
+            help="rewrite missing/stale keys and tombstone extra ones",
+        )
         parser.add_argument("--list", action="store_true", help="list the synced models")
         parser.add_argument("--batch-size", type=int, default=None)
 
@@ -32,8 +35,9 @@ class Command(BaseCommand):
             line.show(f"{report.label:24} {bar(report.rows, total)}")
 
         with engine_errors(), line:
-            reports = verify_models(models or None, repair=repair, batch_size=batch_size,
-                                    progress=progress)
+            reports = verify_models(
+                models or None, repair=repair, batch_size=batch_size, progress=progress
+            )
         for report in reports:
             self.stdout.write(str(report))
             if verbosity >= 1:

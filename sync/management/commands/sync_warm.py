@@ -18,9 +18,11 @@ class Command(BaseCommand):
         parser.add_argument("models", nargs="*", help="e.g. catalog.part (default: all synced)")
         parser.add_argument("--batch-size", type=int, default=None)
         parser.add_argument(
-            "--cold", action="store_true",
+            "--cold",
+            action="store_true",
             help="run the automatic warm by hand (all models, resuming a stopped one, its "
-                 "progress on /health/ and the dashboard); what a worker does by itself")
+            "progress on /health/ and the dashboard); what a worker does by itself",
+        )
 
     def handle(self, *args, models, batch_size, verbosity, cold, **options) -> None:
         if cold:
@@ -40,7 +42,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"warmed {rows} rows of {len(results)} model(s) in {elapsed:.2f}s "
             f"({rows / elapsed if elapsed else 0:,.0f} rows/s); "
-            f"{sum(r.written for r in results)} written, the rest already current")
+            f"{sum(r.written for r in results)} written, the rest already current"
+        )
 
     def _cold(self, models: list[str], batch_size: int | None, verbosity: int) -> None:
         if models:
