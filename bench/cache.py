@@ -347,7 +347,7 @@ def bench_replay(table: Table, sizes: Sizes) -> None:
 
 
 def bench_warm(table: Table, sizes: Sizes, env: Environment) -> None:
-    from sync.cache.services import verify_models, warm_models
+    from sync.cache.maintenance import verify_models, warm_models
 
     rates, shares, rows, how = [], [], 0, ""
     vacuum()
@@ -435,8 +435,8 @@ def profile_section(section: str, pools: Pools, sizes: Sizes, env: Environment) 
     from bench.profiling import profile
     from catalog.models import Part
     from sync.cache import repository
+    from sync.cache.maintenance import warm_models
     from sync.cache.replay import replay_pending
-    from sync.cache.services import warm_models
 
     pks = [part.pk for part in pools.read]
     save, save_batch = saver(pools.synced), batch_saver(pools.synced_batch)

@@ -496,7 +496,7 @@ def run_chaos(config: ChaosConfig, targets: Targets) -> ChaosResult:
     import redis
 
     from sync.cache.connection import reset_clients
-    from sync.cache.services import verify_models, warm_models
+    from sync.cache.maintenance import verify_models, warm_models
     from sync.redaction import RedactPiiFilter
 
     rng = random.Random(config.seed)

@@ -40,10 +40,10 @@ from catalog.schemas import (
     ValidationErrorOut,
     VersionIn,
 )
+from sync.access.roles import can_operate, can_view
 from sync.console import api_access
 from sync.console.api_access import api_denial
 from sync.console.api_errors import body_too_big_message
-from sync.console.roles import can_operate, can_view
 
 logger = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ class Actor:
 
     @classmethod
     def from_request(cls, request) -> Actor:
-        from sync.access import client_ip  # the project's one rule (TRUSTED_PROXY_COUNT)
+        from sync.access.client_ip import client_ip  # the project's one rule (TRUSTED_PROXY_COUNT)
 
         user = request.user if request.user.is_authenticated else None
         return cls(user=user, ip=client_ip(request), request_id=getattr(request, "request_id", ""))

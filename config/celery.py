@@ -11,7 +11,7 @@ import socket
 from celery import Celery
 from celery.signals import beat_init, worker_process_init, worker_ready, worker_shutdown
 
-from config.request_id import connect_celery_signals
+from sync.access.request_id import connect_celery_signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 

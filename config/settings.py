@@ -57,7 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First: the request id tags every log line of the request, the others' too.
-    "config.request_id.RequestIdMiddleware",
+    "sync.access.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The Content-Security-Policy header (CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
@@ -278,8 +278,8 @@ AXES_RESET_ON_SUCCESS = True
 # would be locked by one person's typos), not the username alone (anyone could lock anyone
 # out); a spray over many users or addresses raises the login_failures alert instead.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-# The client's address by the project's one rule (sync/access.py, docs/security.md).
-AXES_CLIENT_IP_CALLABLE = "sync.access.client_ip"
+# The client's address by the project's one rule (sync/access/client_ip.py, docs/security.md).
+AXES_CLIENT_IP_CALLABLE = "sync.access.client_ip.client_ip"
 # How many proxies of ours stand in front of the web server: X-Forwarded-For is believed for
 # exactly these hops. 0: the peer address (REMOTE_ADDR), the header is ignored. The ASGI
 # server must not rewrite the peer itself (uvicorn --no-proxy-headers, docs/security.md).
@@ -371,7 +371,7 @@ LOGGING = {
     # DESIGN I6: every record that leaves the process (ours, Django's, Celery's) is redacted.
     "filters": {
         "redact_pii": {"()": "sync.redaction.RedactPiiFilter"},
-        "request_id": {"()": "config.request_id.RequestIdFilter"},
+        "request_id": {"()": "sync.access.request_id.RequestIdFilter"},
     },
     "handlers": {
         "console": {

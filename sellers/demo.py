@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.data import SELLER_HEADERS, seller_rows, write
-from sync.ingest.config import get_source
 from sync.ingest.pipeline import run_ingest
+from sync.ingest.source_definitions import get_source
 from sync.models import SyncRun
 
 

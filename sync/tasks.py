@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 
 from sync.cache import autowarm
+from sync.cache.maintenance import verify_models, warm_models
 from sync.cache.replay import replay_pending
-from sync.cache.services import verify_models, warm_models
 from sync.ops.security_log import sessions_clear_expired
 
 

@@ -70,9 +70,9 @@ def browser(monkeypatch) -> Iterator[object]:
 @pytest.fixture(autouse=True)
 def _no_correlation_id() -> Iterator[None]:
     """Each test starts outside any request or task: the id a test client's request set is not
-    cleared when its response leaves (on purpose, see config/request_id.py), and would otherwise
-    tag what the next test records."""
-    from config import request_id
+    cleared when its response leaves (on purpose, see sync/access/request_id.py), and would
+    otherwise tag what the next test records."""
+    from sync.access import request_id
 
     token = request_id.current.set("-")
     yield

@@ -12,8 +12,7 @@ from celery import shared_task
 from django.test import Client
 
 from catalog.models import StockLevel
-from config import request_id
-from sync.console import roles
+from sync.access import request_id, roles
 from sync.models import SyncAlert, SyncIntent, SyncRun
 from tests.catalog.conftest import new_part, user_with
 from tests.console.conftest import client_for, role_users  # noqa: F401 - fixtures

@@ -12,7 +12,7 @@ from buyers.models import Buyer
 from catalog.models import Part
 from customers.models import Customer, Order
 from sellers.models import Seller
-from sync.cache.services import verify_models
+from sync.cache.maintenance import verify_models
 from sync.models import CacheVerification
 
 pytestmark = pytest.mark.django_db(transaction=True)

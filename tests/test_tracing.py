@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind
 
 from catalog.models import StockLevel
 from config.tracing import configure_tracing, unconfigure_tracing
-from sync.console import roles
+from sync.access import roles
 from tests.catalog.conftest import new_part, user_with
 
 

@@ -27,7 +27,7 @@ import re
 
 from psycopg.pq import TransactionStatus
 
-from config.request_id import correlation_id
+from sync.access.request_id import correlation_id
 
 SETTING = "syncops.request_id"
 _SAFE = re.compile(r"[A-Za-z0-9._:-]{1,64}")

@@ -154,7 +154,7 @@ ENQUEUE_TRIGGER = "sync_enqueue_intent"
 
 
 def enqueue_sql(label: str, rows: str, pk: str, version: str) -> str:
-    """The set-based form of the ``sync_enqueue_intent`` trigger (sync/models.py), for a
+    """The set-based form of the ``sync_enqueue_intent`` trigger (sync/models/engine.py), for a
     statement that writes many rows and enqueues their intents itself, in one ``INSERT …
     SELECT`` instead of one trigger call each: an intent for every row of the CTE ``rows``
     (columns ``pk`` and ``version``), coalesced exactly as the trigger does. Answers each

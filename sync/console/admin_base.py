@@ -1,6 +1,6 @@
 """Base classes of every console admin page (issue 6): roles, PII masking, cache actions.
 
-* ``ConsoleModelAdmin``: who may see and do what is asked of ``sync.console.roles`` (view for
+* ``ConsoleModelAdmin``: who may see and do what is asked of ``sync.access.roles`` (view for
   viewers, actions for operators); pages are read-only unless a class opens them; PII fields
   are masked and free text is redacted for anyone without the PII role (DESIGN I6 extended to
   pages); ``audit`` records a staff action.
@@ -27,9 +27,10 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from sync.access import roles
 from sync.cache.declaration import spec_for
 from sync.cache.exceptions import CacheUnavailableError
-from sync.console import formats, roles, services
+from sync.console import formats, row_actions
 from sync.console.audit import record_staff_action
 from sync.console.lookups import (
     BadAdminQueryError,
@@ -602,7 +603,7 @@ class SyncedModelAdmin(ConsoleModelAdmin):
         label = self.model._meta.label_lower
         pks = list(queryset.values_list("pk", flat=True))
         try:
-            result = services.cache_resync(model=self.model, pks=pks)
+            result = row_actions.cache_resync(model=self.model, pks=pks)
         except CacheUnavailableError as e:
             self.audit(
                 request,
@@ -630,7 +631,7 @@ class SyncedModelAdmin(ConsoleModelAdmin):
         label = self.model._meta.label_lower
         pks = list(queryset.values_list("pk", flat=True))
         try:
-            report = services.cache_verify_rows(model=self.model, pks=pks)
+            report = row_actions.cache_verify_rows(model=self.model, pks=pks)
         except CacheUnavailableError as e:
             self.audit(
                 request,
@@ -649,12 +650,12 @@ class SyncedModelAdmin(ConsoleModelAdmin):
             details={"rows": report.rows, "missing": report.missing, "stale": report.stale},
         )
         if report.ok:
-            self.message_user(request, services.verify_summary(report), messages.SUCCESS)
+            self.message_user(request, row_actions.verify_summary(report), messages.SUCCESS)
             return
         examples = ", ".join(report.examples["missing"][:5] + report.examples["stale"][:5])
         self.message_user(
             request,
-            f"{services.verify_summary(report)} For example: "
+            f"{row_actions.verify_summary(report)} For example: "
             f'{examples}. "Resync selected rows to '
             'the cache" repairs them.',
             messages.WARNING,

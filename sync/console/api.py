@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.views.csrf import csrf_failure as html_csrf_failure
 from django.views.decorators.cache import never_cache
 
-from sync.console import roles
+from sync.access import roles
 from sync.console.api_access import api_denial
 from sync.console.audit import record_staff_action
 from sync.console.dashboard import alert_data, dashboard_data, queue_data, run_data, sources_data
@@ -36,7 +36,7 @@ from sync.console.operations import (
     manual_sync_start,
 )
 from sync.models import SyncAlert, SyncConfig, SyncRun
-from sync.ops.config import config_for, config_update
+from sync.ops.source_settings import config_for, config_update
 
 View = Callable[..., JsonResponse]
 

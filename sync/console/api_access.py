@@ -3,7 +3,7 @@ the admin's own, asked on every request (DESIGN I11).
 
 A request passes when its user is logged in, active, staff (``is_staff``, what
 ``AdminSite.has_permission`` asks) and holds the console role the operation needs
-(``sync.console.roles``). Django loads the user from the database on every request, so a
+(``sync.access.roles``). Django loads the user from the database on every request, so a
 staff flag removed or a role taken away applies to a session that is already open: the old
 session cookie keeps no rights the account has lost. (A deactivated user's session does not
 even authenticate: Django's backend refuses inactive users, so that is a 401.)

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 # The one rule for the client's address (TRUSTED_PROXY_COUNT), re-exported for callers here.
-from sync.access import client_ip
+from sync.access.client_ip import client_ip
 from sync.models import StaffAction
 
 __all__ = ["client_ip", "record_staff_action"]

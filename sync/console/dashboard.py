@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from config.health import HealthView
 from sync.console import formats
-from sync.ingest.config import load_sources
 from sync.ingest.exceptions import SourceConfigError
+from sync.ingest.source_definitions import load_sources
 from sync.metrics import queue_figures
 from sync.models import CacheVerification, SyncAlert, SyncRun
 from sync.ops.stats import run_statistics

@@ -27,8 +27,8 @@ from django.db.models import F, Model
 from django.db.models.expressions import BaseExpression
 from django.http import HttpRequest
 
+from sync.access import roles
 from sync.cache.declaration import is_synced, spec_for
-from sync.console import roles
 
 LOOKUP_SEP = "__"
 # Personal data of models that have no console page declaring it: staff users' names and

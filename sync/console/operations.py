@@ -19,9 +19,9 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from sync.console.audit import record_staff_action
-from sync.ingest.config import load_sources
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.pipeline import LOCK_CLASS, request_cancel, start_run
+from sync.ingest.source_definitions import load_sources
 from sync.ingest.tasks import ingest
 from sync.models import SyncAlert, SyncRun
 from sync.ops.alerts import alert_acknowledge

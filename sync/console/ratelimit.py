@@ -38,7 +38,7 @@ from limits.errors import StorageError
 from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
-from sync.console import roles
+from sync.access import roles
 from sync.console.audit import client_ip
 
 logger = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sync.cache.declaration import spec_for
-from sync.ingest.config import SourceConfig, get_source
 from sync.ingest.exceptions import IngestError
+from sync.ingest.source_definitions import SourceConfig, get_source
 from sync.ingest.sources import source_for
 from sync.ingest.uploads import upload_file
 from sync.models import ErrorLog, SyncRun, SyncUpload

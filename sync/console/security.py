@@ -32,7 +32,7 @@ from django.db import DatabaseError, transaction
 from django.db.models.signals import m2m_changed, post_save, pre_save
 from django.http import HttpRequest, HttpResponse
 
-from sync.access import client_ip
+from sync.access.client_ip import client_ip
 from sync.console.session_store import user_sessions_end
 from sync.models import SecurityEvent
 from sync.ops.security_log import security_event_record

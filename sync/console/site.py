@@ -10,7 +10,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 
-from sync.console import roles, upload, views
+from sync.access import roles
+from sync.console import upload, views
 from sync.console.admin_base import GuardedLookupsMixin, bad_request
 from sync.console.lookups import nul_in_request
 

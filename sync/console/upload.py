@@ -44,7 +44,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from kombu.exceptions import OperationalError
 
-from sync.console import roles
+from sync.access import roles
 from sync.console.audit import record_staff_action
 from sync.console.operations import START_LOCK_CLASS, UnknownSourceError, active_run, known_source
 from sync.console.rejects import csv_chunks, rejects_file

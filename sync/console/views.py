@@ -1,7 +1,7 @@
 """The console's pages in the admin site: the dashboard (the admin index) and the manual sync
 page of a source, with the POST endpoints of their buttons (start, cancel, acknowledge).
 
-Reading needs the viewer role, every button the operator role (``sync.console.roles``);
+Reading needs the viewer role, every button the operator role (``sync.access.roles``);
 the buttons post a form with the CSRF token, then redirect back with a message (the pages
 work without script; their script only keeps the figures and the progress bar live).
 """
@@ -20,7 +20,8 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from sync.console import formats, roles
+from sync.access import roles
+from sync.console import formats
 from sync.console.charts import trend_svg
 from sync.console.dashboard import (
     HEALTH_NAMES,
@@ -37,7 +38,7 @@ from sync.console.operations import (
     manual_sync_cancel,
     manual_sync_start,
 )
-from sync.ingest.config import get_source
+from sync.ingest.source_definitions import get_source
 from sync.models import SyncAlert, SyncRun, SyncUpload
 
 RECENT_RUNS = 12

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from django.core import checks
 
-from sync.ingest.config import load_sources
 from sync.ingest.exceptions import SourceConfigError
+from sync.ingest.source_definitions import load_sources
 
 
 @checks.register("sync")

@@ -89,7 +89,7 @@ class Found:
 def _other_runs(config, *, exclude: int | None = None) -> tuple[list[int], str]:
     """The latest whole-sheet run of each other source feeding the target, or why one of them
     has none (its sheet is then unknown: its rows cannot be told from those that left)."""
-    from sync.ingest.config import load_sources
+    from sync.ingest.source_definitions import load_sources
 
     others = sorted(
         name

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
-from sync.ingest.config import SourceConfig
+from sync.ingest.source_definitions import SourceConfig
 from sync.ingest.sources import Row, Source
 
 REPORT_ROWS = 1000  # offending rows listed in a report (all are counted)

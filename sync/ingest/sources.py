@@ -30,7 +30,7 @@ from django.conf import settings
 from sync.ingest.exceptions import SourceConfigError, SourceFileError, SourceUnavailableError
 
 if TYPE_CHECKING:
-    from sync.ingest.config import SourceConfig
+    from sync.ingest.source_definitions import SourceConfig
 from sync.redaction import RedactPiiFilter
 
 logger = logging.getLogger(__name__)

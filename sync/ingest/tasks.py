@@ -6,8 +6,8 @@ from celery import shared_task
 
 from sync.ingest.exceptions import SyncAlreadyRunningError
 from sync.ingest.pipeline import run_ingest
-from sync.ingest.services import retry_records as retry_records_service
-from sync.ingest.services import source_find_missing, source_sync_missing
+from sync.ingest.source_checks import retry_records as retry_records_service
+from sync.ingest.source_checks import source_find_missing, source_sync_missing
 from sync.ingest.uploads import run_upload
 from sync.models import SyncRun
 

@@ -35,10 +35,10 @@ from django.db import connection
 from django.utils import timezone
 
 from sync.cache import tiers
-from sync.ingest.config import SourceConfig, get_source
 from sync.ingest.exceptions import IngestError, SourceConfigError, SyncAlreadyRunningError
 from sync.ingest.pipeline import run_ingest, start_run
 from sync.ingest.schema import column_limits
+from sync.ingest.source_definitions import SourceConfig, get_source
 from sync.ingest.sources import source_for
 from sync.models import SyncRun, SyncUpload
 from sync.redaction import RedactPiiFilter

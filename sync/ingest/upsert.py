@@ -30,7 +30,7 @@ from sync.cache.outbox import (
     enqueue_trigger_ids,
     prepared_fetchall,
 )
-from sync.ingest.config import SourceConfig
+from sync.ingest.source_definitions import SourceConfig
 from sync.ingest.validation import FieldSpec, RowValidator, ValidRow
 from sync.models import RecordLog
 

@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 from django.db import models
 
-from sync.ingest.config import SourceConfig
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.schema import Column
+from sync.ingest.source_definitions import SourceConfig
 from sync.ingest.sources import FormulaRow, RaggedRow
 from sync.models import ErrorLog
 

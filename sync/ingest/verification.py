@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from django.db import connection
 
 from sync.ingest import left_sheet
-from sync.ingest.config import SourceConfig
 from sync.ingest.exceptions import SourceUnavailableError
+from sync.ingest.source_definitions import SourceConfig
 from sync.ingest.sources import Source
 from sync.ingest.validation import RowValidator, ValidRow
 

@@ -12,7 +12,7 @@ ENGINE_INTERVAL = 60
 
 def create_engine_config(apps, schema_editor):
     """First start: the engine's configuration and the beat entry of the ops check it sets
-    (sources get theirs from sync.ops.config.config_ensure, which the ops check calls)."""
+    (sources get theirs from sync.ops.source_settings.config_ensure, which the ops check calls)."""
     SyncConfig = apps.get_model("sync", "SyncConfig")
     IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")

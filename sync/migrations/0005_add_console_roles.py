@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 
 def create_roles(apps, schema_editor):
-    """The console's groups with their permissions (as sync.console.roles.ROLES had them).
+    """The console's groups with their permissions (as sync.access.roles.ROLES had them).
 
     NOTE: Django creates model permissions after migrating (post_migrate), too late for this
     migration: the three console permissions are created here, the same rows it would make.

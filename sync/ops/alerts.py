@@ -18,9 +18,9 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.request_id import correlation_id
+from sync.access.request_id import correlation_id
 from sync.models import SyncAlert
-from sync.ops.config import recipients_for
+from sync.ops.source_settings import recipients_for
 from sync.redaction import RedactPiiFilter, redact
 
 logger = logging.getLogger(__name__)

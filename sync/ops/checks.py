@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass, field
 
 from sync.models import SyncAlert, SyncConfig
-from sync.ops.config import config_ensure, config_for
 from sync.ops.rules import evaluate
+from sync.ops.source_settings import config_ensure, config_for
 from sync.ops.stats import record_health, record_run_metrics, run_statistics
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from django.db import connection, models
 from django.utils import timezone
 
 from sync.models import ErrorLog, RecordLog, SecurityEvent, SyncConfig, SyncRun, SyncUpload
-from sync.ops.config import config_for
+from sync.ops.source_settings import config_for
 
 logger = logging.getLogger(__name__)
 

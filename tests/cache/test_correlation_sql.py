@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import connection, transaction
 
-from config import request_id
+from sync.access import request_id
 from sync.cache import correlation
 
 
@@ -49,7 +49,7 @@ def test_each_write_carries_the_id_of_the_request_or_task_that_made_it(current_i
         cursor.executemany("INSERT INTO corr_probe (id) VALUES (%s)", [(3,), (4,)])
         current_id("-")  # a shell: no request, no task
         cursor.execute("INSERT INTO corr_probe (id) VALUES (5)")
-        current_id("x'); DROP TABLE t; --")  # never set by config.request_id; never sent
+        current_id("x'); DROP TABLE t; --")  # never set by sync.access.request_id; never sent
         cursor.execute("INSERT INTO corr_probe (id) VALUES (6)")
         assert recorded(cursor) == [
             (1, "req-1"),

@@ -10,8 +10,8 @@ from django.db import transaction
 
 from catalog.models import Part
 from sync.cache import connection, repository
+from sync.cache.maintenance import verify_models
 from sync.cache.replay import replay_pending
-from sync.cache.services import verify_models
 from sync.cache.writer import settle
 from sync.models import SyncFence, SyncIntent
 from tests.cache.conftest import cached_price

@@ -6,8 +6,8 @@ import pytest
 
 from catalog.models import Part
 from sync.cache import repository
+from sync.cache.maintenance import verify_models
 from sync.cache.replay import replay_pending
-from sync.cache.services import verify_models
 from sync.cache.writer import settle
 from sync.models import SyncIntent
 from tests.cache.conftest import cached_price

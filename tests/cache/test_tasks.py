@@ -7,7 +7,7 @@ from django.db.models.functions import Now
 
 from catalog.models import Part
 from sync import tasks
-from sync.cache.services import verify_models
+from sync.cache.maintenance import verify_models
 from sync.models import SyncIntent
 from tests.cache.conftest import cached_price
 from tests.factories import make_part

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from catalog.models import Part
 from sync.cache.keys import cache_key
-from sync.cache.services import verify_models, warm_models
+from sync.cache.maintenance import verify_models, warm_models
 from tests.factories import make_part
 
 pytestmark = pytest.mark.django_db(transaction=True)

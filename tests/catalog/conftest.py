@@ -13,7 +13,7 @@ from django.test import Client
 
 from catalog import services
 from catalog.models import Part
-from sync.console import roles
+from sync.access import roles
 from sync.models import StaffAction
 from tests import engine_fixtures
 

@@ -218,11 +218,11 @@ def test_a_process_that_could_not_read_the_marker_trusts_no_write(redis_control)
 def test_console_resync_older_than_a_flushall(redis_raw, monkeypatch) -> None:
     """The console's "Resync selected rows to the cache": its read, a newer write completed,
     FLUSHALL, then its write."""
-    from sync.console import services
+    from sync.console import row_actions
 
     part = make_part(price=1)
     settle()
-    real_states = services._current_states
+    real_states = row_actions._current_states
 
     def read_then_race(model, pks):
         states = real_states(model, pks)  # the resync's snapshot: price 1
@@ -230,15 +230,15 @@ def test_console_resync_older_than_a_flushall(redis_raw, monkeypatch) -> None:
         redis_raw.flushall()
         return states
 
-    monkeypatch.setattr(services, "_current_states", read_then_race)
-    assert services.cache_resync(model=Part, pks=[part.pk]).rows == 1
+    monkeypatch.setattr(row_actions, "_current_states", read_then_race)
+    assert row_actions.cache_resync(model=Part, pks=[part.pk]).rows == 1
     monkeypatch.undo()
     assert_lost_write_repaired(redis_raw, part, 99)
 
 
 def test_console_retry_now_older_than_a_flushall(redis_raw, monkeypatch) -> None:
     """The console's "Retry now" on a cache intent: the same race."""
-    from sync.console import services
+    from sync.console import row_actions
 
     part = make_part(price=1)
     settle()
@@ -262,6 +262,6 @@ def test_console_retry_now_older_than_a_flushall(redis_raw, monkeypatch) -> None
         return states
 
     monkeypatch.setattr(outbox, "row_states", read_then_race)
-    assert services.intents_retry(ids=[intent.pk]).claimed == 1
+    assert row_actions.intents_retry(ids=[intent.pk]).claimed == 1
     monkeypatch.undo()
     assert_lost_write_repaired(redis_raw, part, 99)

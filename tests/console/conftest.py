@@ -20,7 +20,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import URLResolver, get_resolver
 
-from sync.console import roles
+from sync.access import roles
 
 ROLE_NAMES = ("anonymous", "viewer", "operator", "pii_viewer", "superuser")
 PASSWORD = "console-test-password"
@@ -303,7 +303,7 @@ def make_world(*, raw_free_text: bool = False) -> dict[str, object]:
     from django.utils import timezone
     from django_celery_beat.models import ClockedSchedule, CrontabSchedule, SolarSchedule
 
-    from sync.ops.config import config_for
+    from sync.ops.source_settings import config_for
 
     objects = make_console_rows(raw_free_text=raw_free_text)
     config_for("engine")  # its beat entry: a periodic task and an interval schedule

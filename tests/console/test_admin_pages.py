@@ -230,7 +230,7 @@ def test_an_operator_edits_the_configuration_and_beat_follows(client_for, role_u
     from django_celery_beat.models import PeriodicTask
 
     from sync.models import StaffAction, SyncConfig
-    from sync.ops.config import config_for, task_name
+    from sync.ops.source_settings import config_for, task_name
 
     config = config_for("engine")
     url = change(config)
@@ -265,7 +265,7 @@ def test_an_operator_edits_the_configuration_and_beat_follows(client_for, role_u
 
 
 def test_a_viewer_sees_the_configuration_read_only_with_recipients_masked(client_for):
-    from sync.ops.config import config_update
+    from sync.ops.source_settings import config_update
 
     config = config_update(source="engine", recipients="ops@staff.example, b@c.org")
     response = client_for("viewer").get(change(config))
@@ -301,7 +301,7 @@ SOURCE_ONLY = (
 def test_a_source_page_shows_the_source_settings_and_the_engine_page_the_engine_ones(client_for):
     from django.core.exceptions import ValidationError
 
-    from sync.ops.config import config_for, config_update
+    from sync.ops.source_settings import config_for, config_update
 
     client = client_for("operator")
     source = client.get(change(config_for("buyers")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import AnonymousUser, Group
 
-from sync.console import roles
+from sync.access import roles
 from tests.console.conftest import ensure_role_groups
 
 pytestmark = pytest.mark.django_db

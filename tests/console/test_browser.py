@@ -24,9 +24,9 @@ from django.db import connections
 from django.utils import timezone
 
 from config.env import ROOT
-from sync.cache.services import verify_models
+from sync.cache.maintenance import verify_models
 from sync.models import SyncAlert, SyncRun
-from sync.ops.config import config_update
+from sync.ops.source_settings import config_update
 from tests.console.conftest import PASSWORD, make_staff_user
 from tests.console.sources import buyers_sheet, ensure_roles, sources_file
 from tests.subprocesses import child_env

@@ -59,7 +59,7 @@ LONG_REASON = (
 def demo_like_rows() -> dict[str, object]:
     """``make_world`` and the long texts and big numbers the demo's pages carry."""
     from sync.models import ErrorLog, RecordRetry, SecurityEvent, StaffAction, SyncAlert
-    from sync.ops.config import config_for
+    from sync.ops.source_settings import config_for
 
     objects = make_world()
     run = objects["run"]
@@ -226,7 +226,7 @@ def test_read_only_pages_fit_and_show_no_json(browser, live_server) -> None:
     sentences, never JSON; times in the console's form; nothing wider than the window."""
     from catalog.models import CatalogChange, PartContentVersion
     from sync.models import SecurityEvent, StaffAction, SyncHealthMetric, SyncMetric
-    from sync.ops.config import config_for
+    from sync.ops.source_settings import config_for
 
     try:
         objects = demo_like_rows()

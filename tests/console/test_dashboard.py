@@ -12,7 +12,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.utils import timezone
 
-from sync.cache.services import verify_models
+from sync.cache.maintenance import verify_models
 from sync.console.charts import trend_svg
 from sync.console.dashboard import TREND_BUCKETS, cache_redis_error, dashboard_data, run_data
 from sync.console.views import percent

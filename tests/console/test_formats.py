@@ -155,7 +155,7 @@ def test_thousands_separators_stay_out_of_form_inputs_and_links(
     from django.urls import reverse
 
     from sync.models import SyncConfig
-    from sync.ops.config import config_for, config_update
+    from sync.ops.source_settings import config_for, config_update
     from tests.console.sources import sources_file
 
     settings.SYNC_INGEST_SOURCES_FILE = str(sources_file(tmp_path))

@@ -395,7 +395,7 @@ def test_preview_equals_the_run_with_duplicates_far_apart_and_small_batches(
 ) -> None:
     """A key on rows 3 and 40 lands in different batches (batch size 5): the preview, whose
     batches are each rolled back, still judges it as the real run then does."""
-    from sync.ops.config import config_update
+    from sync.ops.source_settings import config_update
 
     rows = list(buyer_rows(45, 0))
     (tmp_path / "buyers.csv").write_bytes(sheet_bytes(rows[:20]))

@@ -62,7 +62,7 @@ def world(settings, tmp_path) -> dict[str, object]:
     from catalog import demo as catalog_demo
     from customers import demo as customers_demo
     from sync.cache import autowarm
-    from sync.cache.services import verify_models
+    from sync.cache.maintenance import verify_models
     from sync.ingest.pipeline import run_ingest
     from sync.models import RecordRetry, StaffAction, SyncIntent, SyncRun
     from sync.ops.checks import ops_check

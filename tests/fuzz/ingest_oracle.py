@@ -4,8 +4,8 @@ every data row is accounted for, failures are logged per row, stored text is exa
 from __future__ import annotations
 
 from buyers.models import Buyer
-from sync.ingest.config import get_source
 from sync.ingest.pipeline import run_ingest
+from sync.ingest.source_definitions import get_source
 from sync.ingest.sources import normal_header
 from sync.models import ErrorLog, RecordLog, SyncRun
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sync.models import SyncAlert, SyncConfig, SyncRun
 from sync.ops.alerts import raise_alert
-from sync.ops.config import config_ensure, config_validate
+from sync.ops.source_settings import config_ensure, config_validate
 from tests.console.conftest import client_for, role_users  # noqa: F401 - fixtures
 from tests.console.sources import ensure_roles
 

@@ -8,8 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from buyers.models import Buyer
-from sync.ingest.config import get_source, load_sources
 from sync.ingest.exceptions import SourceConfigError
+from sync.ingest.source_definitions import get_source, load_sources
 from sync.ingest.tasks import find_missing as find_missing_task
 from sync.ingest.tasks import ingest, retry_records
 from sync.ingest.tasks import sync_missing as sync_missing_task
@@ -161,7 +161,7 @@ def test_gap_and_schema_commands_name_an_unknown_source(command) -> None:
 def test_a_new_source_row_takes_model_defaults_when_the_sources_file_is_broken(
     settings, tmp_path
 ) -> None:
-    from sync.ops.config import config_for
+    from sync.ops.source_settings import config_for
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[sources")

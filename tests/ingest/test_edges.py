@@ -9,10 +9,10 @@ from django.db import connections
 from bench.data import buyer_rows
 from buyers.models import Buyer
 from sync.ingest import retry
-from sync.ingest.config import get_source
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.pipeline import LOCK_CLASS, SourceLock, run_ingest
 from sync.ingest.schema import SchemaReport, column_limits
+from sync.ingest.source_definitions import get_source
 from sync.ingest.tasks import find_missing, ingest
 from sync.ingest.validation import RowValidator, ValidRow
 from sync.ingest.verification import compare_sample, integrity_issues

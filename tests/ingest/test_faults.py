@@ -329,8 +329,8 @@ def test_a_key_written_again_by_the_next_batch_keeps_its_intent_until_written_th
 
 def test_the_statement_never_deletes_an_intent_it_enqueues_again(buyers_sheet) -> None:
     from sync.cache.outbox import RowState
-    from sync.ingest.config import get_source
     from sync.ingest.schema import column_limits
+    from sync.ingest.source_definitions import get_source
     from sync.ingest.upsert import BatchWriter, Progress
     from sync.ingest.validation import RowValidator
     from tests.ingest.conftest import BUYER_HEADERS

@@ -18,7 +18,7 @@ import pytest
 from buyers.models import Buyer
 from sync.ingest.exceptions import SourceFileError
 from sync.ingest.pipeline import run_ingest
-from sync.ingest.services import source_find_missing
+from sync.ingest.source_checks import source_find_missing
 from sync.ingest.sources import CsvSource, XlsxSource, match_headers
 from sync.models import ErrorLog, RecordLog, SyncRun
 from tests.ingest.conftest import add_source

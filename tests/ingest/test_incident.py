@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from bench.data import BUYER_HEADERS, incident_buyers
 from buyers.models import Buyer
 from sync.ingest.pipeline import run_ingest
-from sync.ingest.services import source_find_missing, source_schema_check
+from sync.ingest.source_checks import source_find_missing, source_schema_check
 from sync.models import ErrorLog, RecordLog, SyncRun
 from tests.ingest.conftest import alter_columns
 

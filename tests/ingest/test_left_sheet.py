@@ -21,10 +21,10 @@ from catalog.models import Part
 from sync.cache import repository
 from sync.cache.keys import cache_key
 from sync.ingest import left_sheet
-from sync.ingest.config import get_source, load_sources
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.pipeline import run_ingest
-from sync.ingest.services import source_find_missing
+from sync.ingest.source_checks import source_find_missing
+from sync.ingest.source_definitions import get_source, load_sources
 from sync.ingest.verification import verify_run
 from sync.models import ErrorLog, RecordLog, SyncRun
 from tests import engine_fixtures

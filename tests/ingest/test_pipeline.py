@@ -118,7 +118,7 @@ def test_sellers_need_their_property_and_get_it(sellers_sheet) -> None:
     assert third.verification["integrity"] == {}
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM properties WHERE seller_id = %s", [seller.pk])
-    from sync.ingest.config import get_source
+    from sync.ingest.source_definitions import get_source
     from sync.ingest.verification import integrity_issues
 
     assert integrity_issues(get_source("sellers"), third.pk) == {"no property": 1}
@@ -189,7 +189,7 @@ def test_errors_from_the_database_are_categorised() -> None:
 
 
 def test_batch_size_and_auto_recovery_come_from_the_live_configuration(buyers_sheet) -> None:
-    from sync.ops.config import config_for, config_update
+    from sync.ops.source_settings import config_for, config_update
 
     buyers_sheet(count=30)
     assert config_for("buyers").batch_size == 100  # first use: from the sources file defaults

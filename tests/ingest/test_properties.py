@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from bench.data import BUYER_HEADERS
 from buyers.models import Buyer
-from sync.ingest.config import get_source
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.schema import column_limits
+from sync.ingest.source_definitions import get_source
 from sync.ingest.validation import RowValidator
 from sync.models import ErrorLog, RecordLog
 from tests.ingest.conftest import set_source_key

@@ -16,9 +16,9 @@ from django.core.management.base import SystemCheckError
 
 from bench.data import BUYER_HEADERS, buyer_rows
 from buyers.models import Buyer
-from sync.ingest.config import get_source
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.pipeline import keys, run_ingest
+from sync.ingest.source_definitions import get_source
 from sync.models import ErrorLog, RecordLog
 from tests.ingest.conftest import add_source, alter_columns, set_source_key
 from tests.ingest.test_sources import SHEET_SOURCE

@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from sync.models import SyncConfig, SyncRun
-from sync.ops.config import config_for
+from sync.ops.source_settings import config_for
 
 
 @pytest.fixture(autouse=True)

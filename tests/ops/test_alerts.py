@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from sync.models import AlertMail, SyncAlert
 from sync.ops.alerts import alert_acknowledge, raise_alert
-from sync.ops.config import config_update
+from sync.ops.source_settings import config_update
 from tests.subprocesses import popen_python
 
 pytestmark = pytest.mark.django_db

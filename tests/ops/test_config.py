@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django_celery_beat.models import PeriodicTask
 
 from sync.models import SyncConfig
-from sync.ops.config import config_ensure, config_for, config_update, recipients_for
+from sync.ops.source_settings import config_ensure, config_for, config_update, recipients_for
 
 
 @pytest.mark.django_db

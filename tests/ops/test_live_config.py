@@ -13,7 +13,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 
 from config.env import ROOT
 from sync.models import SyncAlert, SyncHealthMetric, SyncRun
-from sync.ops.config import config_for, config_update
+from sync.ops.source_settings import config_for, config_update
 from tests.ops.conftest import make_run
 from tests.subprocesses import child_env
 from tests.waiting import wait_until

@@ -13,7 +13,6 @@ from django.db import connections
 from django.utils import timezone
 
 from sync.models import ErrorLog, RecordLog, SecurityEvent, SyncRun
-from sync.ops.config import config_update
 from sync.ops.retention import (
     LOCK_KEY,
     ArchiveBusyError,
@@ -21,6 +20,7 @@ from sync.ops.retention import (
     archive_logs,
     read_archive,
 )
+from sync.ops.source_settings import config_update
 from tests.ops.conftest import make_run
 from tests.subprocesses import run_python
 

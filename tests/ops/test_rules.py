@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from sync.models import RecordRetry, SyncAlert, SyncConfig, SyncRun
-from sync.ops.config import config_for, config_update
 from sync.ops.rules import evaluate
+from sync.ops.source_settings import config_for, config_update
 from tests.ops.conftest import make_intents, make_run
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from sync.models import SyncHealthMetric, SyncMetric, SyncRun
 from sync.ops.checks import ops_check
-from sync.ops.config import config_update
+from sync.ops.source_settings import config_update
 from sync.ops.stats import ALL, run_statistics
 from tests.ops.conftest import make_intents, make_run
 

@@ -17,7 +17,7 @@ from bench.data import BUYER_HEADERS, buyer_rows, write
 from buyers.models import Buyer
 from catalog.models import Part
 from config.env import ROOT
-from sync.cache.services import verify_models
+from sync.cache.maintenance import verify_models
 from sync.ingest.pipeline import LOCK_CLASS
 from sync.models import ErrorLog, SyncIntent, SyncRun
 from tests.engine_fixtures import fresh_engine_state, redis_raw  # noqa: F401 - fixtures

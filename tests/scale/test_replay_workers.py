@@ -13,7 +13,7 @@ from django.db.models import F
 from django.db.models.functions import Now
 
 from catalog.models import Part
-from sync.cache.services import verify_models
+from sync.cache.maintenance import verify_models
 from sync.cache.writer import settle
 from sync.models import SyncIntent
 from tests.engine_fixtures import fresh_engine_state, redis_raw  # noqa: F401 - fixtures

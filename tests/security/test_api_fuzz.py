@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from catalog.models import Part, PartContentVersion, StockLevel
 from sync.models import SyncConfig
-from sync.ops.config import config_ensure
+from sync.ops.source_settings import config_ensure
 from tests.catalog.conftest import new_part
 from tests.console.conftest import make_staff_user
 

@@ -18,7 +18,7 @@ from django.test import Client, RequestFactory
 from catalog.services import Actor
 from config.demo import web_server_argv
 from config.env import ROOT
-from sync.access import client_ip
+from sync.access.client_ip import client_ip
 from sync.console.audit import record_staff_action
 from sync.models import SecurityEvent
 from tests.console.conftest import PASSWORD, make_staff_user

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test import AsyncClient, Client
 
-from sync.console import roles
+from sync.access import roles
 from sync.models import SecurityEvent, SyncAlert
 from tests.console.conftest import PASSWORD, ensure_role_groups, make_staff_user
 

@@ -13,13 +13,14 @@ from django.db.models import Case, QuerySet, Value, When
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from sync.console import formats, roles
+from sync.access import roles
+from sync.console import formats
 from sync.console.admin.filters import DateRangeFilter
 from sync.console.admin.runs import RUN_TONES, run_link
 from sync.console.admin_base import ConsoleModelAdmin, badge
 from sync.models import StaffAction, SyncAlert, SyncConfig, SyncHealthMetric, SyncMetric
 from sync.ops.alerts import alert_acknowledge
-from sync.ops.config import config_update, config_validate, is_engine
+from sync.ops.source_settings import config_update, config_validate, is_engine
 
 SEVERITY_TONES = {
     SyncAlert.Severity.INFO: "info",
@@ -145,7 +146,7 @@ class SyncConfigForm(forms.ModelForm):
 class SyncConfigAdmin(ConsoleModelAdmin):
     """Operators edit; each save goes through ``config_update`` (version bump, beat entry).
 
-    The engine's row and a source's row hold different settings (``sync.ops.config``): each
+    The engine's row and a source's row hold different settings (``sync.ops.source_settings``): each
     page shows only those that apply to its row, the engine first in the list.
     """
 

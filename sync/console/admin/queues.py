@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from sync.console import formats, services
+from sync.console import formats, row_actions
 from sync.console.admin.filters import DateRangeFilter
 from sync.console.admin.runs import run_link
 from sync.console.admin_base import ConsoleModelAdmin, badge, brief, readable
@@ -87,7 +87,7 @@ class SyncIntentAdmin(ConsoleModelAdmin):
     @admin.action(permissions=["operate"], description="Retry selected intents now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        result = services.intents_retry(ids=ids)
+        result = row_actions.intents_retry(ids=ids)
         self.audit(
             request,
             "cache.intents.retry",
@@ -109,7 +109,7 @@ class SyncIntentAdmin(ConsoleModelAdmin):
                 "rows change again; verification reports any that are stale.",
             )
         ids = list(queryset.values_list("pk", flat=True))
-        deleted = services.intents_discard(ids=ids)
+        deleted = row_actions.intents_discard(ids=ids)
         self.audit(
             request,
             "cache.intents.discard",
@@ -168,7 +168,7 @@ class RecordRetryAdmin(ConsoleModelAdmin):
     def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         try:
-            runs = services.records_retry(ids=ids)
+            runs = row_actions.records_retry(ids=ids)
         except SyncAlreadyRunningError as e:
             self.audit(
                 request,
@@ -204,7 +204,7 @@ class RecordRetryAdmin(ConsoleModelAdmin):
                 "their source, or sync_missing, picks them up again.",
             )
         ids = list(queryset.values_list("pk", flat=True))
-        deleted = services.records_discard(ids=ids)
+        deleted = row_actions.records_discard(ids=ids)
         self.audit(
             request,
             "ingest.records.discard",

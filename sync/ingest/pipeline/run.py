@@ -19,7 +19,6 @@ from django.utils import timezone
 from sync.cache.writer import BackgroundWriter, restore_settled, settle
 from sync.ingest import left_sheet, retry
 from sync.ingest.alerts import raise_alert
-from sync.ingest.config import SourceConfig, get_source
 from sync.ingest.exceptions import (
     IngestError,
     SourceFileError,
@@ -33,11 +32,12 @@ from sync.ingest.pipeline.keys import KeysAhead, SheetKeys, read_key_lines, read
 from sync.ingest.pipeline.lock import SourceLock, holder_of
 from sync.ingest.pipeline.spool import SpooledSource
 from sync.ingest.schema import SchemaReport, column_limits, compare_headers, scan_rows
+from sync.ingest.source_definitions import SourceConfig, get_source
 from sync.ingest.sources import Source, source_for
 from sync.ingest.validation import RowValidator, ValidRow
 from sync.ingest.verification import verify_run
 from sync.models import ErrorLog, SyncRun
-from sync.ops.config import config_for
+from sync.ops.source_settings import config_for
 from sync.redaction import RedactPiiFilter, redact
 
 logger = logging.getLogger(__name__)

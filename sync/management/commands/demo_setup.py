@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from sync.cache.services import verify_models
+from sync.cache.maintenance import verify_models
 
 DEMO_APPS = ("catalog", "customers", "buyers", "sellers")
 

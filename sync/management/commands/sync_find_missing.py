@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from sync.ingest.services import source_find_missing
+from sync.ingest.source_checks import source_find_missing
 from sync.ingest.verification import MissingReport
 from sync.management.commands._progress import engine_errors
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from sync.ingest.services import source_health
+from sync.ingest.source_checks import source_health
 from sync.management.commands._progress import engine_errors
 
 

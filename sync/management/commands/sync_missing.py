@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.ingest.services import source_sync_missing
+from sync.ingest.source_checks import source_sync_missing
 from sync.management.commands._progress import engine_errors
 from sync.management.commands.sync_find_missing import left_summary, summary
 from sync.management.commands.sync_ingest import describe

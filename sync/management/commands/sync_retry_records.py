@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from sync.ingest import retry
-from sync.ingest.services import retry_records
+from sync.ingest.source_checks import retry_records
 from sync.management.commands.sync_ingest import describe
 
 

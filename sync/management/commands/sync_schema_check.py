@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.ingest.services import source_schema_check
+from sync.ingest.source_checks import source_schema_check
 from sync.management.commands._progress import engine_errors
 
 

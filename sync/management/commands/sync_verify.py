@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.cache.declaration import synced_models
-from sync.cache.services import verify_models
+from sync.cache.maintenance import verify_models
 from sync.management.commands._progress import ProgressLine, bar, engine_errors
 
 

@@ -7,7 +7,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.cache import autowarm
-from sync.cache.services import warm_models
+from sync.cache.maintenance import warm_models
 from sync.management.commands._progress import ProgressLine, bar, engine_errors
 
 

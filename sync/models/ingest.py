@@ -14,7 +14,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Now
 
-from config.request_id import correlation_id
+from sync.access.request_id import correlation_id
 
 
 class SyncRun(models.Model):

@@ -5,7 +5,7 @@
 * ``AlertMail`` (``sync_alert_mail``): when mail last went out per (type, source): the
   hourly limit, claimed with one conditional upsert so it holds across processes.
 * ``SyncConfig`` (``sync_config``): one validated row per source (and ``engine`` for the
-  cache-wide thresholds); it is the beat schedule (``sync.ops.config``).
+  cache-wide thresholds); it is the beat schedule (``sync.ops.source_settings``).
 * ``SyncMetric`` (``sync_metrics``): the figures of one finished run.
 * ``SyncHealthMetric`` (``sync_health_metrics``): a periodic health check of one source.
 """

@@ -66,6 +66,11 @@ class DatabaseAssignedBigIntegerField(models.BigIntegerField):
         kwargs.setdefault("editable", False)
         super().__init__(*args, **kwargs)
 
+    def deconstruct(self):
+        # Migrations name the field by its public path, not the module it is defined in.
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "sync.models.DatabaseAssignedBigIntegerField", args, kwargs
+
 
 class SyncedModel(models.Model):
     """Abstract base of synced models; declare the model with ``@synced`` as well.
@@ -210,34 +215,3 @@ class CacheVerification(models.Model):
         """-log10 of the inconsistent fraction (inf when everything matched)."""
         bad = 1.0 - self.fraction
         return math.inf if bad <= 0 else -math.log10(bad)
-
-
-# Spreadsheet ingestion's tables live in their own module (DESIGN §5); re-exported here so
-# Django registers them with the sync app and callers import every sync model from one place.
-from sync.models_console import StaffAction  # noqa: E402
-from sync.models_ingest import ErrorLog, RecordLog, RecordRetry, SyncRun, SyncUpload  # noqa: E402
-from sync.models_observe import ConsistencySample, ProcessHeartbeat  # noqa: E402
-from sync.models_ops import AlertMail, SyncAlert, SyncConfig, SyncHealthMetric, SyncMetric  # noqa: E402
-from sync.models_security import SecurityEvent, UserSession  # noqa: E402
-
-__all__ = [
-    "AlertMail",
-    "CacheVerification",
-    "ConsistencySample",
-    "ErrorLog",
-    "ProcessHeartbeat",
-    "RecordLog",
-    "RecordRetry",
-    "SecurityEvent",
-    "StaffAction",
-    "SyncAlert",
-    "SyncConfig",
-    "SyncFence",
-    "SyncHealthMetric",
-    "SyncIntent",
-    "SyncMetric",
-    "SyncRun",
-    "SyncUpload",
-    "SyncedModel",
-    "UserSession",
-]

@@ -2,7 +2,7 @@
 
 * ``StaffAction`` (``sync_staff_actions``): every staff action taken in the console or its
   JSON API (who, what, on what, when, from which IP). Its ``Meta.permissions`` are the three
-  console permissions the roles are made of (``sync.console.roles``).
+  console permissions the roles are made of (``sync.access.roles``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class StaffAction(models.Model):
             models.Index(fields=["-created_at"], name="staff_action_recent_idx"),
             models.Index(fields=["username", "-created_at"], name="staff_action_user_idx"),
         ]
-        # The console's roles are groups holding these (sync.console.roles).
+        # The console's roles are groups holding these (sync.access.roles).
         permissions = [
             ("view_console", "Can view the operations console (read-only)"),
             # NOTE: names fit 50 characters: auth's first migration, met when migrating to

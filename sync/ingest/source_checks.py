@@ -9,9 +9,9 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from sync.ingest import retry
-from sync.ingest.config import get_source, load_sources
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.schema import SchemaReport, check_schema
+from sync.ingest.source_definitions import get_source, load_sources
 from sync.ingest.sources import source_for
 from sync.ingest.verification import MissingReport, find_missing
 from sync.models import RecordRetry, SyncRun

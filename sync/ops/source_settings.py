@@ -17,8 +17,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from sync.ingest.config import load_sources
 from sync.ingest.exceptions import SourceConfigError
+from sync.ingest.source_definitions import load_sources
 from sync.models import SyncConfig
 
 logger = logging.getLogger(__name__)
