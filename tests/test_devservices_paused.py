@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from config.devservices import (
+from devtools.devservices import (
     ROOT,
     RUN_DIR,
     DevServiceError,
@@ -103,7 +103,7 @@ def test_a_live_server_that_does_not_answer_in_time_is_refused_too(
 ) -> None:
     """Running (not paused) but silent, e.g. busy: waited for, then left alone as well."""
     server, pid = paused_cache
-    monkeypatch.setattr("config.devservices._pid_state", lambda _pid: "S")
+    monkeypatch.setattr("devtools.devservices._pid_state", lambda _pid: "S")
     monkeypatch.setattr(RedisServer, "ANSWER_DEADLINE_S", 0.2)
 
     with pytest.raises(DevServiceError, match=r"does not answer on its socket within 0\.2 s"):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from config.demo import recover_crashed_demo
-from config.devservices import ROOT, Services, pid_alive, wait_until
+from devtools.demo import recover_crashed_demo
+from devtools.devservices import ROOT, Services, pid_alive, wait_until
 
 SERVICE_URLS = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SYNC_REDIS_URL")
 
@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 
 class Demo:
-    """One run of ``python -m config.demo`` with its output in a file."""
+    """One run of ``python -m devtools.demo`` with its output in a file."""
 
     def __init__(self, profile: str, port: int, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in SERVICE_URLS}
@@ -40,7 +40,7 @@ class Demo:
         self.base = f"http://127.0.0.1:{port}"
         with log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "config.demo", "--profile", profile, "--port", str(port)],
+                [sys.executable, "-m", "devtools.demo", "--profile", profile, "--port", str(port)],
                 cwd=ROOT,
                 env=env,
                 stdout=out,

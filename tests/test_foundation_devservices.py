@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from config.devservices import (
+from devtools.devservices import (
     ROOT,
     RUN_DIR,
     DevServiceError,
@@ -62,7 +62,7 @@ def _in_another_process(code: str) -> dict:
 
 def _pid_of_redis_in_another_process(server: RedisServer) -> dict:
     return _in_another_process(
-        "import json; from pathlib import Path; from config.devservices import RedisServer\n"
+        "import json; from pathlib import Path; from devtools.devservices import RedisServer\n"
         f"s = RedisServer(Path({str(server.directory)!r}), {server.name!r})\n"
         "started = s.start()\n"
         "print(json.dumps({'started': started, 'pid': s.pid()}))\n"
@@ -147,7 +147,8 @@ def test_postgres_is_reused_by_a_later_command_and_stopped_cleanly(run_dir: Path
         assert server.start() is True
         pid = server._postmaster().pid
         later = _in_another_process(
-            "import json; from pathlib import Path; from config.devservices import PostgresServer\n"
+            "import json; from pathlib import Path\n"
+            "from devtools.devservices import PostgresServer\n"
             f"s = PostgresServer(Path({str(run_dir)!r}))\n"
             "started = s.start()\n"
             "print(json.dumps({'started': started, 'pid': s._postmaster().pid,\n"

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.db import connection
 
-from config.devservices import ROOT
 from config.env import REQUIRED_IN_PRODUCTION
+from devtools.devservices import ROOT
 
 # Variables that would let the development defaults leak into the production run.
 DEVELOPMENT_ONLY = ("DEBUG", "SYNCOPS_SERVICES_PROFILE")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
-from config.devservices import ROOT
 from config.env import REQUIRED_IN_PRODUCTION
+from devtools.devservices import ROOT
 
 SOURCES = (
     "config/settings.py",
     "config/env.py",
-    "config/demo.py",
+    "devtools/demo.py",
     "sync/management/commands/demo_setup.py",
 )
 READ = re.compile(

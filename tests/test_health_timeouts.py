@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from config.testservices import services
+from devtools.testservices import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 # A wait deadline, not a speed assertion: the budget is 0.8 s, the library's own waits were

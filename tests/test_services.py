@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.db import connection
 
-from config.devservices import ROOT
+from devtools.devservices import ROOT
 
 
 @pytest.mark.django_db

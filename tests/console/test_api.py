@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import Client
 
 from catalog.models import Part
-from config import testservices
+from devtools import testservices
 from sync.console.operations import START_LOCK_CLASS
 from sync.ingest.pipeline import LOCK_CLASS, start_run
 from sync.ingest.tasks import ingest

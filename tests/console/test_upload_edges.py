@@ -14,7 +14,7 @@ from django.db import connections
 from django.urls import reverse
 
 from bench.data import BUYER_HEADERS, SELLER_HEADERS, buyer_rows, seller_rows
-from config import testservices
+from devtools import testservices
 from sellers.models import Property
 from sync.ingest.pipeline import LOCK_CLASS, run_ingest
 from sync.ingest.tasks import ingest_upload

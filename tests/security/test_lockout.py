@@ -16,8 +16,8 @@ from django.conf import settings
 from django.test import Client, RequestFactory
 
 from catalog.services import Actor
-from config.demo import web_server_argv
 from config.env import ROOT
+from devtools.demo import web_server_argv
 from sync.access.client_ip import client_ip
 from sync.console.audit import record_staff_action
 from sync.models import SecurityEvent

@@ -1,7 +1,7 @@
 """No PII in any log line the product emits, the ASGI server's access lines included (issue 16
 point 7, DESIGN I6); and the phone rule leaves UUIDs (Celery task ids) whole.
 
-The access-log test starts the web server exactly as the demo does (``config.demo``'s argv:
+The access-log test starts the web server exactly as the demo does (``devtools.demo``'s argv:
 uvicorn on ``config.asgi``) on a free port, sends admin searches whose query strings carry
 canaries (an e-mail, a name, a URL-encoded phone number), stops it and scans everything it
 wrote.
@@ -20,8 +20,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from config.demo import web_server_argv
 from config.env import ROOT
+from devtools.demo import web_server_argv
 from sync.redaction import RedactPiiFilter, redact
 from tests.subprocesses import child_env
 from tests.waiting import wait_until

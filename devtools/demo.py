@@ -32,7 +32,7 @@ import urllib.request
 from http import HTTPStatus
 from pathlib import Path
 
-from config.devservices import ROOT, DevServiceError, Services, pid_alive, wait_until
+from devtools.devservices import ROOT, DevServiceError, Services, pid_alive, wait_until
 
 PYTHON = sys.executable
 CHILD_STOP_DEADLINE_S = 15

@@ -12,7 +12,7 @@ Servers outlive the command that started them and are reused by the next one; a 
 behind by a crashed run is detected (pid file + live process + answering socket) and reused,
 a dead one's leftovers are cleaned and it is started afresh, never duplicated.
 
-Run ``python -m config.devservices start|stop|status|env [--profile dev]``.
+Run ``python -m devtools.devservices start|stop|status|env [--profile dev]``.
 """
 
 from __future__ import annotations
@@ -423,7 +423,7 @@ class PostgresServer:
 @dataclass
 class Services:
     """The embedded servers of one profile: ``dev`` for the demo and ``./dev manage``,
-    ``test-<pid>`` for one pytest run (see ``config/testservices.py``)."""
+    ``test-<pid>`` for one pytest run (see ``devtools/testservices.py``)."""
 
     profile: str
 

@@ -1,4 +1,4 @@
-"""pytest plugin (``-p config.testservices``): real servers for the test run.
+"""pytest plugin (``-p devtools.testservices``): real servers for the test run.
 
 It runs before pytest-django reads the settings. For every service URL that is unset it starts
 an embedded server for this run alone, under ``.run/test-<pid>`` (apart from the demo's
@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from config.devservices import TEST_PROFILE_PREFIX, Services, prune_test_runs
+from devtools.devservices import TEST_PROFILE_PREFIX, Services, prune_test_runs
 
 _state: dict[str, object] = {"services": None, "embedded": frozenset()}
 
