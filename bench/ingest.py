@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.data import BUYER_HEADERS, buyer_rows, incident_buyers, write_csv, write_xlsx
 from bench.harness import ROOT, Row, Table, machine_lines, setup_django, throughput_row
+from devtools.sheets import BUYER_HEADERS, buyer_rows, incident_buyers, write_csv, write_xlsx
 
 
 def _reset() -> None:

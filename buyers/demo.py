@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.data import incident_buyers
+from devtools.sheets import incident_buyers
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.source_definitions import get_source
 from sync.models import SyncRun

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.data import SELLER_HEADERS, seller_rows, write
+from devtools.sheets import SELLER_HEADERS, seller_rows, write
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.source_definitions import get_source
 from sync.models import SyncRun

@@ -55,8 +55,6 @@ class Source(Protocol):
 
     def rows(self) -> Iterator[Row]: ...
 
-    def estimate_rows(self) -> int | None: ...
-
 
 def cell_text(value: Any) -> str:
     """A cell as the text a person reads in the sheet (numbers without a spurious ``.0``)."""
@@ -449,13 +447,6 @@ class CsvSource:
                 raise SourceFileError(msg, code="unreadable", line=reader.line_num) from e
             self.read_digest = digesting.digest()
 
-    def estimate_rows(self) -> int | None:
-        lines = 0
-        with self._binary() as handle:
-            while chunk := handle.read(CHUNK):
-                lines += chunk.count(b"\n")
-        return max(lines - 1, 0)
-
 
 class _Undecided(Exception):  # noqa: N818 - control flow: a deferred check to finish
     pass
@@ -658,13 +649,6 @@ class XlsxSource:
         finally:
             book.close()
 
-    def estimate_rows(self) -> int | None:
-        book, sheet = self._sheet()
-        try:
-            return max((sheet.max_row or 1) - 1, 0)
-        finally:
-            book.close()
-
 
 _UNCOMPUTED = object()
 _parser_class: list = []
@@ -859,9 +843,6 @@ class SheetsSource:
             if len(values) < chunk:
                 return
             first += chunk
-
-    def estimate_rows(self) -> int | None:
-        return None
 
 
 def sheets_client():

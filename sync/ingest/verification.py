@@ -1,4 +1,4 @@
-"""Sheet against database (seed 002 ``SyncVerificationService``, seed 004 ``IntegrityChecker``).
+"""Sheet against database: what a run read against what the target table holds.
 
 After a run, ``verify_run`` compares the keys the run read from the sheet (its record logs)
 with the target table: counts, gaps (keys in the sheet, missing in the database, each with
@@ -132,23 +132,6 @@ def _integrity_checks(config: SourceConfig) -> tuple[dict[str, str], list]:
             f"NOT EXISTS (SELECT 1 FROM {_q(child.db_table)} c WHERE c.{fk} = t.{pk})"  # noqa: S608
         )
     return checks, params
-
-
-def integrity_issues(config: SourceConfig, run_id: int) -> dict[str, int]:
-    """Rows of this run that break a rule: required field empty, key format, no child row."""
-    table, key, _pk = _target(config)
-    checks, params = _integrity_checks(config)
-    if not checks:
-        return {}
-    selects = ", ".join(f"count(*) FILTER (WHERE {condition})" for condition in checks.values())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {selects} FROM {table} t WHERE t.{key} IN ("  # noqa: S608
-            " SELECT natural_key FROM sync_record_logs WHERE run_id = %s)",
-            [*params, run_id],
-        )
-        counts = cursor.fetchone()
-    return {name: count for name, count in zip(checks, counts, strict=True) if count}
 
 
 def compare_sample(config: SourceConfig, sample: list[ValidRow], validator: RowValidator) -> dict:

@@ -1,5 +1,5 @@
 """The console tests' spreadsheet sources: the project's sources file with its sheets in a
-test folder (the buyers sheet written by the demo's writer, ``bench/data.py``); and the
+test folder (the buyers sheet written by the demo's writer, ``devtools/sheets.py``); and the
 console's role groups, made again after a transactional test flushed them."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from bench.data import BUYER_HEADERS, buyer_rows, write
+from devtools.sheets import BUYER_HEADERS, buyer_rows, write
 
 SOURCES_TOML = Path(__file__).resolve().parents[2] / "config" / "ingest_sources.toml"
 

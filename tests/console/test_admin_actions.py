@@ -9,9 +9,9 @@ from django.contrib import messages
 from django.db import connections
 from django.urls import reverse
 
-from bench.data import buyer_rows
 from buyers.models import Buyer
 from catalog.models import Part
+from devtools.sheets import buyer_rows
 from sync.cache import store
 from sync.cache.keys import cache_key
 from sync.console import row_actions

@@ -12,8 +12,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from bench.data import BUYER_HEADERS, buyer_rows
 from buyers.models import Buyer
+from devtools.sheets import BUYER_HEADERS, buyer_rows
 from sync.console.rejects import csv_safe
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.uploads import run_upload

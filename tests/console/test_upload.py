@@ -20,8 +20,8 @@ from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
-from bench.data import BUYER_HEADERS, buyer_rows
 from buyers.models import Buyer
+from devtools.sheets import BUYER_HEADERS, buyer_rows
 from sync.cache.connection import client as cache_client
 from sync.ingest.pipeline import LOCK_CLASS, run_ingest
 from sync.ingest.uploads import (

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
-from bench.data import BUYER_HEADERS, buyer_rows
 from buyers.models import Buyer
+from devtools.sheets import BUYER_HEADERS, buyer_rows
 from sync.models import SyncRun, SyncUpload
 from tests.console.conftest import PASSWORD, make_staff_user
 from tests.console.sources import ensure_roles

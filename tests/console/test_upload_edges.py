@@ -13,8 +13,8 @@ import pytest
 from django.db import connections
 from django.urls import reverse
 
-from bench.data import BUYER_HEADERS, SELLER_HEADERS, buyer_rows, seller_rows
 from devtools import testservices
+from devtools.sheets import BUYER_HEADERS, SELLER_HEADERS, buyer_rows, seller_rows
 from sellers.models import Property
 from sync.ingest.pipeline import LOCK_CLASS, run_ingest
 from sync.ingest.tasks import ingest_upload

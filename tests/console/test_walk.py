@@ -38,8 +38,8 @@ from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
-from bench.data import BUYER_HEADERS, SELLER_HEADERS, buyer_rows, seller_rows, write
 from config.env import ROOT
+from devtools.sheets import BUYER_HEADERS, SELLER_HEADERS, buyer_rows, seller_rows, write
 from sync.console.admin_base import ConsoleModelAdmin
 from tests.console import walk_checks
 from tests.console.conftest import PASSWORD, make_staff_user

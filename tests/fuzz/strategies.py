@@ -7,7 +7,7 @@ import io
 
 from hypothesis import strategies as st
 
-from bench.data import BUYER_HEADERS
+from devtools.sheets import BUYER_HEADERS
 from sync.ingest.exceptions import SourceUnavailableError
 
 # csv's default field limit: a longer field cannot be read, the file gets one clear error.

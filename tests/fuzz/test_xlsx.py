@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from bench.data import BUYER_HEADERS
+from devtools.sheets import BUYER_HEADERS
 from sync.ingest.exceptions import SourceUnavailableError
 from sync.ingest.sources import XlsxSource, cell_text
 from tests.fuzz.ingest_oracle import assert_run_accounts_for_every_row

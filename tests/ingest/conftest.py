@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pytest
 from django.db import connection
 
-from bench.data import BUYER_HEADERS, SELLER_HEADERS, buyer_rows, seller_rows, write
+from devtools.sheets import BUYER_HEADERS, SELLER_HEADERS, buyer_rows, seller_rows, write
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SOURCES_TOML = Path(__file__).resolve().parents[2] / "config" / "ingest_sources.toml"

@@ -76,7 +76,7 @@ def test_find_missing_missing_health_and_schema_check(buyers_sheet) -> None:
 
 @pytest.mark.django_db
 def test_sync_missing_that_cannot_fill_every_gap_says_so(buyers_sheet) -> None:
-    from bench.data import buyer_rows
+    from devtools.sheets import buyer_rows
 
     rows = list(buyer_rows(3, 0))
     rows[1][1] = ""  # required name missing: cannot be stored

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.db import connections
 
-from bench.data import buyer_rows
 from buyers.models import Buyer
+from devtools.sheets import buyer_rows
 from sync.ingest import retry
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.pipeline import LOCK_CLASS, SourceLock, run_ingest
@@ -15,7 +15,7 @@ from sync.ingest.schema import SchemaReport, column_limits
 from sync.ingest.source_definitions import get_source
 from sync.ingest.tasks import find_missing, ingest
 from sync.ingest.validation import RowValidator, ValidRow
-from sync.ingest.verification import compare_sample, integrity_issues
+from sync.ingest.verification import compare_sample, verify_run
 from sync.models import ErrorLog, RecordRetry, SyncAlert, SyncRun
 from tests.ingest.test_faults import other_connection, terminate_own_backend
 
@@ -132,7 +132,8 @@ def test_small_helpers(buyers_sheet, tmp_path) -> None:
     bare = get_source("buyers").__class__(
         name="b", model=config.model, natural_key="buyer_number", columns={"K": "buyer_number"}
     )
-    assert integrity_issues(bare, run.pk) == {}
+    no_rules = verify_run(bare, run.pk, [], validator, explained=set(), whole_sheet=False)
+    assert no_rules["integrity"] == {}
     sheets = get_source("buyers").__class__(
         name="s",
         model=config.model,

@@ -12,8 +12,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, connections, transaction
 
-from bench.data import buyer_rows
 from buyers.models import Buyer
+from devtools.sheets import buyer_rows
 from sync.cache.keys import cache_key
 from sync.ingest.exceptions import SyncAlreadyRunningError
 from sync.ingest.pipeline import LOCK_CLASS, request_cancel, run_ingest

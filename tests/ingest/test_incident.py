@@ -10,8 +10,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from bench.data import BUYER_HEADERS, incident_buyers
 from buyers.models import Buyer
+from devtools.sheets import BUYER_HEADERS, incident_buyers
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.source_checks import source_find_missing, source_schema_check
 from sync.models import ErrorLog, RecordLog, SyncRun

@@ -14,10 +14,10 @@ import pytest
 from django.core.checks import run_checks
 from django.core.management import call_command
 
-from bench.data import buyer_rows
 from buyers.models import Buyer
 from catalog import services
 from catalog.models import Part
+from devtools.sheets import buyer_rows
 from sync.cache import repository
 from sync.cache.keys import cache_key
 from sync.ingest import left_sheet

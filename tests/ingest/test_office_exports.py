@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.data import BUYER_HEADERS, buyer_rows
 from buyers.models import Buyer
+from devtools.sheets import BUYER_HEADERS, buyer_rows
 from sync.ingest.pipeline import run_ingest
 from sync.models import ErrorLog
 from tests.ingest.conftest import set_source_key

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from bench.data import buyer_rows, seller_rows
 from buyers.models import Buyer
+from devtools.sheets import SELLER_HEADERS, buyer_rows, seller_rows
 from sellers.models import Property, Seller
 from sync.ingest.pipeline import categorize, run_ingest
 from sync.models import ErrorLog, RecordLog, SyncIntent, SyncRun
@@ -118,10 +118,15 @@ def test_sellers_need_their_property_and_get_it(sellers_sheet) -> None:
     assert third.verification["integrity"] == {}
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM properties WHERE seller_id = %s", [seller.pk])
+    from sync.ingest.schema import column_limits
     from sync.ingest.source_definitions import get_source
-    from sync.ingest.verification import integrity_issues
+    from sync.ingest.validation import RowValidator
+    from sync.ingest.verification import verify_run
 
-    assert integrity_issues(get_source("sellers"), third.pk) == {"no property": 1}
+    config = get_source("sellers")
+    validator = RowValidator(config, column_limits(config), SELLER_HEADERS)
+    report = verify_run(config, third.pk, [], validator, explained=set(), whole_sheet=False)
+    assert report["integrity"] == {"no property": 1}
 
 
 def test_dry_run_reports_what_would_change_and_writes_nothing(buyers_sheet) -> None:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.data import BUYER_HEADERS
 from buyers.models import Buyer
+from devtools.sheets import BUYER_HEADERS
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.schema import column_limits
 from sync.ingest.source_definitions import get_source

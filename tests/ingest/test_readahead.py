@@ -9,8 +9,8 @@ import threading
 import pytest
 from django.db import connection
 
-from bench.data import buyer_rows
 from buyers.models import Buyer
+from devtools.sheets import buyer_rows
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.pipeline.readahead import ReadAhead, in_turn
 from sync.models import RecordLog

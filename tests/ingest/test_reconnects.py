@@ -12,8 +12,8 @@ import time
 import pytest
 from django.db import connection, connections
 
-from bench.data import buyer_rows
 from buyers.models import Buyer
+from devtools.sheets import buyer_rows
 from sync.ingest.pipeline import run_ingest
 from sync.models import ErrorLog, SyncRun
 
@@ -52,7 +52,8 @@ def _kill_on_lock_wait(run_pid: list[int], holder_pid: int, waits: int, done: li
             with watcher.cursor() as cursor:
                 cursor.execute(
                     "SELECT pid, query_start FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND pid <> %s",
+                    " WHERE wait_event_type = 'Lock' AND pid <> %s"
+                    " AND datname = current_database()",  # not another xdist worker's
                     [holder_pid],
                 )
                 for pid, started in cursor.fetchall():

@@ -14,8 +14,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
 
-from bench.data import BUYER_HEADERS, buyer_rows
 from buyers.models import Buyer
+from devtools.sheets import BUYER_HEADERS, buyer_rows
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.pipeline import keys, run_ingest
 from sync.ingest.source_definitions import get_source

@@ -25,7 +25,7 @@ def test_ops_check_and_archive_tasks_on_a_worker(celery_worker) -> None:
 
 
 def test_an_ingest_task_is_followed_by_its_source_check(celery_worker, tmp_path, settings) -> None:
-    from bench.data import BUYER_HEADERS, write
+    from devtools.sheets import BUYER_HEADERS, write
     from sync.ingest.tasks import ingest
 
     sheet = write(tmp_path / "b.csv", BUYER_HEADERS, [])

@@ -13,10 +13,10 @@ import textwrap
 
 import pytest
 
-from bench.data import BUYER_HEADERS, buyer_rows, write
 from buyers.models import Buyer
 from catalog.models import Part
 from config.env import ROOT
+from devtools.sheets import BUYER_HEADERS, buyer_rows, write
 from sync.cache.maintenance import verify_models
 from sync.ingest.pipeline import LOCK_CLASS
 from sync.models import ErrorLog, SyncIntent, SyncRun

@@ -1,12 +1,12 @@
-"""Spreadsheets for the demo, the tests and the benchmarks (issue 10).
+"""Made-up spreadsheets of buyers and sellers, for the demo, the tests and the benchmarks.
 
-``incident_buyers`` writes the sheet of seed 004's incident: 4,140 buyers of which exactly 356
-carry one value longer than 50 characters (what a ``VARCHAR(50)`` silently lost); every other
-value of every row fits in 50. ``buyer_rows``/``seller_rows`` make sheets of any size, the
-same for the same seed. Run as a script to write files::
+``incident_buyers`` writes the incident sheet: 4,140 buyers of which exactly 356 carry one
+value longer than 50 characters (what a ``VARCHAR(50)`` column silently cut short); every
+other value of every row fits in 50. ``buyer_rows``/``seller_rows`` make sheets of any size,
+the same for the same seed. Run as a script to write files::
 
-    python bench/data.py buyers out.csv --rows 4140 --long 356
-    python bench/data.py sellers out.xlsx --rows 500
+    python -m devtools.sheets buyers out.csv --rows 4140 --long 356
+    python -m devtools.sheets sellers out.xlsx --rows 500
 """
 
 from __future__ import annotations
@@ -166,8 +166,9 @@ def buyer_rows(
     seed: int = 4140,
 ) -> Iterator[list[str]]:
     """``count`` buyers; ``long`` of them (spread at random) carry one value over 50 chars."""
-    rng = random.Random(seed)
-    long_at = set(random.Random(seed + 1).sample(range(count), long)) if long else set()
+    rng = random.Random(seed)  # noqa: S311 - made-up data, not secrets
+    spread = random.Random(seed + 1)  # noqa: S311 - made-up data, not secrets
+    long_at = set(spread.sample(range(count), long)) if long else set()
     for i in range(count):
         row = _buyer(rng, i + 1)
         if i in long_at:
@@ -178,7 +179,7 @@ def buyer_rows(
 
 
 def seller_rows(count: int, *, seed: int = 2002) -> Iterator[list[str]]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - made-up data, not secrets
     for n in range(1, count + 1):
         family, given = rng.choice(FAMILY), rng.choice(GIVEN)
         yield [
@@ -226,7 +227,7 @@ def write(path: Path | str, headers: list[str], rows) -> Path:
 
 
 def incident_buyers(path: Path | str) -> Path:
-    """The seed 004 incident sheet: 4,140 buyers, 356 with a value over 50 characters."""
+    """The incident sheet: 4,140 buyers, 356 with a value over 50 characters."""
     return write(path, BUYER_HEADERS, buyer_rows())
 
 
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         write(args.path, BUYER_HEADERS, buyer_rows(args.rows, min(args.long, args.rows)))
     else:
         write(args.path, SELLER_HEADERS, seller_rows(args.rows))
-    print(f"wrote {args.rows} {args.kind} to {args.path}", file=sys.stderr)
+    sys.stderr.write(f"wrote {args.rows} {args.kind} to {args.path}\n")
     return 0
 
 
