@@ -161,6 +161,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             status=403,
             content_type="text/plain",
         )
-    from sync.metrics import render_metrics
+    from sync.ops.metrics import render_metrics
 
     return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)

@@ -23,7 +23,7 @@ for _ in range({n}):
     assert repository.get(Part, {pk}) is not None
 """
 SCRAPE = """
-from sync.metrics import render_metrics
+from sync.ops.metrics import render_metrics
 print(render_metrics().decode())
 """
 
@@ -66,7 +66,7 @@ def test_a_scrape_sums_the_counters_of_every_process(
     assert len(re.findall(r'^sync_retry_queue_size\{status="pending"\}', text, re.MULTILINE)) == 1
 
     # This process scraping the same directory sees the same sum.
-    from sync.metrics import render_metrics
+    from sync.ops.metrics import render_metrics
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     assert _reads(render_metrics().decode()) == 5

@@ -26,9 +26,9 @@ from sync.cache.declaration import SyncSpec, spec_for
 from sync.cache.exceptions import CacheUnavailableError, NotSyncedError, SyncError
 from sync.cache.fence import fence
 from sync.cache.keys import cache_key, index_key
+from sync.cache.metrics import CACHE_READS
 from sync.cache.outbox import RowState
 from sync.cache.tiers import blind_index_fields
-from sync.metrics import CACHE_READS
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=models.Model)

@@ -3,7 +3,7 @@ JSON by ``GET /api/sync/dashboard``, which the page polls to stay live.
 
 A handful of queries whatever the history: the latest run per source with ``DISTINCT ON``,
 the statistics of ``sync.ops.stats`` (one query), the 7-day trend bucketed in SQL, the
-retry-queue figures of ``sync.metrics`` (one aggregate), and the last cache verification.
+retry-queue figures of ``sync.cache.metrics`` (one aggregate), and the last cache verification.
 Nothing here carries PII: sources, counts, and alert messages (redacted when raised).
 """
 
@@ -19,10 +19,10 @@ from django.db import connection
 from django.utils import timezone
 
 from config.health import HealthView
+from sync.cache.metrics import queue_figures
 from sync.console import formats
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.source_definitions import load_sources
-from sync.metrics import queue_figures
 from sync.models import CacheVerification, SyncAlert, SyncRun
 from sync.ops.stats import run_statistics
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from sync.metrics import queue_figures
+from sync.cache.metrics import queue_figures
 from sync.models import RecordRetry, SyncAlert, SyncConfig, SyncRun
 from sync.ops.alerts import raise_alert
 

@@ -13,7 +13,7 @@ from catalog.models import Part
 from sync.cache import repository
 from sync.cache.fence import fence
 from sync.cache.keys import cache_key
-from sync.metrics import CACHE_READS
+from sync.cache.metrics import CACHE_READS
 from tests.cache.conftest import cached
 from tests.factories import make_part
 

@@ -36,7 +36,7 @@ def test_warm_and_verify_tasks_on_a_worker(celery_worker, redis_raw) -> None:
 
 
 def test_metrics_show_queue_size_and_age() -> None:
-    from sync.metrics import render_metrics
+    from sync.ops.metrics import render_metrics
 
     part = make_part()
     Part.objects.filter(pk=part.pk).update(price=9)

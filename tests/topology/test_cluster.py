@@ -24,10 +24,10 @@ from sync.cache.declaration import spec_for
 from sync.cache.exceptions import CacheUnavailableError
 from sync.cache.fence import fence
 from sync.cache.keys import cache_key
+from sync.cache.metrics import CACHE_READS
 from sync.cache.replay import replay_pending
 from sync.cache.verification import verify
 from sync.cache.warming import warm
-from sync.metrics import CACHE_READS
 from sync.models import SyncIntent
 from tests.factories import make_part
 from tests.topology.conftest import point_engine_at

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from sync.cache.metrics import queue_figures
 from sync.cache.replay import replay_pending
-from sync.metrics import queue_figures
 
 
 class Command(BaseCommand):
