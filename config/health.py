@@ -1,8 +1,9 @@
 """``/health/`` (django-health-check) and ``/metrics`` (Prometheus).
 
 Health covers PostgreSQL, the cache Redis (and whether it is warm), the broker Redis and a
-Celery worker answering a ping. ``/metrics`` is for staff sessions or a scraper presenting
-``METRICS_TOKEN``.
+Celery worker answering a ping (the checks are ``sync.ops.health``'s, which the console's
+dashboard runs too). ``/metrics`` (``sync.ops.metrics``) is for staff sessions or a scraper
+presenting ``METRICS_TOKEN``.
 
 ``/health/`` answers within about ``HEALTH_CHECK_TIMEOUT`` (0.8 s) whatever is down or hung:
 the checks run in parallel, each with that budget; a check that has not answered by then is
@@ -11,138 +12,25 @@ reported by name as not answering (a paused Redis or broker, a hung PostgreSQL).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from datetime import timedelta
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from health_check.base import HealthCheck, HealthCheckResult
-from health_check.checks import Database
-from health_check.contrib.celery import Ping
-from health_check.contrib.redis import Redis
-from health_check.exceptions import ServiceUnavailable, ServiceWarning
 from health_check.views import HealthCheckView
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from config.celery import app
-
-
-def async_redis_factory(url: str):
-    """An asyncio Redis client for a ``redis://``, ``unix://`` or ``redis+socket://`` URL."""
-    from redis.asyncio import Redis as AsyncRedis
-
-    if url.startswith("redis+socket://"):
-        path = url.removeprefix("redis+socket://").split("?", 1)[0]
-        return lambda: AsyncRedis(
-            unix_socket_path=path, socket_timeout=_budget(), socket_connect_timeout=_budget()
-        )
-    return lambda: AsyncRedis.from_url(
-        url, socket_timeout=_budget(), socket_connect_timeout=_budget()
-    )
-
-
-def _budget() -> float:
-    return settings.HEALTH_CHECK_TIMEOUT
-
-
-# Synchronous checks (PostgreSQL, the Celery ping) run here. NOTE: a long-lived pool, not one
-# per request: leaving a ``with ThreadPoolExecutor()`` block waits for its threads, and a
-# thread blocked on a hung server would hold the answer. A blocked thread is left to finish
-# (or fail) by itself; the answer has gone out without it.
-_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
-
-
-class CacheRedis(Redis):
-    def __repr__(self) -> str:
-        return "Cache Redis"
-
-
-class SyncCacheRedis(Redis):
-    def __repr__(self) -> str:
-        return "Sync cache Redis"
-
-
-class BrokerRedis(Redis):
-    def __repr__(self) -> str:
-        return "Broker Redis"
-
-
-class CeleryWorker(Ping):
-    # Cut off at the budget (a first ping sets up its reply queue, a paused broker never
-    # answers): the words the check itself uses for no worker.
-    unanswered = "Celery workers unavailable: no answer"
-
-    def __repr__(self) -> str:
-        return "Celery worker"
-
-
-class CacheWarmth(HealthCheck):
-    """Is the cache Redis warm? After it lost its data (a restart, FLUSHALL) it says "cache
-    cold" / "cache warming, N%" until the automatic warm has finished (sync/cache/autowarm.py).
-    A cache Redis that does not answer is the "Cache Redis" check's to report; this one says
-    its warmth is unknown."""
-
-    def __repr__(self) -> str:
-        return "Cache warmth"
-
-    def run(self) -> None:
-        from django.db import connections
-
-        from sync.cache import autowarm
-
-        try:
-            current = autowarm.state()
-        finally:
-            connections.close_all()  # this pool thread's own connection
-        # NOTE: unknown (the cache Redis does not answer) is said, not "OK": the warmth of a
-        # cache nobody can read is not known, and the dashboard must not show it green.
-        if current.status in {autowarm.COLD, autowarm.WARMING, autowarm.UNKNOWN}:
-            raise ServiceWarning(current.describe())
+from sync.ops import health
 
 
 class HealthView(HealthCheckView):
-    """The checks, built per request (tests point ``settings.REDIS_URL`` elsewhere): the
-    database, the cache Redis, the engine's Redis when ``SYNC_REDIS_URL`` names another (a
-    cluster, Sentinel), the broker and a worker."""
+    """The checks of ``sync.ops.health``, in parallel on its long-lived pool."""
 
     def get_checks(self):
-        for check in self._checks():
-            yield _Bounded(check)
-
-    def _checks(self):
-        yield Database()
-        yield CacheRedis(client_factory=async_redis_factory(settings.REDIS_URL))
-        if settings.SYNC_REDIS_URL != settings.REDIS_URL:
-            # The engine's own Redis (a cluster, Sentinel's primary, or another server).
-            from sync.cache.connection import async_client
-
-            yield SyncCacheRedis(client_factory=lambda: async_client(socket_timeout=_budget()))
-        yield CacheWarmth()
-        yield BrokerRedis(client_factory=async_redis_factory(settings.CELERY_BROKER_URL))
-        # The ping's own wait ends before the budget, so "no worker" is said as such.
-        yield CeleryWorker(app=app, timeout=timedelta(seconds=_budget() / 2), limit=1)
+        return health.checks()
 
     def get_executor(self):
-        return nullcontext(_executor)
-
-
-class _Bounded:
-    """A check cut off at the budget: the library gives each check its own timeout plus a
-    second and then waits for the slowest, so one hung server would hold the answer."""
-
-    def __init__(self, check: HealthCheck) -> None:
-        self.check = check
-
-    async def get_result(self, executor=None) -> HealthCheckResult:
-        try:
-            return await asyncio.wait_for(self.check.get_result(executor), _budget())
-        except TimeoutError:
-            unanswered = getattr(self.check, "unanswered", "no answer")
-            error = ServiceUnavailable(f"{unanswered} within {_budget():g} s")
-            return HealthCheckResult(check=self.check, error=error, time_taken=_budget())
+        return nullcontext(health.executor)
 
 
 # NOTE: HealthCheckView is an async view; as_view() keeps it one, so Django awaits it.

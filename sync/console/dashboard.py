@@ -18,12 +18,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from config.health import HealthView
 from sync.cache.metrics import queue_figures
 from sync.console import formats
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.source_definitions import load_sources
 from sync.models import CacheVerification, SyncAlert, SyncRun
+from sync.ops.health import checks as service_checks
 from sync.ops.stats import run_statistics
 
 TREND_DAYS = 7
@@ -124,7 +124,7 @@ def health_checks() -> list[dict]:
     """/health/'s checks (PostgreSQL, cache Redis and its warmth, broker Redis, a worker)."""
 
     async def gather() -> list:
-        return await asyncio.gather(*(c.get_result() for c in HealthView().get_checks()))
+        return await asyncio.gather(*(c.get_result() for c in service_checks()))
 
     return [
         {
