@@ -17,7 +17,6 @@ from django.apps import apps
 from django.conf import settings
 from django.db import models
 
-from config.env import ROOT
 from sync.ingest.exceptions import SourceConfigError
 
 KINDS = ("csv", "xlsx", "sheets")
@@ -86,7 +85,8 @@ class SourceConfig:
 
 
 def _absolute(path: str) -> str:
-    return str(path if Path(path).is_absolute() else ROOT / path)
+    """A relative path starts at the project root (``settings.BASE_DIR``)."""
+    return str(path if Path(path).is_absolute() else Path(settings.BASE_DIR) / path)
 
 
 def _model(label: str, where: str) -> type[models.Model]:

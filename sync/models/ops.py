@@ -1,4 +1,4 @@
-"""Tables of operations (DESIGN §5 "Alerts", §7; issue 5), re-exported by sync.models.
+"""Tables of operations (DESIGN §5 "Alerts", §7), re-exported by sync.models.
 
 * ``SyncAlert`` (``sync_alerts``): one open row per (type, source); a rule that keeps firing
   bumps ``count`` and ``last_seen_at`` instead of adding rows. Acknowledging closes it.
@@ -19,7 +19,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 
-from sync.console import formats
+from sync import formats
 
 
 def _when(value: object) -> str:
