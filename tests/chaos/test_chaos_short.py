@@ -1,4 +1,4 @@
-"""The short chaos run (issue 8): bench/chaos.py's code, for ~25 s of faults, in the suite.
+"""The short chaos run: the benchmark's chaos run (driver.py), for ~25 s of faults, in the suite.
 
 Writers, readers and a real Celery worker run as processes against the test run's database
 and broker; the faults hit the cache Redis the ``redis_control`` fixture hands out (with an
@@ -12,7 +12,7 @@ import sys
 import pytest
 from django.db import connection
 
-from bench.chaos import FAULTS, LEDGER, ChaosConfig, Targets, child_env, run_chaos
+from tests.chaos.driver import FAULTS, LEDGER, ChaosConfig, Targets, child_env, run_chaos
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

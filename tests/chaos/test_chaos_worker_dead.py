@@ -1,4 +1,4 @@
-"""The chaos run with its worker dead for a while (issue 17): nothing is lost, reads stay
+"""The chaos run with its worker dead for a while: nothing is lost, reads stay
 fresh without replay, and the table carries the staleness percentiles and the consistency
 sampler's figures next to the run's own."""
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.db import connection
 
-from bench.chaos import LEDGER, ChaosConfig, Targets, child_env, run_chaos
+from tests.chaos.driver import LEDGER, ChaosConfig, Targets, child_env, run_chaos
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

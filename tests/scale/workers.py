@@ -1,7 +1,7 @@
 """Celery workers as real processes on the real broker, each on a queue of its own (so a task
 sent to a queue runs on that worker), reporting every task's result to a file.
 
-Shared by tests/scale/test_replay_workers.py and bench/replay_workers.py.
+Used by tests/scale/test_replay_workers.py.
 """
 
 from __future__ import annotations

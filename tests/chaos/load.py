@@ -1,4 +1,4 @@
-"""The chaos run's workload (``bench/chaos.py``): writer and reader processes.
+"""The chaos run's workload (``driver.py``): writer and reader processes.
 
 Writers make random single-row saves, creates, hard and soft deletes and bulk updates (the
 engine's ``update_synced``) on the synced models in transactions; each committed transaction
@@ -17,6 +17,7 @@ import json
 import os
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -388,3 +389,10 @@ def child_main(role: str, index: int, seed: int, run: str, workdir: Path, bulk_r
     signal.signal(signal.SIGUSR1, kill_after_commit)
     worker.loop()
     return 0
+
+
+if __name__ == "__main__":
+    # A child of the run (faults.py, Fleet.start_child): role, index, seed, run, workdir, rows
+    # per bulk update.
+    role, index, seed, run, workdir, bulk_rows = sys.argv[1:]
+    sys.exit(child_main(role, int(index), int(seed), run, Path(workdir), int(bulk_rows)))

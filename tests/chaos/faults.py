@@ -1,4 +1,4 @@
-"""The chaos run's processes and faults (``bench/chaos.py``).
+"""The chaos run's processes and faults (``driver.py``).
 
 ``Fleet`` starts and stops the writer and reader processes and one Celery worker (solo pool,
 a queue of the run's own) with the test's or the bench's database, cache and broker;
@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAULTS = ("redis_pause", "redis_restart", "flushall", "worker_kill", "writer_kill", "pg_terminate")
 
 
@@ -36,7 +36,7 @@ class ChaosConfig:
     bulk_rows: int = 40  # rows per bulk update
     child_env: dict[str, str] = field(default_factory=dict)  # extra settings for the children
     # Seconds the worker stays dead once, a third into the run (0: never): nothing replays,
-    # so the staleness bound and the fence alone keep reads fresh (issue 17).
+    # so the staleness bound and the fence alone keep reads fresh.
     worker_dead: float = 0.0
     sampler_interval: float = 0.0  # how often the consistency sampler ticks (0: never)
 
@@ -117,18 +117,13 @@ class Fleet:
             name,
             [
                 sys.executable,
-                str(ROOT / "bench" / "chaos.py"),
-                "--child",
+                "-m",
+                "tests.chaos.load",
                 role,
-                "--index",
                 str(index),
-                "--seed",
                 str(seed),
-                "--run",
                 self.run,
-                "--workdir",
                 str(self.targets.workdir),
-                "--bulk-rows",
                 str(self.config.bulk_rows),
             ],
         )
