@@ -1,4 +1,4 @@
-"""Benchmark of the catalog API (issue 7, "Benchmark"): ``./dev bench api``.
+"""Benchmark of the catalog API: ``./dev bench api``.
 
 In one run, on the bench profile's embedded PostgreSQL and Redis (or DATABASE_URL / REDIS_URL):
 

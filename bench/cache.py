@@ -1,4 +1,4 @@
-"""Benchmark of the sync engine's cache layer (issue 9, "Benchmark"): ``./dev bench cache``.
+"""Benchmark of the sync engine's cache layer: ``./dev bench cache``.
 
 Measured side by side in one run, on the bench profile's own embedded PostgreSQL and Redis
 (or DATABASE_URL / REDIS_URL), and printed as one table of medians and ratios against the goals:

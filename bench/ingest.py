@@ -1,4 +1,4 @@
-"""Benchmark of spreadsheet ingestion (issue 10, "Benchmark"): ``./dev bench ingest``.
+"""Benchmark of spreadsheet ingestion: ``./dev bench ingest``.
 
 Measured in one run, on the bench profile's embedded PostgreSQL and Redis (or DATABASE_URL /
 REDIS_URL), against the goals, for the full pipeline (validate, compare, upsert, record logs,

@@ -1,4 +1,4 @@
-"""The cache layer on one server, a Redis Cluster and behind Sentinel, side by side (issue 8):
+"""The cache layer on one server, a Redis Cluster and behind Sentinel, side by side:
 ``./dev bench topology``.
 
 Starts its own ``redis-server`` processes on free 127.0.0.1 ports (the system's binary, else

@@ -1,1 +1,1 @@
-"""Buyers synced from a spreadsheet (seed 004)."""
+"""Buyers synced from a spreadsheet."""

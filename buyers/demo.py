@@ -1,4 +1,4 @@
-"""Demo buyers: the seed 004 incident sheet (4,140 buyers, 356 with values over 50 characters),
+"""Demo buyers: the incident sheet (4,140 buyers, 356 with values over 50 characters),
 written once at the source's configured location (``.run/demo/``) and synced through the real
 pipeline on every demo start (a second start changes nothing: the pipeline is idempotent)."""
 

@@ -1,4 +1,4 @@
-"""Buyers, synced from a spreadsheet on ``buyer_number`` (seed 004).
+"""Buyers, synced from a spreadsheet on ``buyer_number``.
 
 Every text column is ``TEXT``: a length limit is what lost 356 of 4,140 buyers in the incident
 (a ``VARCHAR(50)``); the ingestion schema check reports any limit the real table has.

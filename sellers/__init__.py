@@ -1,1 +1,1 @@
-"""Sellers and their properties synced from a spreadsheet (seed 002)."""
+"""Sellers and their properties synced from a spreadsheet."""

@@ -1,4 +1,4 @@
-"""Sellers and their properties, synced from a spreadsheet on ``seller_number`` (seed 002).
+"""Sellers and their properties, synced from a spreadsheet on ``seller_number``.
 
 A seller is valid only with its property: one sheet row carries both, and verification checks
 that every seller has its ``Property`` row. Text columns are ``TEXT`` (see buyers.models).

@@ -1,4 +1,4 @@
-"""The operations console (DESIGN §7, issue 6): Django admin pages, a dashboard, manual syncs
+"""The operations console (docs/console.md): Django admin pages, a dashboard, manual syncs
 and their JSON API, over the services of ``sync.cache``, ``sync.ingest`` and ``sync.ops``.
 
 Who may do what is decided in one place, ``sync.access.roles``; every staff action is

@@ -1,4 +1,4 @@
-"""What a changelist's URL may ask for (issue 16, DESIGN I11): declared filters only, and
+"""What a changelist's URL may ask for: declared filters only, and
 nothing that touches personal data the user may not see.
 
 Django's admin applies any ``?field=…``, ``?field__regex=…`` or ``?fk__field__…`` the query

@@ -1,4 +1,4 @@
-"""PII shown to people without the PII role: enough to recognise, not to read (issue 6).
+"""PII shown to people without the PII role: enough to recognise, not to read.
 
 ``mask_email("john.doe@example.com") == "j***@e***.com"``; phone numbers keep their last two
 digits; any other PII text keeps its first character. Empty values stay empty.

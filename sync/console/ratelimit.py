@@ -1,4 +1,4 @@
-"""Rate limits per role on every API under ``/api/`` (seed 003 7.1), counted in the cache Redis.
+"""Rate limits per role on every API under ``/api/``, counted in the cache Redis.
 
 Who is counted, and against which limit (each a ``limits`` string such as ``120/minute``,
 from settings, see README's variables table):

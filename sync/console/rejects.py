@@ -1,4 +1,4 @@
-"""A run's rejected rows as a CSV file (issue 15; pgloader's reject file is the model).
+"""A run's rejected rows as a CSV file (pgloader's reject file is the model).
 
 One line per sheet row the run reported (validation, schema, conflict … anything with a row
 number), in the sheet's own columns and order, plus ``row`` (its number in the sheet),

@@ -1,4 +1,4 @@
-"""Session lifetime and the security log's request side (issue 16; seed 003 7.3, 7.4).
+"""Session lifetime and the security log's request side.
 
 * ``SessionLifetimeMiddleware`` ends a logged-in session ``SESSION_IDLE_TIMEOUT`` seconds
   after its last request and ``SESSION_ABSOLUTE_LIFETIME`` seconds after its login, whatever

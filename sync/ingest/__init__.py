@@ -1,4 +1,4 @@
-"""Spreadsheet ingestion: buyers and sellers synced without losing a row (DESIGN §5, I7, I8).
+"""Spreadsheet ingestion: buyers and sellers synced without losing a row (docs/ingestion.md).
 
 Guarantees: every sheet row ends a run stored exactly as read (never truncated), unchanged,
 or reported with its row number, column, value length and a category; one source runs at

@@ -1,4 +1,4 @@
-"""The record retry queue, ``retry_queue`` (seed 004 ``RetryManager``).
+"""The record retry queue, ``retry_queue``.
 
 Rows that failed for a reason that may pass (database error, lock timeout, network) are queued
 per (source, natural key) with exponential backoff; a row that fails again bumps its attempts,

@@ -1,4 +1,4 @@
-"""The schema check (seed 004 ``SchemaValidator``): will every value fit its real column?
+"""The schema check: will every value fit its real column?
 
 The limits come from PostgreSQL's catalog (``information_schema.columns``), not from the
 model: the incident's ``VARCHAR(50)`` was a table that had drifted from what the code said.

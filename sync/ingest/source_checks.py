@@ -1,4 +1,4 @@
-"""Entry points the commands, the Celery tasks and (later) the console share (seed 004 §13)."""
+"""Entry points the commands, the Celery tasks and (later) the console share."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ class SourceHealth:
 
 
 def source_health(source: str | None = None) -> list[SourceHealth]:
-    """Per source: last run and last success, 24 h success rate, retry queue (seed 004 §9)."""
+    """Per source: last run and last success, 24 h success rate, retry queue."""
     names = [get_source(source).name] if source else sorted(load_sources())
     queue = retry.stats()
     since = timezone.now() - timezone.timedelta(hours=24)

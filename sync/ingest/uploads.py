@@ -1,4 +1,4 @@
-"""Sheets uploaded in the console (issue 15): stored encrypted, previewed by a dry run of the
+"""Sheets uploaded in the console: stored encrypted, previewed by a dry run of the
 real pipeline, then run for real only while the preview still holds.
 
 * ``store_upload`` keeps the file's bytes AES-256-GCM encrypted (the engine's keyring, the

@@ -209,7 +209,7 @@ def _key_position(config: SourceConfig, source: Source, headers: list[str]) -> N
 
 
 def find_missing(config: SourceConfig, source: Source) -> MissingReport:
-    """Read the sheet and list the keys the database lacks (seed 004 §13.1)."""
+    """Read the sheet and list the keys the database lacks."""
     headers = source.headers()
     _key_position(config, source, headers)
     from sync.ingest.schema import column_limits

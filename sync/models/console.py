@@ -1,4 +1,4 @@
-"""Tables of the operations console (DESIGN §7; issue 6), re-exported by sync.models.
+"""Tables of the operations console (docs/console.md), re-exported by sync.models.
 
 * ``StaffAction`` (``sync_staff_actions``): every staff action taken in the console or its
   JSON API (who, what, on what, when, from which IP). Its ``Meta.permissions`` are the three

@@ -1,7 +1,7 @@
-"""Tables of spreadsheet ingestion (DESIGN §5, seeds 002 and 004), re-exported by sync.models.
+"""Tables of spreadsheet ingestion (docs/ingestion.md), re-exported by sync.models.
 
 * ``SyncRun`` (``sync_audit_logs``): one row per run, the audit log, with progress, phase
-  timings, counts, throughput and the verification result (what issue 5 computes metrics from).
+  timings, counts, throughput and the verification result (what the operations metrics read).
 * ``RecordLog`` (``sync_record_logs``): what happened to each sheet row in a run.
 * ``ErrorLog`` (``sync_error_logs``): each problem with its category, row number, column and
   the length of the value that did not fit; never the value itself (DESIGN I6, I8).
@@ -125,7 +125,7 @@ class RecordLog(models.Model):
         SUPERSEDED = "superseded"  # a later row of the sheet carries the same key
 
     # NOTE: a plain bigint, not a foreign key: rows are COPYed in bulk and archived apart
-    # from their run (issue 5); an FK would cost a check per row for nothing.
+    # from their run (retention); an FK would cost a check per row for nothing.
     run_id = models.BigIntegerField()
     row_number = models.PositiveIntegerField(help_text="Row in the sheet (the header is row 1).")
     natural_key = models.TextField(blank=True, default="")
@@ -139,7 +139,7 @@ class RecordLog(models.Model):
         indexes = [
             # A run's rows in sheet order; verification's gap query scans one run's keys.
             models.Index(fields=["run_id", "row_number"], name="sync_record_run_row_idx"),
-            # Seed 002 §2: the history of one buyer/seller number.
+            # The history of one buyer/seller number (the runs list's search).
             models.Index(fields=["natural_key"], name="sync_record_key_idx"),
         ]
 
@@ -187,7 +187,7 @@ class ErrorLog(models.Model):
         indexes = [
             # A run's errors in sheet order (the run page, the incident report).
             models.Index(fields=["run_id", "row_number"], name="sync_error_run_row_idx"),
-            # Seed 004 §4 queryErrors/getErrorStats: by source and category over time.
+            # Errors by source and category over time.
             models.Index(
                 fields=["source", "category", "-created_at"], name="sync_error_source_cat_idx"
             ),
@@ -237,7 +237,7 @@ class RecordRetry(models.Model):
 
 
 class SyncUpload(models.Model):
-    """A spreadsheet an operator uploaded in the console (issue 15): previewed by a dry run,
+    """A spreadsheet an operator uploaded in the console: previewed by a dry run,
     then run for real on confirmation. Kept with its runs for audit: the file holds PII, so
     ``content`` is AES-256-GCM encrypted (``sync.ingest.uploads``; the associated data binds it
     to ``token``) and emptied after ``SYNC_UPLOAD_RETENTION_DAYS`` by the retention task; the

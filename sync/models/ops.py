@@ -1,4 +1,4 @@
-"""Tables of operations (DESIGN §5 "Alerts", §7), re-exported by sync.models.
+"""Tables of operations (docs/operations.md), re-exported by sync.models.
 
 * ``SyncAlert`` (``sync_alerts``): one open row per (type, source); a rule that keeps firing
   bumps ``count`` and ``last_seen_at`` instead of adding rows. Acknowledging closes it.

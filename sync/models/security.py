@@ -1,4 +1,4 @@
-"""Tables of session management and the security log (issue 16), re-exported by sync.models.
+"""Tables of session management and the security log, re-exported by sync.models.
 
 * ``SecurityEvent`` (``sync_security_events``): logins, login failures, lock-outs, ended
   sessions, permission denials, password / staff-flag / role changes. PII-free: a user id and

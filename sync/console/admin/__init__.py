@@ -1,4 +1,4 @@
-"""The console's admin pages for the sync engine's tables (issue 6), registered on import.
+"""The console's admin pages for the sync engine's tables, registered on import.
 
 ``sync/admin.py`` imports this package (Django's autodiscovery looks there); the domain apps
 register their own models in their ``admin.py`` on ``sync.console.admin_base``.

@@ -1,4 +1,4 @@
-"""Sync runs (the audit log) with their record and error logs (seed 002 §2, seed 004 §4).
+"""Sync runs (the audit log) with their record and error logs.
 
 Searching a buyer or seller number finds every run that touched it (an exact match on the
 indexed ``natural_key`` of the record and error logs); a run's page links to its logs and
@@ -59,7 +59,7 @@ def run_link(run_id: int) -> str:
 
 
 def _runs_touching(term: str) -> Q:
-    """Seed 002 §2: runs whose record or error logs name this buyer/seller number."""
+    """Runs whose record or error logs name this buyer/seller number."""
     touched = (
         Q(pk__in=RecordLog.objects.filter(natural_key=term).values("run_id"))
         | Q(pk__in=ErrorLog.objects.filter(natural_key=term).values("run_id"))

@@ -1,5 +1,5 @@
 """The security log's page: logins, failures, lock-outs, ended sessions, permission denials and
-changes to users' passwords, flags and roles (issue 16). Viewers read it; nobody edits it."""
+changes to users' passwords, flags and roles. Viewers read it; nobody edits it."""
 
 from __future__ import annotations
 

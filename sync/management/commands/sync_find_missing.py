@@ -1,4 +1,4 @@
-"""List the keys of the sheet that the database lacks (seed 004 §13.1), and the rows of the
+"""List the keys of the sheet that the database lacks, and the rows of the
 database that the sheet no longer has."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Health of each spreadsheet source: last run, last success, 24 h success rate, retry
-queue (seed 004 §13.4)."""
+queue."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sync just the rows of the sheet that the database lacks (seed 004 §13.2, the runbook)."""
+"""Sync just the rows of the sheet that the database lacks (after a schema fix, say)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Retry the rows of the record retry queue whose backoff ran out (seed 004 §13.3)."""
+"""Retry the rows of the record retry queue whose backoff ran out."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Will every value of the sheet fit its column? Reads the real column types from PostgreSQL's
 catalog, measures every row, lists the rows and columns that would not fit, and prints a
-migration that fixes the columns (seed 004 SchemaValidator)."""
+migration that fixes the columns."""
 
 from __future__ import annotations
 
