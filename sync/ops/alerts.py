@@ -19,8 +19,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from sync.access.request_id import correlation_id
+from sync.ingest.source_settings import recipients_for
 from sync.models import SyncAlert
-from sync.ops.source_settings import recipients_for
 from sync.redaction import RedactPiiFilter, redact
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,23 @@ def raise_alert(
     logger.error("ALERT %s [%s] %s (x%s): %s", alert_type, source, severity, alert.count, message)
     transaction.on_commit(partial(alert_mail, alert_id=pk))
     return alert
+
+
+def record_ingest_alert(
+    sender: object,
+    *,
+    alert_type: str,
+    source: str,
+    message: str,
+    severity: str,
+    context: dict | None,
+    occurrence: str,
+    **_extra: object,
+) -> None:
+    """An alert ingestion raised (``sync.ingest.alerts.alert_raised``), recorded as any other."""
+    raise_alert(
+        alert_type, source, message, severity=severity, context=context, occurrence=occurrence
+    )
 
 
 def alert_mail(*, alert_id: int) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from sync.ingest.source_settings import config_ensure, config_for
 from sync.models import SyncAlert, SyncConfig
 from sync.ops.rules import evaluate
-from sync.ops.source_settings import config_ensure, config_for
 from sync.ops.stats import record_health, record_run_metrics, run_statistics
 
 logger = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 from django.utils import timezone
 
+from sync.ingest.source_settings import config_for
 from sync.models import ErrorLog, RecordLog, SecurityEvent, SyncConfig, SyncRun, SyncUpload
-from sync.ops.source_settings import config_for
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from sync.ingest.source_settings import config_ensure, config_validate
 from sync.models import SyncAlert, SyncConfig, SyncRun
 from sync.ops.alerts import raise_alert
-from sync.ops.source_settings import config_ensure, config_validate
 from tests.console.conftest import client_for, role_users  # noqa: F401 - fixtures
 from tests.console.sources import ensure_roles
 

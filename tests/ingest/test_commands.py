@@ -161,7 +161,7 @@ def test_gap_and_schema_commands_name_an_unknown_source(command) -> None:
 def test_a_new_source_row_takes_model_defaults_when_the_sources_file_is_broken(
     settings, tmp_path
 ) -> None:
-    from sync.ops.source_settings import config_for
+    from sync.ingest.source_settings import config_for
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[sources")

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from sync.ingest.source_settings import config_for
 from sync.models import SyncConfig, SyncRun
-from sync.ops.source_settings import config_for
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django_celery_beat.models import PeriodicTask
 
+from sync.ingest.source_settings import config_ensure, config_for, recipients_for
 from sync.models import SyncConfig
-from sync.ops.source_settings import config_ensure, config_for, config_update, recipients_for
+from sync.ops.source_settings import config_update
 
 
 @pytest.mark.django_db

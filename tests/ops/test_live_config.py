@@ -12,8 +12,9 @@ import pytest
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from config.env import ROOT
+from sync.ingest.source_settings import config_for
 from sync.models import SyncAlert, SyncHealthMetric, SyncRun
-from sync.ops.source_settings import config_for, config_update
+from sync.ops.source_settings import config_update
 from tests.ops.conftest import make_run
 from tests.subprocesses import child_env
 from tests.waiting import wait_until

@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from sync.ingest.source_settings import config_for
 from sync.models import RecordRetry, SyncAlert, SyncConfig, SyncRun
 from sync.ops.rules import evaluate
-from sync.ops.source_settings import config_for, config_update
+from sync.ops.source_settings import config_update
 from tests.ops.conftest import make_intents, make_run
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,9 @@ from django.test import Client
 
 from catalog.models import StockLevel
 from sync.access import roles
+from sync.ingest.source_settings import config_ensure, config_fields
 from sync.models import StaffAction, SyncConfig, SyncRun
-from sync.ops.source_settings import config_ensure, config_fields, config_update
+from sync.ops.source_settings import config_update
 from tests.catalog.conftest import new_part as make_part
 from tests.console.conftest import ensure_role_groups, make_staff_user
 

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog.models import Part, PartContentVersion, StockLevel
+from sync.ingest.source_settings import config_ensure
 from sync.models import SyncConfig
-from sync.ops.source_settings import config_ensure
 from tests.catalog.conftest import new_part
 from tests.console.conftest import make_staff_user
 

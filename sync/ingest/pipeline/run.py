@@ -33,11 +33,11 @@ from sync.ingest.pipeline.lock import SourceLock, holder_of
 from sync.ingest.pipeline.spool import SpooledSource
 from sync.ingest.schema import SchemaReport, column_limits, compare_headers, scan_rows
 from sync.ingest.source_definitions import SourceConfig, get_source
+from sync.ingest.source_settings import config_for
 from sync.ingest.sources import Source, source_for
 from sync.ingest.validation import RowValidator, ValidRow
 from sync.ingest.verification import verify_run
 from sync.models import ErrorLog, SyncRun
-from sync.ops.source_settings import config_for
 from sync.redaction import RedactPiiFilter, redact
 
 logger = logging.getLogger(__name__)
