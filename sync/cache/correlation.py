@@ -1,4 +1,4 @@
-"""The correlation id into the outbox intent (issue 17): an intent says which request or task
+"""The correlation id into the outbox intent: an intent says which request or task
 wrote the row it is for, so the retry queue and ``sync_inspect`` lead to that request's log lines.
 
 The intents are written by a PostgreSQL trigger, which cannot see Python's context, so the id

@@ -147,7 +147,7 @@ def _archive_table(
 
 
 def purge_uploads(*, now=None) -> int:
-    """Console uploads (issue 15), by the daily retention task: the encrypted content of
+    """Console uploads, by the daily retention task: the encrypted content of
     those older than ``SYNC_UPLOAD_RETENTION_DAYS`` is emptied (who uploaded which file when,
     and the runs it fed, stay for audit); rows older than the logs' retention go, as their
     runs do. Uploads purged or deleted."""
