@@ -29,6 +29,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, cast
 
 from django.conf import settings
 
@@ -80,8 +81,10 @@ class WarmState:
         return f"cache warming, {self.percent}% ({self.done:,} of {self.total:,} rows), {where}"
 
 
-def _read(client) -> tuple[dict[str, str], bool]:
-    recorded = {k.decode(): v.decode() for k, v in client.hgetall(warm_key()).items()}
+def _read(client: connection.Client) -> tuple[dict[str, str], bool]:
+    # The engine's clients never decode replies: they are bytes.
+    raw = cast("dict[bytes, bytes]", client.hgetall(warm_key()))
+    recorded = {k.decode(): v.decode() for k, v in raw.items()}
     return recorded, bool(client.exists(warm_key("lock")))
 
 
@@ -164,7 +167,8 @@ def _run(
         logger.info(
             "automatic warm: resuming at %s of %s rows", recorded["done"], recorded["total"]
         )
-    cursor: dict[str, str | bool] = json.loads(recorded["cursor"])
+    # Per model: the last primary key written (its text), or true once the model is done.
+    cursor: dict[str, str | Literal[True]] = json.loads(recorded["cursor"])
     done, total, started = int(recorded["done"]), int(recorded["total"]), time.monotonic()
     written = 0
 
@@ -205,10 +209,11 @@ def _run(
     return state()
 
 
-def _start(client, recorded: dict[str, str]) -> None:
+def _start(client: connection.Client, recorded: dict[str, str]) -> None:
     pipe = client.pipeline(transaction=not connection.is_cluster(client))
     pipe.delete(warm_key())
-    pipe.hset(warm_key(), mapping=recorded)
+    # redis-py types the mapping's keys invariantly: it refuses a dict[str, str].
+    pipe.hset(warm_key(), mapping=recorded)  # type: ignore[arg-type]
     pipe.execute()
 
 

@@ -15,11 +15,11 @@ from django.db import models, router
 from sync.cache.writer import mark_changed
 
 
-def update_synced(queryset: models.QuerySet, **values: Any) -> int:
+def update_synced(queryset: models.QuerySet[models.Model], **values: Any) -> int:
     """``queryset.update(**values)`` with write-through of every updated row on commit."""
     using = router.db_for_write(queryset.model)
     pks = list(queryset.values_list("pk", flat=True))
-    count = queryset.model._base_manager.using(using).filter(pk__in=pks).update(**values)
+    count: int = queryset.model._base_manager.using(using).filter(pk__in=pks).update(**values)
     mark_changed(queryset.model._meta.label_lower, pks, using=using)
     return count
 

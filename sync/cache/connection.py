@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 from urllib.parse import unquote
 
 import redis
@@ -38,9 +38,16 @@ from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from sync.cache.exceptions import CacheUnavailableError
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis as AsyncRedis
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+    from typing_extensions import TypeIs
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CLUSTER_SCHEME, SENTINEL_SCHEME = "redis+cluster", "redis+sentinel"
+# The engine's client: one server (or Sentinel's primary), or a Redis Cluster.
+Client: TypeAlias = redis.Redis | RedisCluster
 
 # What tells the breaker "this Redis (or part of it) is not there": a slot with no live
 # primary (CLUSTERDOWN, an uncovered slot, a cluster no seed answers for) is an outage like
@@ -155,13 +162,13 @@ def parse_url(url: str) -> Topology:
 
 def _for_topology(
     topology: Topology,
-    options: dict,
+    options: dict[str, Any],
     *,
-    cluster_class,
-    node_class,
-    sentinel_class,
-    **primary_options,
-):
+    cluster_class: Any,
+    node_class: Any,
+    sentinel_class: Any,
+    **primary_options: Any,
+) -> Any:
     """A cluster client or Sentinel's primary for ``topology`` (the sync or the asyncio
     classes of redis-py: the same arguments for both); None for a single server."""
     if topology.kind == "cluster":
@@ -189,8 +196,8 @@ def _for_topology(
     return None
 
 
-def _build(topology: Topology, *, socket_timeout: float) -> redis.Redis | RedisCluster:
-    options = {
+def _build(topology: Topology, *, socket_timeout: float) -> Client:
+    options: dict[str, Any] = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": settings.REDIS_CONNECT_TIMEOUT,
         "retry": Retry(NoBackoff(), 0),
@@ -205,18 +212,18 @@ def _build(topology: Topology, *, socket_timeout: float) -> redis.Redis | RedisC
         health_check_interval=0,
     )
     if found is not None:
-        return found
+        return cast("Client", found)
     return redis.Redis.from_url(
         topology.url, retry_on_timeout=False, health_check_interval=0, **options
     )
 
 
 breaker = CircuitBreaker()
-_clients: dict[tuple[str, bool], redis.Redis | RedisCluster] = {}
+_clients: dict[tuple[str, bool], Client] = {}
 _clients_lock = threading.Lock()
 
 
-def client(*, bulk: bool = False) -> redis.Redis | RedisCluster:
+def client(*, bulk: bool = False) -> Client:
     """The engine's client: short timeouts; ``bulk`` for big pipelines (warm, verify, replay),
     whose replies may take longer than one request's budget."""
     url = settings.SYNC_REDIS_URL
@@ -240,7 +247,7 @@ def async_client(
     socket_timeout: float | None,
     max_connections: int | None = None,
     pool_timeout: float | None = None,
-):
+) -> AsyncRedis | AsyncRedisCluster:
     """An asyncio client of the engine's Redis, whatever its topology, for code that waits on
     it in an event loop (the catalog's event stream). ``max_connections`` and
     ``pool_timeout``: a shared pool that queues its callers (a single server only; a
@@ -251,7 +258,7 @@ def async_client(
     from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
     topology = parse_url(settings.SYNC_REDIS_URL)
-    options = {
+    options: dict[str, Any] = {
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": settings.SYNC_BULK_SOCKET_TIMEOUT,
     }
@@ -263,7 +270,7 @@ def async_client(
         sentinel_class=AsyncSentinel,
     )
     if found is not None:
-        return found
+        return cast("AsyncRedis | AsyncRedisCluster", found)
     if max_connections is None:
         return aredis.from_url(topology.url, **options)
     pool = aredis.BlockingConnectionPool.from_url(
@@ -272,11 +279,11 @@ def async_client(
     return aredis.Redis(connection_pool=pool)
 
 
-def is_cluster(found: redis.Redis | RedisCluster) -> bool:
+def is_cluster(found: Client) -> TypeIs[RedisCluster]:
     return isinstance(found, RedisCluster)
 
 
-def primaries(found: redis.Redis | RedisCluster) -> dict[str, redis.Redis]:
+def primaries(found: Client) -> dict[str, redis.Redis]:
     """A plain client per primary, by node name: every primary of a cluster, else the one."""
     if is_cluster(found):
         return {node.name: found.get_redis_connection(node) for node in found.get_primaries()}
@@ -286,7 +293,7 @@ def primaries(found: redis.Redis | RedisCluster) -> dict[str, redis.Redis]:
 _primary_checked: dict[int, float] = {}
 
 
-def _check_primary(found: redis.Redis | RedisCluster) -> None:
+def _check_primary(found: Client) -> None:
     """Sentinel: ask the sentinels which node is the primary every
     ``SYNC_REDIS_SENTINEL_CHECK`` seconds; when it changed, the pool drops its connections to
     the old one. NOTE: redis-py asks only when it opens a connection, and a demoted primary
@@ -316,7 +323,7 @@ def reset_clients() -> None:
     breaker.reset()
 
 
-def run(operation: Callable[[redis.Redis | RedisCluster], T], *, bulk: bool = False) -> T:
+def run(operation: Callable[[Client], T], *, bulk: bool = False) -> T:
     """Run one Redis operation behind the breaker; every failure is ``CacheUnavailableError``."""
     if not breaker.allow():
         msg = "cache circuit breaker is open"

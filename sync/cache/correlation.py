@@ -24,10 +24,15 @@ statement's text per intent row: quadratic for a bulk write).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from psycopg.pq import TransactionStatus
 
 from sync.access.request_id import correlation_id
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 SETTING = "syncops.request_id"
 _SAFE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -41,7 +46,9 @@ def _wanted() -> str:
     return request_id if request_id and _SAFE.fullmatch(request_id) else ""
 
 
-def _wrapper(execute, sql, params, many, context):
+def _wrapper(
+    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
     connection = context["connection"]
     head = sql.lstrip()[:8].upper()
     if head.startswith("ROLLBACK") or (
@@ -61,7 +68,9 @@ def _wrapper(execute, sql, params, many, context):
     return execute(sql, params, many, context)
 
 
-def install(sender=None, connection=None, **_extra) -> None:
+def install(
+    sender: object = None, connection: BaseDatabaseWrapper | None = None, **_extra: object
+) -> None:
     """``connection_created`` receiver: every new PostgreSQL connection tags its writes."""
     if (
         connection is not None

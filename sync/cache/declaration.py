@@ -8,13 +8,18 @@ repository look models up in.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sync.cache.exceptions import NotSyncedError
 
 if TYPE_CHECKING:
     from django.db import models
+
+    from sync.models import SyncedModel
+
+_ModelT = TypeVar("_ModelT", bound="type[models.Model]")
 
 
 class Tier(enum.IntEnum):
@@ -25,7 +30,7 @@ class Tier(enum.IntEnum):
 
 @dataclass(frozen=True)
 class SyncSpec:
-    model: type[models.Model]
+    model: type[SyncedModel]
     tier: Tier
     fields: tuple[str, ...]
     ttl: int  # seconds; each write adds up to `ttl_jitter` of it at random
@@ -36,14 +41,13 @@ class SyncSpec:
     # Redis and repository reads do not return it, exactly as if it were gone.
     soft_delete: str | None = None
     attnames: tuple[str, ...] = field(init=False)
-    to_python: tuple = field(init=False, repr=False)
+    to_python: tuple[Callable[[Any], Any] | None, ...] = field(init=False, repr=False)
     # indexed field name -> position of its blind index digest in the payload values
     blind_indexes: dict[str, int] = field(init=False, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         from sync.cache.tiers import blind_index_fields
 
-        meta = self.model._meta
         leaked = sorted(set(self.fields) & set(self.pii_fields))
         if leaked:
             msg = f"{self.label}: PII fields may not be cached: {', '.join(leaked)} (I5)"
@@ -53,7 +57,7 @@ class SyncSpec:
         if self.soft_delete and self.soft_delete not in names:
             names.append(self.soft_delete)
         object.__setattr__(self, "fields", tuple(names))
-        model_fields = [meta.get_field(name) for name in self.fields]
+        model_fields = [concrete_field(self.model, name) for name in self.fields]
         object.__setattr__(self, "attnames", tuple(f.attname for f in model_fields))
         object.__setattr__(self, "to_python", tuple(_converter(f) for f in model_fields))
         object.__setattr__(
@@ -66,7 +70,7 @@ class SyncSpec:
     def label(self) -> str:
         return self.model._meta.label_lower
 
-    def is_live(self, values: tuple | list) -> bool:
+    def is_live(self, values: tuple[Any, ...] | list[Any]) -> bool:
         """False when these payload values are those of a soft-deleted row."""
         return self.soft_delete is None or values[self.fields.index(self.soft_delete)] is None
 
@@ -98,7 +102,33 @@ _JSON_NATIVE = {
 }
 
 
-def _converter(model_field):
+def concrete_field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    """``model``'s field ``name``, one with a column in its table (as every synced or ingested
+    field is; a reverse relation is not, and raises ``TypeError``)."""
+    from django.db.models import Field
+
+    found = model._meta.get_field(name)
+    if not isinstance(found, Field):
+        msg = f"{model._meta.label_lower}.{name} is not a column of its table"
+        raise TypeError(msg)
+    return found
+
+
+def column(model: type[models.Model], name: str | None = None) -> str:
+    """The table column of ``model``'s field ``name``, of its primary key when None."""
+    return field_column(model._meta.pk if name is None else concrete_field(model, name))
+
+
+def field_column(found: models.Field[Any, Any]) -> str:
+    """The table column of a concrete field (a relation through other columns, a
+    GenericRelation, has none and raises ``TypeError``)."""
+    if found.column is None:
+        msg = f"{found.model._meta.label_lower}.{found.name} has no column of its own"
+        raise TypeError(msg)
+    return found.column
+
+
+def _converter(model_field: models.Field[Any, Any]) -> Callable[[Any], Any] | None:
     """``to_python`` where a JSON round trip changes the type (Decimal, dates, UUID), else None."""
     target = getattr(model_field, "target_field", None) if model_field.is_relation else None
     kind = (target or model_field).get_internal_type()
@@ -117,10 +147,10 @@ def synced(
     pii_fields: tuple[str, ...] = (),
     prefix: str | None = None,
     soft_delete: str | None = None,
-):
+) -> Callable[[_ModelT], _ModelT]:
     """Class decorator: register a ``SyncedModel`` subclass with the sync engine."""
 
-    def register(model: type[models.Model]) -> type[models.Model]:
+    def register(model: _ModelT) -> _ModelT:
         from sync.models import SyncedModel
 
         if not issubclass(model, SyncedModel):

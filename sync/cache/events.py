@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import redis
 from django.conf import settings
 
 from sync.cache import connection, store
@@ -81,7 +80,7 @@ def append(states: list[RowState]) -> int:
     return connection.run(lambda client: _send(client, calls), bulk=len(calls) > store.BULK_CALLS)
 
 
-def _send(client: redis.Redis, calls: list[tuple]) -> int:
+def _send(client: connection.Client, calls: list[tuple[Any, ...]]) -> int:
     # NOTE: eval_keys routes each call by its first key (the stream; the hash shares its slot)
     # and, like the cache write, waits for SYNC_REDIS_WAIT_REPLICAS replicas.
     replies = store.eval_keys(

@@ -13,7 +13,12 @@ so this is installed after every ``migrate`` (``post_migrate``), not by one migr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import connections
+
+if TYPE_CHECKING:
+    from django.apps import AppConfig
 
 FAST_IGNORE_CHECK = """
 CREATE OR REPLACE FUNCTION public._pgtrigger_should_ignore(trigger_name name)
@@ -34,7 +39,7 @@ def install(using: str = "default") -> None:
         cursor.execute(FAST_IGNORE_CHECK)
 
 
-def after_migrate(sender, using: str = "default", **kwargs) -> None:
+def after_migrate(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
     """``post_migrate`` receiver (sent once per app: installing once per ``migrate`` would
     do; the statement is idempotent and cheap)."""
     if sender.name == "sync":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.conf import settings
 from django.db import connection as db
@@ -30,6 +31,9 @@ from sync.cache.exceptions import CacheUnavailableError, SyncError
 from sync.cache.fence import fence
 from sync.cache.keys import cache_key, fence_key
 from sync.models import SyncIntent
+
+if TYPE_CHECKING:
+    from django.db import models
 
 WRITERS = {
     store.WRITE_THROUGH: "write-through",
@@ -63,6 +67,22 @@ class FenceState:
     model_trusted: bool  # by this process, now
     key_trusted: bool
     staleness_bound: float
+
+
+class _Database(TypedDict):
+    """What PostgreSQL says about the row (the first fields of ``RowInspection``)."""
+
+    label: str
+    pk: str
+    key: str
+    pg_version: int | None
+    pg_live: bool
+    pg_updated_at: datetime.datetime | None
+    intents: list[SyncIntent]
+
+
+# The key's hash, its TTL, the drained epoch, the row's last streamed version, stream entries.
+_Redis = tuple[dict[str, str], int | None, int, int | None, list[tuple[bytes, dict[bytes, bytes]]]]
 
 
 @dataclass(frozen=True)
@@ -186,7 +206,7 @@ class RowInspection:
         return out
 
 
-def row_state(model, pk: object) -> RowInspection:
+def row_state(model: type[models.Model], pk: object) -> RowInspection:
     """Everything the engine knows about this row; never raises for Redis being down."""
     spec = spec_for(model)
     pk_value = spec.model._meta.pk.to_python(pk)
@@ -202,7 +222,7 @@ def row_state(model, pk: object) -> RowInspection:
     with db.cursor() as cursor:
         cursor.execute("SELECT epoch FROM sync_fence WHERE model = %s", [spec.label])
         found = cursor.fetchone()
-    fields = {
+    fields: _Database = {
         "label": spec.label,
         "pk": str(pk_value),
         "key": key,
@@ -244,16 +264,20 @@ def row_state(model, pk: object) -> RowInspection:
             decodes = False
     known = {v for v in (fields["pg_version"], version and int(version), last) if v}
     known |= {intent.version for intent in intents}
-    stream_events = [
-        StreamEvent(
-            source.stream,
-            entry_id.decode(),
-            values.get(b"type", b"").decode(),
-            int(values[b"version"]),
-        )
-        for entry_id, values in entries
-        if values.get(b"version", b"").isdigit() and int(values[b"version"]) in known
-    ]
+    stream_events = (
+        [
+            StreamEvent(
+                source.stream,
+                entry_id.decode(),
+                values.get(b"type", b"").decode(),
+                int(values[b"version"]),
+            )
+            for entry_id, values in entries
+            if values.get(b"version", b"").isdigit() and int(values[b"version"]) in known
+        ]
+        if source is not None
+        else []
+    )  # no stream: no entries
     return RowInspection(
         **fields,
         redis_version=int(version) if version is not None else None,
@@ -268,19 +292,26 @@ def row_state(model, pk: object) -> RowInspection:
     )
 
 
-def _read(client, key: str, label: str, pk: str, source: events.EventSource | None) -> tuple:
+def _read(
+    client: connection.Client, key: str, label: str, pk: str, source: events.EventSource | None
+) -> _Redis:
     """The key's hash and TTL, the drained epoch, and — when the model has a change stream —
     the last version appended for the row and the stream's newest ``STREAM_SCAN`` entries
     (versions come from one sequence for every synced table, so an entry carrying one of
     this row's versions is this row's)."""
     # NOTE: latin-1 maps every byte to one character and back: the payload stays bytes-exact.
-    entry = {k.decode(): v.decode("latin-1") for k, v in client.hgetall(key).items()}
+    # The engine's clients never decode replies: they are bytes.
+    raw = cast("dict[bytes, bytes]", client.hgetall(key))
+    entry = {k.decode(): v.decode("latin-1") for k, v in raw.items()}
     ttl = client.pttl(key) if entry else None
     drained = int(client.hget(fence_key(), label) or 0)
     if source is None:
         return entry, ttl, drained, None, []
     last = client.hget(events.last_key(source.stream), f"{label}:{pk}")
-    entries = client.xrevrange(events.stream_key(source.stream), count=STREAM_SCAN)
+    entries = cast(
+        "list[tuple[bytes, dict[bytes, bytes]]]",
+        client.xrevrange(events.stream_key(source.stream), count=STREAM_SCAN),
+    )
     return entry, ttl, drained, int(last) if last is not None else None, entries
 
 

@@ -9,11 +9,12 @@ fence does not trust the model (I9), reads go to PostgreSQL and the caller never
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import logging
 import secrets
 import time
-from typing import TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from django.conf import settings
 from django.db import connections, models
@@ -30,6 +31,11 @@ from sync.cache.metrics import CACHE_READS
 from sync.cache.outbox import RowState
 from sync.cache.tiers import blind_index_fields
 
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+    from sync.models import SyncedModel
+
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=models.Model)
 
@@ -44,7 +50,7 @@ def _layout(spec: SyncSpec) -> tuple[list[str], list[int]]:
     return names, [sources.index(name) for name in names]
 
 
-def _instance(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> models.Model:
+def _instance(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> SyncedModel:
     values = unseal(spec, key, hit.version, hit.payload, hit.key_id)
     names, order = _layout(spec)
     row = [spec.model._meta.pk.to_python(pk), *values, hit.version]
@@ -62,12 +68,12 @@ def _instance(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> models.Mo
     return obj
 
 
-def _from_db(spec: SyncSpec, pk: object) -> models.Model | None:
+def _from_db(spec: SyncSpec, pk: object) -> SyncedModel | None:
     return spec.model._base_manager.filter(pk=pk, **spec.live_filter).first()
 
 
 def _fill(
-    spec: SyncSpec, instances: list[models.Model], leases: dict[str, str] | None = None
+    spec: SyncSpec, instances: list[SyncedModel], leases: dict[str, str] | None = None
 ) -> None:
     """Write rows just read from PostgreSQL, each only while this reader's fill lease on its
     key stands (``leases``: key -> token, taken on the miss before the read; ``lua/fill.lua``).
@@ -128,7 +134,7 @@ def _lease_many(spec: SyncSpec, pks: list[object]) -> dict[str, str]:
     }  # read.lua: 3 = this reader got the lease
 
 
-def _decode(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> models.Model | None:
+def _decode(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> SyncedModel | None:
     """The cached instance, or None for a tombstone; raises SyncError when undecodable."""
     if hit.tombstone:
         return None
@@ -149,7 +155,7 @@ def _dirty_here(spec: SyncSpec, pk: object) -> bool:
 
 
 @functools.cache
-def _counter(label: str, outcome: str):
+def _counter(label: str, outcome: str) -> Counter:
     return CACHE_READS.labels(label, outcome)
 
 
@@ -159,7 +165,11 @@ def get(model: type[M], pk: object) -> M | None:
     Inside a transaction, rows it changed are read from PostgreSQL (read your own writes),
     and nothing read inside a transaction fills Redis: it may not be committed (I4).
     """
-    spec = spec_for(model)
+    # The spec's model is ``model`` itself (registered under its label).
+    return cast("M | None", _get(spec_for(model), pk))
+
+
+def _get(spec: SyncSpec, pk: object) -> SyncedModel | None:
     if _dirty_here(spec, pk) or not fence.trusts(spec.label, pk):
         _counter(spec.label, "bypass").inc()
         return _from_db(spec, pk)
@@ -167,7 +177,7 @@ def get(model: type[M], pk: object) -> M | None:
     token = ""
     try:
         # A hit is one HMGET; only a miss pays for the lease script (and a token).
-        result = store.read_row(key)
+        result: store.Hit | str | None = store.read_row(key)
         if result is None:
             token = secrets.token_hex(8)
             result = store.lease(key, token=token, lease_ms=settings.SYNC_LEASE_MS)
@@ -193,10 +203,16 @@ def get(model: type[M], pk: object) -> M | None:
     return obj
 
 
-_NOT_FILLED = object()
+class _Waited(enum.Enum):
+    NOT_FILLED = enum.auto()
 
 
-def _wait_for_filler(spec: SyncSpec, pk: object, key: str):
+_NOT_FILLED = _Waited.NOT_FILLED
+
+
+def _wait_for_filler(
+    spec: SyncSpec, pk: object, key: str
+) -> SyncedModel | Literal[_Waited.NOT_FILLED] | None:
     deadline = time.monotonic() + settings.SYNC_LEASE_WAIT
     while time.monotonic() < deadline:
         time.sleep(0.002)
@@ -208,9 +224,13 @@ def _wait_for_filler(spec: SyncSpec, pk: object, key: str):
 
 def get_many(model: type[M], pks: list[object]) -> dict[object, M]:
     """The existing rows among ``pks``, by pk: one Redis round trip, one query for misses."""
-    spec = spec_for(model)
+    # The spec's model is ``model`` itself (registered under its label).
+    return cast("dict[object, M]", _get_many(spec_for(model), pks))
+
+
+def _get_many(spec: SyncSpec, pks: list[object]) -> dict[object, SyncedModel]:
     pks = list(dict.fromkeys(pks))
-    found: dict[object, M] = {}
+    found: dict[object, SyncedModel] = {}
     missing = [pk for pk in pks if _dirty_here(spec, pk)]
     # Keys whose intents outlived the staleness bound (fence.py) read PostgreSQL.
     stale = fence.stale_keys(spec.label) if fence.trusts(spec.label) else None
@@ -279,11 +299,12 @@ def get_by(model: type[M], **lookup: str) -> M | None:
             obj = get(model, spec.model._meta.pk.to_python(entry.payload.decode()))
             if obj is not None and getattr(obj, index.attname) == digest:
                 return obj
-    obj = (
+    row = (
         spec.model._base_manager.filter(**{index.attname: digest}, **spec.live_filter).first()
         if digest
         else None
     )
-    if obj is not None and fence.trusts(spec.label) and not _in_transaction():
-        _fill(spec, [obj])
-    return obj
+    if row is not None and fence.trusts(spec.label) and not _in_transaction():
+        _fill(spec, [row])
+    # The spec's model is ``model`` itself (registered under its label).
+    return cast("M | None", row)

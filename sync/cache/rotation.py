@@ -8,10 +8,10 @@ its version nor its key id changed meanwhile (a concurrent write already used th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import redis
+from typing import Any
 
 from sync.cache import connection, outbox, store
 from sync.cache.declaration import SyncSpec, Tier, synced_models
@@ -45,7 +45,7 @@ def rotate(
     report = RotationReport(spec.label)
     current = keyring().current_id
     for names in store.scan_keys(model_pattern(spec.label), count=batch_size):
-        entries = connection.run(lambda c, names=names: _hmget(c, names), bulk=True)
+        entries = connection.run(functools.partial(_hmget, names=names), bulk=True)
         jobs, undecodable = [], []
         for name, (version, payload, key_id, tombstone) in zip(names, entries, strict=True):
             report.scanned += 1
@@ -63,7 +63,7 @@ def rotate(
             jobs.append((name, version, key_id, sealed, new_id))
         if jobs:
             report.rotated += sum(
-                connection.run(lambda c, jobs=jobs: _reencrypt(c, jobs), bulk=True)
+                connection.run(functools.partial(_reencrypt, jobs=jobs), bulk=True)
             )
         if undecodable:
             report.repaired += _rewrite_from_database(spec, undecodable)
@@ -72,14 +72,16 @@ def rotate(
     return report
 
 
-def _hmget(client: redis.Redis, names: list[str]) -> list:
+def _hmget(client: connection.Client, names: list[str]) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hmget(name, "v", "p", "k", "t")
     return pipe.execute()
 
 
-def _reencrypt(client: redis.Redis, jobs: list) -> list[int]:
+def _reencrypt(
+    client: connection.Client, jobs: list[tuple[str, bytes, bytes, bytes, str]]
+) -> list[int]:
     return store.eval_many(
         client,
         "reencrypt",

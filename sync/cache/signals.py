@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_delete, post_migrate, post_save
 
@@ -9,8 +11,11 @@ from sync.cache import correlation, ignore_check
 from sync.cache.declaration import is_synced
 from sync.cache.writer import mark_changed
 
+if TYPE_CHECKING:
+    from django.db import models
 
-def _changed(sender, instance, using, **kwargs) -> None:
+
+def _changed(sender: Any, instance: models.Model, using: str, **kwargs: object) -> None:
     # NOTE: a proxy model's signals name the proxy as sender; the row is the concrete model's.
     label = sender._meta.concrete_model._meta.label_lower
     if is_synced(label):

@@ -7,6 +7,7 @@ keys go out as one pipeline, one round trip.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import random
 import secrets
@@ -14,11 +15,12 @@ import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import redis
 from django.conf import settings
 from hiredis import pack_command
+from redis.cluster import RedisCluster
 
 from sync.cache import connection
 from sync.cache.exceptions import CacheUnavailableError
@@ -83,11 +85,12 @@ def _token(reply: bytes | None, fresh: str) -> str:
     return fresh if reply is None else reply.decode()
 
 
-def _node_name(client: redis.Redis, key: str) -> str:
-    return client.nodes_manager.get_node_from_slot(client.keyslot(key)).name
+def _node_name(client: RedisCluster, key: str) -> str:
+    name: str = client.nodes_manager.get_node_from_slot(client.keyslot(key)).name
+    return name
 
 
-def _marker(client: redis.Redis, primary: str) -> str:
+def _marker(client: connection.Client, primary: str) -> str:
     if not connection.is_cluster(client):
         return marker_key()
     key = _marker_keys.get(primary)
@@ -107,7 +110,7 @@ def _marker(client: redis.Redis, primary: str) -> str:
     return key
 
 
-def _fetch_markers(client: redis.Redis) -> None:
+def _fetch_markers(client: connection.Client) -> None:
     for primary, node in connection.primaries(client).items():
         fresh = secrets.token_hex(8)
         _seen[primary] = _token(
@@ -138,13 +141,13 @@ connection.breaker.on_change(
 
 
 def eval_many(
-    client: redis.Redis,
+    client: connection.Client,
     name: str,
-    calls: list[tuple[str, list]],
+    calls: list[tuple[str, list[Any]]],
     *,
     wait: bool = False,
     marks: Marks | None = None,
-) -> list:
+) -> list[Any]:
     """EVALSHA of ``lua/<name>.lua`` once per (key, args), in one round trip.
 
     ``wait``: the writes count only once ``SYNC_REDIS_WAIT_REPLICAS`` replicas have them
@@ -155,13 +158,13 @@ def eval_many(
 
 
 def eval_keys(
-    client: redis.Redis,
+    client: connection.Client,
     name: str,
-    calls: list[tuple[tuple[str, ...], list]],
+    calls: list[tuple[tuple[str, ...], list[Any]]],
     *,
     wait: bool = False,
     marks: Marks | None = None,
-) -> list:
+) -> list[Any]:
     """EVALSHA of ``lua/<name>.lua`` once per (keys, args); a call's keys share one slot.
 
     A restarted (empty) Redis answers NOSCRIPT: the script is loaded (on every primary of a
@@ -172,7 +175,7 @@ def eval_keys(
     sha = _sha(name)
     replicas = settings.SYNC_REDIS_WAIT_REPLICAS if wait else 0
 
-    def send() -> list:
+    def send() -> list[Any]:
         # NOTE: on a cluster even one call goes out raw: RedisCluster.execute_command's
         # routing costs more than the round trip here (bench/topology.py).
         if len(calls) == 1 and not replicas and marks is None and not connection.is_cluster(client):
@@ -193,7 +196,9 @@ def eval_keys(
         return send()
 
 
-def _by_node(client: redis.Redis, keys: list[str]) -> list[tuple[str, redis.Redis, list[int]]]:
+def _by_node(
+    client: connection.Client, keys: list[str]
+) -> list[tuple[str, redis.Redis, list[int]]]:
     """The commands' positions grouped by the primary that holds their key, with its name
     (one group, "" and the client itself, unless it is a cluster client)."""
     if not connection.is_cluster(client):
@@ -208,13 +213,13 @@ def _by_node(client: redis.Redis, keys: list[str]) -> list[tuple[str, redis.Redi
 
 
 def _pipelined(
-    client: redis.Redis,
-    commands: list[tuple],
+    client: connection.Client,
+    commands: list[tuple[Any, ...]],
     *,
     keys: list[str],
     wait_replicas: int = 0,
     marks: Marks | None = None,
-) -> list:
+) -> list[Any]:
     """Send many commands in one write per primary and read their replies: a pipeline
     without redis-py's per-command bookkeeping, which is most of the client's time when
     warming or replaying (hiredis packs the commands in C). On a cluster the commands go to
@@ -235,7 +240,7 @@ def _pipelined(
     refreshes the cluster client's map before it raises; the next attempt goes to the right
     primary.
     """
-    replies: list = [None] * len(commands)
+    replies: list[Any] = [None] * len(commands)
     held = []
     fresh = secrets.token_hex(8)
     try:
@@ -246,11 +251,12 @@ def _pipelined(
             packed = [pack_command(commands[position]) for position in positions]
             if marks is not None:
                 packed.append(
-                    pack_command(("EVAL", _source("marker"), 1, _marker(client, primary), fresh))
+                    # hiredis's stub types the command as a one-item tuple.
+                    pack_command(("EVAL", _source("marker"), 1, _marker(client, primary), fresh))  # type: ignore[arg-type]
                 )
             if wait_replicas:
                 packed.append(
-                    pack_command(("WAIT", wait_replicas, settings.SYNC_REDIS_WAIT_TIMEOUT_MS))
+                    pack_command(("WAIT", wait_replicas, settings.SYNC_REDIS_WAIT_TIMEOUT_MS))  # type: ignore[arg-type]
                 )
             # One buffer, one send: redis-py sends a list item by item, a system call
             # per command (most of the write-through thread's time when filling).
@@ -353,7 +359,7 @@ LEASED_ELSEWHERE, LEASE_GRANTED = "leased", "granted"
 FIELDS = ("v", "p", "k", "t")
 
 
-def _hit(reply: list) -> Hit | None:
+def _hit(reply: list[Any]) -> Hit | None:
     version, payload, key_id, tombstone = reply
     if version is None:
         return None
@@ -365,7 +371,7 @@ def read_row(key: str) -> Hit | None:
     return connection.run(lambda client: _hit(_hmget_many(client, [key], FIELDS)[0]))
 
 
-def _hmget_many(client: redis.Redis, keys: list[str], fields: tuple[str, ...]) -> list:
+def _hmget_many(client: connection.Client, keys: list[str], fields: tuple[str, ...]) -> list[Any]:
     """HMGET of every key in one round trip."""
     if connection.is_cluster(client):
         # NOTE: raw per-primary pipelines: redis-py's ClusterPipeline costs three times the
@@ -381,7 +387,7 @@ def _hmget_many(client: redis.Redis, keys: list[str], fields: tuple[str, ...]) -
 
 
 def read_rows(keys: list[str]) -> list[Hit | None]:
-    def operation(client: redis.Redis) -> list[Hit | None]:
+    def operation(client: connection.Client) -> list[Hit | None]:
         return [_hit(reply) for reply in _hmget_many(client, keys, FIELDS)]
 
     return connection.run(operation, bulk=len(keys) > BULK_CALLS)
@@ -390,7 +396,7 @@ def read_rows(keys: list[str]) -> list[Hit | None]:
 def lease(key: str, *, token: str, lease_ms: int) -> Hit | str:
     """After a miss: the row if it arrived meanwhile, else the fill lease or who holds it."""
 
-    def operation(client: redis.Redis) -> Hit | str:
+    def operation(client: connection.Client) -> Hit | str:
         (reply,) = eval_many(client, "read", [(key, [token, lease_ms])])
         kind = int(reply[0])
         if kind == 1:
@@ -403,7 +409,7 @@ def lease(key: str, *, token: str, lease_ms: int) -> Hit | str:
 def versions(keys: list[str]) -> list[tuple[int | None, bool]]:
     """(stored version or None, is tombstone) for each key, one round trip."""
 
-    def operation(client: redis.Redis) -> list[tuple[int | None, bool]]:
+    def operation(client: connection.Client) -> list[tuple[int | None, bool]]:
         return [
             (int(v) if v is not None else None, t == b"1")
             for v, t in _hmget_many(client, keys, ("v", "t"))
@@ -419,16 +425,21 @@ def scan_keys(pattern: str, *, count: int) -> Iterator[list[str]]:
         cursor = 0
         while True:
             cursor, keys = connection.run(
-                lambda client, cur=cursor, name=name: _primary(client, name).scan(
-                    cur, match=pattern, count=count
-                )
+                functools.partial(_scan_page, name=name, cursor=cursor, match=pattern, count=count)
             )
-            yield [key.decode() for key in keys]
+            # The engine's clients never decode replies: keys are bytes.
+            yield [key.decode() for key in cast("list[bytes]", keys)]
             if cursor == 0:
                 break
 
 
-def _primary(client: redis.Redis, name: str) -> redis.Redis:
+def _scan_page(
+    client: connection.Client, *, name: str, cursor: int, match: str, count: int
+) -> tuple[int, list[bytes | str]]:
+    return _primary(client, name).scan(cursor, match=match, count=count)
+
+
+def _primary(client: connection.Client, name: str) -> redis.Redis:
     found = connection.primaries(client).get(name)
     if found is None:
         msg = f"cluster primary {name} left the cluster during a scan"
@@ -438,7 +449,10 @@ def _primary(client: redis.Redis, name: str) -> redis.Redis:
 
 def fence() -> dict[str, int]:
     return connection.run(
-        lambda client: {k.decode(): int(v) for k, v in client.hgetall(fence_key()).items()}
+        lambda client: {
+            k.decode(): int(v)
+            for k, v in cast("dict[bytes, bytes]", client.hgetall(fence_key())).items()
+        }
     )
 
 
@@ -455,12 +469,12 @@ def marker_tokens(*, create: bool) -> str:
     ``create`` sets a missing one (``lua/marker.lua``, as a writer does) and this process
     remembers them as seen; without it a missing marker reads as ``-``."""
 
-    def operation(client: redis.Redis) -> str:
+    def operation(client: connection.Client) -> str:
         if create:
             _fetch_markers(client)
             return ",".join(f"{name}={_seen[name]}" for name in sorted(_seen))
         tokens = {
-            name: node.get(_marker(client, name))
+            name: cast("bytes | None", node.get(_marker(client, name)))
             for name, node in connection.primaries(client).items()
         }
         return ",".join(

@@ -15,6 +15,8 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -83,7 +85,8 @@ def normalize_phone(value: str) -> str:
         return "+" + digits
     if digits.startswith("00"):
         return "+" + digits[2:]
-    return "+" + settings.SYNC_PHONE_DEFAULT_COUNTRY_CODE + digits.lstrip("0")
+    country_code: str = settings.SYNC_PHONE_DEFAULT_COUNTRY_CODE
+    return "+" + country_code + digits.lstrip("0")
 
 
 NORMALIZERS = {"email": normalize_email, "phone": normalize_phone}
@@ -94,14 +97,15 @@ def blind_index(label: str, field: str, normalized: str) -> str:
     return hmac.new(keyring().hmac_key, message, hashlib.sha256).hexdigest()
 
 
-class BlindIndexField(models.CharField):
+# Django's fields take no type arguments at run time (only django-stubs' do).
+class BlindIndexField(models.CharField):  # type: ignore[type-arg]
     """HMAC-SHA256 of another field's normalised value, kept up to date on every save.
 
     Stored in PostgreSQL (so a look-up by e-mail or phone is an indexed equality query there
     too) and in the cached payload (so a look-up through Redis can verify its index entry).
     """
 
-    def __init__(self, *args, source: str = "", kind: str = "email", **kwargs) -> None:
+    def __init__(self, *args: Any, source: str = "", kind: str = "email", **kwargs: Any) -> None:
         self.source = source
         self.kind = kind
         self.normalizer = NORMALIZERS[kind]
@@ -111,7 +115,7 @@ class BlindIndexField(models.CharField):
         kwargs.setdefault("blank", True)
         super().__init__(*args, **kwargs)
 
-    def deconstruct(self):
+    def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
         name, path, args, kwargs = super().deconstruct()
         kwargs["source"] = self.source
         kwargs["kind"] = self.kind

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
 
 from sync.cache import store, writer
-from sync.cache.declaration import SyncSpec
+from sync.cache.declaration import SyncSpec, column
 from sync.cache.outbox import RowState, convert_row, converters_for, select_columns
 
 
@@ -21,12 +22,21 @@ class WarmProgress:
     written: int
 
 
-def iter_rows(spec: SyncSpec, batch_size: int, *, after: str | None = None):
+# A row as warming reads it: (primary key as text, version, payload values).
+WarmRow = tuple[str, int, tuple[Any, ...]]
+
+
+def iter_rows(
+    spec: SyncSpec, batch_size: int, *, after: str | None = None
+) -> Iterator[list[WarmRow]]:
     """Keyset pagination over a synced table: batches of (pk text, version, values).
 
     ``after``: start after this primary key (its text; a resumed warm)."""
     meta = spec.model._meta
-    table, pk = connection.ops.quote_name(meta.db_table), connection.ops.quote_name(meta.pk.column)
+    table, pk = (
+        connection.ops.quote_name(meta.db_table),
+        connection.ops.quote_name(column(spec.model)),
+    )
     pk_type = meta.pk.rel_db_type(connection)
     converters = converters_for(spec, "default")
     last = after
@@ -48,7 +58,7 @@ def iter_rows(spec: SyncSpec, batch_size: int, *, after: str | None = None):
         ]
 
 
-def captured(batches: Iterator[list]) -> Iterator[tuple[list, store.Marks]]:
+def captured(batches: Iterator[list[WarmRow]]) -> Iterator[tuple[list[WarmRow], store.Marks]]:
     """Each batch with the data-loss markers captured before it was read (``store.Marks``)."""
     while True:
         marks = store.capture()
@@ -58,7 +68,7 @@ def captured(batches: Iterator[list]) -> Iterator[tuple[list, store.Marks]]:
         yield batch, marks
 
 
-def write_batch(spec: SyncSpec, batch: list, marks: store.Marks) -> int:
+def write_batch(spec: SyncSpec, batch: list[WarmRow], marks: store.Marks) -> int:
     """CAS-write one batch of ``iter_rows`` (one pipeline); how many rows were applied.
     Redis data lost since ``marks`` were captured: the rows' intents again (``note_lost``)."""
     states = [RowState(spec.label, pk, version, values) for pk, version, values in batch]
