@@ -1,6 +1,6 @@
 """The sync commands' progress bar: drawn in place on one line, and ended with a newline
 before anything else is printed — a log record (stderr, the same terminal) or the command's
-summary — so no line starts glued to the end of the bar (issue 18, defect 8)."""
+summary — so no line starts glued to the end of the bar."""
 
 from __future__ import annotations
 

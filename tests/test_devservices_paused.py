@@ -1,5 +1,5 @@
 """A command started while the demo's cache Redis is paused (SIGSTOP) must not replace it with
-an empty one: it says what it found and that it left it alone (issue 17, point 7)."""
+an empty one: it says what it found and that it left it alone."""
 
 from __future__ import annotations
 

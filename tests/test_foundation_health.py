@@ -34,7 +34,7 @@ def test_health_names_the_cache_when_the_cache_redis_is_killed(
     assert response.status_code == 500
     results = response.json()
     assert "Unable to connect to Redis" in results.pop("Cache Redis")
-    # Its warmth cannot be known (issue 17: not a green "OK" for a cache nobody can read).
+    # Its warmth cannot be known (not a green "OK" for a cache nobody can read).
     assert results.pop("Cache warmth") == "Warning: unknown: the cache Redis does not answer"
     # The broker is a separate server: the task queue and its worker are unaffected.
     assert results == dict.fromkeys(set(CHECKS) - {"Cache Redis", "Cache warmth"}, "OK")

@@ -1,4 +1,4 @@
-"""``/health/`` answers whatever is hung (issue 17, point 7): each check has its own budget
+"""``/health/`` answers whatever is hung: each check has its own budget
 (``HEALTH_CHECK_TIMEOUT``) and they run in parallel, so a paused cache Redis or a paused
 broker is named as not answering instead of holding the answer for seconds."""
 

@@ -1,4 +1,4 @@
-"""A cache Redis that comes back empty warms itself (issue 17, point 1): the data-loss markers
+"""A cache Redis that comes back empty warms itself: the data-loss markers
 say it is cold, a worker's periodic check starts one warm (rate-limited, once per loss), the
 warm resumes where a killed one stopped, and ``/health/`` says "cache cold / warming, N%"
 until it is warm."""

@@ -1,4 +1,4 @@
-""" "Why is this row stale?" (issue 17, point 6): ``sync.cache.inspect.row_state`` and the two
+""" "Why is this row stale?": ``sync.cache.inspect.row_state`` and the two
 places that show it, ``manage.py sync_inspect`` and every synced model's admin change page."""
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ def test_record_and_error_logs_by_key_run_and_filters(client_for, console_rows):
     assert count(records, {"q": " "}) == 1
     assert count(records, {"run_id": str(run.pk)}) == 1
     assert count(records, {"run_id": str(run.pk + 1)}) == 0
-    bad = client.get(records, {"run_id": "x"})  # a 400 saying why (issue 16), not "?e=1"
+    bad = client.get(records, {"run_id": "x"})  # a 400 saying why, not "?e=1"
     assert bad.status_code == 400 and "a run id is a number" in bad.content.decode()
     assert count(records, {"run_source": "buyers"}) == 1
     assert count(records, {"run_source": "sellers"}) == 0
@@ -383,7 +383,7 @@ def test_date_ranges_on_date_fields_and_rubbish_dates(client_for, console_rows):
     inside = {"inquiry_date__gte": "2026-11-01", "inquiry_date__lt": "2026-11-03"}
     assert client.get(buyers, inside).context["cl"].result_count == 1
     assert client.get(buyers, {"inquiry_date__gte": "2026-11-03"}).context["cl"].result_count == 0
-    # Not a date: a 400 saying so (issue 16; Django went back to the list with ?e=1 and
+    # Not a date: a 400 saying so (Django went back to the list with ?e=1 and
     # showed its "database error" page), never a 500.
     response = client.get(changelist(SyncRun), {"created_at__gte": "yesterday"})
     assert response.status_code == 400 and "invalid format" in response.content.decode()

@@ -1,4 +1,4 @@
-"""No PII on any page for a user without the PII role (issue 6, DESIGN I6 for pages).
+"""No PII on any page for a user without the PII role.
 
 Canaries are planted in every personal field of every model the console shows (and named in
 the free texts: error reasons, alert messages, queue errors, run messages); then every page

@@ -1,4 +1,4 @@
-"""The permission matrix: every URL of the project by every role, against rules (issue 6).
+"""The permission matrix: every URL of the project by every role, against rules.
 
 The URLs come from the resolver (``project_routes``: includes, the admin's per-model URLs,
 the JSON APIs), never from a hand list, with parameters filled by real rows. Each is

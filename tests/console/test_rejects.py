@@ -1,4 +1,4 @@
-"""A run's rejected rows as a CSV file (issue 15): the sheet's own columns plus ``row``,
+"""A run's rejected rows as a CSV file: the sheet's own columns plus ``row``,
 ``column`` and ``reason``, one line per reported row, ready to fix and upload again; PII
 columns only for PII viewers; cells a spreadsheet would run as formulas escaped."""
 

@@ -1,4 +1,4 @@
-"""Upload → preview → confirm → download the rejects, in a real browser (issue 15).
+"""Upload → preview → confirm → download the rejects, in a real browser.
 
 Headless Chromium (Playwright) against Django's live server and a real Celery worker process,
 as ``test_browser.py`` runs them: an operator uploads a sheet on the buyers' sync page, reads

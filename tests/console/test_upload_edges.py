@@ -1,4 +1,4 @@
-"""Edges of the console upload (issue 15): a seller sheet (a child row per seller: its
+"""Edges of the console upload: a seller sheet (a child row per seller: its
 version is part of what a preview judged), a busy source, a confirmed upload previewed again,
 a broker that cannot be reached, the worker's task, and rejects of odd runs."""
 

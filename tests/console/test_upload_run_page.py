@@ -1,5 +1,5 @@
 """A run's page renders its verification, schema report and phase timings as tables, never
-raw JSON, and its throughput rounded (issue 15); it links a console upload's file and the
+raw JSON, and its throughput rounded; it links a console upload's file and the
 rejects file."""
 
 from __future__ import annotations

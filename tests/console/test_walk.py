@@ -1,4 +1,4 @@
-"""Issue 18's acceptance: every console page, finished and consistent, in a real browser.
+"""Every console page, finished and consistent, in a real browser.
 
 After real ingestions (a buyers sheet with failed rows, a duplicate key and values too long,
 then the same sheet with rows edited and two buyers removed; a sellers sheet), an ops check
@@ -334,7 +334,7 @@ class Walk:
 
     def start_sync(self, source: str) -> list[str]:
         """An operator starts a sync from its page and waits for the summary: the page then
-        says what happened, not that the run is queued (issue 18, stale state)."""
+        says what happened, not that the run is queued (no stale state)."""
         self.visit(f"sync-{source}-before-start", reverse("admin:console_sync", args=[source]))
         self.events.clear()
         with self.page.expect_navigation():

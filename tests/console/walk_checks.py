@@ -8,7 +8,7 @@ at most a few examples each); an empty list is a pass. The checks read *visible*
   reaches past the viewport, and no scroll box inside it hides columns (a table in an
   ``overflow-x: auto`` wrapper wider than the wrapper, a header cut by ``text-overflow``).
 * ``raw_json``: no JSON object or Python dict text (``{"gaps": 0}``, ``"phase": …``).
-* ``formats``: one number, time and duration format (docs/console.md, issue 18): integers of
+* ``formats``: one number, time and duration format (docs/console.md): integers of
   four or more digits carry thousands separators; times read ``2026-12-06 20:54:21`` (no
   ``Dec. 6, 2026``, ``8:55 p.m.``, ``8:55:14 PM``, ISO ``T``, offsets, fractions of a second,
   a clock time without its date); durations ``0.45 s`` / ``12 s`` / ``2 min 05 s`` /

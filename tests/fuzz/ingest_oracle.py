@@ -30,7 +30,7 @@ def assert_run_accounts_for_every_row(path: str, head: list[str], rows: list[lis
         # The whole file was refused (no key column, a field csv cannot read): one clear
         # message, and no row half-done.
         assert run.message and "Traceback" not in run.message, run.message
-        # A mapped column missing from the sheet refuses the run (issue 15): nothing blanked.
+        # A mapped column missing from the sheet refuses the run: nothing blanked.
         assert (
             "Buyer Number" not in head
             or _ambiguous(head)

@@ -1,4 +1,4 @@
-"""The management commands (seed 004 §13 scripts) and the Celery tasks on a real worker."""
+"""The management commands of ingestion and the Celery tasks on a real worker."""
 
 from __future__ import annotations
 

@@ -311,7 +311,7 @@ def test_a_key_written_again_by_the_next_batch_keeps_its_intent_until_written_th
     rows[14][8] = "a later status"
     buyers_sheet(rows)
     run = run_ingest("buyers", batch_size=10)
-    # The duplicate rule (issue 15): the pre-scan finds the key on both rows, and neither
+    # The duplicate rule: the pre-scan finds the key on both rows, and neither
     # is written; so no batch writes a key an earlier batch wrote. (That the statement never
     # deletes an intent it enqueues again is the next test's, on the statement itself.)
     assert (run.created, run.updated, run.failed, run.errors_by_category) == (

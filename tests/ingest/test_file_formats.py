@@ -1,4 +1,4 @@
-"""Files as real offices export them (issue 15): encodings (UTF-8 with and without BOM,
+"""Files as real offices export them: encodings (UTF-8 with and without BOM,
 UTF-16, Windows-1252 declared or detected), delimiters (comma, semicolon, tab; declared or
 sniffed), headers with stray spaces or another case, huge cells, empty files, workbooks that
 are not workbooks, formulas without a saved value. Each file is written by the test; each

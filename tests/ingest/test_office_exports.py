@@ -1,4 +1,4 @@
-"""Files as offices export them, met in a black-box pass of issue 15 (DESIGN I10): each value
+"""Files as offices export them, met in a black-box pass (nothing dropped unsaid): each value
 is stored as the file holds it, or its row is reported with row, column and reason."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 15, "silent changes to make impossible" (DESIGN I10), with real files written here:
+"""Silent changes made impossible (nothing a file holds is dropped unsaid), with real files:
 a mapped column missing from the sheet, a key on rows far apart, a sheet changed during a run,
 the missing-rows commands on sheets they cannot read, and the sources file's validation."""
 

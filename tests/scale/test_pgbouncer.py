@@ -1,4 +1,4 @@
-"""The engine behind a real PgBouncer (issue 8), with the package Debian ships (skipped,
+"""The engine behind a real PgBouncer, with the package Debian ships (skipped,
 saying why, without it). Transaction pooling: write-through, bulk intents, replay with SKIP
 LOCKED, verification and ``QuerySet.iterator`` from two processes sharing two server
 connections, with ``DATABASE_POOLING=transaction``. Session pooling: an ingest run with its

@@ -1,4 +1,4 @@
-"""The outbox replay on several Celery worker processes (issue 8): intents left by writes
+"""The outbox replay on several Celery worker processes: intents left by writes
 during a cache outage and by a bulk update are drained by three real workers at once, over
 the real broker; ``FOR UPDATE SKIP LOCKED`` means no intent is claimed twice (the replays'
 own counts add up to the queue exactly) and Redis ends equal to PostgreSQL."""

@@ -1,4 +1,4 @@
-"""No admin page answers any query string or object id with a 5xx, for any role (issue 16).
+"""No admin page answers any query string or object id with a 5xx, for any role.
 
 NUL bytes gave 500s (PostgreSQL refuses them in a query: ``?sku=%00``, ``?q=%00``), so did
 bad regular expressions (``?email__regex=(``) and out-of-range date links. Hypothesis draws

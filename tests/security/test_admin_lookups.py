@@ -1,4 +1,4 @@
-"""What a role cannot see it cannot infer, through a changelist's URL (issue 16, DESIGN I11).
+"""What a role cannot see it cannot infer, through a changelist's URL.
 
 Django's admin applied any ``?field=…``, ``?field__icontains=…``, ``?field__regex=…`` (and
 ``?fk__field__…``) the query string named: a viewer rebuilt a customer's e-mail address from

@@ -1,4 +1,4 @@
-"""Issue 16, points 3 and 4: both JSON APIs apply the admin's rules on every request.
+"""Both JSON APIs apply the admin's rules on every request.
 
 * An operator whose staff flag was removed keeps a valid session cookie, but neither the staff
   catalog API nor the console API lets it write stock or start a sync (nor read).

@@ -1,4 +1,4 @@
-"""Bodies the API guard met only by their ``Content-Length`` (issue 16, black-box pass).
+"""Bodies the API guard met only by their ``Content-Length`` (a black-box pass).
 
 * A POST whose ``Content-Type`` says form data while the body is JSON (or junk): Django's
   CSRF check parses it as a form and consumed the stream, and the view's ``request.body``

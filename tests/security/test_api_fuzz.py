@@ -1,4 +1,4 @@
-"""Issue 16, point 2: hostile input to both APIs, generated (hypothesis): no 5xx.
+"""Hostile input to both APIs, generated (hypothesis): no 5xx.
 
 NUL bytes and unpaired surrogates in every string, keys and query values included; wrong
 JSON types for every field; bodies that are not JSON, not UTF-8 or above the size limit; junk

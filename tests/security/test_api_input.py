@@ -1,4 +1,4 @@
-"""Issue 16, points 2 and 9: bad input to any API is a JSON 4xx in that API's envelope.
+"""Bad input to any API is a JSON 4xx in that API's envelope.
 
 NUL bytes and unpaired surrogates (PostgreSQL stores neither), bodies above
 ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413, unread), JSON ``true`` for an integer, a content PATCH

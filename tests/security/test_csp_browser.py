@@ -1,5 +1,5 @@
-"""The Content-Security-Policy holds, and the console and the API docs work under it (issue 16
-point 8): headless Chromium (Debian's, through Playwright) against the live server.
+"""The Content-Security-Policy holds, and the console and the API docs work under it:
+headless Chromium (Debian's, through Playwright) against the live server.
 
 Every page the test opens is watched for ``securitypolicyviolation`` events and "Refused to …"
 console messages: the login page, the dashboard (whose live updates must arrive: the service

@@ -1,5 +1,5 @@
-"""Login lock-out per username and address, and the client's address by one rule (issue 16
-finding 5): one person's typos do not lock their office out; a forged ``X-Forwarded-For``
+"""Login lock-out per username and address, and the client's address by one rule:
+one person's typos do not lock their office out; a forged ``X-Forwarded-For``
 neither moves the lock-out nor reaches the logs; behind N trusted proxies the right hop
 counts, in django-axes, the staff audit and the catalog's change log alike."""
 

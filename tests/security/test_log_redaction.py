@@ -1,5 +1,5 @@
-"""No PII in any log line the product emits, the ASGI server's access lines included (issue 16
-point 7, DESIGN I6); and the phone rule leaves UUIDs (Celery task ids) whole.
+"""No PII in any log line the product emits, the ASGI server's access lines included
+(redact_pii on every record); and the phone rule leaves UUIDs (Celery task ids) whole.
 
 The access-log test starts the web server exactly as the demo does (``devtools.demo``'s argv:
 uvicorn on ``config.asgi``) on a free port, sends admin searches whose query strings carry

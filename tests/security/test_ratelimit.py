@@ -1,4 +1,4 @@
-"""Issue 16, point 6: rate limits per role on every API, counted in the cache Redis, failing
+"""Rate limits per role on every API, counted in the cache Redis, failing
 open when it is unreachable (DESIGN I1).
 
 The limits are small here (the suite turns them off elsewhere: tests/conftest.py); the

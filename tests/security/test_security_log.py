@@ -1,4 +1,4 @@
-"""The security log (issue 16, seed 003 7.4): logins, failures, lock-outs, logouts, permission
+"""The security log: logins, failures, lock-outs, logouts, permission
 denials on the APIs and the admin, password / flag / role changes, each with the user, the
 address and the request id, and nothing a person typed; a read-only console page for
 viewers; an alert (dashboard and mail, throttled) on a burst of failed logins."""

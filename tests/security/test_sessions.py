@@ -1,4 +1,4 @@
-"""Staff sessions end (issue 16, seed 003 7.3): after the idle timeout, after the absolute
+"""Staff sessions end: after the idle timeout, after the absolute
 lifetime, and at once when the user's password changes (by an admin too), they are
 deactivated or lose the staff flag. Time is moved by rewriting the session's stamps, never
 by sleeping."""
