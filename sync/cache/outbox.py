@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from django.conf import settings
@@ -18,11 +18,18 @@ from django.db import connections
 from psycopg.types.datetime import TimestamptzLoader
 
 from sync.cache.codec import seal
-from sync.cache.declaration import SyncSpec
+from sync.cache.declaration import SyncSpec, column, concrete_field
 from sync.cache.keys import cache_key, index_key
 from sync.cache.store import CacheWrite, ttl_ms
 from sync.models import REPLAY_GRACE
 from sync.redaction import redact
+
+if TYPE_CHECKING:
+    from django.db import models
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+# A field's conversion of a database value (``from_db_value``), None when it has none.
+Converter = Callable[[Any], Any] | None
 
 logger = logging.getLogger(__name__)
 
@@ -68,29 +75,38 @@ class RowState(NamedTuple):
         return [self.to_write(spec), *self.index_writes(spec)]
 
 
-def converters_for(spec: SyncSpec, using: str):
+def converters_for(spec: SyncSpec, using: str) -> list[Converter]:
     conn = connections[using]
-    converters = []
+    converters: list[Converter] = []
     for name in spec.fields:
-        field = spec.model._meta.get_field(name)
+        field = concrete_field(spec.model, name)
         from_db = getattr(field, "from_db_value", None)
-        converters.append((lambda v, f=from_db: f(v, None, conn)) if from_db else None)
+        converters.append(_from_db_value(from_db, conn) if from_db else None)
     return converters
 
 
-def convert_row(values: Iterable[Any], converters) -> tuple[Any, ...]:
+def _from_db_value(
+    from_db: Callable[[Any, None, BaseDatabaseWrapper], Any], conn: BaseDatabaseWrapper
+) -> Callable[[Any], Any]:
+    return lambda value: from_db(value, None, conn)
+
+
+def convert_row(values: Iterable[Any], converters: Sequence[Converter]) -> tuple[Any, ...]:
     if not any(converters):  # most models: nothing to convert, no per-value work
         return tuple(values)
     return tuple(c(v) if c else v for v, c in zip(values, converters, strict=True))
 
 
 def select_columns(spec: SyncSpec) -> str:
-    meta = spec.model._meta
-    return ", ".join(f't."{meta.get_field(name).column}"' for name in spec.fields)
+    return ", ".join(f't."{column(spec.model, name)}"' for name in spec.fields)
 
 
 def intent_states(
-    spec: SyncSpec, pks: Iterable[object], using: str = "default", *, settle: list[RowState] = ()
+    spec: SyncSpec,
+    pks: Iterable[object],
+    using: str = "default",
+    *,
+    settle: Sequence[RowState] = (),
 ) -> list[RowState]:
     """Pending intents for these pks joined with their rows' current state (one query).
 
@@ -104,7 +120,7 @@ def intent_states(
         f"SELECT q.object_pk, q.version, q.epoch IS NOT NULL, t.version, "  # noqa: S608
         f"{select_columns(spec)} "
         f"FROM sync_retry_queue q LEFT JOIN {conn.ops.quote_name(meta.db_table)} t "
-        f"ON t.{conn.ops.quote_name(meta.pk.column)} = q.object_pk::{pk_type} "
+        f"ON t.{conn.ops.quote_name(column(spec.model))} = q.object_pk::{pk_type} "
         "WHERE q.model = %s AND q.object_pk = "
     )
     pks = [str(pk) for pk in pks]
@@ -131,10 +147,11 @@ def row_states(
     meta = spec.model._meta
     conn = connections[using]
     pk_type = meta.pk.rel_db_type(conn)
+    pk_column = conn.ops.quote_name(column(spec.model))
     sql = (
-        f"SELECT t.{conn.ops.quote_name(meta.pk.column)}::text, t.version, {select_columns(spec)} "  # noqa: S608
+        f"SELECT t.{pk_column}::text, t.version, {select_columns(spec)} "  # noqa: S608
         f"FROM {conn.ops.quote_name(meta.db_table)} t "
-        f"WHERE t.{conn.ops.quote_name(meta.pk.column)} = ANY(%s::{pk_type}[])"
+        f"WHERE t.{pk_column} = ANY(%s::{pk_type}[])"
     )
     converters = converters_for(spec, using)
     with conn.cursor() as cursor:
@@ -172,13 +189,14 @@ def enqueue_sql(label: str, rows: str, pk: str, version: str) -> str:
     )
 
 
-def enqueue_trigger_ids(models: Iterable) -> list[str]:
+def enqueue_trigger_ids(models: Iterable[type[models.Model]]) -> list[str]:
     """The PostgreSQL names of these models' enqueue triggers: what a statement that
     enqueues its intents itself puts in ``pgtrigger.ignore`` (transaction-local)."""
     return [
         trigger.get_pgid(model)
         for model in models
-        for trigger in model._meta.triggers
+        # pgtrigger adds ``triggers`` to every model's Meta options; django-stubs has none.
+        for trigger in model._meta.triggers  # type: ignore[attr-defined]
         if trigger.name == ENQUEUE_TRIGGER
     ]
 
@@ -193,14 +211,17 @@ class _Plans:
 _plans = _Plans()
 
 
-def prepared_fetchall(conn, sql: str, params: list) -> list[tuple]:
+def prepared_fetchall(
+    conn: BaseDatabaseWrapper, sql: str, params: list[Any]
+) -> list[tuple[Any, ...]]:
     """Run a statement the write-through sends after every commit as a server-side prepared
     statement: parsed and planned once per connection (Django's cursors bind client-side and
     cannot prepare). ``SYNC_PREPARED_STATEMENTS=false`` for a transaction-pooling PgBouncer."""
     if not settings.SYNC_PREPARED_STATEMENTS:
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchall()
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
     conn.ensure_connection()
     raw = conn.connection
     # NOTE: Django opens its connections with ``prepare_threshold=None``, and psycopg then
@@ -229,10 +250,11 @@ def complete(states: list[RowState], using: str = "default") -> int:
     """Delete the intents these writes satisfied (unless a newer version arrived meanwhile)."""
     with connections[using].cursor() as cursor:
         cursor.execute(*_delete(states))
-        return cursor.rowcount
+        deleted: int = cursor.rowcount
+        return deleted
 
 
-def _delete(states: list[RowState]) -> tuple[str, list]:
+def _delete(states: Sequence[RowState]) -> tuple[str, list[Any]]:
     if len(states) == 1:  # equality: no arrays to format for the common single-row case
         (state,) = states
         return (
@@ -249,7 +271,7 @@ def _delete(states: list[RowState]) -> tuple[str, list]:
     )
 
 
-def settle_cte(states: list[RowState]) -> tuple[str, list]:
+def settle_cte(states: Sequence[RowState]) -> tuple[str, list[Any]]:
     """``settled AS (DELETE …)``: the intents these writes completed, deleted by a CTE of the
     caller's statement (the same text for any number of states, so it can be prepared)."""
     return (
@@ -400,7 +422,8 @@ def mark_dead(label: str, pks: list[str], reason: str, using: str = "default") -
             " WHERE model = %s AND object_pk = ANY(%s)",
             [reason, label, pks],
         )
-        return cursor.rowcount
+        marked: int = cursor.rowcount
+        return marked
 
 
 def drained_epochs(using: str = "default") -> dict[str, int]:
@@ -416,10 +439,12 @@ def drained_epochs(using: str = "default") -> dict[str, int]:
 def next_version(using: str = "default") -> int:
     with connections[using].cursor() as cursor:
         cursor.execute("SELECT nextval('sync_version_seq')")
-        return cursor.fetchone()[0]
+        version: int = cursor.fetchone()[0]
+        return version
 
 
 def database_now(using: str = "default") -> datetime.datetime:
     with connections[using].cursor() as cursor:
         cursor.execute("SELECT clock_timestamp()")
-        return cursor.fetchone()[0]
+        now: datetime.datetime = cursor.fetchone()[0]
+        return now

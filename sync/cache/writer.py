@@ -50,24 +50,25 @@ def _buffer(using: str) -> _TransactionBuffer:
     if (
         found is None
         or not conn.in_atomic_block
-        or not any(callback is found.callback for _sids, callback, _robust in conn.run_on_commit)
+        # django-stubs has run_on_commit's entries as Django 4's pairs; Django 5's are triples.
+        or not any(callback is found.callback for _sids, callback, _robust in conn.run_on_commit)  # type: ignore[misc]
     ):
         found = _TransactionBuffer(using)
-        conn._sync_buffer = found
+        conn._sync_buffer = found  # type: ignore[attr-defined]  # the buffer rides on the connection
         transaction.on_commit(found.callback, using=using, robust=True)
     return found
 
 
 def mark_changed(label: str, pks: Iterable[object], using: str = "default") -> None:
     """Schedule write-through of these rows when the current transaction commits."""
-    pks = [str(pk) for pk in pks]
-    if not pks:
+    keys = [str(pk) for pk in pks]
+    if not keys:
         return
     conn = connections[using]
     if not conn.in_atomic_block:
-        flush_keys({label: set(pks)}, using=using)  # autocommit: already committed
+        flush_keys({label: set(keys)}, using=using)  # autocommit: already committed
         return
-    _buffer(using).keys[label].update(pks)
+    _buffer(using).keys[label].update(keys)
 
 
 def write_on_commit(
@@ -98,7 +99,7 @@ def write_on_commit(
 def _write_known(
     states: list[outbox.RowState],
     using: str,
-    settle_to: list | None = None,
+    settle_to: list[outbox.RowState] | None = None,
     marks: store.Marks | None = None,
 ) -> None:
     try:
@@ -125,7 +126,9 @@ class BackgroundWriter:
 
     def __init__(self, using: str = "default") -> None:
         self.using = using
-        self._queue: queue.Queue = queue.Queue(maxsize=self.MAX_BEHIND)
+        self._queue: queue.Queue[tuple[list[outbox.RowState], store.Marks | None] | None] = (
+            queue.Queue(maxsize=self.MAX_BEHIND)
+        )
         self._completed: list[outbox.RowState] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -210,7 +213,8 @@ def _take_settle(using: str, *, due_only: bool = False) -> list[outbox.RowState]
     ):
         return []
     del held["_sync_settle"]
-    return pending
+    settled: list[outbox.RowState] = pending
+    return settled
 
 
 def settle(using: str = "default") -> int:
@@ -276,7 +280,7 @@ def write_states(
     *,
     defer_settle: bool = False,
     defer_any: bool = False,
-    defer_to: list | None = None,
+    defer_to: list[outbox.RowState] | None = None,
     marks: store.Marks | None = None,
     source: str = store.WRITE_THROUGH,
 ) -> bool:
