@@ -1,4 +1,4 @@
-"""Users of each console role, and logged-in clients for them (issue 6).
+"""Users of each console role, and logged-in clients for them.
 
 The roles are the groups the data migration ``sync/0005_add_console_roles`` created: these
 fixtures put a staff user in the real group, so a test exercises the same permission rows a

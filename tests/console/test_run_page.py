@@ -1,4 +1,4 @@
-"""A run's page and the runs list as an operations person reads them (issue 18): phase
+"""A run's page and the runs list as an operations person reads them: phase
 timings as a bar and a table in the pipeline's order (the pre-scan included), one duration
 and one number format, the status and a cancel request side by side, no raw JSON; the runs
 list fits 1280 px; the sync page's "queued" message follows its run to the end.

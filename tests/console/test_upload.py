@@ -1,4 +1,4 @@
-"""Upload a sheet in the console, preview it as a dry run, confirm it (issue 15).
+"""Upload a sheet in the console, preview it as a dry run, confirm it.
 
 The preview is the real pipeline in dry-run mode: it writes no row, no intent and nothing to
 Redis, and the confirmed run then does exactly what it showed (counts and every error). A
