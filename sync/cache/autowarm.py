@@ -1,4 +1,4 @@
-"""The automatic warm: a cache Redis that came back empty refills itself (issue 17).
+"""The automatic warm: a cache Redis that came back empty refills itself.
 
 The cache Redis has no persistence, so a restart or a FLUSHALL empties it; reads then fill
 one miss at a time and the cache stays mostly cold for as long as nobody runs ``sync_warm``.

@@ -1,9 +1,9 @@
 """The cache Redis client, and the circuit breaker that keeps a dead Redis cheap.
 
 Short socket timeouts and no client-side retries (redis-py 8 retries ten times by default,
-EMBEDDED.md) mean a hung server costs one timeout; the breaker then sends every caller
+docs/sync-engine.md) mean a hung server costs one timeout; the breaker then sends every caller
 straight to PostgreSQL until its cool-down ends, lets one probe through, and closes again by
-itself when the probe succeeds (DESIGN §4 "Degraded mode").
+itself when the probe succeeds (docs/sync-engine.md, "Degraded mode").
 
 ``SYNC_REDIS_URL`` names the topology (docs/scaling.md):
 

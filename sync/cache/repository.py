@@ -1,4 +1,4 @@
-"""Cache-first reads: ``get``, ``get_many`` (DESIGN §4).
+"""Cache-first reads: ``get``, ``get_many`` (docs/sync-engine.md, "Reads").
 
 Redis first; on a miss PostgreSQL, then a version-checked fill. A miss on a hot key takes a
 short lease in the row's own hash so one reader fills while the others wait briefly and then,
@@ -82,7 +82,7 @@ def _fill(
     that Redis lost its data (FLUSHALL, a restart) after the miss — perhaps after a newer
     version had been written through and its intent completed. A plain compare-and-set would
     then put the older row read here into the emptied key for good, with no intent left to
-    repair it (found by the chaos run's analysis, issue 8). Rows without a lease are not
+    repair it (a lost write the chaos run found). Rows without a lease are not
     written; their blind-index entries are (an index entry is checked against the row's digest
     on every look-up, so an old one is harmless).
     """

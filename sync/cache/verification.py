@@ -1,4 +1,4 @@
-"""Verification: does Redis hold what PostgreSQL holds? (DESIGN §4)
+"""Verification: does Redis hold what PostgreSQL holds? (docs/sync-engine.md)
 
 For every row the versions in PostgreSQL and Redis are compared (pipelined, in batches):
 *missing* (no key), *stale* (older version, or a tombstone over a live row), and then a SCAN

@@ -1,4 +1,4 @@
-"""Cold start: refill Redis from PostgreSQL in pipelined, versioned batches (seed 000 §5.4)."""
+"""Cold start: refill Redis from PostgreSQL in pipelined, versioned batches."""
 
 from __future__ import annotations
 
