@@ -1,4 +1,4 @@
-"""pgtrigger's ignore check, without its per-call subtransaction (a performance fix, I2/I3).
+"""pgtrigger's ignore check, without its per-call subtransaction (a performance fix).
 
 Every pgtrigger trigger function starts with ``public._pgtrigger_should_ignore(TG_NAME)``,
 which pgtrigger writes in PL/pgSQL with a ``BEGIN … EXCEPTION`` block: a subtransaction on

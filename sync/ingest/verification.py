@@ -192,7 +192,7 @@ class MissingReport:
 
 def _key_position(config: SourceConfig, source: Source, headers: list[str]) -> None:
     """Refuse to count what cannot be seen: a sheet without the key column would report
-    "missing 0" (DESIGN I10)."""
+    "missing 0" whatever the sheet holds."""
     key_header = config.key_column
     if key_header in headers:
         return
