@@ -394,6 +394,25 @@ def claim(
     of this replay run) are not taken again in the same run.
     """
     due = "" if include_not_due else "AND next_attempt_at <= now()"
+    return _claim(
+        f"""status = 'pending' {due}
+              AND (claimed_at IS NULL OR claimed_at < %s)
+            ORDER BY next_attempt_at
+            LIMIT %s""",
+        [since, limit],
+        using,
+    )
+
+
+def claim_ids(ids: list[int], using: str = "default") -> list[Claimed]:
+    """Take exactly these intents, due or not, pending or dead, with the same lease and SKIP
+    LOCKED as ``claim``: one that a replayer holds now is left to it (not returned)."""
+    return _claim("id = ANY(%s)", [ids], using)
+
+
+def _claim(which: str, params: list[Any], using: str) -> list[Claimed]:
+    """Lease the intents the condition ``which`` selects, skipping rows another transaction
+    has locked; answers what each asks Redis to hold."""
     with connections[using].cursor() as cursor:
         cursor.execute(
             f"""
@@ -402,15 +421,12 @@ def claim(
                 claimed_at = clock_timestamp()
             WHERE q.id IN (
                 SELECT id FROM sync_retry_queue
-                WHERE status = 'pending' {due}
-                  AND (claimed_at IS NULL OR claimed_at < %s)
-                ORDER BY next_attempt_at
-                LIMIT %s
+                WHERE {which}
                 FOR UPDATE SKIP LOCKED
             )
             RETURNING q.model, q.object_pk, q.version
-            """,  # noqa: S608
-            [settings.SYNC_REPLAY_LEASE, since, limit],
+            """,  # noqa: S608 - constant text; every value is a parameter
+            [settings.SYNC_REPLAY_LEASE, *params],
         )
         return [Claimed(*row) for row in cursor.fetchall()]
 

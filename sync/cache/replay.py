@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 
@@ -54,17 +55,42 @@ def replay_pending(
             break
         result.batches += 1
         result.claimed += len(claimed)
-        marks = store.capture()  # before the rows are read: see store.Marks
-        states = _states(claimed)
-        if write_states(states, marks=marks, source=store.REPLAY):
-            result.written += len(states)
-        else:
-            result.failed += len(states)
+        replayed = replay_claimed(claimed)
+        result.written += replayed.written
+        if replayed.failed:
+            result.failed += replayed.failed
             break  # Redis is down: the rest waits for its backoff
         if progress:
             progress(result)
     result.fence_advanced = advance_fence()
     return result
+
+
+class Replayed(NamedTuple):
+    """What became of a claimed batch: rows written to Redis, rows whose write failed (left
+    with backoff), intents marked dead because their model is no longer synced."""
+
+    written: int
+    failed: int
+    dead: int
+
+
+def replay_claimed(claimed: list[outbox.Claimed]) -> Replayed:
+    """Write the rows of these claimed intents at their current state (a tombstone for a row
+    that is gone) and settle the intents; a failed write backs them off (``outbox.fail``).
+
+    The data-loss markers are taken before the rows are read (``store.Marks``): a Redis that
+    loses its data between that read and the write gets the intents back, with the fence
+    closed, instead of keeping the older version.
+    """
+    marks = store.capture()  # before the rows are read: see store.Marks
+    states = _states(claimed)
+    # NOTE: one intent per (model, pk) (the queue's unique key) and one state per intent of a
+    # synced model: the intents without a state are those _states marked dead.
+    dead = len(claimed) - len(states)
+    if write_states(states, marks=marks, source=store.REPLAY):
+        return Replayed(len(states), 0, dead)
+    return Replayed(0, len(states), dead)
 
 
 def _states(claimed: list[outbox.Claimed]) -> list[outbox.RowState]:

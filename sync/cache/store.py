@@ -299,7 +299,7 @@ def ttl_ms(seconds: float, jitter: float) -> int:
 
 
 # Who wrote a key last, per kind (``cas_write.lua``'s field w<kind>): sync/cache/inspect.py.
-# RESYNC: an operator's "Resync" in the console (sync/console/row_actions.py).
+# RESYNC: an operator's "Resync" in the console (sync.cache.rows.resync_rows).
 WRITE_THROUGH, REPLAY, WARM, REPAIR, RESYNC = "w", "r", "m", "v", "c"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 
@@ -75,37 +76,40 @@ def verify(
     report = VerifyReport(spec.label)
     total = count_rows(spec)
     for batch, marks in captured(iter_rows(spec, batch_size)):
-        stored = store.versions([cache_key(spec.label, pk) for pk, _v, _values in batch])
-        to_repair = []
-        for (pk, version, values), (cached, tombstone) in zip(batch, stored, strict=True):
-            report.rows += 1
-            key = cache_key(spec.label, pk)
-            if cached is None:
-                report.missing += 1
-                report._note("missing", key)
-                to_repair.append(RowState(spec.label, pk, version, values))
-            elif cached < version or (cached == version and tombstone == spec.is_live(values)):
-                # (A newer version than our snapshot is a write or delete that landed since;
-                # a soft-deleted row must be a tombstone, a live one must not.)
-                report.stale += 1
-                report._note("stale", key)
-                to_repair.append(RowState(spec.label, pk, version, values))
-            else:
-                report.consistent += 1
+        to_repair = compare(spec, report, batch)
         if repair and to_repair:
-            store.write_many(
-                [w for state in to_repair for w in state.to_writes(spec)],
-                replace_equal=True,
-                marks=marks,
-                source=store.REPAIR,
-            )
-            if marks.lost:
-                writer.note_lost(to_repair)
+            writer.overwrite(to_repair, marks=marks, source=store.REPAIR)
             report.repaired += len(to_repair)
         if progress:
             progress(report, total)
     _find_extra(spec, report, repair=repair, batch_size=batch_size)
     return report
+
+
+def compare(
+    spec: SyncSpec, report: VerifyReport, rows: list[tuple[str, int, tuple[Any, ...]]]
+) -> list[RowState]:
+    """Count these rows, read from PostgreSQL as (pk text, version, values), against the
+    versions Redis holds (one round trip): *missing*, *stale* or consistent, with examples.
+    Answers the states that would repair the missing and stale ones."""
+    stored = store.versions([cache_key(spec.label, pk) for pk, _v, _values in rows])
+    to_repair = []
+    for (pk, version, values), (cached, tombstone) in zip(rows, stored, strict=True):
+        report.rows += 1
+        key = cache_key(spec.label, pk)
+        if cached is None:
+            report.missing += 1
+            report._note("missing", key)
+            to_repair.append(RowState(spec.label, pk, version, values))
+        elif cached < version or (cached == version and tombstone == spec.is_live(values)):
+            # (A newer version than our snapshot is a write or delete that landed since;
+            # a soft-deleted row must be a tombstone, a live one must not.)
+            report.stale += 1
+            report._note("stale", key)
+            to_repair.append(RowState(spec.label, pk, version, values))
+        else:
+            report.consistent += 1
+    return to_repair
 
 
 def _find_extra(spec: SyncSpec, report: VerifyReport, *, repair: bool, batch_size: int) -> None:

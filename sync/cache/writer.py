@@ -274,6 +274,25 @@ def note_lost(states: list[outbox.RowState], using: str = "default") -> None:
     )
 
 
+def overwrite(states: list[outbox.RowState], *, marks: store.Marks, source: str) -> int:
+    """Write these states to Redis over what it holds at their version or an older one (a
+    damaged or hand-edited entry at the same version is rewritten); a newer version, a write
+    that landed since the states were read, is kept (I2). Their intents, if any, are left as
+    they are. ``marks``: captured before the states were read; when Redis lost its data
+    since, the rows get intents again with the fence closed (``note_lost``). Answers how many
+    entries Redis took (blind-index entries count too). Raises ``CacheUnavailableError``
+    when Redis is down, ``DatabaseError`` when a loss cannot be recorded."""
+    applied = store.write_many(
+        [w for state in states for w in state.to_writes(spec_for(state.label))],
+        replace_equal=True,
+        marks=marks,
+        source=source,
+    )
+    if marks.lost:
+        note_lost(states)
+    return sum(applied)
+
+
 def write_states(
     states: list[outbox.RowState],
     using: str = "default",

@@ -30,7 +30,9 @@ from django.utils.html import format_html, format_html_join
 from sync.access import roles
 from sync.cache.declaration import spec_for
 from sync.cache.exceptions import CacheUnavailableError
-from sync.console import formats, row_actions
+from sync.cache.rows import resync_rows, verify_rows
+from sync.cache.verification import VerifyReport
+from sync.console import formats
 from sync.console.audit import record_staff_action
 from sync.console.lookups import (
     BadAdminQueryError,
@@ -534,6 +536,16 @@ class ConsoleModelAdmin(PiiMaskingMixin, GuardedLookupsMixin, admin.ModelAdmin):
         record_staff_action(request, action=action, target=str(target), details=details)
 
 
+def verify_summary(report: VerifyReport) -> str:
+    """One line for a person: what was compared and what differs (no "extra" keys: only the
+    selected rows were looked at)."""
+    return (
+        f"Verified {report.rows} row(s) of {report.label} against the cache: "
+        f"{report.consistent} consistent ({report.fraction:.2%}), {report.missing} "
+        f"missing, {report.stale} stale."
+    )
+
+
 class SyncedModelAdmin(ConsoleModelAdmin):
     """A synced model's page: its PII masked, and the two cache actions for operators."""
 
@@ -603,7 +615,7 @@ class SyncedModelAdmin(ConsoleModelAdmin):
         label = self.model._meta.label_lower
         pks = list(queryset.values_list("pk", flat=True))
         try:
-            result = row_actions.cache_resync(model=self.model, pks=pks)
+            result = resync_rows(model=self.model, pks=pks)
         except CacheUnavailableError as e:
             self.audit(
                 request,
@@ -631,7 +643,7 @@ class SyncedModelAdmin(ConsoleModelAdmin):
         label = self.model._meta.label_lower
         pks = list(queryset.values_list("pk", flat=True))
         try:
-            report = row_actions.cache_verify_rows(model=self.model, pks=pks)
+            report = verify_rows(model=self.model, pks=pks)
         except CacheUnavailableError as e:
             self.audit(
                 request,
@@ -650,12 +662,12 @@ class SyncedModelAdmin(ConsoleModelAdmin):
             details={"rows": report.rows, "missing": report.missing, "stale": report.stale},
         )
         if report.ok:
-            self.message_user(request, row_actions.verify_summary(report), messages.SUCCESS)
+            self.message_user(request, verify_summary(report), messages.SUCCESS)
             return
         examples = ", ".join(report.examples["missing"][:5] + report.examples["stale"][:5])
         self.message_user(
             request,
-            f"{row_actions.verify_summary(report)} For example: "
+            f"{verify_summary(report)} For example: "
             f'{examples}. "Resync selected rows to '
             'the cache" repairs them.',
             messages.WARNING,

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection as db
 
 from catalog.models import Part
-from sync.cache import store
+from sync.cache import rows, store
 from sync.cache.inspect import row_state
 from sync.cache.keys import cache_key
 from sync.cache.replay import replay_pending
@@ -195,13 +195,11 @@ def test_a_row_warmed_after_a_flush_has_no_event_recorded(redis_raw) -> None:
 def test_a_console_resync_and_a_replay_by_hand_are_named_by_sync_inspect(redis_raw) -> None:
     """The console's Resync and its "Replay now" on an intent say who wrote, so an operator
     reading ``sync_inspect`` sees that a person's action (not the engine) wrote the key."""
-    from sync.console import row_actions
-
     part = make_part(price=Decimal("1.00"))
     settle()
     part.refresh_from_db()
     redis_raw.delete(cache_key(LABEL, part.pk))
-    row_actions.cache_resync(model=Part, pks=[part.pk])
+    rows.resync_rows(model=Part, pks=[part.pk])
     found = row_state(Part, part.pk)
     assert found.verdict == "consistent: Redis holds PostgreSQL's version"
     assert [(w.kind, w.version) for w in found.writes] == [("console resync", part.version)]
@@ -210,7 +208,7 @@ def test_a_console_resync_and_a_replay_by_hand_are_named_by_sync_inspect(redis_r
     with db.cursor() as cursor:  # a change behind the engine's back, left as an intent
         cursor.execute("UPDATE catalog_parts SET price = 2 WHERE id = %s", [part.pk])
     intent = SyncIntent.objects.get(model=LABEL, object_pk=str(part.pk))
-    row_actions.intents_retry(ids=[intent.pk])
+    rows.retry_intents(ids=[intent.pk])
     part.refresh_from_db()
     kinds = {w.kind: w.version for w in row_state(Part, part.pk).writes}
     assert kinds["replay"] == part.version

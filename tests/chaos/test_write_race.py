@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from catalog.models import Part
-from sync.cache import connection, outbox, replay, repository, store, verification, warming
+from sync.cache import connection, outbox, replay, repository, rows, store, verification, warming
 from sync.cache.declaration import spec_for
 from sync.cache.keys import cache_key, marker_key
 from sync.cache.replay import replay_pending
@@ -216,13 +216,11 @@ def test_a_process_that_could_not_read_the_marker_trusts_no_write(redis_control)
 
 
 def test_console_resync_older_than_a_flushall(redis_raw, monkeypatch) -> None:
-    """The console's "Resync selected rows to the cache": its read, a newer write completed,
-    FLUSHALL, then its write."""
-    from sync.console import row_actions
-
+    """The console's "Resync selected rows to the cache" (``rows.resync_rows``): its read, a
+    newer write completed, FLUSHALL, then its write."""
     part = make_part(price=1)
     settle()
-    real_states = row_actions._current_states
+    real_states = rows.current_states
 
     def read_then_race(model, pks):
         states = real_states(model, pks)  # the resync's snapshot: price 1
@@ -230,16 +228,14 @@ def test_console_resync_older_than_a_flushall(redis_raw, monkeypatch) -> None:
         redis_raw.flushall()
         return states
 
-    monkeypatch.setattr(row_actions, "_current_states", read_then_race)
-    assert row_actions.cache_resync(model=Part, pks=[part.pk]).rows == 1
+    monkeypatch.setattr(rows, "current_states", read_then_race)
+    assert rows.resync_rows(model=Part, pks=[part.pk]).rows == 1
     monkeypatch.undo()
     assert_lost_write_repaired(redis_raw, part, 99)
 
 
 def test_console_retry_now_older_than_a_flushall(redis_raw, monkeypatch) -> None:
-    """The console's "Retry now" on a cache intent: the same race."""
-    from sync.console import row_actions
-
+    """The console's "Retry now" on a cache intent (``rows.retry_intents``): the same race."""
     part = make_part(price=1)
     settle()
     now = timezone.now()
@@ -262,6 +258,6 @@ def test_console_retry_now_older_than_a_flushall(redis_raw, monkeypatch) -> None
         return states
 
     monkeypatch.setattr(outbox, "row_states", read_then_race)
-    assert row_actions.intents_retry(ids=[intent.pk]).claimed == 1
+    assert rows.retry_intents(ids=[intent.pk]).claimed == 1
     monkeypatch.undo()
     assert_lost_write_repaired(redis_raw, part, 99)

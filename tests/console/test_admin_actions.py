@@ -13,8 +13,10 @@ from buyers.models import Buyer
 from catalog.models import Part
 from devtools.sheets import buyer_rows
 from sync.cache import store
+from sync.cache.declaration import spec_for
 from sync.cache.keys import cache_key
-from sync.console import row_actions
+from sync.cache.outbox import RowState
+from sync.cache.rows import resync_rows, retry_intents, verify_rows
 from sync.ingest.pipeline import LOCK_CLASS
 from sync.models import RecordRetry, StaffAction, SyncAlert, SyncIntent, SyncRun
 from tests import engine_fixtures
@@ -112,18 +114,18 @@ def test_a_tombstone_at_the_rows_version_counts_as_stale(redis_raw):
     part.refresh_from_db()
     store.write_many(
         [
-            row_actions.outbox.RowState("catalog.part", str(part.pk), part.version, None).to_write(
-                row_actions.spec_for("catalog.part")
+            RowState("catalog.part", str(part.pk), part.version, None).to_write(
+                spec_for("catalog.part")
             )
         ]
     )
-    report = row_actions.cache_verify_rows(model=Part, pks=[part.pk])
+    report = verify_rows(model=Part, pks=[part.pk])
     assert (report.rows, report.stale) == (1, 1)
 
 
 def test_rows_deleted_since_they_were_selected_are_skipped():
-    assert row_actions.cache_resync(model=Part, pks=[10**9]).rows == 0
-    assert row_actions.cache_verify_rows(model=Part, pks=[10**9]).rows == 0
+    assert resync_rows(model=Part, pks=[10**9]).rows == 0
+    assert verify_rows(model=Part, pks=[10**9]).rows == 0
 
 
 def test_cache_actions_report_a_dead_redis_and_write_nothing(client_for, redis_control):
@@ -166,7 +168,7 @@ def test_retry_now_writes_a_tombstone_for_a_deleted_row_and_revives_a_dead_inten
     intent = SyncIntent.objects.get(model="catalog.part", object_pk=str(pk))
     intent.status = SyncIntent.Status.DEAD
     intent.save(update_fields=["status"])
-    result = row_actions.intents_retry(ids=[intent.pk])
+    result = retry_intents(ids=[intent.pk])
     assert (result.claimed, result.written) == (1, 1)
     assert redis_raw.hget(cache_key("catalog.part", pk), "t") == b"1"
     assert not SyncIntent.objects.exists()
@@ -182,7 +184,7 @@ def test_retry_now_counts_unsynced_models_and_intents_gone_meanwhile():
         created_at="2026-01-01T00:00:00Z",
         updated_at="2026-01-01T00:00:00Z",
     )
-    result = row_actions.intents_retry(ids=[intent.pk, intent.pk + 10**6])
+    result = retry_intents(ids=[intent.pk, intent.pk + 10**6])
     assert (result.selected, result.claimed, result.written, result.failed) == (2, 1, 0, 1)
     assert "1 skipped, another replayer holds them" in str(result)
     intent.refresh_from_db()

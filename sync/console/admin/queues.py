@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from sync.cache.rows import discard_intents, retry_intents
 from sync.console import formats, row_actions
 from sync.console.admin.filters import DateRangeFilter
 from sync.console.admin.runs import run_link
@@ -87,7 +88,7 @@ class SyncIntentAdmin(ConsoleModelAdmin):
     @admin.action(permissions=["operate"], description="Retry selected intents now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        result = row_actions.intents_retry(ids=ids)
+        result = retry_intents(ids=ids)
         self.audit(
             request,
             "cache.intents.retry",
@@ -109,7 +110,7 @@ class SyncIntentAdmin(ConsoleModelAdmin):
                 "rows change again; verification reports any that are stale.",
             )
         ids = list(queryset.values_list("pk", flat=True))
-        deleted = row_actions.intents_discard(ids=ids)
+        deleted = discard_intents(ids=ids)
         self.audit(
             request,
             "cache.intents.discard",
