@@ -106,7 +106,7 @@ def test_json_log_lines_carry_the_id_and_stay_redacted() -> None:
 
     code = PRELUDE + (
         "import logging\n"
-        "from config import request_id\n"
+        "from sync.access import request_id\n"
         "request_id.current.set('corr-json-7')\n"
         "logging.getLogger('sync.probe').warning('mail %s failed', 'kemal.eriksen@example.com')\n"
     )
