@@ -56,15 +56,17 @@ def setup_django(settings_module: str = "config.settings") -> Environment:
         ]
     )
     if env.embedded:
-        from devtools.devservices import Services
+        from devtools.devservices import Services, export_service_urls
 
         services = Services(PROFILE)
         running = {"database": services.postgres.is_running(), "cache": services.cache.is_running()}
         env.started = [name for name in env.embedded if not running[name]]
+        # Started (or reused) here, before the settings, which start nothing themselves.
+        export_service_urls(PROFILE, broker=False)
 
     import django
 
-    django.setup()  # config.settings starts (or reuses) the embedded servers it needs
+    django.setup()
     return env
 
 

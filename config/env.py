@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import environ
@@ -40,21 +39,3 @@ def require_production_settings() -> None:
             + ". See README.md, 'Configuration'."
         )
         raise ImproperlyConfigured(msg)
-
-
-def embedded_service_urls(profile: str) -> dict[str, str]:
-    """Start (or reuse) embedded servers for whichever of the service URLs is unset."""
-    from devtools.devservices import DevServiceError, Services
-
-    services = Services(profile)
-    try:
-        return services.start(
-            database=not env.str("DATABASE_URL", default=""),
-            cache=not env.str("REDIS_URL", default=""),
-            broker=not env.str("CELERY_BROKER_URL", default=""),
-            log=lambda line: print(line, file=sys.stderr),  # noqa: T201
-        )
-    except DevServiceError as e:
-        # What was found and that nothing was done, without a traceback (./dev manage …).
-        print(f"embedded servers ({profile}): {e}", file=sys.stderr)  # noqa: T201
-        raise SystemExit(2) from None

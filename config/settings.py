@@ -1,19 +1,19 @@
 """Settings, read only from the environment (django-environ); README.md lists every variable.
 
 ``DJANGO_ENV`` is ``development`` (default) or ``production``. In production every required
-variable must be set (a missing one is a clear startup error). In development, unset
-``DATABASE_URL`` / ``REDIS_URL`` / ``CELERY_BROKER_URL`` start embedded real servers under
-``.run/dev`` (see ``devtools/devservices.py``); the test run uses ``.run/test``.
+variable must be set (a missing one is a clear startup error). In development too the settings
+need ``DATABASE_URL`` / ``REDIS_URL`` / ``CELERY_BROKER_URL`` and start nothing themselves
+(importing them never connects anywhere): ``./dev manage``, ``./dev demo`` and the test run
+start embedded real servers under ``.run/<profile>`` and export the URLs before the settings
+are read (see ``devtools/devservices.py``).
 """
 
 from __future__ import annotations
 
-import os
-
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import ROOT, embedded_service_urls, env, require_production_settings
+from config.env import ROOT, env, require_production_settings
 from sync.cache.keyring import development_keys, parse_keyring
 
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
@@ -21,8 +21,17 @@ PRODUCTION = DJANGO_ENV == "production"
 
 if PRODUCTION:
     require_production_settings()
-elif not all(env.str(k, default="") for k in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")):
-    os.environ.update(embedded_service_urls(env.str("SYNCOPS_SERVICES_PROFILE", default="dev")))
+elif _missing := [
+    name
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+    if not env.str(name, default="")
+]:
+    msg = (
+        f"{', '.join(_missing)} unset: the settings start no servers. Set them to your "
+        "PostgreSQL and Redis, or use ./dev manage … (./dev demo, ./dev test) for embedded "
+        "development servers."
+    )
+    raise ImproperlyConfigured(msg)
 
 BASE_DIR = ROOT
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)

@@ -12,6 +12,10 @@ Servers outlive the command that started them and are reused by the next one; a 
 behind by a crashed run is detected (pid file + live process + answering socket) and reused,
 a dead one's leftovers are cleaned and it is started afresh, never duplicated.
 
+Only ``./dev`` (``devtools.manage``, ``devtools.demo``, the benchmarks' harness) and the pytest
+plugin (``devtools.testservices``) start them, through this module, before Django reads the
+settings; ``config.settings`` itself starts nothing and refuses to load without the URLs.
+
 Run ``python -m devtools.devservices start|stop|status|env [--profile dev]``.
 """
 
@@ -504,6 +508,39 @@ def prune_test_runs(log=None) -> list[str]:
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+SERVICE_URLS = {"database": "DATABASE_URL", "cache": "REDIS_URL", "broker": "CELERY_BROKER_URL"}
+
+
+def export_service_urls(profile: str | None = None, *, broker: bool = True) -> dict[str, str]:
+    """Start (or reuse) the profile's server for each service URL that is unset and export
+    the URLs into ``os.environ``, before Django reads the settings (which start nothing).
+
+    The ``.env`` file counts as set (it is read first, as the settings read it). The profile is
+    ``SYNCOPS_SERVICES_PROFILE`` (default ``dev``) and is exported too: the settings keep the
+    development keys in its directory. ``broker=False`` leaves ``CELERY_BROKER_URL`` alone.
+    With ``DJANGO_ENV=production`` nothing starts: production names every server itself.
+    A server that cannot be started is reported on stderr and the process exits with 2.
+    """
+    from config.env import env  # reads the .env file into os.environ first
+
+    if env.str("DJANGO_ENV", default="development") == "production":
+        return {}
+    profile = profile or env.str("SYNCOPS_SERVICES_PROFILE", default="dev")
+    os.environ["SYNCOPS_SERVICES_PROFILE"] = profile
+    wanted = {name: not env.str(variable, default="") for name, variable in SERVICE_URLS.items()}
+    wanted["broker"] = wanted["broker"] and broker
+    if not any(wanted.values()):
+        return {}
+    try:
+        urls = Services(profile).start(**wanted, log=_stderr)
+    except DevServiceError as e:
+        # What was found and that nothing was done, without a traceback (./dev manage …).
+        _stderr(f"embedded servers ({profile}): {e}")
+        raise SystemExit(2) from None
+    os.environ.update(urls)
+    return urls
 
 
 def main(argv: list[str] | None = None) -> int:

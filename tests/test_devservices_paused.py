@@ -82,7 +82,7 @@ def test_manage_command_with_the_cache_paused_says_so_and_leaves_it(
     # PostgreSQL and the broker are this run's; only the cache comes from the profile.
     environment.update(SYNCOPS_SERVICES_PROFILE=profile, DJANGO_SETTINGS_MODULE="config.settings")
     result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
+        [sys.executable, "-m", "devtools.manage", "check"],
         cwd=ROOT,
         env=environment,
         capture_output=True,

@@ -99,3 +99,50 @@ def test_fully_configured_production_passes_the_deployment_checks() -> None:
 
     assert result.returncode == 0, result.stderr + result.stdout
     assert "System check identified no issues" in result.stdout
+
+
+SERVICE_URLS = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+
+
+def _development(*argv: str, **variables: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_URLS and k != "DJANGO_ENV"}
+    env.update(ENV_FILE="", DJANGO_SETTINGS_MODULE="config.settings", **variables)
+    return subprocess.run(
+        [sys.executable, *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_development_settings_without_urls_start_nothing_and_say_how() -> None:
+    """Outside ./dev and the tests (manage.py run directly, an IDE, a type checker, a deploy
+    that forgot DJANGO_ENV) the settings start no server: they name what is missing."""
+    profile = f"test-{os.getpid()}-no-urls"
+    result = _development("manage.py", "check", SYNCOPS_SERVICES_PROFILE=profile)
+
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("django.core.exceptions.ImproperlyConfigured")
+    for name in SERVICE_URLS:
+        assert name in message
+    assert "use ./dev manage" in message
+    assert "embedded" not in result.stderr.replace("for embedded development servers", "")
+    assert not (ROOT / ".run" / profile).exists()
+
+
+def test_development_settings_load_without_connecting() -> None:
+    """Unreachable URLs are enough to load the settings: importing them connects nowhere."""
+    result = _development(
+        "-c",
+        "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        DATABASE_URL="postgres://x@127.0.0.1:1/x",
+        REDIS_URL="redis://127.0.0.1:1/0",
+        CELERY_BROKER_URL="memory://",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
