@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
+from sync.cache.declaration import column
 from sync.ingest.source_definitions import SourceConfig
 from sync.ingest.sources import Row, Source
 
@@ -25,8 +26,6 @@ class Column:
     """A database column a sheet column feeds."""
 
     header: str
-    model_label: str
-    field: str
     table: str
     column: str
     data_type: str  # as information_schema says: "text", "character varying", "numeric" …
@@ -64,12 +63,10 @@ def column_limits(config: SourceConfig) -> dict[str, Column]:
         meta = model._meta
         catalog = _catalog(meta.db_table)
         for header, name in mapping.items():
-            db_column = meta.get_field(name).column
+            db_column = column(model, name)
             data_type, length, precision, scale = catalog[db_column]
             found[header] = Column(
                 header,
-                meta.label_lower,
-                name,
                 meta.db_table,
                 db_column,
                 data_type,
@@ -166,7 +163,7 @@ def scan_rows(report: SchemaReport, headers: list[str], rows: Iterable[Row]) -> 
     limited = [
         (positions[c.header], c.header, c.max_length)
         for c in report.limited
-        if c.header in positions
+        if c.header in positions and c.max_length is not None  # every limited one has one
     ]
     for row_number, cells in rows:
         report.rows_scanned += 1

@@ -213,9 +213,7 @@ def test_find_missing_counts_a_repeated_or_empty_key_once(buyers_sheet) -> None:
 def test_schema_scan_counts_every_misfit_and_lists_the_first_thousand() -> None:
     from sync.ingest.schema import REPORT_ROWS, Column, scan_rows
 
-    column = Column(
-        "Name", "buyers.buyer", "name", "buyers", "name", "character varying", 5, None, None
-    )
+    column = Column("Name", "buyers", "name", "character varying", 5, None, None)
     report = SchemaReport("buyers", [column])
     scan_rows(report, ["Name"], ((n, ["too long"]) for n in range(2, REPORT_ROWS + 12)))
     assert (report.misfit_count, report.rows_with_misfits) == (REPORT_ROWS + 10,) * 2
