@@ -14,15 +14,11 @@ OpenAPI at ``/api/openapi.json``, Swagger UI at ``/api/docs``.
 from __future__ import annotations
 
 import json
-import logging
 
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse
 from ninja import Header, NinjaAPI, Path, Query, Router
-from ninja.errors import AuthorizationError, HttpError
-from ninja.security import SessionAuth
+from ninja.errors import HttpError
 
 from catalog import selectors, services
 from catalog.models import CatalogChange, Part, PartContentVersion
@@ -40,12 +36,8 @@ from catalog.schemas import (
     ValidationErrorOut,
     VersionIn,
 )
+from sync.access.api import CATALOG, RoleAuth, install_error_handlers
 from sync.access.roles import can_operate, can_view
-from sync.console import api_access
-from sync.console.api_access import api_denial
-from sync.console.api_errors import body_too_big_message
-
-logger = logging.getLogger(__name__)
 
 api = NinjaAPI(
     title="syncops parts catalog",
@@ -57,31 +49,9 @@ api = NinjaAPI(
 public = Router(tags=["public"])
 
 
-@api.exception_handler(RequestDataTooBig)
-def _body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-    return _json(413, {"detail": body_too_big_message()})
-
-
-@api.exception_handler(SuspiciousOperation)
-def _suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
-    # NOTE: Django answers these with a 400 page; under DEBUG ninja made them a traceback.
-    return _json(400, {"detail": f"bad request ({type(exc).__name__})"})
-
-
-@api.exception_handler(Exception)
-def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    """A bug is a JSON 500 without a traceback (ninja shows one under DEBUG); the log has it,
-    and Django's signal lets error reporting (and the test client) see it."""
-    logger.error(
-        "catalog API: unexpected %s on %s %s",
-        type(exc).__name__,
-        request.method,
-        request.path,
-        exc_info=exc,
-    )
-    got_request_exception.send(sender=None, request=request)
-    return _json(500, {"detail": "internal error: the server log has it under this request's id"})
-
+# A refusal before the view (CSRF), a body too big (413), a suspicious one (400) and a bug (a
+# JSON 500, logged) in this API's envelope, {"detail": …}.
+install_error_handlers(api, CATALOG, name="catalog API")
 
 staff = Router(tags=["staff"])
 
@@ -130,31 +100,11 @@ def _doc(etag: str | None) -> dict:
 ANY_ERRORS = {400: ErrorOut, 413: ErrorOut, 429: ErrorOut}
 
 
-class _Role(SessionAuth):
-    """Session auth (with ninja's CSRF check on unsafe methods) and the console API's access
-    rule (``api_access``: active, staff and the role, on every request): 401 anonymous, 403
-    for an account that is not staff or lacks the role."""
-
-    def __init__(self, allowed, role: str) -> None:
-        super().__init__()
-        self.allowed, self.role = allowed, role
-
-    def authenticate(self, request: HttpRequest, key: str | None):
-        denial = api_denial(request.user, self.allowed)
-        if denial is None:
-            return request.user
-        if denial.status == 401:
-            return None
-        message = (
-            denial.message
-            if denial is not api_access.NO_ROLE
-            else f"the {self.role} role is required"
-        )
-        raise AuthorizationError(message=message)
-
-
-VIEWER = _Role(can_view, "Console viewer")
-OPERATOR = _Role(can_operate, "Console operator")
+# Session auth with the CSRF check on writes, and the access rule every API asks
+# (sync.access.api: active, staff and the role, on every request): 401 anonymous, 403 for an
+# account that is not staff or lacks the role.
+VIEWER = RoleAuth(can_view, no_role="the Console viewer role is required")
+OPERATOR = RoleAuth(can_operate, no_role="the Console operator role is required")
 
 
 def _json(status: int, body: object, **headers: str) -> HttpResponse:

@@ -32,7 +32,7 @@ ROLES: dict[str, tuple[str, ...]] = {
 
 def _active(user: Any) -> bool:
     # The admin's own rule (AdminSite.has_permission): a role counts only for an active staff
-    # account, in the admin and in every API alike (sync.console.api_access).
+    # account, in the admin and in every API alike (sync.access.api).
     return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
 
 

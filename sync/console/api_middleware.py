@@ -13,7 +13,7 @@
   (the CSRF check of django-ninja's API key auth turned it into a 500).
 * An error page a framework made (ninja's text 405, Django's HTML 404) becomes a JSON error.
 
-Answers are in the API's own error envelope (``sync.console.api_errors``). It sits after
+Answers are in the API's own error envelope (``sync.access.api``). It sits after
 ``AuthenticationMiddleware``: the limit depends on who is asking.
 """
 
@@ -26,8 +26,8 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 
+from sync.access.api import api_error, body_too_big_message, is_api
 from sync.console import ratelimit
-from sync.console.api_errors import api_error, body_too_big_message, is_api
 
 
 def _declared_length(request: HttpRequest) -> int | None:
@@ -64,6 +64,7 @@ class ApiGuardMiddleware:
                     f"bad request: the body is not the form its Content-Type names ({e})",
                 )
         verdict = ratelimit.count(request)
+        response: HttpResponse
         if verdict is not None and not verdict.allowed:
             response = api_error(
                 request,

@@ -1,6 +1,8 @@
 """What staff do from the console and its JSON API: start and cancel a sync, acknowledge an
 alert. Each is one service shared by the pages and the API, and each records the staff
-action (``sync.console.audit``) in the same transaction as its effect.
+action (``sync.console.audit``) in the same transaction as its effect. A service is told who
+acts (``actor``, the user) and from which address (``ip``), never given the HTTP request: the
+pages and the API each say so from their own request.
 
 A start is refused while the source has an active run; the check and the new ``pending``
 run are serialised per source by a transaction-level advisory lock, so two clicks at once
@@ -12,13 +14,13 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import Any
 
 from django.db import connection, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from sync.console.audit import record_staff_action
+from sync.console.audit import record_action_by
 from sync.ingest.exceptions import SourceConfigError
 from sync.ingest.pipeline import LOCK_CLASS, request_cancel, start_run
 from sync.ingest.source_definitions import load_sources
@@ -118,7 +120,7 @@ def _enqueue(*, run: SyncRun, trigger: str) -> None:
 
 
 def manual_sync_start(
-    request: HttpRequest, *, source: str, trigger: str = SyncRun.Trigger.MANUAL
+    *, actor: Any, ip: str | None, source: str, trigger: str = SyncRun.Trigger.MANUAL
 ) -> SyncRun:
     """A ``pending`` run of ``source`` queued for a worker (after commit), or
     ``AlreadyRunningError`` naming the run that is active."""
@@ -131,16 +133,18 @@ def manual_sync_start(
         active = active_run(source)
         if active is None:
             run = start_run(source, trigger=trigger)
-            record_staff_action(
-                request,
+            record_action_by(
+                actor,
+                ip,
                 action="sync.start",
                 target=source,
                 details={"run_id": run.pk, "trigger": trigger},
             )
             transaction.on_commit(partial(_enqueue, run=run, trigger=trigger))
             return run
-        record_staff_action(
-            request,
+        record_action_by(
+            actor,
+            ip,
             action="sync.start",
             target=source,
             details={"refused": True, "active_run": active.pk},
@@ -152,7 +156,7 @@ def manual_sync_start(
     raise AlreadyRunningError(msg, active)
 
 
-def manual_sync_cancel(request: HttpRequest, *, run_id: int) -> SyncRun:
+def manual_sync_cancel(*, actor: Any, ip: str | None, run_id: int) -> SyncRun:
     """Cancel a run: a ``pending`` one at once (it never starts), a ``running`` one after
     its current batch. ``SyncRun.DoesNotExist`` for an unknown id, ``NotActiveError`` when
     it has finished."""
@@ -168,8 +172,9 @@ def manual_sync_cancel(request: HttpRequest, *, run_id: int) -> SyncRun:
             run.refresh_from_db()
             msg = f"run {run_id} is not active (it is {run.status})"
             raise NotActiveError(msg)
-        record_staff_action(
-            request,
+        record_action_by(
+            actor,
+            ip,
             action="sync.cancel",
             target=f"run {run_id}",
             details={"run_id": run_id, "source": run.source, "before_start": bool(cancelled)},
@@ -178,7 +183,7 @@ def manual_sync_cancel(request: HttpRequest, *, run_id: int) -> SyncRun:
     return run
 
 
-def console_alert_acknowledge(request: HttpRequest, *, alert_id: int) -> SyncAlert:
+def console_alert_acknowledge(*, actor: Any, ip: str | None, alert_id: int) -> SyncAlert:
     """Close an open alert; ``SyncAlert.DoesNotExist`` for an unknown id, ``NotActiveError``
     when someone acknowledged it already."""
     alert = SyncAlert.objects.get(pk=alert_id)
@@ -186,9 +191,10 @@ def console_alert_acknowledge(request: HttpRequest, *, alert_id: int) -> SyncAle
         msg = f"alert {alert_id} was acknowledged already"
         raise NotActiveError(msg)
     with transaction.atomic():
-        alert = alert_acknowledge(alert_id=alert_id, user=request.user)
-        record_staff_action(
-            request,
+        alert = alert_acknowledge(alert_id=alert_id, user=actor)
+        record_action_by(
+            actor,
+            ip,
             action="alert.acknowledge",
             target=f"alert {alert_id}",
             details={"alert_id": alert_id, "type": alert.alert_type, "source": alert.source},

@@ -39,7 +39,7 @@ from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 
 from sync.access import roles
-from sync.console.audit import client_ip
+from sync.access.client_ip import client_ip
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from sync.access import roles
+from sync.access.client_ip import client_ip
 from sync.console import formats
 from sync.console.charts import trend_svg
 from sync.console.dashboard import (
@@ -123,7 +124,7 @@ def _sync_url(source: str, run_id: int | None = None) -> str:
 def sync_start(request: HttpRequest, source: str) -> HttpResponse:
     _require(roles.can_operate(request.user))
     try:
-        run = manual_sync_start(request, source=source)
+        run = manual_sync_start(actor=request.user, ip=client_ip(request), source=source)
     except UnknownSourceError as e:
         raise Http404(str(e)) from e
     except AlreadyRunningError as e:
@@ -154,7 +155,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     _require(roles.can_operate(request.user))
     run = get_object_or_404(SyncRun, pk=run_id)
     try:
-        manual_sync_cancel(request, run_id=run_id)
+        manual_sync_cancel(actor=request.user, ip=client_ip(request), run_id=run_id)
     except NotActiveError as e:
         messages.warning(request, str(e))
     else:
@@ -171,7 +172,7 @@ def alert_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
     _require(roles.can_operate(request.user))
     alert = get_object_or_404(SyncAlert, pk=alert_id)
     try:
-        console_alert_acknowledge(request, alert_id=alert_id)
+        console_alert_acknowledge(actor=request.user, ip=client_ip(request), alert_id=alert_id)
     except NotActiveError as e:
         messages.warning(request, str(e))
     else:

@@ -186,16 +186,17 @@ def admin_rules(route: Route, method: str) -> Matrix | None:
 
 def api_rules(route: Route, method: str) -> Matrix | None:
     path = route.path
+    if path in ("/api/", "/api/sync/"):
+        return each(NOT_FOUND)  # no page at an API's root, whatever the method
     if path.startswith("/api/sync/") or path.startswith("/api/staff/"):
-        # Reads need the viewer role, writes the operator role; 401/403 JSON otherwise.
+        # Reads need the viewer role, writes the operator role; 401/403 JSON otherwise. The
+        # console API's OpenAPI document and its page are reads like the others.
         if method == "get":
             return each(OK, anonymous=API_ANONYMOUS)
         return each(PASSED, anonymous=API_ANONYMOUS, viewer=API_FORBIDDEN, pii_viewer=API_FORBIDDEN)
     if path in API_DOCUMENTS:
         # Read-only documents (ninja's plain views answer every method alike): public.
         return each(OK) if method == "get" else each(PUBLIC)
-    if path == "/api/":
-        return each(NOT_FOUND)  # no page at the API's root, whatever the method
     if path == "/api/parts" or path.startswith("/api/parts/"):
         return each(OK) if method == "get" else None  # public reads (writes: 405 above)
     return None
