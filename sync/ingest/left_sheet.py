@@ -42,6 +42,7 @@ from django.db.models.functions import Now
 
 from sync.cache.bulk import update_synced
 from sync.cache.declaration import is_synced, spec_for
+from sync.ingest.exceptions import SourceConfigError
 from sync.models import ErrorLog, RecordLog, SyncRun
 from sync.redaction import RedactPiiFilter
 
@@ -72,6 +73,16 @@ def soft_delete_field(model) -> str | None:
     return spec_for(label).soft_delete if is_synced(label) else None
 
 
+def _soft_delete_field_of(model) -> str:
+    """The soft-delete field of a target whose left rows are soft-deleted (a source is
+    refused one without it)."""
+    found = soft_delete_field(model)
+    if found is None:
+        msg = f"{model._meta.label_lower} has no soft-delete field"
+        raise SourceConfigError(msg)
+    return found
+
+
 def _q(name: str) -> str:
     return connection.ops.quote_name(name)
 
@@ -98,18 +109,14 @@ def _other_runs(config, *, exclude: int | None = None) -> tuple[list[int], str]:
     )
     runs = []
     for name in others:
-        run_id = (
-            SyncRun.objects.filter(
-                source=name,
-                dry_run=False,
-                status__in=(SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL),
-            )
-            .exclude(trigger__in=SOME_KEYS)
-            .exclude(pk=exclude)
-            .order_by("-pk")
-            .values_list("pk", flat=True)
-            .first()
-        )
+        whole_sheet = SyncRun.objects.filter(
+            source=name,
+            dry_run=False,
+            status__in=(SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL),
+        ).exclude(trigger__in=SOME_KEYS)
+        if exclude is not None:
+            whole_sheet = whole_sheet.exclude(pk=exclude)
+        run_id = whole_sheet.order_by("-pk").values_list("pk", flat=True).first()
         if run_id is None or not RecordLog.objects.filter(run_id=run_id).exists():
             return [], (
                 f"source {name!r} feeds {config.label} too and has no whole-sheet run "
@@ -273,9 +280,8 @@ def _soft_delete(config, sql: str, params: list) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} FOR UPDATE OF t", params)
         pks = [pk for pk, _key in cursor.fetchall()]
-    update_synced(
-        config.model._base_manager.filter(pk__in=pks), **{soft_delete_field(config.model): Now()}
-    )
+    deleted = _soft_delete_field_of(config.model)
+    update_synced(config.model._base_manager.filter(pk__in=pks), **{deleted: Now()})
 
 
 def _restore(config, run_id: int, *, dry: bool) -> list[str]:
@@ -283,7 +289,7 @@ def _restore(config, run_id: int, *, dry: bool) -> list[str]:
     engine (not in a dry run); their keys."""
     meta = config.model._meta
     key = _q(meta.get_field(config.natural_key).column)
-    deleted = soft_delete_field(config.model)
+    deleted = _soft_delete_field_of(config.model)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT t.{_q(meta.pk.column)}, t.{key} FROM {_q(meta.db_table)} t"  # noqa: S608

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import connection
@@ -25,7 +26,7 @@ logger.addFilter(RedactPiiFilter())
 
 
 def enqueue(
-    *, source: str, location: str, run_id: int, failures: list[tuple[str, int | None, str, str]]
+    *, source: str, location: str, run_id: int, failures: Sequence[tuple[str, int | None, str, str]]
 ) -> list[str]:
     """Queue (or bump) ``(key, row_number, category, error)`` failures; returns the keys that
     just became permanently failed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.db.models import Count, Max, Q
 from django.utils import timezone
@@ -90,7 +91,7 @@ def source_health(source: str | None = None) -> list[SourceHealth]:
     """Per source: last run and last success, 24 h success rate, retry queue."""
     names = [get_source(source).name] if source else sorted(load_sources())
     queue = retry.stats()
-    since = timezone.now() - timezone.timedelta(hours=24)
+    since = timezone.now() - timedelta(hours=24)
     found = []
     for name in names:
         runs = SyncRun.objects.filter(source=name).exclude(status=SyncRun.Status.REFUSED)

@@ -17,6 +17,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import models
 
+from sync.cache.declaration import concrete_field
 from sync.ingest.exceptions import SourceConfigError
 
 KINDS = ("csv", "xlsx", "sheets")
@@ -203,8 +204,8 @@ def _check_optional(config: SourceConfig, where: str) -> None:
                 "natural key or required; it cannot be optional"
             )
             raise SourceConfigError(msg)
-        model = config.model if "." not in name else config.child.model
-        field = model._meta.get_field(name.rpartition(".")[2])
+        model = config.model if "." not in name or config.child is None else config.child.model
+        field = concrete_field(model, name.rpartition(".")[2])
         if not field.null and field.db_default is models.NOT_PROVIDED:
             msg = (
                 f"{where}: optional_columns: {header!r} feeds {name}, which is NOT NULL "

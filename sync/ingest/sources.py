@@ -107,8 +107,8 @@ def match_headers(headers: list[str], expected: tuple[str, ...], location: str) 
         return headers
     exact = set(expected)
     wanted: dict[str, str] = {}
-    for name in expected:
-        wanted.setdefault(normal_header(name), name)
+    for expected_name in expected:
+        wanted.setdefault(normal_header(expected_name), expected_name)
     matched = list(headers)
     seen: dict[str, int] = {}
     for index, header in enumerate(headers):
@@ -428,7 +428,8 @@ class CsvSource:
         with io.TextIOWrapper(
             io.BufferedReader(digesting, CHUNK), encoding=text.encoding, newline=""
         ) as handle:
-            handle._CHUNK_SIZE = 1 << 16  # NOTE: decoded 64 KiB at a time, not 8 KiB
+            # NOTE: decoded 64 KiB at a time, not 8 KiB (CPython's attribute: no stub has it)
+            handle._CHUNK_SIZE = 1 << 16  # type: ignore[attr-defined]
             # NOTE: strict: a quoted cell still open at the end of the file (a file cut off
             # mid-row) is an error, not a cell read as cut.
             reader = csv.reader(handle, delimiter=text.delimiter, strict=True)
@@ -858,7 +859,8 @@ def sheets_client():
     endpoint = settings.SYNC_INGEST_SHEETS_API_URL.rstrip("/")
 
     class Client(HTTPClient):
-        def request(self, method, url, *args, **kwargs):
+        # Forwards whatever gspread passes, only the URL rewritten.
+        def request(self, method, url, *args, **kwargs):  # type: ignore[override]
             return super().request(method, endpoint + url.removeprefix(google), *args, **kwargs)
 
     credentials = settings.SYNC_INGEST_SHEETS_CREDENTIALS
@@ -870,7 +872,8 @@ def sheets_client():
         )
         client = Client(auth)
     else:
-        client = Client(None, session=requests.Session())  # API key or an open endpoint
+        # An API key or an open endpoint: gspread sends no credentials when it has None.
+        client = Client(None, session=requests.Session())  # type: ignore[arg-type]
     client.set_timeout(settings.SYNC_INGEST_SHEETS_TIMEOUT)
     return client
 

@@ -35,6 +35,7 @@ from django.db import connection
 from django.utils import timezone
 
 from sync.cache import tiers
+from sync.cache.declaration import column
 from sync.ingest.exceptions import IngestError, SourceConfigError, SyncAlreadyRunningError
 from sync.ingest.pipeline import run_ingest, start_run
 from sync.ingest.schema import column_limits
@@ -171,16 +172,15 @@ def fingerprint(config: SourceConfig, preview_run_id: int) -> str:
     """What a preview's judgement depends on, as one digest: the source's mapping and rules,
     its columns' real types and limits, and every database row the preview's file names
     (by its record logs): its version and its child's, or its absence."""
-    meta = config.model._meta
     table, key, pk = (
-        _q(meta.db_table),
-        _q(meta.get_field(config.natural_key).column),
-        _q(meta.pk.column),
+        _q(config.model._meta.db_table),
+        _q(column(config.model, config.natural_key)),
+        _q(column(config.model)),
     )
     child_join, child_version = "", "'-'"
     if config.child is not None:
         child = config.child.model._meta
-        fk = _q(child.get_field(config.child.parent_field).column)
+        fk = _q(column(config.child.model, config.child.parent_field))
         child_join = f" LEFT JOIN {_q(child.db_table)} c ON c.{fk} = t.{pk}"
         child_version = "coalesce(c.version::text, '-')"
     with connection.cursor() as cursor:
@@ -263,7 +263,8 @@ def _start(
 
 def start_upload_run(upload: SyncUpload) -> SyncRun:
     """The ``pending`` real run of a previewed upload, with the preview's batch size."""
-    preview = SyncRun.objects.get(pk=upload.preview_run_id)
+    # An upload is started only once previewed (None would not be found either).
+    preview = SyncRun.objects.get(pk=upload.preview_run_id)  # type: ignore[misc]
     run = SyncRun.objects.create(
         source=upload.source,
         target=preview.target,

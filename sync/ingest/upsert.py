@@ -17,12 +17,14 @@ Versions come from the sync trigger.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from django.db import connection
 
-from sync.cache.declaration import SyncSpec, spec_for
+from sync.cache.declaration import SyncSpec, column, field_column, spec_for
 from sync.cache.outbox import (
+    Converter,
     RowState,
     convert_row,
     converters_for,
@@ -77,11 +79,10 @@ class Progress(NamedTuple):
     run_id: int
 
 
-def _cached(spec: SyncSpec) -> tuple[list[str], list]:
+def _cached(spec: SyncSpec) -> tuple[list[str], list[Converter]]:
     """The columns Redis holds for ``spec``'s model, and their converters (as a read has)."""
-    meta = spec.model._meta
     return (
-        [_q(meta.get_field(name).column) for name in spec.fields],
+        [_q(column(spec.model, name)) for name in spec.fields],
         converters_for(spec, "default"),
     )
 
@@ -105,18 +106,20 @@ class BatchWriter:
         self.child: list[FieldSpec] = validator.child
         meta = config.model._meta
         self.table = _q(meta.db_table)
-        self.key_column = _q(meta.get_field(config.natural_key).column)
+        self.key_column = _q(column(config.model, config.natural_key))
         self.key_index = validator.key_index
-        self.pk_column = _q(meta.pk.column)
+        self.pk_column = _q(column(config.model))
         self.label = meta.label_lower
         models = [config.model]
         self.parent_cached, self.parent_converters = _cached(spec_for(self.label))
-        self.child_label, self.child_cached, self.child_converters = "", [], []
+        self.child_label = ""
+        self.child_cached: list[str] = []
+        self.child_converters: list[Converter] = []
         if config.child is not None:
             child_meta = config.child.model._meta
             self.child_table = _q(child_meta.db_table)
-            self.child_pk = _q(child_meta.pk.column)
-            self.parent_fk = _q(child_meta.get_field(config.child.parent_field).column)
+            self.child_pk = _q(column(config.child.model))
+            self.parent_fk = _q(column(config.child.model, config.child.parent_field))
             self.child_label = child_meta.label_lower
             self.child_cached, self.child_converters = _cached(spec_for(self.child_label))
             models.append(config.child.model)
@@ -134,9 +137,9 @@ class BatchWriter:
         # literal a model label; the values (the trigger ids, the run id) are parameters.
         n = len(self.parent)
         key = f"c{self.key_index}"
-        parent_cols = [_q(s.field.column) for s in self.parent]
+        parent_cols = [_q(field_column(s.field)) for s in self.parent]
         value_cols = [c for c in parent_cols if c != self.key_column]
-        child_cols = [_q(s.field.column) for s in self.child]
+        child_cols = [_q(field_column(s.field)) for s in self.child]
         here = [f"t.{c}" for c in parent_cols] + [f"p.{c}" for c in child_cols]
         there = [f"s.c{i}" for i in range(n + len(child_cols))]
         exists, join = f"t.{self.pk_column} IS NOT NULL", ""
@@ -271,7 +274,8 @@ class BatchWriter:
         # NOTE: Decimal and date values go as their text (str), which the casts read back
         # exactly; JSON escapes any character text may hold (validation refuses NUL).
         if self.child:
-            batch = [[row.row_number, *row.values, *row.child] for row in rows]
+            # A target with a child: every valid row has its child's values.
+            batch = [[row.row_number, *row.values, *row.child] for row in rows]  # type: ignore[misc]
         else:
             batch = [[row.row_number, *row.values] for row in rows]
         return json.dumps(batch, default=str, ensure_ascii=False)
@@ -282,7 +286,7 @@ class BatchWriter:
         *,
         run_id: int,
         progress: Progress | None = None,
-        settle: list[RowState] = (),
+        settle: Sequence[RowState] = (),
         encoded: str | None = None,
     ) -> Answer:
         """Run the statement for ``rows`` (in the caller's transaction). With ``progress``

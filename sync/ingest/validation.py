@@ -203,7 +203,8 @@ def field_specs(
     for header, name in mapping.items():
         field = model._meta.get_field(name)
         array_type = ARRAY_TYPES.get(field.get_internal_type())
-        if array_type not in CONVERTERS:
+        # A reverse relation's internal type is its foreign key's, never one of these.
+        if array_type not in CONVERTERS or not isinstance(field, models.Field):
             msg = (
                 f"{model._meta.label_lower}.{name}: a {field.get_internal_type()} cannot be "
                 "fed from a sheet (text, decimal and date fields can)"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
+from sync.cache.declaration import column
 from sync.ingest import left_sheet
 from sync.ingest.exceptions import SourceUnavailableError
 from sync.ingest.source_definitions import SourceConfig
@@ -37,8 +38,11 @@ def _q(name: str) -> str:
 
 
 def _target(config: SourceConfig) -> tuple[str, str, str]:
-    meta = config.model._meta
-    return (_q(meta.db_table), _q(meta.get_field(config.natural_key).column), _q(meta.pk.column))
+    return (
+        _q(config.model._meta.db_table),
+        _q(column(config.model, config.natural_key)),
+        _q(column(config.model)),
+    )
 
 
 def verify_run(
@@ -113,13 +117,12 @@ def _integrity_checks(config: SourceConfig) -> tuple[dict[str, str], list]:
     """The integrity rules as SQL conditions on the target row ``t`` (and their parameters):
     required field empty, key format, no child row."""
     _table, key, pk = _target(config)
-    meta = config.model._meta
     checks: dict[str, str] = {}
     for name in config.required:
         if "." in name:
             continue
-        column = _q(meta.get_field(name).column)
-        checks[f"empty {name}"] = f"t.{column} IS NULL OR t.{column}::text = ''"
+        name_column = _q(column(config.model, name))
+        checks[f"empty {name}"] = f"t.{name_column} IS NULL OR t.{name_column}::text = ''"
     params: list = []
     if config.key_pattern:
         # NOTE: the patterns in use (classes, \d, anchors) read the same in PostgreSQL ARE.
@@ -127,7 +130,7 @@ def _integrity_checks(config: SourceConfig) -> tuple[dict[str, str], list]:
         params.append(config.key_pattern)
     if config.child is not None:
         child = config.child.model._meta
-        fk = _q(child.get_field(config.child.parent_field).column)
+        fk = _q(column(config.child.model, config.child.parent_field))
         checks[f"no {config.child.prefix}"] = (
             f"NOT EXISTS (SELECT 1 FROM {_q(child.db_table)} c WHERE c.{fk} = t.{pk})"  # noqa: S608
         )
@@ -147,6 +150,7 @@ def compare_sample(config: SourceConfig, sample: list[ValidRow], validator: RowV
     }
     child_names = [spec.field.name for spec in validator.child]
     children = {}
+    child_prefix = config.child.prefix if config.child is not None else ""
     if config.child is not None:
         fk = config.child.parent_field
         children = {
@@ -165,7 +169,7 @@ def compare_sample(config: SourceConfig, sample: list[ValidRow], validator: RowV
         if row.child is not None:
             child = children.get(obj.pk)
             fields += [
-                f"{config.child.prefix}.{n}"
+                f"{child_prefix}.{n}"
                 for n, v in zip(child_names, row.child, strict=True)
                 if child is None or getattr(child, n) != v
             ]

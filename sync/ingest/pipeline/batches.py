@@ -4,15 +4,16 @@ retried row by row, so only that row fails (I8)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -21,15 +22,19 @@ from sync.cache import store
 from sync.cache.outbox import settle_cte
 from sync.cache.writer import restore_settled, take_settled, write_on_commit
 from sync.ingest import retry
-from sync.ingest.pipeline.database import categorize, sqlstate
+from sync.ingest.pipeline.database import RunConnection, categorize, sqlstate
 from sync.ingest.pipeline.keys import SheetKeys
 from sync.ingest.pipeline.readahead import ReadAhead, in_turn
 from sync.ingest.pipeline.spool import SpooledSource
-from sync.ingest.sources import Source
+from sync.ingest.sources import CsvSource, Source
 from sync.ingest.upsert import BatchWriter, Progress
 from sync.ingest.validation import Issue, RowValidator, ValidRow
-from sync.models import ErrorLog, RecordLog
+from sync.models import ErrorLog, RecordLog, SyncRun
 from sync.redaction import RedactPiiFilter, redact
+
+if TYPE_CHECKING:
+    from sync.cache.writer import BackgroundWriter
+    from sync.ingest.logs import LogBuffer
 
 logger = logging.getLogger(__name__)
 logger.addFilter(RedactPiiFilter())
@@ -70,9 +75,23 @@ class Cancelled(Exception):  # noqa: N818 - control flow inside a run
     pass
 
 
-class BatchLoading:
+class BatchLoading(RunConnection):
     """Loading in batches, for ``Ingestion`` (which sets the run's state: ``config``, ``run``,
     ``counts``, ``logs``, ``sample`` …, and the connection handling of ``RunConnection``)."""
+
+    location: str
+    only_keys: set[str] | None
+    progress: Callable[[SyncRun], None] | None
+    logs: LogBuffer
+    sample: list[ValidRow]
+    seen_only: set[str]
+    failed_keys: set[str]
+    sheet_keys: SheetKeys
+    through: BackgroundWriter
+
+    if TYPE_CHECKING:
+
+        def _time(self, phase: str, started: float) -> None: ...
 
     def _load(
         self, source: Source, validator: RowValidator, only_keys: set[str] | None = None
@@ -84,7 +103,6 @@ class BatchLoading:
         # This read against the pre-scan's (keys.py): a spooled source's load reads the
         # pre-scan's rows; a CSV file's reads are compared by digest.
         read = SheetKeys()
-        digest = hasattr(source, "read_digest")
         rows: Iterable = source.rows()
         if only is not None:
             rows = self._narrow(rows, validator, only)
@@ -108,15 +126,15 @@ class BatchLoading:
         checked_batches = (
             ReadAhead(batches, check) if ahead else nullcontext(in_turn(batches, check))
         )
-        with checked_batches as checked_batches:
-            for _batch, checked in checked_batches:
+        with checked_batches as in_order:
+            for _batch, checked in in_order:
                 self.rows_committed: set[int] = set()  # of this batch, by a row-by-row retry
-                self._with_db(lambda c=checked: self._batch(c, writer))
+                self._with_db(functools.partial(self._batch, checked, writer))
                 if self.progress:
                     self.progress(self.run)
                 if self.run.cancel_requested:
                     raise Cancelled
-        if digest:
+        if isinstance(source, CsvSource):
             read.checksum = source.read_digest
         if not isinstance(source, SpooledSource) and not read.same_read(self.sheet_keys):
             self._sheet_changed()
@@ -297,12 +315,17 @@ class BatchLoading:
             )
             # On commit: Redis gets what the statement answered, nothing is read again.
             write_on_commit(answer.states, via=self.through, marks=marks)
-            self.counts.created, self.counts.updated, self.counts.unchanged = answer.counts
+            # With progress (a real run) the statement answers the run's flag, total and counts.
+            cancel_requested, rows_total, counts_after = cast(
+                "tuple[bool, int, tuple[int, int, int]]",
+                (answer.cancel_requested, answer.rows_total, answer.counts),
+            )
+            self.counts.created, self.counts.updated, self.counts.unchanged = counts_after
             self.counts.done = rows_after
             self.run.cancel_requested, self.run.rows_done, self.run.rows_total = (
-                answer.cancel_requested,
+                cancel_requested,
                 rows_after,
-                answer.rows_total,
+                rows_total,
             )
             if self.queued:
                 retry.resolve(source=self.config.name, keys=[row.key for row in rows])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection
@@ -14,6 +15,13 @@ from sync.ingest.exceptions import RunAbortedError
 from sync.ingest.sources import backoff_delay
 from sync.models import ErrorLog, SyncRun
 from sync.redaction import RedactPiiFilter, redact
+
+if TYPE_CHECKING:
+    from sync.ingest.pipeline.batches import Counts
+    from sync.ingest.pipeline.lock import SourceLock
+    from sync.ingest.source_definitions import SourceConfig
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 logger.addFilter(RedactPiiFilter())
@@ -28,7 +36,12 @@ class RunConnection:
     """The connection handling of ``Ingestion`` (which sets ``config``, ``run``, ``lock`` and
     ``counts``)."""
 
-    def _update_run(self, **values) -> None:
+    config: SourceConfig
+    run: SyncRun
+    lock: SourceLock
+    counts: Counts
+
+    def _update_run(self, **values: Any) -> None:
         # NOTE: the run's own row needs no lock: a run that lost its lock still records why.
         self._with_db(lambda: SyncRun.objects.filter(pk=self.run.pk).update(**values), locked=False)
 
@@ -45,7 +58,7 @@ class RunConnection:
             )
         )
 
-    def _with_db(self, operation: Callable[[], object], *, locked: bool = True):
+    def _with_db(self, operation: Callable[[], T], *, locked: bool = True) -> T:
         """``operation()``; a lost connection is re-established (and, for work that needs
         it, the lock re-taken), up to SYNC_INGEST_DB_RETRIES times with backoff."""
         for attempt in range(settings.SYNC_INGEST_DB_RETRIES + 1):

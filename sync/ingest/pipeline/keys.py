@@ -42,7 +42,7 @@ class SheetKeys:
 
     def __init__(self) -> None:
         self.duplicates: dict[str, list[int]] = {}  # key -> every row holding it, in order
-        self.checksum: int | bytes = 0
+        self.checksum: int | bytes | None = 0  # a CSV read's digest: None until it ends
         self.rows = 0  # counted with the checksum
         self.total = 0  # the rows read (a pre-scan's: the run's rows_total)
 
@@ -83,7 +83,7 @@ def read_key_lines(
     thread, the temporary table, on the run's connection, is out of reach)."""
     index = _Index()
     first, again = index.first, index.again
-    spill_allowed, spill = spill, None
+    spill_allowed, spilled = spill, None
     total = 0
     if position is None:  # pragma: no cover - a sheet without its key column is refused
         position = 1 << 30
@@ -97,14 +97,14 @@ def read_key_lines(
         total += 1
         if "\x00" in key:
             key = key.replace("\x00", "\ufffd")
-        if spill is not None:
-            spill.add(number, key)
+        if spilled is not None:
+            spilled.add(number, key)
         elif first.setdefault(key, number) != number:
             again.setdefault(key, []).append(number)
         elif len(first) > IN_MEMORY:
             if not spill_allowed:
                 raise TooManyKeys
-            spill = index.spill()
+            spilled = index.spill()
     keys.total = total
     keys.duplicates = index.duplicates()
 

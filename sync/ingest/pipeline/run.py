@@ -34,7 +34,7 @@ from sync.ingest.pipeline.spool import SpooledSource
 from sync.ingest.schema import SchemaReport, column_limits, compare_headers, scan_rows
 from sync.ingest.source_definitions import SourceConfig, get_source
 from sync.ingest.source_settings import config_for
-from sync.ingest.sources import Source, source_for
+from sync.ingest.sources import CsvSource, Source, source_for
 from sync.ingest.validation import RowValidator, ValidRow
 from sync.ingest.verification import verify_run
 from sync.models import ErrorLog, SyncRun
@@ -198,12 +198,12 @@ class Ingestion(BatchLoading, RunConnection):
             # Read once (pipeline/spool.py): a workbook's XML parse, a Google Sheet's requests
             # cost the most of a run. A CSV file is cheaper to read again than to spool; its
             # two reads are compared by their bytes' digest (keys.py).
-            if not hasattr(source, "read_digest"):
+            if not isinstance(source, CsvSource):
                 source = spooled = SpooledSource(source)
             t = time.perf_counter()
             # A file that cannot be decoded whole fails here, nothing written (a CSV file's
             # UTF-8 is checked by its key pre-scan's read instead: sources.py, prescan).
-            if hasattr(source, "read_lines"):
+            if isinstance(source, CsvSource):
                 source.prescan(deferred=True)
             else:
                 source.prescan()
@@ -271,7 +271,7 @@ class Ingestion(BatchLoading, RunConnection):
         """A CSV file's key pre-scan, started on its own thread while this one prepares the
         run (keys.py, KeysAhead)."""
         position = {h: i for i, h in enumerate(headers)}.get(self.config.key_column)
-        if not hasattr(source, "read_lines") or position is None:
+        if not isinstance(source, CsvSource) or position is None:
             return None
         return KeysAhead(source, position)
 
@@ -340,26 +340,25 @@ class Ingestion(BatchLoading, RunConnection):
         self.sheet_keys = SheetKeys()
         position = validator.key_position
         keys = ahead.result() if ahead is not None else None  # raises what its read raised
-        if keys is not None and ahead.position == position:
+        if ahead is not None and keys is not None and ahead.position == position:
             self.sheet_keys = keys
             if report.limited:
                 scan_rows(report, headers, source.rows())
             return
-        if hasattr(source, "read_lines") and not report.limited:
+        if isinstance(source, CsvSource) and not report.limited:
             # A CSV file: its keys in one loop over its lines (most of the cost is the parse).
             source.read_lines(lambda lines: read_key_lines(lines, position, self.sheet_keys))
             self.sheet_keys.checksum = source.read_digest
             return
         # The load's read is compared with this one (keys.py): a spooled source's load reads
         # these very rows, a CSV file's reads are compared by their bytes' digest.
-        spooled = isinstance(source, SpooledSource)
-        rows = source.spool(source.rows()) if spooled else source.rows()
+        rows = source.spool(source.rows()) if isinstance(source, SpooledSource) else source.rows()
         rows = read_keys(rows, position, self.sheet_keys)
         if report.limited:
             scan_rows(report, headers, rows)
         else:
             deque(rows, maxlen=0)
-        if hasattr(source, "read_digest"):
+        if isinstance(source, CsvSource):
             self.sheet_keys.checksum = source.read_digest
 
     def _missing_columns(self, missing: list[str], headers: list[str]) -> None:
@@ -426,7 +425,7 @@ class Ingestion(BatchLoading, RunConnection):
         )
 
     def _forget_vanished(self) -> None:
-        vanished = sorted(self.only_keys - self.seen_only)
+        vanished = sorted((self.only_keys or set()) - self.seen_only)  # only with only_keys
         if vanished:
             self._with_db(lambda: retry.forget_missing(source=self.config.name, keys=vanished))
 
