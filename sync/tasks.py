@@ -73,7 +73,11 @@ def _check_after_ingest(sender=None, args=None, kwargs=None, **_extra) -> None:
         ops_check_service(source=source)
     elif name == OPS_UPLOAD_TASK:
         run_id = (kwargs or {}).get("run_id")
-        source = SyncRun.objects.filter(pk=run_id).values_list("source", flat=True).first()
+        source = (
+            SyncRun.objects.filter(pk=run_id).values_list("source", flat=True).first()
+            if run_id is not None
+            else None
+        )
         if source is not None:
             ops_check_service(source=source)
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from sync.access import roles
-from sync.cache.declaration import spec_for
+from sync.cache.declaration import concrete_field, spec_for
 from sync.cache.exceptions import CacheUnavailableError
 from sync.cache.rows import resync_rows, verify_rows
 from sync.cache.verification import VerifyReport
@@ -41,6 +41,7 @@ from sync.console.lookups import (
     touches_pii,
 )
 from sync.console.masking import mask
+from sync.models import SyncedModel
 from sync.redaction import redact
 
 # Badge tones by meaning: classes of static/console/admin.css (no inline style: the CSP).
@@ -143,7 +144,7 @@ def json_table(value: object) -> str:
     head = "<th>{}</th>"
     if isinstance(value, dict):
         pairs = all(isinstance(v, list) and len(v) == 2 for v in value.values())
-        heads = ("field", "before", "after") if pairs else ("name", "value")
+        heads: tuple[str, ...] = ("field", "before", "after") if pairs else ("name", "value")
         rows = [(_words(key), *(item if pairs else (item,))) for key, item in value.items()]
     elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
         keys = tuple(dict.fromkeys(key for item in value for key in item))
@@ -210,7 +211,7 @@ class PiiMaskingMixin:
                 text = redact(text)
             return brief(text)
 
-        display.short_description = model._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+        display.short_description = concrete_field(model, name).verbose_name  # type: ignore[attr-defined]
         return display
 
     def _masked_display(self, model: type[Model], name: str) -> Callable[[Model], str]:
@@ -221,7 +222,7 @@ class PiiMaskingMixin:
                 return getattr(obj, name)  # masked in memory by get_object already
             return mask(getattr(obj, name), kind=kind)
 
-        display.short_description = model._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+        display.short_description = concrete_field(model, name).verbose_name  # type: ignore[attr-defined]
         return display
 
     @staticmethod
@@ -232,7 +233,7 @@ class PiiMaskingMixin:
                 return value
             return redact(readable(value))
 
-        display.short_description = model._meta.get_field(name).verbose_name  # type: ignore[attr-defined]
+        display.short_description = concrete_field(model, name).verbose_name  # type: ignore[attr-defined]
         return display
 
     def _swap(self, request: HttpRequest, names: Iterable[Any]) -> list[Any]:
@@ -271,7 +272,7 @@ class PiiMaskingMixin:
 
         swapped = []
         for title, options in fieldsets:
-            fields = []
+            fields: list[str | tuple[str, ...]] = []
             for entry in options["fields"]:
                 if isinstance(entry, list | tuple):
                     row = once(self._swap(request, entry))
@@ -314,6 +315,9 @@ class GuardedLookupsMixin:
     hierarchy or ``_to_field`` that touches a PII field. Every console page has it, and the
     site gives it to the admin classes of other apps it registers (users, beat, axes)."""
 
+    model: type[Model]  # a ModelAdmin's
+    admin_site: admin.AdminSite
+
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[GuardedChangeList]:
         return GuardedChangeList
 
@@ -336,7 +340,7 @@ class GuardedLookupsMixin:
             return fields
         return [
             f for f in fields if not touches_pii(self.model, str(f).lstrip("^=@"), self.admin_site)
-        ]  # type: ignore[attr-defined]
+        ]
 
     def get_list_filter(self, request: HttpRequest):
         """Declared filters; without the PII role none on a PII field (its choices would list
@@ -350,11 +354,11 @@ class GuardedLookupsMixin:
             if not (
                 (path := filter_field_path(item)) and touches_pii(self.model, path, self.admin_site)
             )
-        ]  # type: ignore[attr-defined]
+        ]
 
     def to_field_allowed(self, request: HttpRequest, to_field: str) -> bool:
         """``?_to_field=email`` would make ``/<guessed address>/change/`` an oracle."""
-        if not _show_pii(request) and touches_pii(self.model, to_field, self.admin_site):  # type: ignore[attr-defined]
+        if not _show_pii(request) and touches_pii(self.model, to_field, self.admin_site):
             return False
         return super().to_field_allowed(request, to_field)  # type: ignore[misc]
 
@@ -473,7 +477,7 @@ class ConsoleModelAdmin(PiiMaskingMixin, GuardedLookupsMixin, admin.ModelAdmin):
 
         swapped = []
         for title, options in fieldsets:
-            fields = []
+            fields: list[str | tuple[str, ...]] = []
             for entry in options["fields"]:
                 if isinstance(entry, list | tuple):
                     row = tuple(n for n in map(swap, entry) if n)
@@ -567,7 +571,7 @@ class SyncedModelAdmin(ConsoleModelAdmin):
     )
 
     @admin.display(description="row version")
-    def row_version(self, obj: Model) -> str:
+    def row_version(self, obj: SyncedModel) -> str:
         return format_html(
             '{}<span class="console-sub">{}</span>',
             formats.number(obj.version),
@@ -575,7 +579,7 @@ class SyncedModelAdmin(ConsoleModelAdmin):
         )
 
     @admin.display(description="last write")
-    def last_write(self, obj: Model) -> str:
+    def last_write(self, obj: SyncedModel) -> str:
         if not obj.updated_at_ns:
             return formats.EMPTY
         at = dt.datetime.fromtimestamp(obj.updated_at_ns / 1e9, tz=dt.UTC)

@@ -54,7 +54,7 @@ def trend_svg(buckets: list[dict], *, hours: int, now: datetime | None = None) -
     now = now or timezone.now()
     step = WIDTH / len(buckets)
     first = now - timedelta(hours=hours * len(buckets))
-    bars = []
+    bars: list[tuple[float, float, float, float, str, str]] = []
     for band, (field, _label, css) in enumerate(BANDS):
         top = band * (BAND + GAP)
         peak = max((b[field] or 0) for b in buckets) or 1

@@ -82,10 +82,11 @@ def _ordering_fields(entry: Any) -> list[str]:
     """The field paths an ordering entry reads: a name, an ``F`` or any expression over them."""
     if isinstance(entry, str):
         return [entry]
+    # NOTE (ignores): Django's F has the name it was made with; django-stubs' F has none.
     if isinstance(entry, F):
-        return [entry.name]
+        return [entry.name]  # type: ignore[attr-defined]
     expression: BaseExpression = entry  # Django orders by names, F()s and expressions only
-    return [part.name for part in expression.flatten() if isinstance(part, F)]
+    return [part.name for part in expression.flatten() if isinstance(part, F)]  # type: ignore[attr-defined]
 
 
 class GuardedChangeList(ChangeList):

@@ -24,11 +24,12 @@ import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from sync.cache.declaration import spec_for
 from sync.ingest.exceptions import IngestError
 from sync.ingest.source_definitions import SourceConfig, get_source
-from sync.ingest.sources import source_for
+from sync.ingest.sources import Source, source_for
 from sync.ingest.uploads import upload_file
 from sync.models import ErrorLog, SyncRun, SyncUpload
 from sync.redaction import redact
@@ -62,7 +63,8 @@ def rejected_rows(run: SyncRun) -> dict[int, Rejected]:
         .order_by("row_number", "id")
         .values_list("row_number", "natural_key", "column", "reason")
     )
-    for row, key, column, reason in errors.iterator():
+    for row_number, key, column, reason in errors.iterator():
+        row = cast(int, row_number)  # the query leaves out errors without a row
         entry = found.setdefault(row, Rejected(row, key))
         if column and column not in entry.columns:
             entry.columns.append(column)
@@ -99,7 +101,7 @@ def shown_columns(config: SourceConfig, headers: list[str], *, pii: bool) -> lis
 
 
 @contextlib.contextmanager
-def _source_of(run: SyncRun, config: SourceConfig) -> Iterator[object | None]:
+def _source_of(run: SyncRun, config: SourceConfig) -> Iterator[Source | None]:
     """The source the run read (``None`` when it cannot be read any more)."""
     uploaded = UPLOAD_LOCATION.match(run.location)
     upload = SyncUpload.objects.filter(pk=int(uploaded.group(1))).first() if uploaded else None

@@ -79,7 +79,7 @@ class _Middleware:
     def __init__(self, get_response) -> None:
         self.get_response = get_response
         if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
+            markcoroutinefunction(self)  # type: ignore[type-var]  # callable: subclasses have __call__
 
 
 class SessionLifetimeMiddleware(_Middleware):
@@ -313,12 +313,13 @@ def _groups_changed(
         return
     if action == "post_clear":
         pk_set = getattr(instance, "_security_cleared", set())
+    pks = pk_set or set()  # Django sends a set with every action but a clear
     kind = Kind.ROLE_ADDED if action == "post_add" else Kind.ROLE_REMOVED
     model = get_user_model()
     if reverse:  # instance is a group, pk_set users
-        pairs = [(user, instance) for user in model._default_manager.filter(pk__in=pk_set)]
+        pairs = [(user, instance) for user in model._default_manager.filter(pk__in=pks)]
     else:
-        pairs = [(instance, group) for group in Group.objects.filter(pk__in=pk_set)]
+        pairs = [(instance, group) for group in Group.objects.filter(pk__in=pks)]
     request = current_request.get()
     for user, group in pairs:
         security_event_record(

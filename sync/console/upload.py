@@ -218,9 +218,13 @@ def upload_page(request: HttpRequest, upload_id: int) -> HttpResponse:
 
     _require(roles.can_view(request.user))
     upload = get_object_or_404(SyncUpload, pk=upload_id)
-    preview = SyncRun.objects.filter(pk=upload.preview_run_id).first()
+    preview = (
+        SyncRun.objects.filter(pk=upload.preview_run_id).first()
+        if upload.preview_run_id is not None
+        else None
+    )
     errors = (
-        ErrorLog.objects.filter(run_id=upload.preview_run_id).order_by("row_number", "id")
+        ErrorLog.objects.filter(run_id=preview.pk).order_by("row_number", "id")
         if preview
         else ErrorLog.objects.none()
     )

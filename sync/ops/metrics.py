@@ -87,7 +87,7 @@ def consistency_metrics() -> list[GaugeMetricFamily]:
         samples.add_metric([label], window.samples)
         if window.fraction is not None:
             within.add_metric([label], window.fraction)
-            if window.fraction < 1:
+            if window.fraction < 1 and window.nines is not None:  # never None with a fraction
                 nines.add_metric([label], window.nines)
     unreachable.add_metric([], figures.unreachable)
     return [within, nines, samples, unreachable]

@@ -80,7 +80,7 @@ def _recover(model: type[models.Model], folder: Path) -> int:
     if not files:
         return 0
     ids = [row["id"] for row in read_archive(files[-1])]
-    deleted, _ = model.objects.filter(pk__in=ids).delete()
+    deleted, _ = model._default_manager.filter(pk__in=ids).delete()
     if deleted:
         logger.warning(
             "%s: deleted %s row(s) already archived in %s", folder.name, deleted, files[-1].name
@@ -125,7 +125,7 @@ def _archive_table(
     _recover(model, folder)
     files = archive_files(directory, table)
     sequence = int(files[-1].name.removesuffix(SUFFIX).rsplit("-", 1)[1]) + 1 if files else 1
-    expired = model.objects.filter(created_at__lt=cutoff)
+    expired = model._default_manager.filter(created_at__lt=cutoff)
     if model is SyncRun:
         expired = expired.exclude(status__in=SyncRun.ACTIVE)
     archived = 0
@@ -134,7 +134,7 @@ def _archive_table(
         _write(path, rows)
         if after_write is not None:
             after_write(path)
-        model.objects.filter(pk__in=[row["id"] for row in rows]).delete()
+        model._default_manager.filter(pk__in=[row["id"] for row in rows]).delete()
         archived += len(rows)
         sequence += 1
         if progress is not None:

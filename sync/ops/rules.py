@@ -78,7 +78,7 @@ def check_gaps(config: SyncConfig, run: SyncRun | None) -> SyncAlert | None:
 def check_recovery_failed(config: SyncConfig, run: SyncRun | None) -> SyncAlert | None:
     """Verification re-synced the gaps it found (auto-recovery) and some stayed missing."""
     recovery = run.verification.get("recovery") if run is not None else None
-    if not recovery:
+    if run is None or not recovery:
         return None
     left = recovery["attempted"] - recovery["recovered"]
     if left < config.gap_threshold:

@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from sync.cache.declaration import concrete_field
 from sync.models import SyncRun
 
 
@@ -61,7 +62,7 @@ class _RunFieldFilter(admin.SimpleListFilter):
     run_field = ""
 
     def lookups(self, request: HttpRequest, model_admin):
-        field = SyncRun._meta.get_field(self.run_field)
+        field = concrete_field(SyncRun, self.run_field)
         if field.choices:
             return field.choices
         values = (
@@ -112,7 +113,7 @@ class RunIdFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet):
         # NOTE: only called with a value: without one, lookups() offers nothing, and a filter
         # without choices is not applied.
-        value = self.value()
+        value = self.value() or ""
         if not value.isascii() or not value.isdigit() or int(value) > MAX_RUN_ID:
             msg = f"a run id is a number up to {MAX_RUN_ID}, not {value[:40]!r}"
             raise IncorrectLookupParameters(msg)

@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Case, QuerySet, Value, When
+from django.db.models import Case, Model, QuerySet, Value, When
 from django.http import HttpRequest
 from django.utils.html import format_html
 
@@ -22,7 +22,7 @@ from sync.models import StaffAction, SyncAlert, SyncConfig, SyncHealthMetric, Sy
 from sync.ops.alerts import alert_acknowledge
 from sync.ops.source_settings import config_update, config_validate, is_engine
 
-SEVERITY_TONES = {
+SEVERITY_TONES: dict[str, str] = {
     SyncAlert.Severity.INFO: "info",
     SyncAlert.Severity.WARNING: "warn",
     SyncAlert.Severity.CRITICAL: "bad",
@@ -134,12 +134,13 @@ class SyncConfigForm(forms.ModelForm):
         model = SyncConfig
         fields = roles.CONFIG_FIELDS  # the same field rules as PUT /api/sync/config
 
+    # Django's ModelForm hooks, which django-stubs does not declare.
     def _post_clean(self) -> None:
-        super()._post_clean()
+        super()._post_clean()  # type: ignore[misc]
         try:
             config_validate(self.instance)
         except ValidationError as e:
-            self._update_errors(e)
+            self._update_errors(e)  # type: ignore[attr-defined]
 
 
 @admin.register(SyncConfig)
@@ -149,6 +150,8 @@ class SyncConfigAdmin(ConsoleModelAdmin):
     The engine's row and a source's row hold different settings (``sync.ops.source_settings``): each
     page shows only those that apply to its row, the engine first in the list.
     """
+
+    recipients_masked: Callable[[SyncConfig], str]  # made from pii_fields (admin_base.py)
 
     form = SyncConfigForm
     operator_can_change = True
@@ -233,7 +236,8 @@ class SyncConfigAdmin(ConsoleModelAdmin):
             # Masked for a role without PII; an empty list says where alerts go instead.
             return masked(obj) or "none set: alerts go to SYNC_ALERT_RECIPIENTS"
 
-        recipients.short_description = masked.short_description
+        # A display function's description, as admin.display sets it.
+        recipients.short_description = masked.short_description  # type: ignore[attr-defined]
         self.recipients_masked = recipients
 
     def get_form(
@@ -252,8 +256,8 @@ class SyncConfigAdmin(ConsoleModelAdmin):
         engine_first = Case(When(source=SyncConfig.ENGINE, then=Value(0)), default=Value(1))
         return super().get_queryset(request).order_by(engine_first, "source")
 
-    def get_fieldsets(self, request: HttpRequest, obj: SyncConfig | None = None):
-        engine = obj is not None and is_engine(obj.source)
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None):
+        engine = isinstance(obj, SyncConfig) and is_engine(obj.source)
         return self.swap_fieldsets(
             request, self.ENGINE_FIELDSETS if engine else self.SOURCE_FIELDSETS
         )

@@ -7,6 +7,8 @@ shows its first errors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -31,7 +33,7 @@ from sync.console.admin_base import ConsoleModelAdmin, badge
 from sync.models import ErrorLog, RecordLog, SyncRun, SyncUpload
 from sync.redaction import redact
 
-RUN_TONES = {
+RUN_TONES: dict[str, str] = {
     SyncRun.Status.SUCCEEDED: "ok",
     SyncRun.Status.PARTIAL: "warn",
     SyncRun.Status.FAILED: "bad",
@@ -40,7 +42,7 @@ RUN_TONES = {
     SyncRun.Status.CANCELLED: "muted",
     SyncRun.Status.REFUSED: "muted",
 }
-ACTION_TONES = {
+ACTION_TONES: dict[str, str] = {
     RecordLog.Action.CREATED: "ok",
     RecordLog.Action.UPDATED: "info",
     RecordLog.Action.UNCHANGED: "muted",
@@ -93,6 +95,8 @@ class RunLogAdmin(ConsoleModelAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ConsoleModelAdmin):
+    message_redacted: Callable[[SyncRun], str]  # made from redacted_fields (admin_base.py)
+
     # NOTE: seven columns that fit 1280 px beside the admin's two sidebars: the row counts
     # and the gaps are one "outcome" cell (only the non-zero ones), numbers and times never
     # wrap, and the trigger is a filter (and on the run's page), not a column.

@@ -12,7 +12,7 @@ from sync.console.admin_base import ConsoleModelAdmin, badge, brief
 from sync.models import SecurityEvent
 
 Kind = SecurityEvent.Kind
-KIND_TONES = {
+KIND_TONES: dict[str, str] = {
     Kind.LOGIN: "ok",
     Kind.LOGOUT: "muted",
     Kind.LOGIN_FAILED: "warn",

@@ -28,7 +28,7 @@ class ProgressLine:
     """A progress bar drawn in place on ``stream``; ``end()`` (or any log record emitted
     while it is open, or leaving the ``with`` block) finishes its line with a newline."""
 
-    def __init__(self, stream: TextIO, *, enabled: bool = True) -> None:
+    def __init__(self, stream: TextIO | OutputWrapper, *, enabled: bool = True) -> None:
         self.stream = stream
         self.enabled = enabled
         self.open = False
