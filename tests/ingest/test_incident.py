@@ -1,4 +1,4 @@
-"""Seed 004's incident, replayed: 4,140 buyers, 356 with a value longer than the VARCHAR(50)
+"""The incident, replayed: 4,140 buyers, 356 with a value longer than the VARCHAR(50)
 their table had. Nothing may be lost silently, nothing truncated, and the runbook
 (schema check, fix, sync_missing, verify) must bring every buyer in."""
 

@@ -1,4 +1,4 @@
-"""A run's stored results for its admin page (issues 15, 18): phase timings as a bar (inline
+"""A run's stored results for its admin page: phase timings as a bar (inline
 SVG, no script, no chart library) with a table of each phase's time and share, the
 verification and the schema report as tables (any shape they hold: nested tables for
 mappings, one table for a list of records, long lists cut with a count), and every number in
