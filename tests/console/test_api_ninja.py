@@ -85,6 +85,13 @@ def test_a_body_the_schema_refuses_is_a_400_naming_the_field(
     assert not StaffAction.objects.exists()
 
 
+def test_answers_are_never_cached(client_for) -> None:
+    response = client_for("viewer").get(API + "status")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert "no-store" in response["Cache-Control"]
+
+
 def test_an_empty_body_and_a_long_query_are_400s(client_for) -> None:
     operator = client_for("operator")
     empty = operator.post(API + "manual", b"", content_type="application/json")
