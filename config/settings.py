@@ -42,7 +42,7 @@ SECRET_KEY = env.str(
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # A JSON 403 for the JSON APIs under /api/, Django's page elsewhere.
-CSRF_FAILURE_VIEW = "sync.console.api.csrf_failure"
+CSRF_FAILURE_VIEW = "sync.access.api.csrf_failure"
 
 INSTALLED_APPS = [
     # django.contrib.admin, with the console's site as admin.site (its dashboard and pages).

@@ -35,7 +35,6 @@ from sync.access.api import (
     NOT_LOGGED_IN,
     RoleAuth,
     api_denial,
-    csrf_failure,  # CSRF_FAILURE_VIEW names it here
     install_error_handlers,
 )
 from sync.access.client_ip import client_ip
@@ -393,4 +392,4 @@ def alert_acknowledge(request: HttpRequest, alert_id: int) -> Any:
     return {"alert": alert_data(alert)}
 
 
-__all__ = ["UnknownSourceError", "api", "csrf_failure"]
+__all__ = ["UnknownSourceError", "api"]
