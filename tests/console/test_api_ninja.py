@@ -136,3 +136,16 @@ def test_the_console_api_errors_ninja_raises() -> None:
     assert (teapot.status_code, json.loads(teapot.content)) == (418, {"error": "short and stout"})
     missing = console_api.on_exception(request, Http404())
     assert (missing.status_code, json.loads(missing.content)) == (404, {"error": "not found"})
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "key"),
+    [("put", "/api/staff/parts/1/stock", "detail"), ("post", API + "manual", "error")],
+    ids=["catalog", "console"],
+)
+def test_a_csrf_refusal_says_why_in_each_apis_envelope(client_for, method, url, key) -> None:
+    operator = client_for("operator", enforce_csrf_checks=True)
+    response = getattr(operator, method)(url, "{}", content_type="application/json")
+    assert response.status_code == 403
+    assert response.json()[key].startswith("CSRF verification failed: ")
+    assert not SyncRun.objects.exists()
