@@ -140,6 +140,24 @@ def test_dry_run_reports_what_would_change_and_writes_nothing(buyers_sheet) -> N
     }
 
 
+def test_a_spool_that_cannot_be_written_fails_the_run_saying_so(
+    buyers_sheet, tmp_path, monkeypatch
+) -> None:
+    """A workbook is spooled to a temporary file; when that cannot be created (here: the
+    temporary directory is gone, as a disk full or a removed mount would), the run fails with
+    the reason and an error row, instead of staying "running" until it is abandoned."""
+    import tempfile
+
+    path = buyers_sheet(list(buyer_rows(5, 1)), name="buyers.xlsx")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    run = run_ingest("buyers", file=str(path))
+    assert run.status == "failed" and run.finished_at is not None
+    assert "could not be read or spooled" in run.message and "No such file" in run.message
+    error = ErrorLog.objects.get(run_id=run.pk)
+    assert (error.category, error.code, error.retryable) == ("source", "unreadable", False)
+    assert Buyer.objects.count() == 0
+
+
 def test_xlsx_file_loads_like_the_csv(buyers_sheet) -> None:
     rows = list(buyer_rows(15, 3))
     path = buyers_sheet(rows, name="buyers.xlsx")

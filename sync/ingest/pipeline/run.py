@@ -232,7 +232,14 @@ class Ingestion(BatchLoading, RunConnection):
                 }
         except Cancelled:
             status, message = SyncRun.Status.CANCELLED, "cancelled between batches"
-        except (IngestError, DatabaseError) as e:
+        except (IngestError, DatabaseError, OSError) as e:
+            if isinstance(e, OSError):
+                # Reading the sheet or spooling it failed below the sources' own checks (a
+                # disk full under the spool, an I/O error): the run fails saying so, never
+                # stays "running" until it is abandoned.
+                e = SourceFileError(
+                    f"the sheet could not be read or spooled: {e}", code="unreadable"
+                )
             status, message = SyncRun.Status.FAILED, redact(str(e))[:2000]
             logger.error("%s: run %s failed: %s", self.config.name, self.run.pk, message)
             if isinstance(e, SourceUnavailableError):
