@@ -134,11 +134,11 @@ if DATABASE_POOLING not in ("", "session", "transaction"):
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOLING == "transaction"
 
 REDIS_URL = env.str("REDIS_URL")
-# Redis socket timeouts (seconds): short, so a hung server costs one timeout (DESIGN §4).
+# Redis socket timeouts (seconds): short, so a hung server costs one timeout (docs/sync-engine.md).
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.25)
 REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=0.25)
 
-# NOTE: django-environ cannot parse unix:// cache URLs (EMBEDDED.md), so CACHES is by hand.
+# NOTE: django-environ cannot parse unix:// cache URLs, so CACHES is by hand.
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",

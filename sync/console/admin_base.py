@@ -1,4 +1,4 @@
-"""Base classes of every console admin page (issue 6): roles, PII masking, cache actions.
+"""Base classes of every console admin page: roles, PII masking, cache actions.
 
 * ``ConsoleModelAdmin``: who may see and do what is asked of ``sync.access.roles`` (view for
   viewers, actions for operators); pages are read-only unless a class opens them; PII fields
