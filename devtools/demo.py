@@ -1,9 +1,9 @@
 """``./dev demo``: the whole product on one machine, stopped cleanly by Ctrl-C.
 
 Starts (or reuses) the embedded servers for every unset service URL, migrates, sets a fresh
-random password on the ``admin`` superuser and prints it, loads the apps' demo data, then runs
-a Celery worker, Celery beat and the web server until SIGINT/SIGTERM, when it stops every child
-process and every server it started itself.
+random password on the ``admin`` superuser and prints it, loads the apps' demo data
+(``python -m devtools.demo_data``), then runs a Celery worker, Celery beat and the web server
+until SIGINT/SIGTERM, when it stops every child process and every server it started itself.
 
 It supervises its children: one that exits (a crash, an out-of-memory kill, a SIGKILL) is
 started again after an exponential backoff (1 s, 2 s, 4 s … capped at 30 s; back to 1 s once a
@@ -49,8 +49,9 @@ def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def run_manage(*args: str) -> None:
-    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, check=True)
+def run_step(*argv: str) -> None:
+    """One setup step in a child process (the URLs and the password are in its environment)."""
+    subprocess.run([PYTHON, *argv], cwd=ROOT, check=True)
 
 
 def web_server_argv(host: str, port: int) -> list[str]:
@@ -299,10 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         password = secrets.token_urlsafe(12)
         os.environ["DEMO_ADMIN_PASSWORD"] = password
-        for step in (("migrate", "--noinput", "-v", "0"), ("demo_setup",)):
+        for step in (
+            ("manage.py", "migrate", "--noinput", "-v", "0"),
+            ("-m", "devtools.demo_data"),
+        ):
             if stopping:
                 return 1
-            run_manage(*step)
+            run_step(*step)
         if args.setup_only or stopping:
             return 0
         supervisor = Supervisor(

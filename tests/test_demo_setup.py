@@ -1,4 +1,5 @@
-"""``manage.py demo_setup`` in this process: the superuser and every app's demo data, twice."""
+"""The demo's setup (``python -m devtools.demo_data``) in this process: the superuser and every
+app's demo data, twice."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import CommandError, call_command
 
 from buyers.models import Buyer
 from catalog.models import Part
 from customers.models import Customer, Order
+from devtools.demo_data.__main__ import main
+from devtools.demo_data.setup import DemoSetupError, demo_setup
 from sellers.models import Seller
 from sync.cache.maintenance import verify_models
 from sync.models import CacheVerification
@@ -33,7 +35,7 @@ def demo_files(settings, tmp_path):
 def test_demo_setup_loads_every_app_and_is_idempotent(demo_files, monkeypatch) -> None:
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "a-long-demo-password-1")
     out = StringIO()
-    call_command("demo_setup", "--count", "20", "-v", "2", stdout=out)
+    demo_setup(count=20, stdout=out)
     assert "created superuser admin" in out.getvalue()
     rows = sum(r.rows for r in verify_models())
     assert f"cache verification: {rows} of {rows} synced rows consistent" in out.getvalue()
@@ -47,12 +49,12 @@ def test_demo_setup_loads_every_app_and_is_idempotent(demo_files, monkeypatch) -
         Buyer.objects.count(),
         Seller.objects.count(),
     )
-    # buyers: the whole incident sheet; parts: ten per count (catalog/demo.py)
+    # buyers: the whole incident sheet; parts: ten per count (devtools/demo_data/catalog.py)
     assert counts == (200, 20, 200, 4140, 20)
     assert (demo_files / "buyers.csv").is_file()
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "another-long-password-2")
     again = StringIO()
-    call_command("demo_setup", "--count", "20", stdout=again)
+    demo_setup(count=20, stdout=again)
     assert "reusing superuser admin" in again.getvalue()
     assert "0 created" in again.getvalue() and "(0 new)" in again.getvalue()
     assert (Part.objects.count(), Buyer.objects.count()) == (200, 4140)
@@ -61,7 +63,11 @@ def test_demo_setup_loads_every_app_and_is_idempotent(demo_files, monkeypatch) -
     assert all(report.ok for report in verify_models())
 
 
-def test_demo_setup_needs_the_password(monkeypatch) -> None:
+def test_demo_setup_needs_the_password(monkeypatch, capsys) -> None:
     monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
-    with pytest.raises(CommandError, match="DEMO_ADMIN_PASSWORD"):
-        call_command("demo_setup", stdout=StringIO())
+    with pytest.raises(DemoSetupError, match="DEMO_ADMIN_PASSWORD"):
+        demo_setup(stdout=StringIO())
+    assert main(["--count", "20"]) == 1
+    message = "set DEMO_ADMIN_PASSWORD (./dev demo does this for you)"
+    assert capsys.readouterr().err == f"demo data: {message}\n"
+    assert not get_user_model().objects.filter(username="admin").exists()

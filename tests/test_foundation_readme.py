@@ -11,7 +11,7 @@ SOURCES = (
     "config/settings.py",
     "config/env.py",
     "devtools/demo.py",
-    "sync/management/commands/demo_setup.py",
+    "devtools/demo_data/setup.py",
 )
 READ = re.compile(
     r"""(?:\benv(?:\.\w+)?\(|os\.environ\.get\(|os\.environ\[)\s*["']([A-Z][A-Z0-9_]+)["']"""

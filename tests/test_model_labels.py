@@ -56,7 +56,7 @@ def test_choices_read_as_words_and_acronyms_stay_capitals() -> None:
 
 
 def test_the_demo_loads_its_sheets_as_demo_runs_not_scheduled_ones(db, settings, tmp_path) -> None:
-    from buyers import demo
+    from devtools.demo_data import buyers as demo
     from sync.models import SyncRun
     from tests.console.sources import buyers_sheet, sources_file
 

@@ -59,8 +59,8 @@ WAIT = 20_000  # milliseconds the browser waits for a page or a condition
 @pytest.fixture
 def world(settings, tmp_path) -> dict[str, object]:
     """Real runs, errors, alerts and rows behind every console page."""
-    from catalog import demo as catalog_demo
-    from customers import demo as customers_demo
+    from devtools.demo_data import catalog as catalog_demo
+    from devtools.demo_data import customers as customers_demo
     from sync.cache import autowarm
     from sync.cache.maintenance import verify_models
     from sync.ingest.pipeline import run_ingest
