@@ -9,8 +9,6 @@ import logging
 import re
 import uuid
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-
 HEADER = "X-Request-ID"
 _VALID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 current: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -22,28 +20,19 @@ def _request_id(request) -> str:
 
 
 class RequestIdMiddleware:
-    sync_capable = True
-    async_capable = True
+    # NOTE: synchronous only. Django calls every middleware above a synchronous-only one
+    # synchronously (the APIs' guard, sync/console/api_middleware.py, is one), so under ASGI
+    # this one is called synchronously anyway: an async path here would never run.
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
 
     # NOTE: the id is not reset when the response leaves: Django logs a 4xx/5xx
     # (django.request) after the whole middleware chain has returned, and that line must carry
     # it too. The next request in this thread (or ASGI task context) sets its own.
     def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self._acall(request)
         self._start(request)
         response = self.get_response(request)
-        response[HEADER] = request.request_id
-        return response
-
-    async def _acall(self, request):
-        self._start(request)
-        response = await self.get_response(request)
         response[HEADER] = request.request_id
         return response
 
