@@ -52,6 +52,8 @@ class HeldLock:
         self.conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", [LOCK_CLASS, source])
 
     def release(self) -> None:
+        # Released now: a closed connection's backend lets go of it a moment later.
+        self.conn.execute("SELECT pg_advisory_unlock_all()")
         self.conn.close()
 
 

@@ -80,6 +80,9 @@ def test_the_worker_task_runs_a_confirmed_upload_once(client_for) -> None:
         with other.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", [LOCK_CLASS, "buyers"])
         assert ingest_upload(upload_id=item.pk, run_id=item.run_id)["status"] == "refused"
+        with other.cursor() as cursor:
+            # Released now: a closed connection's backend lets go of it a moment later.
+            cursor.execute("SELECT pg_advisory_unlock_all()")
     finally:
         other.close()
     run = SyncRun.objects.create(source="buyers", target="buyers.buyer", batch_size=100)

@@ -135,6 +135,9 @@ def test_only_one_archiver_at_a_time(tmp_path) -> None:
             cursor.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
         with pytest.raises(ArchiveBusyError, match="another process is archiving"):
             archive_logs(directory=tmp_path)
+        with other.cursor() as cursor:
+            # Released now: a closed connection's backend lets go of it a moment later.
+            cursor.execute("SELECT pg_advisory_unlock_all()")
     finally:
         other.close()
     assert archive_logs(directory=tmp_path)["sync_audit_logs"] == 0  # free again
