@@ -29,7 +29,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import ROOT, Row, Table, machine_lines, setup_django, throughput_row
-from devtools.sheets import BUYER_HEADERS, buyer_rows, incident_buyers, write_csv, write_xlsx
+from devtools.sheets import (
+    BUYER_FIELDS,
+    BUYER_HEADERS,
+    buyer_rows,
+    incident_buyers,
+    write_csv,
+    write_xlsx,
+)
 
 
 def _reset() -> None:
@@ -75,20 +82,7 @@ def _import_export(path: Path, rows: int) -> float | None:
 
     from buyers.models import Buyer
 
-    names = [
-        "buyer_number",
-        "name",
-        "email",
-        "phone",
-        "address",
-        "desired_area",
-        "property_type",
-        "budget",
-        "status",
-        "inquiry_source",
-        "inquiry_date",
-        "notes",
-    ]
+    names = BUYER_FIELDS
 
     class BuyerResource(resources.ModelResource):
         class Meta:

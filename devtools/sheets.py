@@ -32,6 +32,22 @@ BUYER_HEADERS = [
     "Inquiry Date",
     "Notes",
 ]
+# The Buyer model's field behind each of BUYER_HEADERS, in the same order (the benches and the
+# incident test map the sheet's columns with it).
+BUYER_FIELDS = [
+    "buyer_number",
+    "name",
+    "email",
+    "phone",
+    "address",
+    "desired_area",
+    "property_type",
+    "budget",
+    "status",
+    "inquiry_source",
+    "inquiry_date",
+    "notes",
+]
 SELLER_HEADERS = [
     "Seller Number",
     "Name",

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from buyers.models import Buyer
-from devtools.sheets import BUYER_HEADERS, incident_buyers
+from devtools.sheets import BUYER_FIELDS, BUYER_HEADERS, incident_buyers
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.source_checks import source_find_missing, source_schema_check
 from sync.models import ErrorLog, RecordLog, SyncRun
@@ -29,26 +29,7 @@ TEXT_COLUMNS = [
     "inquiry_source",
     "notes",
 ]
-FIELDS = dict(
-    zip(
-        BUYER_HEADERS,
-        [
-            "buyer_number",
-            "name",
-            "email",
-            "phone",
-            "address",
-            "desired_area",
-            "property_type",
-            "budget",
-            "status",
-            "inquiry_source",
-            "inquiry_date",
-            "notes",
-        ],
-        strict=True,
-    )
-)
+FIELDS = dict(zip(BUYER_HEADERS, BUYER_FIELDS, strict=True))
 TEXT_HEADERS = [h for h, f in FIELDS.items() if f in TEXT_COLUMNS]
 
 pytestmark = pytest.mark.django_db

@@ -369,17 +369,7 @@ class SyncHealthMetricAdmin(ConsoleModelAdmin):
     search_fields = ("source",)
     ordering = ("-checked_at",)
     date_hierarchy = "checked_at"
-    fields = (
-        "source",
-        "checked_at",
-        "in_sheet",
-        "in_database",
-        "gaps_badge",
-        "errors",
-        "success",
-        "retries",
-        "failed_for_good",
-    )
+    fields = list_display
     readonly_fields = (
         "in_sheet",
         "in_database",
