@@ -14,6 +14,7 @@ from sync.cache import autowarm, popularity
 from sync.cache.declaration import spec_for
 from sync.cache.keys import cache_key
 from sync.cache.writer import settle
+from sync.models import PopularKey
 from sync.tasks import popular_snapshot
 from tests.catalog.conftest import new_part
 
@@ -85,6 +86,8 @@ def test_a_popular_part_deleted_since_is_not_brought_back(parts, redis_raw) -> N
     gone_pk = gone.pk
     gone.delete()
     settle()
+    # A key no part can have (written by hand, or by a caller's bug) names no row either.
+    PopularKey.objects.create(label="catalog.part", object_pk="not-a-part", score=99)
     redis_raw.flushall()
     after_popular: list[tuple[list[bytes | None], bool]] = []
 
