@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import F, Q
 
 from catalog.models import Part, StockLevel
-from sync.cache import repository
+from sync.cache import popularity, repository
 
 
 def stock_dict(stock: StockLevel | None) -> dict:
@@ -52,12 +52,17 @@ def etag(*versions: int) -> str:
 
 
 def public_part(part_id: int) -> dict | None:
-    """A live part with its stock, or None (missing or soft-deleted)."""
+    """A live part with its stock, or None (missing or soft-deleted).
+
+    A part found through the cache counts as read for popularity (sampled, never failing the
+    read): the automatic warm writes the most read parts and their stock first."""
     if settings.CATALOG_CACHE_READS:
         part = repository.get(Part, part_id)  # a soft-deleted part is a tombstone: None
         if part is None:
             return None
-        return part_dict(part, repository.get(StockLevel, part_id))
+        stock = repository.get(StockLevel, part_id)
+        popularity.record_many([(Part, part_id), (StockLevel, part_id)])
+        return part_dict(part, stock)
     part = (
         Part.objects.select_related("stock_level")
         .filter(pk=part_id, deleted_at__isnull=True)

@@ -241,6 +241,27 @@ SYNC_WARM_CHECK_INTERVAL = env.float("SYNC_WARM_CHECK_INTERVAL", default=5.0)
 SYNC_WARM_RATE = env.int("SYNC_WARM_RATE", default=20000)
 SYNC_WARM_LOCK = env.float("SYNC_WARM_LOCK", default=30.0)
 SYNC_WARM_RETRY = env.float("SYNC_WARM_RETRY", default=30.0)
+# Popular rows warm first (sync/cache/popularity.py): this share of cache-first reads is
+# counted in the cache Redis (one pipelined round trip each; 0: none), a model's window of
+# counts keeps its SYNC_POPULAR_KEEP most read rows (twice that before it is trimmed), and
+# every SYNC_POPULAR_SNAPSHOT_INTERVAL seconds beat folds the window into PostgreSQL
+# (sync_popular_keys, scores halved every SYNC_POPULAR_HALF_LIFE seconds), which the
+# automatic warm reads to write those rows before all the others.
+SYNC_POPULAR_SAMPLE_RATE = env.float("SYNC_POPULAR_SAMPLE_RATE", default=0.05)
+SYNC_POPULAR_KEEP = env.int("SYNC_POPULAR_KEEP", default=1000)
+SYNC_POPULAR_SNAPSHOT_INTERVAL = env.float("SYNC_POPULAR_SNAPSHOT_INTERVAL", default=60.0)
+SYNC_POPULAR_HALF_LIFE = env.float("SYNC_POPULAR_HALF_LIFE", default=3600.0)
+if (
+    not 0.0 <= SYNC_POPULAR_SAMPLE_RATE <= 1.0
+    or SYNC_POPULAR_KEEP < 1
+    or SYNC_POPULAR_HALF_LIFE <= 0
+):
+    _msg = (
+        f"SYNC_POPULAR_SAMPLE_RATE={SYNC_POPULAR_SAMPLE_RATE} (0 to 1), SYNC_POPULAR_KEEP="
+        f"{SYNC_POPULAR_KEEP} (at least 1), SYNC_POPULAR_HALF_LIFE={SYNC_POPULAR_HALF_LIFE} "
+        "(seconds, above 0): one of them is out of range"
+    )
+    raise ImproperlyConfigured(_msg)
 
 # The catalog API's public reads: cache-first through the sync repository; False reads
 # PostgreSQL only (the benchmark's baseline, or an operator's switch).
@@ -255,6 +276,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "sync.tasks.warm_check",
         "schedule": SYNC_WARM_CHECK_INTERVAL,
         "options": {"expire_seconds": max(1, round(SYNC_WARM_CHECK_INTERVAL))},
+    },
+    # The read counts of the cache Redis into PostgreSQL, where a flush does not reach them.
+    "sync-popular-snapshot": {
+        "task": "sync.tasks.popular_snapshot",
+        "schedule": SYNC_POPULAR_SNAPSHOT_INTERVAL,
+        "options": {"expire_seconds": max(1, round(SYNC_POPULAR_SNAPSHOT_INTERVAL))},
     },
 }
 

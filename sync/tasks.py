@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from sync.cache import autowarm
+from sync.cache import autowarm, popularity
 from sync.cache.maintenance import verify_models, warm_models
 from sync.cache.replay import replay_pending
 from sync.ops.security_log import sessions_clear_expired
@@ -29,6 +29,14 @@ def warm_check() -> str:
 @shared_task(name="sync.tasks.warm_cold", ignore_result=True)
 def warm_cold() -> str:
     return autowarm.run_warm().describe()
+
+
+@shared_task(name="sync.tasks.popular_snapshot", ignore_result=True)
+def popular_snapshot() -> str:
+    """Beat, every SYNC_POPULAR_SNAPSHOT_INTERVAL: the read counts of the cache Redis into
+    PostgreSQL, so the warm after a flush still knows which rows were read most."""
+    kept = popularity.snapshot()
+    return ", ".join(f"{label}: {count} popular" for label, count in kept.items()) or "no reads"
 
 
 @shared_task(name="sync.tasks.verify")

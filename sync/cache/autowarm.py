@@ -18,6 +18,15 @@ worker's lapses after ``SYNC_WARM_LOCK``), resumes from the recorded cursor, wri
 its progress after each batch. With no worker alive nothing warms: the web process never
 warms in a request (reads still fill their own misses); ``/health/`` and the dashboard say
 "cache cold" and ``manage.py sync_warm --cold`` runs the same warm by hand.
+
+Popular rows first: the warm starts with phase ``popular``, the rows most read before the
+loss (``sync.cache.popularity``'s snapshot in PostgreSQL, which the flush did not reach), most
+read first, by primary key in batches, with the same versioned writes; then phase ``all``,
+the keyset pass over every row. ``done`` of ``total`` counts the keyset pass only (it writes
+the popular rows again, a compare-and-set that changes nothing), ``popular_done`` of
+``popular_total`` the first phase; a warm resumed in phase ``popular`` starts that phase
+again (a few thousand rows at most). A popular key whose row is gone is skipped; a
+soft-deleted one is written as a tombstone, as the keyset pass would.
 """
 
 from __future__ import annotations
@@ -33,15 +42,16 @@ from typing import Literal, cast
 
 from django.conf import settings
 
-from sync.cache import connection, store
-from sync.cache.declaration import synced_models
+from sync.cache import connection, popularity, store
+from sync.cache.declaration import SyncSpec, synced_models
 from sync.cache.exceptions import CacheUnavailableError
 from sync.cache.keys import warm_key
-from sync.cache.warming import captured, count_rows, iter_rows, write_batch
+from sync.cache.warming import captured, count_rows, iter_rows, rows_by_pk, write_batch
 
 logger = logging.getLogger(__name__)
 
 COLD, WARMING, WARM, UNKNOWN = "cold", "warming", "warm", "unknown"
+POPULAR, ALL = "popular", "all"  # the warm's phases: the most read rows, then every row
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,9 @@ class WarmState:
     started_at: float | None = None
     finished_at: float | None = None
     detail: str = ""
+    phase: str = ALL
+    popular_done: int = 0
+    popular_total: int = 0
 
     @property
     def percent(self) -> int:
@@ -78,7 +91,14 @@ class WarmState:
             else "stopped (its worker died or no worker runs); it resumes when a worker "
             "takes it, or run manage.py sync_warm --cold"
         )
-        return f"cache warming, {self.percent}% ({self.done:,} of {self.total:,} rows), {where}"
+        first = (
+            f"; the most read first: {self.popular_done:,} of {self.popular_total:,}"
+            if self.phase == POPULAR
+            else ""
+        )
+        return (
+            f"cache warming, {self.percent}% ({self.done:,} of {self.total:,} rows{first}), {where}"
+        )
 
 
 def _read(client: connection.Client) -> tuple[dict[str, str], bool]:
@@ -110,6 +130,9 @@ def state() -> WarmState:
         running,
         float(recorded["started_at"]),
         float(finished) if finished else None,
+        phase=recorded.get("phase", ALL),
+        popular_done=int(recorded.get("popular_done", 0)),
+        popular_total=int(recorded.get("popular_total", 0)),
     )
 
 
@@ -150,19 +173,34 @@ def _run(
 ) -> WarmState:
     tokens = store.marker_tokens(create=True)
     recorded, _running = connection.run(_read)
-    if recorded.get("token") != tokens:
+    fresh = recorded.get("token") != tokens
+    if not fresh and recorded["status"] == WARM:
+        return state()
+    phase = POPULAR if fresh else recorded.get("phase", ALL)
+    popular = (
+        [(spec, popularity.popular_pks(spec)) for spec in synced_models()]
+        if phase == POPULAR
+        else []
+    )
+    popular_total = sum(len(pks) for _spec, pks in popular)
+    if fresh:
         recorded = {
             "token": tokens,
             "status": WARMING,
+            "phase": POPULAR,
+            "popular_done": "0",
+            "popular_total": str(popular_total),
             "done": "0",
             "cursor": "{}",
             "total": str(sum(count_rows(spec) for spec in synced_models())),
             "started_at": repr(time.time()),
         }
         connection.run(lambda client: _start(client, recorded))
-        logger.info("automatic warm: %s rows to write", recorded["total"])
-    elif recorded["status"] == WARM:
-        return state()
+        logger.info(
+            "automatic warm: %s rows to write, the %s most read first",
+            recorded["total"],
+            popular_total,
+        )
     else:
         logger.info(
             "automatic warm: resuming at %s of %s rows", recorded["done"], recorded["total"]
@@ -170,7 +208,7 @@ def _run(
     # Per model: the last primary key written (its text), or true once the model is done.
     cursor: dict[str, str | Literal[True]] = json.loads(recorded["cursor"])
     done, total, started = int(recorded["done"]), int(recorded["total"]), time.monotonic()
-    written = 0
+    written = popular_done = 0
 
     def record(**fields: object) -> bool:
         args = [owner, tokens, lock_ms]
@@ -183,6 +221,38 @@ def _run(
         )
         return bool(ok)
 
+    def stopped() -> WarmState:
+        logger.warning(
+            "automatic warm stopped: the cache Redis lost its data again "
+            "(or another warm took over); the next check starts again"
+        )
+        return state()
+
+    if phase == POPULAR:
+        for spec, pks in popular:
+            for start in range(0, len(pks), batch_size):
+                chunk = pks[start : start + batch_size]
+                count = _write_popular(spec, chunk)
+                if count is None or not record(
+                    popular_done=popular_done + len(chunk), popular_total=popular_total
+                ):
+                    return stopped()
+                popular_done, written = popular_done + len(chunk), written + count
+                if progress:
+                    progress(
+                        WarmState(
+                            WARMING,
+                            done,
+                            total,
+                            running=True,
+                            phase=POPULAR,
+                            popular_done=popular_done,
+                            popular_total=popular_total,
+                        )
+                    )
+                _pace(written, started)
+        if not record(phase=ALL):
+            return stopped()
     for spec in synced_models():
         after = cursor.get(spec.label)
         if after is True:
@@ -195,11 +265,7 @@ def _run(
                 batch[-1][0],
             )
             if marks.lost or not record(done=done, cursor=json.dumps(cursor)):
-                logger.warning(
-                    "automatic warm stopped: the cache Redis lost its data again "
-                    "(or another warm took over); the next check starts again"
-                )
-                return state()
+                return stopped()
             if progress:
                 progress(WarmState(WARMING, done, total, running=True))
             _pace(written, started)
@@ -207,6 +273,16 @@ def _run(
     record(status=WARM, done=done, cursor=json.dumps(cursor), finished_at=repr(time.time()))
     logger.info("automatic warm finished: %s rows", done)
     return state()
+
+
+def _write_popular(spec: SyncSpec, pks: list[str]) -> int | None:
+    """Write the rows of these popular keys (one query, one pipeline): how many rows were
+    read, or None when Redis lost its data meanwhile (the warm stops)."""
+    marks = store.capture()
+    batch = rows_by_pk(spec, pks)
+    if batch:
+        write_batch(spec, batch, marks)
+    return None if marks.lost else len(batch)
 
 
 def _start(client: connection.Client, recorded: dict[str, str]) -> None:

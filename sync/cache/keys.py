@@ -35,3 +35,9 @@ def pk_from_key(key: str, label: str) -> str:
 def warm_key(part: str = "") -> str:
     """The automatic warm's state hash, lock and start claim: one hash tag, one slot."""
     return f"{settings.SYNC_KEY_PREFIX}:{{__warm__}}" + (f":{part}" if part else "")
+
+
+def popular_key(label: str) -> str:
+    """A model's read counts (``sync.cache.popularity``): a sorted set outside the model's
+    row-key pattern, so verification and rotation never take it for a row."""
+    return f"{settings.SYNC_KEY_PREFIX}:__popular__:{label}"

@@ -3,8 +3,9 @@
 Django registers the models of ``sync.models``; each module of this package holds the tables of
 one subsystem, and this module re-exports them:
 
-* ``engine``: the abstract ``SyncedModel``, the outbox (``SyncIntent``), the fence and the
-  cache verification log: the tables the cache engine (``sync.cache``) owns.
+* ``engine``: the abstract ``SyncedModel``, the outbox (``SyncIntent``), the fence, the
+  cache verification log and the popular keys' snapshot: the tables the cache engine
+  (``sync.cache``) owns.
 * ``ingest``: spreadsheet runs, their record log, error log, retries and uploads.
 * ``ops``: per-source configuration, alerts, alert mail and health metrics.
 * ``observe``: consistency samples and process heartbeats.
@@ -17,6 +18,7 @@ from sync.models.engine import (
     REPLAY_GRACE,
     CacheVerification,
     DatabaseAssignedBigIntegerField,
+    PopularKey,
     StatementRequestId,
     SyncedModel,
     SyncFence,
@@ -34,6 +36,7 @@ __all__ = [
     "ConsistencySample",
     "DatabaseAssignedBigIntegerField",
     "ErrorLog",
+    "PopularKey",
     "ProcessHeartbeat",
     "RecordLog",
     "RecordRetry",

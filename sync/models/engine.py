@@ -179,6 +179,34 @@ class SyncFence(models.Model):
         return f"{self.model} epoch {self.epoch}"
 
 
+class PopularKey(models.Model):
+    """A synced row read often: the snapshot of the read counts (``sync.cache.popularity``)
+    that the automatic warm writes first after a cold start. It lives in PostgreSQL because
+    the counts in the cache Redis go with the data they are meant to help refill.
+
+    ``score`` is in sampled reads, decayed by half every ``SYNC_POPULAR_HALF_LIFE`` seconds
+    as of ``updated_at``; at most ``SYNC_POPULAR_KEEP`` rows per model."""
+
+    label = models.CharField(max_length=100)
+    object_pk = models.CharField(max_length=255)
+    score = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "sync_popular_keys"
+        verbose_name = "popular key"
+        constraints = [
+            models.UniqueConstraint(fields=["label", "object_pk"], name="sync_popular_key_uniq"),
+        ]
+        indexes = [
+            # The warm's "most read first" and the snapshot's cap, per model.
+            models.Index(fields=["label", "-score"], name="sync_popular_rank_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}:{self.object_pk} ({self.score:.1f})"
+
+
 class CacheVerification(models.Model):
     """One verification of the cache against PostgreSQL (``sync_verify``, the hourly task):
     the consistency figure the console's dashboard shows. Counts are as found, before any
