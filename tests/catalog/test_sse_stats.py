@@ -86,7 +86,8 @@ def test_a_connected_client_shows_in_redis_and_on_metrics_and_drops_when_it_leav
             STREAM
         )
         assert _value(text, r'sync_event_stream_oldest_age_seconds\{stream="catalog"\}') >= 0
-        lag = rf'sync_event_stream_lag_seconds\{{process="{re.escape(live.process)}",stream="catalog"\}}'
+        process = re.escape(live.process)
+        lag = rf'sync_event_stream_lag_seconds\{{process="{process}",stream="catalog"\}}'
         assert _value(text, lag) == 0
 
     gone = wait_until(lambda: _process(clients=0), what="the record without the client")

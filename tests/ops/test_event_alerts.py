@@ -18,12 +18,15 @@ from sync.ops import event_stats
 from sync.ops.checks import ops_check
 from sync.ops.metrics import render_metrics
 from sync.ops.rules import evaluate_events
+from tests import engine_fixtures
 from tests.catalog.conftest import new_part
 from tests.catalog.test_sse import Events, _set_stock, _stream, asgi  # noqa: F401 - a fixture
-from tests.engine_fixtures import fresh_engine_state, redis_raw  # noqa: F401 - fixtures
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# The engine's shared fixtures (tests/engine_fixtures.py): fresh_engine_state is autouse.
+fresh_engine_state = engine_fixtures.fresh_engine_state
+redis_raw = engine_fixtures.redis_raw
 Type = SyncAlert.Type
 
 
