@@ -336,7 +336,8 @@ async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncItera
         "responses": {
             200: {
                 "description": "text/event-stream: `id:` is the "
-                "stream id, `event:` is part, part_deleted, stock or reset, `data:` JSON",
+                "stream id, `event:` is part, part_deleted, stock or reset, `data:` JSON "
+                "(with `committed_at`, epoch ms, when the change was committed)",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
             429: {
