@@ -401,7 +401,9 @@ class Claimed:
     version: int
     # NOTE: ``created_at``, as the enqueue trigger sets it: a coalesced intent keeps it (the
     # oldest change not yet in Redis) and a failed attempt leaves it alone (``updated_at``
-    # moves with every attempt), so a late delivery shows how late it is.
+    # moves with every attempt), so a late delivery shows how late it is. It can overstate:
+    # an intent whose write succeeded but whose deletion was deferred (writer.SETTLE_AGE) and
+    # that a later commit then coalesced into keeps the earlier commit's time.
     created_at: datetime.datetime | None = field(default=None, compare=False)
 
 

@@ -162,3 +162,14 @@ def test_without_the_cache_redis_the_rules_and_the_scrape_go_on(redis_control) -
     text = render_metrics().decode()
     assert "sync_retry_queue_size" in text  # the rest of the scrape answers
     assert "sync_event_stream_length" not in text
+
+
+def test_a_scrape_reads_the_streams_and_the_live_processes_from_redis() -> None:
+    new_part()  # two entries on the catalog stream
+    _write(replace(RECORD, lag_seconds=2.5, updated_at=time.time()))
+    _write(replace(RECORD, process="stale:9", lag_seconds=99.0, updated_at=0.0))
+    text = render_metrics().decode()
+    assert 'sync_event_stream_length{stream="catalog"} 2.0' in text
+    assert 'sync_event_stream_oldest_age_seconds{stream="catalog"}' in text
+    assert 'sync_event_stream_lag_seconds{process="web-1:4242",stream="catalog"} 2.5' in text
+    assert "stale:9" not in text
