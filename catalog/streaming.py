@@ -14,14 +14,24 @@ first entry (trimmed history) or newer than its last (a restarted cache Redis be
 stream again, or the id is made up) gets an ``event: reset`` first: it should re-read the
 parts it shows; the stream then goes on from what it holds, so the client is never left
 waiting silently for ids that will not come.
+
+Figures: each process counts its connected clients and the frames it sends, and measures each
+live frame's commit-to-delivery latency (now minus the entry's ``committed_at`` when the frame
+is handed to the client; replayed frames are old on purpose and are not measured). They are
+prometheus-client metrics (``catalog_sse_*``, multiprocess-safe) and, every
+``SYNC_EVENTS_STATS_INTERVAL`` seconds and whenever a client comes or goes, a record in Redis
+with the reader's position and lag (``sync.ops.event_stats``), which the console's "Event
+system" page and the ``event_latency``/``event_lag`` rules read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+import time
 import weakref
 from collections.abc import AsyncIterator
 
@@ -29,10 +39,12 @@ import redis.asyncio as aredis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Header, Query, Router
+from prometheus_client import Counter, Gauge, Histogram
 
 from catalog.events import STREAM
 from sync.cache import connection
-from sync.cache.events import stream_key
+from sync.cache.events import now_ms, stream_key
+from sync.ops import event_stats
 
 logger = logging.getLogger(__name__)
 router = Router(tags=["events"])
@@ -44,6 +56,38 @@ RETRY_MS = 2_000  # what EventSource waits before reconnecting
 REPLAY_CONNECTIONS = 16  # per process, shared by every client's replay
 _ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # ASCII: Redis reads no other digits
 PARTS = Query(None, description="Only these part ids (repeatable).")
+
+CLIENTS = Gauge("catalog_sse_clients", "Connected /api/events clients", multiprocess_mode="livesum")
+DELIVERED = Counter("catalog_sse_events_delivered", "Event frames sent to /api/events clients")
+LATENCY = Histogram(
+    "catalog_sse_delivery_latency_seconds",
+    "Commit to delivery of live event frames (now - committed_at as the frame is sent)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
+
+class ProcessStats:
+    """This process's clients and deliveries, over all its hubs (one per event loop)."""
+
+    def __init__(self) -> None:
+        self.clients = 0
+        self.window = event_stats.DeliveryWindow()
+
+    def connected(self, change: int) -> None:
+        self.clients += change
+        CLIENTS.inc(change)
+
+    def delivered(self, committed_at: int | None) -> None:
+        """A frame was sent; ``committed_at``: its entry's (live frames only), else None."""
+        DELIVERED.inc()
+        latency_ms = None
+        if committed_at is not None:
+            latency_ms = max(0, now_ms() - committed_at)
+            LATENCY.observe(latency_ms / 1000)
+        self.window.record(latency_ms, time.monotonic())
+
+
+stats = ProcessStats()
 
 
 def _parse(stream_id: bytes | str) -> tuple[int, int]:
@@ -74,8 +118,10 @@ class Hub:
         self.position: bytes | None = None
         self.task: asyncio.Task | None = None
         self.key = stream_key(STREAM)
-        self.redis = _client()  # short commands: the start position, replays
+        self.redis = _client()  # short commands: the start position, replays, figures
         self._starting = asyncio.Lock()
+        self.publisher: asyncio.Task | None = None
+        self._wake = asyncio.Event()
 
     async def subscribe(self) -> asyncio.Queue:
         """A queue that receives every entry after the hub's position, which is fixed (and
@@ -87,10 +133,57 @@ class Hub:
                 self.position = newest[0][0] if newest else b"0-0"
                 self.task = asyncio.get_running_loop().create_task(self._read())
             self.subscribers.add(queue)
+            if self.publisher is None or self.publisher.done():
+                self.publisher = asyncio.get_running_loop().create_task(self._publish_loop())
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self.subscribers.discard(queue)
+
+    def wake(self) -> None:
+        """Publish the figures now (a client came or went)."""
+        self._wake.set()
+
+    async def _publish_loop(self) -> None:
+        """Refresh this process's record every ``SYNC_EVENTS_STATS_INTERVAL`` seconds (and at
+        once when woken) while the hub has subscribers; a last one when the last has left."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=settings.SYNC_EVENTS_STATS_INTERVAL
+                )
+            self._wake.clear()
+            await self.publish()
+            if not self.subscribers:
+                return
+
+    async def lag(self, position: bytes) -> float:
+        """How long the oldest entry after ``position`` has waited (0: none)."""
+        unread = await self.redis.xrange(self.key, min=f"({position.decode()}", count=1)
+        if not unread:
+            return 0.0
+        return max(0, now_ms() - _parse(unread[0][0])[0]) / 1000
+
+    async def publish(self) -> None:
+        """Write this process's figures to Redis (``sync.ops.event_stats``)."""
+        figures = stats.window.figures(time.monotonic())
+        try:
+            record = event_stats.ProcessFigures(
+                process=event_stats.process_name(),
+                clients=stats.clients,
+                stream=STREAM,
+                position=self.position.decode() if self.position else None,
+                lag_seconds=await self.lag(self.position) if self.position else None,
+                updated_at=time.time(),
+                **figures,
+            )
+            key = event_stats.stats_key()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, record.process, event_stats.encode_record(record))
+                pipe.expire(key, int(event_stats.FORGET_AFTER))
+                await pipe.execute()
+        except aredis.RedisError as e:
+            logger.warning("event figures not published (%s)", type(e).__name__)
 
     async def _read(self) -> None:
         client = _client(blocking=True)
@@ -131,6 +224,13 @@ def hub() -> Hub:
     return found
 
 
+def committed_at(fields: dict[bytes, bytes]) -> int | None:
+    """The entry's commit time (epoch ms); None for an entry written before it was recorded
+    (or a malformed one): its latency is unknown."""
+    raw = fields.get(b"committed_at", b"")
+    return int(raw) if raw.isdigit() else None
+
+
 def _frame(entry_id: bytes, fields: dict[bytes, bytes]) -> str:
     event = {k.decode(): v.decode() for k, v in fields.items()}
     data = {
@@ -139,6 +239,8 @@ def _frame(entry_id: bytes, fields: dict[bytes, bytes]) -> str:
         "version": int(event["version"]),
         "data": json.loads(event["data"]),
     }
+    if (committed := committed_at(fields)) is not None:
+        data["committed_at"] = committed
     return f"id: {entry_id.decode()}\nevent: {event['type']}\ndata: {json.dumps(data)}\n\n"
 
 
@@ -180,6 +282,8 @@ async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncItera
         yield f"retry: {RETRY_MS}\n\n"
         return
     sent = (0, 0)
+    stats.connected(1)
+    the_hub.wake()
     try:
         yield f"retry: {RETRY_MS}\n\n"
         if last_event_id:
@@ -193,7 +297,9 @@ async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncItera
                     continue
                 sent = _parse(entry_id)
                 if _wanted(fields, parts):
-                    yield _frame(entry_id, fields)
+                    frame = _frame(entry_id, fields)
+                    stats.delivered(None)  # a replay: old on purpose, not a latency
+                    yield frame
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=BLOCK_MS / 1000)
@@ -208,11 +314,15 @@ async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncItera
                 continue  # already sent by the replay
             sent = position
             if _wanted(fields, parts):
-                yield _frame(entry_id, fields)
+                frame = _frame(entry_id, fields)
+                stats.delivered(committed_at(fields))
+                yield frame
     except aredis.RedisError as e:  # the replay failed: end; the client resumes from `sent`
         logger.warning("event replay failed (%s); the client will retry", type(e).__name__)
     finally:
         the_hub.unsubscribe(queue)
+        stats.connected(-1)
+        the_hub.wake()
 
 
 @router.get(
@@ -226,7 +336,8 @@ async def event_stream(parts: set[str], last_event_id: str | None) -> AsyncItera
         "responses": {
             200: {
                 "description": "text/event-stream: `id:` is the "
-                "stream id, `event:` is part, part_deleted, stock or reset, `data:` JSON",
+                "stream id, `event:` is part, part_deleted, stock or reset, `data:` JSON "
+                "(with `committed_at`, epoch ms, when the change was committed)",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
             429: {

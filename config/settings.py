@@ -386,6 +386,15 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# The event system (/api/events, docs/api.md; the console's "Event system" page): each SSE
+# process refreshes its figures in Redis every SYNC_EVENTS_STATS_INTERVAL seconds; the engine's
+# ops check raises event_latency when a live process's commit-to-delivery p99 (last minute)
+# reaches SYNC_EVENTS_LATENCY_ALERT_MS, and event_lag when its reader is
+# SYNC_EVENTS_LAG_ALERT_SECONDS behind the stream (docs/operations.md).
+SYNC_EVENTS_STATS_INTERVAL = env.float("SYNC_EVENTS_STATS_INTERVAL", default=5.0)
+SYNC_EVENTS_LATENCY_ALERT_MS = env.float("SYNC_EVENTS_LATENCY_ALERT_MS", default=1000.0)
+SYNC_EVENTS_LAG_ALERT_SECONDS = env.float("SYNC_EVENTS_LAG_ALERT_SECONDS", default=30.0)
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # "json": one JSON object per line (python-json-logger), what a log shipper wants; "plain": for
 # a terminal. Both carry the request id and go through redact_pii.

@@ -6,6 +6,12 @@ outbox's guarantee (I3): if Redis fails, the intent stays and replay appends lat
 appends only when the row's version is newer than the last one appended for it, so replaying
 an intent never duplicates an event and a stream never goes back in time for a row.
 
+Every entry also carries ``committed_at``: when the change was committed, in epoch milliseconds
+(an integer string). The write-through stamps the moment its on_commit hook runs (right after
+COMMIT); replay stamps the intent's ``created_at``, so a delivery an outage delayed shows as
+latency (``now - committed_at`` when a reader hands the entry on). Entries written before this
+field existed have none: a reader treats the latency of those as unknown.
+
 NOTE: intents coalesce per row (I3), so several commits of one row that replay delivers late
 arrive as one event carrying the newest state: events are state changes, not a journal (the
 change log in PostgreSQL is the journal).
@@ -13,6 +19,7 @@ change log in PostgreSQL is the journal).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +54,16 @@ def register(
     _sources[label] = EventSource(stream, build)
 
 
+def streams() -> list[str]:
+    """The streams some model appends to (sorted)."""
+    return sorted({source.stream for source in _sources.values()})
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds: what ``committed_at`` holds."""
+    return time.time_ns() // 1_000_000
+
+
 def stream_key(stream: str) -> str:
     # NOTE: the hash tag puts the stream and its last-version hash in one Cluster slot.
     return f"{{{settings.SYNC_KEY_PREFIX}:events:{stream}}}"
@@ -56,15 +73,22 @@ def last_key(stream: str) -> str:
     return f"{stream_key(stream)}:last"
 
 
-def append(states: list[RowState]) -> int:
-    """Append the events of these states (one round trip); raises CacheUnavailableError."""
+def append(states: list[RowState], committed_at: int | None = None) -> int:
+    """Append the events of these states (one round trip); raises CacheUnavailableError.
+
+    Each event's ``committed_at`` is its state's, else ``committed_at``, else now."""
     calls = []
+    default = committed_at
     for state in states:
         source = _sources.get(state.label)
         if source is None:
             continue
         event = source.build(spec_for(state.label), state)
+        stamp = state.committed_at or default
+        if stamp is None:
+            stamp = default = now_ms()
         fields = [item for pair in event.items() for item in pair]
+        fields += ["committed_at", str(stamp)]
         calls.append(
             (
                 stream_key(source.stream),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
@@ -42,6 +43,10 @@ class RowState(NamedTuple):
     version: int
     values: tuple[Any, ...] | None  # None: the row is gone (soft-deleted too), a tombstone
     retried: bool = False  # the intent failed before and carries a fence epoch
+    # When the change this state delivers was committed (epoch ms), for the change event
+    # (sync.cache.events): replay sets it from the intent; None: the write-through's own
+    # moment (the on_commit hook, right after COMMIT) stands for it.
+    committed_at: int | None = None
 
     def to_write(self, spec: SyncSpec) -> CacheWrite:
         key = cache_key(self.label, self.pk)
@@ -141,9 +146,15 @@ def intent_states(
 
 
 def row_states(
-    spec: SyncSpec, pks: list[str], tombstone_versions: dict[str, int], using: str = "default"
+    spec: SyncSpec,
+    pks: list[str],
+    tombstone_versions: dict[str, int],
+    using: str = "default",
+    *,
+    committed_at: Mapping[str, int | None] | None = None,
 ) -> list[RowState]:
-    """Current state of these rows; absent ones become tombstones at the given versions."""
+    """Current state of these rows; absent ones become tombstones at the given versions.
+    ``committed_at``: per pk, when its change was committed (epoch ms; replay's intents)."""
     meta = spec.model._meta
     conn = connections[using]
     pk_type = meta.pk.rel_db_type(conn)
@@ -157,13 +168,16 @@ def row_states(
     with conn.cursor() as cursor:
         cursor.execute(sql, [pks])
         found = {pk: (version, values) for pk, version, *values in cursor.fetchall()}
+    times = committed_at or {}
     states = []
     for pk in pks:
         if pk in found:
             version, values = found[pk]
-            states.append(RowState(spec.label, pk, version, convert_row(values, converters)))
+            row = convert_row(values, converters)
+            states.append(RowState(spec.label, pk, version, row, committed_at=times.get(pk)))
         else:
-            states.append(RowState(spec.label, pk, tombstone_versions[pk], None))
+            version = tombstone_versions[pk]
+            states.append(RowState(spec.label, pk, version, None, committed_at=times.get(pk)))
     return states
 
 
@@ -378,10 +392,19 @@ def requeue_lost(states: list[RowState], using: str = "default") -> dict[str, in
         return dict(cursor.fetchall())
 
 
-class Claimed(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A claimed intent: what it asks Redis to hold, and when its change was committed."""
+
     label: str
     pk: str
     version: int
+    # NOTE: ``created_at``, as the enqueue trigger sets it: a coalesced intent keeps it (the
+    # oldest change not yet in Redis) and a failed attempt leaves it alone (``updated_at``
+    # moves with every attempt), so a late delivery shows how late it is. It can overstate:
+    # an intent whose write succeeded but whose deletion was deferred (writer.SETTLE_AGE) and
+    # that a later commit then coalesced into keeps the earlier commit's time.
+    created_at: datetime.datetime | None = field(default=None, compare=False)
 
 
 def claim(
@@ -424,7 +447,7 @@ def _claim(which: str, params: list[Any], using: str) -> list[Claimed]:
                 WHERE {which}
                 FOR UPDATE SKIP LOCKED
             )
-            RETURNING q.model, q.object_pk, q.version
+            RETURNING q.model, q.object_pk, q.version, q.created_at
             """,  # noqa: S608 - constant text; every value is a parameter
             [settings.SYNC_REPLAY_LEASE, *params],
         )

@@ -95,8 +95,14 @@ def replay_claimed(claimed: list[outbox.Claimed]) -> Replayed:
 
 def _states(claimed: list[outbox.Claimed]) -> list[outbox.RowState]:
     by_model: dict[str, dict[str, int]] = defaultdict(dict)
+    # When each change was committed (the intent's created_at, epoch ms): the event says so,
+    # so a delivery the outage delayed shows its delay (outbox.Claimed).
+    committed: dict[str, dict[str, int | None]] = defaultdict(dict)
     for intent in claimed:
         by_model[intent.label][intent.pk] = intent.version
+        committed[intent.label][intent.pk] = (
+            int(intent.created_at.timestamp() * 1000) if intent.created_at else None
+        )
     states: list[outbox.RowState] = []
     for label, versions in by_model.items():
         try:
@@ -105,7 +111,9 @@ def _states(claimed: list[outbox.Claimed]) -> list[outbox.RowState]:
             outbox.mark_dead(label, list(versions), f"{label} is no longer a synced model")
             logger.error("ALERT intents for %s, which is no longer synced, marked dead", label)
             continue
-        states.extend(outbox.row_states(spec, list(versions), versions))
+        states.extend(
+            outbox.row_states(spec, list(versions), versions, committed_at=committed[label])
+        )
     return states
 
 

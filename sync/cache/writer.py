@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 from django.db import DatabaseError, connections, transaction
@@ -91,9 +91,17 @@ def write_on_commit(
         return
     write = via.submit if via is not None else partial(_write_known, using=using)
     if not connections[using].in_atomic_block:
-        write(states, marks=marks)  # autocommit: already committed
+        _stamped(write, states, marks)  # autocommit: already committed
         return
-    transaction.on_commit(partial(write, states, marks=marks), using=using, robust=True)
+    transaction.on_commit(partial(_stamped, write, states, marks), using=using, robust=True)
+
+
+def _stamped(
+    write: Callable[..., None], states: list[outbox.RowState], marks: store.Marks | None
+) -> None:
+    """Hand the states to ``write`` with the commit's moment: now, as the hook runs (a
+    background writer may write them a little later; the events say when they committed)."""
+    write(states, marks=marks, committed_at=events.now_ms())
 
 
 def _write_known(
@@ -101,10 +109,17 @@ def _write_known(
     using: str,
     settle_to: list[outbox.RowState] | None = None,
     marks: store.Marks | None = None,
+    committed_at: int | None = None,
 ) -> None:
     try:
         write_states(
-            states, using=using, defer_settle=True, defer_any=True, defer_to=settle_to, marks=marks
+            states,
+            using=using,
+            defer_settle=True,
+            defer_any=True,
+            defer_to=settle_to,
+            marks=marks,
+            committed_at=committed_at,
         )
     except Exception:
         logger.exception("write-through failed unexpectedly; replay will retry the intents")
@@ -126,29 +141,37 @@ class BackgroundWriter:
 
     def __init__(self, using: str = "default") -> None:
         self.using = using
-        self._queue: queue.Queue[tuple[list[outbox.RowState], store.Marks | None] | None] = (
-            queue.Queue(maxsize=self.MAX_BEHIND)
-        )
+        self._queue: queue.Queue[
+            tuple[list[outbox.RowState], store.Marks | None, int | None] | None
+        ] = queue.Queue(maxsize=self.MAX_BEHIND)
         self._completed: list[outbox.RowState] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, states: list[outbox.RowState], marks: store.Marks | None = None) -> None:
+    def submit(
+        self,
+        states: list[outbox.RowState],
+        marks: store.Marks | None = None,
+        committed_at: int | None = None,
+    ) -> None:
         """``marks``: captured where the states were read (before the batch statement), not
-        here: a loss between that read and this hand-over must be seen too."""
+        here: a loss between that read and this hand-over must be seen too. ``committed_at``:
+        the commit's moment (epoch ms) for the change events, else the write's."""
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._run, name="sync-write-through", daemon=True
             )
             self._thread.start()
-        self._queue.put((states, marks))
+        self._queue.put((states, marks, committed_at))
 
     def _run(self) -> None:
         try:
             while (item := self._queue.get()) is not None:
-                states, marks = item
+                states, marks, committed_at = item
                 done: list[outbox.RowState] = []
-                _write_known(states, self.using, settle_to=done, marks=marks)
+                _write_known(
+                    states, self.using, settle_to=done, marks=marks, committed_at=committed_at
+                )
                 with self._lock:
                     self._completed.extend(done)
                 self._queue.task_done()
@@ -245,6 +268,7 @@ def _defer(states: list[outbox.RowState], using: str) -> None:
 
 
 def _flush_keys(keys: dict[str, set[str]], using: str) -> None:
+    committed_at = events.now_ms()  # the on_commit hook runs right after COMMIT
     settle_now = _take_settle(using, due_only=True)
     marks = store.capture()  # before the read: see store.Marks
     try:
@@ -259,7 +283,7 @@ def _flush_keys(keys: dict[str, set[str]], using: str) -> None:
         return
     if not states:
         return
-    write_states(states, using=using, defer_settle=True, marks=marks)
+    write_states(states, using=using, defer_settle=True, marks=marks, committed_at=committed_at)
 
 
 def note_lost(states: list[outbox.RowState], using: str = "default") -> None:
@@ -302,6 +326,7 @@ def write_states(
     defer_to: list[outbox.RowState] | None = None,
     marks: store.Marks | None = None,
     source: str = store.WRITE_THROUGH,
+    committed_at: int | None = None,
 ) -> bool:
     """Write these states to Redis and settle their intents. True when Redis took them.
 
@@ -311,6 +336,8 @@ def write_states(
     before the states were read; when Redis lost its data since, the intents are left for
     replay with the fence closed (``note_lost``), and nothing is settled. ``source``: who
     writes, recorded on each key that takes the write (``store.write_many``).
+    ``committed_at``: the change events' commit time (epoch ms) for states without their own
+    (``RowState.committed_at``); None: now.
     """
     if not states:
         return True
@@ -321,7 +348,8 @@ def write_states(
         if marks is not None and marks.lost:
             note_lost(states, using=using)
             return True
-        events.append(states)  # the change events ride on the same intents (sync/cache/events)
+        # the change events ride on the same intents (sync/cache/events)
+        events.append(states, committed_at)
     except (CacheUnavailableError, DatabaseError) as e:
         try:
             epochs, _dead = outbox.fail(states, str(e), using=using)

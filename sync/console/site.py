@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 
 from sync.access import roles
-from sync.console import upload, views
+from sync.console import events_panel, upload, views
 from sync.console.admin_base import GuardedLookupsMixin, bad_request
 from sync.console.lookups import nul_in_request
 
@@ -69,6 +69,7 @@ class ConsoleAdminSite(admin.AdminSite):
                 view(views.alert_acknowledge),
                 name="console_alert_acknowledge",
             ),
+            path("console/events/", view(events_panel.events_page), name="console_events"),
             *super().get_urls(),
         ]
 

@@ -51,6 +51,9 @@ class SyncAlert(models.Model):
         LOGIN_FAILURES = "login_failures", "Login failures"
         NO_WORKER = "no_worker", "No worker"  # the watchdog (sync/ops/watchdog.py)
         CONSISTENCY_SLO = "consistency_slo", "Consistency SLO"  # the sampler (sync/ops/sampler.py)
+        # the event system's SSE processes (sync/ops/rules.py, sync/ops/event_stats.py)
+        EVENT_LATENCY = "event_latency", "Event delivery latency"
+        EVENT_LAG = "event_lag", "Event stream lag"
 
     class Severity(models.TextChoices):
         INFO = "info"

@@ -160,3 +160,15 @@ def alert_acknowledge(*, alert_id: int, user: object) -> SyncAlert:
         acknowledged_by=user, acknowledged_at=timezone.now()
     )
     return SyncAlert.objects.get(pk=alert_id)
+
+
+def resolve_alert(alert_type: str, source: str, reason: str) -> int:
+    """Close the open alert of this (type, source) because its figure has recovered: closed as
+    an acknowledgement is, with no one's name on it, and logged; the next firing opens a new
+    one. Answers how many were closed (0 or 1)."""
+    closed = SyncAlert.objects.filter(
+        alert_type=alert_type, source=source, acknowledged_at__isnull=True
+    ).update(acknowledged_at=timezone.now(), acknowledged_by=None)
+    if closed:
+        logger.warning("RESOLVED %s [%s]: %s", alert_type, source, redact(reason))
+    return closed

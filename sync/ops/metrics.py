@@ -7,7 +7,9 @@ Several web and worker processes: with ``PROMETHEUS_MULTIPROC_DIR`` set (before 
 starts; an empty directory per deployment, emptied at start), every process writes its
 counters to files there and a scrape sums them over all processes (prometheus-client's
 multiprocess mode). The database figures are not process state at all: a collector reads them
-at scrape time, so they appear once, whichever process answers the scrape.
+at scrape time, so they appear once, whichever process answers the scrape. The event system's
+figures (``sync.ops.event_stats``: the streams, and each SSE process's reader lag) are read
+from Redis the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from sync.cache.metrics import gauge, queue_metrics
 from sync.models import SyncAlert
+from sync.ops.event_stats import event_metrics
 from sync.ops.sampler import consistency_figures
 from sync.ops.stats import run_statistics
 
@@ -102,6 +105,13 @@ class DatabaseFigures(Collector):
         yield from consistency_metrics()
 
 
+class EventFigures(Collector):
+    """What the cache Redis says about the event streams and the SSE processes."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from event_metrics()
+
+
 def render_metrics() -> bytes:
     """The text exposition of a scrape: the processes' counters (summed over every process in
     multiprocess mode) and the database figures."""
@@ -112,4 +122,5 @@ def render_metrics() -> bytes:
         processes = REGISTRY
     figures = CollectorRegistry(auto_describe=False)
     figures.register(DatabaseFigures())
+    figures.register(EventFigures())
     return generate_latest(processes) + generate_latest(figures)

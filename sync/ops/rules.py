@@ -1,7 +1,9 @@
 """The alert rules, each against its threshold in ``sync_config`` (docs/operations.md).
 
 Every rule reads database state only, so the periodic ops check, the hook after an ingest
-task and a command all see the same thing. A rule fires when its figure reaches the
+task and a command all see the same thing; the event system's rules read what the SSE
+processes reported to Redis (``sync.ops.event_stats``) and close their alert once the figure
+has recovered. A rule fires when its figure reaches the
 threshold (``>=``; throughput: ``<=`` ratio x median). Rules about one run carry the run as
 the occurrence, so checking the same run twice does not count as a repeat.
 """
@@ -9,14 +11,18 @@ the occurrence, so checking the same run twice does not count as a repeat.
 from __future__ import annotations
 
 import statistics
+import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from sync.cache.exceptions import CacheUnavailableError
 from sync.cache.metrics import queue_figures
 from sync.models import RecordRetry, SyncAlert, SyncConfig, SyncRun
-from sync.ops.alerts import raise_alert
+from sync.ops import event_stats
+from sync.ops.alerts import raise_alert, resolve_alert
 
 Type, Severity = SyncAlert.Type, SyncAlert.Severity
 FINISHED = (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL, SyncRun.Status.FAILED)
@@ -237,7 +243,70 @@ def evaluate_engine(config: SyncConfig) -> list[SyncAlert]:
                 context=figures,
             )
         )
-    return fired
+    return fired + evaluate_events()
+
+
+def _minute() -> str:
+    """One occurrence per minute: a persisting breach is counted each minute, not each tick."""
+    return f"minute:{int(time.time() // 60)}"
+
+
+def check_event_latency(processes: list[event_stats.ProcessFigures]) -> SyncAlert | None:
+    """``event_latency``: a live SSE process's commit-to-delivery p99 over the last minute
+    reached ``SYNC_EVENTS_LATENCY_ALERT_MS``; resolved when none has."""
+    limit = settings.SYNC_EVENTS_LATENCY_ALERT_MS
+    slow = [p for p in processes if p.p99_ms is not None and p.p99_ms >= limit]
+    if not slow:
+        resolve_alert(Type.EVENT_LATENCY, SyncConfig.ENGINE, f"every p99 is below {limit:g} ms")
+        return None
+    worst = max(slow, key=lambda p: p.p99_ms or 0)
+    return raise_alert(
+        Type.EVENT_LATENCY,
+        SyncConfig.ENGINE,
+        f"SSE process {worst.process}: commit-to-delivery p99 {worst.p99_ms:.0f} ms over the "
+        f"last {event_stats.WINDOW:.0f} s ({worst.samples} events; threshold {limit:g} ms)"
+        + (f", and {len(slow) - 1} other process(es)" if len(slow) > 1 else ""),
+        context={
+            "processes": {p.process: {"p50_ms": p.p50_ms, "p99_ms": p.p99_ms} for p in slow},
+            "threshold_ms": limit,
+        },
+        occurrence=_minute(),
+    )
+
+
+def check_event_lag(processes: list[event_stats.ProcessFigures]) -> SyncAlert | None:
+    """``event_lag``: the stream reader of a live SSE process (one with clients) has left an
+    entry unread for ``SYNC_EVENTS_LAG_ALERT_SECONDS``; resolved when none has."""
+    limit = settings.SYNC_EVENTS_LAG_ALERT_SECONDS
+    behind = [
+        p for p in processes if p.clients and p.lag_seconds is not None and p.lag_seconds >= limit
+    ]
+    if not behind:
+        resolve_alert(Type.EVENT_LAG, SyncConfig.ENGINE, f"every reader is within {limit:g} s")
+        return None
+    worst = max(behind, key=lambda p: p.lag_seconds or 0)
+    return raise_alert(
+        Type.EVENT_LAG,
+        SyncConfig.ENGINE,
+        f"SSE process {worst.process} is {worst.lag_seconds:.0f} s behind the {worst.stream} "
+        f"stream (at {worst.position}; threshold {limit:g} s)",
+        context={
+            "processes": {p.process: {"lag_seconds": p.lag_seconds} for p in behind},
+            "threshold_seconds": limit,
+        },
+        occurrence=_minute(),
+    )
+
+
+def evaluate_events() -> list[SyncAlert]:
+    """The event system's rules, on the live SSE processes' records; nothing when the cache
+    Redis cannot be read (its own alerts and health checks say so)."""
+    try:
+        processes = event_stats.read_processes()
+    except CacheUnavailableError:
+        return []
+    fired = [check_event_latency(processes), check_event_lag(processes)]
+    return [alert for alert in fired if alert is not None]
 
 
 def evaluate(config: SyncConfig) -> list[SyncAlert]:

@@ -217,6 +217,7 @@ def console_pages(world: dict[str, object]) -> list[tuple[str, str]]:
         ),
         ("run", reverse("admin:sync_syncrun_change", args=[run.pk])),
         ("upload-preview", reverse("admin:console_upload", args=[world["upload"].pk])),
+        ("events", reverse("admin:console_events")),
     ]
     for model, model_admin in sorted(
         admin.site._registry.items(), key=lambda item: item[0]._meta.label_lower
