@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sync", "0018_sentence_case_intent_ops"),
+        ("sync", "0019_popular_keys"),
     ]
 
     operations = [
