@@ -46,7 +46,7 @@ class QueryTimer:
         self.slow: list[SlowQuery] = []
 
     def __call__(
-        self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
     ) -> Any:
         started = time.perf_counter()
         try:
@@ -57,11 +57,8 @@ class QueryTimer:
             if elapsed * 1000 >= self.slow_ms:
                 self._slow(elapsed * 1000, sql)
 
-    def _slow(self, ms: float, sql: Any) -> None:
-        # NOTE: Django passes a str; anything else (a composed statement object) could show
-        # literal values in its repr, so it is not recorded as text.
-        text = clean_sql(sql) if isinstance(sql, str) else f"<{type(sql).__name__}>"
-        self.slow.append(SlowQuery(ms=ms, sql=text))
+    def _slow(self, ms: float, sql: str) -> None:
+        self.slow.append(SlowQuery(ms=ms, sql=clean_sql(sql)))
         if len(self.slow) > 2 * QUERIES_PER_REQUEST:  # keep the slowest, bounded
             self.slow.sort(key=lambda q: q.ms, reverse=True)
             del self.slow[QUERIES_PER_REQUEST:]
