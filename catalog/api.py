@@ -31,6 +31,8 @@ from catalog.schemas import (
     ContentIn,
     ContentVersionOut,
     ErrorOut,
+    PartialPageOut,
+    PartialPartOut,
     PartOut,
     PartPageOut,
     StaffPartOut,
@@ -201,7 +203,12 @@ def _conditional(request: HttpRequest, body: dict, tag: str) -> HttpResponse:
 
 @public.get(
     "/parts",
-    response={200: PartPageOut, 304: None, 422: ValidationErrorOut, **ANY_ERRORS},
+    response={
+        200: PartPageOut | PartialPageOut,
+        304: None,
+        422: ValidationErrorOut,
+        **ANY_ERRORS,
+    },
     auth=None,
     summary="List parts (paginated, filter by stock, search name/sku)",
     openapi_extra=_doc("Changes when any listed part or its stock changes."),
@@ -244,7 +251,13 @@ def list_parts(
 
 @public.get(
     "/parts/{part_id}",
-    response={200: PartOut, 304: None, 404: ErrorOut, 422: ValidationErrorOut, **ANY_ERRORS},
+    response={
+        200: PartOut | PartialPartOut,
+        304: None,
+        404: ErrorOut,
+        422: ValidationErrorOut,
+        **ANY_ERRORS,
+    },
     auth=None,
     summary="One part with its stock (cache-first; ETag / If-None-Match)",
     openapi_extra=_doc("The part's and its stock's versions."),
