@@ -2,7 +2,8 @@
 
 * Public (anonymous): ``GET /api/parts``, ``GET /api/parts/{id}`` — cache-first, ``ETag`` from
   the row versions, ``304`` on ``If-None-Match``, ``Cache-Control: no-cache`` (clients may keep
-  a copy but revalidate each time: a stock change is visible on the next read).
+  a copy but revalidate each time: a stock change is visible on the next read). ``?fields=``
+  trims each part to the keys asked for (``id`` always), with an ETag of its own.
 * Staff (session + CSRF): reads for the viewer role, writes for the operator role. Writes need
   the version the caller last saw (``If-Match`` or ``version`` in the body): 428 without one,
   409 with the current version when someone else changed the row first.
@@ -13,6 +14,7 @@ OpenAPI at ``/api/openapi.json``, Swagger UI at ``/api/docs``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -29,10 +31,13 @@ from catalog.schemas import (
     ContentIn,
     ContentVersionOut,
     ErrorOut,
+    PartialPageOut,
+    PartialPartOut,
     PartOut,
     PartPageOut,
     StaffPartOut,
     StockIn,
+    StockOut,
     ValidationErrorOut,
     VersionIn,
 )
@@ -121,6 +126,70 @@ def _not_modified(request: HttpRequest, tag: str) -> bool:
     return given.strip() == "*" or tag in [t.strip().removeprefix("W/") for t in given.split(",")]
 
 
+# --------------------------------------------------------------------------- ?fields=
+
+# A part's keys in the schema's order, and its stock's as dotted paths ("stock.quantity").
+PART_FIELDS = tuple(PartOut.model_fields)
+STOCK_FIELDS = tuple(StockOut.model_fields)
+FIELD_NAMES = (*PART_FIELDS, *(f"stock.{name}" for name in STOCK_FIELDS))
+FIELDS = Query(
+    None,
+    max_length=500,
+    description=(
+        "Only these keys of each part, comma-separated (e.g. `id,name,price,stock`): a part's "
+        "top-level keys, `stock` whole or single stock keys as `stock.<key>` (e.g. "
+        "`stock.available_stock`). `id` is always included. An unknown name is a 422 naming "
+        "it. Allowed: " + ", ".join(f"`{name}`" for name in FIELD_NAMES) + "."
+    ),
+)
+
+
+def _field_error(message: str) -> HttpResponse:
+    """A 422 in the API's validation envelope (as ninja's own), at the fields parameter."""
+    return _json(
+        422, {"detail": [{"type": "value_error", "loc": ["query", "fields"], "msg": message}]}
+    )
+
+
+def _chosen_fields(given: str | None) -> frozenset[str] | HttpResponse | None:
+    """The keys ``?fields=`` asks for (``id`` added, ``stock.*`` folded into a whole
+    ``stock``), None without the parameter, or the 422 for a name that is not a field."""
+    if given is None:
+        return None
+    names = [name.strip() for name in given.split(",") if name.strip()]
+    allowed = ", ".join(FIELD_NAMES)
+    if not names:
+        return _field_error(f"name at least one field; allowed: {allowed}")
+    unknown = list(dict.fromkeys(name[:50] for name in names if name not in FIELD_NAMES))
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        return _field_error(f"unknown field{plural} {', '.join(unknown)}; allowed: {allowed}")
+    chosen = {*names, "id"}
+    if "stock" in chosen:
+        chosen = {name for name in chosen if not name.startswith("stock.")}
+    return frozenset(chosen)
+
+
+def _trimmed(part: dict, chosen: frozenset[str] | None) -> dict:
+    """``part`` with only the chosen keys, in the schema's order."""
+    if chosen is None:
+        return part
+    body = {name: part[name] for name in PART_FIELDS if name in chosen}
+    stock = {name: part["stock"][name] for name in STOCK_FIELDS if f"stock.{name}" in chosen}
+    if stock:
+        body["stock"] = stock
+    return body
+
+
+def _shaped_tag(tag: str, chosen: frozenset[str] | None) -> str:
+    """The ETag of a trimmed answer: the versions' tag plus a digest of the field set, so a
+    304 never confirms a copy of another shape (the same set in any order is one shape)."""
+    if chosen is None:
+        return tag
+    digest = hashlib.sha256(",".join(sorted(chosen)).encode()).hexdigest()[:12]
+    return f'{tag[:-1]};f={digest}"'
+
+
 def _conditional(request: HttpRequest, body: dict, tag: str) -> HttpResponse:
     if _not_modified(request, tag):
         response = HttpResponse(status=304)
@@ -134,7 +203,12 @@ def _conditional(request: HttpRequest, body: dict, tag: str) -> HttpResponse:
 
 @public.get(
     "/parts",
-    response={200: PartPageOut, 304: None, 422: ValidationErrorOut, **ANY_ERRORS},
+    response={
+        200: PartPageOut | PartialPageOut,
+        304: None,
+        422: ValidationErrorOut,
+        **ANY_ERRORS,
+    },
     auth=None,
     summary="List parts (paginated, filter by stock, search name/sku)",
     openapi_extra=_doc("Changes when any listed part or its stock changes."),
@@ -152,8 +226,12 @@ def list_parts(
         pattern=r"^[^\x00]*$",
         description="Case-insensitive search in name and sku.",
     ),
+    fields: str | None = FIELDS,
     if_none_match: str | None = IF_NONE_MATCH,
 ):
+    chosen = _chosen_fields(fields)
+    if isinstance(chosen, HttpResponse):
+        return chosen
     count, items = selectors.public_page(
         limit=limit, offset=offset, in_stock=in_stock, q=(q or "").strip() or None
     )
@@ -163,25 +241,41 @@ def list_parts(
         offset,
         *(v for item in items for v in (item["id"], item["version"], item["stock"]["version"])),
     )
+    items = [_trimmed(item, chosen) for item in items]
     return _conditional(
-        request, {"count": count, "limit": limit, "offset": offset, "items": items}, tag
+        request,
+        {"count": count, "limit": limit, "offset": offset, "items": items},
+        _shaped_tag(tag, chosen),
     )
 
 
 @public.get(
     "/parts/{part_id}",
-    response={200: PartOut, 304: None, 404: ErrorOut, 422: ValidationErrorOut, **ANY_ERRORS},
+    response={
+        200: PartOut | PartialPartOut,
+        304: None,
+        404: ErrorOut,
+        422: ValidationErrorOut,
+        **ANY_ERRORS,
+    },
     auth=None,
     summary="One part with its stock (cache-first; ETag / If-None-Match)",
     openapi_extra=_doc("The part's and its stock's versions."),
 )
 def get_part(
-    request: HttpRequest, part_id: int = PART_ID, if_none_match: str | None = IF_NONE_MATCH
+    request: HttpRequest,
+    part_id: int = PART_ID,
+    fields: str | None = FIELDS,
+    if_none_match: str | None = IF_NONE_MATCH,
 ):
+    chosen = _chosen_fields(fields)
+    if isinstance(chosen, HttpResponse):
+        return chosen
     body = selectors.public_part(part_id)
     if body is None:
         return _json(404, {"detail": "no such part"})
-    return _conditional(request, body, selectors.etag(body["version"], body["stock"]["version"]))
+    tag = selectors.etag(body["version"], body["stock"]["version"])
+    return _conditional(request, _trimmed(body, chosen), _shaped_tag(tag, chosen))
 
 
 # --------------------------------------------------------------------------- staff

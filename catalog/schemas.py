@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, Required
 from urllib.parse import urlsplit
 
 import nh3
@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypedDict
 
 DESCRIPTION_TAGS = {"p", "br", "ul", "ol", "li", "strong", "em", "b", "i", "code"}
 # FiniteFloat: JSON bodies may carry NaN and Infinity (Python reads them), jsonb stores neither.
@@ -116,6 +117,37 @@ class PartPageOut(Schema):
     limit: int
     offset: int
     items: list[PartOut]
+
+
+# ``?fields=`` answers (catalog/api.py): a part with only the keys asked for, ``id`` always.
+# NOTE: TypedDicts (typing_extensions': pydantic needs them on Python 3.11): keys that may be
+# missing, without claiming they could be null.
+class PartialStockOut(TypedDict, total=False):
+    quantity: int
+    reserved: int
+    available_stock: int
+    is_in_stock: bool
+    version: int
+
+
+class PartialPartOut(TypedDict, total=False):
+    id: Required[int]
+    sku: str
+    name: str
+    price: Decimal
+    description: str
+    specifications: dict[str, SpecValue]
+    images: list[str]
+    is_active: bool
+    version: int
+    stock: PartialStockOut
+
+
+class PartialPageOut(Schema):
+    count: int
+    limit: int
+    offset: int
+    items: list[PartialPartOut]
 
 
 class StaffPartOut(PartOut):

@@ -67,6 +67,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the request id tags every log line of the request, the others' too.
     "sync.access.request_id.RequestIdMiddleware",
+    # Server-Timing (cache, db, total) and the slow-request log (HTTP_* below): right below
+    # the request id, so it measures everything else and records with the id.
+    "sync.ops.timing.ServerTimingMiddleware",
+    # Brotli/gzip of JSON and HTML, never of the event stream (config/compression.py): above
+    # everything that reads or writes a body.
+    "config.compression.CompressionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The Content-Security-Policy header (CONTENT_SECURITY_POLICY below).
     "csp.middleware.CSPMiddleware",
@@ -86,6 +92,17 @@ MIDDLEWARE = [
     # Last, as django-axes asks: it turns a locked-out login into a 429 page.
     "axes.middleware.AxesMiddleware",
 ]
+
+# Request timing (sync/ops/timing.py, docs/api.md): the Server-Timing header on every
+# non-streaming response. Requests taking at least HTTP_SLOW_REQUEST_MS and SQL statements
+# taking at least HTTP_SLOW_QUERY_MS (milliseconds) are logged at WARNING and kept for the
+# console's slow requests page (docs/console.md): the newest HTTP_SLOW_KEEP of each, in the
+# engine's Redis for HTTP_SLOW_TTL seconds after the last one (sync/ops/slow.py).
+HTTP_SERVER_TIMING = env.bool("HTTP_SERVER_TIMING", default=True)
+HTTP_SLOW_REQUEST_MS = env.float("HTTP_SLOW_REQUEST_MS", default=500.0)
+HTTP_SLOW_QUERY_MS = env.float("HTTP_SLOW_QUERY_MS", default=100.0)
+HTTP_SLOW_KEEP = env.int("HTTP_SLOW_KEEP", default=200)
+HTTP_SLOW_TTL = env.int("HTTP_SLOW_TTL", default=7 * 24 * 3600)
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

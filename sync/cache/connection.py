@@ -20,10 +20,11 @@ Every topology gets the same timeouts, no retries and the same breaker.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 from urllib.parse import unquote
@@ -323,11 +324,34 @@ def reset_clients() -> None:
     breaker.reset()
 
 
+# The seconds this context's run() calls spent, while a timed() block is open (the request's
+# Server-Timing "cache" figure, sync/ops/timing.py); None outside one: nothing is added up.
+_spent: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "sync_cache_spent", default=None
+)
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[Callable[[], float]]:
+    """Add up the seconds every ``run`` in this context spends (waiting on Redis, a timeout
+    included) until the block ends; yields a function that returns the sum so far. NOTE: a
+    list in the context variable, not a float: a ``run`` in a copy of the context (a thread
+    of ``sync_to_async``) adds to the same sum."""
+    spent = [0.0]
+    token = _spent.set(spent)
+    try:
+        yield lambda: spent[0]
+    finally:
+        _spent.reset(token)
+
+
 def run(operation: Callable[[Client], T], *, bulk: bool = False) -> T:
-    """Run one Redis operation behind the breaker; every failure is ``CacheUnavailableError``."""
+    """Run one Redis operation behind the breaker; every failure is ``CacheUnavailableError``.
+    Its time counts towards an open ``timed()`` block."""
     if not breaker.allow():
         msg = "cache circuit breaker is open"
         raise CacheUnavailableError(msg)
+    started = time.perf_counter()
     try:
         found = client(bulk=bulk)
         _check_primary(found)
@@ -341,5 +365,8 @@ def run(operation: Callable[[Client], T], *, bulk: bool = False) -> T:
         breaker.success()
         msg = f"cache Redis error: {type(e).__name__}: {e}"
         raise CacheUnavailableError(msg) from e
+    finally:
+        if (spent := _spent.get()) is not None:
+            spent[0] += time.perf_counter() - started
     breaker.success()
     return result

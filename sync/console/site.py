@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 
 from sync.access import roles
-from sync.console import events_panel, upload, views
+from sync.console import events_panel, slow_requests, upload, views
 from sync.console.admin_base import GuardedLookupsMixin, bad_request
 from sync.console.lookups import nul_in_request
 
@@ -70,6 +70,7 @@ class ConsoleAdminSite(admin.AdminSite):
                 name="console_alert_acknowledge",
             ),
             path("console/events/", view(events_panel.events_page), name="console_events"),
+            path("console/slow/", view(slow_requests.slow_page), name="console_slow"),
             *super().get_urls(),
         ]
 
