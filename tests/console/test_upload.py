@@ -360,7 +360,8 @@ def test_a_preview_never_reaches_redis_and_the_confirmed_run_does(client_for, tm
     upload(client, sheet_bytes(list(buyer_rows(12, 0))))
     item = SyncUpload.objects.get()
     assert SyncRun.objects.get(pk=item.preview_run_id).created == 12
-    assert redis.dbsize() == 0
+    # NOTE: a request slow under load leaves its path (no row data) in the slow-request log.
+    assert [key for key in redis.scan_iter() if b"{__slow__}" not in key] == []
     assert not SyncIntent.objects.exists() and not Buyer.objects.exists()
     client.post(reverse("admin:console_upload_confirm", args=[item.pk]))
     item.refresh_from_db()
