@@ -109,6 +109,16 @@ def server() -> Iterator[Server]:
         found.stop()
 
 
+# Collects what the page's policy refused (init scripts run outside the page's CSP), as
+# tests/security/test_csp_browser.py does.
+WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline"));
+});
+"""
+
+
 class Problems:
     """Console errors, uncaught exceptions and CSP violations of a page. While ``dropping``,
     the connection failures a drop causes are expected; nothing else ever is."""
@@ -118,6 +128,11 @@ class Problems:
         self.dropping = False
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.found.append(f"pageerror: {error}"))
+
+    def all(self, page) -> list[str]:
+        """What went wrong so far, the policy's violation events of the current page too."""
+        events = page.evaluate("window.__cspViolations || []")
+        return self.found + [f"CSP event: {e}" for e in events]
 
     def _console(self, message) -> None:
         if message.type not in ("error", "warning"):
@@ -135,6 +150,7 @@ def _open(browser, url: str):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(WAIT)
     expect.set_options(timeout=WAIT)
+    page.add_init_script(WATCH)
     problems = Problems(page)
     page.goto(url)
     return page, problems
@@ -260,7 +276,7 @@ def _listing_to_detail(browser, server: Server) -> None:
 
     _assert_never_older(page)
     assert loads == []  # all of it without a reload
-    assert problems.found == []
+    assert problems.all(page) == []
     page.close()
 
 
@@ -331,7 +347,7 @@ def _restart(browser, server: Server) -> None:
     assert "20" not in [s["stock"] for s in seen[1:]]  # never back to what it was
     _set_stock(part.pk, 14)  # and live again afterwards
     expect(stock).to_have_text("14")
-    assert problems.found == []
+    assert problems.all(page) == []
     page.close()
 
 
@@ -377,7 +393,7 @@ def _replay_everything(browser, server: Server) -> None:
         seen = _assert_never_older(page)
         assert {s["stock"] for s in seen} <= {"26", "25"}, seen
         assert {s["name"] for s in seen} == {"Filter 40 µm (new)"}, seen
-        assert problems.found == []
+        assert problems.all(page) == []
     finally:
         if page is not None:
             page.close()
@@ -411,5 +427,5 @@ def _screenshots(browser, server: Server) -> None:
     expect(page.locator('[data-field="available_stock"]')).to_have_text("42")
     page.wait_for_load_state("networkidle")
     _shot(page, "storefront-part.png")
-    assert problems.found == []
+    assert problems.all(page) == []
     page.close()
