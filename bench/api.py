@@ -258,7 +258,7 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
 
 
 def wrk_round(
-    base: str, paths: list[str], *, seconds: int, connections: int, directory: Path
+    base: str, paths: list[str], *, seconds: float, connections: int, directory: Path
 ) -> tuple[float, float, float]:
     """Requests/s, p50 and p99 latency in ms, from one wrk run."""
     script = directory / "paths.lua"
@@ -275,7 +275,7 @@ def wrk_round(
             "-c",
             str(connections),
             "-d",
-            f"{seconds}s",
+            f"{max(1, round(seconds))}s",  # whole seconds only
             "--latency",
             "-s",
             str(script),
@@ -298,7 +298,7 @@ def wrk_round(
 
 
 def python_round(
-    base: str, paths: list[str], *, seconds: int, connections: int, directory: Path
+    base: str, paths: list[str], *, seconds: float, connections: int, directory: Path
 ) -> tuple[float, float, float]:
     """The same with an asyncio loader (when wrk is not installed): it shares the CPUs with
     the server, so its absolute figures are lower than wrk's; the ratio is what counts."""
@@ -370,7 +370,7 @@ def bench_http(table: Table, ids: list[int], args: argparse.Namespace) -> None:
                     loader(
                         server.base,
                         paths,
-                        seconds=1,
+                        seconds=min(1.0, args.seconds),
                         connections=args.connections,
                         directory=Path(directory),
                     )
@@ -410,7 +410,7 @@ def _http_rows(
     cache_rps, db_rps = median("cache", 0), median("postgresql", 0)
     table.section(
         f"{target.heading}: one uvicorn worker each, {loader_name}, "
-        f"{args.connections} connections, {args.rounds} x {args.seconds} s rounds "
+        f"{args.connections} connections, {args.rounds} x {args.seconds:g} s rounds "
         f"alternating, {len(ids):,} parts"
     )
     table.add(
@@ -846,7 +846,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
         "--in-process",
