@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
+from django.urls import include, path
 from django.views.decorators.http import require_safe
 from django.views.generic import RedirectView
 
@@ -22,7 +22,9 @@ def favicon_view(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # Customers land on the storefront; staff go to /admin/.
+    path("", RedirectView.as_view(url="/parts/", permanent=False)),
+    path("", include("catalog.urls")),  # the storefront: /parts/, /parts/<id>/
     path("favicon.ico", favicon_view, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/sync/", console_api.urls),  # the console's API, OpenAPI at /api/sync/openapi.json

@@ -351,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         if not wait_until_healthy(f"{base}/health/", children, lambda: stopping):
             say(f"not healthy after {READY_DEADLINE_S}s: see the output above and {base}/health/")
         say("")
+        say(f"storefront:    {base}/parts/")
         say(f"admin console: {base}/admin/")
         say(f"login:         admin / {password}")
         say(f"health:        {base}/health/")

@@ -3,6 +3,11 @@ on ``sku`` with bulk statements (every demo start is idempotent and takes about 
 
 ``count`` is the other apps' row count; the catalog loads ten parts per row (3,000 by default)
 so the API's list, search and pagination have something to chew on.
+
+Images are small SVG illustrations served by the site itself (``static/catalog/parts/``, one
+per kind of part): the Content-Security-Policy lets pages show images from this origin only
+(docs/storefront.md). Parts loaded by an older demo with the old placeholder URLs
+(``https://images.example.com/…``, which never resolved) are moved to them once.
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 
 from catalog.models import Part, PartContentVersion, StockLevel
-from sync.cache.bulk import bulk_create_synced
+from sync.cache.bulk import bulk_create_synced, update_synced
 
 PARTS_PER_COUNT = 10
 KINDS = [
@@ -37,6 +43,31 @@ KINDS = [
 SIZES = ["M4", "M5", "M6", "M8", "M10", "M12", '1/4"', '3/8"', '1/2"', "10 mm", "25 mm"]
 MATERIALS = ["steel", "stainless steel", "brass", "nylon", "EPDM", "aluminium"]
 FINISHES = ["zinc plated", "plain", "black oxide", "anodised"]
+# The illustration of each kind (static/catalog/parts/<name>.svg).
+IMAGES = {
+    "bolt": "bolt",
+    "nut": "nut",
+    "washer": "washer",
+    "bearing": "bearing",
+    "gasket": "seal",
+    "spring": "spring",
+    "valve": "valve",
+    "hose clamp": "clamp",
+    "fuse": "electrical",
+    "relay": "electrical",
+    "sensor": "electrical",
+    "filter": "filter",
+    "belt": "belt",
+    "pulley": "belt",
+    "bushing": "washer",
+    "seal": "seal",
+}
+OLD_IMAGE_PREFIX = "https://images.example.com/parts/"
+
+
+def image_url(kind: str) -> str:
+    """The site-relative URL of a kind's illustration (``/static/catalog/parts/….svg``)."""
+    return f"/{settings.STATIC_URL.strip('/')}/catalog/parts/{IMAGES[kind]}.svg"
 
 
 def _content(rng: random.Random, n: int, size: str, kind: str) -> dict:
@@ -49,7 +80,7 @@ def _content(rng: random.Random, n: int, size: str, kind: str) -> dict:
             "weight_g": round(rng.uniform(0.5, 900), 1),
             "rohs": rng.random() < 0.8,
         },
-        "images": [f"https://images.example.com/parts/{n:05d}.jpg"],
+        "images": [image_url(kind)],
     }
 
 
@@ -94,8 +125,21 @@ def load(*, count: int) -> str:
             ],
             ignore_conflicts=True,
         )
+        _local_images(parts)
         _content_versions(parts, ids)
     return f"{Part.objects.count()} parts ({Part.objects.count() - before} new)"
+
+
+def _local_images(parts: list[Part]) -> None:
+    """Parts still pointing at the old, never-resolving image host get their local
+    illustration (written through to Redis); images staff have set are left alone."""
+    by_image: dict[str, list[str]] = {}
+    for part in parts:
+        by_image.setdefault(part.images[0], []).append(part.sku)
+    for url, skus in by_image.items():
+        update_synced(
+            Part.objects.filter(sku__in=skus, images__0__startswith=OLD_IMAGE_PREFIX), images=[url]
+        )
 
 
 def _content_versions(parts: list[Part], ids: dict[str, int]) -> None:

@@ -209,6 +209,8 @@ def rules(route: Route, method: str) -> Matrix | None:
         return each(REDIRECT) if method == "get" else None
     if path == "/favicon.ico":
         return each(OK) if method == "get" else None
+    if path == "/parts/" or path.startswith("/parts/"):
+        return each(OK) if method == "get" else None  # the storefront: public pages
     if path == "/health/":
         return each(PUBLIC) if method == "get" else None
     if path == "/metrics":
