@@ -606,6 +606,15 @@ def bench_browser(table: Table, ids: list[int], args: argparse.Namespace) -> Non
                         )
                     )
                     return
+                marked = page.evaluate(
+                    "[...document.querySelectorAll('[data-part]')].map((e) => e.dataset.part)"
+                )
+                if str(part) not in marked:
+                    msg = (
+                        f'the page has no [data-part="{part}"] (it has data-part={marked}): '
+                        "its live script cannot find the part"
+                    )
+                    raise RuntimeError(msg)
                 try:
                     page.wait_for_function(
                         'document.documentElement.dataset.live === "live"', timeout=30_000
