@@ -99,7 +99,8 @@ def static_application():
 
 
 class Server:
-    """One uvicorn worker serving config.asgi on a loopback port.
+    """One uvicorn worker serving config.asgi on a loopback port (started by the constructor;
+    ``wait_listening`` before use, ``stop`` always).
 
     Its output goes to a log file (an access line per SSE client would bury the table); the
     file's last lines are shown when the server fails to start.
@@ -125,6 +126,7 @@ class Server:
             ["--factory", "bench.api:static_application"] if static else ["config.asgi:application"]
         )
         self.log_path = LOG_DIR / f"uvicorn-{self.port}.log"
+        self.stopped = False
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log_file:
             # NOTE: the child inherits this process' open-files limit (raised by bench_sse).
@@ -152,6 +154,9 @@ class Server:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_listening(self) -> Server:
+        """Wait until it accepts connections (servers started together start in parallel)."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -159,7 +164,7 @@ class Server:
                 raise RuntimeError(msg)
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                    return self
             except OSError:
                 time.sleep(0.1)
         self.stop()
@@ -175,6 +180,9 @@ class Server:
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         if self.proc.poll() is not None:  # it died on its own: keep its log
             log(f"uvicorn on port {self.port} had exited ({self.proc.returncode}): {self.log_path}")
             return
@@ -366,6 +374,8 @@ def bench_http(table: Table, ids: list[int], args: argparse.Namespace) -> None:
     name = "wrk" if loader is wrk_round else "asyncio loader"
     servers = {"cache": Server(cache_reads=True), "postgresql": Server(cache_reads=False)}
     try:
+        for server in servers.values():
+            server.wait_listening()
         missing = page_missing(
             lambda path: httpx.get(servers["cache"].base + path, timeout=30).status_code, ids
         )
@@ -587,6 +597,7 @@ def bench_browser(table: Table, ids: list[int], args: argparse.Namespace) -> Non
     server = Server(cache_reads=True, static=True)
     committed: dict[str, float] = {}
     try:
+        server.wait_listening()
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
@@ -756,6 +767,7 @@ def bench_sse(table: Table, ids: list[int], args: argparse.Namespace) -> None:
     part = ids[0]
     server = Server(cache_reads=True)
     try:
+        server.wait_listening()
         # The first requests import and build what every request needs (routers, the Redis
         # clients, the hub): warm them so that "idle" is a server ready to serve.
         httpx.get(f"{server.base}/api/parts/{part}", timeout=30).raise_for_status()
@@ -923,6 +935,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             for name in chosen:
+                started = time.perf_counter()
                 try:
                     sections[name](table, ids, args)
                 # NOTE: any failure of one section is reported in the table (and the exit
@@ -931,6 +944,7 @@ def main(argv: list[str] | None = None) -> int:
                     failed.append(name)
                     table.add(Row(f"{name}: FAILED", f"{type(e).__name__}: {e}"))
                     log(f"section {name} failed: {e!r}")
+                log(f"section {name}: {time.perf_counter() - started:.1f} s")
         finally:
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             table.notes.append(f"load average at the end: {load}")

@@ -227,7 +227,7 @@ def machine_lines() -> list[str]:
 
 
 def cpu_line() -> str:
-    """The CPU model and the share of the CPUs busy right now (a second's sample)."""
+    """The CPU model and the share of the CPUs busy right now (half a second's sample)."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -239,7 +239,7 @@ def cpu_line() -> str:
     try:
         import psutil
 
-        busy = f", {psutil.cpu_percent(interval=1.0):.0f}% busy over 1 s"
+        busy = f", {psutil.cpu_percent(interval=0.5):.0f}% busy over 0.5 s"
     except ImportError:
         busy = ""
     return f"CPU: {model}{busy}"
