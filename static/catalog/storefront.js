@@ -82,7 +82,10 @@
     // A burst of changes becomes one announcement, not a queue a screen reader reads for ages.
     announceTimer = window.setTimeout(function () {
       var box = document.getElementById("live-announcer");
-      var text = pending.length > 3 ? pending.length + " parts changed." : pending.join(" ");
+      var text =
+        pending.length > 3
+          ? pending.length + " changes; the latest: " + pending[pending.length - 1]
+          : pending.join(" ");
       pending = [];
       announceTimer = null;
       if (box) {
