@@ -195,6 +195,35 @@ class Server:
         self.log_path.unlink(missing_ok=True)
 
 
+class Servers:
+    """The two HTTP servers (cache reads on, off), started together on first use and shared by
+    the HTTP comparison and the browser run (one server start fewer). Both serve the static
+    files (the product page's script) alike, so the comparison stays like for like."""
+
+    def __init__(self) -> None:
+        self._pair: dict[str, Server] = {}
+        self._error: Exception | None = None
+
+    def pair(self) -> dict[str, Server]:
+        if self._error is not None:
+            msg = f"the HTTP servers did not start: {self._error}"
+            raise RuntimeError(msg)
+        if not self._pair:
+            try:
+                self._pair["cache"] = Server(cache_reads=True, static=True)
+                self._pair["postgresql"] = Server(cache_reads=False, static=True)
+                for server in self._pair.values():
+                    server.wait_listening()
+            except Exception as e:
+                self._error = e
+                raise
+        return self._pair
+
+    def stop(self) -> None:
+        for server in self._pair.values():
+            server.stop()
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -372,46 +401,40 @@ def bench_http(table: Table, ids: list[int], args: argparse.Namespace) -> None:
 
     loader = wrk_round if shutil.which("wrk") and not args.python_loader else python_round
     name = "wrk" if loader is wrk_round else "asyncio loader"
-    servers = {"cache": Server(cache_reads=True), "postgresql": Server(cache_reads=False)}
-    try:
-        for server in servers.values():
-            server.wait_listening()
-        missing = page_missing(
-            lambda path: httpx.get(servers["cache"].base + path, timeout=30).status_code, ids
-        )
-        targets = [API] if missing else [API, PAGE]
-        with tempfile.TemporaryDirectory() as directory:
-            for target in targets:
-                paths = target.paths(ids)
-                results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in servers}
-                for server in servers.values():  # warm: connections, cache fills, templates
-                    loader(
-                        server.base,
-                        paths,
-                        seconds=min(1.0, args.seconds),
-                        connections=args.connections,
-                        directory=Path(directory),
-                    )
-                for i in range(args.rounds):
-                    order = list(servers) if i % 2 == 0 else list(reversed(servers))
-                    for key in order:
-                        log(f"{target.heading}: round {i + 1}/{args.rounds}, {key}")
-                        results[key].append(
-                            loader(
-                                servers[key].base,
-                                paths,
-                                seconds=args.seconds,
-                                connections=args.connections,
-                                directory=Path(directory),
-                            )
+    servers = args.servers.pair()
+    missing = page_missing(
+        lambda path: httpx.get(servers["cache"].base + path, timeout=30).status_code, ids
+    )
+    targets = [API] if missing else [API, PAGE]
+    with tempfile.TemporaryDirectory() as directory:
+        for target in targets:
+            paths = target.paths(ids)
+            results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in servers}
+            for server in servers.values():  # warm: connections, cache fills, templates
+                loader(
+                    server.base,
+                    paths,
+                    seconds=min(1.0, args.seconds),
+                    connections=args.connections,
+                    directory=Path(directory),
+                )
+            for i in range(args.rounds):
+                order = list(servers) if i % 2 == 0 else list(reversed(servers))
+                for key in order:
+                    log(f"{target.heading}: round {i + 1}/{args.rounds}, {key}")
+                    results[key].append(
+                        loader(
+                            servers[key].base,
+                            paths,
+                            seconds=args.seconds,
+                            connections=args.connections,
+                            directory=Path(directory),
                         )
-                _http_rows(table, target, results, ids, args, name)
-        if missing:
-            table.section(f"{PAGE.heading}: one uvicorn worker each")
-            table.add(Row(PAGE.cache_label, "not measured", missing))
-    finally:
-        for server in servers.values():
-            server.stop()
+                    )
+            _http_rows(table, target, results, ids, args, name)
+    if missing:
+        table.section(f"{PAGE.heading}: one uvicorn worker each")
+        table.add(Row(PAGE.cache_label, "not measured", missing))
 
 
 def _http_rows(
@@ -594,10 +617,9 @@ def bench_browser(table: Table, ids: list[int], args: argparse.Namespace) -> Non
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
-    server = Server(cache_reads=True, static=True)
+    server = args.servers.pair()["cache"]
     committed: dict[str, float] = {}
     try:
-        server.wait_listening()
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
@@ -654,7 +676,6 @@ def bench_browser(table: Table, ids: list[int], args: argparse.Namespace) -> Non
             finally:
                 browser.close()
     finally:
-        server.stop()
         if previous is None:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
@@ -921,6 +942,7 @@ def main(argv: list[str] | None = None) -> int:
     # The in-process client is one address: the per-IP API limit would answer 429s.
     os.environ.setdefault("API_RATELIMIT_ENABLED", "false")
     env = setup_django()
+    args.servers = Servers()
     failed: list[str] = []
     try:
         from django.core.management import call_command
@@ -951,6 +973,7 @@ def main(argv: list[str] | None = None) -> int:
             print(table.render())
         return 1 if failed else 0
     finally:
+        args.servers.stop()
         remove_parts()
         for name in env.stop():
             log(f"stopped the embedded {name} server of the bench profile")
