@@ -599,7 +599,7 @@ def bench_browser(table: Table, ids: list[int], args: argparse.Namespace) -> Non
     table.section(
         f"commit -> browser: a staff stock update until the open product page "
         f"/parts/<id>/ shows it, {args.browser_updates} updates one after another "
-        f"(after {BROWSER_WARMUP} unmeasured), headless Chromium, one uvicorn worker"
+        f"(after {BROWSER_WARMUP} unmeasured), headless Chromium, the cache-reads uvicorn worker"
     )
     if not CHROMIUM.exists():
         table.add(
@@ -929,6 +929,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run only this section (repeatable)",
     )
     args = parser.parse_args(argv)
+    # two samples at least where a percentile is taken over them
+    minimums = {"browser_updates": 2, "sse_events": 2, "sse_clients": 1, "in_process": 1}
+    for option, minimum in {**minimums, "rounds": 1, "parts": 2}.items():
+        if getattr(args, option) < minimum:
+            parser.error(f"--{option.replace('_', '-')} must be at least {minimum}")
     if args.quick:
         args.rounds, args.seconds, args.sse_events = 1, 2, 10
         args.in_process = 300
@@ -950,7 +955,7 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0)
         if leftover := remove_parts():
             log(f"removed {leftover:,} rows left by an earlier run")
-        ids = create_parts(max(args.parts, 2))
+        ids = create_parts(args.parts)
         table = Table(
             "syncops catalog API benchmark (bench/api.py; ./dev bench api)\n"
             + "\n".join([*machine_lines(), cpu_line()])
