@@ -14,6 +14,7 @@ from django.test import Client
 from catalog import services
 from catalog.models import Part
 from catalog.views import PAGE_SIZE
+from config.env import ROOT
 from customers.models import Customer
 from sync.cache.bulk import update_synced
 from sync.cache.events import stream_key
@@ -293,3 +294,31 @@ def test_the_page_carries_the_stream_position_read_before_the_parts(
     newest = redis_raw.xrevrange(stream_key("catalog"), count=1)[0][0].decode()
     html = client.get(f"/parts/{part.pk}/").content.decode()
     assert f'data-last-event-id="{newest}"' in html
+
+
+def test_demo_parts_get_local_images_once_and_the_page_shows_them(client, make_part) -> None:
+    from devtools.demo_data import catalog as demo
+
+    # A part loaded by an older demo: the old image host, which never resolved.
+    old = make_part(sku="PRT-00001", images=["https://images.example.com/parts/00001.jpg"])
+    kept = make_part(sku="PRT-00002", images=["https://cdn.example.net/mine.png"])  # staff's
+    demo.load(count=1)
+    old.refresh_from_db()
+    # "<size> <kind>": the name is the demo's again
+    kind = next(k for k in demo.IMAGES if old.name.endswith(f" {k}"))
+    assert old.images == [demo.image_url(kind)]
+    assert old.images[0].startswith("/static/catalog/parts/")
+    assert (ROOT / "static" / old.images[0].removeprefix("/static/")).is_file()
+    kept.refresh_from_db()
+    assert kept.images == ["https://cdn.example.net/mine.png"]
+    page = _page(client, f"/parts/{old.pk}/")
+    assert [i["src"] for i in page.images if "/parts/" in i["src"]] == old.images
+    demo.load(count=1)  # idempotent: the same images again, staff's still kept
+    old.refresh_from_db()
+    kept.refresh_from_db()
+    assert (old.images, kept.images) == (
+        [demo.image_url(kind)],
+        ["https://cdn.example.net/mine.png"],
+    )
+    for part in Part.objects.filter(sku__startswith="PRT-").exclude(pk=kept.pk):
+        assert (ROOT / "static" / part.images[0].removeprefix("/static/")).is_file()
