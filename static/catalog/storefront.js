@@ -262,7 +262,8 @@
   }
 
   function newer(el, attribute, version) {
-    var shown = Number(el.getAttribute(attribute));
+    // Digits only: a version is a whole number (a stray separator must not make it NaN).
+    var shown = Number(String(el.getAttribute(attribute) || "0").replace(/[^0-9]/g, "") || "0");
     return typeof version === "number" && isFinite(version) && !(version <= shown);
   }
 

@@ -9,10 +9,11 @@ from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from catalog import services
-from catalog.models import Part
+from catalog.models import Part, StockLevel
 from catalog.views import PAGE_SIZE
 from config.env import ROOT
 from customers.models import Customer
@@ -109,6 +110,26 @@ def test_listing_renders_every_field_without_javascript(client, make_part) -> No
     for image in page.images:  # width and height (no layout shift), lazy below the fold
         assert image.get("width") and image.get("height")
     assert all(i.get("loading") == "lazy" for i in page.images if "/catalog/parts/" in i["src"])
+
+
+def test_numbers_the_script_compares_are_never_localised(client, make_part) -> None:
+    """USE_THOUSAND_SEPARATOR is on for the console: ids, versions and the stock count in
+    the DOM contract must stay plain digits ("1,234" is NaN to the script's version check)."""
+    with connection.cursor() as cursor:  # a long-lived database: versions in the millions
+        # (never backwards: versions only grow, other tests' rows keep theirs)
+        cursor.execute(
+            "SELECT setval('sync_version_seq', "
+            "GREATEST(1234566, (SELECT last_value FROM sync_version_seq)))"
+        )
+    part = make_part(quantity=12_345, reserved=0)
+    part.refresh_from_db()
+    versions = (str(part.version), str(StockLevel.objects.get(pk=part.pk).version))
+    assert all(int(v) > 1_000_000 for v in versions)
+    for url in ("/parts/", f"/parts/{part.pk}/"):
+        page = _page(client, url)
+        (root,) = [p for p in page.parts if p["data-part"] == str(part.pk)]
+        assert (root["data-version"], root["data-stock-version"]) == versions
+        assert page.field("available_stock") == ["12345"]
 
 
 def test_detail_renders_content_specifications_stock_and_lazy_images(client, make_part) -> None:
