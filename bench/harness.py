@@ -224,3 +224,22 @@ def machine_lines() -> list[str]:
             f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, load avg {load}"
         ),
     ]
+
+
+def cpu_line() -> str:
+    """The CPU model and the share of the CPUs busy right now (half a second's sample)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        busy = f", {psutil.cpu_percent(interval=0.5):.0f}% busy over 0.5 s"
+    except ImportError:
+        busy = ""
+    return f"CPU: {model}{busy}"
