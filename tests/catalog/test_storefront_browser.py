@@ -14,13 +14,8 @@ from __future__ import annotations
 
 import itertools
 import re
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from decimal import Decimal
 
-import httpx
 import pytest
 from django.db import connections
 
@@ -28,9 +23,8 @@ from catalog import services
 from catalog.models import Part, StockLevel
 from config.env import ROOT
 from sync.cache.bulk import update_synced
+from tests.asgi_server import AsgiServer
 from tests.catalog.conftest import new_part
-from tests.subprocesses import child_env
-from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -41,72 +35,6 @@ DROP_NOISE = re.compile(
     r"ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_INCOMPLETE_CHUNKED_ENCODING|"
     r"ERR_EMPTY_RESPONSE|status of 503|EventSource's response has a status 503"
 )
-
-
-class Server:
-    """uvicorn serving config.asgi on a local TCP port; stop() and start() again on the same
-    port (a restart, as a deploy or a crash would do it)."""
-
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "config.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--lifespan",
-                "off",
-                "--no-access-log",
-                "--timeout-graceful-shutdown",
-                "1",
-            ],
-            cwd=ROOT,
-            env={**child_env(), "DEBUG": "true"},  # DEBUG: static files from the same server
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        proc = self.proc
-
-        def answers() -> bool:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                return httpx.get(f"{self.url}/static/catalog/storefront.js", timeout=2).is_success
-            except httpx.TransportError:
-                return False
-
-        wait_until(answers, timeout=60, what="uvicorn answering")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-
-@pytest.fixture
-def server() -> Iterator[Server]:
-    found = Server()
-    found.start()
-    try:
-        yield found
-    finally:
-        found.stop()
 
 
 # Collects what the page's policy refused (init scripts run outside the page's CSP), as
@@ -206,16 +134,16 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
-def test_listing_to_detail_updates_live_without_reload(browser, server) -> None:
+def test_listing_to_detail_updates_live_without_reload(browser, asgi_server) -> None:
     try:
-        _listing_to_detail(browser, server)
+        _listing_to_detail(browser, asgi_server)
     finally:
         # NOTE: with Playwright's greenlets running, this test's ORM calls get connections of
         # their own context, which pytest-django's teardown would not close.
         connections.close_all()
 
 
-def _listing_to_detail(browser, server: Server) -> None:
+def _listing_to_detail(browser, server: AsgiServer) -> None:
     from playwright.sync_api import expect
 
     bolt = new_part(sku="LIVE-1", name="Hex bolt M8", quantity=12, reserved=2)
@@ -280,14 +208,16 @@ def _listing_to_detail(browser, server: Server) -> None:
     page.close()
 
 
-def test_a_server_restart_and_a_refused_reconnect_then_the_page_catches_up(browser, server) -> None:
+def test_a_server_restart_and_a_refused_reconnect_then_the_page_catches_up(
+    browser, asgi_server
+) -> None:
     try:
-        _restart(browser, server)
+        _restart(browser, asgi_server)
     finally:
         connections.close_all()
 
 
-def _restart(browser, server: Server) -> None:
+def _restart(browser, server: AsgiServer) -> None:
     from playwright.sync_api import expect
 
     part = new_part(sku="DROP-1", name="Relay 12 V", quantity=20, reserved=0)
@@ -351,14 +281,14 @@ def _restart(browser, server: Server) -> None:
     page.close()
 
 
-def test_a_replay_of_the_whole_history_never_shows_an_older_version(browser, server) -> None:
+def test_a_replay_of_the_whole_history_never_shows_an_older_version(browser, asgi_server) -> None:
     try:
-        _replay_everything(browser, server)
+        _replay_everything(browser, asgi_server)
     finally:
         connections.close_all()
 
 
-def _replay_everything(browser, server: Server) -> None:
+def _replay_everything(browser, server: AsgiServer) -> None:
     """The page asks for the stream from its very start (a client that lost its place):
     every old event of the part comes again, after a reset; none may show."""
     from playwright.sync_api import expect
@@ -399,16 +329,16 @@ def _replay_everything(browser, server: Server) -> None:
             page.close()
 
 
-def test_storefront_screenshots_with_demo_data(browser, server) -> None:
+def test_storefront_screenshots_with_demo_data(browser, asgi_server) -> None:
     """The listing and a part's page with the demo's catalog, a live change highlighted:
     ``artifacts/storefront-*.png`` (copied to docs/ by hand when the look changes)."""
     try:
-        _screenshots(browser, server)
+        _screenshots(browser, asgi_server)
     finally:
         connections.close_all()
 
 
-def _screenshots(browser, server: Server) -> None:
+def _screenshots(browser, server: AsgiServer) -> None:
     from playwright.sync_api import expect
 
     from devtools.demo_data import catalog

@@ -5,12 +5,6 @@ than the stream, the replayed frames of the chosen part as text, then a live one
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-
-import httpx
 import pytest
 from django.db import connections
 
@@ -18,69 +12,15 @@ from config.env import ROOT
 from tests.catalog.conftest import new_part
 from tests.catalog.test_sse import _set_stock
 from tests.console.conftest import PASSWORD, make_staff_user
-from tests.subprocesses import child_env
-from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 ARTIFACTS = ROOT / "artifacts"  # screenshots (git-ignored)
 WAIT = 30_000  # milliseconds the browser waits for a condition
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def asgi_url() -> Iterator[str]:
-    """uvicorn serving config.asgi (static files too: DEBUG) on a local TCP port."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--no-access-log",
-            "--timeout-graceful-shutdown",
-            "2",
-        ],
-        cwd=ROOT,
-        env={**child_env(), "DEBUG": "true"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
+def test_the_replay_tool_shows_the_frames_as_they_arrive(browser, asgi_server) -> None:
     try:
-
-        def answers() -> bool:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            try:
-                return httpx.get(f"{url}/api/parts?limit=1", timeout=5).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(answers, timeout=30)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def test_the_replay_tool_shows_the_frames_as_they_arrive(browser, asgi_url) -> None:
-    try:
-        _replay_flow(browser, asgi_url)
+        _replay_flow(browser, asgi_server.url)
     finally:
         # NOTE: with Playwright's greenlets running, this test's ORM calls get connections
         # of their own context, which pytest-django's teardown would not close.
