@@ -17,18 +17,7 @@ from sync.ingest.source_checks import source_find_missing, source_schema_check
 from sync.models import ErrorLog, RecordLog, SyncRun
 from tests.ingest.conftest import alter_columns
 
-TEXT_COLUMNS = [
-    "buyer_number",
-    "name",
-    "email",
-    "phone",
-    "address",
-    "desired_area",
-    "property_type",
-    "status",
-    "inquiry_source",
-    "notes",
-]
+TEXT_COLUMNS = [f for f in BUYER_FIELDS if f not in ("budget", "inquiry_date")]
 FIELDS = dict(zip(BUYER_HEADERS, BUYER_FIELDS, strict=True))
 TEXT_HEADERS = [h for h, f in FIELDS.items() if f in TEXT_COLUMNS]
 
