@@ -137,12 +137,14 @@ def celery_worker(celery_app, transactional_db) -> Iterator[object]:
     """
     from celery.contrib.testing.worker import start_worker
 
+    from tests.subprocesses import worker_answers
+
     # NOTE: perform_ping_check=False: celery's check sends a task and waits for its result,
     # which needs a result backend; we have none, so we wait for a control-channel ping.
     with start_worker(
         celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10
     ) as worker:
-        assert wait_until(
-            lambda: celery_app.control.ping(destination=[worker.hostname], timeout=0.5), timeout=15
-        ), "worker never answered"
+        assert wait_until(lambda: worker_answers(celery_app, worker.hostname), timeout=15), (
+            "worker never answered"
+        )
         yield worker

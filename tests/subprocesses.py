@@ -61,3 +61,17 @@ def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
     proc = popen_python(code)
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def worker_answers(app, hostname: str) -> bool:
+    """Whether the Celery worker ``hostname`` answers a control-channel ping, over a new
+    broker connection each time: a pooled one the broker closed meanwhile (seen once in CI as
+    a broken pipe) is a "not yet" to retry, not an error that fails the test's set-up."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        with app.connection_for_write() as conn:
+            return bool(app.control.ping(destination=[hostname], timeout=0.5, connection=conn))
+    except (OperationalError, RedisConnectionError, OSError):
+        return False

@@ -29,7 +29,7 @@ from sync.models import SyncAlert, SyncRun
 from sync.ops.source_settings import config_update
 from tests.console.conftest import PASSWORD, make_staff_user
 from tests.console.sources import buyers_sheet, ensure_roles, sources_file
-from tests.subprocesses import child_env
+from tests.subprocesses import child_env, worker_answers
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -76,9 +76,7 @@ def worker(celery_app, sheets, settings) -> Iterator[subprocess.Popen]:
     )
     try:
         assert wait_until(
-            lambda: celery_app.control.ping(
-                destination=[f"{name}@{os.uname().nodename}"], timeout=0.5
-            ),
+            lambda: worker_answers(celery_app, f"{name}@{os.uname().nodename}"),
             timeout=60,
         )
         yield proc

@@ -16,7 +16,7 @@ from sync.ingest.source_settings import config_for
 from sync.models import SyncAlert, SyncHealthMetric, SyncRun
 from sync.ops.source_settings import config_update
 from tests.ops.conftest import make_run
-from tests.subprocesses import child_env
+from tests.subprocesses import child_env, worker_answers
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -53,9 +53,7 @@ def worker_process(celery_app, transactional_db):
     )
     try:
         assert wait_until(
-            lambda: celery_app.control.ping(
-                destination=[f"{queue}@{os.uname().nodename}"], timeout=0.5
-            ),
+            lambda: worker_answers(celery_app, f"{queue}@{os.uname().nodename}"),
             timeout=30,
         )
         yield proc, queue
