@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.env import ROOT
-from tests.subprocesses import child_env
+from tests.subprocesses import child_env, worker_answers
 from tests.waiting import wait_until
 
 # The worker's code: the task's own return value (the replay's summary) goes to a file, one
@@ -96,10 +96,7 @@ def start_workers(app, count: int, folder: Path, **env: str) -> list[WorkerProce
     try:
         for worker in workers:
             wait_until(
-                lambda w=worker: (
-                    w.proc.poll() is not None
-                    or app.control.ping(destination=[w.hostname], timeout=0.5)
-                ),
+                lambda w=worker: w.proc.poll() is not None or worker_answers(app, w.hostname),
                 timeout=60,
             )
             assert worker.proc.poll() is None, (worker.log.name, "worker exited at start")
