@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from django.contrib.auth import get_user_model
+
+from tests.waiting import wait_until
 
 CHECKS = (
     "Database(alias='default')",
@@ -108,3 +112,87 @@ def test_metrics_token_unset_never_matches_an_empty_bearer(client, settings) -> 
     settings.METRICS_TOKEN = ""
 
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 403
+
+
+# --------------------------------------------------------------------------- the worker check
+
+
+@pytest.mark.django_db(transaction=True)
+def test_health_pings_the_worker_again_after_its_broker_connection_was_dropped(
+    client, celery_app, celery_worker
+) -> None:
+    """The broker drops the connection the app's pool holds (as after a pause or a restart):
+    the next check still says the worker is fine instead of failing once on a broken pipe."""
+    import redis
+
+    assert client.get("/health/?format=json").json()["Celery worker"] == "OK"
+    with celery_app.pool.acquire(block=True) as pooled:
+        client_id = pooled.default_channel.client.client_id()
+    broker = redis.Redis.from_url(celery_app.conf.broker_url.replace("redis+socket", "unix"))
+    try:
+        assert broker.client_kill_filter(_id=client_id) == 1
+    finally:
+        broker.close()
+
+    assert client.get("/health/?format=json").json()["Celery worker"] == "OK"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_health_names_a_queue_no_worker_consumes(celery_app) -> None:
+    from celery.contrib.testing.worker import start_worker
+
+    from sync.ops.health import CeleryWorker
+    from tests.subprocesses import worker_answers
+
+    with start_worker(
+        celery_app, pool="solo", perform_ping_check=False, queues=["elsewhere"]
+    ) as worker:
+        assert wait_until(lambda: worker_answers(celery_app, worker.hostname), timeout=15)
+        result = asyncio.run(CeleryWorker(app=celery_app, limit=1).get_result())
+
+    assert "No worker for Celery task queue celery" in str(result.error)
+
+
+def test_health_says_the_broker_connection_failed_when_the_broker_dies_mid_check(
+    monkeypatch,
+) -> None:
+    """The broker goes away while the check waits for replies: a specific message, not the
+    library's "unknown error" (a private broker: the tests' own is shared)."""
+    import shutil
+    import tempfile
+    import threading
+    from datetime import timedelta
+    from pathlib import Path
+
+    import redis
+    from celery import Celery
+
+    from devtools.devservices import RedisServer
+    from sync.ops.health import CeleryWorker
+
+    directory = Path(tempfile.mkdtemp(prefix="syncops-", dir="/tmp"))  # short socket path
+    server = RedisServer(directory, "broker")
+    try:
+        server.start()
+        # NOTE: Celery reads CELERY_BROKER_URL (the tests' broker) before its own setting.
+        monkeypatch.setenv("CELERY_BROKER_URL", server.broker_url)
+        app = Celery("dying", set_as_current=False)
+        results: list = []
+        check = threading.Thread(
+            target=lambda: results.append(
+                asyncio.run(CeleryWorker(app=app, timeout=timedelta(seconds=20)).get_result())
+            )
+        )
+        check.start()
+        watcher = redis.Redis(unix_socket_path=str(server.socket_path))
+        # The check is waiting for replies once its connection is there beside ours.
+        assert wait_until(lambda: len(watcher.client_list()) >= 2, timeout=10)
+        watcher.close()
+        server.kill()
+        check.join(30)
+        assert not check.is_alive()
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    assert "broker connection failed" in str(results[0].error)
