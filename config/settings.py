@@ -103,6 +103,15 @@ HTTP_SLOW_REQUEST_MS = env.float("HTTP_SLOW_REQUEST_MS", default=500.0)
 HTTP_SLOW_QUERY_MS = env.float("HTTP_SLOW_QUERY_MS", default=100.0)
 HTTP_SLOW_KEEP = env.int("HTTP_SLOW_KEEP", default=200)
 HTTP_SLOW_TTL = env.int("HTTP_SLOW_TTL", default=7 * 24 * 3600)
+if HTTP_SLOW_REQUEST_MS <= 0 or HTTP_SLOW_QUERY_MS <= 0 or HTTP_SLOW_KEEP < 1 or HTTP_SLOW_TTL < 1:
+    # NOTE: 0 would keep every request as slow: the list would say nothing and cost a Redis
+    # write per request; a negative TTL would drop them at once.
+    _msg = (
+        f"HTTP_SLOW_REQUEST_MS={HTTP_SLOW_REQUEST_MS}, HTTP_SLOW_QUERY_MS={HTTP_SLOW_QUERY_MS} "
+        f"(milliseconds, above 0), HTTP_SLOW_KEEP={HTTP_SLOW_KEEP}, HTTP_SLOW_TTL="
+        f"{HTTP_SLOW_TTL} (at least 1): one of them is out of range"
+    )
+    raise ImproperlyConfigured(_msg)
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -411,6 +420,18 @@ CONTENT_SECURITY_POLICY = {
 SYNC_EVENTS_STATS_INTERVAL = env.float("SYNC_EVENTS_STATS_INTERVAL", default=5.0)
 SYNC_EVENTS_LATENCY_ALERT_MS = env.float("SYNC_EVENTS_LATENCY_ALERT_MS", default=1000.0)
 SYNC_EVENTS_LAG_ALERT_SECONDS = env.float("SYNC_EVENTS_LAG_ALERT_SECONDS", default=30.0)
+if (
+    SYNC_EVENTS_STATS_INTERVAL <= 0
+    or SYNC_EVENTS_LATENCY_ALERT_MS <= 0
+    or SYNC_EVENTS_LAG_ALERT_SECONDS <= 0
+):
+    # NOTE: 0 would raise the alerts for every healthy process, or never refresh the figures.
+    _msg = (
+        f"SYNC_EVENTS_STATS_INTERVAL={SYNC_EVENTS_STATS_INTERVAL}, SYNC_EVENTS_LATENCY_ALERT_MS="
+        f"{SYNC_EVENTS_LATENCY_ALERT_MS}, SYNC_EVENTS_LAG_ALERT_SECONDS="
+        f"{SYNC_EVENTS_LAG_ALERT_SECONDS} (each above 0): one of them is out of range"
+    )
+    raise ImproperlyConfigured(_msg)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # "json": one JSON object per line (python-json-logger), what a log shipper wants; "plain": for

@@ -146,3 +146,33 @@ def test_development_settings_load_without_connecting() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HTTP_SLOW_REQUEST_MS", "0"),
+        ("HTTP_SLOW_QUERY_MS", "-5"),
+        ("HTTP_SLOW_KEEP", "0"),
+        ("HTTP_SLOW_TTL", "-1"),
+        ("SYNC_EVENTS_STATS_INTERVAL", "0"),
+        ("SYNC_EVENTS_LATENCY_ALERT_MS", "-1"),
+        ("SYNC_EVENTS_LAG_ALERT_SECONDS", "0"),
+        ("SYNC_POPULAR_SAMPLE_RATE", "1.5"),
+    ],
+)
+def test_an_out_of_range_setting_stops_startup_naming_it(name: str, value: str) -> None:
+    result = _development(
+        "-c",
+        "import django; django.setup()",
+        DATABASE_URL="postgres://x@127.0.0.1:1/x",
+        REDIS_URL="redis://127.0.0.1:1/0",
+        CELERY_BROKER_URL="memory://",
+        **{name: value},
+    )
+
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("django.core.exceptions.ImproperlyConfigured")
+    assert f"{name}={float(value)}" in message or f"{name}={value}" in message
+    assert "out of range" in message
