@@ -46,3 +46,24 @@ def launched_browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
             yield chromium
         finally:
             chromium.close()
+
+
+# Collects what a page's Content Security Policy refused: an init script (``add_init_script``),
+# which runs outside the page's CSP. ``csp_problems`` reads it back with the console messages.
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline") +
+                              " at " + e.sourceFile + ":" + e.lineNumber);
+});
+"""
+
+
+def is_csp_message(text: str) -> bool:
+    """A console message in which Chromium says the policy refused something."""
+    return "Content Security Policy" in text or "Refused to" in text
+
+
+def csp_events(page) -> list[str]:
+    """The violation events of the current page (``CSP_WATCH`` must have been added)."""
+    return page.evaluate("window.__cspViolations || []")

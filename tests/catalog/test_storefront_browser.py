@@ -24,6 +24,7 @@ from catalog.models import Part, StockLevel
 from config.env import ROOT
 from sync.cache.bulk import update_synced
 from tests.asgi_server import AsgiServer
+from tests.browser import CSP_WATCH, csp_events, is_csp_message
 from tests.catalog.conftest import new_part
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -35,16 +36,6 @@ DROP_NOISE = re.compile(
     r"ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_INCOMPLETE_CHUNKED_ENCODING|"
     r"ERR_EMPTY_RESPONSE|status of 503|EventSource's response has a status 503"
 )
-
-
-# Collects what the page's policy refused (init scripts run outside the page's CSP), as
-# tests/security/test_csp_browser.py does.
-WATCH = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", function (e) {
-  window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline"));
-});
-"""
 
 
 class Problems:
@@ -59,14 +50,13 @@ class Problems:
 
     def all(self, page) -> list[str]:
         """What went wrong so far, the policy's violation events of the current page too."""
-        events = page.evaluate("window.__cspViolations || []")
-        return self.found + [f"CSP event: {e}" for e in events]
+        return self.found + [f"CSP event: {e}" for e in csp_events(page)]
 
     def _console(self, message) -> None:
         if message.type not in ("error", "warning"):
             return
         text = message.text
-        if "Content Security Policy" in text or "Refused to" in text:
+        if is_csp_message(text):
             self.found.append(f"CSP: {text}")
         elif message.type == "error" and not (self.dropping and DROP_NOISE.search(text)):
             self.found.append(f"console: {text}")
@@ -78,7 +68,7 @@ def _open(browser, url: str):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(WAIT)
     expect.set_options(timeout=WAIT)
-    page.add_init_script(WATCH)
+    page.add_init_script(CSP_WATCH)
     problems = Problems(page)
     page.goto(url)
     return page, problems

@@ -17,20 +17,13 @@ from django.db import connections
 from django.utils import timezone
 
 from sync.models import SyncRun
+from tests.browser import CSP_WATCH, csp_events, is_csp_message
 from tests.console.conftest import PASSWORD, make_console_rows, make_staff_user
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 WAIT = 30_000  # milliseconds the browser waits for a condition
-# Collects what the page's policy refused (init scripts run outside the page's CSP).
-WATCH = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", function (e) {
-  window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline") +
-                              " at " + e.sourceFile + ":" + e.lineNumber);
-});
-"""
 
 
 class Watched:
@@ -40,7 +33,7 @@ class Watched:
         self.base = base
         self.page = browser.new_page(viewport={"width": 1280, "height": 900})
         self.page.set_default_timeout(WAIT)
-        self.page.add_init_script(WATCH)
+        self.page.add_init_script(CSP_WATCH)
         self.console: list[str] = []
         self.page.on("console", lambda message: self.console.append(message.text))
 
@@ -50,13 +43,7 @@ class Watched:
         return response
 
     def violations(self) -> list[str]:
-        events = self.page.evaluate("window.__cspViolations || []")
-        refused = [
-            text
-            for text in self.console
-            if "Content Security Policy" in text or text.startswith("Refused to")
-        ]
-        return events + refused
+        return csp_events(self.page) + [text for text in self.console if is_csp_message(text)]
 
     def assert_clean(self, where: str) -> None:
         found = self.violations()
