@@ -70,3 +70,43 @@ def test_a_scrape_sums_the_counters_of_every_process(
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     assert _reads(render_metrics().decode()) == 5
+
+
+HOLD_CLIENTS = """
+import sys
+from catalog.streaming import CLIENTS
+CLIENTS.inc(3)
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _clients(text: str) -> float:
+    found = re.findall(r"^catalog_sse_clients (\S+)$", text, re.MULTILINE)
+    return sum(float(value) for value in found)
+
+
+def test_a_process_that_ended_no_longer_counts_its_sse_clients(
+    transactional_db, tmp_path, monkeypatch
+) -> None:
+    """A web process holds 3 event-stream clients, then ends (restarted, killed): the scrape
+    counts them while it lives and no longer once it has gone."""
+    from sync.ops.metrics import render_metrics
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", PRELUDE + HOLD_CLIENTS],
+        cwd=ROOT,
+        env=child_env() | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert _clients(render_metrics().decode()) == 3
+    finally:
+        holder.communicate("\n", timeout=60)
+
+    assert _clients(render_metrics().decode()) == 0
+    assert not list(tmp_path.glob("gauge_live*"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from django.db.models import Count
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
@@ -115,7 +116,8 @@ class EventFigures(Collector):
 def render_metrics() -> bytes:
     """The text exposition of a scrape: the processes' counters (summed over every process in
     multiprocess mode) and the database figures."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _forget_dead_processes(directory)
         processes = CollectorRegistry()
         multiprocess.MultiProcessCollector(processes)
     else:
@@ -124,3 +126,23 @@ def render_metrics() -> bytes:
     figures.register(DatabaseFigures())
     figures.register(EventFigures())
     return generate_latest(processes) + generate_latest(figures)
+
+
+def _forget_dead_processes(directory: str) -> None:
+    """Drop the live gauges of processes that have ended (``livesum``/``liveall``: connected
+    SSE clients). prometheus-client keeps a dead process's file until told, so a web process
+    that was restarted or killed went on counting its clients in every scrape."""
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid, directory)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process: alive
+        return True
+    return True
