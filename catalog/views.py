@@ -178,7 +178,7 @@ def part_list(request: HttpRequest) -> HttpResponse:
         "previous_link": link(page - 1) if page > 1 else None,
         "next_link": link(page + 1) if page < pages else None,
         "stream_position": position,
-        "currency": getattr(settings, "CATALOG_CURRENCY_SYMBOL", "€"),
+        "currency": settings.CATALOG_CURRENCY_SYMBOL,
     }
     return render(request, "catalog/part_list.html", context)
 
@@ -194,7 +194,7 @@ def part_detail(request: HttpRequest, part_id: str) -> HttpResponse:
     context = {
         "part": _view_part(part),
         "stream_position": position,
-        "currency": getattr(settings, "CATALOG_CURRENCY_SYMBOL", "€"),
+        "currency": settings.CATALOG_CURRENCY_SYMBOL,
     }
     return render(request, "catalog/part_detail.html", context)
 

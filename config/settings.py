@@ -292,6 +292,11 @@ if (
 # The catalog API's public reads: cache-first through the sync repository; False reads
 # PostgreSQL only (the benchmark's baseline, or an operator's switch).
 CATALOG_CACHE_READS = env.bool("CATALOG_CACHE_READS", default=True)
+# The symbol the storefront shows before a price (docs/storefront.md).
+CATALOG_CURRENCY_SYMBOL = env.str("CATALOG_CURRENCY_SYMBOL", default="€")
+if not CATALOG_CURRENCY_SYMBOL.strip() or len(CATALOG_CURRENCY_SYMBOL) > 8:
+    _msg = f"CATALOG_CURRENCY_SYMBOL={CATALOG_CURRENCY_SYMBOL!r}: a symbol of 1 to 8 characters"
+    raise ImproperlyConfigured(_msg)
 
 CELERY_BEAT_SCHEDULE = {
     "sync-replay": {"task": "sync.tasks.replay", "schedule": SYNC_REPLAY_INTERVAL},

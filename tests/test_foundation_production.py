@@ -159,6 +159,7 @@ def test_development_settings_load_without_connecting() -> None:
         ("SYNC_EVENTS_LATENCY_ALERT_MS", "-1"),
         ("SYNC_EVENTS_LAG_ALERT_SECONDS", "0"),
         ("SYNC_POPULAR_SAMPLE_RATE", "1.5"),
+        ("CATALOG_CURRENCY_SYMBOL", " "),
     ],
 )
 def test_an_out_of_range_setting_stops_startup_naming_it(name: str, value: str) -> None:
@@ -174,5 +175,5 @@ def test_an_out_of_range_setting_stops_startup_naming_it(name: str, value: str) 
     assert result.returncode != 0
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("django.core.exceptions.ImproperlyConfigured")
-    assert f"{name}={float(value)}" in message or f"{name}={value}" in message
-    assert "out of range" in message
+    assert name in message
+    assert value.strip() in message

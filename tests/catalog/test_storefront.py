@@ -112,6 +112,15 @@ def test_listing_renders_every_field_without_javascript(client, make_part) -> No
     assert all(i.get("loading") == "lazy" for i in page.images if "/catalog/parts/" in i["src"])
 
 
+def test_prices_carry_the_configured_currency_symbol(client, make_part, settings) -> None:
+    settings.CATALOG_CURRENCY_SYMBOL = "CHF "
+    part = make_part(sku="SF-C", price=Decimal("3.20"))
+    for path in ("/parts/", f"/parts/{part.pk}/"):
+        assert '<span class="currency">CHF </span><span data-field="price">3.20</span>' in (
+            client.get(path).text
+        )
+
+
 def test_numbers_the_script_compares_are_never_localised(client, make_part) -> None:
     """USE_THOUSAND_SEPARATOR is on for the console: ids, versions and the stock count in
     the DOM contract must stay plain digits ("1,234" is NaN to the script's version check)."""
