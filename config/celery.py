@@ -12,6 +12,7 @@ from celery import Celery
 from celery.signals import beat_init, worker_process_init, worker_ready, worker_shutdown
 
 from sync.access.request_id import connect_celery_signals
+from sync.ops.timing import connect_celery_signals as connect_timing_signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -19,6 +20,7 @@ app = Celery("syncops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 connect_celery_signals()  # the request id travels with the tasks a request enqueues
+connect_timing_signals()  # a task's slow SQL statements are kept, as a request's are
 
 _heartbeats: list = []
 

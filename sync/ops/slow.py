@@ -70,9 +70,9 @@ class SlowRequest:
     statements, the slowest first."""
 
     request_id: str
-    method: str
+    method: str  # "TASK" for a Celery task (its path is the task's name)
     path: str
-    status: int
+    status: int | str  # a task's state ("SUCCESS", "FAILURE")
     ms: float
     slow: bool
     queries: list[SlowQuery] = field(default_factory=list)
@@ -91,7 +91,7 @@ def record(entry: SlowRequest) -> None:
     rows: dict[str, list[str]] = {kind: [] for kind in KINDS}
     if entry.slow:
         logger.warning(
-            "slow request: %s %s %d in %.0f ms", entry.method, entry.path, entry.status, entry.ms
+            "slow request: %s %s %s in %.0f ms", entry.method, entry.path, entry.status, entry.ms
         )
         rows["request"].append(json.dumps({**base, "ms": round(entry.ms, 1)}))
     for query in entry.queries:

@@ -100,3 +100,50 @@ class ServerTimingMiddleware:
                 )
             )
         return response
+
+
+# --------------------------------------------------------------------------- Celery tasks
+# A task's slow statements are kept as well, under "TASK <task name>" with the task's request
+# id (the id of the request that enqueued it, or "task-<id>"), and its state as the status. A
+# task's own duration is never "slow": an ingestion run takes minutes by design.
+
+_tasks: dict[str, tuple[contextlib.ExitStack, QueryTimer, float]] = {}  # by task id
+
+
+def _task_started(task_id: str | None = None, **_extra: Any) -> None:
+    queries = QueryTimer(settings.HTTP_SLOW_QUERY_MS)
+    stack = contextlib.ExitStack()
+    for db in connections.all():  # this thread's connections: the task runs here
+        stack.enter_context(db.execute_wrapper(queries))
+    _tasks[str(task_id)] = (stack, queries, time.perf_counter())
+
+
+def _task_ended(
+    task_id: str | None = None, task: Any = None, state: str | None = None, **_extra: Any
+) -> None:
+    found = _tasks.pop(str(task_id), None)
+    if found is None:  # started before the signals were connected
+        return
+    stack, queries, started = found
+    stack.close()
+    if queries.slow:
+        queries.slow.sort(key=lambda q: q.ms, reverse=True)
+        record(
+            SlowRequest(
+                request_id=request_id.current.get(),
+                method="TASK",
+                path=getattr(task, "name", "?"),
+                status=state or "",
+                ms=(time.perf_counter() - started) * 1000,
+                slow=False,
+                queries=queries.slow[:QUERIES_PER_REQUEST],
+            )
+        )
+
+
+def connect_celery_signals() -> None:
+    from celery.signals import task_postrun, task_prerun
+
+    # NOTE: connected after the request id's own task_prerun receiver, so the id is set.
+    task_prerun.connect(_task_started, weak=False, dispatch_uid="syncops.timing.started")
+    task_postrun.connect(_task_ended, weak=False, dispatch_uid="syncops.timing.ended")

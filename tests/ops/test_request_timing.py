@@ -13,6 +13,7 @@ from django.test import RequestFactory
 from sync.cache import connection
 from sync.ops import slow
 from sync.ops.timing import QueryTimer, ServerTimingMiddleware
+from tests.waiting import wait_until
 
 
 def test_redis_time_adds_up_inside_timed_only() -> None:
@@ -56,3 +57,44 @@ def test_a_streaming_response_is_not_timed_nor_slow(settings) -> None:
     assert "Server-Timing" in plain
     [entry] = slow.recent("request")
     assert entry["path"] == "/stream" and entry["request_id"] == "-"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tasks_slow_statements_are_kept_with_its_name_state_and_id(
+    settings, celery_worker
+) -> None:
+    """A Celery task (here beat's replay, sent through the real broker to a real worker) keeps
+    its slow statements like a request: "TASK <name>", its state, its id; never "slow" for
+    its own duration."""
+    from sync.tasks import replay
+
+    settings.HTTP_SLOW_QUERY_MS = 0.001  # every statement counts as slow
+    settings.HTTP_SLOW_REQUEST_MS = 0.001
+    replay.delay()
+
+    def kept() -> list[dict]:
+        return [e for e in slow.recent("query") if e["path"] == "sync.tasks.replay"]
+
+    assert wait_until(kept, timeout=30, what="the task's statements in the slow log")
+    entry = kept()[0]
+    assert entry["method"] == "TASK" and entry["status"] == "SUCCESS"
+    assert entry["request_id"].startswith("task-")
+    assert entry["sql"]
+    assert slow.recent("request") == []  # a task is never a slow request
+
+
+@pytest.mark.django_db
+def test_a_task_without_slow_statements_or_never_started_keeps_nothing(settings) -> None:
+    from types import SimpleNamespace
+
+    from sync.ops import timing
+
+    settings.HTTP_SLOW_QUERY_MS = 10**9
+    timing._task_started(task_id="quick")
+    with db.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    timing._task_ended(task_id="quick", task=SimpleNamespace(name="t"), state="SUCCESS")
+    timing._task_ended(task_id="never-started", task=SimpleNamespace(name="t"), state="SUCCESS")
+
+    assert slow.recent("query") == []
+    assert timing._tasks == {}
