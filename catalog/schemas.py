@@ -2,7 +2,8 @@
 
 Input is validated and sanitised here, before any service sees it: names and specification
 texts may hold no HTML at all (422), descriptions keep only a few formatting tags without
-attributes (nh3), images must be http(s) URLs. Nothing the public API serves is raw HTML.
+attributes (nh3), images must be http(s) URLs or paths on this site. Nothing the public API
+serves is raw HTML.
 
 Strict (DESIGN I8, I10): numbers must be JSON integers (``true`` is not 1, ``"5"`` is not 5),
 text may hold no NUL character and no unpaired surrogate (PostgreSQL stores neither: they
@@ -249,13 +250,16 @@ class ContentIn(Schema):
             return None
         for url in value:
             parts = urlsplit(url)
+            remote = parts.scheme in {"http", "https"} and bool(parts.netloc)
+            # A path on this site (/static/…): the only kind the storefront's CSP shows as an
+            # image; "//host/x" (another host) and backslashes are not paths here.
+            local = url.startswith("/") and not url.startswith("//") and "\\" not in url
             if (
-                parts.scheme not in {"http", "https"}
-                or not parts.netloc
+                not (remote or local)
                 or len(url) > 2000
                 or any(c.isspace() or c in "<>\"'" for c in url)
             ):
-                msg = f"not an http(s) image URL: {url[:100]!r}"
+                msg = f"not an http(s) image URL or a path on this site: {url[:100]!r}"
                 raise ValueError(msg)
         return value
 

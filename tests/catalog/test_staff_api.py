@@ -115,12 +115,13 @@ def test_content_update_creates_a_version_and_sanitises(make_part, operator_clie
             "name": "  Hex bolt M6  ",
             "description": '<p onclick="x()">Zinc <b>plated</b><script>alert(1)</script></p>',
             "specifications": {"length_mm": 30, "coated": True, "finish": "zinc"},
-            "images": ["https://img.example.com/a.jpg"],
+            "images": ["https://img.example.com/a.jpg", "/static/catalog/parts/bolt.svg"],
         },
         if_match=str(part.version),
     )
     assert response.status_code == 200, response.content
     body = response.json()
+    assert body["images"] == ["https://img.example.com/a.jpg", "/static/catalog/parts/bolt.svg"]
     assert body["name"] == "Hex bolt M6"
     assert body["description"] == "<p>Zinc <b>plated</b></p>"
     assert body["content_version"] == 2
@@ -139,6 +140,9 @@ def test_content_update_creates_a_version_and_sanitises(make_part, operator_clie
         ({"specifications": {"long": "x" * 501}}, "specifications"),
         ({"images": ["javascript:alert(1)"]}, "images"),
         ({"images": ["https://ok.example.com/a b.jpg"]}, "images"),
+        ({"images": ["//elsewhere.example.com/a.jpg"]}, "images"),
+        ({"images": ["/static\\..\\a.jpg"]}, "images"),
+        ({"images": ["static/a.jpg"]}, "images"),
     ],
 )
 def test_html_and_bad_urls_are_refused_with_422(make_part, operator_client, body, field) -> None:
