@@ -14,6 +14,7 @@ from customers.models import Customer, Order
 from devtools.demo_data.__main__ import main
 from devtools.demo_data.setup import DemoSetupError, demo_setup
 from sellers.models import Seller
+from sync.cache.bulk import update_synced
 from sync.cache.maintenance import verify_models
 from sync.models import CacheVerification
 
@@ -52,12 +53,22 @@ def test_demo_setup_loads_every_app_and_is_idempotent(demo_files, monkeypatch) -
     # buyers: the whole incident sheet; parts: ten per count (devtools/demo_data/catalog.py)
     assert counts == (200, 20, 200, 4140, 20)
     assert (demo_files / "buyers.csv").is_file()
+    versions = dict(Part.objects.values_list("pk", "version"))
+    renamed = Part.objects.order_by("pk").first()
+    update_synced(Part.objects.filter(pk=renamed.pk), name="Renamed by staff", price=1)
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "another-long-password-2")
     again = StringIO()
     demo_setup(count=20, stdout=again)
     assert "reusing superuser admin" in again.getvalue()
     assert "0 created" in again.getvalue() and "(0 new)" in again.getvalue()
     assert (Part.objects.count(), Buyer.objects.count()) == (200, 4140)
+    # A second start changes no part: staff's edit stays, no other version moves.
+    renamed.refresh_from_db()
+    assert (renamed.name, renamed.price) == ("Renamed by staff", 1)
+    del versions[renamed.pk]
+    assert {pk: v for pk, v in Part.objects.values_list("pk", "version") if pk in versions} == (
+        versions
+    )
     admin.refresh_from_db()
     assert admin.check_password("another-long-password-2")
     assert all(report.ok for report in verify_models())

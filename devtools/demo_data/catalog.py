@@ -102,15 +102,16 @@ def load(*, count: int) -> str:
         )
     before = Part.objects.count()
     with transaction.atomic():
-        # Upsert on the natural key, leaving existing rows' content and stock alone (staff may
-        # have changed them in the demo); new rows are written through to Redis on commit.
-        bulk_create_synced(
-            Part,
-            parts,
-            update_conflicts=True,
-            unique_fields=["sku"],
-            update_fields=["name", "price"],
+        # New rows only, on the natural key: existing rows keep their name, price, content,
+        # stock and version (staff may have changed them in the demo; an update here gave every
+        # part a new version and an event on each start). New rows are written through to Redis
+        # on commit.
+        # NOTE: not ignore_conflicts: rows it creates come back without their pk, so they would
+        # not be written through (only replayed later).
+        existing = set(
+            Part.objects.filter(sku__in=[p.sku for p in parts]).values_list("sku", flat=True)
         )
+        bulk_create_synced(Part, [p for p in parts if p.sku not in existing])
         ids = dict(Part.objects.filter(sku__in=[p.sku for p in parts]).values_list("sku", "pk"))
         stock_rng = random.Random(7)
         bulk_create_synced(
