@@ -27,7 +27,20 @@ def update_synced(queryset: models.QuerySet[models.Model], **values: Any) -> int
 def bulk_create_synced(
     model: type[models.Model], objs: Iterable[models.Model], **kwargs: Any
 ) -> list[models.Model]:
-    """``bulk_create`` (including ``update_conflicts`` upserts) with write-through on commit."""
+    """``bulk_create`` (including ``update_conflicts`` upserts) with write-through on commit.
+
+    ``ignore_conflicts`` only for objects that carry their pk: PostgreSQL's ``ON CONFLICT DO
+    NOTHING`` gives back no pk, so a created row without one would reach Redis only through a
+    later replay, silently late. Such a call is refused."""
+    if kwargs.get("ignore_conflicts"):
+        objs = list(objs)
+        if any(obj.pk is None for obj in objs):
+            msg = (
+                f"bulk_create_synced({model.__name__}, ignore_conflicts=True) needs every object's "
+                "pk: rows created without one could not be written through; filter out the "
+                "existing rows first, or use update_conflicts"
+            )
+            raise ValueError(msg)
     using = kwargs.pop("using", None) or router.db_for_write(model)
     created = model._base_manager.using(using).bulk_create(objs, **kwargs)
     mark_changed(

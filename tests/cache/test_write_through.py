@@ -192,3 +192,25 @@ def test_write_through_without_prepared_statements(settings, redis_raw) -> None:
     part.price = 4
     part.save()
     assert cached_price(redis_raw, part.pk) == 4
+
+
+def test_bulk_create_with_ignore_conflicts_needs_the_pks(redis_raw) -> None:
+    """ON CONFLICT DO NOTHING gives back no pk: rows created so could not be written through
+    (only replayed later), so the helper refuses the call instead of going silently late."""
+    existing = make_part(sku="IC-1")
+    with pytest.raises(ValueError, match="ignore_conflicts=True\\) needs every object's pk"):
+        bulk_create_synced(Part, [Part(sku="IC-2", name="n", price=1)], ignore_conflicts=True)
+    assert not Part.objects.filter(sku="IC-2").exists()
+    # With the pks given, the created rows are written through and the conflict is ignored.
+    with transaction.atomic():
+        bulk_create_synced(
+            Part,
+            [
+                Part(pk=existing.pk, sku="IC-1", name="n", price=1),
+                Part(pk=10**6, sku="IC-3", price=2),
+            ],
+            ignore_conflicts=True,
+        )
+    assert cached_price(redis_raw, 10**6) == 2
+    existing.refresh_from_db()
+    assert existing.name != "n"
