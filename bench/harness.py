@@ -144,6 +144,21 @@ class Table:
     title: str
     rows: list[Row | str] = field(default_factory=list)  # a str is a section heading
     notes: list[str] = field(default_factory=list)
+    # The columns' order and headings (Row's field names); the default: figure first.
+    columns: tuple[str, ...] = (
+        "measurement",
+        "value",
+        "baseline",
+        "ratio",
+        "goal",
+        "verdict",
+        "cpu",
+    )
+    header: Row = field(
+        default_factory=lambda: Row(
+            "measurement", "median", "compared with", "ratio", "goal", "", "CPU of this process"
+        )
+    )
 
     def section(self, heading: str) -> None:
         self.rows.append(heading)
@@ -152,11 +167,9 @@ class Table:
         self.rows.append(row)
 
     def render(self) -> str:
-        header = Row(
-            "measurement", "median", "compared with", "ratio", "goal", "", "CPU of this process"
-        )
+        header = self.header
         body = [row for row in self.rows if isinstance(row, Row)]
-        columns = ["measurement", "value", "baseline", "ratio", "goal", "verdict", "cpu"]
+        columns = self.columns
         widths = {c: max(len(getattr(r, c)) for r in [header, *body]) for c in columns}
 
         def line(row: Row) -> str:

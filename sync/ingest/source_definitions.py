@@ -41,7 +41,7 @@ class SourceConfig:
     worksheet: str = ""
     key_pattern: str = ""
     required: tuple[str, ...] = ()
-    batch_size: int = 100
+    batch_size: int = 1000
     auto_recovery: bool = True
     child: ChildConfig | None = None
     # Mapped headers the sheet may lack: their fields are then left as they are on existing

@@ -49,7 +49,7 @@ class SyncRun(models.Model):
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     dry_run = models.BooleanField(default=False)
-    batch_size = models.PositiveIntegerField(default=100)
+    batch_size = models.PositiveIntegerField(default=1000)
     phase = models.CharField(
         max_length=20,
         blank=True,

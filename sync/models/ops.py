@@ -126,7 +126,7 @@ class SyncConfig(models.Model):
         validators=_range(MIN_INTERVAL, 7 * 86400),
         help_text="Schedule: a source's ingest; for engine, the alert and health check.",
     )
-    batch_size = models.PositiveIntegerField(default=100, validators=_range(1, 10_000))
+    batch_size = models.PositiveIntegerField(default=1000, validators=_range(1, 10_000))
     auto_recovery = models.BooleanField(default=True)
     recipients = models.TextField(
         blank=True, default="", help_text="Comma-separated addresses; empty: SYNC_ALERT_RECIPIENTS."

@@ -298,7 +298,7 @@ def test_config_get_all_and_one(client_for) -> None:
     assert "engine" in [c["source"] for c in configs]
     one = viewer.get(API + "config?source=buyers").json()["config"]
     assert one["source"] == "buyers"
-    assert one["batch_size"] == 100
+    assert one["batch_size"] == 1000
     assert set(one) >= {"interval_seconds", "failure_threshold", "version", "updated_at"}
     assert viewer.get(API + "config?source=engine").status_code == 200
     missing = viewer.get(API + "config?source=nosuch")

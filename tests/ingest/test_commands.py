@@ -167,4 +167,4 @@ def test_a_new_source_row_takes_model_defaults_when_the_sources_file_is_broken(
     bad.write_text("[sources")
     settings.SYNC_INGEST_SOURCES_FILE = str(bad)
     row = config_for("buyers")
-    assert (row.batch_size, row.auto_recovery) == (100, True)
+    assert (row.batch_size, row.auto_recovery) == (1000, True)

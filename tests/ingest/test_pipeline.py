@@ -215,7 +215,7 @@ def test_batch_size_and_auto_recovery_come_from_the_live_configuration(buyers_sh
     from sync.ops.source_settings import config_for, config_update
 
     buyers_sheet(count=30)
-    assert config_for("buyers").batch_size == 100  # first use: from the sources file defaults
+    assert config_for("buyers").batch_size == 1000  # first use: from the sources file defaults
     config_update(source="buyers", batch_size=7, auto_recovery=False)
     lost = []
 
