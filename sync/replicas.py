@@ -42,6 +42,9 @@ SETTING = "DATABASE_REPLICA_URL"
 POSTGRESQL = "django.db.backends.postgresql"
 CONNECT_TIMEOUT = 2  # seconds, unless the URL says connect_timeout=
 CATCH_UP_POLL = 0.01  # seconds between two looks at a replica's replay position
+# PostgreSQL's WAL page headers (SizeOfXLogLongPHD, SizeOfXLogShortPHD on 64-bit builds).
+LONG_PAGE_HEADER = 40
+SHORT_PAGE_HEADER = 24
 
 READS = Counter(
     "sync_db_replica_reads",
@@ -166,7 +169,7 @@ def _choose(*, caught_up: bool, wait: float) -> str:
     if not candidates:
         FALLBACKS.labels("*", "unreachable").inc()
         return DEFAULT_DB_ALIAS
-    target = _primary_lsn() if caught_up else None
+    target = primary_wal_position() if caught_up else None
     start = next(_turn)
     for i in range(len(candidates)):
         name = candidates[(start + i) % len(candidates)]
@@ -225,19 +228,35 @@ def _mark_up(name: str) -> None:
         logger.info("database replica %s answers again", name)
 
 
-def _primary_lsn() -> str:
+def primary_wal_position() -> int:
+    """Where the primary has inserted WAL up to, in bytes, as a replica's replay position
+    would read once it has replayed all of it."""
+    # NOTE: where WAL is inserted, not where it is written: a commit made with
+    # synchronous_commit=off is visible on the primary before its WAL is written out. And
+    # the insert position right after a page or segment switch points past the new page's
+    # header, where no replay ever ends (an idle primary after pg_basebackup's WAL switch
+    # stays there): such a position counts as the boundary.
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-        cursor.execute("SELECT pg_current_wal_lsn()::text")
-        return cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint,"
+            " current_setting('wal_block_size')::int,"
+            " (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')"
+        )
+        position, page, segment = cursor.fetchone()
+    if position % segment == LONG_PAGE_HEADER:
+        return position - LONG_PAGE_HEADER
+    if position % page == SHORT_PAGE_HEADER:
+        return position - SHORT_PAGE_HEADER
+    return position
 
 
-def _replayed(name: str, target: str, wait: float) -> bool:
+def _replayed(name: str, target: int, wait: float) -> bool:
     """Has the replica replayed up to ``target`` (waiting up to ``wait`` seconds for it)?"""
     deadline = time.monotonic() + wait
     with connections[name].cursor() as cursor:
         while True:
             cursor.execute(
-                "SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, true)", [target]
+                "SELECT coalesce(pg_last_wal_replay_lsn() - '0/0'::pg_lsn >= %s, true)", [target]
             )
             if cursor.fetchone()[0]:
                 return True
