@@ -25,6 +25,7 @@ import itertools
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ def replica_databases(value: str, default: dict[str, Any]) -> dict[str, dict[str
     urls = [url.strip() for url in value.split(",")] if value.strip() else []
     for index, url in enumerate(urls, start=1):
         try:
-            with contextlib.suppress(UserWarning):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an unknown scheme: refused just below
                 config = environ.Env.db_url_config(url)
         except (ValueError, KeyError) as e:
             msg = f"{SETTING}: URL {index} of {len(urls)} is malformed ({e})"
@@ -242,7 +244,11 @@ def primary_wal_position() -> int:
             " current_setting('wal_block_size')::int,"
             " (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')"
         )
-        position, page, segment = cursor.fetchone()
+        return replay_end(*cursor.fetchone())
+
+
+def replay_end(position: int, page: int, segment: int) -> int:
+    """An insert ``position`` as a replay position: a page's or segment's header is skipped."""
     if position % segment == LONG_PAGE_HEADER:
         return position - LONG_PAGE_HEADER
     if position % page == SHORT_PAGE_HEADER:

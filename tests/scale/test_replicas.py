@@ -339,3 +339,12 @@ def test_what_a_replica_status_says():
     assert behind.problem(60.0) == ""
     paused = ReplicaStatus("replica", answers=True, standby=True, lag_seconds=None, paused=True)
     assert paused.problem(30.0) == "replay paused, 0.0 s behind"
+
+
+def test_a_wal_position_past_a_page_header_counts_as_the_boundary():
+    page, segment = 8192, 16 * 1024 * 1024
+    assert replicas.replay_end(3 * segment + 40, page, segment) == 3 * segment
+    assert replicas.replay_end(3 * segment + 5 * page + 24, page, segment) == 3 * segment + 5 * page
+    assert replicas.replay_end(3 * segment + 5 * page + 96, page, segment) == (
+        3 * segment + 5 * page + 96
+    )
