@@ -11,6 +11,7 @@ from django.db.models import F, Q
 
 from catalog.models import Part, StockLevel
 from sync.cache import popularity, repository
+from sync.replicas import stale_reads
 
 
 def stock_dict(stock: StockLevel | None) -> dict:
@@ -77,15 +78,20 @@ def public_page(
     *, limit: int, offset: int, in_stock: bool | None, q: str | None
 ) -> tuple[int, list[dict]]:
     """One page of live parts in sku order: ids from PostgreSQL (filters, search, order),
-    the rows themselves cache-first (two pipelined Redis reads for the whole page)."""
+    the rows themselves cache-first (two pipelined Redis reads for the whole page).
+
+    The count and the ids may come from a read replica (``sync.replicas``): a part created or
+    deleted within the replica's lag may be missing from or still on the page; the rows
+    themselves are the cache's or the primary's (a fill never reads a replica)."""
     rows = Part.objects.filter(deleted_at__isnull=True)
     if q:
         rows = rows.filter(Q(name__icontains=q) | Q(sku__icontains=q))
     if in_stock is not None:
         available = Q(stock_level__quantity__gt=F("stock_level__reserved"))
         rows = rows.filter(available) if in_stock else rows.exclude(available)
-    count = rows.count()
-    ids = list(rows.order_by("sku").values_list("pk", flat=True)[offset : offset + limit])
+    with stale_reads():
+        count = rows.count()
+        ids = list(rows.order_by("sku").values_list("pk", flat=True)[offset : offset + limit])
     if not settings.CATALOG_CACHE_READS:
         parts = {p.pk: p for p in Part.objects.select_related("stock_level").filter(pk__in=ids)}
         return count, [

@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.env import ROOT, env, require_production_settings
 from sync.cache.keyring import development_keys, parse_keyring
+from sync.replicas import replica_databases
 
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 PRODUCTION = DJANGO_ENV == "production"
@@ -158,6 +159,24 @@ if DATABASE_POOLING not in ("", "session", "transaction"):
     _msg = f"DATABASE_POOLING={DATABASE_POOLING!r}: use session or transaction (or leave it unset)"
     raise ValueError(_msg)
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOLING == "transaction"
+# Read replicas (docs/scaling.md, "PostgreSQL read replicas"): comma-separated URLs, each a
+# database alias (replica, replica_2 …) with the primary's connection options. Only reads
+# marked stale-tolerant go there (sync/replicas.py); unset, every read is the primary's.
+DATABASES.update(
+    replica_databases(env.str("DATABASE_REPLICA_URL", default=""), DATABASES["default"])
+)
+DATABASE_REPLICAS = [name for name in DATABASES if name != "default"]
+DATABASE_ROUTERS = ["sync.replicas.ReplicaRouter"] if DATABASE_REPLICAS else []
+# A replica that did not answer is left alone this many seconds (its reads: the primary);
+# /health/ warns when one is this many seconds behind the primary.
+DATABASE_REPLICA_RETRY = env.float("DATABASE_REPLICA_RETRY", default=5.0)
+DATABASE_REPLICA_LAG_WARNING = env.float("DATABASE_REPLICA_LAG_WARNING", default=30.0)
+if DATABASE_REPLICA_RETRY <= 0 or DATABASE_REPLICA_LAG_WARNING <= 0:
+    _msg = (
+        f"DATABASE_REPLICA_RETRY={DATABASE_REPLICA_RETRY}, DATABASE_REPLICA_LAG_WARNING="
+        f"{DATABASE_REPLICA_LAG_WARNING}: both are seconds above 0"
+    )
+    raise ImproperlyConfigured(_msg)
 
 REDIS_URL = env.str("REDIS_URL")
 # Redis socket timeouts (seconds): short, so a hung server costs one timeout (docs/sync-engine.md).

@@ -6,9 +6,11 @@ the operations gauges).
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import connections
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
+
+from sync.replicas import read_alias
 
 CACHE_READS = Counter("sync_cache_reads", "Repository reads by outcome", ["model", "outcome"])
 
@@ -21,7 +23,9 @@ def gauge(name: str, documentation: str, labels: list[str] | None = None) -> Gau
 def queue_figures() -> dict[str, float]:
     """Pending and dead intents of ``sync_retry_queue`` and the age of the oldest pending one
     (one aggregate): the gauges below, the dashboard's card and the ops check's thresholds."""
-    with connection.cursor() as cursor:
+    # A replica's within a block of stale-tolerant reads (sync/replicas.py): the dashboard,
+    # /metrics. The ops check's thresholds and the replay command read the primary.
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FILTER (WHERE status = 'pending'),"
             " count(*) FILTER (WHERE status = 'dead'),"

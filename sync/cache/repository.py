@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from django.conf import settings
-from django.db import connections, models
+from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init
 
@@ -68,8 +68,14 @@ def _instance(spec: SyncSpec, pk: object, hit: store.Hit, key: str) -> SyncedMod
     return obj
 
 
+def _rows(spec: SyncSpec) -> models.Manager[SyncedModel]:
+    """The model's rows on the primary, whatever block of stale-tolerant reads calls this
+    (sync/replicas.py): a fill read from a lagging replica would store an old version."""
+    return spec.model._base_manager.db_manager(DEFAULT_DB_ALIAS)
+
+
 def _from_db(spec: SyncSpec, pk: object) -> SyncedModel | None:
-    return spec.model._base_manager.filter(pk=pk, **spec.live_filter).first()
+    return _rows(spec).filter(pk=pk, **spec.live_filter).first()
 
 
 def _fill(
@@ -263,7 +269,7 @@ def _get_many(spec: SyncSpec, pks: list[object]) -> dict[object, SyncedModel]:
     if missing:
         # Leases before the PostgreSQL read: only a key still leased to us is filled.
         leases = _lease_many(spec, missing) if trusted and not _in_transaction() else {}
-        loaded = list(spec.model._base_manager.filter(pk__in=missing, **spec.live_filter))
+        loaded = list(_rows(spec).filter(pk__in=missing, **spec.live_filter))
         for obj in loaded:
             found[obj.pk] = obj
         if leases:
@@ -300,7 +306,7 @@ def get_by(model: type[M], **lookup: str) -> M | None:
             if obj is not None and getattr(obj, index.attname) == digest:
                 return obj
     row = (
-        spec.model._base_manager.filter(**{index.attname: digest}, **spec.live_filter).first()
+        _rows(spec).filter(**{index.attname: digest}, **spec.live_filter).first()
         if digest
         else None
     )

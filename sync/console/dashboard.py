@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import connection
+from django.db import connections
 from django.utils import timezone
 
 from sync.cache.metrics import queue_figures
@@ -25,6 +25,7 @@ from sync.ingest.source_definitions import load_sources
 from sync.models import CacheVerification, SyncAlert, SyncRun
 from sync.ops.health import checks as service_checks
 from sync.ops.stats import run_statistics
+from sync.replicas import read_alias, stale_reads
 
 TREND_DAYS = 7
 TREND_BUCKET_HOURS = 4
@@ -323,7 +324,7 @@ def trends() -> dict[str, list[dict]]:
     runs, mean seconds, rows processed, failed rows and failed runs."""
     bucket = TREND_BUCKET_HOURS * 3600
     found: dict[str, list[dict]] = {}
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(
             _TREND, {"bucket": bucket, "since": TREND_BUCKETS * bucket, "last": TREND_BUCKETS - 1}
         )
@@ -393,22 +394,28 @@ def alerts_data(limit: int = RECENT_ALERTS) -> tuple[list[dict], int]:
 
 def dashboard_data(*, health: bool = True) -> dict:
     """Everything the dashboard shows; ``health=False`` skips the service checks (the page
-    renders at once and fetches them)."""
-    sources, sources_error = sources_data()
-    alerts, open_count = alerts_data()
+    renders at once and fetches them). Its figures are reports: with read replicas they are
+    read from one (``sync.replicas``), as old as its lag at most."""
     checks = health_checks() if health else None
-    return {
-        "generated_at": iso(timezone.now()),
-        "health": checks,
-        "queue": queue_data(),
-        "consistency": consistency_data(),
-        "live_consistency": live_consistency_data(
-            redis_error=cache_redis_error(checks) if checks else None
-        ),
-        "processes": processes_data(),
-        "sources": sources,
-        "sources_error": sources_error,
-        "alerts": alerts,
-        "open_alerts": open_count,
-        "trend": {"days": TREND_DAYS, "bucket_hours": TREND_BUCKET_HOURS, "buckets": TREND_BUCKETS},
-    }
+    with stale_reads():
+        sources, sources_error = sources_data()
+        alerts, open_count = alerts_data()
+        return {
+            "generated_at": iso(timezone.now()),
+            "health": checks,
+            "queue": queue_data(),
+            "consistency": consistency_data(),
+            "live_consistency": live_consistency_data(
+                redis_error=cache_redis_error(checks) if checks else None
+            ),
+            "processes": processes_data(),
+            "sources": sources,
+            "sources_error": sources_error,
+            "alerts": alerts,
+            "open_alerts": open_count,
+            "trend": {
+                "days": TREND_DAYS,
+                "bucket_hours": TREND_BUCKET_HOURS,
+                "buckets": TREND_BUCKETS,
+            },
+        }

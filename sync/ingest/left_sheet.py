@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models.functions import Now
 
 from sync.cache.bulk import update_synced
@@ -45,6 +45,7 @@ from sync.cache.declaration import is_synced, spec_for
 from sync.ingest.exceptions import SourceConfigError
 from sync.models import ErrorLog, RecordLog, SyncRun
 from sync.redaction import RedactPiiFilter
+from sync.replicas import read_alias
 
 logger = logging.getLogger(__name__)
 logger.addFilter(RedactPiiFilter())
@@ -161,7 +162,9 @@ def _left_sql(
 
 
 def _summarize(sql: str, params: list, limit: int | None) -> Found:
-    with connection.cursor() as cursor:
+    # A caught-up replica's in find_missing's scan (sync/replicas.py); inside a run's write
+    # transaction, the primary's.
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(
             f"WITH l AS MATERIALIZED ({sql}) SELECT (SELECT count(*) FROM l),"  # noqa: S608
             " ARRAY(SELECT key FROM l ORDER BY key LIMIT %s)",

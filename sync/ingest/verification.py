@@ -12,6 +12,12 @@ what the source's ``left_sheet`` option says with them (``left_sheet.py``).
 ``find_missing`` re-reads the sheet on its own, in chunks (memory stays flat), for the
 ``sync_find_missing`` / ``sync_missing`` commands: the keys the database lacks, and the rows
 the sheet no longer has.
+
+Where the scans read (``sync.replicas``): ``verify_run`` runs inside its run, right after the
+run's writes, and what it finds is acted on (re-sync of gaps, rows flagged or soft-deleted):
+the primary. ``find_missing`` compares the sheet with what earlier runs left in the table:
+a read replica's, but only one that has replayed everything the primary had committed when
+the scan began (else the primary), so a run that just finished is never reported missing.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db import connection
+from django.db import connection, connections
 
 from sync.cache.declaration import column
 from sync.ingest import left_sheet
@@ -28,6 +34,7 @@ from sync.ingest.exceptions import SourceUnavailableError
 from sync.ingest.source_definitions import SourceConfig
 from sync.ingest.sources import Source
 from sync.ingest.validation import RowValidator, ValidRow
+from sync.replicas import stale_reads
 
 LISTED = 100  # keys listed per category in a result (all are counted)
 CHUNK = 5000
@@ -213,7 +220,12 @@ def _key_position(config: SourceConfig, source: Source, headers: list[str]) -> N
 
 
 def find_missing(config: SourceConfig, source: Source) -> MissingReport:
-    """Read the sheet and list the keys the database lacks."""
+    """Read the sheet and list the keys the database lacks (on a caught-up replica, if any)."""
+    with stale_reads(caught_up=True) as database:
+        return _find_missing(config, source, database)
+
+
+def _find_missing(config: SourceConfig, source: Source, database: str) -> MissingReport:
     headers = source.headers()
     _key_position(config, source, headers)
     from sync.ingest.schema import column_limits
@@ -232,7 +244,7 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
             elif value not in seen:
                 first_rows.setdefault(value, number)
         seen.update(first_rows)
-        with connection.cursor() as cursor:
+        with connections[database].cursor() as cursor:
             cursor.execute(
                 f"SELECT k FROM unnest(%s::text[]) AS k WHERE NOT EXISTS ("  # noqa: S608
                 f" SELECT 1 FROM {table} t WHERE t.{key} = k)",
@@ -247,7 +259,7 @@ def find_missing(config: SourceConfig, source: Source) -> MissingReport:
         raise SourceUnavailableError(msg)
     report.sheet_keys = len(seen)
     report.in_database = report.sheet_keys - len(report.missing)
-    with connection.cursor() as cursor:
+    with connections[database].cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608
         report.table_rows = cursor.fetchone()[0]
     report.left = left_sheet.in_sheet(config, list(seen))

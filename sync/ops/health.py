@@ -1,6 +1,7 @@
-"""The service checks behind ``/health/`` and the dashboard's services card: PostgreSQL, the
-cache Redis (and whether it is warm), the engine's Redis when it is another server, the broker
-Redis and a Celery worker answering a ping (the view itself is ``config.health``).
+"""The service checks behind ``/health/`` and the dashboard's services card: PostgreSQL and
+each of its read replicas (answering, a standby, its replay lag), the cache Redis (and whether
+it is warm), the engine's Redis when it is another server, the broker Redis and a Celery worker
+answering a ping (the view itself is ``config.health``).
 
 Each check answers within about ``HEALTH_CHECK_TIMEOUT`` (0.8 s) whatever is down or hung: the
 checks run in parallel, each with that budget; a check that has not answered by then is
@@ -10,6 +11,7 @@ reported by name as not answering (a paused Redis or broker, a hung PostgreSQL).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -20,6 +22,8 @@ from health_check.checks import Database
 from health_check.contrib.celery import Ping
 from health_check.contrib.redis import Redis
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
+
+from sync import replicas
 
 
 def async_redis_factory(url: str):
@@ -134,6 +138,23 @@ class CacheWarmth(HealthCheck):
             raise ServiceWarning(current.describe())
 
 
+@dataclasses.dataclass
+class DatabaseReplica(HealthCheck):
+    """A read replica (``DATABASE_REPLICA_URL``): a warning when it does not answer (its
+    reads go to the primary meanwhile), is not a standby, has its replay paused, or is more
+    than ``DATABASE_REPLICA_LAG_WARNING`` seconds behind."""
+
+    name: str = "replica"
+
+    def __repr__(self) -> str:
+        return "Database replica" if self.name == "replica" else f"Database {self.name}"
+
+    def run(self) -> None:
+        problem = replicas.replica_status(self.name).problem(settings.DATABASE_REPLICA_LAG_WARNING)
+        if problem:
+            raise ServiceWarning(problem)
+
+
 def checks() -> Iterator[Bounded]:
     """The checks, built per call (tests point ``settings.REDIS_URL`` elsewhere), each cut off
     at the budget: the database, the cache Redis, the engine's Redis when ``SYNC_REDIS_URL``
@@ -144,6 +165,8 @@ def checks() -> Iterator[Bounded]:
 
 def _checks() -> Iterator[HealthCheck]:
     yield Database()
+    for name in replicas.replicas():
+        yield DatabaseReplica(name)
     yield CacheRedis(client_factory=async_redis_factory(settings.REDIS_URL))
     if settings.SYNC_REDIS_URL != settings.REDIS_URL:
         # The engine's own Redis (a cluster, Sentinel's primary, or another server).

@@ -9,7 +9,9 @@ counters to files there and a scrape sums them over all processes (prometheus-cl
 multiprocess mode). The database figures are not process state at all: a collector reads them
 at scrape time, so they appear once, whichever process answers the scrape. The event system's
 figures (``sync.ops.event_stats``: the streams, and each SSE process's reader lag) are read
-from Redis the same way.
+from Redis the same way. The database figures are reports: with read replicas they are read
+from one (``sync.replicas``), and each replica's own state (answers, replay lag, paused) is a
+gauge of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sync.models import SyncAlert
 from sync.ops.event_stats import event_metrics
 from sync.ops.sampler import consistency_figures
 from sync.ops.stats import run_statistics
+from sync.replicas import replica_status, replicas, stale_reads
 
 
 def ops_metrics() -> list[GaugeMetricFamily]:
@@ -97,13 +100,35 @@ def consistency_metrics() -> list[GaugeMetricFamily]:
     return [within, nines, samples, unreachable]
 
 
+def replica_metrics() -> list[GaugeMetricFamily]:
+    """Each read replica as it answers now (``DATABASE_REPLICA_URL``; none without)."""
+    if not replicas():
+        return []
+    up = gauge("sync_db_replica_up", "1 when the read replica answers", ["replica"])
+    lag = gauge(
+        "sync_db_replica_lag_seconds",
+        "Replay lag of the read replica (0: it replayed all it received)",
+        ["replica"],
+    )
+    paused = gauge("sync_db_replica_replay_paused", "1 when its replay is paused", ["replica"])
+    for name in replicas():
+        status = replica_status(name)
+        up.add_metric([name], int(status.answers))
+        if status.lag_seconds is not None:
+            lag.add_metric([name], status.lag_seconds)
+        if status.answers:
+            paused.add_metric([name], int(status.paused))
+    return [up, lag, paused]
+
+
 class DatabaseFigures(Collector):
     """What PostgreSQL knows (every process sees the same), read at each scrape."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield from queue_metrics()
-        yield from ops_metrics()
-        yield from consistency_metrics()
+        with stale_reads():
+            figures = [*queue_metrics(), *ops_metrics(), *consistency_metrics()]
+        yield from figures
+        yield from replica_metrics()
 
 
 class EventFigures(Collector):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Max, Min
 from django.db.models.functions import Now
 
@@ -39,6 +39,7 @@ from sync.cache.exceptions import CacheUnavailableError
 from sync.cache.keys import cache_key
 from sync.models import ConsistencySample, SyncAlert, SyncConfig
 from sync.ops.alerts import raise_alert
+from sync.replicas import read_alias
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +218,8 @@ def consistency_figures(*, over_seconds: float | None = None) -> Figures:
     """Consistency within each window over the samples of the last ``over_seconds``."""
     over = settings.SYNC_SAMPLER_SLO_WINDOW if over_seconds is None else over_seconds
     columns = ", ".join(_WINDOW.format(x=int(x)) for x in WINDOWS)
-    with connection.cursor() as cursor:
+    # A report: a replica's within a block of stale-tolerant reads (sync/replicas.py).
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(_FIGURES.format(columns=columns), {"over": over})
         row = cursor.fetchone()
     figures = Figures(over_seconds=over, unreachable=row[-1])
@@ -239,7 +241,7 @@ def consistency_trend(*, minutes: int = 30, window: int = 10) -> list[dict]:
         WHERE sampled_at >= date_trunc('minute', now()) - make_interval(mins => %s)
         GROUP BY 1 ORDER BY 1
     """  # noqa: S608 - window is an int we format; the rest are parameters
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, [minutes])
         rows = cursor.fetchall()
     return [

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Count
 
 from sync.models import RecordRetry, SyncConfig, SyncHealthMetric, SyncRun
+from sync.replicas import read_alias
 
 ALL = "*"  # the key of the figures over every source
 
@@ -67,7 +68,8 @@ def run_statistics(*, window: timedelta = timedelta(days=7)) -> dict[str, RunSta
     window, success rates over 24 hours and 7 days (one query)."""
     week = timedelta(days=7).total_seconds()
     found = {}
-    with connection.cursor() as cursor:
+    # A report: a replica's within a block of stale-tolerant reads (sync/replicas.py).
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(
             _STATISTICS,
             {"window": window.total_seconds(), "since": max(week, window.total_seconds())},
