@@ -56,6 +56,7 @@ from bench.harness import (
     ratio_row,
     setup_django,
 )
+from bench.processes import Processes
 
 PREFIX = "bench-api:"
 LOG_DIR = ROOT / ".run" / "bench" / "api-logs"
@@ -85,6 +86,18 @@ def _database_url() -> str:
     password = f":{conf['PASSWORD']}" if conf["PASSWORD"] else ""
     port = f":{conf['PORT']}" if conf["PORT"] else ""
     return f"postgres://{user}{password}@{conf['HOST']}{port}/{conf['NAME']}"
+
+
+def _die_with_parent() -> None:
+    """In the uvicorn child before exec (Linux): SIGTERM when the bench process dies, however
+    it dies. A bench killed by ``timeout`` (SIGKILL) would otherwise leave its servers, each in
+    a session of its own, running. Elsewhere a no-op: ``stop`` is the only way there."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def static_application():
@@ -156,6 +169,7 @@ class Server:
                 start_new_session=True,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # one prctl before exec
             )
 
     def wait_listening(self) -> Server:
@@ -508,6 +522,7 @@ def bench_in_process(table: Table, ids: list[int], args: argparse.Namespace) -> 
     for target in targets:
         ops[f"{target.path} cache"] = op(target, True)
         ops[f"{target.path} postgresql"] = op(target, False)
+    ops["floor"] = redis_floor(ids)
     try:
         found = interleaved(ops, n=args.in_process, warmup=min(200, args.in_process))
     finally:
@@ -536,9 +551,47 @@ def bench_in_process(table: Table, ids: list[int], args: argparse.Namespace) -> 
                 f"{database.wall_us / cache.wall_us:.2f}x",
             )
         )
+        table.add(
+            ratio_row(
+                "cache hit vs its Redis floor",
+                cache.wall_us,
+                "2 raw HGETALLs",
+                found["floor"].wall_us,
+                cpu=cache.cpu_us,
+                baseline_cpu=found["floor"].cpu_us,
+            )
+        )
+    table.notes.append(
+        "Redis floor of the in-process rows: raw HGETALLs of the part's and its stock's keys "
+        "(the two rows a cache hit reads), on the engine's own client, interleaved with the "
+        "views; the rest of a cache hit is Django, the view and its template."
+    )
     if missing:
         table.section(f"{PAGE.heading} in this process (Django test client)")
         table.add(Row("cache hit", "not measured", missing))
+
+
+def redis_floor(ids: list[int]) -> Callable[[int], None]:
+    """What a cache hit reads, by the minimum path: a raw redis-py HGETALL of the part's key
+    and of its stock's key, on the engine's own client and pool (``bench/cache.py``'s floor of
+    one ``repository.get``, twice: the detail reads the part and its stock)."""
+    from catalog.models import Part, StockLevel
+    from sync.cache.connection import client as engine_client
+    from sync.cache.keys import cache_key
+
+    client = engine_client()
+    keys = [
+        (cache_key(Part._meta.label_lower, pk), cache_key(StockLevel._meta.label_lower, pk))
+        for pk in ids
+    ]
+
+    def run(i: int) -> None:
+        part, stock = keys[i % len(keys)]
+        if not client.hgetall(part) or not client.hgetall(stock):
+            msg = f"{part} or {stock} is not in Redis: the floor would time a miss"
+            raise RuntimeError(msg)
+
+    return run
 
 
 # --------------------------------------------------------------------------- commit -> browser
@@ -965,23 +1018,31 @@ def main(argv: list[str] | None = None) -> int:
         if leftover := remove_parts():
             log(f"removed {leftover:,} rows left by an earlier run")
         ids = create_parts(args.parts)
+        processes = Processes.discover()
         table = Table(
             "syncops catalog API benchmark (bench/api.py; ./dev bench api)\n"
             + "\n".join([*machine_lines(), cpu_line()])
         )
+        usages = []
         try:
             for name in chosen:
                 started = time.perf_counter()
-                try:
-                    sections[name](table, ids, args)
-                # NOTE: any failure of one section is reported in the table (and the exit
-                # status) without hiding the figures of the others.
-                except Exception as e:  # noqa: BLE001
-                    failed.append(name)
-                    table.add(Row(f"{name}: FAILED", f"{type(e).__name__}: {e}"))
-                    log(f"section {name} failed: {e!r}")
+                # NOTE: the uvicorn servers (and Chromium) are this process' children: their
+                # CPU is in "child processes", the loader's and the test client's in "this".
+                with processes.measure(name) as usage:
+                    try:
+                        sections[name](table, ids, args)
+                    # NOTE: any failure of one section is reported in the table (and the exit
+                    # status) without hiding the figures of the others.
+                    except Exception as e:  # noqa: BLE001
+                        failed.append(name)
+                        table.add(Row(f"{name}: FAILED", f"{type(e).__name__}: {e}"))
+                        log(f"section {name} failed: {e!r}")
+                usages.append(usage)
                 log(f"section {name}: {time.perf_counter() - started:.1f} s")
         finally:
+            table.notes.append(processes.names())
+            table.notes.extend(usage.describe() for usage in usages)
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             table.notes.append(f"load average at the end: {load}")
             print(table.render())
