@@ -39,7 +39,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import PROFILE, ROOT, SUMMARY_JSON_ENV, SUMMARY_NAME_ENV, machine_lines
+from bench.harness import (
+    PROFILE,
+    ROOT,
+    SUMMARY_JSON_ENV,
+    SUMMARY_NAME_ENV,
+    die_with_parent,
+    machine_lines,
+)
 
 GRACE = 20.0  # seconds a terminated bench has to clean up before SIGKILL
 TAIL = 12  # lines of a failed bench's output shown in the summary
@@ -89,7 +96,14 @@ class Terminated(Exception):  # noqa: N818 - a signal, not an error
         self.signum = signum
 
 
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def _raise_terminated(signum: int, _frame: object) -> None:
+    # NOTE: once only. timeout(1) sends its signal to this process and then to its process
+    # group, this process again: a second Terminated would cut the clean-up below short.
+    for other in SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
     raise Terminated(signum)
 
 
@@ -114,9 +128,12 @@ def _pump(stream, out, tail: collections.deque[str]) -> None:
     stream.close()
 
 
-def run_bench(bench: Bench, options: list[str], summary: Path) -> Outcome:
+def run_bench(bench: Bench, options: list[str], summary: Path, outcomes: list[Outcome]) -> None:
+    """Run one bench to its end (appended to ``outcomes`` first: an interrupted one is
+    reported too); on ``Terminated`` the bench is stopped, then the exception goes on."""
     command = [sys.executable, str(ROOT / "bench" / f"{bench.name}.py"), *options]
     outcome = Outcome(bench.name, command)
+    outcomes.append(outcome)
     env = dict(
         os.environ,
         PYTHONUNBUFFERED="1",
@@ -135,6 +152,7 @@ def run_bench(bench: Bench, options: list[str], summary: Path) -> Outcome:
         text=True,
         errors="replace",
         start_new_session=True,
+        preexec_fn=die_with_parent,  # this runner SIGKILLed (timeout -k): the bench cleans up
     )
     pumps = [
         threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, outcome.tail), daemon=True),
@@ -153,7 +171,6 @@ def run_bench(bench: Bench, options: list[str], summary: Path) -> Outcome:
         for pump in pumps:
             pump.join(timeout=5)
         log(f"{bench.name}: exit {outcome.returncode} after {_duration(outcome.seconds)}")
-    return outcome
 
 
 def _terminate(proc: subprocess.Popen, name: str) -> None:
@@ -260,6 +277,8 @@ def summary(
             if not outcome.failed
             else "did not finish"
             if outcome.returncode is None
+            else f"stopped (exit {outcome.returncode})"
+            if outcome.returncode in (-signal.SIGKILL, 128 + signal.SIGTERM)
             else f"FAILED (exit {outcome.returncode})"
         )
         out.append(f"{outcome.name}: {state} in {_duration(outcome.seconds)}")
@@ -307,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             plan.append((bench, options))
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in SIGNALS:
         signal.signal(signum, _raise_terminated)
     started = time.perf_counter()
     outcomes: list[Outcome] = []
@@ -319,20 +338,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             servers.start()
             for bench, options in plan:
-                try:
-                    outcomes.append(run_bench(bench, options, goals_path))
-                except Terminated:
-                    outcomes.append(Outcome(bench.name, [sys.executable, bench.name, *options]))
-                    raise
+                run_bench(bench, options, goals_path, outcomes)
                 print(flush=True)
         except Terminated as e:
             interrupted = e
             log(f"{e}: stopping")
         finally:
-            # NOTE: the handlers stay, so a second signal cannot cut the servers' stop short;
-            # timeout's SIGKILL (-k) is the last resort.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            # NOTE: no signal may cut the servers' stop short; timeout's SIGKILL (-k) is the
+            # last resort, and CI stops the bench profile after it all the same.
+            for signum in SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
             servers.stop()
         goals = read_goals(goals_path)
     total = time.perf_counter() - started

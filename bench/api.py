@@ -51,6 +51,7 @@ from bench.harness import (
     Row,
     Table,
     cpu_line,
+    die_with_parent,
     interleaved,
     machine_lines,
     ratio_row,
@@ -86,18 +87,6 @@ def _database_url() -> str:
     password = f":{conf['PASSWORD']}" if conf["PASSWORD"] else ""
     port = f":{conf['PORT']}" if conf["PORT"] else ""
     return f"postgres://{user}{password}@{conf['HOST']}{port}/{conf['NAME']}"
-
-
-def _die_with_parent() -> None:
-    """In the uvicorn child before exec (Linux): SIGTERM when the bench process dies, however
-    it dies. A bench killed by ``timeout`` (SIGKILL) would otherwise leave its servers, each in
-    a session of its own, running. Elsewhere a no-op: ``stop`` is the only way there."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def static_application():
@@ -169,7 +158,7 @@ class Server:
                 start_new_session=True,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # one prctl before exec
+                preexec_fn=die_with_parent,  # it must not outlive the bench
             )
 
     def wait_listening(self) -> Server:
@@ -1030,6 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
                 # NOTE: the uvicorn servers (and Chromium) are this process' children: their
                 # CPU is in "child processes", the loader's and the test client's in "this".
                 with processes.measure(name) as usage:
+                    usages.append(usage)  # described even when a signal ends the section
                     try:
                         sections[name](table, ids, args)
                     # NOTE: any failure of one section is reported in the table (and the exit
@@ -1038,7 +1028,6 @@ def main(argv: list[str] | None = None) -> int:
                         failed.append(name)
                         table.add(Row(f"{name}: FAILED", f"{type(e).__name__}: {e}"))
                         log(f"section {name} failed: {e!r}")
-                usages.append(usage)
                 log(f"section {name}: {time.perf_counter() - started:.1f} s")
         finally:
             table.notes.append(processes.names())

@@ -56,6 +56,19 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def die_with_parent() -> None:
+    """``preexec_fn`` of a child that must not outlive this process (Linux): SIGTERM to it
+    when this process dies, however it dies (a SIGKILL too). A child in a session of its own
+    (a uvicorn server, a bench run by ``bench/all.py``) gets no signal of its parent's group
+    otherwise. Elsewhere a no-op. One prctl: safe between fork and exec."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def setup_django(settings_module: str = "config.settings") -> Environment:
     """Point the process at the bench servers (started on demand) and set Django up."""
     exit_on_sigterm()
