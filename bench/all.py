@@ -57,6 +57,11 @@ class Bench:
     name: str
     quick: list[str] | None  # its options in --quick mode (None: not run)
     full: list[str] | None  # its options in the full run (None: not run)
+    script: Path | None = None  # default: bench/<name>.py
+
+    @property
+    def path(self) -> Path:
+        return self.script or ROOT / "bench" / f"{self.name}.py"
 
 
 def benches(args: argparse.Namespace) -> list[Bench]:
@@ -131,7 +136,7 @@ def _pump(stream, out, tail: collections.deque[str]) -> None:
 def run_bench(bench: Bench, options: list[str], summary: Path, outcomes: list[Outcome]) -> None:
     """Run one bench to its end (appended to ``outcomes`` first: an interrupted one is
     reported too); on ``Terminated`` the bench is stopped, then the exception goes on."""
-    command = [sys.executable, str(ROOT / "bench" / f"{bench.name}.py"), *options]
+    command = [sys.executable, str(bench.path), *options]
     outcome = Outcome(bench.name, command)
     outcomes.append(outcome)
     env = dict(
@@ -139,7 +144,7 @@ def run_bench(bench: Bench, options: list[str], summary: Path, outcomes: list[Ou
         PYTHONUNBUFFERED="1",
         **{SUMMARY_JSON_ENV: str(summary), SUMMARY_NAME_ENV: bench.name},
     )
-    log(f"{bench.name}: {' '.join(['bench/' + bench.name + '.py', *options])}")
+    log(f"{bench.name}: {' '.join([bench.path.name, *options])}")
     started = time.perf_counter()
     # A session of its own: a signal meant for this runner (Ctrl-C, timeout's process group)
     # reaches the bench only as the SIGTERM sent below, after which it cleans up.
