@@ -123,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             Row(
                 "invariants under faults",
                 "all held" if result.ok else "INVARIANT BROKEN",
-                f"{result.writes:,} writes, {sum(result.faults().values())} faults",
-                f"{result.elapsed:.0f} s of faults",
+                (
+                    f"{result.writes:,} writes, {sum(result.faults().values())} faults "
+                    f"in {result.elapsed:.0f} s"
+                ),
+                "",
                 "all held",
                 "met" if result.ok else "MISSED",
             )
