@@ -97,7 +97,7 @@ class Usage:
 
 @dataclass
 class Processes:
-    """The process groups to account: this process (and its children), the servers."""
+    """The process groups to account: this process, its children, the servers."""
 
     this: psutil.Process
     postgres: psutil.Process | None
@@ -146,7 +146,7 @@ class Processes:
 
     def names(self) -> str:
         """One line naming the processes accounted, for the table's notes."""
-        parts = [f"this process (pid {self.this.pid}) and its children"]
+        parts = [f"this process (pid {self.this.pid}), its child processes apart"]
         if self.postgres is not None:
             count = _count(self.postgres)
             parts.append(f"PostgreSQL (postmaster pid {self.postgres.pid}, {count} processes)")
