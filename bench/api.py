@@ -51,11 +51,13 @@ from bench.harness import (
     Row,
     Table,
     cpu_line,
+    die_with_parent,
     interleaved,
     machine_lines,
     ratio_row,
     setup_django,
 )
+from bench.processes import Processes
 
 PREFIX = "bench-api:"
 LOG_DIR = ROOT / ".run" / "bench" / "api-logs"
@@ -156,6 +158,7 @@ class Server:
                 start_new_session=True,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # it must not outlive the bench
             )
 
     def wait_listening(self) -> Server:
@@ -508,6 +511,7 @@ def bench_in_process(table: Table, ids: list[int], args: argparse.Namespace) -> 
     for target in targets:
         ops[f"{target.path} cache"] = op(target, True)
         ops[f"{target.path} postgresql"] = op(target, False)
+    ops["floor"] = redis_floor(ids)
     try:
         found = interleaved(ops, n=args.in_process, warmup=min(200, args.in_process))
     finally:
@@ -536,9 +540,47 @@ def bench_in_process(table: Table, ids: list[int], args: argparse.Namespace) -> 
                 f"{database.wall_us / cache.wall_us:.2f}x",
             )
         )
+        table.add(
+            ratio_row(
+                "cache hit vs its Redis floor",
+                cache.wall_us,
+                "2 raw HGETALLs",
+                found["floor"].wall_us,
+                cpu=cache.cpu_us,
+                baseline_cpu=found["floor"].cpu_us,
+            )
+        )
+    table.notes.append(
+        "Redis floor of the in-process rows: raw HGETALLs of the part's and its stock's keys "
+        "(the two rows a cache hit reads), on the engine's own client, interleaved with the "
+        "views; the rest of a cache hit is Django, the view and its template."
+    )
     if missing:
         table.section(f"{PAGE.heading} in this process (Django test client)")
         table.add(Row("cache hit", "not measured", missing))
+
+
+def redis_floor(ids: list[int]) -> Callable[[int], None]:
+    """What a cache hit reads, by the minimum path: a raw redis-py HGETALL of the part's key
+    and of its stock's key, on the engine's own client and pool (``bench/cache.py``'s floor of
+    one ``repository.get``, twice: the detail reads the part and its stock)."""
+    from catalog.models import Part, StockLevel
+    from sync.cache.connection import client as engine_client
+    from sync.cache.keys import cache_key
+
+    client = engine_client()
+    keys = [
+        (cache_key(Part._meta.label_lower, pk), cache_key(StockLevel._meta.label_lower, pk))
+        for pk in ids
+    ]
+
+    def run(i: int) -> None:
+        part, stock = keys[i % len(keys)]
+        if not client.hgetall(part) or not client.hgetall(stock):
+            msg = f"{part} or {stock} is not in Redis: the floor would time a miss"
+            raise RuntimeError(msg)
+
+    return run
 
 
 # --------------------------------------------------------------------------- commit -> browser
@@ -965,23 +1007,31 @@ def main(argv: list[str] | None = None) -> int:
         if leftover := remove_parts():
             log(f"removed {leftover:,} rows left by an earlier run")
         ids = create_parts(args.parts)
+        processes = Processes.discover()
         table = Table(
             "syncops catalog API benchmark (bench/api.py; ./dev bench api)\n"
             + "\n".join([*machine_lines(), cpu_line()])
         )
+        usages = []
         try:
             for name in chosen:
                 started = time.perf_counter()
-                try:
-                    sections[name](table, ids, args)
-                # NOTE: any failure of one section is reported in the table (and the exit
-                # status) without hiding the figures of the others.
-                except Exception as e:  # noqa: BLE001
-                    failed.append(name)
-                    table.add(Row(f"{name}: FAILED", f"{type(e).__name__}: {e}"))
-                    log(f"section {name} failed: {e!r}")
+                # NOTE: the uvicorn servers (and Chromium) are this process' children: their
+                # CPU is in "child processes", the loader's and the test client's in "this".
+                with processes.measure(name) as usage:
+                    usages.append(usage)  # described even when a signal ends the section
+                    try:
+                        sections[name](table, ids, args)
+                    # NOTE: any failure of one section is reported in the table (and the exit
+                    # status) without hiding the figures of the others.
+                    except Exception as e:  # noqa: BLE001
+                        failed.append(name)
+                        table.add(Row(f"{name}: FAILED", f"{type(e).__name__}: {e}"))
+                        log(f"section {name} failed: {e!r}")
                 log(f"section {name}: {time.perf_counter() - started:.1f} s")
         finally:
+            table.notes.append(processes.names())
+            table.notes.extend(usage.describe() for usage in usages)
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             table.notes.append(f"load average at the end: {load}")
             print(table.render())

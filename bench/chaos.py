@@ -102,19 +102,43 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.seed is not None:
         config.seed = args.seed
-    from bench.harness import machine_lines
+    from bench.harness import Row, Table, exit_on_sigterm, machine_lines
+    from bench.processes import Processes
 
+    exit_on_sigterm()  # timeout / bench/all.py: the servers below are stopped all the same
+    print("\n".join(machine_lines()), flush=True)  # the load before the run
     targets, owned = _bench_setup(args.workdir)
     try:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
         targets.env = {**child_env(), "DEBUG": os.environ["DEBUG"]}
-        result = run_chaos(config, targets)
+        processes = Processes.discover()
+        with processes.measure("the chaos run") as usage:
+            result = run_chaos(config, targets)
+        # The verdict as a goal row (bench/all.py's summary gathers rows with a goal), and
+        # where the CPU went: the writers, readers and worker are this process' children.
+        summary = Table("chaos run: the verdict, and the CPU of every process")
+        summary.add(
+            Row(
+                "invariants under faults",
+                "all held" if result.ok else "INVARIANT BROKEN",
+                (
+                    f"{result.writes:,} writes, {sum(result.faults().values())} faults "
+                    f"in {result.elapsed:.0f} s"
+                ),
+                "",
+                "all held",
+                "met" if result.ok else "MISSED",
+            )
+        )
+        summary.notes.extend([processes.names(), usage.describe()])
         print(
             "\n".join(
                 [
                     result.table(),
+                    "",
+                    summary.render(),
                     *machine_lines(),
                     (
                         f"repeat: ./dev bench chaos --seed {config.seed} --duration "

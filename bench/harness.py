@@ -7,17 +7,23 @@ Servers it started are stopped at the end; servers that were already running are
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = "bench"
+# bench/all.py sets these for each bench it runs: where Table.render() appends the rows that
+# have a goal (JSON lines), and the bench's name in them (default: the script's name).
+SUMMARY_JSON_ENV = "BENCH_SUMMARY_JSON"
+SUMMARY_NAME_ENV = "BENCH_NAME"
 
 
 @dataclass
@@ -37,8 +43,35 @@ class Environment:
         return [name for name in self.started if servers[name].stop()]
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``timeout``, ``bench/all.py`` stopping a bench) into ``SystemExit``, so
+    that the bench's ``finally`` blocks run: its rows removed, its child servers and the
+    servers it started stopped. Python's default would end the process on the spot."""
+
+    def stop(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean-up, not a second one inside
+        print(f"[bench] {signal.Signals(signum).name}: cleaning up", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of a child that must not outlive this process (Linux): SIGTERM to it
+    when this process dies, however it dies (a SIGKILL too). A child in a session of its own
+    (a uvicorn server, a bench run by ``bench/all.py``) gets no signal of its parent's group
+    otherwise. Elsewhere a no-op. One prctl: safe between fork and exec."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def setup_django(settings_module: str = "config.settings") -> Environment:
     """Point the process at the bench servers (started on demand) and set Django up."""
+    exit_on_sigterm()
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ["SYNCOPS_SERVICES_PROFILE"] = PROFILE
@@ -159,6 +192,7 @@ class Table:
             "measurement", "median", "compared with", "ratio", "goal", "", "CPU of this process"
         )
     )
+    _emitted: set[tuple[str, ...]] = field(default_factory=set, repr=False, compare=False)
 
     def section(self, heading: str) -> None:
         self.rows.append(heading)
@@ -167,6 +201,9 @@ class Table:
         self.rows.append(row)
 
     def render(self) -> str:
+        """The table as text; with ``BENCH_SUMMARY_JSON`` set, also appends its goal rows there
+        (``emit``), so ``bench/all.py`` can gather every goal without parsing the tables."""
+        self.emit()
         header = self.header
         body = [row for row in self.rows if isinstance(row, Row)]
         columns = self.columns
@@ -181,6 +218,42 @@ class Table:
         out.append(rule)
         out.extend(self.notes)
         return "\n".join(out)
+
+    def goal_rows(self) -> list[dict[str, str]]:
+        """Every row with a goal, as a dict: its section heading, the bench and the table."""
+        bench = os.environ.get(SUMMARY_NAME_ENV) or Path(sys.argv[0]).stem or "bench"
+        found, section = [], ""
+        for row in self.rows:
+            if isinstance(row, str):
+                section = row
+            elif row.goal:
+                found.append(
+                    {
+                        "bench": bench,
+                        "table": self.title.splitlines()[0] if self.title else "",
+                        "section": section,
+                        **asdict(row),
+                    }
+                )
+        return found
+
+    def emit(self) -> None:
+        """Append the goal rows not emitted yet as JSON lines to ``$BENCH_SUMMARY_JSON`` (a
+        no-op when it is unset). Idempotent: rendering a table twice adds no duplicate."""
+        path = os.environ.get(SUMMARY_JSON_ENV)
+        if not path:
+            return
+        rows = [r for r in self.goal_rows() if _row_key(r) not in self._emitted]
+        if not rows:
+            return
+        with Path(path).open("a", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                self._emitted.add(_row_key(row))
+
+
+def _row_key(row: dict[str, str]) -> tuple[str, ...]:
+    return (row["section"], row["measurement"], row["value"], row["goal"])
 
 
 def ratio_row(
@@ -221,6 +294,36 @@ def throughput_row(
         f"{per_second / goal:.2f}x goal",
         f"≥ {goal:,.0f}/s",
         "met" if per_second >= goal else "MISSED",
+    )
+    if cpu_share is not None:
+        row.cpu = (
+            f"{1e6 / per_second * cpu_share:,.1f} µs/{unit.rstrip('s')} ({cpu_share:.0%} of wall)"
+        )
+    return row
+
+
+def floor_row(
+    measurement: str,
+    per_second: float,
+    floor_name: str,
+    floor_per_second: float,
+    goal_ratio: float | None = None,
+    unit: str = "rows",
+    *,
+    cpu_share: float | None = None,
+) -> Row:
+    """A throughput row against its floor measured in the same run: ``value / floor`` against
+    a ≥ goal ratio (higher is better; the floor is the same work by the minimum path, so the
+    ratio moves far less with the machine's load than the rate itself). ``goal_ratio=None``
+    prints the ratio without a goal (a reference)."""
+    ratio = per_second / floor_per_second
+    row = Row(
+        measurement,
+        f"{per_second:,.0f} {unit}/s",
+        f"{floor_name} {floor_per_second:,.0f} {unit}/s",
+        f"{ratio:.2f}x floor",
+        "" if goal_ratio is None else f"≥ {goal_ratio:g}x",
+        "" if goal_ratio is None else ("met" if ratio >= goal_ratio else "MISSED"),
     )
     if cpu_share is not None:
         row.cpu = (

@@ -52,6 +52,12 @@ def _tree(process: psutil.Process) -> float:
     return total
 
 
+def _own(process: psutil.Process) -> float:
+    """CPU seconds of the process itself (all its threads), without any child."""
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 def _count(process: psutil.Process) -> int:
     try:
         return 1 + len(process.children(recursive=True))
@@ -67,6 +73,7 @@ class Usage:
     wall: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    ended: list[str] = field(default_factory=list)  # servers gone by the end: no figure
 
     @property
     def total_cpu(self) -> float:
@@ -76,11 +83,13 @@ class Usage:
         parts = ", ".join(
             f"{name} {seconds:.2f} s ({seconds / self.wall:.0%})" if self.wall else name
             for name, seconds in self.cpu.items()
+            if name != "child processes" or seconds >= 0.005  # none started: no figure
         )
         return (
             f"CPU of {self.label}: wall {self.wall:.2f} s; {parts}; "
             f"together {self.total_cpu / self.wall:.2f} of {os.cpu_count()} cores; "
             f"load avg {self.load[0]:.2f}"
+            + "".join(f"; {name} ended during it: no figure" for name in self.ended)
             if self.wall
             else f"CPU of {self.label}: not measured"
         )
@@ -88,7 +97,7 @@ class Usage:
 
 @dataclass
 class Processes:
-    """The process groups to account: this process (and its children), the servers."""
+    """The process groups to account: this process, its children, the servers."""
 
     this: psutil.Process
     postgres: psutil.Process | None
@@ -118,11 +127,15 @@ class Processes:
         return cls(psutil.Process(os.getpid()), postgres, redis, client)
 
     def sample(self) -> dict[str, float]:
-        out = {"this process": _tree(self.this)}
-        if self.postgres is not None:
+        # Split: a uvicorn server, a reader process or Chromium (children) apart from the
+        # benchmark's own client side.
+        this = _own(self.this)
+        out = {"this process": this, "child processes": _tree(self.this) - this}
+        if self.postgres is not None and self.postgres.is_running():
             out["PostgreSQL"] = _tree(self.postgres)
         if self.redis is not None:
-            out["Redis"] = _tree(self.redis)
+            if self.redis.is_running():  # same pid and start time: not a restarted server
+                out["Redis"] = _tree(self.redis)
         elif self.redis_client is not None:
             try:
                 info = self.redis_client.info("cpu")  # type: ignore[attr-defined]
@@ -133,7 +146,7 @@ class Processes:
 
     def names(self) -> str:
         """One line naming the processes accounted, for the table's notes."""
-        parts = [f"this process (pid {self.this.pid}) and its children"]
+        parts = [f"this process (pid {self.this.pid}), its child processes apart"]
         if self.postgres is not None:
             count = _count(self.postgres)
             parts.append(f"PostgreSQL (postmaster pid {self.postgres.pid}, {count} processes)")
@@ -155,5 +168,8 @@ class Processes:
         finally:
             usage.wall = time.perf_counter() - start
             after = self.sample()
-            usage.cpu = {name: after[name] - before.get(name, 0.0) for name in after}
+            # A server that ended (or was restarted: a new pid) during the measurement has
+            # no difference to show; it is named instead of counted as a negative figure.
+            usage.cpu = {name: after[name] - before[name] for name in after if name in before}
+            usage.ended = [name for name in before if name not in after]
             usage.load = os.getloadavg()
