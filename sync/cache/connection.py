@@ -81,6 +81,9 @@ class CircuitBreaker:
                 listener(state)
 
     def allow(self) -> bool:
+        # NOTE: closed is read without the lock (one attribute read): every Redis call asks.
+        if self.state == self.CLOSED:
+            return True
         with self._lock:
             if self.state == self.CLOSED:
                 return True
