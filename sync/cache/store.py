@@ -221,8 +221,7 @@ def _call(client: redis.Redis, command: tuple[Any, ...]) -> Any:
     pool = client.connection_pool
     conn = pool.get_connection()
     try:
-        # hiredis's stub types the command as a one-item tuple.
-        conn.send_packed_command([pack_command(command)], check_health=False)  # type: ignore[arg-type]
+        conn.send_packed_command([pack_command(command)], check_health=False)
         return conn.read_response()
     except redis.exceptions.ResponseError:
         raise
