@@ -275,7 +275,7 @@ def ratio_row(
         f"{value:,.1f} {unit}",
         f"{baseline_name} {baseline:,.1f} {unit}",
         f"{ratio:.2f}x",
-        f"≤ {goal:.1f}x" if goal is not None else "",
+        f"≤ {goal:g}x" if goal is not None else "",
         verdict,
     )
     if cpu is not None:

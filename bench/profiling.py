@@ -52,7 +52,18 @@ class Breakdown:
             finally:
                 self.add(_statement(sql), clock() - start)
 
+        from sync.cache import outbox
+
         original_commit, original_run = conn.commit, redis_connection.run
+        original_prepared = outbox.prepared_fetchall
+
+        def prepared(connection, sql, params):
+            # the write-through's read: a psycopg cursor of its own, past execute_wrapper
+            start = clock()
+            try:
+                return original_prepared(connection, sql, params)
+            finally:
+                self.add(_statement(sql) + " (prepared)", clock() - start)
 
         def commit() -> None:
             start = clock()
@@ -63,21 +74,23 @@ class Breakdown:
             finally:
                 self.add("COMMIT", clock() - start)
 
-        def run(operation):
+        def run(operation, **options):
             start = clock()
             try:
-                return original_run(operation)
+                return original_run(operation, **options)
             finally:
                 self.add(f"Redis {operation.__qualname__.split('.')[0]}", clock() - start)
 
         conn.commit = commit
         redis_connection.run = run
+        outbox.prepared_fetchall = prepared
         try:
             with conn.execute_wrapper(on_sql):
                 yield
         finally:
             del conn.commit
             redis_connection.run = original_run
+            outbox.prepared_fetchall = original_prepared
 
     def render(self, wall_ns: int, operations: int, unit: str) -> str:
         lines = [

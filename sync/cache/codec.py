@@ -43,16 +43,23 @@ def encode_values(values: list[Any] | tuple[Any, ...]) -> bytes:
     return _ENCODER.encode(values).encode()
 
 
+_DECODER = json.JSONDecoder()
+
+
 def decode_values(spec: SyncSpec, payload: bytes) -> list[Any]:
     try:
-        raw = json.loads(payload)
-        return [
-            value if to_python is None else to_python(value)
-            for to_python, value in zip(spec.to_python, raw, strict=True)
-        ]
+        # NOTE: bytes decoded here, not by json.loads (which sniffs the encoding first), and
+        # only the values whose type JSON changes converted: this runs on every cache hit.
+        raw = _DECODER.decode(payload.decode())
+        if type(raw) is not list or len(raw) != len(spec.to_python):
+            msg = f"{len(spec.to_python)} values expected"
+            raise ValueError(msg)
+        for position, to_python in spec.converters:
+            raw[position] = to_python(raw[position])
     except (ValueError, TypeError, ValidationError) as e:
         msg = f"{spec.label}: cached payload does not decode ({type(e).__name__})"
         raise UndecodableEntryError(msg) from e
+    return raw
 
 
 def seal(

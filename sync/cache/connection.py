@@ -81,14 +81,15 @@ class CircuitBreaker:
                 listener(state)
 
     def allow(self) -> bool:
+        # NOTE: closed is read without the lock (one attribute read): every Redis call asks.
+        if self.state == self.CLOSED:
+            return True
         with self._lock:
-            if self.state == self.CLOSED:
-                return True
             cooldown = settings.SYNC_BREAKER_COOLDOWN
             if self.state == self.OPEN and time.monotonic() - self._opened_at >= cooldown:
                 self._set(self.HALF_OPEN)  # this caller is the probe
                 return True
-            return False
+            return self.state == self.CLOSED  # another thread's probe closed it meanwhile
 
     def success(self) -> None:
         if self.state != self.CLOSED:

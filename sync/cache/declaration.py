@@ -8,6 +8,7 @@ repository look models up in.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -66,9 +67,16 @@ class SyncSpec:
             {source: self.fields.index(f.name) for source, f in indexes.items()},
         )
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
+        # NOTE: cached (in the instance's __dict__, which a frozen dataclass still has): it
+        # is read several times on every cache hit.
         return self.model._meta.label_lower
+
+    @functools.cached_property
+    def converters(self) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+        """(position, to_python) of the payload values a JSON round trip changes, only."""
+        return tuple((i, fn) for i, fn in enumerate(self.to_python) if fn is not None)
 
     def is_live(self, values: tuple[Any, ...] | list[Any]) -> bool:
         """False when these payload values are those of a soft-deleted row."""

@@ -77,7 +77,19 @@ def append(states: list[RowState], committed_at: int | None = None) -> int:
     """Append the events of these states (one round trip); raises CacheUnavailableError.
 
     Each event's ``committed_at`` is its state's, else ``committed_at``, else now."""
-    calls = []
+    found = calls(states, committed_at)
+    if not found:
+        return 0
+    return connection.run(lambda client: _send(client, found), bulk=len(found) > store.BULK_CALLS)
+
+
+def calls(
+    states: list[RowState], committed_at: int | None = None
+) -> list[tuple[str, tuple[str, ...], list[Any]]]:
+    """The script calls (name, keys, args) that append these states' events: what
+    ``append`` sends, or what the write-through sends in its own round trip
+    (``store.write_many``'s ``then``)."""
+    found: list[tuple[str, tuple[str, ...], list[Any]]] = []
     default = committed_at
     for state in states:
         source = _sources.get(state.label)
@@ -89,25 +101,18 @@ def append(states: list[RowState], committed_at: int | None = None) -> int:
             stamp = default = now_ms()
         fields = [item for pair in event.items() for item in pair]
         fields += ["committed_at", str(stamp)]
-        calls.append(
+        found.append(
             (
-                stream_key(source.stream),
-                last_key(source.stream),
-                f"{state.label}:{state.pk}",
-                state.version,
-                MAXLEN,
-                *fields,
+                SCRIPT,
+                # NOTE: the hash tag puts both keys in one slot; routed by the stream
+                (stream_key(source.stream), last_key(source.stream)),
+                [f"{state.label}:{state.pk}", state.version, MAXLEN, *fields],
             )
         )
-    if not calls:
-        return 0
-    return connection.run(lambda client: _send(client, calls), bulk=len(calls) > store.BULK_CALLS)
+    return found
 
 
-def _send(client: connection.Client, calls: list[tuple[Any, ...]]) -> int:
-    # NOTE: eval_keys routes each call by its first key (the stream; the hash shares its slot)
-    # and, like the cache write, waits for SYNC_REDIS_WAIT_REPLICAS replicas.
-    replies = store.eval_keys(
-        client, SCRIPT, [(args[:2], list(args[2:])) for args in calls], wait=True
-    )
+def _send(client: connection.Client, found: list[tuple[str, tuple[str, ...], list[Any]]]) -> int:
+    # NOTE: like the cache write, waits for SYNC_REDIS_WAIT_REPLICAS replicas.
+    replies = store.eval_scripts(client, found, wait=True)
     return sum(1 for reply in replies if reply)

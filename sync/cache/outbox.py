@@ -118,24 +118,33 @@ def intent_states(
     ``settle``: completed writes whose intents this same statement deletes (a data-modifying
     CTE), so that completing a transaction's intents costs no round trip of its own.
     """
-    meta = spec.model._meta
     conn = connections[using]
-    pk_type = meta.pk.rel_db_type(conn)
-    sql = (
-        f"SELECT q.object_pk, q.version, q.epoch IS NOT NULL, t.version, "  # noqa: S608
-        f"{select_columns(spec)} "
-        f"FROM sync_retry_queue q LEFT JOIN {conn.ops.quote_name(meta.db_table)} t "
-        f"ON t.{conn.ops.quote_name(column(spec.model))} = q.object_pk::{pk_type} "
-        "WHERE q.model = %s AND q.object_pk = "
-    )
     pks = [str(pk) for pk in pks]
     # NOTE: one key (the common single-row save) is an equality: no array to format.
-    sql, param = (sql + "%s", pks[0]) if len(pks) == 1 else (sql + "ANY(%s)", pks)
-    params = [spec.label, param]
+    single = len(pks) == 1
+    own = bool(settle) and not conn.in_atomic_block
+    params: list[Any] = [spec.label, pks[0] if single else pks]
     if settle:
-        delete, delete_params = _delete(settle)
-        sql, params = f"WITH settled AS ({delete}) {sql}", [*delete_params, *params]
-    converters = converters_for(spec, using)
+        params = [*_delete(settle, own_commit=own)[1], *params]
+    # The text and the converters of this statement, built once per connection: this runs
+    # after every commit of a synced row (the write-through's read).
+    cache: dict[Any, Any] = conn.__dict__.setdefault("_sync_intent_sql", {})
+    shape = (spec, single, len(settle) == 1 if settle else None, own)
+    found = cache.get(shape)
+    if found is None:
+        meta = spec.model._meta
+        pk_type = meta.pk.rel_db_type(conn)
+        sql = (
+            f"SELECT q.object_pk, q.version, q.epoch IS NOT NULL, t.version, "  # noqa: S608
+            f"{select_columns(spec)} "
+            f"FROM sync_retry_queue q LEFT JOIN {conn.ops.quote_name(meta.db_table)} t "
+            f"ON t.{conn.ops.quote_name(column(spec.model))} = q.object_pk::{pk_type} "
+            "WHERE q.model = %s AND q.object_pk = " + ("%s" if single else "ANY(%s)")
+        )
+        if settle:
+            sql = f"WITH settled AS ({_delete(settle, own_commit=own)[0]}) {sql}"
+        found = cache[shape] = (sql, converters_for(spec, using))
+    sql, converters = found
     rows = prepared_fetchall(conn, sql, params)
     return [
         RowState(spec.label, pk, intent_version, None, retried)
@@ -262,23 +271,41 @@ def prepared_fetchall(
 
 def complete(states: list[RowState], using: str = "default") -> int:
     """Delete the intents these writes satisfied (unless a newer version arrived meanwhile)."""
-    with connections[using].cursor() as cursor:
-        cursor.execute(*_delete(states))
+    conn = connections[using]
+    with conn.cursor() as cursor:
+        cursor.execute(*_delete(states, own_commit=not conn.in_atomic_block))
         deleted: int = cursor.rowcount
         return deleted
 
 
-def _delete(states: Sequence[RowState]) -> tuple[str, list[Any]]:
+# NOTE: a statement that only deletes completed intents, committed on its own (autocommit),
+# commits asynchronously: it does not wait for its WAL flush (a full fsync on every 100-row
+# write-through, and on every 32nd save). Nothing depends on that delete being durable: a
+# crash that loses it leaves the intents pending, and replay's write of them is a no-op
+# (Redis has their versions). Never inside a caller's transaction: it would take the
+# caller's own writes' durability with it.
+_ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS c"
+
+
+def _delete(states: Sequence[RowState], *, own_commit: bool = False) -> tuple[str, list[Any]]:
+    """The DELETE of these completed intents; ``own_commit``: the statement is its own
+    transaction (autocommit), and commits without waiting for its WAL flush."""
+    asynchronous = f", {_ASYNC_COMMIT}" if own_commit else ""
     if len(states) == 1:  # equality: no arrays to format for the common single-row case
         (state,) = states
         return (
-            ("DELETE FROM sync_retry_queue WHERE model = %s AND object_pk = %s AND version <= %s"),
+            (
+                "DELETE FROM sync_retry_queue"  # noqa: S608 - constant text, values are parameters
+                + (f" USING {_ASYNC_COMMIT}" if own_commit else "")
+                + " WHERE model = %s AND object_pk = %s AND version <= %s"
+            ),
             [state.label, state.pk, state.version],
         )
     return (
         (
-            "DELETE FROM sync_retry_queue d0 "
-            "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version) "
+            "DELETE FROM sync_retry_queue d0 "  # noqa: S608 - constant text, values are parameters
+            "USING unnest(%s::text[], %s::text[], %s::bigint[]) AS d(model, pk, version)"
+            f"{asynchronous} "
             "WHERE d0.model = d.model AND d0.object_pk = d.pk AND d0.version <= d.version"
         ),
         [[s.label for s in states], [s.pk for s in states], [s.version for s in states]],

@@ -165,26 +165,39 @@ def eval_keys(
     wait: bool = False,
     marks: Marks | None = None,
 ) -> list[Any]:
-    """EVALSHA of ``lua/<name>.lua`` once per (keys, args); a call's keys share one slot.
+    """EVALSHA of ``lua/<name>.lua`` once per (keys, args); a call's keys share one slot."""
+    return eval_scripts(
+        client, [(name, keys, args) for keys, args in calls], wait=wait, marks=marks
+    )
 
-    A restarted (empty) Redis answers NOSCRIPT: the script is loaded (on every primary of a
+
+def eval_scripts(
+    client: connection.Client,
+    calls: list[tuple[str, tuple[str, ...], list[Any]]],
+    *,
+    wait: bool = False,
+    marks: Marks | None = None,
+) -> list[Any]:
+    """EVALSHA of ``lua/<name>.lua`` once per (name, keys, args), in one round trip (per
+    primary of a cluster, all sent before any reply is read); a call's keys share one slot.
+
+    A restarted (empty) Redis answers NOSCRIPT: the scripts are loaded (on every primary of a
     cluster) and the calls are sent once more (they are idempotent: compare-and-set).
     redis-py's Script objects would send SCRIPT EXISTS before every pipeline instead, an
-    extra round trip each time.
+    extra round trip each time. ``wait`` and ``marks``: see ``_pipelined``.
     """
-    sha = _sha(name)
     replicas = settings.SYNC_REDIS_WAIT_REPLICAS if wait else 0
 
     def send() -> list[Any]:
         # NOTE: on a cluster even one call goes out raw: RedisCluster.execute_command's
         # routing costs more than the round trip here (bench/topology.py).
         if len(calls) == 1 and not replicas and marks is None and not connection.is_cluster(client):
-            keys, args = calls[0]
-            return [client.evalsha(sha, len(keys), *keys, *args)]
+            name, keys, args = calls[0]
+            return [_call(client, ("EVALSHA", _sha(name), len(keys), *keys, *args))]
         return _pipelined(
             client,
-            [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls],
-            keys=[keys[0] for keys, _args in calls],
+            [("EVALSHA", _sha(name), len(keys), *keys, *args) for name, keys, args in calls],
+            keys=[keys[0] for _name, keys, _args in calls],
             wait_replicas=replicas,
             marks=marks,
         )
@@ -192,8 +205,31 @@ def eval_keys(
     try:
         return send()
     except redis.exceptions.NoScriptError:
-        client.script_load(_source(name))
+        for name in dict.fromkeys(name for name, _keys, _args in calls):
+            client.script_load(_source(name))
         return send()
+
+
+def _call(client: redis.Redis, command: tuple[Any, ...]) -> Any:
+    """One command and its reply on a connection of the client's pool (a single server or
+    Sentinel's primary): what ``execute_command`` does, without redis-py's per-call
+    bookkeeping (retry wrapper, observability hooks, argument packing in Python), which
+    was a quarter of a cache hit's time (bench/cache.py). The pool's checkout still checks
+    the connection (reconnects a dropped one, refuses one with unread data). A reply that
+    is an error raises (``ResponseError``, ``NoScriptError``) and leaves the connection in
+    use; any other failure drops it rather than return it to the pool mid-reply."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([pack_command(command)], check_health=False)
+        return conn.read_response()
+    except redis.exceptions.ResponseError:
+        raise
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
 
 
 def _by_node(
@@ -310,6 +346,7 @@ def write_many(
     wait: bool = False,
     marks: Marks | None = None,
     source: str = "",
+    then: list[tuple[str, tuple[str, ...], list[Any]]] | None = None,
 ) -> list[bool]:
     """CAS-write every row in one round trip; True where the write was applied.
 
@@ -317,15 +354,23 @@ def write_many(
     ``wait``: raise unless ``SYNC_REDIS_WAIT_REPLICAS`` replicas have the writes (the
     write-through, before it deletes the intents it completed). ``marks``: captured before
     the rows were read from PostgreSQL; ``marks.lost`` tells the caller afterwards whether
-    Redis may have lost data in between (see ``Marks``).
+    Redis may have lost data in between (see ``Marks``). ``then``: script calls (name, keys,
+    args) that must run after the writes, and not at all when Redis lost data (the change
+    events, ``lua/events_append.lua``). To a single server they go in the same round trip
+    (it runs one connection's commands in order), each with the marker's key added as its
+    last key and the captured token as its first argument, which the script compares with
+    the marker's (as ``Marks`` does after the fact). On a cluster their keys may sit on
+    another primary, so they go in a second round trip, once every write has answered and
+    no loss was seen. Their replies are not returned.
     """
     if not writes:
         return []
     equal = "1" if replace_equal else "0"
     now_ms = int(time.time() * 1000) if source else 0
-    calls = [
+    calls: list[tuple[str, tuple[str, ...], list[Any]]] = [
         (
-            w.key,
+            "cas_write",
+            (w.key,),
             [
                 w.version,
                 w.payload,
@@ -339,13 +384,23 @@ def write_many(
         )
         for w in writes
     ]
-    return [
-        bool(r)
-        for r in connection.run(
-            lambda client: eval_many(client, "cas_write", calls, wait=wait, marks=marks),
-            bulk=len(calls) > BULK_CALLS,
-        )
-    ]
+    later = then or []
+
+    def operation(client: connection.Client) -> list[Any]:
+        if not later:
+            return eval_scripts(client, calls, wait=wait, marks=marks)
+        if connection.is_cluster(client):
+            replies = eval_scripts(client, calls, wait=wait, marks=marks)
+            if marks is None or not marks.lost:
+                eval_scripts(client, later, wait=wait)
+            return replies
+        guarded = later
+        if marks is not None:
+            token, marker = marks.captured.get("", ""), marker_key()
+            guarded = [(name, (*keys, marker), [token, *args]) for name, keys, args in later]
+        return eval_scripts(client, calls + guarded, wait=wait, marks=marks)[: len(calls)]
+
+    return [bool(r) for r in connection.run(operation, bulk=len(calls) + len(later) > BULK_CALLS)]
 
 
 class Hit(NamedTuple):
@@ -379,7 +434,7 @@ def _hmget_many(client: connection.Client, keys: list[str], fields: tuple[str, .
         # routing twice a single HMGET.
         return _pipelined(client, [("HMGET", key, *fields) for key in keys], keys=keys)
     if len(keys) == 1:
-        return [client.hmget(keys[0], fields)]
+        return [_call(client, ("HMGET", keys[0], *fields))]
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.hmget(key, fields)

@@ -343,13 +343,19 @@ def write_states(
         return True
     try:
         writes = [w for state in states for w in state.to_writes(spec_for(state.label))]
-        # wait: with SYNC_REDIS_WAIT_REPLICAS, done means on the replicas too (docs/scaling.md)
-        store.write_many(writes, wait=True, marks=marks, source=source)
+        # wait: with SYNC_REDIS_WAIT_REPLICAS, done means on the replicas too (docs/scaling.md);
+        # the change events ride on the same intents (sync/cache/events), in the same round
+        # trip, after the writes and only while Redis kept its data (store.write_many's then)
+        store.write_many(
+            writes,
+            wait=True,
+            marks=marks,
+            source=source,
+            then=events.calls(states, committed_at),
+        )
         if marks is not None and marks.lost:
             note_lost(states, using=using)
             return True
-        # the change events ride on the same intents (sync/cache/events)
-        events.append(states, committed_at)
     except (CacheUnavailableError, DatabaseError) as e:
         try:
             epochs, _dead = outbox.fail(states, str(e), using=using)

@@ -214,3 +214,32 @@ def test_bulk_create_with_ignore_conflicts_needs_the_pks(redis_raw) -> None:
     assert cached_price(redis_raw, 10**6) == 2
     existing.refresh_from_db()
     assert existing.name != "n"
+
+
+def test_deleting_completed_intents_never_relaxes_a_callers_durability(redis_raw) -> None:
+    from django.db import connection
+
+    from sync.cache import outbox
+
+    def durability() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('synchronous_commit')")
+            return cursor.fetchone()[0]
+
+    session = durability()
+    parts = [make_part() for _ in range(3)]
+    settle()
+    for part in parts:  # pending again: a plain update leaves an intent, nothing marked
+        Part.objects.filter(pk=part.pk).update(price=9)
+    states = [
+        outbox.RowState(LABEL, str(p.pk), Part.objects.get(pk=p.pk).version, None) for p in parts
+    ]
+    with transaction.atomic():
+        assert outbox.complete(states[:1]) == 1
+        # inside the caller's transaction: its commit keeps the session's durability
+        assert durability() == session
+    # on its own (autocommit) the delete commits without waiting for its WAL flush, and the
+    # setting ends with its statement
+    assert outbox.complete(states[1:]) == 2
+    assert durability() == session
+    assert not SyncIntent.objects.exists()
