@@ -220,7 +220,14 @@ def clear_cache(*, own_server: bool) -> str:
     """FLUSHDB on the bench's own Redis; on a shared one, only this model's keys."""
     from sync.cache.keys import model_pattern
 
+    from sync.cache.store import forget_markers
+
     client = admin_client()
+    # NOTE: this process saw the data-loss markers before the flush: its next writer would
+    # (rightly) take the flush for a loss during its write and requeue that batch. A warm
+    # started after a loss begins with fresh markers (autowarm reads them; sync_warm runs
+    # in a new process), so the benchmark forgets them too.
+    forget_markers()
     if own_server:
         client.flushdb(asynchronous=True)  # the memory is freed in the background
         return "FLUSHDB"

@@ -63,10 +63,10 @@ class Breakdown:
             finally:
                 self.add("COMMIT", clock() - start)
 
-        def run(operation):
+        def run(operation, **kwargs):
             start = clock()
             try:
-                return original_run(operation)
+                return original_run(operation, **kwargs)
             finally:
                 self.add(f"Redis {operation.__qualname__.split('.')[0]}", clock() - start)
 
