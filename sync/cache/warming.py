@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from sync.cache import store, writer
+from sync.cache.ahead import read_ahead
 from sync.cache.declaration import SyncSpec, column
 from sync.cache.outbox import RowState, convert_row, converters_for, select_columns
 
@@ -124,9 +125,14 @@ def warm(
 ) -> WarmProgress:
     batch_size = batch_size or settings.SYNC_WARM_BATCH
     state = WarmProgress(spec.label, 0, count_rows(spec), 0)
-    for batch, marks in captured(iter_rows(spec, batch_size)):
-        state.written += write_batch(spec, batch, marks)
-        state.done += len(batch)
-        if progress:
-            progress(state)
+    # The next batch is read while this one is written (sync.cache.ahead).
+    batches = read_ahead(lambda: captured(iter_rows(spec, batch_size)))
+    try:
+        for batch, marks in batches:
+            state.written += write_batch(spec, batch, marks)
+            state.done += len(batch)
+            if progress:
+                progress(state)
+    finally:
+        batches.close()
     return state
