@@ -13,7 +13,7 @@ from django.db import connection, transaction
 
 from catalog.models import Part
 from sync.cache import connection as cache_connection
-from sync.cache import store
+from sync.cache import events, store
 from sync.cache.ahead import InLine, ReadAhead, read_ahead
 from sync.cache.maintenance import warm_models
 from sync.cache.replay import replay_pending
@@ -103,6 +103,21 @@ def test_a_batch_being_read_when_the_caller_stops_is_handed_back() -> None:
     assert batches.close() == [2]  # 3 is never read
 
 
+def test_a_source_that_ends_while_the_caller_stops_hands_back_nothing() -> None:
+    reading, go_on = threading.Event(), threading.Event()
+
+    def source():
+        yield 1
+        reading.set()
+        go_on.wait(DEADLINE)
+
+    batches = read_ahead(source)
+    assert next(iter(batches)) == 1
+    assert reading.wait(DEADLINE)
+    go_on.set()
+    assert batches.close() == []
+
+
 def test_an_error_after_the_caller_stopped_is_logged(caplog) -> None:
     reading, go_on = threading.Event(), threading.Event()
 
@@ -153,3 +168,61 @@ def test_replay_and_warm_through_read_ahead_bring_every_row(redis_raw) -> None:
     (progress,) = warm_models([LABEL], batch_size=3)
     assert (progress.done, progress.written) == (7, 7)
     assert [cached_price(redis_raw, part.pk) for part in parts] == list(range(7))
+
+
+def test_replay_stopped_by_an_error_leaves_the_batch_read_ahead_to_the_next_run(
+    redis_raw,
+) -> None:
+    Part.objects.bulk_create(Part(sku=f"AHEAD-{n}", name="p", price=n) for n in range(3))
+
+    def broken_progress(result) -> None:
+        msg = "the caller's progress callback failed"
+        raise RuntimeError(msg)
+
+    with pytest.raises(RuntimeError, match="progress callback failed"):
+        replay_pending(batch_size=1, include_not_due=True, progress=broken_progress)
+    # The batch claimed ahead keeps its lease and is taken by the next run; nothing is lost.
+    result = replay_pending(include_not_due=True)
+    assert result.claimed == 2 and result.written == 2
+    assert not SyncIntent.objects.exists()
+
+
+def test_replay_whose_deletion_times_out_keeps_the_intents_for_the_next_run(
+    redis_raw, monkeypatch, caplog
+) -> None:
+    parts = Part.objects.bulk_create(Part(sku=f"AHEAD-{n}", name="p", price=n) for n in range(2))
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_intent_locks() -> None:
+        with transaction.atomic():
+            list(SyncIntent.objects.select_for_update().filter(model=LABEL))
+            locked.set()
+            release.wait(DEADLINE)
+        connection.close()
+
+    holder = threading.Thread(target=hold_intent_locks)
+    original = events._sources[LABEL]
+
+    def build(spec, state):  # runs after the cache write, before the intents are deleted
+        if not locked.is_set():
+            holder.start()
+            locked.wait(DEADLINE)
+        return original.build(spec, state)
+
+    monkeypatch.setitem(events._sources, LABEL, events.EventSource(original.stream, build))
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '100ms'")
+    try:
+        with caplog.at_level(logging.WARNING, logger="sync.cache.replay"):
+            result = replay_pending(include_not_due=True)
+    finally:
+        release.set()
+        holder.join()
+        connection.close()
+    assert result.written == 2
+    assert [cached_price(redis_raw, part.pk) for part in parts] == [0, 1]
+    assert SyncIntent.objects.filter(model=LABEL).count() == 2
+    assert any("intents not cleared" in r.getMessage() for r in caplog.records)
+    monkeypatch.undo()
+    replay_pending(include_not_due=True)  # the same versions again: a no-op, then cleared
+    assert not SyncIntent.objects.exists()
