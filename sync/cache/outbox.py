@@ -7,16 +7,15 @@ an intent that a newer transaction bumped meanwhile survives for its own write.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connections
 from psycopg.types.datetime import TimestamptzLoader
 
 from sync.cache.codec import seal
@@ -261,37 +260,12 @@ def prepared_fetchall(
         raw.prepare_threshold = threshold
 
 
-def complete(states: list[RowState], using: str = "default", *, flush: bool = True) -> int:
-    """Delete the intents these writes satisfied (unless a newer version arrived meanwhile).
-
-    ``flush=False``: outside a transaction, the deletion's commit does not wait for the WAL
-    flush (``unflushed``): for replay, whose deletion a crash may lose harmlessly."""
-    if not states:
-        return 0
-    with unflushed(using, flush=flush), connections[using].cursor() as cursor:
+def complete(states: list[RowState], using: str = "default") -> int:
+    """Delete the intents these writes satisfied (unless a newer version arrived meanwhile)."""
+    with connections[using].cursor() as cursor:
         cursor.execute(*_delete(states))
         deleted: int = cursor.rowcount
         return deleted
-
-
-@contextlib.contextmanager
-def unflushed(using: str = "default", *, flush: bool = False) -> Iterator[None]:
-    """The statements inside commit without waiting for the WAL flush
-    (``synchronous_commit`` off for their own transaction).
-
-    Only for replay's own bookkeeping, which a crash may lose without harm: a lost claim
-    lease makes its intents claimable again sooner, a lost deletion has them replayed again
-    (I7: the compare-and-set makes that a no-op). Never inside a caller's transaction (its
-    commit would not wait either): there the statements simply join it. The failure records
-    (``fail``, ``requeue_lost``) keep flushed commits: the fence relies on their epochs (I9).
-    """
-    conn = connections[using]
-    if flush or conn.in_atomic_block:
-        yield
-        return
-    with transaction.atomic(using=using), conn.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        yield
 
 
 def _delete(states: Sequence[RowState]) -> tuple[str, list[Any]]:
@@ -433,6 +407,11 @@ class Claimed:
     created_at: datetime.datetime | None = field(default=None, compare=False)
 
 
+# A FROM item that turns off the WAL flush wait for the commit of the statement's own
+# transaction (``set_config(…, true)``: that transaction only).
+UNFLUSHED = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed"
+
+
 def claim(
     limit: int, *, since: datetime.datetime, include_not_due: bool = False, using: str = "default"
 ) -> list[Claimed]:
@@ -462,7 +441,13 @@ def claim_ids(ids: list[int], using: str = "default") -> list[Claimed]:
 def _claim(which: str, params: list[Any], using: str) -> list[Claimed]:
     """Lease the intents the condition ``which`` selects, skipping rows another transaction
     has locked; answers what each asks Redis to hold."""
-    with unflushed(using), connections[using].cursor() as cursor:
+    conn = connections[using]
+    # NOTE: a claim that is its own transaction (autocommit) commits without waiting for its
+    # WAL flush: a crash that loses a lease only makes its intents claimable again sooner
+    # (replaying them twice is harmless, I7). Inside a caller's transaction it changes
+    # nothing: the caller's writes keep their durability.
+    unflushed = "" if conn.in_atomic_block else UNFLUSHED
+    with conn.cursor() as cursor:
         # NOTE: psycopg's C loader for the created_at of every claimed intent (the same aware
         # datetimes, the session is UTC), as in prepared_fetchall: Django's Python one was a
         # tenth of replay's own CPU time (bench/cache.py --profile replay).
@@ -472,6 +457,7 @@ def _claim(which: str, params: list[Any], using: str) -> list[Claimed]:
             UPDATE sync_retry_queue q
             SET next_attempt_at = now() + make_interval(secs => %s),
                 claimed_at = clock_timestamp()
+            {unflushed}
             WHERE q.id IN (
                 SELECT id FROM sync_retry_queue
                 WHERE {which}

@@ -142,7 +142,8 @@ def _write(batch: Batch) -> Replayed:
         defer_to=done,
     ):
         try:
-            outbox.complete(done, flush=False)
+            if done:
+                outbox.complete(done)
         except DatabaseError:
             # Redis is right; the intents stay and the next replay's CAS write is a no-op.
             logger.warning("cache written but intents not cleared; replay will clear them")
