@@ -37,7 +37,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -48,14 +48,7 @@ from sync.cache.ahead import read_ahead
 from sync.cache.declaration import SyncSpec, synced_models
 from sync.cache.exceptions import CacheUnavailableError
 from sync.cache.keys import warm_key
-from sync.cache.warming import (
-    WarmRow,
-    captured,
-    count_rows,
-    iter_rows,
-    rows_by_pk,
-    write_batch,
-)
+from sync.cache.warming import count_rows, prepared, rows_by_pk, write_batch, write_prepared
 
 logger = logging.getLogger(__name__)
 
@@ -266,17 +259,17 @@ def _run(
         after = cursor.get(spec.label)
         if after is True:
             continue
-        # The next batch is read while this one is written (sync.cache.ahead).
-        batches = read_ahead(functools.partial(_captured_rows, spec, batch_size, after))
+        # The next batch is read and encoded while this one is written (sync.cache.ahead).
+        batches = read_ahead(functools.partial(prepared, spec, batch_size, after))
         try:
-            for batch, marks in batches:
-                write_batch(spec, batch, marks)
+            for batch in batches:
+                write_prepared(batch)
                 done, written, cursor[spec.label] = (
-                    done + len(batch),
-                    written + len(batch),
-                    batch[-1][0],
+                    done + len(batch.rows),
+                    written + len(batch.rows),
+                    batch.rows[-1][0],
                 )
-                if marks.lost or not record(done=done, cursor=json.dumps(cursor)):
+                if batch.marks.lost or not record(done=done, cursor=json.dumps(cursor)):
                     return stopped()
                 if progress:
                     progress(WarmState(WARMING, done, total, running=True))
@@ -287,12 +280,6 @@ def _run(
     record(status=WARM, done=done, cursor=json.dumps(cursor), finished_at=repr(time.time()))
     logger.info("automatic warm finished: %s rows", done)
     return state()
-
-
-def _captured_rows(
-    spec: SyncSpec, batch_size: int, after: str | None
-) -> Iterator[tuple[list[WarmRow], store.Marks]]:
-    return captured(iter_rows(spec, batch_size, after=after))
 
 
 def _write_popular(spec: SyncSpec, pks: list[str]) -> int | None:
