@@ -413,13 +413,20 @@ UNFLUSHED = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unfl
 
 
 def claim(
-    limit: int, *, since: datetime.datetime, include_not_due: bool = False, using: str = "default"
+    limit: int,
+    *,
+    since: datetime.datetime,
+    include_not_due: bool = False,
+    using: str = "default",
+    settle: Sequence[RowState] = (),
 ) -> list[Claimed]:
     """Take up to ``limit`` due intents (SKIP LOCKED: concurrent replayers never share one).
 
     The claim pushes ``next_attempt_at`` out by a lease, so an intent whose replayer dies is
     taken again after the lease rather than lost. Intents claimed after ``since`` (the start
-    of this replay run) are not taken again in the same run.
+    of this replay run) are not taken again in the same run, so the intents of completed
+    writes this same statement deletes (``settle``, a data-modifying CTE, as
+    ``intent_states``'s) are never among those it claims.
     """
     due = "" if include_not_due else "AND next_attempt_at <= now()"
     return _claim(
@@ -429,6 +436,7 @@ def claim(
             LIMIT %s""",
         [since, limit],
         using,
+        settle,
     )
 
 
@@ -438,9 +446,12 @@ def claim_ids(ids: list[int], using: str = "default") -> list[Claimed]:
     return _claim("id = ANY(%s)", [ids], using)
 
 
-def _claim(which: str, params: list[Any], using: str) -> list[Claimed]:
+def _claim(
+    which: str, params: list[Any], using: str, settle: Sequence[RowState] = ()
+) -> list[Claimed]:
     """Lease the intents the condition ``which`` selects, skipping rows another transaction
     has locked; answers what each asks Redis to hold."""
+    settled, settled_params = settle_cte(settle) if settle else ("", [])
     conn = connections[using]
     # NOTE: a claim that is its own transaction (autocommit) commits without waiting for its
     # WAL flush: a crash that loses a lease only makes its intents claimable again sooner
@@ -454,6 +465,7 @@ def _claim(which: str, params: list[Any], using: str) -> list[Claimed]:
         cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         cursor.execute(
             f"""
+            {"WITH " + settled if settle else ""}
             UPDATE sync_retry_queue q
             SET next_attempt_at = now() + make_interval(secs => %s),
                 claimed_at = clock_timestamp()
@@ -465,7 +477,7 @@ def _claim(which: str, params: list[Any], using: str) -> list[Claimed]:
             )
             RETURNING q.model, q.object_pk, q.version, q.created_at
             """,  # noqa: S608 - constant text; every value is a parameter
-            [settings.SYNC_REPLAY_LEASE, *params],
+            [*settled_params, settings.SYNC_REPLAY_LEASE, *params],
         )
         return [Claimed(*row) for row in cursor.fetchall()]
 
