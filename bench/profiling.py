@@ -64,10 +64,10 @@ class Breakdown:
             finally:
                 self.add("COMMIT", clock() - start)
 
-        def run(operation, **kwargs):
+        def run(operation, **options):
             start = clock()
             try:
-                return original_run(operation, **kwargs)
+                return original_run(operation, **options)
             finally:
                 self.add(f"Redis {operation.__qualname__.split('.')[0]}", clock() - start)
 
