@@ -9,15 +9,17 @@ Measured side by side in one run, on the bench profile's own embedded PostgreSQL
 * a synced single-row save in ``transaction.atomic()`` against the same save of a plain twin
   table with the same columns and no trigger (goal ≤ 1.5x), and 100 saves in one transaction
   (goal ≤ 1.15x); the synced figures include the on-commit write-through the caller waits for;
-* replay of 100k pending intents (goal ≥ 20k intents/s) and warming after FLUSHDB (goal ≥ 50k
-  rows/s).
+* replay of 100k pending intents and warming after FLUSHDB, each against its floor measured in
+  the same run on the same keys (``bench/floors.py``: the payloads ready, pipelined EVALSHA of
+  the CAS script in the engine's batches), goal ≥ 0.5x, with the CPU of every process.
 
 Each section also prints the CPU seconds every process spent on it (this one, PostgreSQL's
 backends, Redis: ``bench/processes.py``) and the load average, so a slow machine shows apart
 from a slow path.
 
 Options: ``--quick`` (a tenth of the work, to try the script), ``--profile SECTION`` (where one
-engine path spends its time: by round trip, then cProfile; see ``bench/profiling.py``).
+engine path spends its time: by round trip, then cProfile; see ``bench/profiling.py``),
+``--only SECTION`` (repeatable: those sections alone).
 
 It creates and removes its own rows (SKUs ``bench:…``) and its twin table (``bench/fixtures.py``);
 nothing here asserts on a timing.
@@ -26,10 +28,13 @@ nothing here asserts on a timing.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import operator
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -53,6 +58,7 @@ from bench.fixtures import (
     touch_outage_rows,
     vacuum,
 )
+from bench.floors import floor_row, outage_floor, read_write_floor, table_floor, write_floor
 from bench.harness import (
     ROOT,
     Environment,
@@ -63,17 +69,17 @@ from bench.harness import (
     machine_lines,
     ratio_row,
     setup_django,
-    throughput_row,
     timed,
 )
-from bench.processes import Processes
+from bench.processes import Processes, Usage
 
 SECTIONS = ("read", "save", "batch", "replay", "warm")
 
 # Issue 21's goals, as ratios to the floor measured in the same run; today's ratio is
 # printed first (the "ratio" column), the goal beside it.
 READ_GOAL, SAVE_GOAL, BATCH_GOAL = 1.3, 1.5, 1.15
-REPLAY_GOAL, WARM_GOAL = 20_000, 50_000
+# replay and warm: a ratio to the pipelined-EVALSHA floor of the same keys
+REPLAY_GOAL, WARM_GOAL = 0.5, 0.5
 
 
 # --------------------------------------------------------------------------- the sections
@@ -321,39 +327,122 @@ def bench_batches(table: Table, pools: Pools, sizes: Sizes, processes: Processes
     )
 
 
-def bench_replay(table: Table, sizes: Sizes) -> None:
+@dataclass
+class Measured:
+    """One timed pass: items per second, this process' CPU share, CPU of every process."""
+
+    rate: float
+    cpu_share: float
+    usage: Usage
+
+
+def measured(processes: Processes, label: str, operation, items=len) -> tuple[Measured, object]:
+    """Time ``operation``; ``items(result)`` is how many items it did."""
+    with processes.measure(label) as usage:
+        seconds, cpu, result = timed(operation)
+    return Measured(items(result) / seconds, cpu / seconds, usage), result
+
+
+def floor_rows(
+    table: Table,
+    runs: list[dict[str, Measured]],
+    *,
+    name: str,
+    measurement: str,
+    unit: str,
+    goal: float,
+    batch: int,
+) -> None:
+    """The engine's figure as a ratio to the floor of the same run (median run by ratio),
+    the floors themselves, and the CPU of every process in that run."""
+    ratios = [run[name].rate / run["floor"].rate for run in runs]
+    middle = sorted(range(len(runs)), key=ratios.__getitem__)[len(runs) // 2]
+    run = runs[middle]
+    table.add(
+        floor_row(
+            f"floor: pipelined EVALSHA of cas_write.lua, same keys, batches of {batch:,}",
+            run["floor"].rate,
+            run["floor"].rate,
+            unit,
+            cpu_share=run["floor"].cpu_share,
+        )
+    )
+    table.add(
+        floor_row(
+            "  floor + one set-based PostgreSQL read and the encoding per batch",
+            run["read floor"].rate,
+            run["floor"].rate,
+            unit,
+            cpu_share=run["read floor"].cpu_share,
+        )
+    )
+    table.add(
+        floor_row(
+            measurement,
+            run[name].rate,
+            run["floor"].rate,
+            unit,
+            goal=goal,
+            cpu_share=run[name].cpu_share,
+        )
+    )
+    table.notes.append(
+        f"{name}, ratio to the floor per run, in order: "
+        + ", ".join(f"{ratio:.2f}x" for ratio in ratios)
+    )
+    table.notes.extend(measured.usage.describe() for measured in run.values())
+
+
+def bench_replay(table: Table, sizes: Sizes, processes: Processes) -> None:
+    from django.conf import settings
+
+    from sync.cache import store
     from sync.cache.replay import replay_pending
 
     log(f"replay: creating {sizes.outage:,} rows with their intents pending …")
     create_seconds, _cpu, _ = timed(lambda: create_outage(sizes))
-    rates, shares, claimed, batches = [], [], 0, 0
+    batch = settings.SYNC_REPLAY_BATCH
+    runs: list[dict[str, Measured]] = []
+    claimed, batches = 0, 0
     for run in range(sizes.runs):
         if run:
             touch_outage_rows()
         vacuum()
         pending = pending_intents()
-        log(f"replay run {run + 1}/{sizes.runs}: {pending:,} pending intents …")
-        seconds, cpu, result = timed(lambda: replay_pending(include_not_due=True))
-        rates.append(result.written / seconds)
-        shares.append(cpu / seconds)
+        log(f"replay run {run + 1}/{sizes.runs}: {pending:,} pending intents, then the floors …")
+        found: dict[str, Measured] = {}
+        found["replay"], result = measured(
+            processes,
+            f"replay run {run + 1}",
+            functools.partial(replay_pending, include_not_due=True),
+            items=operator.attrgetter("written"),
+        )
         claimed, batches = result.claimed, result.batches
         if result.failed or pending_intents():
             table.notes.append(f"replay run {run + 1}: {result} — queue not empty afterwards")
-    middle = sorted(range(len(rates)), key=rates.__getitem__)[len(rates) // 2]
+        # The floors rewrite the same keys at the versions replay has just written.
+        floor = outage_floor(batch_size=batch, source=store.REPLAY)
+        found["floor"], _ = measured(
+            processes, "its floor", functools.partial(write_floor, floor), items=int
+        )
+        found["read floor"], _ = measured(
+            processes, "its floor + read", functools.partial(read_write_floor, floor), items=int
+        )
+        runs.append(found)
     table.section(
         f"replay of {sizes.outage:,} pending intents (replay_pending, batches of "
-        f"{claimed // max(batches, 1):,}), median of {sizes.runs} runs, in order: "
-        + ", ".join(f"{rate:,.0f}" for rate in rates)
-        + " intents/s"
+        f"{claimed // max(batches, 1):,}) against the floor of the same keys, each run "
+        f"measured with its floors, median of {sizes.runs} by ratio; intents/s in order: "
+        + ", ".join(f"{run['replay'].rate:,.0f}" for run in runs)
     )
-    table.add(
-        throughput_row(
-            "replay throughput until the queue is empty",
-            rates[middle],
-            "intents",
-            REPLAY_GOAL,
-            cpu_share=shares[middle],
-        )
+    floor_rows(
+        table,
+        runs,
+        name="replay",
+        measurement="replay until the queue is empty",
+        unit="intents",
+        goal=REPLAY_GOAL,
+        batch=batch,
     )
     table.notes.append(
         f"creating the {sizes.outage:,} outage rows (bulk_create with both "
@@ -361,31 +450,51 @@ def bench_replay(table: Table, sizes: Sizes) -> None:
     )
 
 
-def bench_warm(table: Table, sizes: Sizes, env: Environment) -> None:
+def bench_warm(table: Table, sizes: Sizes, env: Environment, processes: Processes) -> None:
+    from django.conf import settings
+
+    from sync.cache import store
     from sync.cache.maintenance import verify_models, warm_models
 
-    rates, shares, rows, how = [], [], 0, ""
+    batch = settings.SYNC_WARM_BATCH
+    runs: list[dict[str, Measured]] = []
+    rows, how = 0, ""
     vacuum()
+    floor = table_floor(batch_size=batch, source=store.WARM)
     for run in range(sizes.runs):
+        log(f"warm run {run + 1}/{sizes.runs} and its floors, each after a flush …")
+        found: dict[str, Measured] = {}
+        # Each pass starts from an empty cache, so each creates the keys, as a warm does.
         how = clear_cache(own_server="cache" in env.embedded)
-        log(f"warm run {run + 1}/{sizes.runs} after {how.split(' ')[0]} …")
-        seconds, cpu, progress = timed(lambda: warm_models([LABEL]))
-        rows = progress[0].done
-        rates.append(rows / seconds)
-        shares.append(cpu / seconds)
-    middle = sorted(range(len(rates)), key=rates.__getitem__)[len(rates) // 2]
-    table.section(
-        f"warm {LABEL} after {how}: {rows:,} rows, median of {sizes.runs} runs, in "
-        "order: " + ", ".join(f"{rate:,.0f}" for rate in rates) + " rows/s"
-    )
-    table.add(
-        throughput_row(
-            "warm throughput (sync_warm's service)",
-            rates[middle],
-            "rows",
-            WARM_GOAL,
-            cpu_share=shares[middle],
+        found["floor"], _ = measured(
+            processes, "warm's floor", functools.partial(write_floor, floor), items=int
         )
+        clear_cache(own_server="cache" in env.embedded)
+        found["read floor"], _ = measured(
+            processes, "warm's floor + read", functools.partial(read_write_floor, floor), items=int
+        )
+        clear_cache(own_server="cache" in env.embedded)
+        found["warm"], _ = measured(
+            processes,
+            f"warm run {run + 1}",
+            functools.partial(warm_models, [LABEL]),
+            items=lambda progress: progress[0].done,
+        )
+        runs.append(found)
+    rows = floor.rows
+    table.section(
+        f"warm {LABEL} after {how}: {rows:,} rows, against the floor of the same keys (each "
+        f"pass after a flush), median of {sizes.runs} by ratio; rows/s in order: "
+        + ", ".join(f"{run['warm'].rate:,.0f}" for run in runs)
+    )
+    floor_rows(
+        table,
+        runs,
+        name="warm",
+        measurement="warm (sync_warm's service)",
+        unit="rows",
+        goal=WARM_GOAL,
+        batch=batch,
     )
     log("verifying Redis against PostgreSQL …")
     table.notes.append(f"after the run, sync_verify: {verify_models([LABEL])[0]}")
@@ -525,13 +634,20 @@ def run(args: argparse.Namespace, env: Environment) -> int:
         )
         processes = Processes.discover()
         table.notes.append(processes.names())
+        sections = {
+            "read": lambda: (
+                bench_reads(table, pools, sizes, processes),
+                bench_cacheops(table, pools, sizes),
+            ),
+            "save": lambda: bench_saves(table, pools, sizes, processes),
+            "batch": lambda: bench_batches(table, pools, sizes, processes),
+            "replay": lambda: bench_replay(table, sizes, processes),
+            "warm": lambda: bench_warm(table, sizes, env, processes),
+        }
         try:
-            bench_reads(table, pools, sizes, processes)
-            bench_cacheops(table, pools, sizes)
-            bench_saves(table, pools, sizes, processes)
-            bench_batches(table, pools, sizes, processes)
-            bench_replay(table, sizes)
-            bench_warm(table, sizes, env)
+            for name, section in sections.items():
+                if not args.only or name in args.only:
+                    section()
         finally:
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             table.notes.append(f"load average at the end: {load}")
@@ -549,6 +665,12 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         choices=SECTIONS,
         help="where one engine path spends its time, instead of the table",
+    )
+    parser.add_argument(
+        "--only",
+        choices=SECTIONS,
+        action="append",
+        help="run this section only (repeatable); every section by default",
     )
     args = parser.parse_args(argv)
     env = setup_django()

@@ -41,6 +41,7 @@ class Breakdown:
         from django.db import connections
 
         from sync.cache import connection as redis_connection
+        from sync.cache.ahead import ReadAhead
 
         clock = time.perf_counter_ns
         conn = connections["default"]
@@ -81,9 +82,22 @@ class Breakdown:
             finally:
                 self.add(f"Redis {operation.__qualname__.split('.')[0]}", clock() - start)
 
+        # NOTE: replay and warm read ahead on a thread of their own (sync.cache.ahead), whose
+        # statements this process' connection does not see: the time the caller waits for
+        # the next batch is counted instead.
+        original_next = ReadAhead.__next__
+
+        def next_batch(reader):
+            start = clock()
+            try:
+                return original_next(reader)
+            finally:
+                self.add("waiting for the batch read ahead (thread)", clock() - start)
+
         conn.commit = commit
         redis_connection.run = run
         outbox.prepared_fetchall = prepared
+        ReadAhead.__next__ = next_batch
         try:
             with conn.execute_wrapper(on_sql):
                 yield
@@ -91,6 +105,7 @@ class Breakdown:
             del conn.commit
             redis_connection.run = original_run
             outbox.prepared_fetchall = original_prepared
+            ReadAhead.__next__ = original_next
 
     def render(self, wall_ns: int, operations: int, unit: str) -> str:
         lines = [

@@ -32,6 +32,7 @@ soft-deleted one is written as a tombstone, as the keyset pass would.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -43,10 +44,11 @@ from typing import Literal, cast
 from django.conf import settings
 
 from sync.cache import connection, popularity, store
+from sync.cache.ahead import read_ahead
 from sync.cache.declaration import SyncSpec, synced_models
 from sync.cache.exceptions import CacheUnavailableError
 from sync.cache.keys import warm_key
-from sync.cache.warming import captured, count_rows, iter_rows, rows_by_pk, write_batch
+from sync.cache.warming import count_rows, prepared, rows_by_pk, write_batch, write_prepared
 
 logger = logging.getLogger(__name__)
 
@@ -257,18 +259,23 @@ def _run(
         after = cursor.get(spec.label)
         if after is True:
             continue
-        for batch, marks in captured(iter_rows(spec, batch_size, after=after)):
-            write_batch(spec, batch, marks)
-            done, written, cursor[spec.label] = (
-                done + len(batch),
-                written + len(batch),
-                batch[-1][0],
-            )
-            if marks.lost or not record(done=done, cursor=json.dumps(cursor)):
-                return stopped()
-            if progress:
-                progress(WarmState(WARMING, done, total, running=True))
-            _pace(written, started)
+        # The next batch is read and encoded while this one is written (sync.cache.ahead).
+        batches = read_ahead(functools.partial(prepared, spec, batch_size, after))
+        try:
+            for batch in batches:
+                write_prepared(batch)
+                done, written, cursor[spec.label] = (
+                    done + len(batch.rows),
+                    written + len(batch.rows),
+                    batch.rows[-1][0],
+                )
+                if batch.marks.lost or not record(done=done, cursor=json.dumps(cursor)):
+                    return stopped()
+                if progress:
+                    progress(WarmState(WARMING, done, total, running=True))
+                _pace(written, started)
+        finally:
+            batches.close()
         cursor[spec.label] = True
     record(status=WARM, done=done, cursor=json.dumps(cursor), finished_at=repr(time.time()))
     logger.info("automatic warm finished: %s rows", done)

@@ -8,6 +8,7 @@ an intent that a newer transaction bumped meanwhile survives for its own write.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import psycopg
 from django.conf import settings
 from django.db import connections
+from django.db import models as djmodels
 from psycopg.types.datetime import TimestamptzLoader
 
 from sync.cache.codec import seal
@@ -86,8 +88,32 @@ def converters_for(spec: SyncSpec, using: str) -> list[Converter]:
     for name in spec.fields:
         field = concrete_field(spec.model, name)
         from_db = getattr(field, "from_db_value", None)
-        converters.append(_from_db_value(from_db, conn) if from_db else None)
+        if _plain_json(field):
+            converters.append(_json_value)
+        else:
+            converters.append(_from_db_value(from_db, conn) if from_db else None)
     return converters
+
+
+def _plain_json(field: models.Field[Any, Any]) -> bool:
+    """Django's own ``JSONField`` conversion with no decoder of its own: ``json.loads``."""
+    return (
+        isinstance(field, djmodels.JSONField)
+        and type(field).from_db_value is djmodels.JSONField.from_db_value
+        and field.decoder is None
+    )
+
+
+_decode_json = json.JSONDecoder().decode
+
+
+def _json_value(value: str | None) -> Any:
+    # NOTE: what JSONField.from_db_value does on PostgreSQL, without its checks for other
+    # backends (a JSON path expression's plain value, text that is not JSON): a jsonb column
+    # is always valid JSON text. It ran for every JSON value replay, warm and the
+    # write-through read: that conversion was a tenth of replay's own CPU, half of it
+    # Django's checks (bench/cache.py --profile replay).
+    return None if value is None else _decode_json(value)
 
 
 def _from_db_value(
@@ -434,14 +460,26 @@ class Claimed:
     created_at: datetime.datetime | None = field(default=None, compare=False)
 
 
+# A FROM item that turns off the WAL flush wait for the commit of the statement's own
+# transaction (``set_config(…, true)``: that transaction only).
+UNFLUSHED = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed"
+
+
 def claim(
-    limit: int, *, since: datetime.datetime, include_not_due: bool = False, using: str = "default"
+    limit: int,
+    *,
+    since: datetime.datetime,
+    include_not_due: bool = False,
+    using: str = "default",
+    settle: Sequence[RowState] = (),
 ) -> list[Claimed]:
     """Take up to ``limit`` due intents (SKIP LOCKED: concurrent replayers never share one).
 
     The claim pushes ``next_attempt_at`` out by a lease, so an intent whose replayer dies is
     taken again after the lease rather than lost. Intents claimed after ``since`` (the start
-    of this replay run) are not taken again in the same run.
+    of this replay run) are not taken again in the same run, so the intents of completed
+    writes this same statement deletes (``settle``, a data-modifying CTE, as
+    ``intent_states``'s) are never among those it claims.
     """
     due = "" if include_not_due else "AND next_attempt_at <= now()"
     return _claim(
@@ -451,6 +489,7 @@ def claim(
             LIMIT %s""",
         [since, limit],
         using,
+        settle,
     )
 
 
@@ -460,15 +499,30 @@ def claim_ids(ids: list[int], using: str = "default") -> list[Claimed]:
     return _claim("id = ANY(%s)", [ids], using)
 
 
-def _claim(which: str, params: list[Any], using: str) -> list[Claimed]:
+def _claim(
+    which: str, params: list[Any], using: str, settle: Sequence[RowState] = ()
+) -> list[Claimed]:
     """Lease the intents the condition ``which`` selects, skipping rows another transaction
     has locked; answers what each asks Redis to hold."""
-    with connections[using].cursor() as cursor:
+    settled, settled_params = settle_cte(settle) if settle else ("", [])
+    conn = connections[using]
+    # NOTE: a claim that is its own transaction (autocommit) commits without waiting for its
+    # WAL flush: a crash that loses a lease only makes its intents claimable again sooner
+    # (replaying them twice is harmless, I7). Inside a caller's transaction it changes
+    # nothing: the caller's writes keep their durability.
+    unflushed = "" if conn.in_atomic_block else UNFLUSHED
+    with conn.cursor() as cursor:
+        # NOTE: psycopg's C loader for the created_at of every claimed intent (the same aware
+        # datetimes, the session is UTC), as in prepared_fetchall: Django's Python one was a
+        # tenth of replay's own CPU time (bench/cache.py --profile replay).
+        cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         cursor.execute(
             f"""
+            {"WITH " + settled if settle else ""}
             UPDATE sync_retry_queue q
             SET next_attempt_at = now() + make_interval(secs => %s),
                 claimed_at = clock_timestamp()
+            {unflushed}
             WHERE q.id IN (
                 SELECT id FROM sync_retry_queue
                 WHERE {which}
@@ -476,7 +530,7 @@ def _claim(which: str, params: list[Any], using: str) -> list[Claimed]:
             )
             RETURNING q.model, q.object_pk, q.version, q.created_at
             """,  # noqa: S608 - constant text; every value is a parameter
-            [settings.SYNC_REPLAY_LEASE, *params],
+            [*settled_params, settings.SYNC_REPLAY_LEASE, *params],
         )
         return [Claimed(*row) for row in cursor.fetchall()]
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 
 from sync.cache import store, writer
+from sync.cache.ahead import read_ahead
 from sync.cache.declaration import SyncSpec, column
 from sync.cache.outbox import RowState, convert_row, converters_for, select_columns
 
@@ -99,17 +101,42 @@ def captured(batches: Iterator[list[WarmRow]]) -> Iterator[tuple[list[WarmRow], 
         yield batch, marks
 
 
-def write_batch(spec: SyncSpec, batch: list[WarmRow], marks: store.Marks) -> int:
-    """CAS-write one batch of ``iter_rows`` (one pipeline); how many rows were applied.
-    Redis data lost since ``marks`` were captured: the rows' intents again (``note_lost``)."""
+class Prepared(NamedTuple):
+    """One batch of ``iter_rows`` with the markers taken before its read, its row states and
+    its CAS writes, encoded: the rows' entries first, then their blind-index entries."""
+
+    rows: list[WarmRow]
+    marks: store.Marks
+    states: list[RowState]
+    writes: list[store.CacheWrite]
+
+
+def _prepare(spec: SyncSpec, batch: list[WarmRow], marks: store.Marks) -> Prepared:
     states = [RowState(spec.label, pk, version, values) for pk, version, values in batch]
-    rows = [s.to_write(spec) for s in states]
-    applied = store.write_many(
-        rows + [w for s in states for w in s.index_writes(spec)], marks=marks, source=store.WARM
-    )
-    if marks.lost:
-        writer.note_lost(states)
-    return sum(applied[: len(rows)])
+    writes = [s.to_write(spec) for s in states]
+    writes += [w for s in states for w in s.index_writes(spec)]
+    return Prepared(batch, marks, states, writes)
+
+
+def prepared(spec: SyncSpec, batch_size: int, after: str | None = None) -> Iterator[Prepared]:
+    """The batches of ``iter_rows``, each with its markers (``captured``) and encoded: what
+    the read-ahead thread produces, so the encoding overlaps the previous batch's write."""
+    for batch, marks in captured(iter_rows(spec, batch_size, after=after)):
+        yield _prepare(spec, batch, marks)
+
+
+def write_prepared(batch: Prepared) -> int:
+    """CAS-write one prepared batch (one pipeline); how many rows were applied. Redis data
+    lost since its markers were captured: the rows' intents again (``note_lost``)."""
+    applied = store.write_many(batch.writes, marks=batch.marks, source=store.WARM)
+    if batch.marks.lost:
+        writer.note_lost(batch.states)
+    return sum(applied[: len(batch.states)])
+
+
+def write_batch(spec: SyncSpec, batch: list[WarmRow], marks: store.Marks) -> int:
+    """CAS-write one batch of rows read after ``marks`` were captured (``write_prepared``)."""
+    return write_prepared(_prepare(spec, batch, marks))
 
 
 def count_rows(spec: SyncSpec) -> int:
@@ -124,9 +151,14 @@ def warm(
 ) -> WarmProgress:
     batch_size = batch_size or settings.SYNC_WARM_BATCH
     state = WarmProgress(spec.label, 0, count_rows(spec), 0)
-    for batch, marks in captured(iter_rows(spec, batch_size)):
-        state.written += write_batch(spec, batch, marks)
-        state.done += len(batch)
-        if progress:
-            progress(state)
+    # The next batch is read and encoded while this one is written (sync.cache.ahead).
+    batches = read_ahead(functools.partial(prepared, spec, batch_size))
+    try:
+        for batch in batches:
+            state.written += write_prepared(batch)
+            state.done += len(batch.rows)
+            if progress:
+                progress(state)
+    finally:
+        batches.close()
     return state
