@@ -12,9 +12,11 @@ the run reads it cannot slip a duplicate past it.
 
 from __future__ import annotations
 
+import os
 import pickle
 import tempfile
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import IO
 
 from sync.ingest.sources import Row, Source
@@ -63,6 +65,15 @@ class SpooledSource:
             except EOFError:
                 return
             yield from chunk
+
+    def path(self) -> str | None:
+        """A path another process opens the filled spool by (reader.py), or None. NOTE: the
+        spool has no name (gone with the run, even one killed); Linux's /proc opens it."""
+        if self._file is None:
+            return None
+        self._file.flush()
+        path = f"/proc/{os.getpid()}/fd/{self._file.fileno()}"
+        return path if Path(path).exists() else None
 
     def close(self) -> None:
         if self._file is not None:
