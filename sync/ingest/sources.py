@@ -419,6 +419,8 @@ class CsvSource:
     @contextlib.contextmanager
     def _reading(self, *, tentative: bool = False):
         text = self.prescan()
+        if csv.field_size_limit() < FIELD_LIMIT:  # NOTE: the reader process's csv module too
+            csv.field_size_limit(FIELD_LIMIT)
         try:
             raw = Path(self.location).open("rb", buffering=0)  # noqa: SIM115 - closed below
         except OSError as e:  # pragma: no cover - it was readable a moment ago (prescan)

@@ -148,19 +148,17 @@ class BatchLoading(RunConnection):
     def _reader_process(
         self, source: Source, validator: RowValidator, only: set[str] | None
     ) -> ReaderProcess | None:
-        """The reader process for this load, or None: a load of the whole sheet, at least
-        SYNC_INGEST_READER_PROCESS_ROWS rows (its start costs a fresh interpreter, ~0.5 s),
-        from a CSV file or a spool it can open itself."""
+        """The reader process for this load, or None: a load of the whole sheet of at least
+        SYNC_INGEST_READER_PROCESS_ROWS rows (0: never), from a CSV file or the spool."""
         least = settings.SYNC_INGEST_READER_PROCESS_ROWS
         if only is not None or not least or self.sheet_keys.total < least:
             return None
-        readable: object
-        if isinstance(source, CsvSource):
-            readable = source
-        elif isinstance(source, SpooledSource) and (path := source.path()) is not None:
-            readable = SpoolFile(path)
-        else:
-            return None
+        # NOTE: any other source is spooled by now (run.py: the pre-scan fills the spool).
+        readable = (
+            source
+            if isinstance(source, CsvSource)
+            else SpoolFile(cast("SpooledSource", source).path())
+        )
         job = ReadJob(
             readable, self.config, validator, self.sheet_keys.duplicates, self.run.batch_size
         )

@@ -16,7 +16,6 @@ import os
 import pickle
 import tempfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import IO
 
 from sync.ingest.sources import Row, Source
@@ -66,14 +65,14 @@ class SpooledSource:
                 return
             yield from chunk
 
-    def path(self) -> str | None:
-        """A path another process opens the filled spool by (reader.py), or None. NOTE: the
-        spool has no name (gone with the run, even one killed); Linux's /proc opens it."""
+    def path(self) -> str:
+        """A path another process opens the filled spool by (reader.py). NOTE: the spool
+        has no name (it goes with the run, even a killed one); Linux's /proc opens it."""
         if self._file is None:
-            return None
+            msg = "not spooled yet: the pre-scan spools the sheet"
+            raise RuntimeError(msg)
         self._file.flush()
-        path = f"/proc/{os.getpid()}/fd/{self._file.fileno()}"
-        return path if Path(path).exists() else None
+        return f"/proc/{os.getpid()}/fd/{self._file.fileno()}"
 
     def close(self) -> None:
         if self._file is not None:
