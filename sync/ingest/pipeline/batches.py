@@ -169,7 +169,6 @@ class BatchLoading(RunConnection):
         """The reader's timings into the run's, its read's digest into the source."""
         self.phase_ms["fetch"] = self.phase_ms.get("fetch", 0.0) + stats.fetch_ms
         self.phase_ms["validate"] = self.phase_ms.get("validate", 0.0) + stats.validate_ms
-        self.reader_stats = stats
         if isinstance(source, CsvSource):
             source.read_digest = stats.read_digest
 

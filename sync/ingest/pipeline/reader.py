@@ -31,6 +31,8 @@ from typing import Any
 from sync.ingest.exceptions import IngestError
 from sync.ingest.reader_boot import serve
 
+# The last reader's report in this process (the benchmark prints its CPU time and memory).
+last_stats: ReaderStats | None = None
 POLL_SECONDS = 0.5  # how often a wait for the next batch looks whether the reader still lives
 STOP_SECONDS = 5.0  # how long a reader asked to stop may take before it is killed
 
@@ -102,7 +104,8 @@ class ReaderProcess:
             elif kind == "error":
                 raise payload
             else:
-                self.stats = payload
+                global last_stats  # NOTE: the benchmark's window into the reader
+                self.stats = last_stats = payload
                 return
 
     def close(self) -> None:
