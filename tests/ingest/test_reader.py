@@ -6,6 +6,7 @@ runs and partial ones stay in the run's own process."""
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import pickle
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from buyers.models import Buyer
 from devtools.sheets import BUYER_HEADERS, buyer_rows, write_xlsx
-from sync.ingest.exceptions import IngestError
+from sync.ingest.exceptions import IngestError, SourceFileError
 from sync.ingest.pipeline import reader, request_cancel, run_ingest
 from sync.ingest.pipeline.reader import ReaderProcess, ReadJob, SpoolFile, run_job
 from sync.ingest.pipeline.spool import SpooledSource
@@ -147,6 +148,7 @@ def test_a_reader_that_does_not_stop_is_killed(monkeypatch, buyers_sheet, tmp_pa
 
     config = get_source("buyers")
     validator = RowValidator(config, _columns(config), source.headers())
+    monkeypatch.setattr(reader, "POLL_SECONDS", 0.001)  # it looks while the reader starts
     process = ReaderProcess(ReadJob(source, config, validator, {}, 5), depth=1)
     first = next(iter(process))
     assert first[0] is None and first[1].valid
@@ -167,9 +169,21 @@ class Unpicklable(Exception):  # noqa: N818 - a test's error
         self.callback = lambda: None
 
 
+class KeywordOnly(Exception):  # noqa: N818 - pickles, and cannot be unpickled
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class BrokenSource:
+    def __init__(self, error: type[Exception]) -> None:
+        self.error = error
+
     def rows(self):
-        raise Unpicklable
+        if self.error is KeywordOnly:
+            msg = "cannot be read back"
+            raise KeywordOnly(msg, code="x")
+        raise self.error
 
 
 def test_the_readers_work_in_this_process_errors_stop_and_the_spool(buyers_sheet, tmp_path) -> None:
@@ -193,12 +207,22 @@ def test_the_readers_work_in_this_process_errors_stop_and_the_spool(buyers_sheet
     run_job(pickle.dumps(ReadJob(source, config, validator, {}, 5)), sent.append, lambda: True)
     assert sent == []  # asked to stop: nothing more sent
 
-    job = ReadJob(BrokenSource(), config, validator, {}, 5)
-    run_job(pickle.dumps(job), sent.append, lambda: False)
-    kind, error = pickle.loads(sent[0])  # noqa: S301 - this test's own
-    assert kind == "error"
-    assert isinstance(error, IngestError)
-    assert str(error) == "the reader process failed: Unpicklable: cannot be sent"
+    for error, text in ((Unpicklable, "cannot be sent"), (KeywordOnly, "cannot be read back")):
+        sent.clear()
+        run_job(
+            pickle.dumps(ReadJob(BrokenSource(error), config, validator, {}, 5)),
+            sent.append,
+            lambda: False,
+        )
+        kind, raised = pickle.loads(sent[0])  # noqa: S301 - this test's own
+        assert kind == "error"
+        assert isinstance(raised, IngestError)
+        assert str(raised) == f"the reader process failed: {error.__name__}: {text}"
+    # A file error reaches the run as raised, with its code and line.
+    raised = pickle.loads(pickle.dumps(SourceFileError("cut short", code="unreadable", line=7)))  # noqa: S301
+    assert (str(raised), raised.code, raised.line) == ("cut short", "unreadable", 7)
+    # The forkserver's preload, imported where Django is set up, does nothing.
+    importlib.import_module("sync.ingest.reader_preload")
 
     spooled = SpooledSource(source)
     with pytest.raises(RuntimeError, match="not spooled"):
