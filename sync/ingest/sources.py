@@ -19,7 +19,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +30,7 @@ from django.conf import settings
 from sync.ingest.exceptions import SourceConfigError, SourceFileError, SourceUnavailableError
 
 if TYPE_CHECKING:
+    from sync.ingest.calamine import Plan
     from sync.ingest.source_definitions import SourceConfig
 from sync.redaction import RedactPiiFilter
 
@@ -576,7 +577,7 @@ class XlsxSource:
         self.expected = tuple(expected_headers)
         self.reader = reader
         self.read_by = ""  # the reader of the last read, and why not calamine (describe)
-        self._plan = None
+        self._plan: Plan | None = None
 
     def _sheet(self):
         import openpyxl
@@ -614,7 +615,7 @@ class XlsxSource:
         described = {"worksheet": self.worksheet or "(the first)"}
         return {**described, "reader": self.read_by} if self.read_by else described
 
-    def _calamine_plan(self):
+    def _calamine_plan(self) -> Plan | None:
         """calamine's plan for the sheet (ingest/calamine.py), or None: openpyxl reads it
         (by the setting, or because it is what reports a file that is not a workbook)."""
         if self.reader != "auto":
@@ -632,7 +633,7 @@ class XlsxSource:
         self.read_by = f"openpyxl: {self._plan.reason}" if self._plan.reason else "python-calamine"
         return None if self._plan.reason else self._plan
 
-    def _read(self) -> Iterator[tuple[int, list[str]]]:
+    def _read(self) -> Generator[tuple[int, list[str]], None, None]:
         """(row number, cells) of every row, by calamine while it can vouch for them, then
         (or from the start) by openpyxl."""
         last = 0
