@@ -231,3 +231,17 @@ def test_the_readers_work_in_this_process_errors_stop_and_the_spool(buyers_sheet
     assert list(SpoolFile(spooled.path()).rows()) == list(source.rows())
     spooled.close()
     assert Path(tmp_path).exists()
+
+
+def test_a_large_file_starts_the_readers_server_ahead(settings, tmp_path) -> None:
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"x" * reader.WARM_BYTES)
+    small = tmp_path / "small.csv"
+    small.write_bytes(b"x")
+    assert reader.warm_up("csv", str(big))
+    assert not reader.warm_up("csv", str(small))
+    assert not reader.warm_up("csv", str(tmp_path / "gone.csv"))
+    assert not reader.warm_up("sheets", "a-spreadsheet-id")
+    settings.SYNC_INGEST_READER_PROCESS_ROWS = 0
+    assert not reader.warm_up("csv", str(big))
+    reader._start_server()  # what the thread runs: the server is up (or was already)
