@@ -519,8 +519,10 @@ if SYNC_INGEST_XLSX_READER not in {"auto", "openpyxl"}:
     _msg = f"SYNC_INGEST_XLSX_READER={SYNC_INGEST_XLSX_READER!r}: use auto or openpyxl"
     raise ImproperlyConfigured(_msg)
 # A run of at least this many rows reads, validates and encodes its batches in a second
-# process (both cores; docs/ingestion.md, "The reader process"); 0: never.
-SYNC_INGEST_READER_PROCESS_ROWS = env.int("SYNC_INGEST_READER_PROCESS_ROWS", default=20_000)
+# process (docs/ingestion.md, "The reader process"); 0 (the default): never. NOTE: off, as
+# measured on two cores shared with PostgreSQL (bench/README.md): the other core is busy
+# already, and a read-ahead thread in the run's process was faster (CSV and XLSX).
+SYNC_INGEST_READER_PROCESS_ROWS = env.int("SYNC_INGEST_READER_PROCESS_ROWS", default=0)
 if SYNC_INGEST_READER_PROCESS_ROWS < 0:
     _msg = (
         f"SYNC_INGEST_READER_PROCESS_ROWS={SYNC_INGEST_READER_PROCESS_ROWS}: a number of rows "

@@ -234,6 +234,7 @@ def test_the_readers_work_in_this_process_errors_stop_and_the_spool(buyers_sheet
 
 
 def test_a_large_file_starts_the_readers_server_ahead(settings, tmp_path) -> None:
+    settings.SYNC_INGEST_READER_PROCESS_ROWS = 20_000
     big = tmp_path / "big.csv"
     big.write_bytes(b"x" * reader.WARM_BYTES)
     small = tmp_path / "small.csv"
