@@ -9,9 +9,11 @@ REDIS_URL), each figure beside its floor, the same rows through the minimum set-
   the same-work floor (goal ≥ 0.5x); plain ``COPY`` of the file and django-import-export
   (the ``bench`` extra, on 10k rows: at its speed 100k would take minutes) as references;
 * re-ingesting the same unchanged 100k rows against the unchanged floor (goal ≥ 0.7x);
-* the 4,140-row incident sheet end to end (goal < 0.5 s), and a 100k-row XLSX;
-* peak RSS of a run on 10k, 100k and 1M-row CSVs, each in a process of its own (goal: flat,
-  < 150 MB at 1M).
+* the 4,140-row incident sheet end to end (goal < 0.5 s), and a 100k-row XLSX through
+  today's path (openpyxl, in the run's process) and the new one (python-calamine, the reader
+  process) in the same run (goal ≥ 3x), with the CPU of every process, and reading alone;
+* peak RSS of a run on 10k, 100k and 1M-row CSVs, each in a process of its own, and of its
+  reader process (goal: flat, < 150 MB at 1M); the 100k file also without the reader process.
 
 Every measurement notes its wall time, the CPU seconds of each process group (this process and
 its children, PostgreSQL, Redis: ``bench/processes.py``) and the load average; a missed goal
@@ -131,8 +133,10 @@ def _import_export(path: Path, rows: int) -> float | None:
     return elapsed
 
 
-def _rss(path: Path) -> float:
-    """Peak RSS (MB) of a child process running one ingest of ``path``.
+def _rss(path: Path, reader_rows: int | None = None) -> dict:
+    """Peak RSS (MB) of a child process running one ingest of ``path``, and of its reader
+    process if it had one (``reader_rows``: SYNC_INGEST_READER_PROCESS_ROWS, None: the
+    default; 0: no reader process).
 
     NOTE: VmHWM (the peak of the process's own memory), not ``getrusage().ru_maxrss``: Linux
     carries ru_maxrss across exec, so a child would report at least the RSS this (parent)
@@ -145,11 +149,16 @@ def _rss(path: Path) -> float:
         f"seconds, run = _ingest(__import__('pathlib').Path({str(path)!r}))\n"
         "hwm = next(int(line.split()[1]) for line in open('/proc/self/status')"
         " if line.startswith('VmHWM:'))\n"
-        "import json; print(json.dumps({'rss': hwm / 1024,"
+        "from sync.ingest.pipeline import reader\n"
+        "child = reader.last_stats.peak_rss_kb / 1024 if reader.last_stats else None\n"
+        "import json; print(json.dumps({'rss': hwm / 1024, 'reader_rss': child,"
         " 'seconds': seconds, 'status': run.status, 'rows': run.rows_done}))"
     )
+    env = dict(os.environ)
+    if reader_rows is not None:
+        env["SYNC_INGEST_READER_PROCESS_ROWS"] = str(reader_rows)
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -186,6 +195,92 @@ def floor_row(
         "met" if ratio >= goal else "MISSED",
         f"{rows / seconds:,.0f} rows/s",
         f"floor {rows / floor_seconds:,.0f} rows/s",
+    )
+
+
+def _rss_row(table: Table, size: int, found: dict, reader_rows: int | None) -> None:
+    reader = found["reader_rss"]
+    where = (
+        f"run {found['rss']:.0f} MB + reader {reader:.0f} MB"
+        if reader is not None
+        else f"run {found['rss']:.0f} MB, no reader process"
+    )
+    million = size >= 1_000_000
+    table.add(
+        Row(
+            f"{size:,} rows" + (", in the run's process" if reader_rows == 0 else ""),
+            f"{found['rss']:.0f} MB",
+            f"{size / found['seconds']:,.0f} rows/s",
+            where,
+            "< 150 MB (each)" if million else "flat",
+            ("met" if max(found["rss"], reader or 0) < 150 else "MISSED") if million else "",
+        )
+    )
+
+
+def _xlsx_rows(table: Table, folder: Path, n: int, batch: int | None) -> None:
+    """The same n-row XLSX through today's path (openpyxl, in the run's process) and the new
+    one (python-calamine; in the run's process, the default, and with the reader process), in
+    this run; and reading alone, both readers."""
+    from django.conf import settings
+
+    from bench.processes import Processes
+    from sync.ingest.pipeline import reader
+    from sync.ingest.sources import XlsxSource
+
+    xlsx_path = write_xlsx(folder / "buyers.xlsx", BUYER_HEADERS, buyer_rows(n, 0))
+    processes = Processes.discover()
+    saved = settings.SYNC_INGEST_XLSX_READER, settings.SYNC_INGEST_READER_PROCESS_ROWS
+    rates = {}
+    try:
+        for label, xlsx_reader, least in (
+            ("openpyxl, in the run's process (before)", "openpyxl", 0),
+            ("python-calamine, in the run's process", "auto", 0),
+            ("python-calamine + reader process", "auto", 1),
+        ):
+            settings.SYNC_INGEST_XLSX_READER, settings.SYNC_INGEST_READER_PROCESS_ROWS = (
+                xlsx_reader,
+                least,
+            )
+            _reset()
+            reader.last_stats = None
+            with processes.measure(f"XLSX new rows, {label}") as usage:
+                seconds, run = _ingest(xlsx_path, batch)
+            rates[label] = n / seconds
+            notes = usage.describe()
+            if reader.last_stats is not None:
+                notes += f"; the reader process {reader.last_stats.cpu_seconds:.2f} s CPU"
+            table.notes.append(notes)
+            phases = ", ".join(f"{k} {v / 1000:.2f}s" for k, v in run.phase_ms.items())
+            table.notes.append(f"XLSX, {label}: {seconds:.2f}s ({phases}); {run.status}")
+    finally:
+        settings.SYNC_INGEST_XLSX_READER, settings.SYNC_INGEST_READER_PROCESS_ROWS = saved
+    before = rates["openpyxl, in the run's process (before)"]
+    table.add(Row(f"{n:,}-row XLSX, new rows, openpyxl (before)", f"{before:,.0f} rows/s"))
+    for label in ("python-calamine, in the run's process", "python-calamine + reader process"):
+        after = rates[label]
+        table.add(
+            Row(
+                f"{n:,}-row XLSX, new rows, {label}",
+                f"{after:,.0f} rows/s",
+                f"before {before:,.0f} rows/s",
+                f"{after / before:.2f}x before",
+                "≥ 3x before",
+                "met" if after >= 3 * before else "MISSED",
+            )
+        )
+    read = {}
+    for name in ("openpyxl", "auto"):
+        start = time.perf_counter()
+        count = sum(1 for _row in XlsxSource(str(xlsx_path), reader=name).rows())
+        read[name] = count / (time.perf_counter() - start)
+    table.add(
+        Row(
+            f"{n:,}-row XLSX, reading only, python-calamine",
+            f"{read['auto']:,.0f} rows/s",
+            f"openpyxl {read['openpyxl']:,.0f} rows/s",
+            f"{read['auto'] / read['openpyxl']:.1f}x openpyxl",
+        )
     )
 
 
@@ -373,37 +468,21 @@ def main(argv: list[str] | None = None) -> int:
                     f"{run.created} created, {run.failed} failed",
                 )
             )
-            xlsx_path = write_xlsx(folder / "buyers.xlsx", BUYER_HEADERS, buyer_rows(n, 0))
-            _reset()
-            _wall, (seconds, run) = measured("XLSX, new rows", lambda: _ingest(xlsx_path, batch))
-            table.add(
-                _row(
-                    f"{n:,}-row XLSX, new rows",
-                    "",
-                    "",
-                    "",
-                    f"{n / seconds:,.0f} rows/s",
-                    "beside the CSV above",
-                )
-            )
+            _xlsx_rows(table, folder, n, batch)
 
-            table.section("peak RSS of one run (a process each)")
+            table.section(
+                "peak RSS of one run (a process each; + its reader process, when it has one)"
+            )
             sizes = [10_000 // scale, 100_000 // scale] + (
                 [] if args.skip_1m else [1_000_000 // scale]
             )
             for size in sizes:
                 path = write_csv(folder / f"rss{size}.csv", BUYER_HEADERS, buyer_rows(size, 0))
-                _wall, found = measured(f"RSS run of {size:,} rows", lambda p=path: _rss(p))
-                big = size >= 1_000_000
-                table.add(
-                    _row(
-                        f"{size:,} rows",
-                        f"{found['rss']:.0f} MB",
-                        "< 150 MB" if big else "flat",
-                        ("met" if found["rss"] < 150 else "MISSED") if big else "",
-                        f"{size / found['seconds']:,.0f} rows/s",
-                    )
-                )
+                # NOTE: the middle size also in the run's own process: the CSV pipeline with
+                # and without its reader process, side by side.
+                for least in (1, 0) if size == sizes[1] else (None,):
+                    found = _rss(path, least)
+                    _rss_row(table, size, found, least)
                 path.unlink()
             _reset()
             table.notes.append(payloads)

@@ -559,6 +559,24 @@ SYNC_INGEST_SHEETS_CHUNK_ROWS = env.int("SYNC_INGEST_SHEETS_CHUNK_ROWS", default
 SYNC_INGEST_SHEETS_TIMEOUT = env.float("SYNC_INGEST_SHEETS_TIMEOUT", default=30.0)
 SYNC_INGEST_SHEETS_CREDENTIALS = env.str("SYNC_INGEST_SHEETS_CREDENTIALS", default="")
 SYNC_INGEST_SHEETS_API_KEY = env.str("SYNC_INGEST_SHEETS_API_KEY", default="")
+# XLSX: "auto" reads with python-calamine where it reads what openpyxl reads (openpyxl for the
+# rest: formulas, error values, date and zero-padded formats; docs/ingestion.md), "openpyxl"
+# always with openpyxl.
+SYNC_INGEST_XLSX_READER = env.str("SYNC_INGEST_XLSX_READER", default="auto")
+if SYNC_INGEST_XLSX_READER not in {"auto", "openpyxl"}:
+    _msg = f"SYNC_INGEST_XLSX_READER={SYNC_INGEST_XLSX_READER!r}: use auto or openpyxl"
+    raise ImproperlyConfigured(_msg)
+# A run of at least this many rows reads, validates and encodes its batches in a second
+# process (docs/ingestion.md, "The reader process"); 0 (the default): never. NOTE: off, as
+# measured on two cores shared with PostgreSQL (bench/README.md): the other core is busy
+# already, and a read-ahead thread in the run's process was faster (CSV and XLSX).
+SYNC_INGEST_READER_PROCESS_ROWS = env.int("SYNC_INGEST_READER_PROCESS_ROWS", default=0)
+if SYNC_INGEST_READER_PROCESS_ROWS < 0:
+    _msg = (
+        f"SYNC_INGEST_READER_PROCESS_ROWS={SYNC_INGEST_READER_PROCESS_ROWS}: a number of rows "
+        "(0 or more; 0 reads in the run's own process)"
+    )
+    raise ImproperlyConfigured(_msg)
 CELERY_BEAT_SCHEDULE["sync-retry-records"] = {
     "task": "sync.ingest.tasks.retry_records",
     "schedule": SYNC_INGEST_RETRY_INTERVAL,

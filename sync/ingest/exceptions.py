@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 
 class IngestError(Exception):
     """Base of ingestion errors."""
@@ -33,6 +35,11 @@ class SourceFileError(SourceUnavailableError):
         super().__init__(message)
         self.code = code
         self.line = line
+
+    def __reduce__(self):
+        # NOTE: raised in the reader process and pickled to the run (pipeline/reader.py):
+        # the default pickling would call the class without its keyword-only ``code``.
+        return (functools.partial(type(self), code=self.code, line=self.line), self.args)
 
 
 class SyncAlreadyRunningError(IngestError):

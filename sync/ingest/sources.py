@@ -19,7 +19,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +30,7 @@ from django.conf import settings
 from sync.ingest.exceptions import SourceConfigError, SourceFileError, SourceUnavailableError
 
 if TYPE_CHECKING:
+    from sync.ingest.calamine import Plan
     from sync.ingest.source_definitions import SourceConfig
 from sync.redaction import RedactPiiFilter
 
@@ -419,6 +420,8 @@ class CsvSource:
     @contextlib.contextmanager
     def _reading(self, *, tentative: bool = False):
         text = self.prescan()
+        if csv.field_size_limit() < FIELD_LIMIT:  # NOTE: the reader process's csv module too
+            csv.field_size_limit(FIELD_LIMIT)
         try:
             raw = Path(self.location).open("rb", buffering=0)  # noqa: SIM115 - closed below
         except OSError as e:  # pragma: no cover - it was readable a moment ago (prescan)
@@ -552,19 +555,29 @@ def _not_a_workbook(location: str, head: bytes) -> str:
 
 
 class XlsxSource:
-    """openpyxl in read-only mode: rows stream from the zip, the workbook is never loaded.
+    """A workbook's sheet, read by python-calamine where it reads what openpyxl reads, by
+    openpyxl otherwise (``reader``: "auto"; "openpyxl" always; ingest/calamine.py says when).
 
+    openpyxl reads in read-only mode: rows stream from the zip, the workbook is never loaded.
     Cells are read with the values saved with the workbook (``data_only``); a formula that
     has none is marked (``FormulaRow``), never read as an empty cell."""
 
     kind = "xlsx"
 
     def __init__(
-        self, location: str, *, worksheet: str = "", expected_headers: tuple[str, ...] = ()
+        self,
+        location: str,
+        *,
+        worksheet: str = "",
+        expected_headers: tuple[str, ...] = (),
+        reader: str = "auto",
     ) -> None:
         self.location = location
         self.worksheet = worksheet
         self.expected = tuple(expected_headers)
+        self.reader = reader
+        self.read_by = ""  # the reader of the last read, and why not calamine (describe)
+        self._plan: Plan | None = None
 
     def _sheet(self):
         import openpyxl
@@ -599,7 +612,53 @@ class XlsxSource:
         second pass here would cost as much again (openpyxl, ~15% more for an XML check)."""
 
     def describe(self) -> dict:
-        return {"worksheet": self.worksheet or "(the first)"}
+        described = {"worksheet": self.worksheet or "(the first)"}
+        return {**described, "reader": self.read_by} if self.read_by else described
+
+    def _calamine_plan(self) -> Plan | None:
+        """calamine's plan for the sheet (ingest/calamine.py), or None: openpyxl reads it
+        (by the setting, or because it is what reports a file that is not a workbook)."""
+        if self.reader != "auto":
+            self.read_by = "openpyxl (SYNC_INGEST_XLSX_READER)"
+            return None
+        if self._plan is None:
+            from sync.ingest import calamine
+
+            head = _magic(self.location)
+            if not head.startswith(b"PK"):
+                return None  # openpyxl's path says what the file is instead
+            self._plan = calamine.plan(self.location, self.worksheet)
+            if self._plan.reason:
+                logger.info("%s: read with openpyxl: %s", self.location, self._plan.reason)
+        self.read_by = f"openpyxl: {self._plan.reason}" if self._plan.reason else "python-calamine"
+        return None if self._plan.reason else self._plan
+
+    def _read(self) -> Generator[tuple[int, list[str]], None, None]:
+        """(row number, cells) of every row, by calamine while it can vouch for them, then
+        (or from the start) by openpyxl."""
+        last = 0
+        sheet_plan = self._calamine_plan()
+        if sheet_plan is not None:
+            from sync.ingest import calamine
+
+            try:
+                for number, cells in calamine.rows(self.location, sheet_plan):
+                    yield number, cells
+                    last = number
+                return
+            except calamine.Doubt as e:
+                self.read_by = f"python-calamine to row {last}, openpyxl from row {e.row}: {e}"
+                logger.info("%s: %s", self.location, self.read_by)
+            except Exception as e:  # noqa: BLE001 - openpyxl reads it and says what is wrong
+                self.read_by = f"openpyxl: python-calamine failed ({_reason(e)})"
+                logger.info("%s: %s", self.location, self.read_by)
+        book, sheet = self._sheet()
+        try:
+            for number, cells in self._cells(book, sheet):
+                if number > last:
+                    yield number, cells
+        finally:
+            book.close()
 
     def _cells(self, book, sheet) -> Iterator[tuple[int, list[str]]]:
         """(row number, cells) of every row the sheet's XML holds, in order. Rows are not
@@ -607,9 +666,11 @@ class XlsxSource:
         number = 0
         try:
             with sheet._get_source() as stream:
+                # NOTE: the sheet's shared strings: the workbook's own list is empty when it is
+                # read only (every workbook Excel saves has shared strings).
                 parser = _formula_parser()(
                     stream,
-                    book.shared_strings,
+                    sheet._shared_strings,
                     data_only=True,
                     epoch=book.epoch,
                     date_formats=book._date_formats,
@@ -633,22 +694,22 @@ class XlsxSource:
             raise SourceFileError(msg, code="unreadable") from e
 
     def headers(self) -> list[str]:
-        book, sheet = self._sheet()
+        read = self._read()
         try:
-            first = next(self._cells(book, sheet), None)
+            first = next(read, None)
         finally:
-            book.close()
+            read.close()
         raw = first[1] if first is not None and first[0] == 1 else []
         return match_headers(raw, self.expected, self.location)
 
     def rows(self) -> Iterator[Row]:
-        book, sheet = self._sheet()
+        read = self._read()
         try:
-            for number, cells in self._cells(book, sheet):
+            for number, cells in read:
                 if number > 1 and (any(cells) or type(cells) is FormulaRow):
                     yield number, cells
         finally:
-            book.close()
+            read.close()
 
 
 _UNCOMPUTED = object()
@@ -895,7 +956,12 @@ def open_source(
             location, encoding=encoding, delimiter=delimiter, expected_headers=expected_headers
         )
     if kind == "xlsx":
-        return XlsxSource(location, worksheet=worksheet, expected_headers=expected_headers)
+        return XlsxSource(
+            location,
+            worksheet=worksheet,
+            expected_headers=expected_headers,
+            reader=settings.SYNC_INGEST_XLSX_READER,
+        )
     return SheetsSource(
         location, worksheet=worksheet, expected_headers=expected_headers, on_retry=on_retry
     )

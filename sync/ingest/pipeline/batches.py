@@ -25,6 +25,7 @@ from sync.ingest import retry
 from sync.ingest.pipeline.database import RunConnection, categorize, sqlstate
 from sync.ingest.pipeline.keys import SheetKeys
 from sync.ingest.pipeline.readahead import ReadAhead, in_turn
+from sync.ingest.pipeline.reader import ReaderProcess, ReaderStats, ReadJob, SpoolFile
 from sync.ingest.pipeline.spool import SpooledSource
 from sync.ingest.sources import CsvSource, Source
 from sync.ingest.upsert import BatchWriter, Progress
@@ -88,6 +89,7 @@ class BatchLoading(RunConnection):
     failed_keys: set[str]
     sheet_keys: SheetKeys
     through: BackgroundWriter
+    phase_ms: dict[str, float]
 
     if TYPE_CHECKING:
 
@@ -121,9 +123,11 @@ class BatchLoading(RunConnection):
         def check(batch: list) -> Checked:
             return self._check(batch, validator, writer)
 
-        # A source that logs its retries to the database is read on this thread, in turn.
+        # A source that logs its retries to the database is read on this thread, in turn; a
+        # large one that does not, in the reader process (reader.py), else on a thread.
         ahead = getattr(source, "on_retry", None) is None
-        checked_batches = (
+        process = self._reader_process(source, validator, only) if ahead else None
+        checked_batches = process or (
             ReadAhead(batches, check) if ahead else nullcontext(in_turn(batches, check))
         )
         with checked_batches as in_order:
@@ -134,10 +138,39 @@ class BatchLoading(RunConnection):
                     self.progress(self.run)
                 if self.run.cancel_requested:
                     raise Cancelled
+        if process is not None and process.stats is not None:
+            self._reader_finished(source, process.stats)
         if isinstance(source, CsvSource):
             read.checksum = source.read_digest
         if not isinstance(source, SpooledSource) and not read.same_read(self.sheet_keys):
             self._sheet_changed()
+
+    def _reader_process(
+        self, source: Source, validator: RowValidator, only: set[str] | None
+    ) -> ReaderProcess | None:
+        """The reader process for this load, or None: a load of the whole sheet of at least
+        SYNC_INGEST_READER_PROCESS_ROWS rows (0: never), from a CSV file or the spool."""
+        least = settings.SYNC_INGEST_READER_PROCESS_ROWS
+        if only is not None or not least or self.sheet_keys.total < least:
+            return None
+        # NOTE: any other source is spooled by now (run.py: the pre-scan fills the spool).
+        readable = (
+            source
+            if isinstance(source, CsvSource)
+            else SpoolFile(cast("SpooledSource", source).path())
+        )
+        job = ReadJob(
+            readable, self.config, validator, self.sheet_keys.duplicates, self.run.batch_size
+        )
+        logger.info("%s: run %s: batches read in a second process", self.config.name, self.run.pk)
+        return ReaderProcess(job)
+
+    def _reader_finished(self, source: Source, stats: ReaderStats) -> None:
+        """The reader's timings into the run's, its read's digest into the source."""
+        self.phase_ms["fetch"] = self.phase_ms.get("fetch", 0.0) + stats.fetch_ms
+        self.phase_ms["validate"] = self.phase_ms.get("validate", 0.0) + stats.validate_ms
+        if isinstance(source, CsvSource):
+            source.read_digest = stats.read_digest
 
     def _sheet_changed(self) -> None:
         """The sheet read for loading is not the one the pre-scan read: a duplicate key the
@@ -170,39 +203,11 @@ class BatchLoading(RunConnection):
     def _check(
         self, batch: list[tuple[int, list[str]]], validator: RowValidator, writer: BatchWriter
     ) -> Checked:
-        """The batch validated: its valid rows by key (and encoded for the statement), its
-        failed rows, and the rows a later row of the batch with the same key supersedes. No
-        database work (``ReadAhead``)."""
+        """``check_batch``, timed (``ReadAhead``: no database work)."""
         t = time.perf_counter()
-        valid: dict[str, ValidRow] = {}
-        failed: list[tuple[int, str, list[Issue]]] = []
-        superseded: list[tuple[int, str, int]] = []
-        duplicates = self.sheet_keys.duplicates
-        for row_number, cells in batch:
-            row, issues = validator.validate(row_number, cells)
-            if duplicates and (rows := duplicates.get(validator.key_of(cells))):
-                # The duplicate rule (keys.py): none of the rows holding the key is stored.
-                issues = [
-                    *issues,
-                    Issue(
-                        Category.CONFLICT,
-                        "duplicate_key",
-                        validator.key_header,
-                        f"is also on {_other_rows(rows, row_number)}: none of these "
-                        f"{len(rows)} rows is stored (keep the key on one row)",
-                    ),
-                ]
-                row = None
-            if row is None:
-                failed.append((row_number, self._safe_key(validator, cells), issues))
-                continue
-            earlier = valid.pop(row.key, None)
-            if earlier is not None:
-                superseded.append((earlier.row_number, row.key, row_number))
-            valid[row.key] = row
-        encoded = writer.encode(list(valid.values())) if valid else None
+        checked = check_batch(batch, validator, writer, self.sheet_keys.duplicates)
         self._time("validate", t)
-        return Checked(valid, failed, superseded, encoded)
+        return checked
 
     def _batch(self, checked: Checked, writer: BatchWriter) -> None:
         valid, failed, superseded, encoded = checked
@@ -428,14 +433,6 @@ class BatchLoading(RunConnection):
             total,
         )
 
-    def _safe_key(self, validator: RowValidator, cells: list[str]) -> str:
-        """The row's key for the logs, unless it is not a key at all (it might be PII)."""
-        key = validator.key_of(cells)
-        pattern = validator._key_pattern
-        if pattern is not None and not pattern.fullmatch(key):
-            return redact(key)[:64]
-        return key[:200]
-
     def _sample(self, rows: Iterable[ValidRow]) -> None:
         """A uniform sample of valid rows (a reservoir) for verification's field comparison.
 
@@ -460,6 +457,53 @@ class BatchLoading(RunConnection):
             self.sample[random.randrange(size)] = rows[self._next - seen]  # noqa: S311
             self._weight *= _draw(size)
             self._next += _gap(self._weight)
+
+
+def check_batch(
+    batch: list[tuple[int, list[str]]],
+    validator: RowValidator,
+    writer: BatchWriter,
+    duplicates: dict[str, list[int]],
+) -> Checked:
+    """The batch validated: its valid rows by key (and encoded for the statement), its failed
+    rows, and the rows a later row of the batch with the same key supersedes. No database
+    work: a thread (``ReadAhead``) or the reader process (reader.py) runs it."""
+    valid: dict[str, ValidRow] = {}
+    failed: list[tuple[int, str, list[Issue]]] = []
+    superseded: list[tuple[int, str, int]] = []
+    for row_number, cells in batch:
+        row, issues = validator.validate(row_number, cells)
+        if duplicates and (rows := duplicates.get(validator.key_of(cells))):
+            # The duplicate rule (keys.py): none of the rows holding the key is stored.
+            issues = [
+                *issues,
+                Issue(
+                    Category.CONFLICT,
+                    "duplicate_key",
+                    validator.key_header,
+                    f"is also on {_other_rows(rows, row_number)}: none of these "
+                    f"{len(rows)} rows is stored (keep the key on one row)",
+                ),
+            ]
+            row = None
+        if row is None:
+            failed.append((row_number, safe_key(validator, cells), issues))
+            continue
+        earlier = valid.pop(row.key, None)
+        if earlier is not None:
+            superseded.append((earlier.row_number, row.key, row_number))
+        valid[row.key] = row
+    encoded = writer.encode(list(valid.values())) if valid else None
+    return Checked(valid, failed, superseded, encoded)
+
+
+def safe_key(validator: RowValidator, cells: list[str]) -> str:
+    """The row's key for the logs, unless it is not a key at all (it might be PII)."""
+    key = validator.key_of(cells)
+    pattern = validator._key_pattern
+    if pattern is not None and not pattern.fullmatch(key):
+        return redact(key)[:64]
+    return key[:200]
 
 
 def _draw(size: int) -> float:

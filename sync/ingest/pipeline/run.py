@@ -30,6 +30,7 @@ from sync.ingest.pipeline.batches import BatchLoading, Cancelled, Counts
 from sync.ingest.pipeline.database import RunConnection
 from sync.ingest.pipeline.keys import KeysAhead, SheetKeys, read_key_lines, read_keys
 from sync.ingest.pipeline.lock import SourceLock, holder_of
+from sync.ingest.pipeline.reader import warm_up
 from sync.ingest.pipeline.spool import SpooledSource
 from sync.ingest.schema import SchemaReport, column_limits, compare_headers, scan_rows
 from sync.ingest.source_definitions import SourceConfig, get_source
@@ -195,6 +196,7 @@ class Ingestion(BatchLoading, RunConnection):
         spooled: SpooledSource | None = None
         try:
             source = source_for(self.config, self.kind, self.location, on_retry=self._network_retry)
+            warm_up(self.kind, self.location)  # the reader process, while this prepares
             # Read once (pipeline/spool.py): a workbook's XML parse, a Google Sheet's requests
             # cost the most of a run. A CSV file is cheaper to read again than to spool; its
             # two reads are compared by their bytes' digest (keys.py).

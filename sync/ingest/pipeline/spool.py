@@ -12,6 +12,7 @@ the run reads it cannot slip a duplicate past it.
 
 from __future__ import annotations
 
+import os
 import pickle
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -63,6 +64,15 @@ class SpooledSource:
             except EOFError:
                 return
             yield from chunk
+
+    def path(self) -> str:
+        """A path another process opens the filled spool by (reader.py). NOTE: the spool
+        has no name (it goes with the run, even a killed one); Linux's /proc opens it."""
+        if self._file is None:
+            msg = "not spooled yet: the pre-scan spools the sheet"
+            raise RuntimeError(msg)
+        self._file.flush()
+        return f"/proc/{os.getpid()}/fd/{self._file.fileno()}"
 
     def close(self) -> None:
         if self._file is not None:
