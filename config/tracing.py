@@ -61,8 +61,9 @@ def configure_tracing(*, exporter=None):
 
 class SyncopsInstrumentor:
     """Spans the libraries cannot see: the database COMMIT (psycopg traces statements, not
-    ``commit()``), the engine's write-through to Redis and its change events (both sent as
-    one raw buffer, past redis-py's pipeline that RedisInstrumentor wraps)."""
+    ``commit()``), the engine's write-through to Redis and its change events (sent as one raw
+    buffer, past redis-py's pipeline that RedisInstrumentor wraps: the write's span counts the
+    events it carried; ``events.append`` has a span of its own where events go alone)."""
 
     TARGETS = (
         ("django.db.backends.base.base", "BaseDatabaseWrapper.commit", "COMMIT"),
@@ -80,7 +81,13 @@ class SyncopsInstrumentor:
 
         def traced(name: str):
             def wrapper(wrapped, _instance, args, kwargs):
-                with tracer.start_as_current_span(name, kind=SpanKind.CLIENT):
+                with tracer.start_as_current_span(name, kind=SpanKind.CLIENT) as span:
+                    if name == "sync.cache.write":
+                        # The change events ride in the write's own round trip (``then``):
+                        # how many keys and events this one span carries.
+                        writes = args[0] if args else kwargs.get("writes", [])
+                        span.set_attribute("sync.cache.keys", len(writes))
+                        span.set_attribute("sync.cache.events", len(kwargs.get("then") or []))
                     return wrapped(*args, **kwargs)
 
             return wrapper

@@ -1,6 +1,6 @@
 """The event system's alerts: ``event_latency`` when a live SSE process's commit-to-delivery
 p99 reaches ``SYNC_EVENTS_LATENCY_ALERT_MS`` (here: a real delivery that an outage of the
-cache Redis delayed, replayed later), ``event_lag`` when a reader with clients is
+cache Redis delayed), ``event_lag`` when a reader with clients is
 ``SYNC_EVENTS_LAG_ALERT_SECONDS`` behind; each closed once its figure has recovered. And the
 records they read: stale ones ignored, old or unreadable ones deleted."""
 
@@ -55,24 +55,27 @@ def test_a_delivery_delayed_by_an_outage_raises_event_latency_and_recovery_close
             lambda: any(p.clients == 1 for p in event_stats.read_processes()),
             what="the client subscribed",
         )
-        redis_control.pause()  # the write-through of the next commit fails: replay delivers it
+        redis_control.pause()  # the write-through of the next commit times out
         try:
             _set_stock(part.pk, 4)
+            # NOTE: nothing reaches the client before the cache Redis runs again: either the
+            # resumed server runs the timed-out write-through's buffered commands (the change
+            # event rides in the same round trip, stamped with the commit), or replay delivers
+            # it later (stamped with the intent's created_at). Both are delayed by the outage.
+            paused_until = events.now_ms()
         finally:
             redis_control.resume()
         connection.reset_clients()  # this process's breaker opened; Redis is back
         intent = SyncIntent.objects.get(model="catalog.stocklevel", object_pk=str(part.pk))
         committed = int(intent.created_at.timestamp() * 1000)
-        delayed_by = events.now_ms() - committed  # the delivery comes later still
-        ops_check()
-        assert _open(Type.EVENT_LATENCY) is None  # nothing slow delivered yet
 
         from sync.cache.replay import replay_pending
 
         replay_pending(include_not_due=True)
         frame = json.loads(stream.next()["data"])
         assert frame["data"]["quantity"] == 4
-        assert frame["committed_at"] == committed
+        assert committed <= frame["committed_at"] <= paused_until
+        delayed_by = paused_until - frame["committed_at"]  # at least: delivered after that
         record = wait_until(
             lambda: next((p for p in event_stats.read_processes() if p.samples), None),
             what="the delivery in the record",
