@@ -81,3 +81,25 @@ def test_labels_of_queue_rows() -> None:
     intent = SyncIntent(model="catalog.part", object_pk="7", version=9, status="pending")
     assert str(intent) == "catalog.part:7 v9 (pending)"
     assert str(SyncFence(model="catalog.part", epoch=3)) == "catalog.part epoch 3"
+
+
+def test_a_json_field_with_a_decoder_of_its_own_keeps_it_on_the_fast_read_path() -> None:
+    """Replay, warm and the write-through convert jsonb with json's decoder directly, except
+    for a field with a decoder (or conversion) of its own: that one goes through the field."""
+    import json
+
+    from django.db import connection, models
+
+    from sync.cache import outbox
+
+    class DecimalDecoder(json.JSONDecoder):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, parse_float=decimal.Decimal, **kwargs)
+
+    own = models.JSONField(decoder=DecimalDecoder)
+    plain = models.JSONField()
+    assert outbox._plain_json(plain) and not outbox._plain_json(own)
+
+    convert = outbox._from_db_value(own.from_db_value, connection)
+
+    assert convert('{"price": 1.10}') == {"price": decimal.Decimal("1.10")}

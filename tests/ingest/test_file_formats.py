@@ -295,6 +295,22 @@ def test_a_cell_longer_than_csvs_field_limit_loads_into_a_text_column(settings, 
 
 
 @pytest.mark.usefixtures("default_field_limit")
+def test_rows_read_long_cells_where_the_prescan_ran_elsewhere(tmp_path) -> None:
+    """The reader process gets the source with its prescan done (in the run's process), so
+    its own csv module still has the default limit: reading the rows raises it too."""
+    path = tmp_path / "long.csv"
+    path.write_text("Buyer Number,Notes\nB-00001," + "n" * 200_000 + "\n", encoding="utf-8")
+    source = CsvSource(str(path))
+    source.prescan()
+    csv.field_size_limit(131_072)  # as in a fresh process
+
+    rows = list(source.rows())
+
+    [(number, cells)] = rows
+    assert number == 2 and [len(cell) for cell in cells] == [7, 200_000]
+
+
+@pytest.mark.usefixtures("default_field_limit")
 def test_a_header_longer_than_the_field_limit_is_read_when_sniffing(tmp_path) -> None:
     path = tmp_path / "office.csv"
     path.write_text("Buyer Number;" + "h" * 200_000 + "\nB-00001;x\n")

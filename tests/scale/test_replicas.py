@@ -354,3 +354,13 @@ def test_a_wal_position_past_a_page_header_counts_as_the_boundary():
     assert replicas.replay_end(3 * segment + 5 * page + 96, page, segment) == (
         3 * segment + 5 * page + 96
     )
+
+
+def test_health_checks_each_configured_replica_by_name(settings):
+    from sync.ops import health
+
+    settings.DATABASE_REPLICAS = ["replica", "replica_2"]
+
+    names = [repr(check.check) for check in health.checks()]
+
+    assert names[:3] == ["Database(alias='default')", "Database replica", "Database replica_2"]
