@@ -161,6 +161,7 @@ def test_health_says_the_broker_connection_failed_when_the_broker_dies_mid_check
     import shutil
     import tempfile
     import threading
+    from concurrent.futures import ThreadPoolExecutor
     from datetime import timedelta
     from pathlib import Path
 
@@ -177,19 +178,29 @@ def test_health_says_the_broker_connection_failed_when_the_broker_dies_mid_check
         # NOTE: Celery reads CELERY_BROKER_URL (the tests' broker) before its own setting.
         monkeypatch.setenv("CELERY_BROKER_URL", server.broker_url)
         app = Celery("dying", set_as_current=False)
+        # NOTE: an executor of the test's own: asyncio.run would wait for its default one's
+        # thread at the end, and a check stuck in the broker client would hold the test.
+        executor = ThreadPoolExecutor(max_workers=1)
         results: list = []
         check = threading.Thread(
             target=lambda: results.append(
-                asyncio.run(CeleryWorker(app=app, timeout=timedelta(seconds=20)).get_result())
+                asyncio.run(
+                    CeleryWorker(app=app, timeout=timedelta(seconds=20)).get_result(executor)
+                )
             )
         )
         check.start()
         watcher = redis.Redis(unix_socket_path=str(server.socket_path))
-        # The check is waiting for replies once its connection is there beside ours.
-        assert wait_until(lambda: len(watcher.client_list()) >= 2, timeout=10)
+        # The ping is sent and the check waits for replies (its BRPOP on the reply queue):
+        # the broker dies now, not while the ping is still being published (which the
+        # client would retry, reconnecting).
+        assert wait_until(
+            lambda: any(c.get("cmd") == "brpop" for c in watcher.client_list()), timeout=10
+        )
         watcher.close()
         server.kill()
         check.join(30)
+        executor.shutdown(wait=False)
         assert not check.is_alive()
     finally:
         server.stop()
