@@ -111,19 +111,6 @@ def floor_row(
     cpu_share: float | None = None,
 ):
     """A throughput as a ratio to its floor (higher is better), against a ≥ goal."""
-    from bench.harness import Row
+    from bench.harness import floor_row as row
 
-    ratio = per_second / floor_per_second
-    row = Row(
-        measurement,
-        f"{per_second:,.0f} {unit}/s",
-        f"floor {floor_per_second:,.0f} {unit}/s",
-        f"{ratio:.2f}x",
-        f"≥ {goal:.1f}x" if goal is not None else "",
-        "" if goal is None else ("met" if ratio >= goal else "MISSED"),
-    )
-    if cpu_share is not None:
-        row.cpu = (
-            f"{1e6 / per_second * cpu_share:,.1f} µs/{unit.rstrip('s')} ({cpu_share:.0%} of wall)"
-        )
-    return row
+    return row(measurement, per_second, "floor", floor_per_second, goal, unit, cpu_share=cpu_share)

@@ -8,6 +8,7 @@ Servers it started are stopped at the end; servers that were already running are
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import signal
@@ -256,6 +257,17 @@ def _row_key(row: dict[str, str]) -> tuple[str, ...]:
     return (row["section"], row["measurement"], row["value"], row["goal"])
 
 
+def shown_ratio(ratio: float, goal: float | None, *, below: bool = False) -> str:
+    """A ratio with two decimals, cut toward the side of a miss when it has a goal: 0.4996
+    rounded to "0.50" beside "≥ 0.5x  MISSED" would read as a wrong verdict, so it is "0.49"
+    (and 1.1504 against "≤ 1.15x" is "1.16")."""
+    if goal is None:
+        return f"{ratio:.2f}"
+    scaled = round(ratio * 100, 6)  # 0.29 * 100 is 28.999999999999996
+    cut = math.ceil(scaled) if below else math.floor(scaled)
+    return f"{cut / 100:.2f}"
+
+
 def ratio_row(
     measurement: str,
     value: float,
@@ -274,31 +286,12 @@ def ratio_row(
         measurement,
         f"{value:,.1f} {unit}",
         f"{baseline_name} {baseline:,.1f} {unit}",
-        f"{ratio:.2f}x",
+        f"{shown_ratio(ratio, goal, below=True)}x",
         f"≤ {goal:g}x" if goal is not None else "",
         verdict,
     )
     if cpu is not None:
         row.cpu = f"{cpu:,.1f} {unit}" + (f" ({cpu / baseline_cpu:.2f}x)" if baseline_cpu else "")
-    return row
-
-
-def throughput_row(
-    measurement: str, per_second: float, unit: str, goal: float, *, cpu_share: float | None = None
-) -> Row:
-    """A throughput row: ``value / goal`` against ≥ 1 (higher is better)."""
-    row = Row(
-        measurement,
-        f"{per_second:,.0f} {unit}/s",
-        f"goal {goal:,.0f} {unit}/s",
-        f"{per_second / goal:.2f}x goal",
-        f"≥ {goal:,.0f}/s",
-        "met" if per_second >= goal else "MISSED",
-    )
-    if cpu_share is not None:
-        row.cpu = (
-            f"{1e6 / per_second * cpu_share:,.1f} µs/{unit.rstrip('s')} ({cpu_share:.0%} of wall)"
-        )
     return row
 
 
@@ -321,7 +314,7 @@ def floor_row(
         measurement,
         f"{per_second:,.0f} {unit}/s",
         f"{floor_name} {floor_per_second:,.0f} {unit}/s",
-        f"{ratio:.2f}x floor",
+        f"{shown_ratio(ratio, goal_ratio)}x floor",
         "" if goal_ratio is None else f"≥ {goal_ratio:g}x",
         "" if goal_ratio is None else ("met" if ratio >= goal_ratio else "MISSED"),
     )

@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import ROOT, Row, Table, cpu_line, machine_lines, setup_django
+from bench.harness import floor_row as harness_floor_row
 from devtools.sheets import (
     BUYER_FIELDS,
     BUYER_HEADERS,
@@ -187,15 +188,7 @@ def floor_row(
     measurement: str, rows: int, seconds: float, floor_seconds: float, goal: float
 ) -> Row:
     """A row that leads with the ratio to the same-work floor (higher is better)."""
-    ratio = floor_seconds / seconds
-    return _row(
-        measurement,
-        f"{ratio:.2f}x floor",
-        f"≥ {goal}x",
-        "met" if ratio >= goal else "MISSED",
-        f"{rows / seconds:,.0f} rows/s",
-        f"floor {rows / floor_seconds:,.0f} rows/s",
-    )
+    return harness_floor_row(measurement, rows / seconds, "floor", rows / floor_seconds, goal)
 
 
 def _rss_row(table: Table, size: int, found: dict, reader_rows: int | None) -> None:
