@@ -310,7 +310,9 @@ def complete(states: list[RowState], using: str = "default") -> int:
 # crash that loses it leaves the intents pending, and replay's write of them is a no-op
 # (Redis has their versions). Never inside a caller's transaction: it would take the
 # caller's own writes' durability with it.
-_ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS c"
+# A FROM item that turns off the WAL flush wait for the commit of the statement's own
+# transaction (``set_config(…, true)``: that transaction only); replay's claim uses it too.
+_ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS unflushed"
 
 
 def _delete(states: Sequence[RowState], *, own_commit: bool = False) -> tuple[str, list[Any]]:
@@ -460,9 +462,7 @@ class Claimed:
     created_at: datetime.datetime | None = field(default=None, compare=False)
 
 
-# A FROM item that turns off the WAL flush wait for the commit of the statement's own
-# transaction (``set_config(…, true)``: that transaction only).
-UNFLUSHED = "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed"
+UNFLUSHED = f"FROM {_ASYNC_COMMIT}"  # the claim's own transaction (see _ASYNC_COMMIT)
 
 
 def claim(

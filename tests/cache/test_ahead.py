@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
@@ -20,6 +19,7 @@ from sync.cache.replay import replay_pending
 from sync.models import SyncIntent
 from tests.cache.conftest import cached_price
 from tests.factories import make_part
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LABEL = "catalog.part"
@@ -52,10 +52,10 @@ def test_batches_come_in_order_read_on_another_connection_which_is_closed_after(
     assert list(batches) == [0, 1, 2]
     assert batches.close() == []
     assert readers and caller not in readers  # the reads ran on the thread's own connection
-    deadline = time.monotonic() + DEADLINE
-    while backends_alive(readers) and time.monotonic() < deadline:
-        time.sleep(0.05)  # a backend ends a moment after its client closed the connection
-    assert not backends_alive(readers)
+    # A backend ends a moment after its client closed the connection.
+    wait_until(
+        lambda: not backends_alive(readers), timeout=DEADLINE, what="the reader's backend gone"
+    )
 
 
 def test_inside_a_transaction_batches_are_read_in_line_and_see_its_rows() -> None:
