@@ -270,6 +270,8 @@ def summary(
             group = key
             out.append(f"[{key[0]}" + (f": {key[1]}]" if key[1] else "]"))
         out.append(line(row))
+        if row.get("why") and row.get("verdict") == "MISSED":
+            out.append(f"    why: {row['why']}")
     if not goals:
         out.append("(no goal row was printed)")
     out.append(rule)

@@ -171,6 +171,9 @@ class Row:
     goal: str = ""
     verdict: str = ""
     cpu: str = ""
+    # Where a missed goal's time goes (not a column): the summary of ``./dev bench all``
+    # prints it under the row, and a table under its heading's rows.
+    why: str = ""
 
 
 @dataclass
@@ -215,7 +218,13 @@ class Table:
 
         rule = "-" * len(line(header))
         out = [self.title, rule, line(header), rule]
-        out.extend(f"[{row}]" if isinstance(row, str) else line(row) for row in self.rows)
+        for row in self.rows:
+            if isinstance(row, str):
+                out.append(f"[{row}]")
+                continue
+            out.append(line(row))
+            if row.why and row.verdict == "MISSED":
+                out.append(f"    why: {row.why}")
         out.append(rule)
         out.extend(self.notes)
         return "\n".join(out)

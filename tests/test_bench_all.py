@@ -62,7 +62,12 @@ def test_a_failed_bench_is_reported_and_the_others_still_count(tmp_path: Path) -
         from bench.harness import Table, ratio_row
         table = Table("good bench")
         table.section("reads")
-        table.add(ratio_row("cache hit", 14.0, "HGETALL", 10.0, goal=1.3))
+        hit = ratio_row("cache hit", 14.0, "HGETALL", 10.0, goal=1.3)
+        hit.why = "decoding 3 µs of 4"
+        table.add(hit)
+        met = ratio_row("cache miss", 10.0, "SELECT", 10.0, goal=1.3)
+        met.why = "not printed: the goal is met"
+        table.add(met)
         print(table.render())
         """,
     )
@@ -83,7 +88,13 @@ def test_a_failed_bench_is_reported_and_the_others_still_count(tmp_path: Path) -
     assert [o.returncode for o in outcomes] == [1, 0]
     assert "[good: reads]" in text
     assert "cache hit" in text and "≤ 1.3x" in text and "MISSED" in text
-    assert "goals: 0 met, 1 MISSED" in text
+    assert "goals: 1 met, 1 MISSED" in text
+    # A missed goal says why under its row; a met one does not.
+    lines = text.splitlines()
+    assert lines[lines.index(next(x for x in lines if x.startswith("cache hit"))) + 1] == (
+        "    why: decoding 3 µs of 4"
+    )
+    assert "not printed" not in text
     assert "bad: FAILED (exit 1)" in text
     assert "good: ok" in text
     assert "chaos (full run only): not run" in text
