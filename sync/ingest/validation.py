@@ -267,15 +267,15 @@ class RowValidator:
             )
             for spec, position in zip(self.parent + self.child, self._positions, strict=True)
         ]
-        # The common row (every mapped column in it, no NUL anywhere): its cells are taken
-        # in one C call; only the columns that need more than the cell as it is (the key,
-        # required, numbers, dates, limited text) are looked at one by one (``validate``).
+        # The common row (a plain list with every mapped column, none holding a NUL): its
+        # cells are taken in one C call; only the columns that need more than the cell as
+        # it is (the key, required, numbers, dates, limited text) are looked at one by one.
         self._width = 0
         self._cells_of: Callable[[list[str]], tuple[str, ...]] | None = None
         self._checked = [
-            (index, *step)
-            for index, step in enumerate(self._plan)
-            if not (step[5] and not step[3] and not step[4])
+            (index, position, spec, convert, required, is_key, plain)
+            for index, (position, spec, convert, required, is_key, plain) in enumerate(self._plan)
+            if is_key or required or not plain
         ]
         if self._positions and all(p is not None for p in self._positions):
             at = cast("list[int]", self._positions)
