@@ -193,7 +193,9 @@ def rows(location: str, sheet_plan: Plan) -> Iterator[tuple[int, list[str]]]:
         for number, values in enumerate(sheet.iter_rows(), 1):
             if not any(values) and all(type(v) is str for v in values):  # FALSE, 0: values
                 continue  # NOTE: openpyxl reads the rows the XML holds: an empty one is none
-            cells = [*pad, *(v if type(v) is str else _text(number, v, last) for v in values)]
+            cells = [v if type(v) is str else _text(number, v, last) for v in values]
+            if pad:
+                cells[:0] = pad
             if len(cells) < width:
                 cells += [""] * (width - len(cells))
             yield number, cells

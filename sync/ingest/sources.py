@@ -15,6 +15,7 @@ import csv
 import datetime
 import hashlib
 import io
+import itertools
 import logging
 import random
 import re
@@ -578,6 +579,8 @@ class XlsxSource:
         self.reader = reader
         self.read_by = ""  # the reader of the last read, and why not calamine (describe)
         self._plan: Plan | None = None
+        # The header's read, left at its second row (``headers``), which ``rows`` goes on with.
+        self._rest: tuple[Row, Generator[Row, None, None]] | None = None
 
     def _sheet(self):
         import openpyxl
@@ -694,22 +697,43 @@ class XlsxSource:
             raise SourceFileError(msg, code="unreadable") from e
 
     def headers(self) -> list[str]:
+        self._forget_read()
         read = self._read()
+        kept = False
         try:
             first = next(read, None)
+            raw = first[1] if first is not None and first[0] == 1 else []
+            headers = match_headers(raw, self.expected, self.location)
+            if first is not None and self.read_by == "python-calamine":
+                # NOTE: calamine parses the whole sheet before it gives its first row (the
+                # header): the next ``rows`` goes on with this read instead of parsing the
+                # sheet again (a run reads every row right after its header). openpyxl
+                # streams: its first row costs little, its read is not kept.
+                self._rest, kept = (first, read), True
+            return headers
         finally:
-            read.close()
-        raw = first[1] if first is not None and first[0] == 1 else []
-        return match_headers(raw, self.expected, self.location)
+            if not kept:
+                read.close()
+
+    def _forget_read(self) -> None:
+        if self._rest is not None:
+            self._rest[1].close()
+            self._rest = None
 
     def rows(self) -> Iterator[Row]:
-        read = self._read()
+        read: Iterator[Row]
+        if self._rest is not None:
+            (first, rest), self._rest = self._rest, None
+            read = itertools.chain([first], rest)
+        else:
+            rest = self._read()
+            read = rest
         try:
             for number, cells in read:
                 if number > 1 and (any(cells) or type(cells) is FormulaRow):
                     yield number, cells
         finally:
-            read.close()
+            rest.close()
 
 
 _UNCOMPUTED = object()

@@ -291,3 +291,28 @@ def test_an_empty_sheet_and_the_setting(tmp_path, settings) -> None:
     forced = open_source("xlsx", str(tmp_path / "empty.xlsx"))
     assert forced.headers() == []
     assert forced.describe()["reader"] == "openpyxl (SYNC_INGEST_XLSX_READER)"
+
+
+def test_the_header_and_the_rows_after_it_are_one_parse_of_the_sheet(tmp_path, monkeypatch) -> None:
+    """calamine parses the whole sheet for its first row: the rows read right after the
+    header go on with that read; any later read, or a header read again, parses anew."""
+    path = book(tmp_path / "b.xlsx", [["K1", "a", 1, "x"], [], ["K3", "c", 3.5, "z"]])
+    parses = []
+    real = calamine.rows
+    monkeypatch.setattr(calamine, "rows", lambda *args: (parses.append(1), real(*args))[1])
+    expected = [(2, ["K1", "a", "1", "x"]), (4, ["K3", "c", "3.5", "z"])]
+    source = XlsxSource(str(path))
+    assert source.headers() == HEADERS
+    assert list(source.rows()) == expected
+    assert len(parses) == 1
+    assert list(source.rows()) == expected  # a second read parses again
+    assert len(parses) == 2
+    assert source.headers() == source.headers() == HEADERS  # the first one's read is dropped
+    assert list(source.rows()) == expected
+    assert len(parses) == 4
+    # A value calamine cannot vouch for past the header: openpyxl reads the rest, as before.
+    doubt = book(tmp_path / "doubt.xlsx", [["K1", "a", 1, "x"], ["K2", "b", 2**60, "y"]])
+    auto = XlsxSource(str(doubt))
+    assert auto.headers() == HEADERS
+    assert list(auto.rows()) == list(XlsxSource(str(doubt), reader="openpyxl").rows())
+    assert auto.describe()["reader"].startswith("python-calamine to row 2, openpyxl from row 3")

@@ -129,6 +129,41 @@ def test_sellers_need_their_property_and_get_it(sellers_sheet) -> None:
     assert report["integrity"] == {"no property": 1}
 
 
+def test_verification_reports_the_same_by_either_join_and_leaves_the_planner_as_it_was(
+    buyers_sheet, monkeypatch
+) -> None:
+    """verify_run joins the run's keys with the target by a hash join when the run is a good
+    share of the table, by index probes otherwise: the same report either way (gaps, counts,
+    integrity), and the session's planner settings as they were (here: a test's transaction
+    goes on after it)."""
+    from devtools.sheets import BUYER_HEADERS
+    from sync.ingest import verification
+    from sync.ingest.schema import column_limits
+    from sync.ingest.source_definitions import get_source
+    from sync.ingest.validation import RowValidator
+
+    buyers_sheet(count=40)
+    run = run_ingest("buyers")
+    Buyer.objects.filter(buyer_number__in=["B-00003", "B-00031"]).delete()
+    Buyer.objects.filter(buyer_number="B-00007").update(name="")
+    config = get_source("buyers")
+    validator = RowValidator(config, column_limits(config), BUYER_HEADERS)
+    reports = []
+    for share in (10**9, -1):  # hashed whatever the table's size; probes whatever the run's
+        monkeypatch.setattr(verification, "HASHED_SHARE", share)
+        reports.append(
+            verification.verify_run(
+                config, run.pk, [], validator, explained=set(), whole_sheet=False
+            )
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW enable_nestloop")
+            assert cursor.fetchone()[0] == "on"
+    assert reports[0] == reports[1]
+    assert (reports[0]["gaps"], reports[0]["gap_keys"]) == (2, ["B-00003", "B-00031"])
+    assert reports[0]["integrity"] == {"empty name": 1}
+
+
 def test_dry_run_reports_what_would_change_and_writes_nothing(buyers_sheet) -> None:
     buyers_sheet(count=12)
     run = run_ingest("buyers", dry_run=True)

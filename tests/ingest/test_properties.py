@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from buyers.models import Buyer
-from devtools.sheets import BUYER_HEADERS
+from devtools.sheets import BUYER_HEADERS, SELLER_HEADERS
+from sync.ingest import validation
 from sync.ingest.pipeline import run_ingest
 from sync.ingest.schema import column_limits
 from sync.ingest.source_definitions import get_source
@@ -72,6 +73,55 @@ def test_validation_never_raises_and_keeps_text_exact(cells, key) -> None:
     full = [key, *cells] + [""] * 14
     for position in TEXT_AT:
         assert row.values[position] == full[position]  # exactly the cell, never trimmed
+
+
+class _Cells(list):
+    """A row of no kind ``validate`` knows: read cell by cell, as before its common path."""
+
+
+number_or_date = st.sampled_from(
+    [
+        *("007", "000", "0", "12345678901234567890", "123456789012", "1234567890"),
+        *("\x00", "1\x00", "2024-02-29", " 5", "5 ", "1_000", "١٢", "²"),
+        *("B-00001", " B-00002 ", "B-1"),
+    ]
+)
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    cells=st.lists(st.one_of(cell, number_or_date), min_size=0, max_size=14),
+    key=st.one_of(st.text(max_size=12), number_or_date),
+    source=st.sampled_from(["buyers", "sellers"]),
+)
+def test_the_common_rows_path_finds_what_the_cell_by_cell_path_finds(cells, key, source) -> None:
+    """``validate``'s path for a plain row with every column and no NUL (most rows) gives the
+    very values and issues, in the same order, that reading it cell by cell gives."""
+    headers = BUYER_HEADERS if source == "buyers" else SELLER_HEADERS
+    validator = RowValidator(get_source(source), column_limits(get_source(source)), headers)
+    row = [key, *cells]
+    assert repr(validator.validate(2, row)) == repr(validator.validate(2, _Cells(row)))
+
+
+def _read(spec, value: str):
+    try:
+        return repr(validation._decimal(spec, value))
+    except validation._Invalid as e:
+        return (e.issue.code, e.issue.reason, e.issue.limit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(digits=st.text("0123456789", min_size=1, max_size=24))
+def test_plain_digits_read_as_the_general_number_path_reads_them(digits) -> None:
+    """A cell of plain digits (read without cleaning) gives the number, or the issue, that
+    the same digits with a space around them (cleaned first) give."""
+    config = get_source("buyers")
+    validator = RowValidator(config, column_limits(config), BUYER_HEADERS)
+    for spec in validator.parent:
+        if spec.array_type == "numeric":
+            assert _read(spec, digits) == _read(spec, f" {digits} ")
 
 
 safe_text = st.text(
