@@ -33,7 +33,52 @@ BULK_CALLS = 100
 
 @cache
 def _source(name: str) -> str:
+    """``lua/<name>.lua``; ``<name>*``: that script's text, unchanged, run once per call it
+    carries (``grouped``)."""
+    if name.endswith("*"):
+        return _MANY.format(script=_source(name[:-1]))
     return (LUA_DIR / f"{name}.lua").read_text()
+
+
+# One script call that runs many calls of one script with the same keys: each call's
+# arguments follow their count. Answers how many of the calls answered a true value.
+_MANY = """local function one(KEYS, ARGV)
+{script}end
+local count, i = 0, 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  if one(KEYS, {{unpack(ARGV, i + 1, i + n)}}) then
+    count = count + 1
+  end
+  i = i + n + 1
+end
+return count
+"""
+# The most calls one ``<name>*`` call carries: a script holds the server while it runs (no
+# other client's command in between, unlike a pipeline's commands).
+MANY_MAX = 100
+
+
+def grouped(
+    calls: list[tuple[str, tuple[str, ...], list[Any]]],
+) -> list[tuple[str, tuple[str, ...], list[Any]]]:
+    """These script calls as calls of ``<name>*``: those of one script with the same keys
+    together, in their order, up to ``MANY_MAX`` in each. Each one's reply is how many of
+    its calls answered a true value. For calls whose replies are counted, not read one by
+    one (the change events): one script call each costs Redis and the client more than the
+    work of most (an XADD)."""
+    groups: dict[tuple[str, tuple[str, ...]], list[list[Any]]] = {}
+    for name, keys, args in calls:
+        groups.setdefault((name, keys), []).append(args)
+    found: list[tuple[str, tuple[str, ...], list[Any]]] = []
+    for (name, keys), every in groups.items():
+        for start in range(0, len(every), MANY_MAX):
+            flat: list[Any] = []
+            for args in every[start : start + MANY_MAX]:
+                flat.append(len(args))
+                flat += args
+            found.append((f"{name}*", keys, flat))
+    return found
 
 
 @cache
@@ -361,7 +406,7 @@ def write_many(
     last key and the captured token as its first argument, which the script compares with
     the marker's (as ``Marks`` does after the fact). On a cluster their keys may sit on
     another primary, so they go in a second round trip, once every write has answered and
-    no loss was seen. Their replies are not returned.
+    no loss was seen. They go as ``grouped`` calls; their replies are not returned.
     """
     if not writes:
         return []
@@ -392,13 +437,13 @@ def write_many(
         if connection.is_cluster(client):
             replies = eval_scripts(client, calls, wait=wait, marks=marks)
             if marks is None or not marks.lost:
-                eval_scripts(client, later, wait=wait)
+                eval_scripts(client, grouped(later), wait=wait)
             return replies
         guarded = later
         if marks is not None:
             token, marker = marks.captured.get("", ""), marker_key()
             guarded = [(name, (*keys, marker), [token, *args]) for name, keys, args in later]
-        return eval_scripts(client, calls + guarded, wait=wait, marks=marks)[: len(calls)]
+        return eval_scripts(client, calls + grouped(guarded), wait=wait, marks=marks)[: len(calls)]
 
     return [bool(r) for r in connection.run(operation, bulk=len(calls) + len(later) > BULK_CALLS)]
 
