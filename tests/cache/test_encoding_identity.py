@@ -141,3 +141,11 @@ def test_rows_read_through_postgresql_convert_as_the_orm_loads_them() -> None:
         position = spec.fields.index(name)
         assert same(converted[position], expected[position])
     assert encode_values(converted) == encode_values(expected)  # 1 and 1.0, -0.0 and 0.0 apart
+
+
+def test_a_row_converts_value_by_value_and_refuses_a_wrong_width() -> None:
+    converters = [None, int, None]
+    assert convert_row(["a", "2", None], converters) == ("a", 2, None)
+    assert convert_row(("a", "b"), [None, None]) == ("a", "b")
+    with pytest.raises(ValueError, match="3 values expected, 2 read"):
+        convert_row(["a", "2"], converters)
