@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 STREAM = "catalog"
 PUBLIC_PART_FIELDS = ("sku", "name", "price", "description", "specifications", "images")
+_PART_DATA = ("id", *PUBLIC_PART_FIELDS)  # a part event's data, in order
 
 
 @functools.cache
@@ -38,8 +39,7 @@ def part_event(spec: SyncSpec, state: RowState) -> dict[str, str]:
     if state.values is None or not spec.is_live(state.values):
         return _event("part_deleted", state, {"id": int(state.pk)})
     public = _getter(spec.fields, PUBLIC_PART_FIELDS)(state.values)
-    data = {"id": int(state.pk), **dict(zip(PUBLIC_PART_FIELDS, public, strict=True))}
-    return _event("part", state, data)
+    return _event("part", state, dict(zip(_PART_DATA, (int(state.pk), *public), strict=True)))
 
 
 def stock_event(spec: SyncSpec, state: RowState) -> dict[str, str]:
