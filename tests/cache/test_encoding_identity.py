@@ -90,6 +90,10 @@ def test_json_value_reads_what_json_loads_reads(value, layout) -> None:
     assert same(_json_value(text), json.loads(text))
 
 
+def test_a_null_json_column_reads_as_none() -> None:
+    assert _json_value(None) is None
+
+
 @given(st.text(max_size=12))
 @settings(max_examples=400, deadline=None)
 def test_json_value_fails_where_json_loads_fails(text) -> None:
