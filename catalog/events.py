@@ -7,10 +7,13 @@ content, or the stock with its derived ``available_stock`` and ``is_in_stock``).
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import TYPE_CHECKING
+import operator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from sync.cache.codec import encode_values
+from sync.cache.codec import dumps
 
 if TYPE_CHECKING:
     from sync.cache.declaration import SyncSpec
@@ -18,25 +21,25 @@ if TYPE_CHECKING:
 
 STREAM = "catalog"
 PUBLIC_PART_FIELDS = ("sku", "name", "price", "description", "specifications", "images")
+_PART_DATA = ("id", *PUBLIC_PART_FIELDS)  # a part event's data, in order
+
+
+@functools.cache
+def _getter(fields: tuple[str, ...], names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """The values of ``names`` (two or more) out of a row's values in ``fields`` order."""
+    return operator.itemgetter(*[fields.index(name) for name in names])
 
 
 def _event(kind: str, state: RowState, data: dict) -> dict[str, str]:
-    # encode_values: the cache's own JSON (Decimal and dates as strings)
-    return {
-        "type": kind,
-        "part": state.pk,
-        "version": str(state.version),
-        "data": encode_values([data]).decode()[1:-1],
-    }
+    # dumps: the cache's own JSON (Decimal and dates as strings)
+    return {"type": kind, "part": state.pk, "version": str(state.version), "data": dumps(data)}
 
 
 def part_event(spec: SyncSpec, state: RowState) -> dict[str, str]:
     if state.values is None or not spec.is_live(state.values):
         return _event("part_deleted", state, {"id": int(state.pk)})
-    values = dict(zip(spec.fields, state.values, strict=True))
-    return _event(
-        "part", state, {"id": int(state.pk), **{name: values[name] for name in PUBLIC_PART_FIELDS}}
-    )
+    public = _getter(spec.fields, PUBLIC_PART_FIELDS)(state.values)
+    return _event("part", state, dict(zip(_PART_DATA, (int(state.pk), *public), strict=True)))
 
 
 def stock_event(spec: SyncSpec, state: RowState) -> dict[str, str]:
@@ -52,15 +55,15 @@ def stock_event(spec: SyncSpec, state: RowState) -> dict[str, str]:
                 "is_in_stock": False,
             },
         )
-    values = dict(zip(spec.fields, state.values, strict=True))
-    available = values["quantity"] - values["reserved"]
+    quantity, reserved = _getter(spec.fields, ("quantity", "reserved"))(state.values)
+    available = quantity - reserved
     return _event(
         "stock",
         state,
         {
             "id": int(state.pk),
-            "quantity": values["quantity"],
-            "reserved": values["reserved"],
+            "quantity": quantity,
+            "reserved": reserved,
             "available_stock": available,
             "is_in_stock": available > 0,
         },

@@ -16,6 +16,8 @@ Whatever the source raises is raised to the caller at the batch it would have pr
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import queue
 import threading
@@ -126,3 +128,42 @@ def read_ahead(
     if connections[using].in_atomic_block:
         return InLine(source)
     return ReadAhead(source, using)
+
+
+# The collector's first threshold while batches go by (``fewer_collections``).
+GC_THRESHOLD = 100_000
+
+
+class _Collector:
+    lock = threading.Lock()
+    holders = 0
+    found: tuple[int, int, int] = (0, 0, 0)  # the thresholds before the first holder
+    raised: tuple[int, int, int] = (0, 0, 0)  # what it set
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run CPython's cyclic garbage collector less often while replay or warm runs.
+
+    A batch is some ten thousand tuples, lists and dicts (rows, values, states, writes) that
+    live until it is written. At the default threshold (700 new ones) they set off a
+    collection every few dozen rows and, every few batches, one of the whole heap (a Django
+    process holds some 140,000 objects): a third of replay's CPU and half of warm's
+    (bench/cache.py). Their memory goes back by reference counting when a batch is done;
+    only reference cycles wait for the collector, at most ``GC_THRESHOLD`` objects' worth.
+    Process-wide: the first holder raises the threshold, the last one puts back what it
+    found, unless something else set another meanwhile.
+    """
+    with _Collector.lock:
+        if not _Collector.holders:
+            found = _Collector.found = gc.get_threshold()
+            _Collector.raised = (max(found[0], GC_THRESHOLD), found[1], found[2])
+            gc.set_threshold(*_Collector.raised)
+        _Collector.holders += 1
+    try:
+        yield
+    finally:
+        with _Collector.lock:
+            _Collector.holders -= 1
+            if not _Collector.holders and gc.get_threshold() == _Collector.raised:
+                gc.set_threshold(*_Collector.found)

@@ -91,28 +91,32 @@ def calls(
     (``store.write_many``'s ``then``)."""
     found: list[tuple[str, tuple[str, ...], list[Any]]] = []
     default = committed_at
+    # Per label and per stream, once per call: this runs for every row replay writes.
+    specs: dict[str, SyncSpec] = {}
+    keys: dict[str, tuple[str, str]] = {}
     for state in states:
         source = _sources.get(state.label)
         if source is None:
             continue
-        event = source.build(spec_for(state.label), state)
+        spec = specs.get(state.label)
+        if spec is None:
+            spec = specs[state.label] = spec_for(state.label)
+        stream = keys.get(source.stream)
+        if stream is None:
+            # NOTE: the hash tag puts both keys in one slot; routed by the stream
+            stream = keys[source.stream] = (stream_key(source.stream), last_key(source.stream))
         stamp = state.committed_at or default
         if stamp is None:
             stamp = default = now_ms()
-        fields = [item for pair in event.items() for item in pair]
-        fields += ["committed_at", str(stamp)]
-        found.append(
-            (
-                SCRIPT,
-                # NOTE: the hash tag puts both keys in one slot; routed by the stream
-                (stream_key(source.stream), last_key(source.stream)),
-                [f"{state.label}:{state.pk}", state.version, MAXLEN, *fields],
-            )
-        )
+        args: list[Any] = [f"{state.label}:{state.pk}", state.version, MAXLEN]
+        for pair in source.build(spec, state).items():
+            args += pair
+        args += ("committed_at", str(stamp))
+        found.append((SCRIPT, stream, args))
     return found
 
 
 def _send(client: connection.Client, found: list[tuple[str, tuple[str, ...], list[Any]]]) -> int:
     # NOTE: like the cache write, waits for SYNC_REDIS_WAIT_REPLICAS replicas.
-    replies = store.eval_scripts(client, found, wait=True)
-    return sum(1 for reply in replies if reply)
+    replies = store.eval_scripts(client, store.grouped(found), wait=True)
+    return sum(replies)

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from sync.cache import outbox, store
-from sync.cache.ahead import read_ahead
+from sync.cache.ahead import fewer_collections, read_ahead
 from sync.cache.declaration import spec_for
 from sync.cache.exceptions import CacheUnavailableError, NotSyncedError
 from sync.cache.writer import write_states
@@ -50,6 +50,16 @@ def replay_pending(
     max_batches: int | None = None,
     include_not_due: bool = False,
     progress: Callable[[ReplayResult], None] | None = None,
+) -> ReplayResult:
+    with fewer_collections():
+        return _replay_pending(batch_size, max_batches, include_not_due, progress)
+
+
+def _replay_pending(
+    batch_size: int | None,
+    max_batches: int | None,
+    include_not_due: bool,
+    progress: Callable[[ReplayResult], None] | None,
 ) -> ReplayResult:
     batch_size = batch_size or settings.SYNC_REPLAY_BATCH
     result = ReplayResult()

@@ -12,7 +12,7 @@ import hashlib
 import random
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -33,7 +33,52 @@ BULK_CALLS = 100
 
 @cache
 def _source(name: str) -> str:
+    """``lua/<name>.lua``; ``<name>*``: that script's text, unchanged, run once per call it
+    carries (``grouped``)."""
+    if name.endswith("*"):
+        return _MANY.format(script=_source(name[:-1]))
     return (LUA_DIR / f"{name}.lua").read_text()
+
+
+# One script call that runs many calls of one script with the same keys: each call's
+# arguments follow their count. Answers how many of the calls answered a true value.
+_MANY = """local function one(KEYS, ARGV)
+{script}end
+local count, i = 0, 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  if one(KEYS, {{unpack(ARGV, i + 1, i + n)}}) then
+    count = count + 1
+  end
+  i = i + n + 1
+end
+return count
+"""
+# The most calls one ``<name>*`` call carries: a script holds the server while it runs (no
+# other client's command in between, unlike a pipeline's commands).
+MANY_MAX = 100
+
+
+def grouped(
+    calls: list[tuple[str, tuple[str, ...], list[Any]]],
+) -> list[tuple[str, tuple[str, ...], list[Any]]]:
+    """These script calls as calls of ``<name>*``: those of one script with the same keys
+    together, in their order, up to ``MANY_MAX`` in each. Each one's reply is how many of
+    its calls answered a true value. For calls whose replies are counted, not read one by
+    one (the change events): one script call each costs Redis and the client more than the
+    work of most (an XADD)."""
+    groups: dict[tuple[str, tuple[str, ...]], list[list[Any]]] = {}
+    for name, keys, args in calls:
+        groups.setdefault((name, keys), []).append(args)
+    found: list[tuple[str, tuple[str, ...], list[Any]]] = []
+    for (name, keys), every in groups.items():
+        for start in range(0, len(every), MANY_MAX):
+            flat: list[Any] = []
+            for args in every[start : start + MANY_MAX]:
+                flat.append(len(args))
+                flat += args
+            found.append((f"{name}*", keys, flat))
+    return found
 
 
 @cache
@@ -186,26 +231,45 @@ def eval_scripts(
     redis-py's Script objects would send SCRIPT EXISTS before every pipeline instead, an
     extra round trip each time. ``wait`` and ``marks``: see ``_pipelined``.
     """
+    return _evalsha(
+        client,
+        dict.fromkeys(name for name, _keys, _args in calls),
+        [("EVALSHA", _sha(name), len(keys), *keys, *args) for name, keys, args in calls],
+        [keys[0] for _name, keys, _args in calls],
+        wait=wait,
+        marks=marks,
+    )
+
+
+def _evalsha(
+    client: connection.Client,
+    scripts: Iterable[str],
+    commands: list[tuple[Any, ...]],
+    keys: list[str],
+    *,
+    wait: bool,
+    marks: Marks | None,
+) -> list[Any]:
+    """``eval_scripts`` of commands already made: ``EVALSHA`` of the ``scripts``, each
+    command's first key in ``keys``."""
     replicas = settings.SYNC_REDIS_WAIT_REPLICAS if wait else 0
 
     def send() -> list[Any]:
         # NOTE: on a cluster even one call goes out raw: RedisCluster.execute_command's
         # routing costs more than the round trip here (bench/topology.py).
-        if len(calls) == 1 and not replicas and marks is None and not connection.is_cluster(client):
-            name, keys, args = calls[0]
-            return [_call(client, ("EVALSHA", _sha(name), len(keys), *keys, *args))]
-        return _pipelined(
-            client,
-            [("EVALSHA", _sha(name), len(keys), *keys, *args) for name, keys, args in calls],
-            keys=[keys[0] for _name, keys, _args in calls],
-            wait_replicas=replicas,
-            marks=marks,
-        )
+        if (
+            len(commands) == 1
+            and not replicas
+            and marks is None
+            and not connection.is_cluster(client)
+        ):
+            return [_call(client, commands[0])]
+        return _pipelined(client, commands, keys=keys, wait_replicas=replicas, marks=marks)
 
     try:
         return send()
     except redis.exceptions.NoScriptError:
-        for name in dict.fromkeys(name for name, _keys, _args in calls):
+        for name in scripts:
             client.script_load(_source(name))
         return send()
 
@@ -334,6 +398,7 @@ def ttl_ms(seconds: float, jitter: float) -> int:
     return int(seconds * 1000 * (1 + random.random() * jitter))  # noqa: S311
 
 
+WRITE_SCRIPT = "cas_write"
 # Who wrote a key last, per kind (``cas_write.lua``'s field w<kind>): sync/cache/inspect.py.
 # RESYNC: an operator's "Resync" in the console (sync.cache.rows.resync_rows).
 WRITE_THROUGH, REPLAY, WARM, REPAIR, RESYNC = "w", "r", "m", "v", "c"
@@ -361,46 +426,60 @@ def write_many(
     last key and the captured token as its first argument, which the script compares with
     the marker's (as ``Marks`` does after the fact). On a cluster their keys may sit on
     another primary, so they go in a second round trip, once every write has answered and
-    no loss was seen. Their replies are not returned.
+    no loss was seen. They go as ``grouped`` calls; their replies are not returned.
     """
     if not writes:
         return []
     equal = "1" if replace_equal else "0"
     now_ms = int(time.time() * 1000) if source else 0
-    calls: list[tuple[str, tuple[str, ...], list[Any]]] = [
+    # NOTE: the commands made here rather than through eval_scripts' (name, keys, args): one
+    # tuple per row instead of three (warm and replay write a thousand rows per pipeline).
+    sha = _sha(WRITE_SCRIPT)
+    commands: list[tuple[Any, ...]] = [
         (
-            "cas_write",
-            (w.key,),
-            [
-                w.version,
-                w.payload,
-                w.key_id,
-                "1" if w.tombstone else "0",
-                w.ttl_ms,
-                equal,
-                source,
-                now_ms,
-            ],
+            "EVALSHA",
+            sha,
+            1,
+            w.key,
+            w.version,
+            w.payload,
+            w.key_id,
+            "1" if w.tombstone else "0",
+            w.ttl_ms,
+            equal,
+            source,
+            now_ms,
         )
         for w in writes
     ]
+    keys = [w.key for w in writes]
     later = then or []
 
     def operation(client: connection.Client) -> list[Any]:
         if not later:
-            return eval_scripts(client, calls, wait=wait, marks=marks)
+            return _evalsha(client, (WRITE_SCRIPT,), commands, keys, wait=wait, marks=marks)
         if connection.is_cluster(client):
-            replies = eval_scripts(client, calls, wait=wait, marks=marks)
+            replies = _evalsha(client, (WRITE_SCRIPT,), commands, keys, wait=wait, marks=marks)
             if marks is None or not marks.lost:
-                eval_scripts(client, later, wait=wait)
+                eval_scripts(client, grouped(later), wait=wait)
             return replies
         guarded = later
         if marks is not None:
             token, marker = marks.captured.get("", ""), marker_key()
-            guarded = [(name, (*keys, marker), [token, *args]) for name, keys, args in later]
-        return eval_scripts(client, calls + guarded, wait=wait, marks=marks)[: len(calls)]
+            guarded = [(name, (*on, marker), [token, *args]) for name, on, args in later]
+        groups = grouped(guarded)
+        return _evalsha(
+            client,
+            (WRITE_SCRIPT, *dict.fromkeys(name for name, _on, _args in groups)),
+            commands + [("EVALSHA", _sha(name), len(on), *on, *args) for name, on, args in groups],
+            keys + [on[0] for _name, on, _args in groups],
+            wait=wait,
+            marks=marks,
+        )[: len(commands)]
 
-    return [bool(r) for r in connection.run(operation, bulk=len(calls) + len(later) > BULK_CALLS)]
+    return [
+        bool(r) for r in connection.run(operation, bulk=len(commands) + len(later) > BULK_CALLS)
+    ]
 
 
 class Hit(NamedTuple):

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from sync.cache import store, writer
-from sync.cache.ahead import read_ahead
+from sync.cache.ahead import fewer_collections, read_ahead
 from sync.cache.declaration import SyncSpec, column
 from sync.cache.outbox import RowState, convert_row, converters_for, select_columns
 
@@ -151,14 +151,15 @@ def warm(
 ) -> WarmProgress:
     batch_size = batch_size or settings.SYNC_WARM_BATCH
     state = WarmProgress(spec.label, 0, count_rows(spec), 0)
-    # The next batch is read and encoded while this one is written (sync.cache.ahead).
-    batches = read_ahead(functools.partial(prepared, spec, batch_size))
-    try:
-        for batch in batches:
-            state.written += write_prepared(batch)
-            state.done += len(batch.rows)
-            if progress:
-                progress(state)
-    finally:
-        batches.close()
+    with fewer_collections():
+        # The next batch is read and encoded while this one is written (sync.cache.ahead).
+        batches = read_ahead(functools.partial(prepared, spec, batch_size))
+        try:
+            for batch in batches:
+                state.written += write_prepared(batch)
+                state.done += len(batch.rows)
+                if progress:
+                    progress(state)
+        finally:
+            batches.close()
     return state

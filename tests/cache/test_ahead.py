@@ -4,6 +4,7 @@ to wait out its lease when a replay stops on a Redis failure."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -13,7 +14,7 @@ from django.db import connection, transaction
 from catalog.models import Part
 from sync.cache import connection as cache_connection
 from sync.cache import events, store
-from sync.cache.ahead import InLine, ReadAhead, read_ahead
+from sync.cache.ahead import GC_THRESHOLD, InLine, ReadAhead, fewer_collections, read_ahead
 from sync.cache.maintenance import warm_models
 from sync.cache.replay import replay_pending
 from sync.models import SyncIntent
@@ -226,3 +227,19 @@ def test_replay_whose_deletion_times_out_keeps_the_intents_for_the_next_run(
     monkeypatch.undo()
     replay_pending(include_not_due=True)  # the same versions again: a no-op, then cleared
     assert not SyncIntent.objects.exists()
+
+
+def test_the_collector_runs_less_often_while_batches_go_by_and_is_put_back() -> None:
+    before = gc.get_threshold()
+    try:
+        with fewer_collections():
+            assert gc.get_threshold()[0] == max(before[0], GC_THRESHOLD)
+            with fewer_collections():  # another replay or warm of the process, at once
+                pass
+            assert gc.get_threshold()[0] == max(before[0], GC_THRESHOLD)  # the first holds
+        assert gc.get_threshold() == before
+        with fewer_collections():
+            gc.set_threshold(5_000, 20, 20)  # something else set its own meanwhile: kept
+        assert gc.get_threshold() == (5_000, 20, 20)
+    finally:
+        gc.set_threshold(*before)

@@ -8,8 +8,9 @@ import pytest
 from catalog import services
 from catalog.events import decode
 from catalog.models import Part, StockLevel
-from sync.cache import events, outbox
+from sync.cache import events, outbox, store
 from sync.cache.declaration import spec_for
+from sync.cache.keys import marker_key
 from sync.cache.replay import replay_pending
 from sync.cache.writer import write_states
 from sync.models import SyncIntent
@@ -88,3 +89,38 @@ def test_a_deleted_stock_row_is_an_out_of_stock_event(make_part, redis_raw) -> N
     StockLevel.objects.filter(pk=part.pk).delete()
     replay_pending(include_not_due=True)
     assert _events(redis_raw, part.pk)[-1]["data"]["is_in_stock"] is False
+
+
+def test_many_events_in_grouped_script_calls_stay_once_per_version(
+    make_part, redis_raw, monkeypatch
+) -> None:
+    """Events go to Redis several per script call (``store.grouped``): still each row's once
+    per version, in order, never an older one, and counted."""
+    monkeypatch.setattr(store, "MANY_MAX", 2)
+    parts = [make_part(name=f"grouped {n}") for n in range(5)]
+    spec = spec_for(Part)
+    states = outbox.row_states(spec, [str(p.pk) for p in parts], {})
+    redis_raw.delete(STREAM, events.last_key("catalog"))
+    assert events.append(states) == 5
+    assert events.append(states) == 0
+    older = [state._replace(version=state.version - 1) for state in states]
+    assert events.append(older[:3] + states[3:]) == 0
+    appended = _events(redis_raw)
+    assert [e["data"]["name"] for e in appended] == [f"grouped {n}" for n in range(5)]
+    assert [int(e["version"]) for e in appended] == [s.version for s in states]
+
+
+def test_grouped_events_after_a_data_loss_append_nothing(make_part, redis_raw, monkeypatch) -> None:
+    """Events that ride in the write's round trip are guarded by the data-loss marker, each
+    group of them as each single one was: after a loss no older state is appended."""
+    monkeypatch.setattr(store, "MANY_MAX", 2)
+    parts = [make_part() for _ in range(3)]
+    spec = spec_for(Part)
+    states = outbox.row_states(spec, [str(p.pk) for p in parts], {})
+    redis_raw.delete(STREAM, events.last_key("catalog"))
+    marks = store.capture()
+    redis_raw.set(marker_key(), "another token")  # Redis lost its data after the read
+    writes = [w for state in states for w in state.to_writes(spec)]
+    store.write_many(writes, marks=marks, then=events.calls(states))
+    assert marks.lost
+    assert not redis_raw.exists(STREAM)
