@@ -117,6 +117,25 @@ def _row(
     )
 
 
+def _save_why(found: dict[str, Samples], unit: str, section: str) -> str:
+    """Where a synced save's time goes beyond a plain one: the triggers (the triggers-only
+    pass) and the write-through after COMMIT (the rest), wall and this process's CPU."""
+    scale = 1000 if unit == "ms" else 1
+    plain, synced, triggers = found["plain"], found["synced"], found["triggers only"]
+
+    def extra(a: Samples, b: Samples) -> str:
+        return (
+            f"+{(a.wall_us - b.wall_us) / scale:,.1f} {unit} "
+            f"(CPU of this process +{(a.cpu_us - b.cpu_us) / scale:,.1f})"
+        )
+
+    return (
+        f"triggers alone {triggers.wall_us / plain.wall_us:.2f}x plain, {extra(triggers, plain)}; "
+        f"the write-through after COMMIT {extra(synced, triggers)}; "
+        f"./dev bench cache --profile {section} breaks it down by round trip"
+    )
+
+
 def _base(measurement: str, found: Samples, unit: str = "µs") -> Row:
     scale = 1000 if unit == "ms" else 1
     return Row(
@@ -268,15 +287,15 @@ def bench_saves(table: Table, pools: Pools, sizes: Sizes, processes: Processes) 
         f"{sizes.saves:,} interleaved, {sizes.save_rows} rows each"
     )
     table.add(_base("plain ORM save, twin table (same columns, no trigger)", found["plain"]))
-    table.add(
-        _row(
-            "synced Part save, incl. on-commit write-through",
-            found["synced"],
-            "plain",
-            found["plain"],
-            goal=SAVE_GOAL,
-        )
+    synced = _row(
+        "synced Part save, incl. on-commit write-through",
+        found["synced"],
+        "plain",
+        found["plain"],
+        goal=SAVE_GOAL,
     )
+    synced.why = _save_why(found, "µs", "save")
+    table.add(synced)
     table.add(
         _row(
             "  diagnostic: synced save, triggers only (no write-through)",
@@ -307,16 +326,16 @@ def bench_batches(table: Table, pools: Pools, sizes: Sizes, processes: Processes
         f"median of {sizes.batches:,} interleaved"
     )
     table.add(_base("plain ORM saves, twin table", found["plain"], unit="ms"))
-    table.add(
-        _row(
-            f"synced Part saves, incl. write-through of {sizes.batch_size} keys",
-            found["synced"],
-            "plain",
-            found["plain"],
-            goal=BATCH_GOAL,
-            unit="ms",
-        )
+    synced = _row(
+        f"synced Part saves, incl. write-through of {sizes.batch_size} keys",
+        found["synced"],
+        "plain",
+        found["plain"],
+        goal=BATCH_GOAL,
+        unit="ms",
     )
+    synced.why = _save_why(found, "ms", "batch")
+    table.add(synced)
     table.add(
         _row(
             "  diagnostic: synced saves, triggers only (no write-through)",
@@ -348,6 +367,18 @@ def measured(processes: Processes, label: str, operation, items=len) -> tuple[Me
     with processes.measure(label) as usage:
         seconds, cpu, result = timed(operation)
     return Measured(items(result) / seconds, cpu / seconds, usage), result
+
+
+def _per_item(found: Measured) -> str:
+    """CPU µs per item of each process group of one timed pass."""
+    items = found.rate * found.usage.wall
+    if not items:
+        return "not measured"
+    return ", ".join(
+        f"{name} {seconds * 1e6 / items:.0f} µs"
+        for name, seconds in found.usage.cpu.items()
+        if seconds >= 0.005 or name != "child processes"
+    )
 
 
 def floor_rows(
@@ -383,16 +414,21 @@ def floor_rows(
             cpu_share=run["read floor"].cpu_share,
         )
     )
-    table.add(
-        floor_row(
-            measurement,
-            run[name].rate,
-            run["floor"].rate,
-            unit,
-            goal=goal,
-            cpu_share=run[name].cpu_share,
-        )
+    row = floor_row(
+        measurement,
+        run[name].rate,
+        run["floor"].rate,
+        unit,
+        goal=goal,
+        cpu_share=run[name].cpu_share,
     )
+    item = unit.rstrip("s")
+    row.why = (
+        f"CPU per {item}: {_per_item(run[name])}; the floor's {_per_item(run['floor'])}; "
+        f"the floor + read's {_per_item(run['read floor'])}; "
+        f"./dev bench cache --profile {name} breaks it down"
+    )
+    table.add(row)
     table.notes.append(
         f"{name}, ratio to the floor per run, in order: "
         + ", ".join(f"{ratio:.2f}x" for ratio in ratios)
