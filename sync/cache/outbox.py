@@ -166,11 +166,11 @@ def intent_states(
     CTE), so that completing a transaction's intents costs no round trip of its own.
     """
     conn = connections[using]
-    pks = [str(pk) for pk in pks]
+    keys = [str(pk) for pk in pks]
     # NOTE: one key (the common single-row save) is an equality: no array to format.
-    single = len(pks) == 1
+    single = len(keys) == 1
     own = bool(settle) and not conn.in_atomic_block
-    params: list[Any] = [spec.label, pks[0] if single else text_array(pks)]
+    params: list[Any] = [spec.label, keys[0] if single else text_array(keys)]
     if settle:
         params = [*_delete(settle, own_commit=own)[1], *params]
     # The text and the converters of this statement, built once per connection: this runs
@@ -299,16 +299,17 @@ def prepared_fetchall(
     threshold, raw.prepare_threshold = raw.prepare_threshold, PREPARE_THRESHOLD
     try:
         with conn.wrap_database_errors:
-            cursor = _prepared_cursor(conn, raw)
+            prepared = _prepared_cursor(conn, raw)
             try:
-                cursor.execute(f"{sql} /* {_plans.generation} */", params, prepare=True)
+                prepared.execute(f"{sql} /* {_plans.generation} */", params, prepare=True)
             except psycopg.errors.FeatureNotSupported:
                 # A column this statement returns changed type (a migration) since it was
                 # prepared: PostgreSQL refuses the old statement for good. The next call
                 # prepares a new one (the old is evicted in time); this one has failed.
                 _plans.generation += 1
                 raise
-            return cursor.fetchall()
+            found: list[tuple[Any, ...]] = prepared.fetchall()
+            return found
     finally:
         raw.prepare_threshold = threshold
 
