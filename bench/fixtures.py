@@ -54,7 +54,9 @@ def log(message: str) -> None:
 
 @functools.cache
 def plain_model():
-    """``catalog.Part``'s columns and constraints, with no trigger and no ``@synced``."""
+    """``catalog.Part``'s columns, constraints and index, with no trigger and no ``@synced``
+    (``updated_at_ns``'s index is the engine's: the sampler's, not the part's). A test
+    (tests/test_bench_cache_twin.py) keeps the columns in step with Part's."""
     from django.db import models
 
     from sync.models import DatabaseAssignedBigIntegerField
@@ -68,6 +70,10 @@ def plain_model():
         name = models.TextField()
         price = models.DecimalField(max_digits=12, decimal_places=2)
         is_active = models.BooleanField(default=True)
+        description = models.TextField(blank=True, default="", db_default="")
+        specifications = models.JSONField(blank=True, default=dict)
+        images = models.JSONField(blank=True, default=list)
+        deleted_at = models.DateTimeField(null=True, blank=True)
         created_at = models.DateTimeField(auto_now_add=True)
 
         class Meta:
@@ -76,6 +82,13 @@ def plain_model():
             constraints = [
                 models.CheckConstraint(
                     condition=models.Q(price__gte=0), name="bench_plain_price_non_negative"
+                ),
+            ]
+            indexes = [
+                models.Index(
+                    fields=["sku"],
+                    name="bench_plain_live_sku_idx",
+                    condition=models.Q(deleted_at__isnull=True),
                 ),
             ]
 
