@@ -125,8 +125,8 @@ def _save_why(found: dict[str, Samples], unit: str, section: str) -> str:
 
     def extra(a: Samples, b: Samples) -> str:
         return (
-            f"+{(a.wall_us - b.wall_us) / scale:,.1f} {unit} "
-            f"(CPU of this process +{(a.cpu_us - b.cpu_us) / scale:,.1f})"
+            f"{(a.wall_us - b.wall_us) / scale:+,.1f} {unit} "
+            f"(CPU of this process {(a.cpu_us - b.cpu_us) / scale:+,.1f})"
         )
 
     return (
