@@ -55,7 +55,18 @@ def test_a_second_run_of_a_locked_source_is_refused_with_a_clear_message(buyers_
         run_ingest("sellers", file=str(buyers_sheet(count=0, name="sellers.csv")))  # not locked
     finally:
         holder.close()
+    # The server ends the holder's session (and frees its lock) after the client has gone.
+    wait_until(_buyers_lock_is_free, what="the holder's session ended")
     assert run_ingest("buyers").created == 5
+
+
+def _buyers_lock_is_free() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext('buyers'))", [LOCK_CLASS])
+        (free,) = cursor.fetchone()
+        if free:
+            cursor.execute("SELECT pg_advisory_unlock(%s, hashtext('buyers'))", [LOCK_CLASS])
+    return bool(free)
 
 
 def test_two_processes_one_source_one_is_refused(
